@@ -1,0 +1,265 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults for stream limits.
+const (
+	// DefaultAuditMaxAge is how long HERALD_AUDIT keeps events.
+	DefaultAuditMaxAge = 7 * 24 * time.Hour
+	// DefaultDuplicates is the Nats-Msg-Id dedupe window of both streams.
+	DefaultDuplicates = 2 * time.Minute
+)
+
+// Config configures a connection to NATS.
+type Config struct {
+	// URL is one or more comma-separated nats:// URLs. Required.
+	URL string
+	// Name identifies the connection in NATS monitoring, e.g. "herald-verifier".
+	Name string
+	// Logger receives connection state changes. Nil uses slog.Default().
+	Logger *slog.Logger
+	// Retry makes Connect succeed while no server is reachable yet and keep
+	// trying in the background, as a sidecar started before NATS must.
+	Retry bool
+}
+
+// Conn is a connection to NATS with JetStream. It is safe for concurrent use.
+type Conn struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	log    *slog.Logger
+	closed chan struct{} // closed once nc is closed
+}
+
+// Connect connects to NATS and keeps reconnecting for as long as the Conn is
+// open: Herald components ride out bus outages rather than exit.
+func Connect(ctx context.Context, cfg Config) (*Conn, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("connect nats: url is required")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "bus")
+	closed := make(chan struct{})
+	opts := []nats.Option{
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
+		nats.Name(cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(cfg.Retry),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+	}
+	if d, ok := ctx.Deadline(); ok {
+		opts = append(opts, nats.Timeout(time.Until(d)))
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect nats %s: %w", redactURL(cfg.URL), err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connect jetstream: %w", err)
+	}
+	return &Conn{nc: nc, js: js, log: log, closed: closed}, nil
+}
+
+// NATS returns the underlying connection.
+func (c *Conn) NATS() *nats.Conn { return c.nc }
+
+// JetStream returns the JetStream context.
+func (c *Conn) JetStream() jetstream.JetStream { return c.js }
+
+// Connected reports whether the connection is currently up.
+func (c *Conn) Connected() bool { return c.nc.IsConnected() }
+
+// Close drains the connection: pending publishes and subscriptions finish,
+// then it closes. It is safe to call more than once.
+func (c *Conn) Close() {
+	if c.nc.IsClosed() {
+		return
+	}
+	if err := c.nc.Drain(); err != nil {
+		c.nc.Close()
+	}
+	<-c.closed // Drain closes the connection when done or after its timeout
+}
+
+// StreamConfig sets the limits of Herald's streams and bucket.
+type StreamConfig struct {
+	// RevocationMaxAge is how long HERALD keeps a revocation: the longest
+	// access token lifetime plus leeway, after which no token it could match
+	// is still valid. Required.
+	RevocationMaxAge time.Duration
+	// AuditMaxAge is how long HERALD_AUDIT keeps events. Default DefaultAuditMaxAge.
+	AuditMaxAge time.Duration
+	// Replicas is the replication factor of streams and bucket (1 or 3). Default 1.
+	Replicas int
+}
+
+// EnsureStreams creates the HERALD and HERALD_AUDIT streams and the
+// HERALD_KEYS bucket, or updates them to cfg. Both streams deny message
+// delete and purge: the log only shrinks by age.
+func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
+	if cfg.RevocationMaxAge <= 0 {
+		return errors.New("ensure streams: revocation max age is required")
+	}
+	if cfg.AuditMaxAge <= 0 {
+		cfg.AuditMaxAge = DefaultAuditMaxAge
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	dup := min(DefaultDuplicates, cfg.RevocationMaxAge)
+	streams := []jetstream.StreamConfig{{
+		Name:        StreamRevocations,
+		Description: "Herald revocations: applied in order by every verifier",
+		Subjects:    []string{SubjectRevokePrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      cfg.RevocationMaxAge,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  dup,
+		DenyDelete:  true,
+		DenyPurge:   true,
+	}, {
+		Name:        StreamAudit,
+		Description: "Herald audit: issuance, sessions, keys, admin actions",
+		Subjects: []string{
+			SubjectIssuePrefix + ">", SubjectSessionPrefix + ">",
+			SubjectKeyPrefix + ">", SubjectAdminPrefix + ">",
+		},
+		Retention:  jetstream.LimitsPolicy,
+		Discard:    jetstream.DiscardOld,
+		MaxAge:     cfg.AuditMaxAge,
+		Storage:    jetstream.FileStorage,
+		Replicas:   cfg.Replicas,
+		Duplicates: DefaultDuplicates,
+		DenyDelete: true,
+		DenyPurge:  true,
+	}}
+	for _, sc := range streams {
+		if _, err := c.js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		}
+	}
+	_, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      BucketKeys,
+		Description: "Herald public keys verifiers may trust, by kid",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("ensure bucket %s: %w", BucketKeys, err)
+	}
+	return nil
+}
+
+// Publish publishes e to its stream with Nats-Msg-Id set to e.ID and waits
+// for the JetStream acknowledgement. It returns the stream sequence. A
+// republish of the same event within the dedupe window is acknowledged with
+// the original sequence and not stored twice.
+func (c *Conn) Publish(ctx context.Context, e *Event) (uint64, error) {
+	msg, err := newMsg(e)
+	if err != nil {
+		return 0, err
+	}
+	ack, err := c.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(e.Stream()))
+	if err != nil {
+		return 0, fmt.Errorf("publish %s event %s: %w", e.Type, e.ID, err)
+	}
+	return ack.Sequence, nil
+}
+
+// PublishAll publishes events concurrently and waits for every
+// acknowledgement. It returns their sequences in order, or the first error.
+func (c *Conn) PublishAll(ctx context.Context, events ...*Event) ([]uint64, error) {
+	futures := make([]jetstream.PubAckFuture, len(events))
+	for i, e := range events {
+		msg, err := newMsg(e)
+		if err != nil {
+			return nil, err
+		}
+		f, err := c.js.PublishMsgAsync(msg, jetstream.WithExpectStream(e.Stream()))
+		if err != nil {
+			return nil, fmt.Errorf("publish %s event %s: %w", e.Type, e.ID, err)
+		}
+		futures[i] = f
+	}
+	seqs := make([]uint64, len(events))
+	for i, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			seqs[i] = ack.Sequence
+		case err := <-f.Err():
+			return nil, fmt.Errorf("publish %s event %s: %w", events[i].Type, events[i].ID, err)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("publish %s event %s: %w", events[i].Type, events[i].ID, ctx.Err())
+		}
+	}
+	return seqs, nil
+}
+
+func newMsg(e *Event) (*nats.Msg, error) {
+	data, err := Encode(e)
+	if err != nil {
+		return nil, fmt.Errorf("publish %s event: %w", e.Type, err)
+	}
+	msg := nats.NewMsg(e.Subject())
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, e.ID)
+	return msg, nil
+}
+
+// StreamHead returns the first and last sequence a stream holds. An empty
+// stream has last = first - 1.
+func (c *Conn) StreamHead(ctx context.Context, stream string) (first, last uint64, err error) {
+	s, err := c.js.Stream(ctx, stream)
+	if err != nil {
+		return 0, 0, fmt.Errorf("stream %s info: %w", stream, err)
+	}
+	st := s.CachedInfo().State
+	return st.FirstSeq, st.LastSeq, nil
+}
+
+// Keys returns the HERALD_KEYS bucket, which must exist.
+func (c *Conn) Keys(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := c.js.KeyValue(ctx, BucketKeys)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", BucketKeys, err)
+	}
+	return kv, nil
+}
+
+func redactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, u := range parts {
+		if at := strings.LastIndex(u, "@"); at >= 0 {
+			if scheme := strings.Index(u, "://"); scheme >= 0 && scheme < at {
+				parts[i] = u[:scheme+3] + "redacted" + u[at:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,286 @@
+package bus
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// Type names what an event reports. It is the "type" member of the payload.
+type Type string
+
+// Event types. Revocations go to StreamRevocations; everything else to StreamAudit.
+const (
+	TypeRevocation     Type = "revocation"
+	TypeSessionCreated Type = "session.created"
+	TypeTokenIssued    Type = "token.issued"
+	TypeKeyPublished   Type = "key.published"
+	TypeKeyRemoved     Type = "key.removed"
+	TypeAdminRevoke    Type = "admin.revoke"
+)
+
+// MaxValueLen bounds revocation values, subjects, tenants and other
+// identifiers carried in events, in bytes.
+const MaxValueLen = 256
+
+// MaxEventSize bounds an encoded event, in bytes. Decode refuses larger ones.
+const MaxEventSize = 64 << 10
+
+// ErrMalformed is returned (wrapped) by Decode for payloads that are not a
+// valid event.
+var ErrMalformed = errors.New("bus: malformed event")
+
+// Event is one entry of the event log. The JSON form is the public wire
+// format: id (also the Nats-Msg-Id), type, time, actor, and exactly one
+// kind-specific body matching type.
+type Event struct {
+	ID    string    `json:"id"`
+	Type  Type      `json:"type"`
+	Time  time.Time `json:"time"`
+	Actor string    `json:"actor"`
+
+	Revocation *Revocation `json:"revocation,omitempty"`
+	Session    *Session    `json:"session,omitempty"`
+	Token      *Token      `json:"token,omitempty"`
+	Key        *Key        `json:"key,omitempty"`
+	Admin      *Admin      `json:"admin,omitempty"`
+}
+
+// Revocation is the body of a TypeRevocation event. There is no un-revoke:
+// a revocation ends only when Until passes, once every token it could match
+// has expired.
+type Revocation struct {
+	Kind   Kind   `json:"kind"`
+	Value  string `json:"value,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// At is the revocation time: kinds that reject by issued-at reject tokens
+	// with iat at or before it.
+	At time.Time `json:"at"`
+	// Until is when the revocation can be forgotten: At plus the longest
+	// access token lifetime plus leeway.
+	Until time.Time `json:"until"`
+}
+
+// Session is the body of a TypeSessionCreated event.
+type Session struct {
+	ID       string    `json:"sid"`
+	Subject  string    `json:"sub"`
+	Tenant   string    `json:"tenant,omitempty"`
+	ClientID string    `json:"client_id,omitempty"`
+	Scope    string    `json:"scope,omitempty"`
+	Expires  time.Time `json:"expires"`
+}
+
+// Token is the body of a TypeTokenIssued event. It never holds the token itself.
+type Token struct {
+	ID        string    `json:"jti"`
+	SessionID string    `json:"sid,omitempty"`
+	Subject   string    `json:"sub"`
+	Tenant    string    `json:"tenant,omitempty"`
+	ClientID  string    `json:"client_id,omitempty"`
+	KeyID     string    `json:"kid"`
+	IssuedAt  time.Time `json:"iat"`
+	Expires   time.Time `json:"exp"`
+}
+
+// Key is the body of key events: the kid and algorithm of a public key in
+// BucketKeys.
+type Key struct {
+	ID        string `json:"kid"`
+	Algorithm string `json:"alg"`
+}
+
+// Admin is the body of admin events: who did what, from where, and why.
+type Admin struct {
+	Action string `json:"action"`
+	Source string `json:"source,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	Kind   Kind   `json:"kind,omitempty"`
+	Value  string `json:"value,omitempty"`
+	// Seq is the HERALD stream sequence of the revocation this action caused.
+	Seq uint64 `json:"seq,omitempty"`
+}
+
+// NewID returns a new event id: 32 hex digits, a millisecond timestamp then
+// random bits, so ids sort roughly by creation time.
+func NewID() string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
+	if _, err := rand.Read(b[6:]); err != nil {
+		panic(fmt.Sprintf("bus: read random: %v", err)) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// Subject returns the subject e is published on.
+func (e *Event) Subject() string {
+	switch e.Type {
+	case TypeRevocation:
+		return RevokeSubject(e.Revocation.Kind)
+	case TypeTokenIssued:
+		return IssueSubject(e.Token.Tenant)
+	case TypeSessionCreated:
+		return SubjectSessionPrefix + "created"
+	case TypeKeyPublished:
+		return SubjectKeyPrefix + "published"
+	case TypeKeyRemoved:
+		return SubjectKeyPrefix + "removed"
+	case TypeAdminRevoke:
+		return SubjectAdminPrefix + "revoke"
+	}
+	return ""
+}
+
+// Stream returns the name of the stream e belongs to.
+func (e *Event) Stream() string {
+	if e.Type == TypeRevocation {
+		return StreamRevocations
+	}
+	return StreamAudit
+}
+
+// Validate reports whether e is well formed: known type, a body that matches
+// it and nothing else, bounded identifiers.
+func (e *Event) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if e.ID == "" || len(e.ID) > 64 {
+		bad("id must be 1 to 64 bytes")
+	}
+	if e.Time.IsZero() {
+		bad("time is missing")
+	}
+	checkValue := func(name, v string, required bool) {
+		switch {
+		case required && v == "":
+			bad("%s is missing", name)
+		case len(v) > MaxValueLen:
+			bad("%s is longer than %d bytes", name, MaxValueLen)
+		case !utf8.ValidString(v):
+			bad("%s is not valid UTF-8", name)
+		}
+	}
+	bodies := 0
+	for _, present := range []bool{e.Revocation != nil, e.Session != nil, e.Token != nil, e.Key != nil, e.Admin != nil} {
+		if present {
+			bodies++
+		}
+	}
+	if bodies != 1 {
+		bad("want exactly one body, have %d", bodies)
+	}
+	switch e.Type {
+	case TypeRevocation:
+		r := e.Revocation
+		if r == nil {
+			bad("revocation body is missing")
+			break
+		}
+		if err := r.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	case TypeSessionCreated:
+		if e.Session == nil {
+			bad("session body is missing")
+			break
+		}
+		checkValue("sid", e.Session.ID, true)
+		checkValue("sub", e.Session.Subject, true)
+	case TypeTokenIssued:
+		if e.Token == nil {
+			bad("token body is missing")
+			break
+		}
+		checkValue("jti", e.Token.ID, true)
+		checkValue("sub", e.Token.Subject, true)
+		checkValue("tenant", e.Token.Tenant, false)
+	case TypeKeyPublished, TypeKeyRemoved:
+		if e.Key == nil {
+			bad("key body is missing")
+			break
+		}
+		checkValue("kid", e.Key.ID, true)
+	case TypeAdminRevoke:
+		if e.Admin == nil {
+			bad("admin body is missing")
+			break
+		}
+		checkValue("action", e.Admin.Action, true)
+	default:
+		bad("unknown type %q", e.Type)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrMalformed, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Validate reports whether r is a well formed revocation: a valid kind, a
+// value exactly when the kind needs one, a time, and Until after At.
+func (r *Revocation) Validate() error {
+	var errs []error
+	switch {
+	case !r.Kind.Valid():
+		errs = append(errs, fmt.Errorf("invalid kind %d", uint8(r.Kind)))
+	case r.Kind.NeedsValue() && r.Value == "":
+		errs = append(errs, fmt.Errorf("kind %s needs a value", r.Kind))
+	case !r.Kind.NeedsValue() && r.Value != "":
+		errs = append(errs, fmt.Errorf("kind %s takes no value", r.Kind))
+	}
+	if len(r.Value) > MaxValueLen {
+		errs = append(errs, fmt.Errorf("value is longer than %d bytes", MaxValueLen))
+	}
+	if !utf8.ValidString(r.Value) || !utf8.ValidString(r.Reason) {
+		errs = append(errs, errors.New("value and reason must be valid UTF-8"))
+	}
+	if len(r.Reason) > 1024 {
+		errs = append(errs, errors.New("reason is longer than 1024 bytes"))
+	}
+	if r.At.IsZero() {
+		errs = append(errs, errors.New("at is missing"))
+	}
+	if !r.Until.After(r.At) {
+		errs = append(errs, errors.New("until must be after at"))
+	}
+	return errors.Join(errs...)
+}
+
+// Encode returns the wire form of e after checking it is valid.
+func Encode(e *Event) ([]byte, error) {
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	return b, nil
+}
+
+// Decode parses and validates the wire form of an event. Payloads that are
+// too large, not a single JSON object or fail Validate return an error
+// wrapping ErrMalformed. Unknown members are ignored so that older verifiers
+// keep reading events from newer issuers.
+func Decode(data []byte) (*Event, error) {
+	if len(data) > MaxEventSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(data), MaxEventSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var e Event
+	if err := dec.Decode(&e); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data", ErrMalformed)
+	}
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}

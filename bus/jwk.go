@@ -1,0 +1,122 @@
+package bus
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Signing algorithms Herald issues tokens with (RFC 8037, RFC 7518).
+const (
+	AlgEdDSA = "EdDSA"
+	AlgES256 = "ES256"
+)
+
+// MaxKeySize bounds an encoded JWK in HERALD_KEYS, in bytes.
+const MaxKeySize = 4 << 10
+
+// JWK is a public key as stored in HERALD_KEYS and served in JWKS (RFC 7517).
+// Only OKP/Ed25519 and EC/P-256 keys exist in Herald.
+type JWK struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	X   string `json:"x"`
+	Y   string `json:"y,omitempty"`
+	Kid string `json:"kid"`
+	Alg string `json:"alg"`
+	Use string `json:"use"`
+}
+
+// NewJWK returns the JWK of an Ed25519 or ECDSA P-256 public key, with its
+// kid set to its RFC 7638 thumbprint.
+func NewJWK(pub crypto.PublicKey) (JWK, error) {
+	var k JWK
+	switch p := pub.(type) {
+	case ed25519.PublicKey:
+		k = JWK{Kty: "OKP", Crv: "Ed25519", X: b64(p), Alg: AlgEdDSA}
+	case *ecdsa.PublicKey:
+		if p.Curve != elliptic.P256() {
+			return JWK{}, errors.New("new jwk: only P-256 ECDSA keys are supported")
+		}
+		raw, err := p.Bytes() // uncompressed point 0x04 || X || Y
+		if err != nil {
+			return JWK{}, fmt.Errorf("new jwk: %w", err)
+		}
+		k = JWK{Kty: "EC", Crv: "P-256", X: b64(raw[1:33]), Y: b64(raw[33:]), Alg: AlgES256}
+	default:
+		return JWK{}, fmt.Errorf("new jwk: unsupported key type %T", pub)
+	}
+	k.Use = "sig"
+	k.Kid = k.Thumbprint()
+	return k, nil
+}
+
+// Thumbprint returns the RFC 7638 SHA-256 thumbprint of k, base64url.
+func (k JWK) Thumbprint() string {
+	var members string
+	if k.Kty == "EC" {
+		members = fmt.Sprintf(`{"crv":%q,"kty":%q,"x":%q,"y":%q}`, k.Crv, k.Kty, k.X, k.Y)
+	} else {
+		members = fmt.Sprintf(`{"crv":%q,"kty":%q,"x":%q}`, k.Crv, k.Kty, k.X)
+	}
+	sum := sha256.Sum256([]byte(members))
+	return b64(sum[:])
+}
+
+// PublicKey returns the key k describes after checking that its members are
+// consistent: the algorithm matches the key type and curve, the point is
+// valid, and the kid is the key's thumbprint.
+func (k JWK) PublicKey() (crypto.PublicKey, error) {
+	var pub crypto.PublicKey
+	switch {
+	case k.Kty == "OKP" && k.Crv == "Ed25519" && k.Alg == AlgEdDSA:
+		x, err := unb64(k.X)
+		if err != nil || len(x) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("jwk %s: bad Ed25519 x", k.Kid)
+		}
+		pub = ed25519.PublicKey(x)
+	case k.Kty == "EC" && k.Crv == "P-256" && k.Alg == AlgES256:
+		x, errX := unb64(k.X)
+		y, errY := unb64(k.Y)
+		if errX != nil || errY != nil || len(x) != 32 || len(y) != 32 {
+			return nil, fmt.Errorf("jwk %s: bad P-256 coordinates", k.Kid)
+		}
+		p, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+		if err != nil {
+			return nil, fmt.Errorf("jwk %s: %w", k.Kid, err)
+		}
+		pub = p
+	default:
+		return nil, fmt.Errorf("jwk %s: unsupported kty %q crv %q alg %q", k.Kid, k.Kty, k.Crv, k.Alg)
+	}
+	if k.Kid != k.Thumbprint() {
+		return nil, fmt.Errorf("jwk %s: kid is not the key's thumbprint", k.Kid)
+	}
+	return pub, nil
+}
+
+// ParseJWK decodes and checks a JWK as stored in HERALD_KEYS.
+func ParseJWK(data []byte) (JWK, crypto.PublicKey, error) {
+	if len(data) > MaxKeySize {
+		return JWK{}, nil, fmt.Errorf("parse jwk: %d bytes, limit %d", len(data), MaxKeySize)
+	}
+	var k JWK
+	if err := json.Unmarshal(data, &k); err != nil {
+		return JWK{}, nil, fmt.Errorf("parse jwk: %w", err)
+	}
+	pub, err := k.PublicKey()
+	if err != nil {
+		return JWK{}, nil, fmt.Errorf("parse jwk: %w", err)
+	}
+	return k, pub, nil
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func unb64(s string) ([]byte, error) { return base64.RawURLEncoding.Strict().DecodeString(s) }

@@ -1,0 +1,54 @@
+package bus
+
+import "strings"
+
+// Stream, bucket and subject names. They are part of the public contract
+// (DESIGN.md): dashboards, SIEMs and plain NATS consumers depend on them.
+const (
+	// StreamRevocations is the stream every verifier applies in order. It holds
+	// revocations only, so its sequence numbers are contiguous for verifiers
+	// and a gap means lost events.
+	StreamRevocations = "HERALD"
+	// StreamAudit holds everything else: issuance, sessions, keys, admin actions.
+	StreamAudit = "HERALD_AUDIT"
+	// BucketKeys is the key-value bucket of public keys verifiers may trust, by kid.
+	BucketKeys = "HERALD_KEYS"
+
+	// SubjectRevokePrefix prefixes revocation subjects: herald.revoke.<kind>.
+	SubjectRevokePrefix = "herald.revoke."
+	// SubjectIssuePrefix prefixes token issuance subjects: herald.issue.<tenant>.
+	SubjectIssuePrefix = "herald.issue."
+	// SubjectSessionPrefix prefixes session subjects: herald.session.<action>.
+	SubjectSessionPrefix = "herald.session."
+	// SubjectKeyPrefix prefixes key subjects: herald.key.<action>.
+	SubjectKeyPrefix = "herald.key."
+	// SubjectAdminPrefix prefixes admin action subjects: herald.admin.<action>.
+	SubjectAdminPrefix = "herald.admin."
+
+	// NoTenant is the subject token used for events without a tenant, since a
+	// NATS subject token cannot be empty.
+	NoTenant = "_"
+)
+
+// RevokeSubject returns the subject a revocation of kind k is published on.
+func RevokeSubject(k Kind) string { return SubjectRevokePrefix + k.String() }
+
+// IssueSubject returns the subject a token issued for tenant is published on.
+// Characters that NATS gives a meaning to in subjects are replaced by '_'.
+func IssueSubject(tenant string) string {
+	if tenant == "" {
+		return SubjectIssuePrefix + NoTenant
+	}
+	return SubjectIssuePrefix + subjectToken(tenant)
+}
+
+// subjectToken maps s to a single valid subject token.
+func subjectToken(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '.' || r == '*' || r == '>' || r <= ' ' || r == 0x7f:
+			return '_'
+		}
+		return r
+	}, s)
+}

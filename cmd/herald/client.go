@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/heraldsec/herald/issuer"
+	"github.com/heraldsec/herald/verifier"
+)
+
+// clientFlags locate the issuer and the admin credential.
+type clientFlags struct {
+	issuerURL, tokenFile string
+	timeout              time.Duration
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.issuerURL, "issuer-url", "http://"+issuer.DefaultHTTPAddr, "base URL of the issuer API")
+	fs.StringVar(&c.tokenFile, "admin-token-file", filepath.Join(defaultDataDir, issuer.AdminTokenFile),
+		"file holding the admin token, used when HERALD_ADMIN_TOKEN is not set")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "request timeout")
+}
+
+// adminToken returns the admin credential from HERALD_ADMIN_TOKEN or the
+// token file; never from a flag, so it stays out of shell history and ps.
+func (c *clientFlags) adminToken() (string, error) {
+	if t := os.Getenv("HERALD_ADMIN_TOKEN"); t != "" {
+		return t, nil
+	}
+	b, err := os.ReadFile(c.tokenFile)
+	if err != nil {
+		return "", fmt.Errorf("admin token: set HERALD_ADMIN_TOKEN or --admin-token-file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// post sends an admin JSON request and decodes the JSON answer into out.
+func (c *clientFlags) post(ctx context.Context, path string, in, out any) error {
+	tok, err := c.adminToken()
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.issuerURL, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	return doJSON(req, out)
+}
+
+// doJSON runs req and decodes a 2xx JSON answer into out, or returns the
+// API's error description.
+func doJSON(req *http.Request, out any) error {
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s %s: %s: %s: %s", req.Method, req.URL.Path, resp.Status, e.Error, e.Description)
+		}
+		return fmt.Errorf("%s %s: %s", req.Method, req.URL.Path, resp.Status)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", req.Method, req.URL.Path, err)
+	}
+	return nil
+}
+
+func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("token", "token [flags] SUBJECT", stderr)
+	var c clientFlags
+	c.register(fs)
+	var req issuer.SessionRequest
+	fs.StringVar(&req.Tenant, "tenant", "", "tenant claim")
+	fs.StringVar(&req.ClientID, "client-id", "", "client_id claim")
+	fs.StringVar(&req.Scope, "scope", "", "scope claim (space-separated)")
+	ttl := fs.Duration("ttl", 0, "access token lifetime (default: the issuer's)")
+	asJSON := fs.Bool("json", false, "print the whole session as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("token: want exactly one SUBJECT")
+	}
+	req.Subject = fs.Arg(0)
+	req.TTL = issuer.Duration(*ttl)
+	var resp map[string]any
+	if err := c.post(ctx, "/v1/sessions", req, &resp); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(resp)
+	}
+	fmt.Fprintln(stdout, resp["access_token"])
+	return nil
+}
+
+func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("revoke", "revoke [flags] KIND [VALUE]\n\nKIND is token, session, subject, client, tenant, key (with a VALUE) or all", stderr)
+	var c clientFlags
+	c.register(fs)
+	reason := fs.String("reason", "", "why; recorded in the audit trail")
+	// Flags may follow the positional arguments: herald revoke session SID --reason x.
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	pos := fs.Args()
+	var positional []string
+	for len(pos) > 0 {
+		positional = append(positional, pos[0])
+		if err := fs.Parse(pos[1:]); err != nil {
+			return err
+		}
+		pos = fs.Args()
+	}
+	if len(positional) < 1 || len(positional) > 2 {
+		fs.Usage()
+		return errors.New("revoke: want KIND [VALUE]")
+	}
+	req := issuer.RevocationRequest{Kind: positional[0], Reason: *reason}
+	if len(positional) == 2 {
+		req.Value = positional[1]
+	}
+	var res issuer.RevocationResult
+	if err := c.post(ctx, "/v1/revocations", req, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "revoked %s %s: id %s, seq %d, at %s\n", req.Kind, req.Value, res.ID, res.Seq, res.At.Format(time.RFC3339Nano))
+	return nil
+}
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("status", "status [flags]", stderr)
+	url := fs.String("verifier-url", "http://"+verifier.DefaultHTTPAddr, "base URL of the verifier")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*url, "/")+"/v1/status", nil)
+	if err != nil {
+		return err
+	}
+	var st map[string]any
+	if err := doJSON(req, &st); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(st)
+}

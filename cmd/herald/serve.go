@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/issuer"
+	"github.com/heraldsec/herald/verifier"
+)
+
+const defaultDataDir = "herald-data"
+
+// issuerFlags are the flags shared by dev and issuer.
+type issuerFlags struct {
+	http, data, natsURL, natsListen, issuerURL, audience, alg, logLevel string
+	accessTTL, maxAccessTTL                                             time.Duration
+	replicas                                                            int
+}
+
+func (f *issuerFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.http, "http", issuer.DefaultHTTPAddr, "issuer HTTP listen address (port 0 picks one)")
+	fs.StringVar(&f.data, "data", defaultDataDir, "data directory (keys, admin token, embedded NATS)")
+	fs.StringVar(&f.natsURL, "nats", "", "connect to this NATS (comma-separated URLs) instead of embedding a server")
+	fs.StringVar(&f.natsListen, "nats-listen", bus.DefaultListen, "listen address of the embedded NATS server")
+	fs.StringVar(&f.issuerURL, "issuer-url", "", "iss claim and issuer identifier (default http://<http address>)")
+	fs.StringVar(&f.audience, "audience", issuer.DefaultAudience, "aud claim of access tokens")
+	fs.StringVar(&f.alg, "algorithm", bus.AlgEdDSA, "signing algorithm: EdDSA or ES256")
+	fs.DurationVar(&f.accessTTL, "access-ttl", issuer.DefaultAccessTTL, "access token lifetime")
+	fs.DurationVar(&f.maxAccessTTL, "max-access-ttl", issuer.DefaultMaxAccessTTL, "longest access token lifetime; bounds how long revocations are kept")
+	fs.IntVar(&f.replicas, "replicas", 1, "stream and bucket replicas (3 on a NATS cluster)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+}
+
+func (f *issuerFlags) config(log *slog.Logger) issuer.Config {
+	return issuer.Config{
+		DataDir:      f.data,
+		HTTPAddr:     f.http,
+		IssuerURL:    f.issuerURL,
+		Audience:     f.audience,
+		Algorithm:    f.alg,
+		AccessTTL:    f.accessTTL,
+		MaxAccessTTL: f.maxAccessTTL,
+		AdminToken:   os.Getenv("HERALD_ADMIN_TOKEN"),
+		Replicas:     f.replicas,
+		Logger:       log,
+	}
+}
+
+// bus is a connection to NATS and, when embedded, its server.
+type natsBus struct {
+	conn   *bus.Conn
+	server *bus.Server
+}
+
+// connectBus connects to url, or starts an embedded server on listen
+// storing under dataDir/nats when url is empty.
+func connectBus(ctx context.Context, url, listen, dataDir, name string, log *slog.Logger) (*natsBus, error) {
+	b := &natsBus{}
+	if url == "" {
+		s, err := bus.StartServer(ctx, bus.ServerConfig{Listen: listen, StoreDir: filepath.Join(dataDir, "nats"), Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		b.server, url = s, s.ClientURL()
+	}
+	conn, err := bus.Connect(ctx, bus.Config{URL: url, Name: name, Logger: log, Retry: b.server == nil})
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	b.conn = conn
+	return b, nil
+}
+
+// close drains the connection, then stops the embedded server.
+func (b *natsBus) close() {
+	if b.conn != nil {
+		b.conn.Close()
+	}
+	if b.server != nil {
+		b.server.Shutdown()
+	}
+}
+
+func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("issuer", "issuer [flags]", stderr)
+	var f issuerFlags
+	f.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		return err
+	}
+	b, err := connectBus(ctx, f.natsURL, f.natsListen, f.data, "herald-issuer", log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	if b.server != nil {
+		log.Info("nats ready", "nats", b.server.ClientURL())
+	}
+	svc, err := issuer.Open(ctx, f.config(log), b.conn)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	return svc.Run(ctx)
+}
+
+// verifierFlags are the verifier's own flags.
+type verifierFlags struct {
+	http, data, natsURL, issuerURL, audience, logLevel string
+}
+
+func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("verifier", "verifier [flags]", stderr)
+	var f verifierFlags
+	fs.StringVar(&f.http, "http", verifier.DefaultHTTPAddr, "verifier HTTP listen address (port 0 picks one)")
+	fs.StringVar(&f.data, "data", filepath.Join(defaultDataDir, "verifier"), "data directory (denylist)")
+	fs.StringVar(&f.natsURL, "nats", "nats://"+bus.DefaultListen, "NATS URL (comma-separated for a cluster)")
+	fs.StringVar(&f.issuerURL, "issuer", "http://"+issuer.DefaultHTTPAddr, "accepted iss claim")
+	fs.StringVar(&f.audience, "audience", issuer.DefaultAudience, "accepted audience")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		return err
+	}
+	b, err := connectBus(ctx, f.natsURL, "", "", "herald-verifier", log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+		Verifier: verifier.Config{Issuer: f.issuerURL, Audience: f.audience},
+		DataDir:  f.data,
+		HTTPAddr: f.http,
+		Logger:   log,
+	}, b.conn)
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+	return sc.Run(ctx)
+}
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("dev", "dev [flags]", stderr)
+	var f issuerFlags
+	f.register(fs)
+	verifierHTTP := fs.String("verifier-http", verifier.DefaultHTTPAddr, "verifier HTTP listen address (port 0 picks one)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		return err
+	}
+	b, err := connectBus(ctx, f.natsURL, f.natsListen, f.data, "herald-dev", log)
+	if err != nil {
+		return err
+	}
+	defer b.close() // last: after the verifier's denylist is closed
+	svc, err := issuer.Open(ctx, f.config(log), b.conn)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+		Verifier: verifier.Config{Issuer: svc.IssuerURL(), Audience: f.audience},
+		DataDir:  filepath.Join(f.data, "verifier"),
+		HTTPAddr: *verifierHTTP,
+		Logger:   log,
+	}, b.conn)
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, r := range []func(context.Context) error{svc.Run, sc.Run} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = r(ctx); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	natsURL := f.natsURL
+	if b.server != nil {
+		natsURL = b.server.ClientURL()
+	}
+	tokenFile := filepath.Join(f.data, issuer.AdminTokenFile)
+	if os.Getenv("HERALD_ADMIN_TOKEN") != "" {
+		tokenFile = "(HERALD_ADMIN_TOKEN)"
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		waitReady(ctx, sc)
+		if ctx.Err() != nil {
+			return
+		}
+		log.Info("herald dev ready", "issuer", svc.URL(), "verifier", sc.URL(), "nats", natsURL, "admin_token", tokenFile)
+		fmt.Fprintf(stdout, "Herald is running.\n  issuer:      %s\n  verifier:    %s\n  nats:        %s\n  admin token: %s\nPress Ctrl-C to stop.\n",
+			svc.URL(), sc.URL(), natsURL, tokenFile)
+	}()
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// waitReady returns once sc is ready or ctx ends.
+func waitReady(ctx context.Context, sc *verifier.Sidecar) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !sc.Ready() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,78 @@
+package issuer
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// AdminTokenFile is the file under the data directory holding the admin
+// token when HERALD_ADMIN_TOKEN is not set.
+const AdminTokenFile = "admin.token"
+
+// adminAuth checks the admin bearer credential. Only a hash of the token is
+// kept, and comparison is constant-time.
+type adminAuth struct {
+	sum [32]byte
+}
+
+// loadAdminToken returns the admin credential: token if set, else the
+// content of dir/admin.token, which is created (mode 0600) if missing.
+func loadAdminToken(token, dir string) (auth adminAuth, path string, created bool, err error) {
+	if token != "" {
+		return adminAuth{sum: sha256.Sum256([]byte(token))}, "", false, nil
+	}
+	path = filepath.Join(dir, AdminTokenFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		token = "hrld_" + randomID(32)
+		if err := writeFileAtomic(path, []byte(token+"\n")); err != nil {
+			return adminAuth{}, path, false, fmt.Errorf("create admin token: %w", err)
+		}
+		created = true
+	case err != nil:
+		return adminAuth{}, path, false, fmt.Errorf("read admin token: %w", err)
+	default:
+		fi, err := os.Stat(path)
+		if err != nil {
+			return adminAuth{}, path, false, fmt.Errorf("read admin token: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return adminAuth{}, path, false, fmt.Errorf("admin token %s is readable by others (mode %v); run chmod 600", path, fi.Mode().Perm())
+		}
+		token = strings.TrimSpace(string(b))
+		if token == "" {
+			return adminAuth{}, path, false, fmt.Errorf("admin token %s is empty", path)
+		}
+	}
+	return adminAuth{sum: sha256.Sum256([]byte(token))}, path, created, nil
+}
+
+// check reports whether r carries the admin bearer token.
+func (a adminAuth) check(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	return subtle.ConstantTimeCompare(sum[:], a.sum[:]) == 1
+}
+
+// randomID returns n random bytes, base64url without padding.
+func randomID(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("issuer: read random: %v", err)) // crypto/rand never fails on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}

@@ -1,0 +1,43 @@
+package issuer
+
+import (
+	"context"
+	"errors"
+	"net/http"
+)
+
+// Error is an API error: an HTTP status, an OAuth-style error code and a
+// description safe to show the caller.
+type Error struct {
+	Status      int
+	Code        string
+	Description string
+}
+
+func (e *Error) Error() string { return "issuer: " + e.Code + ": " + e.Description }
+
+// badRequest returns a 400 invalid_request error.
+func badRequest(desc string) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Description: desc}
+}
+
+// errUnavailable is returned when an event could not be acknowledged by
+// JetStream: the request changed nothing visible.
+var errUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable",
+	Description: "the event bus did not acknowledge the change; nothing was done, retry"}
+
+var errUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorized",
+	Description: "a valid admin bearer token is required"}
+
+// apiError maps any error to the API error reported to the client.
+// Internal details are logged, not sent.
+func apiError(err error) *Error {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return errUnavailable
+	}
+	return &Error{Status: http.StatusInternalServerError, Code: "server_error", Description: "internal error"}
+}

@@ -1,0 +1,141 @@
+package issuer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/verifier"
+)
+
+// maxBodyBytes bounds request bodies of the API.
+const maxBodyBytes = 64 << 10
+
+// handler serves the issuer's HTTP API.
+type handler struct {
+	s   *Service
+	mux *http.ServeMux
+}
+
+var _ http.Handler = (*handler)(nil)
+
+func newHandler(s *Service) *handler {
+	h := &handler{s: s, mux: http.NewServeMux()}
+	h.mux.HandleFunc("POST /v1/sessions", h.admin(h.createSession))
+	h.mux.HandleFunc("POST /v1/revocations", h.admin(h.revoke))
+	h.mux.HandleFunc("GET /.well-known/jwks.json", h.jwks)
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	h.mux.HandleFunc("GET /readyz", h.readyz)
+	return h
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	h.mux.ServeHTTP(w, r)
+}
+
+// admin wraps next so that it runs only with the admin credential.
+func (h *handler) admin(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !h.s.admin.check(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="herald-admin"`)
+			h.writeError(w, errUnauthorized)
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (h *handler) createSession(w http.ResponseWriter, r *http.Request) {
+	var req SessionRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		h.writeError(w, err)
+		return
+	}
+	resp, err := h.s.CreateSession(r.Context(), req, "admin")
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
+	var req RevocationRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		h.writeError(w, err)
+		return
+	}
+	res, err := h.s.Revoke(r.Context(), req, "admin", r.RemoteAddr)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (h *handler) jwks(w http.ResponseWriter, _ *http.Request) {
+	keys := h.s.trusted.Keys()
+	if !h.s.trusted.Loaded() {
+		keys = keys[:0]
+		for _, k := range h.s.keys.All() {
+			keys = append(keys, &verifier.Key{ID: k.kid, Algorithm: k.alg, JWK: k.jwk})
+		}
+	}
+	out := struct {
+		Keys []bus.JWK `json:"keys"`
+	}{Keys: make([]bus.JWK, 0, len(keys))}
+	for _, k := range keys {
+		out.Keys = append(out.Keys, k.JWK)
+	}
+	sort.Slice(out.Keys, func(i, j int) bool { return out.Keys[i].Kid < out.Keys[j].Kid })
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *handler) readyz(w http.ResponseWriter, _ *http.Request) {
+	ready := h.s.conn.Connected()
+	code := http.StatusOK
+	if !ready {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]bool{"ready": ready, "connected": h.s.conn.Connected()})
+}
+
+// decodeBody reads a bounded JSON body with no unknown members into v.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &Error{Status: http.StatusRequestEntityTooLarge, Code: "invalid_request",
+				Description: fmt.Sprintf("body larger than %d bytes", maxBodyBytes)}
+		}
+		return badRequest("body is not valid JSON for this endpoint: " + err.Error())
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("body has data after the JSON object")
+	}
+	return nil
+}
+
+func (h *handler) writeError(w http.ResponseWriter, err error) {
+	e := apiError(err)
+	if e.Status >= 500 {
+		h.s.log.Error("request failed", "status", e.Status, "err", err)
+	}
+	writeJSON(w, e.Status, map[string]string{"error": e.Code, "error_description": e.Description})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
+}

@@ -1,0 +1,474 @@
+package issuer_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/issuer"
+	"github.com/heraldsec/herald/verifier"
+)
+
+const adminToken = "test-admin-token"
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// runIssuer opens and runs an issuer storing in dir until the test ends or
+// the returned stop is called.
+func runIssuer(t *testing.T, s *bus.Server, dir string) (*issuer.Service, func()) {
+	t.Helper()
+	conn := bustest.Connect(t, s)
+	svc, err := issuer.Open(t.Context(), issuer.Config{
+		DataDir: dir, HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet,
+		IssuerURL: "https://issuer.test", // stable across restarts on new ports
+	}, conn)
+	if err != nil {
+		t.Fatalf("open issuer: %v", err)
+	}
+	return svc, runUntilStopped(t, svc.Run, func() { svc.Close() })
+}
+
+// runSidecar opens and runs a verifier sidecar storing in dir.
+func runSidecar(t *testing.T, s *bus.Server, iss, dir string) (*verifier.Sidecar, func()) {
+	t.Helper()
+	conn := bustest.Connect(t, s)
+	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+		Verifier: verifier.Config{Issuer: iss, Audience: issuer.DefaultAudience},
+		DataDir:  dir, HTTPAddr: "127.0.0.1:0", Logger: quiet,
+	}, conn)
+	if err != nil {
+		t.Fatalf("open sidecar: %v", err)
+	}
+	return sc, runUntilStopped(t, sc.Run, func() { sc.Close() })
+}
+
+// runUntilStopped runs fn in a goroutine; the returned stop cancels it,
+// waits for it and then calls closeFn. stop also runs at cleanup.
+func runUntilStopped(t *testing.T, fn func(context.Context) error, closeFn func()) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+			closeFn()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", timeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func waitReady(t *testing.T, scs ...*verifier.Sidecar) {
+	t.Helper()
+	for _, sc := range scs {
+		waitFor(t, 10*time.Second, func() error {
+			if !sc.Ready() {
+				return fmt.Errorf("sidecar %s not ready: %+v", sc.URL(), sc.Status())
+			}
+			return nil
+		})
+	}
+}
+
+// call sends a JSON request with the admin token and returns status and body.
+func call(t *testing.T, method, url, token string, body any) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, data
+}
+
+func createSession(t *testing.T, svc *issuer.Service, req issuer.SessionRequest) issuer.SessionResponse {
+	t.Helper()
+	code, body := call(t, "POST", svc.URL()+"/v1/sessions", adminToken, req)
+	if code != http.StatusOK {
+		t.Fatalf("create session: %d %s", code, body)
+	}
+	var resp issuer.SessionResponse
+	if err := json.Unmarshal(body, &resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func revoke(t *testing.T, svc *issuer.Service, kind, value string) issuer.RevocationResult {
+	t.Helper()
+	code, body := call(t, "POST", svc.URL()+"/v1/revocations", adminToken,
+		issuer.RevocationRequest{Kind: kind, Value: value, Reason: "test"})
+	if code != http.StatusOK {
+		t.Fatalf("revoke %s %s: %d %s", kind, value, code, body)
+	}
+	var res issuer.RevocationResult
+	if err := json.Unmarshal(body, &res); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// verify asks a sidecar over HTTP and returns the status and the reason.
+func verify(t *testing.T, sc *verifier.Sidecar, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), "GET", sc.URL()+"/v1/verify", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	www := resp.Header.Get("WWW-Authenticate")
+	_, reason, _ := strings.Cut(www, `error_description="`)
+	return resp.StatusCode, strings.TrimSuffix(reason, `"`)
+}
+
+func wantVerdict(t *testing.T, sc *verifier.Sidecar, token string, wantCode int, wantReason string) error {
+	code, reason := verify(t, sc, token)
+	if code != wantCode || reason != wantReason {
+		return fmt.Errorf("verify on %s = %d %q, want %d %q", sc.URL(), code, reason, wantCode, wantReason)
+	}
+	return nil
+}
+
+func TestIssuer_RevokeSessionReachesEveryVerifier(t *testing.T) {
+	s := bustest.RunServer(t)
+	svc, _ := runIssuer(t, s, t.TempDir())
+	var scs []*verifier.Sidecar
+	for range 3 {
+		sc, _ := runSidecar(t, s, svc.IssuerURL(), t.TempDir())
+		scs = append(scs, sc)
+	}
+	waitReady(t, scs...)
+	victim := createSession(t, svc, issuer.SessionRequest{Subject: "alice"})
+	bystander := createSession(t, svc, issuer.SessionRequest{Subject: "alice"})
+	for _, sc := range scs {
+		waitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, victim.AccessToken, 200, "") })
+	}
+	res := revoke(t, svc, "session", victim.SessionID)
+	if res.Seq == 0 || res.ID == "" {
+		t.Fatalf("revocation result %+v: want id and seq", res)
+	}
+	for _, sc := range scs {
+		waitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, victim.AccessToken, 401, "revoked") })
+		if err := wantVerdict(t, sc, bystander.AccessToken, 200, ""); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestIssuer_EachKindRejectsExactlyItsTokens(t *testing.T) {
+	s := bustest.RunServer(t)
+	svc, _ := runIssuer(t, s, t.TempDir())
+	sc, _ := runSidecar(t, s, svc.IssuerURL(), t.TempDir())
+	waitReady(t, sc)
+
+	type tokenOf = issuer.SessionRequest
+	tests := []struct {
+		kind  string
+		match tokenOf
+		other tokenOf
+		value func(match issuer.SessionResponse) string
+	}{
+		{kind: "token", match: tokenOf{Subject: "u-token"}, other: tokenOf{Subject: "u-token"},
+			value: func(m issuer.SessionResponse) string { return claimsOf(t, m.AccessToken).ID }},
+		{kind: "session", match: tokenOf{Subject: "u-session"}, other: tokenOf{Subject: "u-session"},
+			value: func(m issuer.SessionResponse) string { return m.SessionID }},
+		{kind: "subject", match: tokenOf{Subject: "u-subject"}, other: tokenOf{Subject: "u-subject-2"},
+			value: func(issuer.SessionResponse) string { return "u-subject" }},
+		{kind: "client", match: tokenOf{Subject: "u-client", ClientID: "c-1"}, other: tokenOf{Subject: "u-client", ClientID: "c-2"},
+			value: func(issuer.SessionResponse) string { return "c-1" }},
+		{kind: "tenant", match: tokenOf{Subject: "u-tenant", Tenant: "t-1"}, other: tokenOf{Subject: "u-tenant", Tenant: "t-2"},
+			value: func(issuer.SessionResponse) string { return "t-1" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind, func(t *testing.T) {
+			match := createSession(t, svc, tt.match)
+			other := createSession(t, svc, tt.other)
+			res := revoke(t, svc, tt.kind, tt.value(match))
+			waitFor(t, 5*time.Second, func() error {
+				if got := sc.Status().Applied; got < res.Seq {
+					return fmt.Errorf("applied %d, want %d", got, res.Seq)
+				}
+				return nil
+			})
+			if err := wantVerdict(t, sc, match.AccessToken, 401, "revoked"); err != nil {
+				t.Error(err)
+			}
+			if err := wantVerdict(t, sc, other.AccessToken, 200, ""); err != nil {
+				t.Error(err)
+			}
+			// Revocations by issued-at spare tokens issued afterwards; a
+			// new session has a new jti and sid.
+			after := createSession(t, svc, tt.match)
+			if err := wantVerdict(t, sc, after.AccessToken, 200, ""); err != nil {
+				t.Errorf("token issued after the revocation: %v", err)
+			}
+		})
+	}
+
+	t.Run("key", func(t *testing.T) {
+		old := createSession(t, svc, tokenOf{Subject: "u-key"})
+		oldKid := headerKid(t, old.AccessToken)
+		revoke(t, svc, "key", oldKid)
+		waitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, old.AccessToken, 401, "revoked") })
+		fresh := createSession(t, svc, tokenOf{Subject: "u-key"})
+		if kid := headerKid(t, fresh.AccessToken); kid == oldKid {
+			t.Fatalf("new token signed with the revoked key %s", kid)
+		}
+		waitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, fresh.AccessToken, 200, "") })
+		code, body := call(t, "GET", svc.URL()+"/.well-known/jwks.json", "", nil)
+		if code != 200 || bytes.Contains(body, []byte(oldKid)) {
+			t.Errorf("jwks = %d %s, want 200 without revoked kid %s", code, body, oldKid)
+		}
+	})
+
+	t.Run("all", func(t *testing.T) {
+		before := createSession(t, svc, tokenOf{Subject: "u-all", Tenant: "t-9"})
+		revoke(t, svc, "all", "")
+		waitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, before.AccessToken, 401, "revoked") })
+		after := createSession(t, svc, tokenOf{Subject: "u-all", Tenant: "t-9"})
+		if err := wantVerdict(t, sc, after.AccessToken, 200, ""); err != nil {
+			t.Errorf("token issued after revoke all: %v", err)
+		}
+	})
+}
+
+func claimsOf(t *testing.T, token string) verifier.Claims {
+	t.Helper()
+	var c verifier.Claims
+	decodeSegment(t, token, 1, &c)
+	return c
+}
+
+func headerKid(t *testing.T, token string) string {
+	t.Helper()
+	var h struct {
+		Kid string `json:"kid"`
+	}
+	decodeSegment(t, token, 0, &h)
+	return h.Kid
+}
+
+func decodeSegment(t *testing.T, token string, i int, v any) {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	data, err := jsonSegment(parts[i])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIssuer_VerifierDownDuringRevocation(t *testing.T) {
+	s := bustest.RunServer(t)
+	svc, _ := runIssuer(t, s, t.TempDir())
+	dir := t.TempDir()
+	sc, stop := runSidecar(t, s, svc.IssuerURL(), dir)
+	waitReady(t, sc)
+	sess := createSession(t, svc, issuer.SessionRequest{Subject: "bob"})
+	waitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, sess.AccessToken, 200, "") })
+	stop()
+
+	// Revoke while the verifier is down, plus more traffic after it.
+	res := revoke(t, svc, "session", sess.SessionID)
+	for i := range 50 {
+		revoke(t, svc, "token", fmt.Sprintf("filler-%d", i))
+	}
+
+	sc, stop = runSidecar(t, s, svc.IssuerURL(), dir)
+	// From the first answer on, the revoked token never verifies: the
+	// sidecar answers 503 until caught up, then 401.
+	waitFor(t, 10*time.Second, func() error {
+		code, reason := verify(t, sc, sess.AccessToken)
+		switch {
+		case code == 200:
+			t.Fatalf("revoked token verified while catching up (status %+v)", sc.Status())
+		case code == 503:
+			return fmt.Errorf("not ready yet")
+		case code != 401 || reason != "revoked":
+			t.Fatalf("verify = %d %q, want 401 revoked", code, reason)
+		}
+		return nil
+	})
+	st := sc.Status()
+	if !st.Ready || st.Applied < res.Seq+50 {
+		t.Fatalf("status %+v: want ready with applied >= %d", st, res.Seq+50)
+	}
+	stop()
+
+	// Restart again with nothing new: nothing is applied twice.
+	sc, _ = runSidecar(t, s, svc.IssuerURL(), dir)
+	waitReady(t, sc)
+	st2 := sc.Status()
+	if st2.EventsApplied != 0 || st2.Applied != st.Applied {
+		t.Fatalf("after restart: events applied %d, applied seq %d; want 0 and %d", st2.EventsApplied, st2.Applied, st.Applied)
+	}
+	if err := wantVerdict(t, sc, sess.AccessToken, 401, "revoked"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIssuer_RestartKeepsSigningKey(t *testing.T) {
+	s := bustest.RunServer(t)
+	dir := t.TempDir()
+	svc, stop := runIssuer(t, s, dir)
+	sess := createSession(t, svc, issuer.SessionRequest{Subject: "carol"})
+	kid := headerKid(t, sess.AccessToken)
+	stop()
+
+	for _, p := range []string{filepath.Join(dir, "keys", kid+".pem"), filepath.Join(dir, "keys")} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no group or world access", p, fi.Mode().Perm())
+		}
+	}
+
+	svc, _ = runIssuer(t, s, dir)
+	sc, _ := runSidecar(t, s, svc.IssuerURL(), t.TempDir())
+	waitReady(t, sc)
+	again := createSession(t, svc, issuer.SessionRequest{Subject: "carol"})
+	if got := headerKid(t, again.AccessToken); got != kid {
+		t.Fatalf("kid after restart = %s, want %s", got, kid)
+	}
+	if err := wantVerdict(t, sc, sess.AccessToken, 200, ""); err != nil {
+		t.Fatalf("token issued before restart: %v", err)
+	}
+}
+
+func TestIssuer_AdminTokenFileCreated(t *testing.T) {
+	s := bustest.RunServer(t)
+	dir := t.TempDir()
+	conn := bustest.Connect(t, s)
+	svc, err := issuer.Open(t.Context(), issuer.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: quiet}, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	path := filepath.Join(dir, issuer.AdminTokenFile)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s mode = %v, want 0600", path, fi.Mode().Perm())
+	}
+}
+
+func TestIssuer_BadRequestsChangeNothing(t *testing.T) {
+	s := bustest.RunServer(t)
+	svc, _ := runIssuer(t, s, t.TempDir())
+	conn := bustest.Connect(t, s)
+	head := func() uint64 {
+		_, last, err := conn.StreamHead(t.Context(), bus.StreamRevocations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return last
+	}
+	before := head()
+	tests := []struct {
+		name  string
+		path  string
+		token string
+		body  any
+		code  int
+	}{
+		{"unknown kind", "/v1/revocations", adminToken, `{"kind":"everything","value":"x"}`, 400},
+		{"missing value", "/v1/revocations", adminToken, `{"kind":"session"}`, 400},
+		{"value for all", "/v1/revocations", adminToken, `{"kind":"all","value":"x"}`, 400},
+		{"not json", "/v1/revocations", adminToken, `kind=session`, 400},
+		{"unknown member", "/v1/revocations", adminToken, `{"kind":"session","value":"x","extra":1}`, 400},
+		{"trailing data", "/v1/revocations", adminToken, `{"kind":"session","value":"x"} {}`, 400},
+		{"control characters", "/v1/revocations", adminToken, `{"kind":"session","value":"a\u0000b"}`, 400},
+		{"oversized value", "/v1/revocations", adminToken, fmt.Sprintf(`{"kind":"session","value":%q}`, strings.Repeat("x", 300)), 400},
+		{"oversized body", "/v1/revocations", adminToken, fmt.Sprintf(`{"kind":"session","value":"x","reason":%q}`, strings.Repeat("x", 70<<10)), 413},
+		{"no admin token", "/v1/revocations", "", `{"kind":"session","value":"x"}`, 401},
+		{"wrong admin token", "/v1/revocations", "nope", `{"kind":"session","value":"x"}`, 401},
+		{"session without sub", "/v1/sessions", adminToken, `{"tenant":"t"}`, 400},
+		{"session ttl too long", "/v1/sessions", adminToken, `{"sub":"a","ttl":"24h"}`, 400},
+		{"session ttl garbage", "/v1/sessions", adminToken, `{"sub":"a","ttl":"soon"}`, 400},
+		{"session without admin", "/v1/sessions", "", `{"sub":"a"}`, 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := call(t, "POST", svc.URL()+tt.path, tt.token, tt.body)
+			if code != tt.code {
+				t.Fatalf("status = %d (%s), want %d", code, body, tt.code)
+			}
+			var e struct {
+				Error       string `json:"error"`
+				Description string `json:"error_description"`
+			}
+			if err := json.Unmarshal(body, &e); err != nil || e.Error == "" || e.Description == "" {
+				t.Fatalf("body %s: want {error, error_description}", body)
+			}
+		})
+	}
+	if got := head(); got != before {
+		t.Fatalf("HERALD stream head moved from %d to %d: a bad request published something", before, got)
+	}
+}

@@ -1,0 +1,275 @@
+package issuer
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/heraldsec/herald/bus"
+)
+
+// signingKey is a private key this issuer signs with.
+type signingKey struct {
+	kid    string
+	alg    string
+	method jwt.SigningMethod
+	priv   crypto.Signer
+	jwk    bus.JWK
+}
+
+// keyring holds the issuer's private keys in dir, one PKCS#8 PEM file per
+// key (mode 0600, directory 0700), and which one currently signs. Private
+// keys never leave this directory; only public keys are published.
+type keyring struct {
+	dir string
+
+	mu      sync.RWMutex
+	keys    map[string]*signingKey
+	current *signingKey
+}
+
+const currentFile = "current"
+
+// openKeyring loads the keys in dir, creating dir and a first key of
+// algorithm alg if there is none.
+func openKeyring(dir, alg string) (kr *keyring, created bool, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, false, fmt.Errorf("open keys: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, false, fmt.Errorf("open keys: %w", err)
+	}
+	kr = &keyring{dir: dir, keys: make(map[string]*signingKey)}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, false, fmt.Errorf("open keys: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".pem") {
+			continue
+		}
+		k, err := readKey(filepath.Join(dir, name))
+		if err != nil {
+			return nil, false, fmt.Errorf("open keys: %w", err)
+		}
+		kr.keys[k.kid] = k
+	}
+	cur, err := os.ReadFile(filepath.Join(dir, currentFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, false, fmt.Errorf("open keys: %w", err)
+	default:
+		kr.current = kr.keys[strings.TrimSpace(string(cur))]
+	}
+	if kr.current == nil || kr.current.alg != alg {
+		k, err := kr.generate(alg)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := kr.setCurrent(k); err != nil {
+			return nil, false, err
+		}
+		created = true
+	}
+	return kr, created, nil
+}
+
+// generate creates a new key of algorithm alg and stores it, without
+// making it current.
+func (kr *keyring) generate(alg string) (*signingKey, error) {
+	var priv crypto.Signer
+	var err error
+	switch alg {
+	case bus.AlgEdDSA:
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
+	case bus.AlgES256:
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	default:
+		err = fmt.Errorf("unsupported algorithm %q", alg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("generate signing key: %w", err)
+	}
+	k, err := newSigningKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("generate signing key: %w", err)
+	}
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if err := writeFileAtomic(filepath.Join(kr.dir, k.kid+".pem"), pemBytes); err != nil {
+		return nil, fmt.Errorf("store signing key: %w", err)
+	}
+	kr.mu.Lock()
+	kr.keys[k.kid] = k
+	kr.mu.Unlock()
+	return k, nil
+}
+
+func (kr *keyring) setCurrent(k *signingKey) error {
+	if err := writeFileAtomic(filepath.Join(kr.dir, currentFile), []byte(k.kid+"\n")); err != nil {
+		return fmt.Errorf("set current signing key: %w", err)
+	}
+	kr.mu.Lock()
+	kr.current = k
+	kr.mu.Unlock()
+	return nil
+}
+
+// Current returns the key that signs new tokens.
+func (kr *keyring) Current() *signingKey {
+	kr.mu.RLock()
+	defer kr.mu.RUnlock()
+	return kr.current
+}
+
+// All returns every key held.
+func (kr *keyring) All() []*signingKey {
+	kr.mu.RLock()
+	defer kr.mu.RUnlock()
+	out := make([]*signingKey, 0, len(kr.keys))
+	for _, k := range kr.keys {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Has reports whether the keyring holds kid.
+func (kr *keyring) Has(kid string) bool {
+	kr.mu.RLock()
+	defer kr.mu.RUnlock()
+	return kr.keys[kid] != nil
+}
+
+// remove deletes a key's private file. The current key cannot be removed.
+func (kr *keyring) remove(kid string) error {
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	if kr.current != nil && kr.current.kid == kid {
+		return fmt.Errorf("remove signing key %s: it is the current key", kid)
+	}
+	delete(kr.keys, kid)
+	err := os.Remove(filepath.Join(kr.dir, kid+".pem"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove signing key %s: %w", kid, err)
+	}
+	return nil
+}
+
+func newSigningKey(priv crypto.Signer) (*signingKey, error) {
+	jwk, err := bus.NewJWK(priv.Public())
+	if err != nil {
+		return nil, err
+	}
+	k := &signingKey{kid: jwk.Kid, alg: jwk.Alg, priv: priv, jwk: jwk}
+	switch jwk.Alg {
+	case bus.AlgEdDSA:
+		k.method = jwt.SigningMethodEdDSA
+	case bus.AlgES256:
+		k.method = jwt.SigningMethodES256
+	}
+	return k, nil
+}
+
+func readKey(path string) (*signingKey, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("signing key %s is readable by others (mode %v); run chmod 600", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return nil, fmt.Errorf("signing key %s: not a PKCS#8 PEM file", path)
+	}
+	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
+	}
+	priv, ok := parsed.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("signing key %s: unsupported key type %T", path, parsed)
+	}
+	k, err := newSigningKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
+	}
+	if filepath.Base(path) != k.kid+".pem" {
+		return nil, fmt.Errorf("signing key %s: file name does not match kid %s", path, k.kid)
+	}
+	return k, nil
+}
+
+// publishKey puts the public key in HERALD_KEYS, where verifiers learn it.
+func publishKey(ctx context.Context, conn *bus.Conn, k *signingKey) error {
+	kv, err := conn.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(k.jwk)
+	if err != nil {
+		return fmt.Errorf("publish key %s: %w", k.kid, err)
+	}
+	if _, err := kv.Put(ctx, k.kid, data); err != nil {
+		return fmt.Errorf("publish key %s: %w", k.kid, err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to path with mode 0600 through a synced
+// temporary file and a rename, so a crash leaves the old or the new file.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,180 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Entry is one denylist entry.
+type Entry struct {
+	// Key identifies what is denied; its meaning belongs to the caller.
+	Key string
+	// At is when the entry was made.
+	At time.Time
+	// Until is when the entry expires and may be forgotten.
+	Until time.Time
+}
+
+// Apply records entries and sets the applied sequence to seq, in one atomic
+// batch. An entry for a key already present keeps the later At and the later
+// Until of the two. seq must be greater than Applied; entries may be empty
+// (an event that denies nothing still advances the sequence). Entries
+// already expired are not stored.
+func (db *DB) Apply(seq uint64, entries []Entry) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if db.closed {
+		return ErrClosed
+	}
+	if prev := db.applied.Load(); seq <= prev {
+		return fmt.Errorf("store: apply sequence %d: already applied %d", seq, prev)
+	}
+	now := db.now().UnixNano()
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	updates := make(map[string]value, len(entries))
+	db.mu.RLock()
+	for _, e := range entries {
+		v := value{at: e.At.UnixNano(), until: e.Until.UnixNano()}
+		if v.until <= now {
+			continue
+		}
+		old, ok := updates[e.Key]
+		if !ok {
+			old, ok = db.entries[e.Key]
+		}
+		if ok {
+			if old.at > v.at {
+				v.at = old.at
+			}
+			if old.until > v.until {
+				v.until = old.until
+			}
+			if old == v {
+				continue
+			}
+			if old.until != v.until {
+				_ = b.Delete(expiryKey(old.until, e.Key), nil)
+			}
+		}
+		updates[e.Key] = v
+		_ = b.Set(entryKey(e.Key), encodeValue(v), nil)
+		_ = b.Set(expiryKey(v.until, e.Key), nil, nil)
+	}
+	db.mu.RUnlock()
+	var seqb [8]byte
+	binary.BigEndian.PutUint64(seqb[:], seq)
+	_ = b.Set(keyApplied, seqb[:], nil)
+	if err := b.Commit(db.write); err != nil {
+		return fmt.Errorf("store: apply sequence %d: %w", seq, err)
+	}
+	if len(updates) > 0 {
+		db.mu.Lock()
+		for k, v := range updates {
+			db.entries[k] = v
+		}
+		db.mu.Unlock()
+	}
+	db.applied.Store(seq)
+	return nil
+}
+
+// Lookup returns the entry for key if there is one that has not expired.
+// It reads memory only.
+func (db *DB) Lookup(key string) (Entry, bool) {
+	db.mu.RLock()
+	v, ok := db.entries[key]
+	db.mu.RUnlock()
+	if !ok || v.until <= db.now().UnixNano() {
+		return Entry{}, false
+	}
+	return Entry{Key: key, At: time.Unix(0, v.at), Until: time.Unix(0, v.until)}, true
+}
+
+// Contains reports whether key has an entry that has not expired; the same
+// as Lookup without building an Entry.
+func (db *DB) Contains(key string) bool {
+	db.mu.RLock()
+	v, ok := db.entries[key]
+	db.mu.RUnlock()
+	return ok && v.until > db.now().UnixNano()
+}
+
+// Len returns the number of entries held, including expired ones not yet pruned.
+func (db *DB) Len() int {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	return len(db.entries)
+}
+
+// Applied returns the last applied sequence, 0 if none.
+func (db *DB) Applied() uint64 { return db.applied.Load() }
+
+// Prune deletes the entries that have expired, from disk and memory, and
+// returns how many it deleted.
+func (db *DB) Prune() (int, error) {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if db.closed {
+		return 0, ErrClosed
+	}
+	now := db.now().UnixNano()
+	upper := expiryKey(now+1, "")
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixExpiry}, UpperBound: upper})
+	if err != nil {
+		return 0, fmt.Errorf("store: prune: %w", err)
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	var keys []string
+	for it.First(); it.Valid(); it.Next() {
+		ik := it.Key()
+		k := string(ik[9:])
+		_ = b.Delete(ik, nil)
+		_ = b.Delete(entryKey(k), nil)
+		keys = append(keys, k)
+	}
+	if err := it.Close(); err != nil {
+		return 0, fmt.Errorf("store: prune: %w", err)
+	}
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	if err := b.Commit(db.write); err != nil {
+		return 0, fmt.Errorf("store: prune: %w", err)
+	}
+	db.mu.Lock()
+	for _, k := range keys {
+		if v, ok := db.entries[k]; ok && v.until <= now {
+			delete(db.entries, k)
+		}
+	}
+	db.mu.Unlock()
+	return len(keys), nil
+}
+
+// Reset deletes every entry and the applied sequence in one batch, for a
+// rebuild from the start of the stream.
+func (db *DB) Reset() error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if db.closed {
+		return ErrClosed
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	_ = b.DeleteRange([]byte{prefixEntry}, []byte{prefixEntry + 1}, nil)
+	_ = b.DeleteRange([]byte{prefixExpiry}, []byte{prefixExpiry + 1}, nil)
+	_ = b.Delete(keyApplied, nil)
+	if err := b.Commit(db.write); err != nil {
+		return fmt.Errorf("store: reset: %w", err)
+	}
+	db.mu.Lock()
+	db.entries = make(map[string]value)
+	db.mu.Unlock()
+	db.applied.Store(0)
+	return nil
+}

@@ -1,0 +1,263 @@
+package verifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/store"
+)
+
+// maxBatch bounds how many stream messages go into one Pebble batch.
+const maxBatch = 4096
+
+// progressEvery is how often catch-up progress is logged.
+const progressEvery = 2 * time.Second
+
+// Follower applies the HERALD stream to a denylist, in order, and knows how
+// far behind the stream head it is. The applied sequence is written in the
+// same batch as the entries, so a restart resumes exactly after the last
+// applied event.
+//
+// It checks that each event's stream sequence is the last applied plus one.
+// JetStream skips ahead silently when retention has dropped what a consumer
+// asked for; the Follower reports such a gap, stops being caught up, and
+// rebuilds the denylist from a full replay of the stream.
+type Follower struct {
+	conn *bus.Conn
+	db   *store.DB
+	keys *KeySet
+	log  *slog.Logger
+
+	head     atomic.Uint64 // last stream sequence known to exist
+	target   atomic.Uint64 // the head when following started; caught up once applied reaches it
+	caughtUp atomic.Bool
+	gaps     atomic.Uint64
+	bad      atomic.Uint64 // malformed events skipped
+	events   atomic.Uint64 // events applied since start
+
+	mu      sync.Mutex
+	lastErr string
+	lastGap string
+}
+
+// NewFollower returns a Follower applying the stream read through conn to
+// db, and dropping revoked keys from keys.
+func NewFollower(conn *bus.Conn, db *store.DB, keys *KeySet, log *slog.Logger) *Follower {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Follower{conn: conn, db: db, keys: keys, log: log}
+}
+
+// errGap reports that the stream no longer holds events the denylist has
+// not applied.
+type errGap struct{ applied, next uint64 }
+
+func (e errGap) Error() string {
+	return fmt.Sprintf("stream gap: applied %d, next available %d", e.applied, e.next)
+}
+
+// Run follows the stream until ctx ends. It retries while the stream does
+// not exist or NATS is unreachable, and rebuilds after a gap.
+func (f *Follower) Run(ctx context.Context) error {
+	backoff := 250 * time.Millisecond
+	for {
+		err := f.follow(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		f.caughtUp.Store(false)
+		var gap errGap
+		if errors.As(err, &gap) {
+			f.gaps.Add(1)
+			f.setErr(&f.lastGap, gap.Error())
+			f.log.Error("revocation stream gap: events were lost before this verifier applied them; rebuilding denylist from a full replay",
+				"applied", gap.applied, "next", gap.next)
+			if err := f.db.Reset(); err != nil {
+				return fmt.Errorf("rebuild denylist: %w", err)
+			}
+			continue
+		}
+		f.setErr(&f.lastErr, err.Error())
+		f.log.Warn("following revocations interrupted; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (f *Follower) setErr(dst *string, s string) {
+	f.mu.Lock()
+	*dst = s
+	f.mu.Unlock()
+}
+
+func (f *Follower) follow(ctx context.Context) error {
+	first, last, err := f.conn.StreamHead(ctx, bus.StreamRevocations)
+	if err != nil {
+		return err
+	}
+	applied := f.db.Applied()
+	if last < applied {
+		// The stream was recreated: its sequences mean something else now.
+		return errGap{applied: applied, next: first}
+	}
+	f.target.Store(last)
+	f.storeHead(last)
+	if applied >= last {
+		f.markCaughtUp(applied)
+	} else {
+		f.log.Info("catching up with revocation stream", "applied", applied, "head", last)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan bus.Delivery, maxBatch)
+	stop, err := f.conn.Follow(ctx, bus.StreamRevocations, applied, func(d bus.Delivery) {
+		select {
+		case ch <- d:
+		case <-ctx.Done():
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer stop()
+
+	progress := time.NewTicker(progressEvery)
+	defer progress.Stop()
+	batch := make([]bus.Delivery, 0, maxBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-progress.C:
+			if !f.caughtUp.Load() {
+				f.log.Info("catching up", "applied", f.db.Applied(), "head", f.head.Load())
+			}
+			continue
+		case d := <-ch:
+			batch = append(batch[:0], d)
+		}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case d := <-ch:
+				batch = append(batch, d)
+			default:
+				break drain
+			}
+		}
+		if err := f.apply(batch); err != nil {
+			return err
+		}
+	}
+}
+
+// apply checks the sequences of batch and applies it in one store batch.
+func (f *Follower) apply(batch []bus.Delivery) error {
+	applied := f.db.Applied()
+	entries := make([]store.Entry, 0, len(batch))
+	var revokedKeys []string
+	seq := applied
+	var gap error
+	for _, d := range batch {
+		if d.Seq <= seq {
+			continue // redelivery of something already applied
+		}
+		if seq != 0 && d.Seq != seq+1 {
+			gap = errGap{applied: seq, next: d.Seq} // after applying what came before it
+			break
+		}
+		seq = d.Seq
+		f.storeHead(d.Seq + d.Pending)
+		e, err := bus.Decode(d.Data)
+		if err == nil && e.Type != bus.TypeRevocation {
+			err = fmt.Errorf("%w: type %s on the revocation stream", bus.ErrMalformed, e.Type)
+		}
+		if err != nil {
+			// Skipping keeps the fleet moving; the sequence still advances.
+			f.bad.Add(1)
+			f.log.Error("malformed event on revocation stream skipped", "seq", d.Seq, "subject", d.Subject, "err", err)
+			continue
+		}
+		entries = append(entries, entryFor(e.Revocation))
+		if e.Revocation.Kind == bus.KindKey {
+			revokedKeys = append(revokedKeys, e.Revocation.Value)
+		}
+	}
+	if seq == applied {
+		return gap
+	}
+	if err := f.db.Apply(seq, entries); err != nil {
+		return fmt.Errorf("apply revocations up to %d: %w", seq, err)
+	}
+	for _, kid := range revokedKeys {
+		f.keys.Remove(kid)
+	}
+	f.events.Add(uint64(seq - applied))
+	if gap != nil {
+		return gap
+	}
+	if !f.caughtUp.Load() && seq >= f.target.Load() {
+		f.markCaughtUp(seq)
+	}
+	return nil
+}
+
+func (f *Follower) markCaughtUp(applied uint64) {
+	if !f.caughtUp.Swap(true) {
+		f.log.Info("caught up with revocation stream", "applied", applied, "denylist", f.db.Len())
+	}
+}
+
+func (f *Follower) storeHead(seq uint64) {
+	for {
+		old := f.head.Load()
+		if seq <= old || f.head.CompareAndSwap(old, seq) {
+			return
+		}
+	}
+}
+
+// CaughtUp reports whether the denylist has applied every revocation that
+// existed when following (re)started.
+func (f *Follower) CaughtUp() bool { return f.caughtUp.Load() }
+
+// FollowerStatus is a snapshot of a Follower's progress.
+type FollowerStatus struct {
+	Applied       uint64 `json:"applied_seq"`
+	Head          uint64 `json:"stream_head"`
+	Lag           uint64 `json:"lag"`
+	CaughtUp      bool   `json:"caught_up"`
+	Gaps          uint64 `json:"gaps"`
+	Malformed     uint64 `json:"malformed_events"`
+	EventsApplied uint64 `json:"events_applied"`
+	LastGap       string `json:"last_gap,omitempty"`
+	LastError     string `json:"last_error,omitempty"`
+}
+
+// Status returns a snapshot of the Follower's progress.
+func (f *Follower) Status() FollowerStatus {
+	applied, head := f.db.Applied(), f.head.Load()
+	s := FollowerStatus{
+		Applied: applied, Head: head, CaughtUp: f.caughtUp.Load(),
+		Gaps: f.gaps.Load(), Malformed: f.bad.Load(), EventsApplied: f.events.Load(),
+	}
+	if head > applied {
+		s.Lag = head - applied
+	}
+	f.mu.Lock()
+	s.LastGap, s.LastError = f.lastGap, f.lastErr
+	f.mu.Unlock()
+	return s
+}

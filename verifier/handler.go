@@ -1,0 +1,120 @@
+package verifier
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// Handler serves the sidecar's HTTP API: /v1/verify, /v1/status, /healthz
+// and /readyz.
+type Handler struct {
+	sc  *Sidecar
+	mux *http.ServeMux
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+func newHandler(sc *Sidecar) *Handler {
+	h := &Handler{sc: sc, mux: http.NewServeMux()}
+	// Any method: nginx auth_request, Traefik forwardAuth and Envoy
+	// ext_authz forward the original request's method.
+	h.mux.HandleFunc("/v1/verify", h.verify)
+	h.mux.HandleFunc("GET /v1/status", h.status)
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	h.mux.HandleFunc("GET /readyz", h.readyz)
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Identity headers set on a verified request. Proxies copy them upstream.
+const (
+	HeaderSubject = "X-Herald-Subject"
+	HeaderSession = "X-Herald-Session"
+	HeaderClient  = "X-Herald-Client"
+	HeaderScope   = "X-Herald-Scope"
+	HeaderTenant  = "X-Herald-Tenant"
+)
+
+// BearerToken returns the token of an RFC 6750 Authorization: Bearer
+// header. It returns ErrMissing when there is none and ErrMalformed when the
+// header is not a single well-formed bearer credential.
+func BearerToken(r *http.Request) (string, error) {
+	vals := r.Header.Values("Authorization")
+	switch len(vals) {
+	case 0:
+		return "", ErrMissing
+	case 1:
+	default:
+		return "", fmt.Errorf("%w: more than one Authorization header", ErrMalformed)
+	}
+	scheme, tok, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", ErrMissing
+	}
+	tok = strings.TrimLeft(tok, " ")
+	if tok == "" || strings.ContainsAny(tok, " \t") {
+		return "", fmt.Errorf("%w: bad bearer credential", ErrMalformed)
+	}
+	return tok, nil
+}
+
+func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	tok, err := BearerToken(r)
+	if err == nil {
+		var c *Claims
+		c, err = h.sc.verifier.Verify(r.Context(), tok)
+		if err == nil {
+			hd := w.Header()
+			hd.Set(HeaderSubject, c.Subject)
+			hd.Set(HeaderSession, c.SessionID)
+			hd.Set(HeaderClient, c.ClientID)
+			hd.Set(HeaderScope, c.Scope)
+			hd.Set(HeaderTenant, c.Tenant)
+			writeJSON(w, http.StatusOK, c)
+			return
+		}
+	}
+	h.sc.log.Debug("token refused", "reason", Reason(err), "remote", r.RemoteAddr)
+	if errors.Is(err, ErrNotReady) {
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
+			"error": "temporarily_unavailable", "error_description": ErrNotReady.Error(),
+		})
+		return
+	}
+	reason := Reason(err)
+	if errors.Is(err, ErrMissing) {
+		// RFC 6750 section 3.1: no error code when no credential was sent.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+	} else {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="herald", error="invalid_token", error_description=%q`, reason))
+	}
+	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": reason})
+}
+
+func (h *Handler) status(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, h.sc.Status())
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
+	st := h.sc.Status()
+	code := http.StatusOK
+	if !st.Ready {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"ready": st.Ready, "caught_up": st.CaughtUp, "connected": st.Connected, "keys_loaded": st.KeysLoaded})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
+}

@@ -1,0 +1,243 @@
+package verifier
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/store"
+)
+
+// Defaults for Config.
+const (
+	DefaultLeeway       = 30 * time.Second
+	DefaultMaxTokenSize = 8 << 10
+)
+
+// Config configures a Verifier.
+type Config struct {
+	// Issuer is the required iss claim. Required.
+	Issuer string
+	// Audience is the audience this verifier accepts; aud must contain it. Required.
+	Audience string
+	// Algorithms is the allow-list of signing algorithms. Default EdDSA and ES256.
+	Algorithms []string
+	// Leeway tolerates clock skew on exp, nbf and iat. Default DefaultLeeway.
+	Leeway time.Duration
+	// MaxTokenSize bounds a token, in bytes, before any parsing. Default DefaultMaxTokenSize.
+	MaxTokenSize int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if len(c.Algorithms) == 0 {
+		c.Algorithms = []string{bus.AlgEdDSA, bus.AlgES256}
+	}
+	if c.Leeway == 0 {
+		c.Leeway = DefaultLeeway
+	}
+	if c.MaxTokenSize == 0 {
+		c.MaxTokenSize = DefaultMaxTokenSize
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every problem with c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Issuer == "" {
+		errs = append(errs, errors.New("issuer is required"))
+	}
+	if c.Audience == "" {
+		errs = append(errs, errors.New("audience is required"))
+	}
+	for _, a := range c.Algorithms {
+		if a != bus.AlgEdDSA && a != bus.AlgES256 {
+			errs = append(errs, fmt.Errorf("algorithm %q is not supported (want EdDSA or ES256)", a))
+		}
+	}
+	if c.Leeway < 0 || c.Leeway > 5*time.Minute {
+		errs = append(errs, errors.New("leeway must be between 0 and 5m"))
+	}
+	if c.MaxTokenSize < 0 {
+		errs = append(errs, errors.New("max token size must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Verifier checks access tokens locally: size, header, signature with a key
+// from HERALD_KEYS, claims, and the denylist. It makes no network call. It
+// is safe for concurrent use.
+type Verifier struct {
+	cfg     Config
+	keys    *KeySet
+	deny    *store.DB
+	ready   func() bool
+	allowed map[string]bool
+	parser  *jwt.Parser
+}
+
+// New returns a Verifier that trusts the keys in keys and refuses what deny
+// holds. ready, if not nil, gates every verdict: while it reports false,
+// Verify fails with ErrNotReady.
+func New(cfg Config, keys *KeySet, deny *store.DB, ready func() bool) (*Verifier, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("verifier config: %w", err)
+	}
+	v := &Verifier{cfg: cfg, keys: keys, deny: deny, ready: ready, allowed: make(map[string]bool)}
+	for _, a := range cfg.Algorithms {
+		v.allowed[a] = true
+	}
+	v.parser = v.newParser()
+	return v, nil
+}
+
+// newParser builds golang-jwt's parser from the config. Every option that
+// golang-jwt enforces itself is set here; what it does not check (typ,
+// crit, key headers, the size bound, required claims) Verify checks.
+func (v *Verifier) newParser() *jwt.Parser {
+	return jwt.NewParser(
+		jwt.WithValidMethods(v.cfg.Algorithms),
+		jwt.WithIssuer(v.cfg.Issuer),
+		jwt.WithAudience(v.cfg.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(v.cfg.Leeway),
+		jwt.WithStrictDecoding(),
+		jwt.WithTimeFunc(v.cfg.Now),
+	)
+}
+
+// header is the JOSE header of an access token. Members that would let the
+// token choose its own key are recorded so they can be refused.
+type header struct {
+	Alg  string          `json:"alg"`
+	Typ  string          `json:"typ"`
+	Kid  string          `json:"kid"`
+	Crit json.RawMessage `json:"crit"`
+	Jku  json.RawMessage `json:"jku"`
+	X5u  json.RawMessage `json:"x5u"`
+	X5c  json.RawMessage `json:"x5c"`
+	Jwk  json.RawMessage `json:"jwk"`
+}
+
+// Verify checks token and returns its claims, or an error wrapping one of
+// the Err* reasons. The checks follow RFC 8725 and RFC 9068: a size bound
+// before parsing, an algorithm allow-list, typ at+jwt, no crit, keys only
+// from HERALD_KEYS and of the header's algorithm, exp, iat, sub and jti
+// required, issuer and audience checked, then the denylist.
+func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	if v.ready != nil && !v.ready() {
+		return nil, ErrNotReady
+	}
+	if token == "" {
+		return nil, ErrMissing
+	}
+	if len(token) > v.cfg.MaxTokenSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(token), v.cfg.MaxTokenSize)
+	}
+	dot := strings.IndexByte(token, '.')
+	if dot < 0 || strings.Count(token, ".") != 2 {
+		return nil, fmt.Errorf("%w: want three dot-separated parts", ErrMalformed)
+	}
+	key, err := v.checkHeader(token[:dot])
+	if err != nil {
+		return nil, err
+	}
+	var c Claims
+	_, err = v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		if t.Method.Alg() != key.Algorithm {
+			return nil, ErrAlgorithm
+		}
+		return key.Public, nil
+	})
+	if err != nil {
+		return nil, mapJWTError(err)
+	}
+	switch {
+	case c.Subject == "":
+		return nil, fmt.Errorf("%w: sub is missing", ErrMalformed)
+	case c.ID == "":
+		return nil, fmt.Errorf("%w: jti is missing", ErrMalformed)
+	case c.IssuedAt == nil:
+		return nil, fmt.Errorf("%w: iat is missing", ErrMalformed)
+	}
+	if err := v.checkDenylist(&c, key.ID); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (v *Verifier) checkHeader(seg string) (*Key, error) {
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(seg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header is not base64url", ErrMalformed)
+	}
+	var h header
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return nil, fmt.Errorf("%w: header is not a JSON object", ErrMalformed)
+	}
+	switch {
+	case !v.allowed[h.Alg]:
+		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, h.Alg)
+	case !strings.EqualFold(h.Typ, "at+jwt") && !strings.EqualFold(h.Typ, "application/at+jwt"):
+		return nil, fmt.Errorf("%w: typ %q", ErrType, h.Typ)
+	case h.Crit != nil:
+		return nil, fmt.Errorf("%w: crit header not supported", ErrMalformed)
+	case h.Jku != nil || h.X5u != nil || h.X5c != nil || h.Jwk != nil:
+		return nil, fmt.Errorf("%w: key-bearing headers (jku, x5u, x5c, jwk) are refused", ErrMalformed)
+	case h.Kid == "":
+		return nil, fmt.Errorf("%w: kid is missing", ErrUnknownKey)
+	}
+	key, ok := v.keys.Get(h.Kid)
+	if !ok && v.deny != nil && v.deny.Contains(denyKey(bus.KindKey, h.Kid)) {
+		return nil, fmt.Errorf("%w: key", ErrRevoked)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, truncate(h.Kid, 64))
+	}
+	if key.Algorithm != h.Alg {
+		return nil, fmt.Errorf("%w: key %s is for %s, token says %s", ErrAlgorithm, key.ID, key.Algorithm, h.Alg)
+	}
+	return key, nil
+}
+
+// mapJWTError turns golang-jwt's errors into ours.
+func mapJWTError(err error) error {
+	var ours *Error
+	switch {
+	case errors.As(err, &ours):
+		return ours
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return ErrBadSignature
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return ErrExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return ErrNotYetValid
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return ErrIssuer
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return ErrAudience
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrSignatureInvalid):
+		return ErrBadSignature
+	}
+	return fmt.Errorf("%w: %v", ErrMalformed, err)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
