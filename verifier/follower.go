@@ -44,6 +44,7 @@ type Follower struct {
 	mu      sync.Mutex
 	lastErr string
 	lastGap string
+	applied chan struct{} // closed and replaced whenever the applied sequence advances
 }
 
 // NewFollower returns a Follower applying the stream read through conn to
@@ -52,7 +53,33 @@ func NewFollower(conn *bus.Conn, db *store.DB, keys *KeySet, log *slog.Logger) *
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Follower{conn: conn, db: db, keys: keys, log: log}
+	return &Follower{conn: conn, db: db, keys: keys, log: log, applied: make(chan struct{})}
+}
+
+// WaitApplied blocks until the denylist has applied sequence seq or ctx
+// ends. Once it returns nil, Verify refuses every token the revocations up
+// to seq match.
+func (f *Follower) WaitApplied(ctx context.Context, seq uint64) error {
+	for {
+		f.mu.Lock()
+		ch := f.applied
+		f.mu.Unlock()
+		if f.db.Applied() >= seq {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+func (f *Follower) notifyApplied() {
+	f.mu.Lock()
+	close(f.applied)
+	f.applied = make(chan struct{})
+	f.mu.Unlock()
 }
 
 // errGap reports that the stream no longer holds events the denylist has
@@ -204,6 +231,7 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 	for _, kid := range revokedKeys {
 		f.keys.Remove(kid)
 	}
+	f.notifyApplied()
 	f.events.Add(uint64(seq - applied))
 	if gap != nil {
 		return gap

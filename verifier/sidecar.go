@@ -108,6 +108,12 @@ func (s *Sidecar) Ready() bool {
 	return s.keys.Loaded() && s.follower.CaughtUp() && s.conn.Connected()
 }
 
+// WaitApplied blocks until the sidecar has applied the revocation with
+// stream sequence seq, or ctx ends.
+func (s *Sidecar) WaitApplied(ctx context.Context, seq uint64) error {
+	return s.follower.WaitApplied(ctx, seq)
+}
+
 // Status is what /v1/status reports.
 type Status struct {
 	FollowerStatus
