@@ -286,4 +286,3 @@ func waitUntil(ctx context.Context, timeout time.Duration, cond func() bool) err
 	}
 	return nil
 }
-
