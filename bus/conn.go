@@ -195,13 +195,17 @@ func (c *Conn) Publish(ctx context.Context, e *Event) (uint64, error) {
 // PublishAll publishes events concurrently and waits for every
 // acknowledgement. It returns their sequences in order, or the first error.
 func (c *Conn) PublishAll(ctx context.Context, events ...*Event) ([]uint64, error) {
-	futures := make([]jetstream.PubAckFuture, len(events))
+	msgs := make([]*nats.Msg, len(events))
 	for i, e := range events {
 		msg, err := newMsg(e)
 		if err != nil {
-			return nil, err
+			return nil, err // before anything is published
 		}
-		f, err := c.js.PublishMsgAsync(msg, jetstream.WithExpectStream(e.Stream()))
+		msgs[i] = msg
+	}
+	futures := make([]jetstream.PubAckFuture, len(events))
+	for i, e := range events {
+		f, err := c.js.PublishMsgAsync(msgs[i], jetstream.WithExpectStream(e.Stream()))
 		if err != nil {
 			return nil, fmt.Errorf("publish %s event %s: %w", e.Type, e.ID, err)
 		}
@@ -232,8 +236,9 @@ func newMsg(e *Event) (*nats.Msg, error) {
 	return msg, nil
 }
 
-// StreamHead returns the first and last sequence a stream holds. An empty
-// stream has last = first - 1.
+// StreamHead returns the first and last sequence a stream holds. A stream
+// that never held a message returns 0, 0; one whose messages all expired
+// returns last = first - 1.
 func (c *Conn) StreamHead(ctx context.Context, stream string) (first, last uint64, err error) {
 	s, err := c.js.Stream(ctx, stream)
 	if err != nil {

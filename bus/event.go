@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 	"unicode/utf8"
 )
@@ -156,6 +157,9 @@ func (e *Event) Validate() error {
 	if e.Time.IsZero() {
 		bad("time is missing")
 	}
+	if len(e.Actor) > MaxValueLen {
+		bad("actor is longer than %d bytes", MaxValueLen)
+	}
 	checkValue := func(name, v string, required bool) {
 		switch {
 		case required && v == "":
@@ -260,6 +264,9 @@ func Encode(e *Event) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode event: %w", err)
 	}
+	if len(b) > MaxEventSize {
+		return nil, fmt.Errorf("%w: encoded to %d bytes, limit %d", ErrMalformed, len(b), MaxEventSize)
+	}
 	return b, nil
 }
 
@@ -271,12 +278,17 @@ func Decode(data []byte) (*Event, error) {
 	if len(data) > MaxEventSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(data), MaxEventSize)
 	}
+	// encoding/json replaces invalid UTF-8 with U+FFFD, which would let a
+	// changed value through unnoticed.
+	if !utf8.Valid(data) {
+		return nil, fmt.Errorf("%w: not valid UTF-8", ErrMalformed)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var e Event
 	if err := dec.Decode(&e); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: trailing data", ErrMalformed)
 	}
 	if err := e.Validate(); err != nil {

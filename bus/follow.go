@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -46,7 +47,19 @@ func (c *Conn) Follow(ctx context.Context, stream string, after uint64, deliver 
 	if err != nil {
 		return nil, fmt.Errorf("follow %s from %d: %w", stream, after+1, err)
 	}
+	// jetstream's Closed can report an ordered consumer closed while its
+	// handler still runs, so Follow guards deliver itself: once stop holds
+	// mu and sets stopped, no call of deliver runs or starts.
+	var (
+		mu      sync.Mutex
+		stopped bool
+	)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
 		meta, err := m.Metadata()
 		if err != nil {
 			c.log.Error("follow: message without metadata", "stream", stream, "err", err)
@@ -71,8 +84,10 @@ func (c *Conn) Follow(ctx context.Context, stream string, after uint64, deliver 
 		select {
 		case <-cc.Closed():
 		case <-time.After(stopTimeout):
-			// The connection is down and the unsubscribe cannot complete;
-			// cc.Stop already stopped delivery.
+			// The connection is down and the unsubscribe cannot complete.
 		}
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
 	}, nil
 }
