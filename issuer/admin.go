@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -34,7 +35,7 @@ func loadAdminToken(token, dir string) (auth adminAuth, path string, created boo
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		token = "hrld_" + randomID(32)
+		token = "hrld_" + randomSecret(32)
 		if err := writeFileAtomic(path, []byte(token+"\n")); err != nil {
 			return adminAuth{}, path, false, fmt.Errorf("create admin token: %w", err)
 		}
@@ -68,11 +69,21 @@ func (a adminAuth) check(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(sum[:], a.sum[:]) == 1
 }
 
-// randomID returns n random bytes, base64url without padding.
+// randomSecret returns n random bytes, base64url without padding.
+func randomSecret(n int) string {
+	return base64.RawURLEncoding.EncodeToString(randomBytes(n))
+}
+
+// randomID returns n random bytes in hex: identifiers (sid, jti) that are
+// safe on command lines, where a leading '-' would read as a flag.
 func randomID(n int) string {
+	return hex.EncodeToString(randomBytes(n))
+}
+
+func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		panic(fmt.Sprintf("issuer: read random: %v", err)) // crypto/rand never fails on supported platforms
 	}
-	return base64.RawURLEncoding.EncodeToString(b)
+	return b
 }

@@ -46,7 +46,8 @@ type DB struct {
 	write *pebble.WriteOptions
 	now   func() time.Time
 
-	writeMu sync.Mutex // serializes Apply, Reset, Prune and Close
+	writeMu sync.Mutex   // serializes Apply, Reset, Prune and Close
+	life    sync.RWMutex // held shared by Update, exclusively by Close
 	closed  bool
 
 	mu      sync.RWMutex
@@ -135,6 +136,8 @@ func (db *DB) load() error {
 func (db *DB) Close() error {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
+	db.life.Lock()
+	defer db.life.Unlock()
 	if db.closed {
 		return nil
 	}

@@ -68,8 +68,8 @@ func (d *NumericDate) jwt() *jwt.NumericDate {
 // are milliseconds.
 func (d NumericDate) MarshalJSON() ([]byte, error) {
 	ms := d.UnixMilli()
-	if ms%1000 == 0 {
-		return strconv.AppendInt(nil, ms/1000, 10), nil
+	if ms%1000 == 0 || ms < 0 {
+		return strconv.AppendInt(nil, d.Unix(), 10), nil
 	}
 	return fmt.Appendf(nil, "%d.%03d", ms/1000, ms%1000), nil
 }

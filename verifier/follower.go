@@ -134,15 +134,10 @@ func (f *Follower) follow(ctx context.Context) error {
 		return err
 	}
 	applied := f.db.Applied()
-	if last < applied {
-		// The stream was recreated: its sequences mean something else now.
-		return errGap{applied: applied, next: first}
+	if err := f.setTarget(applied, first, last); err != nil {
+		return err
 	}
-	f.target.Store(last)
-	f.storeHead(last)
-	if applied >= last {
-		f.markCaughtUp(applied)
-	} else {
+	if !f.caughtUp.Load() {
 		f.log.Info("catching up with revocation stream", "applied", applied, "head", last)
 	}
 
@@ -168,8 +163,17 @@ func (f *Follower) follow(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-progress.C:
-			if !f.caughtUp.Load() {
-				f.log.Info("catching up", "applied", f.db.Applied(), "head", f.head.Load())
+			if f.caughtUp.Load() {
+				continue
+			}
+			f.log.Info("catching up", "applied", f.db.Applied(), "head", f.head.Load())
+			// What we wait for may have expired since we looked.
+			first, last, err := f.conn.StreamHead(ctx, bus.StreamRevocations)
+			if err != nil {
+				return err
+			}
+			if err := f.setTarget(f.db.Applied(), first, last); err != nil {
+				return err
 			}
 			continue
 		case d := <-ch:
@@ -188,6 +192,29 @@ func (f *Follower) follow(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// setTarget decides, from the stream's first and last sequence, what must
+// be applied before the denylist is caught up, and finds gaps that need no
+// message to show: a stream recreated behind the denylist, or retention
+// that dropped events the denylist has not applied.
+func (f *Follower) setTarget(applied, first, last uint64) error {
+	switch {
+	case last < applied:
+		return errGap{applied: applied, next: first} // the stream was recreated
+	case applied > 0 && first > applied+1:
+		return errGap{applied: applied, next: first}
+	}
+	f.storeHead(last)
+	target := last
+	if first > last {
+		target = applied // retention emptied the stream: nothing to wait for
+	}
+	f.target.Store(target)
+	if applied >= target {
+		f.markCaughtUp(applied)
+	}
+	return nil
 }
 
 // apply checks the sequences of batch and applies it in one store batch.

@@ -137,8 +137,12 @@ func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	pos := fs.Args()
 	var positional []string
 	for len(pos) > 0 {
-		positional = append(positional, pos[0])
-		if err := fs.Parse(pos[1:]); err != nil {
+		n := 1
+		if len(positional) == 0 && pos[0] != "all" && len(pos) > 1 {
+			n = 2 // KIND VALUE: the value is taken verbatim, even if it starts with '-'
+		}
+		positional = append(positional, pos[:n]...)
+		if err := fs.Parse(pos[n:]); err != nil {
 			return err
 		}
 		pos = fs.Args()

@@ -148,6 +148,12 @@ func TestRun_DevTokenVerifyRevoke(t *testing.T) {
 		return nil
 	})
 
+	// A value that starts with '-' (kids are base64url) is a value, not a flag.
+	out = runCmd(t, "revoke", "--issuer-url", issuerURL, "--admin-token-file", tokenFile, "key", "-not-a-flag", "--reason", "test")
+	if !strings.Contains(out, "revoked key -not-a-flag") {
+		t.Fatalf("revoke key output %q", out)
+	}
+
 	var errOut bytes.Buffer
 	err = run(t.Context(), []string{"revoke", "--issuer-url", issuerURL, "--admin-token-file", tokenFile, "everything"}, io.Discard, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "unknown kind") {

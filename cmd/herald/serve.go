@@ -102,6 +102,7 @@ func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	defer log.Info("herald stopped") // after every deferred close below
 	b, err := connectBus(ctx, f.natsURL, f.natsListen, f.data, "herald-issuer", log)
 	if err != nil {
 		return err
@@ -139,6 +140,7 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	defer log.Info("herald stopped") // after every deferred close below
 	b, err := connectBus(ctx, f.natsURL, "", "", "herald-verifier", log)
 	if err != nil {
 		return err
@@ -169,6 +171,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	defer log.Info("herald stopped") // after every deferred close below
 	b, err := connectBus(ctx, f.natsURL, f.natsListen, f.data, "herald-dev", log)
 	if err != nil {
 		return err

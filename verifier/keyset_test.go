@@ -1,0 +1,88 @@
+package verifier
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestKeySet_Put(t *testing.T) {
+	k := newTestKeys(t)
+	denied := map[string]bool{}
+	ks := NewKeySet(func(kid string) bool { return denied[kid] }, nil)
+
+	if err := ks.Put(k.edKid, k.edJWK); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if key, ok := ks.Get(k.edKid); !ok || key.Algorithm != "EdDSA" || key.ID != k.edKid {
+		t.Fatalf("Get = %+v, %v", key, ok)
+	}
+	tests := []struct {
+		name string
+		kid  string
+		data []byte
+	}{
+		{"stored under another name", "other", k.esJWK},
+		{"not JSON", k.esKid, []byte("{")},
+		{"kid not the thumbprint", "x", []byte(strings.Replace(string(k.esJWK), k.esKid, "x", 1))},
+		{"algorithm of another key type", k.esKid, []byte(strings.Replace(string(k.esJWK), `"ES256"`, `"EdDSA"`, 1))},
+		{"oversized", k.esKid, []byte(`{"kid":"` + strings.Repeat("a", 8<<10) + `"}`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := ks.Put(tt.kid, tt.data); err == nil {
+				t.Fatalf("Put(%s) succeeded", tt.kid)
+			}
+			if _, ok := ks.Get(tt.kid); ok {
+				t.Fatalf("refused key %s is in the set", tt.kid)
+			}
+		})
+	}
+	denied[k.esKid] = true
+	if err := ks.Put(k.esKid, k.esJWK); err == nil {
+		t.Fatal("Put of a revoked key succeeded")
+	}
+	ks.Remove(k.edKid)
+	if got := len(ks.Keys()); got != 0 {
+		t.Fatalf("Keys after Remove = %d, want 0", got)
+	}
+}
+
+// TestKeySet_Watch checks the sidecar's key set follows HERALD_KEYS:
+// a key deleted from the bucket stops verifying, a new one starts.
+func TestKeySet_Watch(t *testing.T) {
+	f := newFixture(t)
+	v := f.sc.Verifier()
+	kv, err := f.conn.Keys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(t.Context(), f.edKid); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() error {
+		if _, ok := f.sc.keys.Get(f.edKid); ok {
+			return errors.New("deleted key still trusted")
+		}
+		return nil
+	})
+	_, err = v.Verify(t.Context(), f.edToken(t, baseClaims(time.Now())))
+	checkVerdict(t, err, ErrUnknownKey)
+	_, err = v.Verify(t.Context(), f.esToken(t, baseClaims(time.Now())))
+	checkVerdict(t, err, nil)
+
+	// A restarted sidecar trusts exactly what the bucket holds now.
+	f.stop()
+	if err := kv.Delete(t.Context(), f.esKid); err != nil {
+		t.Fatal(err)
+	}
+	publishKey(t, f.conn, f.edKid, f.edJWK)
+	sc, _ := startSidecar(t, f.conn, f.dir)
+	waitReady(t, sc)
+	if _, ok := sc.keys.Get(f.esKid); ok {
+		t.Error("key deleted while down is trusted after restart")
+	}
+	_, err = sc.Verifier().Verify(t.Context(), f.edToken(t, baseClaims(time.Now())))
+	checkVerdict(t, err, nil)
+}

@@ -1,0 +1,520 @@
+package verifier
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/bustest"
+)
+
+const (
+	testIssuer   = "https://issuer.test"
+	testAudience = "api"
+)
+
+// waitFor polls cond until it returns nil, failing the test with cond's
+// last error once timeout has passed (nats-server's checkFor).
+func waitFor(tb testing.TB, timeout time.Duration, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("still failing after %s: %v", timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testKeys are an Ed25519 and an ES256 signing key with their HERALD_KEYS form.
+type testKeys struct {
+	ed    ed25519.PrivateKey
+	edKid string
+	edJWK []byte
+	es    *ecdsa.PrivateKey
+	esKid string
+	esJWK []byte
+}
+
+func newTestKeys(tb testing.TB) *testKeys {
+	tb.Helper()
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	es, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	k := &testKeys{ed: ed, es: es}
+	k.edKid, k.edJWK = jwkOf(tb, ed.Public())
+	k.esKid, k.esJWK = jwkOf(tb, &es.PublicKey)
+	return k
+}
+
+func jwkOf(tb testing.TB, pub any) (kid string, data []byte) {
+	tb.Helper()
+	jwk, err := bus.NewJWK(pub)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	data, err = json.Marshal(jwk)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return jwk.Kid, data
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func randomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// baseClaims returns the claims of a valid Herald access token issued at iat.
+func baseClaims(iat time.Time) map[string]any {
+	return map[string]any{
+		"iss":       testIssuer,
+		"sub":       "alice",
+		"aud":       testAudience,
+		"exp":       iat.Add(5 * time.Minute).Unix(),
+		"iat":       NewNumericDate(iat),
+		"jti":       randomID(),
+		"client_id": "web",
+		"sid":       "sess-" + randomID(),
+		"scope":     "read write",
+		"tenant":    "acme",
+	}
+}
+
+// encodeJWT returns the signing input of header and claims.
+func encodeJWT(tb testing.TB, header, claims map[string]any) string {
+	tb.Helper()
+	hb, err := json.Marshal(header)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cb, err := json.Marshal(claims)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b64(hb) + "." + b64(cb)
+}
+
+// signJWT signs header and claims as they are, with method and key.
+func signJWT(tb testing.TB, method jwt.SigningMethod, key any, header, claims map[string]any) string {
+	tb.Helper()
+	input := encodeJWT(tb, header, claims)
+	sig, err := method.Sign(input, key)
+	if err != nil {
+		tb.Fatalf("sign %s: %v", method.Alg(), err)
+	}
+	return input + "." + b64(sig)
+}
+
+// edHeader and esHeader are the headers Herald's issuer writes.
+func (k *testKeys) edHeader() map[string]any {
+	return map[string]any{"typ": "at+jwt", "alg": bus.AlgEdDSA, "kid": k.edKid}
+}
+
+func (k *testKeys) esHeader() map[string]any {
+	return map[string]any{"typ": "at+jwt", "alg": bus.AlgES256, "kid": k.esKid}
+}
+
+// edToken signs claims with the Ed25519 key and the standard header.
+func (k *testKeys) edToken(tb testing.TB, claims map[string]any) string {
+	tb.Helper()
+	return signJWT(tb, jwt.SigningMethodEdDSA, k.ed, k.edHeader(), claims)
+}
+
+// esToken signs claims with the ES256 key and the standard header.
+func (k *testKeys) esToken(tb testing.TB, claims map[string]any) string {
+	tb.Helper()
+	return signJWT(tb, jwt.SigningMethodES256, k.es, k.esHeader(), claims)
+}
+
+// fixture is a real embedded NATS with Herald's streams, both test keys
+// published in HERALD_KEYS, and a running sidecar that is ready.
+type fixture struct {
+	*testKeys
+	srv  *bus.Server
+	conn *bus.Conn
+	dir  string
+	sc   *Sidecar
+	stop func()
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	return newFixtureMaxAge(t, 20*time.Minute)
+}
+
+func newFixtureMaxAge(t *testing.T, maxAge time.Duration) *fixture {
+	t.Helper()
+	s := bustest.RunServer(t)
+	conn := bustest.Setup(t, s, maxAge)
+	f := &fixture{testKeys: newTestKeys(t), srv: s, conn: conn, dir: t.TempDir()}
+	publishKey(t, conn, f.edKid, f.edJWK)
+	publishKey(t, conn, f.esKid, f.esJWK)
+	f.sc, f.stop = startSidecar(t, conn, f.dir)
+	waitReady(t, f.sc)
+	return f
+}
+
+func publishKey(t *testing.T, conn *bus.Conn, kid string, data []byte) {
+	t.Helper()
+	kv, err := conn.Keys(t.Context())
+	if err != nil {
+		t.Fatalf("keys bucket: %v", err)
+	}
+	if _, err := kv.Put(t.Context(), kid, data); err != nil {
+		t.Fatalf("put key %s: %v", kid, err)
+	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// startSidecar opens a sidecar on dir and runs it. The returned stop
+// cancels Run, waits for it and closes the sidecar; it runs at cleanup if
+// the test does not call it, and may be called more than once.
+func startSidecar(t *testing.T, conn *bus.Conn, dir string) (*Sidecar, func()) {
+	t.Helper()
+	sc, err := OpenSidecar(SidecarConfig{
+		Verifier: Config{Issuer: testIssuer, Audience: testAudience},
+		DataDir:  dir,
+		HTTPAddr: "127.0.0.1:0",
+		Logger:   testLogger(t),
+	}, conn)
+	if err != nil {
+		t.Fatalf("open sidecar: %v", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- sc.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("sidecar run: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("sidecar run did not return after cancel")
+				return
+			}
+			if err := sc.Close(); err != nil {
+				t.Errorf("close sidecar: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return sc, stop
+}
+
+func waitReady(t *testing.T, sc *Sidecar) {
+	t.Helper()
+	waitFor(t, 10*time.Second, func() error {
+		if st := sc.Status(); !st.Ready {
+			return fmt.Errorf("sidecar not ready: %+v", st)
+		}
+		return nil
+	})
+}
+
+// revoke publishes a revocation made at at and waits until sc has applied it.
+func revoke(t *testing.T, conn *bus.Conn, sc *Sidecar, kind bus.Kind, value string, at time.Time) uint64 {
+	t.Helper()
+	seq := publishRevocation(t, conn, kind, value, at)
+	if sc != nil {
+		waitApplied(t, sc, seq)
+	}
+	return seq
+}
+
+func publishRevocation(t *testing.T, conn *bus.Conn, kind bus.Kind, value string, at time.Time) uint64 {
+	t.Helper()
+	seq, err := conn.Publish(t.Context(), &bus.Event{
+		ID: bus.NewID(), Type: bus.TypeRevocation, Time: at, Actor: "test",
+		Revocation: &bus.Revocation{Kind: kind, Value: value, At: at, Until: at.Add(20 * time.Minute)},
+	})
+	if err != nil {
+		t.Fatalf("publish %s revocation: %v", kind, err)
+	}
+	return seq
+}
+
+func waitApplied(t *testing.T, sc *Sidecar, seq uint64) {
+	t.Helper()
+	waitFor(t, 10*time.Second, func() error {
+		if got := sc.Status().Applied; got < seq {
+			return fmt.Errorf("applied %d, want %d", got, seq)
+		}
+		return nil
+	})
+}
+
+// checkVerdict asserts that err wraps want (nil for success) and carries
+// want's reason code.
+func checkVerdict(t *testing.T, err error, want *Error) {
+	t.Helper()
+	if want == nil {
+		if err != nil {
+			t.Fatalf("Verify: %v (reason %s), want success", err, Reason(err))
+		}
+		return
+	}
+	if !errors.Is(err, want) {
+		t.Fatalf("Verify error = %v, want %v", err, want)
+	}
+	if got := Reason(err); got != want.Reason {
+		t.Fatalf("Reason = %q, want %q", got, want.Reason)
+	}
+}
+
+func TestVerifier_Verify(t *testing.T) {
+	f := newFixture(t)
+	v := f.sc.Verifier()
+	now := time.Now()
+
+	with := func(mut func(c map[string]any)) map[string]any {
+		c := baseClaims(now)
+		mut(c)
+		return c
+	}
+	without := func(name string) map[string]any {
+		return with(func(c map[string]any) { delete(c, name) })
+	}
+	hdr := func(mut func(h map[string]any)) map[string]any {
+		h := f.edHeader()
+		mut(h)
+		return h
+	}
+	edWith := func(h map[string]any) string {
+		return signJWT(t, jwt.SigningMethodEdDSA, f.ed, h, baseClaims(now))
+	}
+	unsigned := func(alg string) string {
+		h := f.edHeader()
+		h["alg"] = alg
+		return encodeJWT(t, h, baseClaims(now)) + "."
+	}
+	_, otherKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := f.edToken(t, baseClaims(now))
+	parts := strings.Split(valid, ".")
+	forged := with(func(c map[string]any) { c["sub"] = "admin" })
+	tampered := parts[0] + "." + b64(mustJSON(t, forged)) + "." + parts[2]
+
+	tests := []struct {
+		name  string
+		token string
+		want  *Error
+	}{
+		{"valid EdDSA", valid, nil},
+		{"valid ES256", f.esToken(t, baseClaims(now)), nil},
+		{"typ application/at+jwt", edWith(hdr(func(h map[string]any) { h["typ"] = "application/at+jwt" })), nil},
+		{"typ case-insensitive", edWith(hdr(func(h map[string]any) { h["typ"] = "AT+JWT" })), nil},
+		{"aud array", f.edToken(t, with(func(c map[string]any) { c["aud"] = []string{"other", testAudience} })), nil},
+
+		{"empty", "", ErrMissing},
+		{"oversized", f.edToken(t, with(func(c map[string]any) { c["pad"] = strings.Repeat("a", DefaultMaxTokenSize) })), ErrMalformed},
+		{"two parts", parts[0] + "." + parts[1], ErrMalformed},
+		{"four parts", valid + ".x", ErrMalformed},
+		{"garbage", "not a token", ErrMalformed},
+		{"non-base64 header", "!!!." + parts[1] + "." + parts[2], ErrMalformed},
+		{"header not an object", b64([]byte(`["EdDSA"]`)) + "." + parts[1] + "." + parts[2], ErrMalformed},
+		{"padded signature", valid + "=", ErrMalformed},
+
+		{"alg none", unsigned("none"), ErrAlgorithm},
+		{"alg None", unsigned("None"), ErrAlgorithm},
+		{"alg NONE", unsigned("NONE"), ErrAlgorithm},
+		{"alg missing", edWith(hdr(func(h map[string]any) { delete(h, "alg") })), ErrAlgorithm},
+		{"HS256 with public key as secret", signJWT(t, jwt.SigningMethodHS256, []byte(f.ed.Public().(ed25519.PublicKey)),
+			hdr(func(h map[string]any) { h["alg"] = "HS256" }), baseClaims(now)), ErrAlgorithm},
+		{"HS256 with JWK as secret", signJWT(t, jwt.SigningMethodHS256, f.edJWK,
+			hdr(func(h map[string]any) { h["alg"] = "HS256" }), baseClaims(now)), ErrAlgorithm},
+		{"RS256 header", edWith(hdr(func(h map[string]any) { h["alg"] = "RS256" })), ErrAlgorithm},
+		{"EdDSA header with ES256 kid", signJWT(t, jwt.SigningMethodEdDSA, f.ed,
+			hdr(func(h map[string]any) { h["kid"] = f.esKid }), baseClaims(now)), ErrAlgorithm},
+		{"ES256 header with EdDSA kid", signJWT(t, jwt.SigningMethodES256, f.es,
+			map[string]any{"typ": "at+jwt", "alg": bus.AlgES256, "kid": f.edKid}, baseClaims(now)), ErrAlgorithm},
+
+		{"typ JWT", edWith(hdr(func(h map[string]any) { h["typ"] = "JWT" })), ErrType},
+		{"typ missing", edWith(hdr(func(h map[string]any) { delete(h, "typ") })), ErrType},
+
+		{"crit", edWith(hdr(func(h map[string]any) { h["crit"] = []string{"x"} })), ErrMalformed},
+		{"jku", edWith(hdr(func(h map[string]any) { h["jku"] = "https://evil.test/jwks.json" })), ErrMalformed},
+		{"x5u", edWith(hdr(func(h map[string]any) { h["x5u"] = "https://evil.test/cert.pem" })), ErrMalformed},
+		{"x5c", edWith(hdr(func(h map[string]any) { h["x5c"] = []string{"MIIB"} })), ErrMalformed},
+		{"jwk", edWith(hdr(func(h map[string]any) { h["jwk"] = json.RawMessage(f.edJWK) })), ErrMalformed},
+
+		{"unknown kid", edWith(hdr(func(h map[string]any) { h["kid"] = "no-such-key" })), ErrUnknownKey},
+		{"missing kid", edWith(hdr(func(h map[string]any) { delete(h, "kid") })), ErrUnknownKey},
+
+		{"other key, published kid", signJWT(t, jwt.SigningMethodEdDSA, otherKey, f.edHeader(), baseClaims(now)), ErrBadSignature},
+		{"tampered payload", tampered, ErrBadSignature},
+		{"signature of another token", parts[0] + "." + parts[1] + "." + strings.Split(f.edToken(t, baseClaims(now)), ".")[2], ErrBadSignature},
+		{"empty signature", parts[0] + "." + parts[1] + ".", ErrBadSignature},
+
+		{"expired", f.edToken(t, with(func(c map[string]any) {
+			c["iat"] = NewNumericDate(now.Add(-2 * time.Hour))
+			c["exp"] = now.Add(-time.Hour).Unix()
+		})), ErrExpired},
+		{"nbf in the future", f.edToken(t, with(func(c map[string]any) { c["nbf"] = now.Add(time.Hour).Unix() })), ErrNotYetValid},
+		{"iat in the future", f.edToken(t, with(func(c map[string]any) {
+			c["iat"] = NewNumericDate(now.Add(time.Hour))
+			c["exp"] = now.Add(2 * time.Hour).Unix()
+		})), ErrNotYetValid},
+		{"wrong iss", f.edToken(t, with(func(c map[string]any) { c["iss"] = "https://evil.test" })), ErrIssuer},
+		{"missing iss", f.edToken(t, without("iss")), ErrMalformed},
+		{"wrong aud", f.edToken(t, with(func(c map[string]any) { c["aud"] = "other" })), ErrAudience},
+		{"missing aud", f.edToken(t, without("aud")), ErrMalformed},
+
+		{"missing exp", f.edToken(t, without("exp")), ErrMalformed},
+		{"missing sub", f.edToken(t, without("sub")), ErrMalformed},
+		{"missing jti", f.edToken(t, without("jti")), ErrMalformed},
+		{"missing iat", f.edToken(t, without("iat")), ErrMalformed},
+		{"exp as string", f.edToken(t, with(func(c map[string]any) { c["exp"] = "9999999999" })), ErrMalformed},
+		{"exp 1e300", f.edToken(t, with(func(c map[string]any) { c["exp"] = json.RawMessage("1e300") })), ErrMalformed},
+		{"exp negative", f.edToken(t, with(func(c map[string]any) { c["exp"] = -1 })), ErrMalformed},
+		{"iat with ten fraction digits", f.edToken(t, with(func(c map[string]any) { c["iat"] = json.RawMessage("1795430832.1234567891") })), ErrMalformed},
+		{"claims not an object", signJWT(t, jwt.SigningMethodEdDSA, f.ed, f.edHeader(), nil), ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := v.Verify(t.Context(), tt.token)
+			checkVerdict(t, err, tt.want)
+			if err != nil && c != nil {
+				t.Fatalf("Verify returned claims %+v with error %v", c, err)
+			}
+		})
+	}
+
+	t.Run("claims", func(t *testing.T) {
+		iat := time.UnixMilli(now.UnixMilli())
+		want := baseClaims(iat)
+		want["aud"] = []string{testAudience}
+		c, err := v.Verify(t.Context(), f.edToken(t, want))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]any{
+			"iss": c.Issuer, "sub": c.Subject, "jti": c.ID, "client_id": c.ClientID,
+			"sid": c.SessionID, "scope": c.Scope, "tenant": c.Tenant,
+		}
+		for k, g := range got {
+			if g != want[k] {
+				t.Errorf("%s = %q, want %q", k, g, want[k])
+			}
+		}
+		if got, want := strings.Join(c.Audience, ","), testAudience; got != want {
+			t.Errorf("aud = %q, want %q", got, want)
+		}
+		if c.IssuedAt == nil || !c.IssuedAt.Equal(iat) {
+			t.Errorf("iat = %v, want %v (milliseconds kept)", c.IssuedAt, iat)
+		}
+		if c.ExpiresAt == nil || c.ExpiresAt.Unix() != want["exp"].(int64) {
+			t.Errorf("exp = %v, want %v", c.ExpiresAt, want["exp"])
+		}
+	})
+}
+
+// TestVerifier_Leeway checks that exp, nbf and iat tolerate DefaultLeeway
+// of clock skew and no more.
+func TestVerifier_Leeway(t *testing.T) {
+	k := newTestKeys(t)
+	keys := NewKeySet(nil, nil)
+	if err := keys.Put(k.edKid, k.edJWK); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1795430832, 0)
+	v, err := New(Config{Issuer: testIssuer, Audience: testAudience, Now: func() time.Time { return now }}, keys, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		mut  func(c map[string]any)
+		want *Error
+	}{
+		{"expired within leeway", func(c map[string]any) { c["exp"] = now.Add(-DefaultLeeway + time.Second).Unix() }, nil},
+		{"expired beyond leeway", func(c map[string]any) { c["exp"] = now.Add(-DefaultLeeway - time.Second).Unix() }, ErrExpired},
+		{"nbf within leeway", func(c map[string]any) { c["nbf"] = now.Add(DefaultLeeway - time.Second).Unix() }, nil},
+		{"nbf beyond leeway", func(c map[string]any) { c["nbf"] = now.Add(DefaultLeeway + time.Second).Unix() }, ErrNotYetValid},
+		{"iat within leeway", func(c map[string]any) { c["iat"] = NewNumericDate(now.Add(DefaultLeeway - time.Second)) }, nil},
+		{"iat beyond leeway", func(c map[string]any) { c["iat"] = NewNumericDate(now.Add(DefaultLeeway + time.Second)) }, ErrNotYetValid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := baseClaims(now.Add(-time.Minute))
+			tt.mut(c)
+			_, err := v.Verify(t.Context(), k.edToken(t, c))
+			checkVerdict(t, err, tt.want)
+		})
+	}
+}
+
+func TestVerifier_NotReady(t *testing.T) {
+	k := newTestKeys(t)
+	keys := NewKeySet(nil, nil)
+	if err := keys.Put(k.edKid, k.edJWK); err != nil {
+		t.Fatal(err)
+	}
+	v, err := New(Config{Issuer: testIssuer, Audience: testAudience}, keys, nil, func() bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.Verify(t.Context(), k.edToken(t, baseClaims(time.Now())))
+	checkVerdict(t, err, ErrNotReady)
+}
+
+func TestConfig_Validate(t *testing.T) {
+	cfg := Config{Algorithms: []string{"HS256", "none"}, Leeway: time.Hour, MaxTokenSize: -1}
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate = nil, want errors")
+	}
+	for _, want := range []string{"issuer", "audience", `"HS256"`, `"none"`, "leeway", "max token size"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate = %q, does not mention %s", err, want)
+		}
+	}
+	if _, err := New(Config{Issuer: testIssuer}, NewKeySet(nil, nil), nil, nil); err == nil {
+		t.Error("New without audience succeeded")
+	}
+}
+
+func mustJSON(tb testing.TB, v any) []byte {
+	tb.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
