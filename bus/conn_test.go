@@ -23,23 +23,6 @@ import (
 // nothing expires while a test runs.
 const revocationMaxAge = 10 * time.Minute
 
-// waitFor polls cond until it returns nil, and fails the test with its last
-// error once timeout has passed.
-func waitFor(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // revocation returns a new valid revocation event of a token.
 func revocation(jti string) *bus.Event {
 	now := time.Now().UTC()
@@ -96,7 +79,7 @@ func (c *collector) deliveries() []bus.Delivery {
 // waitLen waits until c has received n deliveries.
 func (c *collector) waitLen(t testing.TB, n int) []bus.Delivery {
 	t.Helper()
-	waitFor(t, 5*time.Second, func() error {
+	bustest.WaitFor(t, 5*time.Second, func() error {
 		if got := len(c.deliveries()); got != n {
 			return fmt.Errorf("%d deliveries, want %d", got, n)
 		}
@@ -484,7 +467,7 @@ func TestConn_FollowStop(t *testing.T) {
 	stop() // a second call is harmless
 
 	// The consumer's goroutines are gone.
-	waitFor(t, 5*time.Second, func() error {
+	bustest.WaitFor(t, 5*time.Second, func() error {
 		if n := consumerGoroutines(); n > before {
 			return fmt.Errorf("%d consumer goroutines after stop, %d before Follow:\n%s", n, before, goroutines())
 		}
@@ -579,7 +562,7 @@ func TestConn_Retention(t *testing.T) {
 	const maxAge = 250 * time.Millisecond
 	c := bustest.Setup(t, s, maxAge)
 	publish(t, c, revocation("j1"), revocation("j2"))
-	waitFor(t, 5*time.Second, func() error {
+	bustest.WaitFor(t, 5*time.Second, func() error {
 		first, last, err := c.StreamHead(t.Context(), "HERALD")
 		if err != nil {
 			return err

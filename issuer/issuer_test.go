@@ -74,25 +74,10 @@ func runUntilStopped(t *testing.T, fn func(context.Context) error, closeFn func(
 	return stop
 }
 
-func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func waitReady(t *testing.T, scs ...*verifier.Sidecar) {
 	t.Helper()
 	for _, sc := range scs {
-		waitFor(t, 10*time.Second, func() error {
+		bustest.WaitFor(t, 10*time.Second, func() error {
 			if !sc.Ready() {
 				return fmt.Errorf("sidecar %s not ready: %+v", sc.URL(), sc.Status())
 			}
@@ -201,14 +186,14 @@ func TestIssuer_RevokeSessionReachesEveryVerifier(t *testing.T) {
 	victim := createSession(t, svc, issuer.SessionRequest{Subject: "alice"})
 	bystander := createSession(t, svc, issuer.SessionRequest{Subject: "alice"})
 	for _, sc := range scs {
-		waitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, victim.AccessToken, 200, "") })
+		bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, victim.AccessToken, 200, "") })
 	}
 	res := revoke(t, svc, "session", victim.SessionID)
 	if res.Seq == 0 || res.ID == "" {
 		t.Fatalf("revocation result %+v: want id and seq", res)
 	}
 	for _, sc := range scs {
-		waitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, victim.AccessToken, 401, "revoked") })
+		bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, victim.AccessToken, 401, "revoked") })
 		if err := wantVerdict(t, sc, bystander.AccessToken, 200, ""); err != nil {
 			t.Error(err)
 		}
@@ -244,7 +229,7 @@ func TestIssuer_EachKindRejectsExactlyItsTokens(t *testing.T) {
 			match := createSession(t, svc, tt.match)
 			other := createSession(t, svc, tt.other)
 			res := revoke(t, svc, tt.kind, tt.value(match))
-			waitFor(t, 5*time.Second, func() error {
+			bustest.WaitFor(t, 5*time.Second, func() error {
 				if got := sc.Status().Applied; got < res.Seq {
 					return fmt.Errorf("applied %d, want %d", got, res.Seq)
 				}
@@ -269,12 +254,12 @@ func TestIssuer_EachKindRejectsExactlyItsTokens(t *testing.T) {
 		old := createSession(t, svc, tokenOf{Subject: "u-key"})
 		oldKid := headerKid(t, old.AccessToken)
 		revoke(t, svc, "key", oldKid)
-		waitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, old.AccessToken, 401, "revoked") })
+		bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, old.AccessToken, 401, "revoked") })
 		fresh := createSession(t, svc, tokenOf{Subject: "u-key"})
 		if kid := headerKid(t, fresh.AccessToken); kid == oldKid {
 			t.Fatalf("new token signed with the revoked key %s", kid)
 		}
-		waitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, fresh.AccessToken, 200, "") })
+		bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, fresh.AccessToken, 200, "") })
 		code, body := call(t, "GET", svc.URL()+"/.well-known/jwks.json", "", nil)
 		if code != 200 || bytes.Contains(body, []byte(oldKid)) {
 			t.Errorf("jwks = %d %s, want 200 without revoked kid %s", code, body, oldKid)
@@ -284,7 +269,7 @@ func TestIssuer_EachKindRejectsExactlyItsTokens(t *testing.T) {
 	t.Run("all", func(t *testing.T) {
 		before := createSession(t, svc, tokenOf{Subject: "u-all", Tenant: "t-9"})
 		revoke(t, svc, "all", "")
-		waitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, before.AccessToken, 401, "revoked") })
+		bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, before.AccessToken, 401, "revoked") })
 		after := createSession(t, svc, tokenOf{Subject: "u-all", Tenant: "t-9"})
 		if err := wantVerdict(t, sc, after.AccessToken, 200, ""); err != nil {
 			t.Errorf("token issued after revoke all: %v", err)
@@ -327,7 +312,7 @@ func TestIssuer_VerifierDownDuringRevocation(t *testing.T) {
 	sc, stop := runSidecar(t, s, svc.IssuerURL(), dir)
 	waitReady(t, sc)
 	sess := createSession(t, svc, issuer.SessionRequest{Subject: "bob"})
-	waitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, sess.AccessToken, 200, "") })
+	bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, sess.AccessToken, 200, "") })
 	stop()
 
 	// Revoke while the verifier is down, plus more traffic after it.
@@ -339,7 +324,7 @@ func TestIssuer_VerifierDownDuringRevocation(t *testing.T) {
 	sc, stop = runSidecar(t, s, svc.IssuerURL(), dir)
 	// From the first answer on, the revoked token never verifies: the
 	// sidecar answers 503 until caught up, then 401.
-	waitFor(t, 10*time.Second, func() error {
+	bustest.WaitFor(t, 10*time.Second, func() error {
 		code, reason := verify(t, sc, sess.AccessToken)
 		switch {
 		case code == 200:

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/bustest"
 )
 
 // A token's dimensions, each of which one revocation kind can target.
@@ -171,7 +172,7 @@ func TestVerifier_RevokedLaterAt(t *testing.T) {
 func TestVerifier_RevokedKeyNotReadded(t *testing.T) {
 	f := newFixture(t)
 	revoke(t, f.conn, f.sc, bus.KindKey, f.edKid, time.Now())
-	waitFor(t, 5*time.Second, func() error {
+	bustest.WaitFor(t, 5*time.Second, func() error {
 		if _, ok := f.sc.keys.Get(f.edKid); ok {
 			return fmt.Errorf("key %s still trusted", f.edKid)
 		}
@@ -180,7 +181,7 @@ func TestVerifier_RevokedKeyNotReadded(t *testing.T) {
 	bad := f.sc.keys.bad.Load()
 	publishKey(t, f.conn, f.edKid, f.edJWK)
 	// The watcher refuses it and counts the refusal.
-	waitFor(t, 5*time.Second, func() error {
+	bustest.WaitFor(t, 5*time.Second, func() error {
 		if f.sc.keys.bad.Load() == bad {
 			return fmt.Errorf("re-published key not yet seen")
 		}

@@ -41,7 +41,7 @@ func TestFollower_Gap(t *testing.T) {
 	for i := range 3 {
 		publishRevocation(t, conn, bus.KindToken, fmt.Sprintf("jti-lost-%d", i), time.Now())
 	}
-	waitFor(t, 10*time.Second, func() error {
+	bustest.WaitFor(t, 10*time.Second, func() error {
 		if first, last := streamHead(t, conn); first <= applied+1 {
 			return fmt.Errorf("stream holds %d..%d; waiting for %d to expire", first, last, applied+1)
 		}
@@ -50,7 +50,7 @@ func TestFollower_Gap(t *testing.T) {
 	last := publishRevocation(t, conn, bus.KindToken, "jti-new", time.Now())
 
 	sc, _ = startSidecar(t, conn, dir)
-	waitFor(t, 5*time.Second, func() error {
+	bustest.WaitFor(t, 5*time.Second, func() error {
 		if st := sc.Status(); st.Gaps != 1 {
 			return fmt.Errorf("gaps = %d, want 1 (%+v)", st.Gaps, st)
 		}
@@ -161,7 +161,7 @@ func TestFollower_AllExpired(t *testing.T) {
 	revoke(t, conn, sc, bus.KindToken, "jti-0", time.Now())
 	stop()
 	publishRevocation(t, conn, bus.KindToken, "jti-lost", time.Now())
-	waitFor(t, 10*time.Second, func() error {
+	bustest.WaitFor(t, 10*time.Second, func() error {
 		if first, last := streamHead(t, conn); first <= last {
 			return fmt.Errorf("stream holds %d..%d; waiting for it to empty", first, last)
 		}

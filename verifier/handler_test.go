@@ -242,7 +242,7 @@ func TestHandler_NotReady(t *testing.T) {
 	tok := k.edToken(t, baseClaims(time.Now()))
 
 	// Wait until the follower has tried and failed to find the stream.
-	waitFor(t, 5*time.Second, func() error {
+	bustest.WaitFor(t, 5*time.Second, func() error {
 		if sc.Status().LastError == "" {
 			return errors.New("follower has not tried yet")
 		}
@@ -271,7 +271,7 @@ func TestHandler_NotReady(t *testing.T) {
 	admin := bustest.Setup(t, s, 20*time.Minute)
 	publishKey(t, admin, k.edKid, k.edJWK)
 	waitReady(t, sc)
-	waitFor(t, 5*time.Second, func() error {
+	bustest.WaitFor(t, 5*time.Second, func() error {
 		if _, ok := sc.keys.Get(k.edKid); !ok {
 			return errors.New("key not loaded yet")
 		}

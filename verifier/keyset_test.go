@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/heraldsec/herald/bus/bustest"
 )
 
 func TestKeySet_Put(t *testing.T) {
@@ -61,7 +63,7 @@ func TestKeySet_Watch(t *testing.T) {
 	if err := kv.Delete(t.Context(), f.edKid); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() error {
+	bustest.WaitFor(t, 5*time.Second, func() error {
 		if _, ok := f.sc.keys.Get(f.edKid); ok {
 			return errors.New("deleted key still trusted")
 		}

@@ -28,23 +28,6 @@ const (
 	testAudience = "api"
 )
 
-// waitFor polls cond until it returns nil, failing the test with cond's
-// last error once timeout has passed (nats-server's checkFor).
-func waitFor(tb testing.TB, timeout time.Duration, cond func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("still failing after %s: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // testKeys are an Ed25519 and an ES256 signing key with their HERALD_KEYS form.
 type testKeys struct {
 	ed    ed25519.PrivateKey
@@ -238,7 +221,7 @@ func startSidecar(t *testing.T, conn *bus.Conn, dir string) (*Sidecar, func()) {
 
 func waitReady(t *testing.T, sc *Sidecar) {
 	t.Helper()
-	waitFor(t, 10*time.Second, func() error {
+	bustest.WaitFor(t, 10*time.Second, func() error {
 		if st := sc.Status(); !st.Ready {
 			return fmt.Errorf("sidecar not ready: %+v", st)
 		}
@@ -270,7 +253,7 @@ func publishRevocation(t *testing.T, conn *bus.Conn, kind bus.Kind, value string
 
 func waitApplied(t *testing.T, sc *Sidecar, seq uint64) {
 	t.Helper()
-	waitFor(t, 10*time.Second, func() error {
+	bustest.WaitFor(t, 10*time.Second, func() error {
 		if got := sc.Status().Applied; got < seq {
 			return fmt.Errorf("applied %d, want %d", got, seq)
 		}

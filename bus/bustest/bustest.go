@@ -57,3 +57,21 @@ func Setup(tb testing.TB, s *bus.Server, maxAge time.Duration) *bus.Conn {
 	}
 	return c
 }
+
+// WaitFor polls cond until it returns nil, and fails the test with cond's
+// last error once timeout has passed (nats-server's checkFor). Tests wait
+// on conditions with it, never on bare sleeps.
+func WaitFor(tb testing.TB, timeout time.Duration, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("still failing after %s: %v", timeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/heraldsec/herald/bus/bustest"
 )
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of a server's
@@ -33,21 +35,6 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // startDev runs 'herald dev' on free ports in dir and returns the issuer
@@ -72,7 +59,7 @@ func startDev(t *testing.T, dir string, extra ...string) (issuerURL, verifierURL
 		}
 	})
 	ready := regexp.MustCompile(`msg="herald dev ready" issuer=(\S+) verifier=(\S+) nats=(\S+)`)
-	waitFor(t, 20*time.Second, func() error {
+	bustest.WaitFor(t, 20*time.Second, func() error {
 		select {
 		case err := <-done:
 			t.Fatalf("herald dev exited early: %v\n%s", err, logs)
@@ -140,7 +127,7 @@ func TestRun_DevTokenVerifyRevoke(t *testing.T) {
 	if !strings.Contains(out, "revoked session") {
 		t.Fatalf("revoke output %q", out)
 	}
-	waitFor(t, 5*time.Second, func() error {
+	bustest.WaitFor(t, 5*time.Second, func() error {
 		code, www := verifyStatus(t, verifierURL, sess.AccessToken)
 		if code != 401 || !strings.Contains(www, `error_description="revoked"`) {
 			return fmt.Errorf("verify = %d %s, want 401 revoked", code, www)
