@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/issuer"
-	"github.com/heraldsec/herald/verifier"
 )
 
 // clientFlags locate the issuer and the admin credential.
@@ -161,25 +160,4 @@ func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "revoked %s %s: id %s, seq %d, at %s\n", req.Kind, req.Value, res.ID, res.Seq, res.At.Format(time.RFC3339Nano))
 	return nil
-}
-
-func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", "status [flags]", stderr)
-	url := fs.String("verifier-url", "http://"+verifier.DefaultHTTPAddr, "base URL of the verifier")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*url, "/")+"/v1/status", nil)
-	if err != nil {
-		return err
-	}
-	var st map[string]any
-	if err := doJSON(req, &st); err != nil {
-		return err
-	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(st)
 }
