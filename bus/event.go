@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -20,10 +21,19 @@ type Type string
 const (
 	TypeRevocation     Type = "revocation"
 	TypeSessionCreated Type = "session.created"
-	TypeTokenIssued    Type = "token.issued"
-	TypeKeyPublished   Type = "key.published"
-	TypeKeyRemoved     Type = "key.removed"
-	TypeAdminRevoke    Type = "admin.revoke"
+	// TypeSessionEnded reports a session ended by logout, DELETE or reuse
+	// detection; the revocation that enforces it is a separate event.
+	TypeSessionEnded Type = "session.ended"
+	TypeTokenIssued  Type = "token.issued"
+	TypeKeyPublished Type = "key.published"
+	TypeKeyRetired   Type = "key.retired"
+	TypeKeyRemoved   Type = "key.removed"
+	TypeAdminRevoke  Type = "admin.revoke"
+	// TypeAdminClient reports a change to a machine client: created,
+	// secret rotated, deleted.
+	TypeAdminClient Type = "admin.client"
+	// TypeAdminKey reports a key rotation asked for by an admin.
+	TypeAdminKey Type = "admin.key"
 )
 
 // MaxValueLen bounds revocation values, subjects, tenants and other
@@ -76,6 +86,8 @@ type Session struct {
 	ClientID string    `json:"client_id,omitempty"`
 	Scope    string    `json:"scope,omitempty"`
 	Expires  time.Time `json:"expires"`
+	// Reason says why a session ended (session.ended only).
+	Reason string `json:"reason,omitempty"`
 }
 
 // Token is the body of a TypeTokenIssued event. It never holds the token itself.
@@ -126,14 +138,12 @@ func (e *Event) Subject() string {
 		return RevokeSubject(e.Revocation.Kind)
 	case TypeTokenIssued:
 		return IssueSubject(e.Token.Tenant)
-	case TypeSessionCreated:
-		return SubjectSessionPrefix + "created"
-	case TypeKeyPublished:
-		return SubjectKeyPrefix + "published"
-	case TypeKeyRemoved:
-		return SubjectKeyPrefix + "removed"
-	case TypeAdminRevoke:
-		return SubjectAdminPrefix + "revoke"
+	case TypeSessionCreated, TypeSessionEnded:
+		return SubjectSessionPrefix + strings.TrimPrefix(string(e.Type), "session.")
+	case TypeKeyPublished, TypeKeyRetired, TypeKeyRemoved:
+		return SubjectKeyPrefix + strings.TrimPrefix(string(e.Type), "key.")
+	case TypeAdminRevoke, TypeAdminClient, TypeAdminKey:
+		return SubjectAdminPrefix + strings.TrimPrefix(string(e.Type), "admin.")
 	}
 	return ""
 }
@@ -189,7 +199,7 @@ func (e *Event) Validate() error {
 		if err := r.Validate(); err != nil {
 			errs = append(errs, err)
 		}
-	case TypeSessionCreated:
+	case TypeSessionCreated, TypeSessionEnded:
 		if e.Session == nil {
 			bad("session body is missing")
 			break
@@ -204,13 +214,13 @@ func (e *Event) Validate() error {
 		checkValue("jti", e.Token.ID, true)
 		checkValue("sub", e.Token.Subject, true)
 		checkValue("tenant", e.Token.Tenant, false)
-	case TypeKeyPublished, TypeKeyRemoved:
+	case TypeKeyPublished, TypeKeyRetired, TypeKeyRemoved:
 		if e.Key == nil {
 			bad("key body is missing")
 			break
 		}
 		checkValue("kid", e.Key.ID, true)
-	case TypeAdminRevoke:
+	case TypeAdminRevoke, TypeAdminClient, TypeAdminKey:
 		if e.Admin == nil {
 			bad("admin body is missing")
 			break

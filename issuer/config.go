@@ -17,6 +17,15 @@ const (
 	DefaultAccessTTL    = 5 * time.Minute
 	DefaultMaxAccessTTL = 15 * time.Minute
 	DefaultLeeway       = 30 * time.Second
+	DefaultSessionTTL   = 24 * time.Hour
+	DefaultSessionIdle  = 2 * time.Hour
+	// DefaultRateLimit is how many token-endpoint requests per second one
+	// source address may make (with bursts of twice as many).
+	DefaultRateLimit = 50
+	// DefaultClientRateLimit is the same per client.
+	DefaultClientRateLimit = 20
+	// DefaultClientSecretCost is the bcrypt cost of client secrets.
+	DefaultClientSecretCost = 11
 )
 
 // retentionMargin is added to the HERALD stream's MaxAge beyond the
@@ -48,6 +57,23 @@ type Config struct {
 	// Leeway is the clock skew verifiers tolerate; revocations are kept this
 	// much longer than MaxAccessTTL. Default DefaultLeeway.
 	Leeway time.Duration
+	// SessionTTL is the absolute lifetime of a session: its refresh tokens
+	// stop working after it. Default DefaultSessionTTL.
+	SessionTTL time.Duration
+	// SessionIdle ends a session not refreshed for this long. Default DefaultSessionIdle.
+	SessionIdle time.Duration
+	// KeyRotation rotates the signing key this often; 0 rotates only on demand.
+	KeyRotation time.Duration
+	// RateLimit bounds token-endpoint requests per second per source
+	// address. Default DefaultRateLimit; negative disables.
+	RateLimit float64
+	// ClientRateLimit bounds token-endpoint requests per second per client.
+	// Default DefaultClientRateLimit; negative disables.
+	ClientRateLimit float64
+	// ClientSecretCost is the bcrypt cost of client secrets: slow enough
+	// that a stolen state store does not give them away. Default
+	// DefaultClientSecretCost.
+	ClientSecretCost int
 	// AdminToken is the admin bearer credential. If empty, the token in
 	// DataDir/admin.token is used, created at first start.
 	AdminToken string
@@ -84,6 +110,21 @@ func (c *Config) setDefaults() {
 	if c.Replicas == 0 {
 		c.Replicas = 1
 	}
+	if c.SessionTTL == 0 {
+		c.SessionTTL = DefaultSessionTTL
+	}
+	if c.SessionIdle == 0 {
+		c.SessionIdle = min(DefaultSessionIdle, c.SessionTTL)
+	}
+	if c.ClientSecretCost == 0 {
+		c.ClientSecretCost = DefaultClientSecretCost
+	}
+	if c.RateLimit == 0 {
+		c.RateLimit = DefaultRateLimit
+	}
+	if c.ClientRateLimit == 0 {
+		c.ClientRateLimit = DefaultClientRateLimit
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -109,6 +150,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Leeway < 0 {
 		errs = append(errs, errors.New("leeway must not be negative"))
+	}
+	if c.SessionTTL < c.AccessTTL {
+		errs = append(errs, fmt.Errorf("session ttl %s is shorter than access ttl %s", c.SessionTTL, c.AccessTTL))
+	}
+	if c.SessionIdle <= 0 || c.SessionIdle > c.SessionTTL {
+		errs = append(errs, errors.New("session idle timeout must be positive and at most the session ttl"))
+	}
+	if c.KeyRotation < 0 || (c.KeyRotation > 0 && c.KeyRotation < time.Second) {
+		errs = append(errs, errors.New("key rotation must be 0 (on demand only) or at least 1s"))
+	}
+	if c.ClientSecretCost < 4 || c.ClientSecretCost > 31 {
+		errs = append(errs, errors.New("client secret cost must be a bcrypt cost between 4 and 31"))
 	}
 	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
 		errs = append(errs, fmt.Errorf("replicas must be 1, 3 or 5, not %d", c.Replicas))

@@ -36,6 +36,9 @@ func apiError(err error) *Error {
 	switch {
 	case errors.As(err, &e):
 		return e
+	case errors.Is(err, errNotPublished):
+		return &Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable",
+			Description: "recorded, but the event bus did not acknowledge it yet; it will be published and enforced when the bus is back"}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return errUnavailable
 	}

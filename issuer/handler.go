@@ -26,7 +26,18 @@ var _ http.Handler = (*handler)(nil)
 func newHandler(s *Service) *handler {
 	h := &handler{s: s, mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /v1/sessions", h.admin(h.createSession))
+	h.mux.HandleFunc("GET /v1/sessions", h.admin(h.listSessions))
+	h.mux.HandleFunc("DELETE /v1/sessions/{sid}", h.admin(h.endSession))
 	h.mux.HandleFunc("POST /v1/revocations", h.admin(h.revoke))
+	h.mux.HandleFunc("POST /v1/keys/rotate", h.admin(h.rotateKey))
+	h.mux.HandleFunc("POST /v1/clients", h.admin(h.createClient))
+	h.mux.HandleFunc("GET /v1/clients", h.admin(h.listClients))
+	h.mux.HandleFunc("POST /v1/clients/{id}/secret", h.admin(h.rotateClientSecret))
+	h.mux.HandleFunc("DELETE /v1/clients/{id}", h.admin(h.deleteClient))
+	h.mux.HandleFunc("POST /oauth2/token", h.limited(h.token))
+	h.mux.HandleFunc("POST /oauth2/revoke", h.limited(h.revokeToken))
+	h.mux.HandleFunc("POST /oauth2/introspect", h.limited(h.introspect))
+	h.mux.HandleFunc("GET /.well-known/oauth-authorization-server", h.metadata)
 	h.mux.HandleFunc("GET /.well-known/jwks.json", h.jwks)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -128,6 +139,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 
 func (h *handler) writeError(w http.ResponseWriter, err error) {
 	e := apiError(err)
+	if e.Code == "invalid_client" {
+		w.Header().Set("WWW-Authenticate", `Basic realm="herald"`)
+	}
 	if e.Status >= 500 {
 		h.s.log.Error("request failed", "status", e.Status, "err", err)
 	}

@@ -41,12 +41,16 @@ type keyring struct {
 	mu      sync.RWMutex
 	keys    map[string]*signingKey
 	current *signingKey
+	next    *signingKey // published, not yet signing: it signs after the next rotation
 }
 
-const currentFile = "current"
+const (
+	currentFile = "current"
+	nextFile    = "next"
+)
 
-// openKeyring loads the keys in dir, creating dir and a first key of
-// algorithm alg if there is none.
+// openKeyring loads the keys in dir, creating dir, a current and a next
+// key of algorithm alg where they are missing or of another algorithm.
 func openKeyring(dir, alg string) (kr *keyring, created bool, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("open keys: %w", err)
@@ -70,25 +74,47 @@ func openKeyring(dir, alg string) (kr *keyring, created bool, err error) {
 		}
 		kr.keys[k.kid] = k
 	}
-	cur, err := os.ReadFile(filepath.Join(dir, currentFile))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, false, fmt.Errorf("open keys: %w", err)
-	default:
-		kr.current = kr.keys[strings.TrimSpace(string(cur))]
+	if kr.current, err = kr.pointer(currentFile); err != nil {
+		return nil, false, err
 	}
-	if kr.current == nil || kr.current.alg != alg {
+	if kr.next, err = kr.pointer(nextFile); err != nil {
+		return nil, false, err
+	}
+	if kr.next == nil || kr.next.alg != alg || kr.next == kr.current {
 		k, err := kr.generate(alg)
 		if err != nil {
 			return nil, false, err
 		}
-		if err := kr.setCurrent(k); err != nil {
+		if err := kr.setPointer(nextFile, k); err != nil {
+			return nil, false, err
+		}
+		created = true
+	}
+	if kr.current == nil || kr.current.alg != alg {
+		// A first start, or a change of algorithm: sign with a fresh key
+		// at once. Open publishes it before anything is signed.
+		k, err := kr.generate(alg)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := kr.setPointer(currentFile, k); err != nil {
 			return nil, false, err
 		}
 		created = true
 	}
 	return kr, created, nil
+}
+
+// pointer returns the key named in file (current or next), nil if none.
+func (kr *keyring) pointer(file string) (*signingKey, error) {
+	b, err := os.ReadFile(filepath.Join(kr.dir, file))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("open keys: %w", err)
+	}
+	return kr.keys[strings.TrimSpace(string(b))], nil
 }
 
 // generate creates a new key of algorithm alg and stores it, without
@@ -125,14 +151,28 @@ func (kr *keyring) generate(alg string) (*signingKey, error) {
 	return k, nil
 }
 
-func (kr *keyring) setCurrent(k *signingKey) error {
-	if err := writeFileAtomic(filepath.Join(kr.dir, currentFile), []byte(k.kid+"\n")); err != nil {
-		return fmt.Errorf("set current signing key: %w", err)
+// setPointer makes k the current or next key, on disk first.
+func (kr *keyring) setPointer(file string, k *signingKey) error {
+	if err := writeFileAtomic(filepath.Join(kr.dir, file), []byte(k.kid+"\n")); err != nil {
+		return fmt.Errorf("set %s signing key: %w", file, err)
 	}
 	kr.mu.Lock()
-	kr.current = k
+	if file == currentFile {
+		kr.current = k
+	} else {
+		kr.next = k
+	}
 	kr.mu.Unlock()
 	return nil
+}
+
+// Next returns the key that will sign after the next rotation. It is
+// published as soon as it is made, so verifiers hold it long before any
+// token is signed with it.
+func (kr *keyring) Next() *signingKey {
+	kr.mu.RLock()
+	defer kr.mu.RUnlock()
+	return kr.next
 }
 
 // Current returns the key that signs new tokens.
@@ -160,12 +200,13 @@ func (kr *keyring) Has(kid string) bool {
 	return kr.keys[kid] != nil
 }
 
-// remove deletes a key's private file. The current key cannot be removed.
+// remove deletes a key's private file. The current and next keys cannot
+// be removed.
 func (kr *keyring) remove(kid string) error {
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
-	if kr.current != nil && kr.current.kid == kid {
-		return fmt.Errorf("remove signing key %s: it is the current key", kid)
+	if (kr.current != nil && kr.current.kid == kid) || (kr.next != nil && kr.next.kid == kid) {
+		return fmt.Errorf("remove signing key %s: it is the current or next key", kid)
 	}
 	delete(kr.keys, kid)
 	err := os.Remove(filepath.Join(kr.dir, kid+".pem"))

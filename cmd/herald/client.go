@@ -45,21 +45,33 @@ func (c *clientFlags) adminToken() (string, error) {
 
 // post sends an admin JSON request and decodes the JSON answer into out.
 func (c *clientFlags) post(ctx context.Context, path string, in, out any) error {
+	return c.call(ctx, http.MethodPost, path, in, out)
+}
+
+// call sends an admin request (with a JSON body when in is not nil) and
+// decodes the JSON answer into out.
+func (c *clientFlags) call(ctx context.Context, method, path string, in, out any) error {
 	tok, err := c.adminToken()
 	if err != nil {
 		return err
 	}
-	body, err := json.Marshal(in)
-	if err != nil {
-		return err
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.issuerURL, "/")+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.issuerURL, "/")+path, body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	return doJSON(req, out)
 }

@@ -40,6 +40,8 @@ Servers:
 Clients (talk to a running issuer or verifier):
   token      create a session for a subject and print its access token
   revoke     revoke: token JTI | session SID | subject SUB | client ID | tenant T | key KID | all
+  client     machine clients: create NAME | list | rotate ID | delete ID
+  keys       signing keys: rotate
   status     show a verifier's status
 
   version    print the version
@@ -66,6 +68,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runToken(ctx, rest, stdout, stderr)
 	case "revoke":
 		return runRevoke(ctx, rest, stdout, stderr)
+	case "client":
+		return runClient(ctx, rest, stdout, stderr)
+	case "keys":
+		return runKeys(ctx, rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":

@@ -22,7 +22,8 @@ const defaultDataDir = "herald-data"
 // issuerFlags are the flags shared by dev and issuer.
 type issuerFlags struct {
 	http, data, natsURL, natsListen, issuerURL, audience, alg, logLevel string
-	accessTTL, maxAccessTTL                                             time.Duration
+	accessTTL, maxAccessTTL, sessionTTL, sessionIdle, keyRotation       time.Duration
+	rateLimit, clientRateLimit                                          float64
 	replicas                                                            int
 }
 
@@ -36,22 +37,32 @@ func (f *issuerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.alg, "algorithm", bus.AlgEdDSA, "signing algorithm: EdDSA or ES256")
 	fs.DurationVar(&f.accessTTL, "access-ttl", issuer.DefaultAccessTTL, "access token lifetime")
 	fs.DurationVar(&f.maxAccessTTL, "max-access-ttl", issuer.DefaultMaxAccessTTL, "longest access token lifetime; bounds how long revocations are kept")
+	fs.DurationVar(&f.sessionTTL, "session-ttl", issuer.DefaultSessionTTL, "absolute session lifetime: refresh stops after it")
+	fs.DurationVar(&f.sessionIdle, "session-idle", issuer.DefaultSessionIdle, "a session not refreshed for this long ends")
+	fs.DurationVar(&f.keyRotation, "key-rotation", 0, "rotate the signing key this often, e.g. 24h (0: only on demand)")
+	fs.Float64Var(&f.rateLimit, "rate-limit", issuer.DefaultRateLimit, "token endpoint requests per second per source address (-1: off)")
+	fs.Float64Var(&f.clientRateLimit, "client-rate-limit", issuer.DefaultClientRateLimit, "token endpoint requests per second per client (-1: off)")
 	fs.IntVar(&f.replicas, "replicas", 1, "stream and bucket replicas (3 on a NATS cluster)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 }
 
 func (f *issuerFlags) config(log *slog.Logger) issuer.Config {
 	return issuer.Config{
-		DataDir:      f.data,
-		HTTPAddr:     f.http,
-		IssuerURL:    f.issuerURL,
-		Audience:     f.audience,
-		Algorithm:    f.alg,
-		AccessTTL:    f.accessTTL,
-		MaxAccessTTL: f.maxAccessTTL,
-		AdminToken:   os.Getenv("HERALD_ADMIN_TOKEN"),
-		Replicas:     f.replicas,
-		Logger:       log,
+		DataDir:         f.data,
+		HTTPAddr:        f.http,
+		IssuerURL:       f.issuerURL,
+		Audience:        f.audience,
+		Algorithm:       f.alg,
+		AccessTTL:       f.accessTTL,
+		MaxAccessTTL:    f.maxAccessTTL,
+		SessionTTL:      f.sessionTTL,
+		SessionIdle:     f.sessionIdle,
+		KeyRotation:     f.keyRotation,
+		RateLimit:       f.rateLimit,
+		ClientRateLimit: f.clientRateLimit,
+		AdminToken:      os.Getenv("HERALD_ADMIN_TOKEN"),
+		Replicas:        f.replicas,
+		Logger:          log,
 	}
 }
 

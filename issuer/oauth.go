@@ -1,0 +1,274 @@
+package issuer
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/heraldsec/herald/verifier"
+)
+
+// parseForm reads a bounded application/x-www-form-urlencoded body.
+func parseForm(w http.ResponseWriter, r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	if mt, _, _ := strings.Cut(ct, ";"); !strings.EqualFold(strings.TrimSpace(mt), "application/x-www-form-urlencoded") {
+		return badRequest("content type must be application/x-www-form-urlencoded")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		return badRequest("malformed form body")
+	}
+	for k, v := range r.PostForm {
+		if len(v) > 1 {
+			// RFC 6749 section 3.2: parameters must not be repeated.
+			return badRequest(fmt.Sprintf("parameter %s is repeated", k))
+		}
+	}
+	return nil
+}
+
+// limited applies the per-address and per-client rate limits (RFC 6585
+// 429 with Retry-After) and parses the form before next runs.
+func (h *handler) limited(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := parseForm(w, r); err != nil {
+			h.writeError(w, err)
+			return
+		}
+		addr, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			addr = r.RemoteAddr
+		}
+		client := r.PostForm.Get("client_id")
+		if a, err := parseClientAuth(r); err == nil && a.ID != "" {
+			client = a.ID
+		}
+		if ok, wait := h.s.limits.allow(addr, client); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			h.writeError(w, &Error{Status: http.StatusTooManyRequests, Code: "slow_down",
+				Description: "too many requests; retry later"})
+			return
+		}
+		next(w, r)
+	}
+}
+
+// token is the token endpoint (RFC 6749 section 3.2).
+func (h *handler) token(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Pragma", "no-cache")
+	auth, err := parseClientAuth(r)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	var resp *TokenResponse
+	switch gt := r.PostForm.Get("grant_type"); gt {
+	case "refresh_token":
+		if sc := r.PostForm.Get("scope"); sc != "" {
+			h.writeError(w, &Error{Status: http.StatusBadRequest, Code: "invalid_scope",
+				Description: "a refresh keeps the session's scope"})
+			return
+		}
+		resp, err = h.s.refresh(r.Context(), r.PostForm.Get("refresh_token"), auth)
+	case "client_credentials":
+		resp, err = h.s.clientCredentials(r.Context(), auth, r.PostForm.Get("scope"))
+	case "":
+		err = badRequest("grant_type is required")
+	default:
+		err = &Error{Status: http.StatusBadRequest, Code: "unsupported_grant_type",
+			Description: fmt.Sprintf("grant_type %q is not supported (refresh_token, client_credentials)", gt)}
+	}
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// revokeToken is the RFC 7009 revocation endpoint. A refresh token ends
+// its session; an access token is revoked by jti. Tokens of a registered
+// client need that client's credentials (or the admin token); a public
+// client's token can be revoked by whoever holds it. Unknown or invalid
+// tokens get 200 too (RFC 7009 section 2.2).
+func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) {
+	tok := r.PostForm.Get("token")
+	if tok == "" {
+		h.writeError(w, badRequest("token is required"))
+		return
+	}
+	isAdmin := h.s.admin.check(r)
+	var auth clientAuth
+	if !isAdmin {
+		var err error
+		if auth, err = parseClientAuth(r); err != nil {
+			h.writeError(w, err)
+			return
+		}
+	}
+	mayRevoke := func(clientID string) error {
+		if isAdmin {
+			return nil
+		}
+		if _, registered, err := h.s.client(clientID); err != nil {
+			return err
+		} else if registered {
+			if auth.ID != clientID {
+				return invalidClient("this token belongs to another client")
+			}
+			_, err := h.s.authenticate(auth)
+			return err
+		}
+		return nil
+	}
+	if strings.HasPrefix(tok, "hrt_") {
+		sess, ok, err := h.s.sessionOfRefresh(tok)
+		if err == nil && ok {
+			if err = mayRevoke(sess.ClientID); err == nil && !sess.Ended {
+				_, err = h.s.EndSession(r.Context(), sess.ID, "refresh token revoked (RFC 7009)", "client:"+sess.ClientID)
+			}
+		}
+		if err != nil {
+			h.writeError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	c, err := h.s.intro.Verify(r.Context(), tok)
+	switch {
+	case errors.Is(err, verifier.ErrNotReady):
+		h.writeError(w, errUnavailable)
+		return
+	case err != nil:
+		w.WriteHeader(http.StatusOK) // invalid, expired or already revoked: nothing to do
+		return
+	}
+	if err := mayRevoke(c.ClientID); err != nil {
+		h.writeError(w, err)
+		return
+	}
+	_, err = h.s.Revoke(r.Context(), RevocationRequest{Kind: "token", Value: c.ID, Reason: "revoked by its holder (RFC 7009)"},
+		"client:"+c.ClientID, r.RemoteAddr)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// Introspection is an RFC 7662 answer.
+type Introspection struct {
+	Active    bool     `json:"active"`
+	Scope     string   `json:"scope,omitempty"`
+	ClientID  string   `json:"client_id,omitempty"`
+	TokenType string   `json:"token_type,omitempty"`
+	Exp       int64    `json:"exp,omitempty"`
+	Iat       int64    `json:"iat,omitempty"`
+	Sub       string   `json:"sub,omitempty"`
+	Aud       []string `json:"aud,omitempty"`
+	Iss       string   `json:"iss,omitempty"`
+	Jti       string   `json:"jti,omitempty"`
+	SessionID string   `json:"sid,omitempty"`
+	Tenant    string   `json:"tenant,omitempty"`
+	// Reason says why a token is not active; an extension to RFC 7662,
+	// the same codes as the verifier's WWW-Authenticate.
+	Reason string `json:"herald_reason,omitempty"`
+}
+
+// introspect is the RFC 7662 endpoint. Callers authenticate with the admin
+// token or as a registered client. Access tokens are checked by the same
+// verifier library the sidecars run, against the same denylist, so both
+// paths agree on every token.
+func (h *handler) introspect(w http.ResponseWriter, r *http.Request) {
+	if !h.s.admin.check(r) {
+		auth, err := parseClientAuth(r)
+		if err == nil {
+			_, err = h.s.authenticate(auth)
+		}
+		if err != nil {
+			h.writeError(w, err)
+			return
+		}
+	}
+	tok := r.PostForm.Get("token")
+	if tok == "" {
+		h.writeError(w, badRequest("token is required"))
+		return
+	}
+	res, err := h.s.Introspect(r, tok)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// Introspect reports whether tok is active: an access token that the
+// verifiers accept, or a refresh token that would be accepted now.
+func (s *Service) Introspect(r *http.Request, tok string) (*Introspection, error) {
+	if strings.HasPrefix(tok, "hrt_") {
+		sess, ok, err := s.sessionOfRefresh(tok)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || sess.Ended || !sess.live(s.now(), s.cfg.SessionIdle) {
+			return &Introspection{Active: false, Reason: "inactive"}, nil
+		}
+		return &Introspection{Active: true, TokenType: "refresh_token", ClientID: sess.ClientID, Sub: sess.Subject,
+			Scope: sess.Scope, SessionID: sess.ID, Tenant: sess.Tenant, Exp: sess.Expires.Unix(), Iss: s.cfg.IssuerURL}, nil
+	}
+	c, err := s.intro.Verify(r.Context(), tok)
+	if errors.Is(err, verifier.ErrNotReady) {
+		return nil, errUnavailable
+	}
+	if err != nil {
+		return &Introspection{Active: false, Reason: verifier.Reason(err)}, nil
+	}
+	return &Introspection{Active: true, TokenType: "Bearer", Scope: c.Scope, ClientID: c.ClientID,
+		Exp: c.ExpiresAt.Unix(), Iat: c.IssuedAt.Unix(), Sub: c.Subject, Aud: c.Audience, Iss: c.Issuer,
+		Jti: c.ID, SessionID: c.SessionID, Tenant: c.Tenant}, nil
+}
+
+// sessionOfRefresh returns the session of an unused refresh token.
+func (s *Service) sessionOfRefresh(tok string) (*sessionRecord, bool, error) {
+	var rt refreshRecord
+	b, ok, err := s.state.Get(refreshKey(hashToken(tok)))
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	if err := decodeJSON(b, &rt); err != nil || rt.Used {
+		return nil, false, err
+	}
+	b, ok, err = s.state.Get(sessionKey(rt.SessionID))
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	var sess sessionRecord
+	if err := decodeJSON(b, &sess); err != nil {
+		return nil, false, err
+	}
+	return &sess, true, nil
+}
+
+// metadata is the RFC 8414 authorization server metadata.
+func (h *handler) metadata(w http.ResponseWriter, _ *http.Request) {
+	iss := h.s.cfg.IssuerURL
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                        iss,
+		"jwks_uri":                                      iss + "/.well-known/jwks.json",
+		"token_endpoint":                                iss + "/oauth2/token",
+		"revocation_endpoint":                           iss + "/oauth2/revoke",
+		"introspection_endpoint":                        iss + "/oauth2/introspect",
+		"grant_types_supported":                         []string{"refresh_token", "client_credentials"},
+		"response_types_supported":                      []string{},
+		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post", "none"},
+		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "none"},
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"scopes_supported":                              []string{},
+	})
+}

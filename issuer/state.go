@@ -1,0 +1,93 @@
+package issuer
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"github.com/heraldsec/herald/bus"
+)
+
+// State keys in the issuer's Pebble store.
+const (
+	keySession    = "sess/"    // sess/<sid> -> sessionRecord
+	keyBySubject  = "subsess/" // subsess/<sub>\x00<sid> -> empty: sessions of a subject
+	keyRefresh    = "rt/"      // rt/<sha256 hex of the refresh token> -> refreshRecord
+	keyClient     = "client/"  // client/<client_id> -> clientRecord
+	keyCutoff     = "cut/"     // cut/<kind>/<value> -> cutoff: sessions created up to it end
+	keyRetiredKey = "retired/" // retired/<kid> -> time the key stopped signing
+)
+
+// sessionRecord is a session as the issuer keeps it.
+type sessionRecord struct {
+	ID       string    `json:"sid"`
+	Subject  string    `json:"sub"`
+	Tenant   string    `json:"tenant,omitempty"`
+	ClientID string    `json:"client_id"`
+	Scope    string    `json:"scope,omitempty"`
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires"`   // absolute lifetime
+	LastUsed time.Time `json:"last_used"` // for the idle timeout
+	Refresh  string    `json:"refresh"`   // hash of the current refresh token
+	Ended    bool      `json:"ended,omitempty"`
+	EndedWhy string    `json:"ended_why,omitempty"`
+}
+
+// live reports whether the session may still be refreshed at now.
+func (s *sessionRecord) live(now time.Time, idle time.Duration) bool {
+	return !s.Ended && now.Before(s.Expires) && now.Sub(s.LastUsed) < idle
+}
+
+// refreshRecord is a refresh token, known only by its hash. Used tokens
+// are kept until their session expires so that reuse is detected.
+type refreshRecord struct {
+	SessionID string    `json:"sid"`
+	Used      bool      `json:"used,omitempty"`
+	Expires   time.Time `json:"expires"`
+}
+
+// clientRecord is a registered confidential client.
+type clientRecord struct {
+	ID         string    `json:"client_id"`
+	Name       string    `json:"name"`
+	Scope      string    `json:"scope,omitempty"`
+	SecretHash []byte    `json:"secret_hash"` // bcrypt
+	Created    time.Time `json:"created"`
+	Rotated    time.Time `json:"rotated,omitempty"`
+	Revoked    bool      `json:"revoked,omitempty"`
+}
+
+// cutoff records a subject, client, tenant or all revocation: sessions
+// created up to At can no longer be refreshed.
+type cutoff struct {
+	At time.Time `json:"at"`
+}
+
+func sessionKey(sid string) string      { return keySession + sid }
+func subjectKey(sub, sid string) string { return keyBySubject + sub + "\x00" + sid }
+func refreshKey(hash string) string     { return keyRefresh + hash }
+func clientKey(id string) string        { return keyClient + id }
+func cutoffKey(k bus.Kind, v string) string {
+	return keyCutoff + k.String() + "/" + v
+}
+
+// hashToken returns the hex SHA-256 of an opaque token. Refresh tokens are
+// 256-bit random, so a fast hash is enough; only the hash is stored.
+func hashToken(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:])
+}
+
+// stripes serializes operations on the same session (refresh, end) so that
+// of two concurrent refreshes with one token exactly one wins.
+type stripes [256]sync.Mutex
+
+func (s *stripes) lock(id string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	m := &s[h.Sum32()%uint32(len(s))]
+	m.Lock()
+	return m.Unlock
+}
