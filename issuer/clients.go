@@ -15,7 +15,6 @@ import (
 	"github.com/heraldsec/herald/bus"
 )
 
-
 // Client is a registered confidential client, as the API shows it.
 type Client struct {
 	ID      string    `json:"client_id"`

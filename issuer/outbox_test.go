@@ -16,7 +16,7 @@ import (
 var errCrash = errors.New("simulated crash")
 
 // openForTest opens an issuer on dir and runs it until stop is called.
-func openForTest(t *testing.T, s *bus.Server, dir string, prepare func(*Service)) (svc *Service, stop func()) {
+func openForTest(t testing.TB, s *bus.Server, dir string, prepare func(*Service)) (svc *Service, stop func()) {
 	t.Helper()
 	conn := bustest.Connect(t, s)
 	svc, err := Open(t.Context(), Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", AdminToken: "x",
@@ -46,7 +46,7 @@ func openForTest(t *testing.T, s *bus.Server, dir string, prepare func(*Service)
 	return svc, stop
 }
 
-func streamHead(t *testing.T, conn *bus.Conn) uint64 {
+func streamHead(t testing.TB, conn *bus.Conn) uint64 {
 	t.Helper()
 	_, last, err := conn.StreamHead(t.Context(), bus.StreamRevocations)
 	if err != nil {
