@@ -34,14 +34,22 @@ const (
 	TypeAdminClient Type = "admin.client"
 	// TypeAdminKey reports a key rotation asked for by an admin.
 	TypeAdminKey Type = "admin.key"
+	// TypeAdminCredential reports a change to a named admin credential.
+	TypeAdminCredential Type = "admin.credential"
+	// TypeAdminSession reports a session ended by an admin.
+	TypeAdminSession Type = "admin.session"
 )
 
 // MaxValueLen bounds revocation values, subjects, tenants and other
 // identifiers carried in events, in bytes.
 const MaxValueLen = 256
 
-// MaxEventSize bounds an encoded event, in bytes. Decode refuses larger ones.
-const MaxEventSize = 64 << 10
+// MaxEventSize bounds an encoded event, in bytes. Decode refuses larger
+// ones. It stays below NATS's default max_payload of 1 MiB.
+const MaxEventSize = 960 << 10
+
+// MaxBulkValues bounds the values of one bulk revocation event.
+const MaxBulkValues = 20000
 
 // ErrMalformed is returned (wrapped) by Decode for payloads that are not a
 // valid event.
@@ -67,9 +75,12 @@ type Event struct {
 // a revocation ends only when Until passes, once every token it could match
 // has expired.
 type Revocation struct {
-	Kind   Kind   `json:"kind"`
-	Value  string `json:"value,omitempty"`
-	Reason string `json:"reason,omitempty"`
+	Kind  Kind   `json:"kind"`
+	Value string `json:"value,omitempty"`
+	// Values holds many values of one kind in one event, for bulk
+	// revocation; then Value is empty. At most MaxBulkValues.
+	Values []string `json:"values,omitempty"`
+	Reason string   `json:"reason,omitempty"`
 	// At is the revocation time: kinds that reject by issued-at reject tokens
 	// with iat at or before it.
 	At time.Time `json:"at"`
@@ -118,6 +129,8 @@ type Admin struct {
 	Value  string `json:"value,omitempty"`
 	// Seq is the HERALD stream sequence of the revocation this action caused.
 	Seq uint64 `json:"seq,omitempty"`
+	// Count is how many values a bulk action covered.
+	Count int `json:"count,omitempty"`
 }
 
 // NewID returns a new event id: 32 hex digits, a millisecond timestamp then
@@ -142,7 +155,7 @@ func (e *Event) Subject() string {
 		return SubjectSessionPrefix + strings.TrimPrefix(string(e.Type), "session.")
 	case TypeKeyPublished, TypeKeyRetired, TypeKeyRemoved:
 		return SubjectKeyPrefix + strings.TrimPrefix(string(e.Type), "key.")
-	case TypeAdminRevoke, TypeAdminClient, TypeAdminKey:
+	case TypeAdminRevoke, TypeAdminClient, TypeAdminKey, TypeAdminCredential, TypeAdminSession:
 		return SubjectAdminPrefix + strings.TrimPrefix(string(e.Type), "admin.")
 	}
 	return ""
@@ -220,7 +233,7 @@ func (e *Event) Validate() error {
 			break
 		}
 		checkValue("kid", e.Key.ID, true)
-	case TypeAdminRevoke, TypeAdminClient, TypeAdminKey:
+	case TypeAdminRevoke, TypeAdminClient, TypeAdminKey, TypeAdminCredential, TypeAdminSession:
 		if e.Admin == nil {
 			bad("admin body is missing")
 			break
@@ -235,20 +248,40 @@ func (e *Event) Validate() error {
 	return nil
 }
 
+// AllValues returns the values r revokes: Values for a bulk revocation,
+// else Value (empty for KindAll).
+func (r *Revocation) AllValues() []string {
+	if len(r.Values) > 0 {
+		return r.Values
+	}
+	return []string{r.Value}
+}
+
 // Validate reports whether r is a well formed revocation: a valid kind, a
-// value exactly when the kind needs one, a time, and Until after At.
+// value (or bulk values) exactly when the kind needs one, a time, and
+// Until after At.
 func (r *Revocation) Validate() error {
 	var errs []error
 	switch {
 	case !r.Kind.Valid():
 		errs = append(errs, fmt.Errorf("invalid kind %d", uint8(r.Kind)))
-	case r.Kind.NeedsValue() && r.Value == "":
+	case len(r.Values) > 0 && (r.Value != "" || !r.Kind.NeedsValue()):
+		errs = append(errs, fmt.Errorf("values need a kind with values and no value"))
+	case len(r.Values) > MaxBulkValues:
+		errs = append(errs, fmt.Errorf("more than %d values", MaxBulkValues))
+	case r.Kind.NeedsValue() && r.Value == "" && len(r.Values) == 0:
 		errs = append(errs, fmt.Errorf("kind %s needs a value", r.Kind))
 	case !r.Kind.NeedsValue() && r.Value != "":
 		errs = append(errs, fmt.Errorf("kind %s takes no value", r.Kind))
 	}
 	if len(r.Value) > MaxValueLen {
 		errs = append(errs, fmt.Errorf("value is longer than %d bytes", MaxValueLen))
+	}
+	for i, v := range r.Values {
+		if v == "" || len(v) > MaxValueLen || !utf8.ValidString(v) {
+			errs = append(errs, fmt.Errorf("values[%d] must be 1 to %d bytes of UTF-8", i, MaxValueLen))
+			break
+		}
 	}
 	if !utf8.ValidString(r.Value) || !utf8.ValidString(r.Reason) {
 		errs = append(errs, errors.New("value and reason must be valid UTF-8"))

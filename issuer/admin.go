@@ -3,13 +3,11 @@ package issuer
 import (
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,17 +54,6 @@ func loadAdminToken(token, dir string) (auth adminAuth, path string, created boo
 		}
 	}
 	return adminAuth{sum: sha256.Sum256([]byte(token))}, path, created, nil
-}
-
-// check reports whether r carries the admin bearer token.
-func (a adminAuth) check(r *http.Request) bool {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	return subtle.ConstantTimeCompare(sum[:], a.sum[:]) == 1
 }
 
 // randomSecret returns n random bytes, base64url without padding.

@@ -14,7 +14,7 @@ func (h *handler) listSessions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) endSession(w http.ResponseWriter, r *http.Request) {
-	res, err := h.s.EndSession(r.Context(), r.PathValue("sid"), r.URL.Query().Get("reason"), "admin")
+	res, err := h.s.EndSession(r.Context(), r.PathValue("sid"), r.URL.Query().Get("reason"), actor(r), r.RemoteAddr)
 	if err != nil {
 		h.writeError(w, err)
 		return
@@ -23,7 +23,7 @@ func (h *handler) endSession(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) rotateKey(w http.ResponseWriter, r *http.Request) {
-	res, err := h.s.RotateKey(r.Context(), "admin")
+	res, err := h.s.RotateKey(r.Context(), actor(r), r.RemoteAddr)
 	if err != nil {
 		h.writeError(w, err)
 		return
@@ -37,7 +37,7 @@ func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	c, err := h.s.CreateClient(r.Context(), req, "admin", r.RemoteAddr)
+	c, err := h.s.CreateClient(r.Context(), req, actor(r), r.RemoteAddr)
 	if err != nil {
 		h.writeError(w, err)
 		return
@@ -55,7 +55,7 @@ func (h *handler) listClients(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (h *handler) rotateClientSecret(w http.ResponseWriter, r *http.Request) {
-	c, err := h.s.RotateClientSecret(r.Context(), r.PathValue("id"), "admin", r.RemoteAddr)
+	c, err := h.s.RotateClientSecret(r.Context(), r.PathValue("id"), actor(r), r.RemoteAddr)
 	if err != nil {
 		h.writeError(w, err)
 		return
@@ -75,10 +75,50 @@ func (h *handler) deleteClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := h.s.Revoke(r.Context(), RevocationRequest{Kind: "client", Value: id, Reason: r.URL.Query().Get("reason")},
-		"admin", r.RemoteAddr)
+		actor(r), r.RemoteAddr)
 	if err != nil {
 		h.writeError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+func (h *handler) createCredential(w http.ResponseWriter, r *http.Request) {
+	var req CredentialRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		h.writeError(w, err)
+		return
+	}
+	c, err := h.s.CreateCredential(r.Context(), req, actor(r), r.RemoteAddr)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, c)
+}
+
+func (h *handler) listCredentials(w http.ResponseWriter, _ *http.Request) {
+	out, err := h.s.ListCredentials()
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"credentials": out})
+}
+
+func (h *handler) rotateCredential(w http.ResponseWriter, r *http.Request) {
+	c, err := h.s.RotateCredential(r.Context(), r.PathValue("name"), actor(r), r.RemoteAddr)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+func (h *handler) deleteCredential(w http.ResponseWriter, r *http.Request) {
+	if err := h.s.DeleteCredential(r.Context(), r.PathValue("name"), actor(r), r.RemoteAddr); err != nil {
+		h.writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

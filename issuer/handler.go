@@ -1,19 +1,25 @@
 package issuer
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/verifier"
 )
 
-// maxBodyBytes bounds request bodies of the API.
-const maxBodyBytes = 64 << 10
+// maxBodyBytes bounds request bodies of the API, maxBulkBytes those of
+// revocations, which may carry up to MaxBulkRequest values.
+const (
+	maxBodyBytes = 64 << 10
+	maxBulkBytes = 32 << 20
+)
 
 // handler serves the issuer's HTTP API.
 type handler struct {
@@ -25,15 +31,23 @@ var _ http.Handler = (*handler)(nil)
 
 func newHandler(s *Service) *handler {
 	h := &handler{s: s, mux: http.NewServeMux()}
-	h.mux.HandleFunc("POST /v1/sessions", h.admin(h.createSession))
-	h.mux.HandleFunc("GET /v1/sessions", h.admin(h.listSessions))
-	h.mux.HandleFunc("DELETE /v1/sessions/{sid}", h.admin(h.endSession))
-	h.mux.HandleFunc("POST /v1/revocations", h.admin(h.revoke))
-	h.mux.HandleFunc("POST /v1/keys/rotate", h.admin(h.rotateKey))
-	h.mux.HandleFunc("POST /v1/clients", h.admin(h.createClient))
-	h.mux.HandleFunc("GET /v1/clients", h.admin(h.listClients))
-	h.mux.HandleFunc("POST /v1/clients/{id}/secret", h.admin(h.rotateClientSecret))
-	h.mux.HandleFunc("DELETE /v1/clients/{id}", h.admin(h.deleteClient))
+	h.mux.HandleFunc("POST /v1/sessions", h.require(ScopeSessions, h.createSession))
+	h.mux.HandleFunc("GET /v1/sessions", h.require(ScopeRead, h.listSessions))
+	h.mux.HandleFunc("DELETE /v1/sessions/{sid}", h.require(ScopeRevoke, h.endSession))
+	h.mux.HandleFunc("POST /v1/revocations", h.require(ScopeRevoke, h.revoke))
+	h.mux.HandleFunc("GET /v1/revocations", h.require(ScopeRead, h.listRevocations))
+	h.mux.HandleFunc("GET /v1/audit", h.require(ScopeRead, h.listAudit))
+	h.mux.HandleFunc("GET /v1/events", h.require(ScopeRead, h.events))
+	h.mux.HandleFunc("POST /v1/keys/rotate", h.require(ScopeAdmin, h.rotateKey))
+	h.mux.HandleFunc("GET /v1/verifiers", h.require(ScopeRead, h.verifiers))
+	h.mux.HandleFunc("POST /v1/clients", h.require(ScopeAdmin, h.createClient))
+	h.mux.HandleFunc("GET /v1/clients", h.require(ScopeRead, h.listClients))
+	h.mux.HandleFunc("POST /v1/clients/{id}/secret", h.require(ScopeAdmin, h.rotateClientSecret))
+	h.mux.HandleFunc("DELETE /v1/clients/{id}", h.require(ScopeAdmin, h.deleteClient))
+	h.mux.HandleFunc("POST /v1/credentials", h.require(ScopeAdmin, h.createCredential))
+	h.mux.HandleFunc("GET /v1/credentials", h.require(ScopeAdmin, h.listCredentials))
+	h.mux.HandleFunc("POST /v1/credentials/{name}/rotate", h.require(ScopeAdmin, h.rotateCredential))
+	h.mux.HandleFunc("DELETE /v1/credentials/{name}", h.require(ScopeAdmin, h.deleteCredential))
 	h.mux.HandleFunc("POST /oauth2/token", h.limited(h.token))
 	h.mux.HandleFunc("POST /oauth2/revoke", h.limited(h.revokeToken))
 	h.mux.HandleFunc("POST /oauth2/introspect", h.limited(h.introspect))
@@ -51,15 +65,22 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
-// admin wraps next so that it runs only with the admin credential.
-func (h *handler) admin(next http.HandlerFunc) http.HandlerFunc {
+// require wraps next so that it runs only for a credential with scope:
+// 401 without a valid admin credential, 403 with one that lacks the scope.
+func (h *handler) require(scope string, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !h.s.admin.check(r) {
+		p := h.s.creds.authenticate(r)
+		if p == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="herald-admin"`)
 			h.writeError(w, errUnauthorized)
 			return
 		}
-		next(w, r)
+		if !p.has(scope) {
+			h.writeError(w, &Error{Status: http.StatusForbidden, Code: "insufficient_scope",
+				Description: fmt.Sprintf("credential %s lacks the %s scope", p.name, scope)})
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	}
 }
 
@@ -69,7 +90,7 @@ func (h *handler) createSession(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	resp, err := h.s.CreateSession(r.Context(), req, "admin")
+	resp, err := h.s.CreateSession(r.Context(), req, actor(r))
 	if err != nil {
 		h.writeError(w, err)
 		return
@@ -79,11 +100,20 @@ func (h *handler) createSession(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
 	var req RevocationRequest
-	if err := decodeBody(w, r, &req); err != nil {
+	if err := decodeBodyMax(w, r, &req, maxBulkBytes); err != nil {
 		h.writeError(w, err)
 		return
 	}
-	res, err := h.s.Revoke(r.Context(), req, "admin", r.RemoteAddr)
+	if dry, _ := strconv.ParseBool(r.URL.Query().Get("dry_run")); dry {
+		br, err := h.s.DryRun(req)
+		if err != nil {
+			h.writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, br)
+		return
+	}
+	res, err := h.s.Revoke(r.Context(), req, actor(r), r.RemoteAddr)
 	if err != nil {
 		h.writeError(w, err)
 		return
@@ -121,13 +151,18 @@ func (h *handler) readyz(w http.ResponseWriter, _ *http.Request) {
 
 // decodeBody reads a bounded JSON body with no unknown members into v.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	return decodeBodyMax(w, r, v, maxBodyBytes)
+}
+
+// decodeBodyMax is decodeBody with a bound of max bytes.
+func decodeBodyMax(w http.ResponseWriter, r *http.Request, v any, max int64) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, max))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return &Error{Status: http.StatusRequestEntityTooLarge, Code: "invalid_request",
-				Description: fmt.Sprintf("body larger than %d bytes", maxBodyBytes)}
+				Description: fmt.Sprintf("body larger than %d bytes", max)}
 		}
 		return badRequest("body is not valid JSON for this endpoint: " + err.Error())
 	}

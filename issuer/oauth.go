@@ -100,7 +100,8 @@ func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, badRequest("token is required"))
 		return
 	}
-	isAdmin := h.s.admin.check(r)
+	p := h.s.creds.authenticate(r)
+	isAdmin := p != nil && p.has(ScopeRevoke)
 	var auth clientAuth
 	if !isAdmin {
 		var err error
@@ -128,7 +129,7 @@ func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) {
 		sess, ok, err := h.s.sessionOfRefresh(tok)
 		if err == nil && ok {
 			if err = mayRevoke(sess.ClientID); err == nil && !sess.Ended {
-				_, err = h.s.EndSession(r.Context(), sess.ID, "refresh token revoked (RFC 7009)", "client:"+sess.ClientID)
+				_, err = h.s.EndSession(r.Context(), sess.ID, "refresh token revoked (RFC 7009)", "client:"+sess.ClientID, r.RemoteAddr)
 			}
 		}
 		if err != nil {
@@ -184,7 +185,7 @@ type Introspection struct {
 // verifier library the sidecars run, against the same denylist, so both
 // paths agree on every token.
 func (h *handler) introspect(w http.ResponseWriter, r *http.Request) {
-	if !h.s.admin.check(r) {
+	if p := h.s.creds.authenticate(r); p == nil || !p.has(ScopeRead) {
 		auth, err := parseClientAuth(r)
 		if err == nil {
 			_, err = h.s.authenticate(auth)

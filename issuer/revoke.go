@@ -2,6 +2,7 @@ package issuer
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -10,16 +11,32 @@ import (
 
 // RevocationRequest is the body of POST /v1/revocations.
 type RevocationRequest struct {
-	Kind   string `json:"kind"`
-	Value  string `json:"value,omitempty"`
-	Reason string `json:"reason,omitempty"`
+	Kind  string `json:"kind"`
+	Value string `json:"value,omitempty"`
+	// Values revokes many values of one kind at once (bulk); then Value is
+	// empty. At most MaxBulkRequest per request; they are published in few
+	// events of up to bus.MaxBulkValues each.
+	Values []string `json:"values,omitempty"`
+	Reason string   `json:"reason,omitempty"`
 }
+
+// MaxBulkRequest bounds the values of one bulk revocation request.
+const MaxBulkRequest = 100000
 
 // RevocationResult is the answer to POST /v1/revocations.
 type RevocationResult struct {
-	ID  string    `json:"id"`
+	// ID is the event id of the (first) revocation event.
+	ID string `json:"id"`
+	// Seq is the HERALD stream sequence of the (last) revocation event:
+	// once a verifier has applied it, the whole request is enforced.
 	Seq uint64    `json:"seq"`
 	At  time.Time `json:"at"`
+	// Events and Count tell how a bulk request was published.
+	Events int `json:"events,omitempty"`
+	Count  int `json:"count,omitempty"`
+	// Rotated is the key that signs from now on, when the revocation
+	// rotated the signing key (kind all, or the current key).
+	Rotated string `json:"rotated_to,omitempty"`
 }
 
 // revocationEvent returns the event of a revocation made now.
@@ -39,55 +56,135 @@ func (s *Service) revocationEvent(now time.Time, actor string, k bus.Kind, value
 // the client new tokens, and a key revocation first makes sure another,
 // already published key signs, then removes the key from HERALD_KEYS.
 func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, source string) (*RevocationResult, error) {
-	kind, err := bus.ParseKind(req.Kind)
+	kind, values, err := checkRevocation(req)
 	if err != nil {
-		return nil, badRequest(fmt.Sprintf("unknown kind %q: want token, session, subject, client, tenant, key or all", req.Kind))
-	}
-	switch {
-	case kind.NeedsValue() && req.Value == "":
-		return nil, badRequest(fmt.Sprintf("kind %s needs a value", kind))
-	case !kind.NeedsValue() && req.Value != "":
-		return nil, badRequest(fmt.Sprintf("kind %s takes no value", kind))
-	}
-	if err := checkIdent("value", req.Value, false); err != nil {
 		return nil, err
 	}
-	if err := checkText("reason", req.Reason, 1024); err != nil {
-		return nil, err
-	}
-	if kind == bus.KindKey {
+	res := &RevocationResult{}
+	if kind == bus.KindKey || kind == bus.KindAll {
 		s.keyMu.Lock()
 		defer s.keyMu.Unlock()
-		if err := s.stopSigningWith(ctx, req.Value); err != nil {
-			return nil, err
+		before := s.keys.Current().kid
+		if kind == bus.KindAll {
+			// The emergency button: nothing signed before now is trusted,
+			// and the key that signed it stops signing too.
+			if _, err := s.rotate(ctx, actor, source); err != nil {
+				return nil, err
+			}
+		}
+		for _, kid := range values {
+			if err := s.stopSigningWith(ctx, kid); err != nil {
+				return nil, err
+			}
+		}
+		if cur := s.keys.Current().kid; cur != before {
+			res.Rotated = cur
 		}
 	}
-	if kind == bus.KindSession {
-		defer s.sessions.lock(req.Value)()
+	if kind == bus.KindSession && len(values) == 1 {
+		defer s.sessions.lock(values[0])()
 	}
 	now := s.now()
-	rev := s.revocationEvent(now, actor, kind, req.Value, req.Reason)
+	events := s.revocationEvents(now, actor, kind, values, req.Reason)
 	seqs, err := s.outbox.commit(ctx, func(c *change) error {
 		c.keep()
-		if err := s.applyRevocation(c, kind, req.Value, now); err != nil {
-			return err
+		for _, v := range values {
+			if err := s.applyRevocation(c, kind, v, now); err != nil {
+				return err
+			}
 		}
-		c.emit(rev)
-		c.emit(&bus.Event{
-			ID: bus.NewID(), Type: bus.TypeAdminRevoke, Time: now, Actor: actor,
-			Admin: &bus.Admin{Action: "revoke", Source: source, Reason: req.Reason, Kind: kind, Value: req.Value},
-		})
+		for _, e := range events {
+			c.emit(e)
+		}
+		audit := &bus.Admin{Action: "revoke", Source: source, Reason: req.Reason, Kind: kind}
+		if len(req.Values) > 0 {
+			audit.Count = len(values)
+		} else {
+			audit.Value = req.Value
+		}
+		c.emit(&bus.Event{ID: bus.NewID(), Type: bus.TypeAdminRevoke, Time: now, Actor: actor, Admin: audit})
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("revoked", "kind", kind, "seq", seqs[0], "actor", actor, "id", rev.ID)
+	res.ID, res.Seq, res.At = events[0].ID, seqs[len(events)-1], now
+	if len(req.Values) > 0 {
+		res.Events, res.Count = len(events), len(values)
+	}
+	s.log.Info("revoked", "kind", kind, "values", len(values), "events", len(events), "seq", res.Seq, "actor", actor)
 	if kind == bus.KindKey {
-		s.removeKey(ctx, req.Value)
+		for _, kid := range values {
+			s.removeKey(ctx, kid)
+		}
 	}
 	s.waitMillisecond(now)
-	return &RevocationResult{ID: rev.ID, Seq: seqs[0], At: now}, nil
+	return res, nil
+}
+
+// checkRevocation validates a revocation request and returns its kind and
+// values (one empty value for kind all).
+func checkRevocation(req RevocationRequest) (bus.Kind, []string, error) {
+	kind, err := bus.ParseKind(req.Kind)
+	if err != nil {
+		return 0, nil, badRequest(fmt.Sprintf("unknown kind %q: want token, session, subject, client, tenant, key or all", req.Kind))
+	}
+	values := req.Values
+	switch {
+	case len(values) > 0 && req.Value != "":
+		return 0, nil, badRequest("give value or values, not both")
+	case len(values) > 0 && !kind.NeedsValue():
+		return 0, nil, badRequest(fmt.Sprintf("kind %s takes no values", kind))
+	case len(values) > MaxBulkRequest:
+		return 0, nil, badRequest(fmt.Sprintf("at most %d values per request", MaxBulkRequest))
+	case len(values) == 0 && kind.NeedsValue() && req.Value == "":
+		return 0, nil, badRequest(fmt.Sprintf("kind %s needs a value", kind))
+	case !kind.NeedsValue() && req.Value != "":
+		return 0, nil, badRequest(fmt.Sprintf("kind %s takes no value", kind))
+	case len(values) == 0:
+		values = []string{req.Value}
+	}
+	for _, v := range values {
+		if v == "" && kind.NeedsValue() {
+			return 0, nil, badRequest("values must not be empty")
+		}
+		if err := checkIdent("value", v, false); err != nil {
+			return 0, nil, err
+		}
+	}
+	if err := checkText("reason", req.Reason, 1024); err != nil {
+		return 0, nil, err
+	}
+	return kind, values, nil
+}
+
+// bulkBytes bounds the values carried by one event, leaving room for the
+// rest of it below bus.MaxEventSize.
+const bulkBytes = bus.MaxEventSize - 16<<10
+
+// revocationEvents returns the events of a revocation of values: one for
+// a single value, else as few bulk events as the size bounds allow.
+func (s *Service) revocationEvents(now time.Time, actor string, k bus.Kind, values []string, reason string) []*bus.Event {
+	if len(values) == 1 {
+		return []*bus.Event{s.revocationEvent(now, actor, k, values[0], reason)}
+	}
+	var out []*bus.Event
+	for len(values) > 0 {
+		n, size := 0, 0
+		for n < len(values) && n < bus.MaxBulkValues {
+			b, _ := json.Marshal(values[n]) // a string always encodes
+			if size+len(b)+1 > bulkBytes {
+				break
+			}
+			size += len(b) + 1
+			n++
+		}
+		e := s.revocationEvent(now, actor, k, "", reason)
+		e.Revocation.Values = values[:n]
+		out = append(out, e)
+		values = values[n:]
+	}
+	return out
 }
 
 // applyRevocation changes the issuer's state as a revocation of kind k
@@ -125,4 +222,73 @@ func (s *Service) waitMillisecond(t time.Time) {
 	if wait := t.Truncate(time.Millisecond).Add(time.Millisecond).Sub(s.now()); wait > 0 {
 		time.Sleep(wait)
 	}
+}
+
+// BlastRadius is what a revocation would cut off, for --dry-run.
+type BlastRadius struct {
+	DryRun bool   `json:"dry_run"`
+	Kind   string `json:"kind"`
+	Values int    `json:"values"`
+	// Sessions, Subjects and Clients count the live sessions the
+	// revocation would end and their distinct subjects and clients.
+	Sessions int `json:"sessions"`
+	Subjects int `json:"subjects"`
+	Clients  int `json:"clients"`
+	// Note qualifies the counts where the issuer cannot know them exactly.
+	Note string `json:"note,omitempty"`
+}
+
+// DryRun reports the blast radius of a revocation without doing it.
+func (s *Service) DryRun(req RevocationRequest) (*BlastRadius, error) {
+	kind, values, err := checkRevocation(req)
+	if err != nil {
+		return nil, err
+	}
+	set := make(map[string]bool, len(values))
+	for _, v := range values {
+		set[v] = true
+	}
+	br := &BlastRadius{DryRun: true, Kind: kind.String(), Values: len(values)}
+	current := s.keys.Current().kid
+	switch kind {
+	case bus.KindToken:
+		br.Note = "tokens are not tracked one by one; each revoked jti cuts off at most that one token"
+	case bus.KindKey:
+		if !set[current] {
+			br.Note = "not the current signing key: only tokens it signed before it retired are cut off"
+			return br, nil
+		}
+		br.Note = "the current signing key: sessions are counted as if every live one holds a token it signed"
+	}
+	subjects, clients := map[string]bool{}, map[string]bool{}
+	now := s.now()
+	err = s.state.Scan(keySession, func(_ string, b []byte) error {
+		var sess sessionRecord
+		if err := decodeJSON(b, &sess); err != nil {
+			return err
+		}
+		if !sess.live(now, s.cfg.SessionIdle) {
+			return nil
+		}
+		var hit bool
+		switch kind {
+		case bus.KindSession:
+			hit = set[sess.ID]
+		case bus.KindSubject:
+			hit = set[sess.Subject]
+		case bus.KindClient:
+			hit = set[sess.ClientID]
+		case bus.KindTenant:
+			hit = set[sess.Tenant]
+		case bus.KindKey, bus.KindAll:
+			hit = true
+		}
+		if hit {
+			br.Sessions++
+			subjects[sess.Subject], clients[sess.ClientID] = true, true
+		}
+		return nil
+	})
+	br.Subjects, br.Clients = len(subjects), len(clients)
+	return br, err
 }

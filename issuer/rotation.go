@@ -25,16 +25,16 @@ type KeyRotation struct {
 
 // RotateKey rotates the signing key now: the pre-published next key starts
 // signing, the current one retires, and a new next key is published.
-func (s *Service) RotateKey(ctx context.Context, actor string) (*KeyRotation, error) {
+func (s *Service) RotateKey(ctx context.Context, actor, source string) (*KeyRotation, error) {
 	s.keyMu.Lock()
 	defer s.keyMu.Unlock()
-	return s.rotate(ctx, actor)
+	return s.rotate(ctx, actor, source)
 }
 
 // rotate makes the next key current. Verifiers received the next key when
 // it was made, one rotation ago, so no verifier sees a token signed with a
 // key it has not received. The caller holds keyMu.
-func (s *Service) rotate(ctx context.Context, actor string) (*KeyRotation, error) {
+func (s *Service) rotate(ctx context.Context, actor, source string) (*KeyRotation, error) {
 	fresh, err := s.keys.generate(s.cfg.Algorithm)
 	if err != nil {
 		return nil, err
@@ -52,6 +52,7 @@ func (s *Service) rotate(ctx context.Context, actor string) (*KeyRotation, error
 			Key: &bus.Key{ID: fresh.kid, Algorithm: fresh.alg}})
 		c.emit(&bus.Event{ID: bus.NewID(), Type: bus.TypeKeyRetired, Time: now, Actor: actor,
 			Key: &bus.Key{ID: old.kid, Algorithm: old.alg}})
+		c.emit(s.adminEvent(now, bus.TypeAdminKey, actor, source, "key.rotate", next.kid, ""))
 		return nil
 	})
 	if err != nil {
@@ -72,7 +73,7 @@ func (s *Service) rotate(ctx context.Context, actor string) (*KeyRotation, error
 func (s *Service) stopSigningWith(ctx context.Context, kid string) error {
 	switch kid {
 	case s.keys.Current().kid:
-		_, err := s.rotate(ctx, "herald")
+		_, err := s.rotate(ctx, "herald", "")
 		return err
 	case s.keys.Next().kid:
 		fresh, err := s.keys.generate(s.cfg.Algorithm)
@@ -124,7 +125,7 @@ func (s *Service) rotateKeys(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick:
-			if _, err := s.RotateKey(ctx, "herald"); err != nil && ctx.Err() == nil {
+			if _, err := s.RotateKey(ctx, "herald", ""); err != nil && ctx.Err() == nil {
 				s.log.Error("scheduled key rotation", "err", err)
 			}
 		case <-janitor.C:

@@ -29,7 +29,7 @@ type Service struct {
 	follow  *verifier.Follower
 	intro   *verifier.Verifier // introspection: the verifiers' own checks
 	limits  *limiter
-	admin   adminAuth
+	creds   *credentials
 	ln      net.Listener
 	log     *slog.Logger
 
@@ -62,6 +62,9 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	if err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
+	if err := conn.EnsureFleet(ctx, bus.FleetConfig{Replicas: cfg.Replicas}); err != nil {
+		return nil, fmt.Errorf("open issuer: %w", err)
+	}
 	s := &Service{cfg: cfg, conn: conn, log: log}
 	defer func() {
 		if err != nil {
@@ -86,7 +89,9 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	if err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
-	s.admin = admin
+	if err := s.loadCredentials(admin); err != nil {
+		return nil, fmt.Errorf("open issuer: %w", err)
+	}
 	switch {
 	case created:
 		log.Info("admin token created", "file", path)

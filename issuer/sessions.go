@@ -294,7 +294,7 @@ var errNoSession = &Error{Status: http.StatusNotFound, Code: "not_found", Descri
 
 // EndSession ends a session: its refresh token stops working and a session
 // revocation makes every verifier refuse its access tokens.
-func (s *Service) EndSession(ctx context.Context, sid, reason, actor string) (*RevocationResult, error) {
+func (s *Service) EndSession(ctx context.Context, sid, reason, actor, source string) (*RevocationResult, error) {
 	if err := checkIdent("session id", sid, true); err != nil {
 		return nil, err
 	}
@@ -320,6 +320,7 @@ func (s *Service) EndSession(ctx context.Context, sid, reason, actor string) (*R
 		if err != nil {
 			return err
 		}
+		c.emit(s.adminEvent(now, bus.TypeAdminSession, actor, source, "session.end", sid, reason))
 		res = &RevocationResult{ID: rev.ID, At: now}
 		return nil
 	})

@@ -13,9 +13,10 @@ func denyKey(k bus.Kind, value string) string {
 	return string(rune('0'+k)) + ":" + value
 }
 
-// entryFor turns a revocation into the denylist entry that enforces it.
-func entryFor(r *bus.Revocation) store.Entry {
-	return store.Entry{Key: denyKey(r.Kind, r.Value), At: r.At, Until: r.Until}
+// entryFor returns the denylist entry that enforces revocation r for one
+// of its values.
+func entryFor(r *bus.Revocation, value string) store.Entry {
+	return store.Entry{Key: denyKey(r.Kind, value), At: r.At, Until: r.Until}
 }
 
 // checkDenylist reports whether a verified token is revoked, as DESIGN.md's

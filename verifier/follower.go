@@ -35,11 +35,19 @@ type Follower struct {
 	log  *slog.Logger
 
 	head     atomic.Uint64 // last stream sequence known to exist
+	first    atomic.Uint64 // first sequence the stream held when last asked
 	target   atomic.Uint64 // the head when following started; caught up once applied reaches it
 	caughtUp atomic.Bool
+	hasState atomic.Bool  // caught up at least once since start or the last rebuild
+	contact  atomic.Int64 // unix nanoseconds of the last sign of life from the bus
 	gaps     atomic.Uint64
 	bad      atomic.Uint64 // malformed events skipped
 	events   atomic.Uint64 // events applied since start
+	stalls   atomic.Uint64 // consumers restarted because they stopped delivering
+
+	// onApply, if set before Run, is called with the revocations of every
+	// batch once it is committed, on the applying goroutine.
+	onApply func([]*bus.Revocation)
 
 	mu      sync.Mutex
 	lastErr string
@@ -53,8 +61,47 @@ func NewFollower(conn *bus.Conn, db *store.DB, keys *KeySet, log *slog.Logger) *
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Follower{conn: conn, db: db, keys: keys, log: log, applied: make(chan struct{})}
+	f := &Follower{conn: conn, db: db, keys: keys, log: log, applied: make(chan struct{})}
+	f.touch()
+	return f
 }
+
+// touch records a sign of life from the bus: a delivery or an answer to a
+// stream info request.
+func (f *Follower) touch() { f.contact.Store(time.Now().UnixNano()) }
+
+// LastContact returns when the Follower last heard from the bus: a
+// delivery or a successful Probe. Before any, it is when the Follower was
+// created.
+func (f *Follower) LastContact() time.Time { return time.Unix(0, f.contact.Load()) }
+
+// Probe asks the bus for the stream's head. On success it records the
+// contact and the head, and when resync is true (the verifier was cut off
+// and may have missed events) it stops being caught up until it has
+// applied everything up to that head.
+func (f *Follower) Probe(ctx context.Context, resync bool) error {
+	first, last, err := f.conn.StreamHead(ctx, bus.StreamRevocations)
+	if err != nil {
+		return err
+	}
+	f.touch()
+	f.first.Store(first)
+	f.storeHead(last)
+	if resync && first <= last && f.db.Applied() < last {
+		f.target.Store(last)
+		f.caughtUp.Store(false)
+		f.log.Info("catching up after being cut off from the bus", "applied", f.db.Applied(), "head", last)
+		if applied := f.db.Applied(); applied >= last { // applied while we looked
+			f.markCaughtUp(applied)
+		}
+	}
+	return nil
+}
+
+// HasState reports whether the denylist has been caught up with the stream
+// at least once since the Follower started or last rebuilt it: it holds
+// every revocation up to some recent point.
+func (f *Follower) HasState() bool { return f.hasState.Load() }
 
 // WaitApplied blocks until the denylist has applied sequence seq or ctx
 // ends. Once it returns nil, Verify refuses every token the revocations up
@@ -93,9 +140,14 @@ func (e errGap) Error() string {
 // Run follows the stream until ctx ends. It retries while the stream does
 // not exist or NATS is unreachable, and rebuilds after a gap.
 func (f *Follower) Run(ctx context.Context) error {
-	backoff := 250 * time.Millisecond
+	const minBackoff, maxBackoff = 250 * time.Millisecond, 2 * time.Second
+	backoff := minBackoff
 	for {
+		started := time.Now()
 		err := f.follow(ctx)
+		if time.Since(started) > 2*maxBackoff {
+			backoff = minBackoff // it ran a while: a new outage starts fast again
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -106,6 +158,7 @@ func (f *Follower) Run(ctx context.Context) error {
 			f.setErr(&f.lastGap, gap.Error())
 			f.log.Error("revocation stream gap: events were lost before this verifier applied them; rebuilding denylist from a full replay",
 				"applied", gap.applied, "next", gap.next)
+			f.hasState.Store(false)
 			if err := f.db.Reset(); err != nil {
 				return fmt.Errorf("rebuild denylist: %w", err)
 			}
@@ -118,7 +171,7 @@ func (f *Follower) Run(ctx context.Context) error {
 			return nil
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
@@ -158,11 +211,25 @@ func (f *Follower) follow(ctx context.Context) error {
 	progress := time.NewTicker(progressEvery)
 	defer progress.Stop()
 	batch := make([]bus.Delivery, 0, maxBatch)
+	var lastApplied uint64
+	behind := false
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-progress.C:
+			// An ordered consumer that lost its server (a restart, a
+			// partition) normally recreates itself; if it has delivered
+			// nothing for a whole tick while the stream holds more, start
+			// a new one.
+			applied := f.db.Applied()
+			wasBehind := behind
+			behind = f.pending(applied) > 0
+			if wasBehind && behind && applied == lastApplied && f.conn.Connected() {
+				f.stalls.Add(1)
+				return fmt.Errorf("revocation consumer stalled at %d, head %d", applied, f.head.Load())
+			}
+			lastApplied = applied
 			if f.caughtUp.Load() {
 				continue
 			}
@@ -178,6 +245,7 @@ func (f *Follower) follow(ctx context.Context) error {
 			continue
 		case d := <-ch:
 			batch = append(batch[:0], d)
+			f.touch()
 		}
 	drain:
 		for len(batch) < maxBatch {
@@ -205,6 +273,7 @@ func (f *Follower) setTarget(applied, first, last uint64) error {
 	case applied > 0 && first > applied+1:
 		return errGap{applied: applied, next: first}
 	}
+	f.first.Store(first)
 	f.storeHead(last)
 	target := last
 	if first > last {
@@ -221,6 +290,7 @@ func (f *Follower) setTarget(applied, first, last uint64) error {
 func (f *Follower) apply(batch []bus.Delivery) error {
 	applied := f.db.Applied()
 	entries := make([]store.Entry, 0, len(batch))
+	var revs []*bus.Revocation
 	var revokedKeys []string
 	seq := applied
 	var gap error
@@ -244,10 +314,13 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 			f.log.Error("malformed event on revocation stream skipped", "seq", d.Seq, "subject", d.Subject, "err", err)
 			continue
 		}
-		entries = append(entries, entryFor(e.Revocation))
-		if e.Revocation.Kind == bus.KindKey {
-			revokedKeys = append(revokedKeys, e.Revocation.Value)
+		for _, v := range e.Revocation.AllValues() {
+			entries = append(entries, entryFor(e.Revocation, v))
+			if e.Revocation.Kind == bus.KindKey {
+				revokedKeys = append(revokedKeys, v)
+			}
 		}
+		revs = append(revs, e.Revocation)
 	}
 	if seq == applied {
 		return gap
@@ -257,6 +330,9 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 	}
 	for _, kid := range revokedKeys {
 		f.keys.Remove(kid)
+	}
+	if f.onApply != nil && len(revs) > 0 {
+		f.onApply(revs)
 	}
 	f.notifyApplied()
 	f.events.Add(uint64(seq - applied))
@@ -270,6 +346,7 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 }
 
 func (f *Follower) markCaughtUp(applied uint64) {
+	f.hasState.Store(true)
 	if !f.caughtUp.Swap(true) {
 		f.log.Info("caught up with revocation stream", "applied", applied, "denylist", f.db.Len())
 	}
@@ -282,6 +359,20 @@ func (f *Follower) storeHead(seq uint64) {
 			return
 		}
 	}
+}
+
+// pending returns how many events the stream holds after applied: up to
+// the head, and not before the first sequence it still holds (an emptied
+// stream has nothing to deliver).
+func (f *Follower) pending(applied uint64) uint64 {
+	head, first := f.head.Load(), f.first.Load()
+	if first > 0 {
+		applied = max(applied, first-1)
+	}
+	if head <= applied {
+		return 0
+	}
+	return head - applied
 }
 
 // CaughtUp reports whether the denylist has applied every revocation that
@@ -297,6 +388,7 @@ type FollowerStatus struct {
 	Gaps          uint64 `json:"gaps"`
 	Malformed     uint64 `json:"malformed_events"`
 	EventsApplied uint64 `json:"events_applied"`
+	Stalls        uint64 `json:"consumer_restarts"`
 	LastGap       string `json:"last_gap,omitempty"`
 	LastError     string `json:"last_error,omitempty"`
 }
@@ -307,10 +399,9 @@ func (f *Follower) Status() FollowerStatus {
 	s := FollowerStatus{
 		Applied: applied, Head: head, CaughtUp: f.caughtUp.Load(),
 		Gaps: f.gaps.Load(), Malformed: f.bad.Load(), EventsApplied: f.events.Load(),
+		Stalls: f.stalls.Load(),
 	}
-	if head > applied {
-		s.Lag = head - applied
-	}
+	s.Lag = f.pending(applied)
 	f.mu.Lock()
 	s.LastGap, s.LastError = f.lastGap, f.lastErr
 	f.mu.Unlock()

@@ -171,12 +171,15 @@ func TestFollower_AllExpired(t *testing.T) {
 	t.Run("fresh", func(t *testing.T) {
 		sc, _ := startSidecar(t, conn, t.TempDir())
 		waitReady(t, sc)
+		if st := sc.Status(); st.Lag != 0 {
+			t.Errorf("lag = %d with nothing left to apply (%+v)", st.Lag, st)
+		}
 	})
 	t.Run("behind", func(t *testing.T) {
 		sc, _ := startSidecar(t, conn, dir)
 		waitReady(t, sc)
-		if st := sc.Status(); st.Gaps != 1 {
-			t.Errorf("gaps = %d, want 1: event 2 was lost (%+v)", st.Gaps, st)
+		if st := sc.Status(); st.Gaps != 1 || st.Lag != 0 {
+			t.Errorf("gaps = %d, lag %d; want 1 (event 2 was lost), 0 (%+v)", st.Gaps, st.Lag, st)
 		}
 	})
 }

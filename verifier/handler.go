@@ -2,14 +2,14 @@ package verifier
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 )
 
-// Handler serves the sidecar's HTTP API: /v1/verify, /v1/status, /healthz
-// and /readyz.
+// Handler serves the sidecar's HTTP API: /v1/verify, /v1/status,
+// /healthz, /readyz and /metrics. In proxy mode every other path goes to
+// the upstream, through the proxy.
 type Handler struct {
 	sc  *Sidecar
 	mux *http.ServeMux
@@ -20,9 +20,16 @@ var _ http.Handler = (*Handler)(nil)
 func newHandler(sc *Sidecar) *Handler {
 	h := &Handler{sc: sc, mux: http.NewServeMux()}
 	// Any method: nginx auth_request, Traefik forwardAuth and Envoy
-	// ext_authz forward the original request's method.
+	// ext_authz forward the original request's method. Envoy's ext_authz
+	// HTTP service appends the original path to its path_prefix, hence
+	// the subtree.
 	h.mux.HandleFunc("/v1/verify", h.verify)
+	h.mux.HandleFunc("/v1/verify/", h.verify)
 	h.mux.HandleFunc("GET /v1/status", h.status)
+	h.mux.HandleFunc("GET /metrics", h.metrics)
+	if sc.proxy != nil {
+		h.mux.Handle("/", sc.proxy)
+	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -68,36 +75,22 @@ func BearerToken(r *http.Request) (string, error) {
 func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	tok, err := BearerToken(r)
+	var c *Claims
 	if err == nil {
-		var c *Claims
 		c, err = h.sc.verifier.Verify(r.Context(), tok)
-		if err == nil {
-			hd := w.Header()
-			hd.Set(HeaderSubject, c.Subject)
-			hd.Set(HeaderSession, c.SessionID)
-			hd.Set(HeaderClient, c.ClientID)
-			hd.Set(HeaderScope, c.Scope)
-			hd.Set(HeaderTenant, c.Tenant)
-			writeJSON(w, http.StatusOK, c)
-			return
-		}
+	} else {
+		h.sc.verifier.count(err)
 	}
-	h.sc.log.Debug("token refused", "reason", Reason(err), "remote", r.RemoteAddr)
-	if errors.Is(err, ErrNotReady) {
-		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
-			"error": "temporarily_unavailable", "error_description": ErrNotReady.Error(),
-		})
+	if err != nil {
+		h.sc.log.Debug("token refused", "reason", Reason(err), "remote", r.RemoteAddr)
+		writeRefusal(w, err)
 		return
 	}
-	reason := Reason(err)
-	if errors.Is(err, ErrMissing) {
-		// RFC 6750 section 3.1: no error code when no credential was sent.
-		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
-	} else {
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="herald", error="invalid_token", error_description=%q`, reason))
+	if h.sc.verifier.stale != nil && h.sc.verifier.stale() {
+		w.Header().Set(HeaderStale, "true")
 	}
-	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": reason})
+	setIdentity(w.Header(), c)
+	writeJSON(w, http.StatusOK, c)
 }
 
 func (h *Handler) status(w http.ResponseWriter, _ *http.Request) {
@@ -110,7 +103,8 @@ func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !st.Ready {
 		code = http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, map[string]any{"ready": st.Ready, "caught_up": st.CaughtUp, "connected": st.Connected, "keys_loaded": st.KeysLoaded})
+	writeJSON(w, code, map[string]any{"ready": st.Ready, "caught_up": st.CaughtUp, "connected": st.Connected,
+		"stale": st.Stale, "keys_loaded": st.KeysLoaded})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -135,6 +135,14 @@ func TestHandler(t *testing.T) {
 		}
 	})
 
+	t.Run("envoy path prefix", func(t *testing.T) {
+		// ext_authz appends the original path to path_prefix /v1/verify.
+		resp, body := get(t, f.sc.URL()+"/v1/verify/api/orders?id=1", f.edToken(t, baseClaims(now)))
+		if resp.StatusCode != http.StatusOK || resp.Header.Get(HeaderSubject) != "alice" {
+			t.Fatalf("status = %d, want 200; body %s", resp.StatusCode, body)
+		}
+	})
+
 	t.Run("expired", func(t *testing.T) {
 		c := baseClaims(now.Add(-2 * time.Hour))
 		c["exp"] = now.Add(-time.Hour).Unix()

@@ -17,8 +17,20 @@ import (
 
 // Defaults for SidecarConfig.
 const (
-	DefaultHTTPAddr   = "127.0.0.1:8421"
-	DefaultPruneEvery = time.Minute
+	DefaultHTTPAddr     = "127.0.0.1:8421"
+	DefaultPruneEvery   = time.Minute
+	DefaultMaxStaleness = 30 * time.Second
+)
+
+// What a sidecar does once it has been cut off from the bus for longer than
+// its maximum staleness (SidecarConfig.OnStale).
+const (
+	// StaleDeny fails closed: no verdicts (503) until the bus is back and
+	// the denylist has caught up.
+	StaleDeny = "deny"
+	// StaleAllow fails open: verdicts go on from the last state, marked
+	// with the X-Herald-Stale header.
+	StaleAllow = "allow"
 )
 
 // SidecarConfig configures a Sidecar.
@@ -30,11 +42,89 @@ type SidecarConfig struct {
 	// HTTPAddr is where the sidecar listens, host:port; port 0 picks one.
 	// Default DefaultHTTPAddr.
 	HTTPAddr string
+	// NoListen runs the sidecar without its HTTP server, for services that
+	// embed the verifier and use Middleware. HTTPAddr and Upstream are then
+	// ignored.
+	NoListen bool
+	// Upstream, when set, is the http(s) URL of the application the sidecar
+	// proxies to (proxy mode): every path but the sidecar's own API
+	// (/v1/verify, /v1/status, /healthz, /readyz, /metrics) goes there if
+	// its token verifies.
+	Upstream string
 	// PruneEvery is how often expired denylist entries are deleted.
 	// Default DefaultPruneEvery.
 	PruneEvery time.Duration
+	// MaxStaleness is how long the sidecar may be cut off from the bus
+	// (no delivery, no answer from JetStream) before it counts as stale:
+	// not ready, and OnStale applies. Default DefaultMaxStaleness.
+	MaxStaleness time.Duration
+	// OnStale is StaleDeny (the default) or StaleAllow.
+	OnStale string
+	// HeartbeatEvery is how often the sidecar reports to the
+	// HERALD_VERIFIERS bucket. Default bus.DefaultHeartbeatEvery; negative
+	// disables heartbeats.
+	HeartbeatEvery time.Duration
+	// FleetTTL is the TTL of HERALD_VERIFIERS if the sidecar must create
+	// it. Default bus.DefaultFleetTTL.
+	FleetTTL time.Duration
+	// ID names the sidecar in the fleet. Default: an id created at first
+	// start and kept in DataDir/verifier.id.
+	ID string
+	// Version is reported in heartbeats and status.
+	Version string
 	// Logger receives the sidecar's logs. Nil uses slog.Default().
 	Logger *slog.Logger
+}
+
+func (c *SidecarConfig) setDefaults() {
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.PruneEvery <= 0 {
+		c.PruneEvery = DefaultPruneEvery
+	}
+	if c.MaxStaleness == 0 {
+		c.MaxStaleness = DefaultMaxStaleness
+	}
+	if c.OnStale == "" {
+		c.OnStale = StaleDeny
+	}
+	if c.HeartbeatEvery == 0 {
+		c.HeartbeatEvery = bus.DefaultHeartbeatEvery
+	}
+	if c.FleetTTL <= 0 {
+		c.FleetTTL = bus.DefaultFleetTTL
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem with c at once. The Verifier config is
+// checked by New.
+func (c *SidecarConfig) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is required"))
+	}
+	if c.MaxStaleness < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("max staleness %s is below 100ms", c.MaxStaleness))
+	}
+	if c.OnStale != StaleDeny && c.OnStale != StaleAllow {
+		errs = append(errs, fmt.Errorf("on-stale %q: want deny or allow", c.OnStale))
+	}
+	if c.HeartbeatEvery > 0 && c.HeartbeatEvery < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("heartbeat interval %s is below 10ms", c.HeartbeatEvery))
+	}
+	if c.ID != "" && !bus.ValidVerifierID(c.ID) {
+		errs = append(errs, fmt.Errorf("id %q: want 1 to 128 of A-Z a-z 0-9 - _ = .", c.ID))
+	}
+	if c.Upstream != "" && !c.NoListen {
+		if _, err := parseUpstream(c.Upstream); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Sidecar is the verifier process: it follows HERALD_KEYS and the HERALD
@@ -46,8 +136,13 @@ type Sidecar struct {
 	keys     *KeySet
 	follower *Follower
 	verifier *Verifier
-	ln       net.Listener
+	live     *liveSet
+	proxy    *proxy       // nil unless in proxy mode
+	ln       net.Listener // nil with NoListen
 	log      *slog.Logger
+	id       string
+	host     string
+	started  time.Time
 
 	closeOnce sync.Once
 	closeErr  error
@@ -56,34 +151,43 @@ type Sidecar struct {
 // OpenSidecar opens the denylist in cfg.DataDir and listens on cfg.HTTPAddr.
 // Call Run to start serving and Close to release the denylist.
 func OpenSidecar(cfg SidecarConfig, conn *bus.Conn) (*Sidecar, error) {
-	if cfg.HTTPAddr == "" {
-		cfg.HTTPAddr = DefaultHTTPAddr
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("open verifier: %w", err)
 	}
-	if cfg.PruneEvery <= 0 {
-		cfg.PruneEvery = DefaultPruneEvery
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	log = log.With("component", "verifier")
-	if cfg.DataDir == "" {
-		return nil, errors.New("open verifier: data dir is required")
-	}
+	log := cfg.Logger.With("component", "verifier")
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("open verifier: %w", err)
+	}
+	id := cfg.ID
+	if id == "" {
+		var err error
+		if id, err = loadID(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("open verifier: %w", err)
+		}
 	}
 	db, err := store.Open(filepath.Join(cfg.DataDir, "denylist"), store.Options{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("open verifier: %w", err)
 	}
-	sc := &Sidecar{cfg: cfg, conn: conn, db: db, log: log}
+	host, _ := os.Hostname()
+	sc := &Sidecar{cfg: cfg, conn: conn, db: db, log: log, id: id, host: host, started: time.Now(), live: newLiveSet()}
 	sc.keys = NewKeySet(func(kid string) bool { return db.Contains(denyKey(bus.KindKey, kid)) }, log)
 	sc.follower = NewFollower(conn, db, sc.keys, log)
-	sc.verifier, err = New(cfg.Verifier, sc.keys, db, sc.Ready)
+	sc.follower.onApply = sc.revokeLive
+	sc.verifier, err = New(cfg.Verifier, sc.keys, db, sc.givesVerdicts)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open verifier: %w", err)
+	}
+	sc.verifier.live = sc.live
+	sc.verifier.stale = func() bool { return !sc.Ready() }
+	if cfg.NoListen {
+		return sc, nil
+	}
+	if cfg.Upstream != "" {
+		u, _ := parseUpstream(cfg.Upstream) // checked by Validate
+		sc.proxy = newProxy(u, sc.verifier, log)
 	}
 	sc.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -93,19 +197,70 @@ func OpenSidecar(cfg SidecarConfig, conn *bus.Conn) (*Sidecar, error) {
 	return sc, nil
 }
 
+// revokeLive ends the requests in flight that revs match; the Follower
+// calls it once revs are committed to the denylist.
+func (s *Sidecar) revokeLive(revs []*bus.Revocation) {
+	if n := s.live.revoke(revs); n > 0 {
+		s.log.Info("requests in flight ended by revocation", "count", n)
+	}
+}
+
 // Verifier returns the sidecar's token verifier.
 func (s *Sidecar) Verifier() *Verifier { return s.verifier }
 
-// Addr returns the address the sidecar's HTTP server listens on.
-func (s *Sidecar) Addr() net.Addr { return s.ln.Addr() }
+// Addr returns the address the sidecar's HTTP server listens on, nil with
+// NoListen.
+func (s *Sidecar) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
 
-// URL returns the base http:// URL of the sidecar.
-func (s *Sidecar) URL() string { return "http://" + s.ln.Addr().String() }
+// URL returns the base http:// URL of the sidecar, "" with NoListen.
+func (s *Sidecar) URL() string {
+	if s.ln == nil {
+		return ""
+	}
+	return "http://" + s.ln.Addr().String()
+}
 
-// Ready reports whether the sidecar gives verdicts: keys loaded, the
-// denylist caught up with the stream, and NATS connected.
+// ID returns the sidecar's id in the fleet.
+func (s *Sidecar) ID() string { return s.id }
+
+// Ready reports whether the sidecar is ready: keys loaded, the denylist
+// caught up with the stream, and not stale.
 func (s *Sidecar) Ready() bool {
-	return s.keys.Loaded() && s.follower.CaughtUp() && s.conn.Connected()
+	return s.keys.Loaded() && s.follower.CaughtUp() && !s.stale()
+}
+
+// stale reports whether the sidecar has been cut off from the bus for
+// longer than MaxStaleness.
+func (s *Sidecar) stale() bool {
+	return time.Since(s.follower.LastContact()) > s.cfg.MaxStaleness
+}
+
+// givesVerdicts gates every verdict: when ready, or, with on-stale allow,
+// whenever the denylist holds a state that was once caught up.
+func (s *Sidecar) givesVerdicts() bool {
+	if s.Ready() {
+		return true
+	}
+	return s.cfg.OnStale == StaleAllow && s.keys.Loaded() && s.follower.HasState()
+}
+
+// WaitReady blocks until the sidecar is ready or ctx ends.
+func (s *Sidecar) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !s.Ready() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // WaitApplied blocks until the sidecar has applied the revocation with
@@ -117,26 +272,51 @@ func (s *Sidecar) WaitApplied(ctx context.Context, seq uint64) error {
 // Status is what /v1/status reports.
 type Status struct {
 	FollowerStatus
-	Ready      bool   `json:"ready"`
-	Connected  bool   `json:"connected"`
-	Stale      bool   `json:"stale"`
-	KeysLoaded bool   `json:"keys_loaded"`
-	Keys       int    `json:"keys"`
-	Denylist   int    `json:"denylist_size"`
-	Version    string `json:"version,omitempty"`
+	ID        string `json:"id"`
+	Ready     bool   `json:"ready"`
+	Connected bool   `json:"connected"`
+	// Stale: cut off from the bus for longer than MaxStaleness.
+	Stale bool `json:"stale"`
+	// Staleness is how long ago, in seconds, the bus was last heard from.
+	Staleness    float64   `json:"staleness_seconds"`
+	LastContact  time.Time `json:"last_contact"`
+	MaxStaleness string    `json:"max_staleness"`
+	OnStale      string    `json:"on_stale"`
+	// Verdicts: /v1/verify answers (200 or 401) rather than 503.
+	Verdicts     bool   `json:"verdicts"`
+	KeysLoaded   bool   `json:"keys_loaded"`
+	Keys         int    `json:"keys"`
+	Denylist     int    `json:"denylist_size"`
+	CacheEntries int    `json:"cache_entries"`
+	LiveRequests int    `json:"live_requests"`
+	Upstream     string `json:"upstream,omitempty"`
+	Version      string `json:"version,omitempty"`
 }
 
 // Status returns a snapshot of the sidecar's state.
 func (s *Sidecar) Status() Status {
+	last := s.follower.LastContact()
 	st := Status{
 		FollowerStatus: s.follower.Status(),
+		ID:             s.id,
 		Connected:      s.conn.Connected(),
+		LastContact:    last.UTC(),
+		Staleness:      time.Since(last).Seconds(),
+		MaxStaleness:   s.cfg.MaxStaleness.String(),
+		OnStale:        s.cfg.OnStale,
 		KeysLoaded:     s.keys.Loaded(),
 		Keys:           len(s.keys.Keys()),
 		Denylist:       s.db.Len(),
+		LiveRequests:   s.live.len(),
+		Version:        s.cfg.Version,
 	}
-	st.Ready = st.KeysLoaded && st.CaughtUp && st.Connected
-	st.Stale = !st.Connected
+	if s.proxy != nil {
+		st.Upstream = s.cfg.Upstream
+	}
+	_, _, st.CacheEntries = s.verifier.CacheStats()
+	st.Stale = time.Since(last) > s.cfg.MaxStaleness
+	st.Ready = st.KeysLoaded && st.CaughtUp && !st.Stale
+	st.Verdicts = st.Ready || (s.cfg.OnStale == StaleAllow && st.KeysLoaded && s.follower.HasState())
 	return st
 }
 
@@ -148,7 +328,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	run := func(name string, fn func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -162,7 +342,20 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	run("keys", func(ctx context.Context) error { return s.keys.Watch(ctx, s.conn) })
 	run("revocations", s.follower.Run)
 	run("prune", s.prune)
-	run("http", func(ctx context.Context) error { return Serve(ctx, s.ln, newHandler(s)) })
+	run("bus watch", s.watchBus)
+	if s.cfg.HeartbeatEvery > 0 {
+		run("heartbeat", s.heartbeat)
+	}
+	if s.ln != nil {
+		run("http", func(ctx context.Context) error { return Serve(ctx, s.ln, newHandler(s)) })
+	}
+	run("live requests", func(ctx context.Context) error {
+		// Streams and upgraded connections the proxy holds would keep the
+		// HTTP server's graceful shutdown waiting: end them.
+		<-ctx.Done()
+		s.live.closeAll(errShutdown)
+		return nil
+	})
 	run("ready", s.announce)
 	wg.Wait()
 	close(errc)
@@ -180,7 +373,11 @@ func (s *Sidecar) announce(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
-	s.log.Info("verifier ready", "http", s.URL(), "applied_seq", s.db.Applied(), "keys", len(s.keys.Keys()))
+	args := []any{"http", s.URL(), "id", s.id, "applied_seq", s.db.Applied(), "keys", len(s.keys.Keys())}
+	if s.proxy != nil {
+		args = append(args, "upstream", s.cfg.Upstream)
+	}
+	s.log.Info("verifier ready", args...)
 	return nil
 }
 
@@ -208,7 +405,9 @@ func (s *Sidecar) prune(ctx context.Context) error {
 // after Run has returned. It is safe to call more than once.
 func (s *Sidecar) Close() error {
 	s.closeOnce.Do(func() {
-		s.ln.Close()
+		if s.ln != nil {
+			s.ln.Close()
+		}
 		s.closeErr = s.db.Close()
 	})
 	return s.closeErr

@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,11 @@ type Config struct {
 	MaxTokenSize int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// CacheSize bounds how many verified tokens are remembered so that a
+	// repeated token skips signature verification; the denylist is still
+	// checked on every call. Default DefaultCacheSize; negative disables
+	// the cache.
+	CacheSize int
 }
 
 func (c *Config) setDefaults() {
@@ -49,6 +55,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = DefaultCacheSize
 	}
 }
 
@@ -72,6 +81,9 @@ func (c *Config) Validate() error {
 	if c.MaxTokenSize < 0 {
 		errs = append(errs, errors.New("max token size must not be negative"))
 	}
+	if c.CacheSize > 1<<24 {
+		errs = append(errs, errors.New("cache size must be at most 16777216 entries"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -85,6 +97,14 @@ type Verifier struct {
 	ready   func() bool
 	allowed map[string]bool
 	parser  *jwt.Parser
+	cache   *tokenCache // nil when disabled
+
+	// Set by a Sidecar before use: requests in flight that its revocations
+	// end, and whether verdicts come from a stale state.
+	live  *liveSet
+	stale func() bool
+
+	outcomes outcomes
 }
 
 // New returns a Verifier that trusts the keys in keys and refuses what deny
@@ -100,6 +120,7 @@ func New(cfg Config, keys *KeySet, deny *store.DB, ready func() bool) (*Verifier
 		v.allowed[a] = true
 	}
 	v.parser = v.newParser()
+	v.cache = newTokenCache(cfg.CacheSize)
 	return v, nil
 }
 
@@ -137,23 +158,67 @@ type header struct {
 // before parsing, an algorithm allow-list, typ at+jwt, no crit, keys only
 // from HERALD_KEYS and of the header's algorithm, exp, iat, sub and jti
 // required, issuer and audience checked, then the denylist.
+//
+// A token that passed every check but the denylist is remembered (by its
+// SHA-256) until its exp: the next Verify of the same token skips the
+// header, signature and claim checks, provided the key that verified it is
+// still trusted, and still checks the denylist, from memory. So a
+// revocation is seen by the first Verify after it was applied. The
+// returned Claims are the caller's; their Audience slice is shared and must
+// not be modified.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	c, _, err := v.verify(token)
+	v.count(err)
+	return c, err
+}
+
+// verify is Verify that also returns the kid of the key that verified the
+// token, which key revocations match.
+func (v *Verifier) verify(token string) (*Claims, string, error) {
 	if v.ready != nil && !v.ready() {
-		return nil, ErrNotReady
+		return nil, "", ErrNotReady
 	}
 	if token == "" {
-		return nil, ErrMissing
+		return nil, "", ErrMissing
 	}
 	if len(token) > v.cfg.MaxTokenSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(token), v.cfg.MaxTokenSize)
+		return nil, "", fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(token), v.cfg.MaxTokenSize)
 	}
+	var sum [sha256.Size]byte
+	if v.cache != nil {
+		sum = sha256.Sum256([]byte(token))
+		if e, ok := v.cache.get(&sum, v.cfg.Now().UnixNano()); ok {
+			if k, _ := v.keys.Get(e.key.ID); k == e.key {
+				if err := v.checkDenylist(&e.claims, e.key.ID); err != nil {
+					return nil, "", err
+				}
+				c := e.claims
+				return &c, e.key.ID, nil
+			}
+		}
+	}
+	c, key, err := v.verifyToken(token)
+	if err != nil {
+		return nil, "", err
+	}
+	if v.cache != nil {
+		v.cache.put(&sum, &cacheEntry{claims: *c, key: key, exp: c.ExpiresAt.UnixNano()})
+	}
+	if err := v.checkDenylist(c, key.ID); err != nil {
+		return nil, "", err
+	}
+	return c, key.ID, nil
+}
+
+// verifyToken runs every check but the denylist.
+func (v *Verifier) verifyToken(token string) (*Claims, *Key, error) {
 	dot := strings.IndexByte(token, '.')
 	if dot < 0 || strings.Count(token, ".") != 2 {
-		return nil, fmt.Errorf("%w: want three dot-separated parts", ErrMalformed)
+		return nil, nil, fmt.Errorf("%w: want three dot-separated parts", ErrMalformed)
 	}
 	key, err := v.checkHeader(token[:dot])
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var c Claims
 	_, err = v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
@@ -163,20 +228,28 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		return key.Public, nil
 	})
 	if err != nil {
-		return nil, mapJWTError(err)
+		return nil, nil, mapJWTError(err)
 	}
 	switch {
 	case c.Subject == "":
-		return nil, fmt.Errorf("%w: sub is missing", ErrMalformed)
+		return nil, nil, fmt.Errorf("%w: sub is missing", ErrMalformed)
 	case c.ID == "":
-		return nil, fmt.Errorf("%w: jti is missing", ErrMalformed)
+		return nil, nil, fmt.Errorf("%w: jti is missing", ErrMalformed)
 	case c.IssuedAt == nil:
-		return nil, fmt.Errorf("%w: iat is missing", ErrMalformed)
+		return nil, nil, fmt.Errorf("%w: iat is missing", ErrMalformed)
+	case c.ExpiresAt == nil: // golang-jwt requires it already; the cache relies on it
+		return nil, nil, fmt.Errorf("%w: exp is missing", ErrMalformed)
 	}
-	if err := v.checkDenylist(&c, key.ID); err != nil {
-		return nil, err
+	return &c, key, nil
+}
+
+// CacheStats reports the fast path's hits and misses since start and how
+// many tokens it holds.
+func (v *Verifier) CacheStats() (hits, misses uint64, size int) {
+	if v.cache == nil {
+		return 0, 0, 0
 	}
-	return &c, nil
+	return v.cache.hits.Load(), v.cache.misses.Load(), v.cache.len()
 }
 
 func (v *Verifier) checkHeader(seg string) (*Key, error) {

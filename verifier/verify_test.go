@@ -185,12 +185,23 @@ func testLogger(t *testing.T) *slog.Logger {
 // the test does not call it, and may be called more than once.
 func startSidecar(t *testing.T, conn *bus.Conn, dir string) (*Sidecar, func()) {
 	t.Helper()
-	sc, err := OpenSidecar(SidecarConfig{
-		Verifier: Config{Issuer: testIssuer, Audience: testAudience},
-		DataDir:  dir,
-		HTTPAddr: "127.0.0.1:0",
-		Logger:   testLogger(t),
-	}, conn)
+	return startSidecarWith(t, conn, SidecarConfig{DataDir: dir})
+}
+
+// startSidecarWith is startSidecar with more of the config: the verifier
+// config, listen address and logger are filled in when left zero.
+func startSidecarWith(t *testing.T, conn *bus.Conn, cfg SidecarConfig) (*Sidecar, func()) {
+	t.Helper()
+	if cfg.Verifier.Issuer == "" {
+		cfg.Verifier = Config{Issuer: testIssuer, Audience: testAudience}
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	sc, err := OpenSidecar(cfg, conn)
 	if err != nil {
 		t.Fatalf("open sidecar: %v", err)
 	}

@@ -98,6 +98,9 @@ func doJSON(req *http.Request, out any) error {
 		}
 		return fmt.Errorf("%s %s: %s", req.Method, req.URL.Path, resp.Status)
 	}
+	if out == nil || len(data) == 0 {
+		return nil
+	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("%s %s: decode answer: %w", req.Method, req.URL.Path, err)
 	}
@@ -133,43 +136,5 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return enc.Encode(resp)
 	}
 	fmt.Fprintln(stdout, resp["access_token"])
-	return nil
-}
-
-func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("revoke", "revoke [flags] KIND [VALUE]\n\nKIND is token, session, subject, client, tenant, key (with a VALUE) or all", stderr)
-	var c clientFlags
-	c.register(fs)
-	reason := fs.String("reason", "", "why; recorded in the audit trail")
-	// Flags may follow the positional arguments: herald revoke session SID --reason x.
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	pos := fs.Args()
-	var positional []string
-	for len(pos) > 0 {
-		n := 1
-		if len(positional) == 0 && pos[0] != "all" && len(pos) > 1 {
-			n = 2 // KIND VALUE: the value is taken verbatim, even if it starts with '-'
-		}
-		positional = append(positional, pos[:n]...)
-		if err := fs.Parse(pos[n:]); err != nil {
-			return err
-		}
-		pos = fs.Args()
-	}
-	if len(positional) < 1 || len(positional) > 2 {
-		fs.Usage()
-		return errors.New("revoke: want KIND [VALUE]")
-	}
-	req := issuer.RevocationRequest{Kind: positional[0], Reason: *reason}
-	if len(positional) == 2 {
-		req.Value = positional[1]
-	}
-	var res issuer.RevocationResult
-	if err := c.post(ctx, "/v1/revocations", req, &res); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "revoked %s %s: id %s, seq %d, at %s\n", req.Kind, req.Value, res.ID, res.Seq, res.At.Format(time.RFC3339Nano))
 	return nil
 }

@@ -42,6 +42,8 @@ Clients (talk to a running issuer or verifier):
   revoke     revoke: token JTI | session SID | subject SUB | client ID | tenant T | key KID | all
   client     machine clients: create NAME | list | rotate ID | delete ID
   keys       signing keys: rotate
+  credential named admin credentials: create NAME --scopes revoke | list | rotate NAME | delete NAME
+  events     print or --follow the event stream (revocations, issuance, sessions, keys, admin actions)
   status     show a verifier's status
 
   version    print the version
@@ -72,6 +74,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runClient(ctx, rest, stdout, stderr)
 	case "keys":
 		return runKeys(ctx, rest, stdout, stderr)
+	case "credential", "credentials":
+		return runCredential(ctx, rest, stdout, stderr)
+	case "events":
+		return runEvents(ctx, rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":

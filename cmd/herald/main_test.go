@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -186,3 +187,5 @@ func TestRun_Commands(t *testing.T) {
 		t.Fatal("verifier with a bad HERALD_HTTP: want error")
 	}
 }
+
+func decodeSegment(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }

@@ -158,6 +158,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		DataDir:  filepath.Join(f.data, "verifier"),
 		HTTPAddr: *verifierHTTP,
 		Logger:   log,
+		Version:  version,
 	}, b.conn)
 	if err != nil {
 		return err

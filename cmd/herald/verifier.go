@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/heraldsec/herald/bus"
@@ -17,16 +21,25 @@ import (
 // verifierFlags are the verifier's own flags.
 type verifierFlags struct {
 	http, data, natsURL, issuerURL, audience, logLevel string
+	upstream, onStale, id                              string
+	maxStaleness, heartbeat                            time.Duration
+	cacheSize                                          int
 }
 
 func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("verifier", "verifier [flags]", stderr)
 	var f verifierFlags
 	fs.StringVar(&f.http, "http", verifier.DefaultHTTPAddr, "verifier HTTP listen address (port 0 picks one)")
-	fs.StringVar(&f.data, "data", filepath.Join(defaultDataDir, "verifier"), "data directory (denylist)")
+	fs.StringVar(&f.data, "data", filepath.Join(defaultDataDir, "verifier"), "data directory (denylist, verifier id)")
 	fs.StringVar(&f.natsURL, "nats", "nats://"+bus.DefaultListen, "NATS URL (comma-separated for a cluster)")
 	fs.StringVar(&f.issuerURL, "issuer", "http://"+issuer.DefaultHTTPAddr, "accepted iss claim")
 	fs.StringVar(&f.audience, "audience", issuer.DefaultAudience, "accepted audience")
+	fs.StringVar(&f.upstream, "upstream", "", "proxy mode: forward verified requests to this http(s) URL with X-Herald-* identity headers")
+	fs.DurationVar(&f.maxStaleness, "max-staleness", verifier.DefaultMaxStaleness, "how long the verifier may be cut off from NATS before it is stale")
+	fs.StringVar(&f.onStale, "on-stale", verifier.StaleDeny, "when stale: deny (no verdicts, 503) or allow (answer from the last state, marked X-Herald-Stale)")
+	fs.DurationVar(&f.heartbeat, "heartbeat", bus.DefaultHeartbeatEvery, "how often to report to the fleet (HERALD_VERIFIERS); 0 disables")
+	fs.StringVar(&f.id, "id", "", "id in the fleet (default: created once, kept in <data>/verifier.id)")
+	fs.IntVar(&f.cacheSize, "cache-size", verifier.DefaultCacheSize, "verified tokens remembered to skip signature checks; 0 disables")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -35,18 +48,36 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	cfg := verifier.SidecarConfig{
+		Verifier: verifier.Config{Issuer: f.issuerURL, Audience: f.audience, CacheSize: f.cacheSize},
+		DataDir:  f.data,
+		HTTPAddr: f.http,
+		Upstream: f.upstream, MaxStaleness: f.maxStaleness, OnStale: f.onStale,
+		HeartbeatEvery: f.heartbeat, ID: f.id, Version: version,
+		Logger: log,
+	}
+	switch {
+	case f.cacheSize == 0:
+		cfg.Verifier.CacheSize = -1
+	case f.cacheSize < 0:
+		return fmt.Errorf("verifier: --cache-size %d: want 0 (off) or more", f.cacheSize)
+	}
+	switch {
+	case f.heartbeat == 0:
+		cfg.HeartbeatEvery = -1
+	case f.heartbeat < 0:
+		return fmt.Errorf("verifier: --heartbeat %s: want 0 (off) or more", f.heartbeat)
+	}
+	if f.maxStaleness <= 0 {
+		return fmt.Errorf("verifier: --max-staleness %s: want a positive duration", f.maxStaleness)
+	}
 	defer log.Info("herald stopped") // after every deferred close below
 	b, err := connectBus(ctx, f.natsURL, "", "", "herald-verifier", log)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
-		Verifier: verifier.Config{Issuer: f.issuerURL, Audience: f.audience},
-		DataDir:  f.data,
-		HTTPAddr: f.http,
-		Logger:   log,
-	}, b.conn)
+	sc, err := verifier.OpenSidecar(cfg, b.conn)
 	if err != nil {
 		return err
 	}
@@ -55,10 +86,26 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", "status [flags]", stderr)
+	fs := newFlagSet("status", "status [flags]\n\nWithout --issuer-url or --fleet: one verifier's status (--verifier-url).\nWith either: every live verifier of the fleet, from the issuer (admin).", stderr)
 	url := fs.String("verifier-url", "http://"+verifier.DefaultHTTPAddr, "base URL of the verifier")
+	var c clientFlags
+	c.register(fs)
+	fleet := fs.Bool("fleet", false, "list the fleet from the issuer (implied by --issuer-url)")
+	asJSON := fs.Bool("json", false, "print the fleet as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return errors.New("status: takes no arguments")
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "issuer-url" {
+			*fleet = true
+		}
+	})
+	if *fleet {
+		return printFleet(ctx, &c, *asJSON, stdout)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -73,4 +120,64 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(st)
+}
+
+// fleetList is the answer of GET /v1/verifiers.
+type fleetList struct {
+	StreamHead uint64 `json:"stream_head"`
+	Verifiers  []struct {
+		bus.Heartbeat
+		Live  bool  `json:"live"`
+		AgeMS int64 `json:"age_ms"`
+	} `json:"verifiers"`
+}
+
+// printFleet lists the verifiers the issuer knows of, with their lag.
+func printFleet(ctx context.Context, c *clientFlags, asJSON bool, stdout io.Writer) error {
+	tok, err := c.adminToken()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.issuerURL, "/")+"/v1/verifiers", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	var list fleetList
+	if err := doJSON(req, &list); err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(list)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "ID\tHOST\tVERSION\tAPPLIED\tHEAD\tLAG\tSTATE\tSEEN\n")
+	for _, h := range list.Verifiers {
+		// The issuer reports each lag against the stream head as it sees
+		// it now, and whether the verifier is still reporting.
+		state := "ready"
+		switch {
+		case !h.Live:
+			state = "silent"
+		case h.Stale:
+			state = "stale"
+		case !h.Ready:
+			state = "catching-up"
+		}
+		version := h.Version
+		if version == "" {
+			version = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s ago\n", h.ID, h.Host, version, h.AppliedSeq, h.StreamHead, h.Lag, state,
+			(time.Duration(h.AgeMS) * time.Millisecond).Round(100*time.Millisecond))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d verifiers; stream head %d\n", len(list.Verifiers), list.StreamHead)
+	return nil
 }

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/issuer"
+)
+
+func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("events", "events [--follow] [--type T,...] [--tenant T] [--json]", stderr)
+	var c clientFlags
+	c.register(fs)
+	follow := fs.Bool("follow", false, "keep following new events (without it: print the retained ones and exit)")
+	types := fs.String("type", "", "only these event types (comma-separated; a prefix ending in '.' matches a family, e.g. admin.)")
+	tenant := fs.String("tenant", "", "only events of this tenant")
+	from := fs.String("from", "", "start: 'start' (everything retained) or 'now' (default: start, or now with --follow)")
+	lastID := fs.String("after", "", "resume after this event id (as printed with --json)")
+	asJSON := fs.Bool("json", false, "one JSON object per line, for SIEM pipelines: {\"id\", \"event\"}")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	tok, err := c.adminToken()
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	q.Set("follow", fmt.Sprint(*follow))
+	switch {
+	case *from != "":
+		q.Set("from", *from)
+	case !*follow:
+		q.Set("from", "start")
+	}
+	if *types != "" {
+		q.Set("type", *types)
+	}
+	if *tenant != "" {
+		q.Set("tenant", *tenant)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.issuerURL, "/")+"/v1/events?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "text/event-stream")
+	if *lastID != "" {
+		req.Header.Set("Last-Event-ID", *lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("events: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("events: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 2<<20)
+	var id, data string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "id: "):
+			id = line[4:]
+		case strings.HasPrefix(line, "data: "):
+			data = line[6:]
+		case line == "" && data != "":
+			if err := printEvent(stdout, id, data, *asJSON); err != nil {
+				return err
+			}
+			id, data = "", ""
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("events: %w", err)
+	}
+	return nil
+}
+
+// printEvent writes one event as a JSON line or a human-readable line.
+func printEvent(w io.Writer, id, data string, asJSON bool) error {
+	if asJSON {
+		_, err := fmt.Fprintf(w, "{\"id\":%q,\"event\":%s}\n", id, data)
+		return err
+	}
+	e, err := bus.Decode([]byte(data))
+	if err != nil {
+		_, err = fmt.Fprintf(w, "%s  (undecodable event: %v)\n", id, err)
+		return err
+	}
+	var what string
+	switch {
+	case e.Revocation != nil:
+		r := e.Revocation
+		what = fmt.Sprintf("%s %s", r.Kind, r.Value)
+		if len(r.Values) > 0 {
+			what = fmt.Sprintf("%s ×%d", r.Kind, len(r.Values))
+		}
+		if r.Reason != "" {
+			what += fmt.Sprintf(" (%s)", r.Reason)
+		}
+	case e.Session != nil:
+		what = fmt.Sprintf("sid=%s sub=%s tenant=%s %s", e.Session.ID, e.Session.Subject, e.Session.Tenant, e.Session.Reason)
+	case e.Token != nil:
+		what = fmt.Sprintf("jti=%s sub=%s client=%s kid=%s", e.Token.ID, e.Token.Subject, e.Token.ClientID, e.Token.KeyID)
+	case e.Key != nil:
+		what = fmt.Sprintf("kid=%s alg=%s", e.Key.ID, e.Key.Algorithm)
+	case e.Admin != nil:
+		what = fmt.Sprintf("%s %s %s from %s", e.Admin.Action, e.Admin.Kind, e.Admin.Value, e.Admin.Source)
+	}
+	_, err = fmt.Fprintf(w, "%s  %-16s %-18s actor=%s  %s\n", e.Time.Local().Format(time.DateTime), id, e.Type, e.Actor, strings.TrimSpace(what))
+	return err
+}
+
+func runCredential(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("credential", "credential create NAME --scopes S,... | list | rotate NAME | delete NAME", stderr)
+	var c clientFlags
+	c.register(fs)
+	scopes := fs.String("scopes", "", "comma-separated: admin, revoke, sessions, read")
+	if len(args) == 0 {
+		fs.Usage()
+		return errors.New("credential: want create, list, rotate or delete")
+	}
+	verb := args[0]
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	want := map[string]int{"create": 1, "list": 0, "rotate": 1, "delete": 1}
+	if n, ok := want[verb]; !ok || fs.NArg() != n {
+		fs.Usage()
+		return fmt.Errorf("credential %s: wrong arguments", verb)
+	}
+	var out any
+	var err error
+	switch verb {
+	case "create":
+		var cr issuer.Credential
+		err = c.post(ctx, "/v1/credentials", issuer.CredentialRequest{Name: fs.Arg(0), Scopes: splitList(*scopes)}, &cr)
+		out = cr
+		if err == nil {
+			fmt.Fprintln(stderr, "The token is shown once; store it now.")
+		}
+	case "list":
+		var list struct {
+			Credentials []issuer.Credential `json:"credentials"`
+		}
+		err = c.call(ctx, http.MethodGet, "/v1/credentials", nil, &list)
+		out = list.Credentials
+	case "rotate":
+		var cr issuer.Credential
+		err = c.post(ctx, "/v1/credentials/"+url.PathEscape(fs.Arg(0))+"/rotate", nil, &cr)
+		out = cr
+	case "delete":
+		err = c.call(ctx, http.MethodDelete, "/v1/credentials/"+url.PathEscape(fs.Arg(0)), nil, nil)
+		out = map[string]string{"deleted": fs.Arg(0)}
+	}
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, out)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

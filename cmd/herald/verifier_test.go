@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldsec/herald/bus/bustest"
+)
+
+// TestRun_VerifierProxyAndFleet runs 'herald dev' and a second verifier in
+// proxy mode in front of a test app, then lists the fleet with 'herald
+// status --issuer-url'.
+func TestRun_VerifierProxyAndFleet(t *testing.T) {
+	dir := t.TempDir()
+	issuerURL, _, devLogs := startDev(t, dir)
+	natsURL := regexp.MustCompile(`msg="herald dev ready".* nats=(\S+)`).FindStringSubmatch(devLogs.String())[1]
+	tokenFile := filepath.Join(dir, "admin.token")
+
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.Header.Get("X-Herald-Subject"))
+	}))
+	t.Cleanup(app.Close)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"verifier", "--http", "127.0.0.1:0", "--nats", natsURL, "--data", filepath.Join(dir, "proxy"),
+			"--issuer", issuerURL, "--upstream", app.URL, "--heartbeat", "100ms", "--id", "proxy-1", "--max-staleness", "5s"}, io.Discard, logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("herald verifier: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("herald verifier did not stop")
+		}
+	})
+	var proxyURL string
+	bustest.WaitFor(t, 20*time.Second, func() error {
+		m := regexp.MustCompile(`msg="verifier ready" .*http=(\S+) id=proxy-1 .*upstream=`).FindStringSubmatch(logs.String())
+		if m == nil {
+			return fmt.Errorf("no ready line yet:\n%s", logs)
+		}
+		proxyURL = m[1]
+		return nil
+	})
+
+	tok := strings.TrimSpace(runCmd(t, "token", "--issuer-url", issuerURL, "--admin-token-file", tokenFile, "alice"))
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, proxyURL+"/hello", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("X-Herald-Subject", "mallory")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "hello alice" {
+		t.Fatalf("through the proxy: %d %q, want 200 hello alice", resp.StatusCode, body)
+	}
+	if resp, err := http.Get(proxyURL + "/hello"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("without a token: %v %v, want 401", resp.StatusCode, err)
+	}
+
+	// Both verifiers report to the fleet; the issuer lists them.
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		out := runCmd(t, "status", "--issuer-url", issuerURL, "--admin-token-file", tokenFile, "--json")
+		var list struct {
+			StreamHead uint64 `json:"stream_head"`
+			Verifiers  []struct {
+				ID    string `json:"id"`
+				Lag   uint64 `json:"lag"`
+				Ready bool   `json:"ready"`
+				Live  bool   `json:"live"`
+			} `json:"verifiers"`
+		}
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			return fmt.Errorf("status --json output %q: %v", out, err)
+		}
+		if len(list.Verifiers) != 2 {
+			return fmt.Errorf("fleet = %s, want 2 verifiers", out)
+		}
+		for _, v := range list.Verifiers {
+			if !v.Ready || !v.Live || v.Lag != 0 {
+				return fmt.Errorf("verifier %s not ready, live and caught up: %s", v.ID, out)
+			}
+		}
+		return nil
+	})
+	out := runCmd(t, "status", "--issuer-url", issuerURL, "--admin-token-file", tokenFile)
+	if !regexp.MustCompile(`(?m)^proxy-1 +\S+ +dev +\d+ +\d+ +0 +ready `).MatchString(out) || !strings.Contains(out, "2 verifiers") {
+		t.Fatalf("status table:\n%s", out)
+	}
+	// Without the admin token the fleet is not shown.
+	t.Setenv("HERALD_ADMIN_TOKEN", "wrong")
+	if err := run(t.Context(), []string{"status", "--fleet", "--issuer-url", issuerURL}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("status with a wrong admin token: %v, want 401", err)
+	}
+}

@@ -1,0 +1,165 @@
+package issuer
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/heraldsec/herald/bus"
+)
+
+// RevocationRecord is a revocation in force, as GET /v1/revocations lists it.
+type RevocationRecord struct {
+	ID     string    `json:"id"`
+	Seq    uint64    `json:"seq"`
+	Kind   bus.Kind  `json:"kind"`
+	Value  string    `json:"value,omitempty"`
+	Count  int       `json:"count,omitempty"` // values of a bulk revocation
+	Reason string    `json:"reason,omitempty"`
+	Actor  string    `json:"actor"`
+	At     time.Time `json:"at"`
+	Until  time.Time `json:"until"`
+}
+
+// AuditRecord is an admin action, as GET /v1/audit lists it.
+type AuditRecord struct {
+	ID     string    `json:"id"`
+	Seq    uint64    `json:"seq"`
+	Type   bus.Type  `json:"type"`
+	Time   time.Time `json:"time"`
+	Actor  string    `json:"actor"`
+	Action string    `json:"action"`
+	Source string    `json:"source,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+	Kind   bus.Kind  `json:"kind,omitempty"`
+	Value  string    `json:"value,omitempty"`
+	Count  int       `json:"count,omitempty"`
+}
+
+// listFilter is the query of the list endpoints.
+type listFilter struct {
+	kind   bus.Kind
+	value  string
+	actor  string
+	action string
+	since  time.Time
+	limit  int
+}
+
+func parseListFilter(r *http.Request) (listFilter, error) {
+	q := r.URL.Query()
+	f := listFilter{value: q.Get("value"), actor: q.Get("actor"), action: q.Get("action"), limit: 100}
+	if k := q.Get("kind"); k != "" {
+		kind, err := bus.ParseKind(k)
+		if err != nil {
+			return f, badRequest(err.Error())
+		}
+		f.kind = kind
+	}
+	if s := q.Get("since"); s != "" {
+		if d, err := time.ParseDuration(s); err == nil {
+			f.since = time.Now().Add(-d)
+		} else if t, err := time.Parse(time.RFC3339, s); err == nil {
+			f.since = t
+		} else {
+			return f, badRequest("since: want a duration (10m) or an RFC 3339 time")
+		}
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 10000 {
+			return f, badRequest("limit: want 1 to 10000")
+		}
+		f.limit = n
+	}
+	return f, nil
+}
+
+// keepLast appends v to list, keeping only the newest n.
+func keepLast[T any](list []T, v T, n int) []T {
+	list = append(list, v)
+	if len(list) > n {
+		list = list[1:]
+	}
+	return list
+}
+
+// ListRevocations returns the revocations the HERALD stream holds (those
+// still in force), newest first, filtered.
+func (s *Service) ListRevocations(ctx context.Context, f listFilter) ([]RevocationRecord, error) {
+	out := []RevocationRecord{}
+	err := s.conn.Read(ctx, bus.StreamRevocations, bus.ReadOptions{Since: f.since}, func(d bus.Delivery) bool {
+		e, err := bus.Decode(d.Data)
+		if err != nil || e.Revocation == nil {
+			return true
+		}
+		r := e.Revocation
+		switch {
+		case f.kind != 0 && r.Kind != f.kind,
+			f.actor != "" && e.Actor != f.actor,
+			f.value != "" && r.Value != f.value && !slices.Contains(r.Values, f.value):
+			return true
+		}
+		out = keepLast(out, RevocationRecord{ID: e.ID, Seq: d.Seq, Kind: r.Kind, Value: r.Value, Count: len(r.Values),
+			Reason: r.Reason, Actor: e.Actor, At: r.At, Until: r.Until}, f.limit)
+		return true
+	})
+	slices.Reverse(out)
+	return out, err
+}
+
+// ListAudit returns the admin actions HERALD_AUDIT holds, newest first,
+// filtered.
+func (s *Service) ListAudit(ctx context.Context, f listFilter) ([]AuditRecord, error) {
+	out := []AuditRecord{}
+	opts := bus.ReadOptions{Subjects: []string{bus.SubjectAdminPrefix + ">"}, Since: f.since}
+	err := s.conn.Read(ctx, bus.StreamAudit, opts, func(d bus.Delivery) bool {
+		e, err := bus.Decode(d.Data)
+		if err != nil || e.Admin == nil {
+			return true
+		}
+		a := e.Admin
+		switch {
+		case f.kind != 0 && a.Kind != f.kind,
+			f.actor != "" && e.Actor != f.actor,
+			f.action != "" && a.Action != f.action,
+			f.value != "" && a.Value != f.value:
+			return true
+		}
+		out = keepLast(out, AuditRecord{ID: e.ID, Seq: d.Seq, Type: e.Type, Time: e.Time, Actor: e.Actor,
+			Action: a.Action, Source: a.Source, Reason: a.Reason, Kind: a.Kind, Value: a.Value, Count: a.Count}, f.limit)
+		return true
+	})
+	slices.Reverse(out)
+	return out, err
+}
+
+func (h *handler) listRevocations(w http.ResponseWriter, r *http.Request) {
+	f, err := parseListFilter(r)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	out, err := h.s.ListRevocations(r.Context(), f)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"revocations": out})
+}
+
+func (h *handler) listAudit(w http.ResponseWriter, r *http.Request) {
+	f, err := parseListFilter(r)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	out, err := h.s.ListAudit(r.Context(), f)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"audit": out})
+}

@@ -1,0 +1,173 @@
+package issuer
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heraldsec/herald/bus"
+)
+
+// sseHeartbeat keeps idle event streams (and proxies in front) alive.
+const sseHeartbeat = 15 * time.Second
+
+// position is a place in both streams; SSE ids are "<HERALD seq>.<HERALD_AUDIT seq>",
+// so Last-Event-ID resumes both.
+type position struct{ herald, audit uint64 }
+
+func (p position) String() string { return fmt.Sprintf("%d.%d", p.herald, p.audit) }
+
+func parsePosition(s string) (position, error) {
+	a, b, ok := strings.Cut(s, ".")
+	h, err1 := strconv.ParseUint(a, 10, 64)
+	au, err2 := strconv.ParseUint(b, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return position{}, badRequest("Last-Event-ID: want <herald seq>.<audit seq>")
+	}
+	return position{h, au}, nil
+}
+
+type streamItem struct {
+	stream string
+	d      bus.Delivery
+}
+
+// events serves GET /v1/events: Server-Sent Events over HERALD and
+// HERALD_AUDIT. Each event's id is the position in both streams after it,
+// so a client that reconnects with Last-Event-ID misses nothing and gets
+// nothing twice. Query: type (comma-separated event types, or prefixes
+// ending in '.'), tenant, from=start|now (without Last-Event-ID; default
+// now), follow=false to end once the events that existed at the start
+// are sent.
+func (h *handler) events(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var types []string
+	if t := q.Get("type"); t != "" {
+		types = strings.Split(t, ",")
+	}
+	tenant := q.Get("tenant")
+	follow := true
+	if f := q.Get("follow"); f != "" {
+		var err error
+		if follow, err = strconv.ParseBool(f); err != nil {
+			h.writeError(w, badRequest("follow: want true or false"))
+			return
+		}
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	_, headH, err := h.s.conn.StreamHead(ctx, bus.StreamRevocations)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	_, headA, err := h.s.conn.StreamHead(ctx, bus.StreamAudit)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	var pos position
+	lastID := r.Header.Get("Last-Event-ID")
+	if lastID == "" {
+		lastID = q.Get("last_event_id")
+	}
+	switch {
+	case lastID != "":
+		if pos, err = parsePosition(lastID); err != nil {
+			h.writeError(w, err)
+			return
+		}
+	case q.Get("from") == "start":
+	case q.Get("from") == "" || q.Get("from") == "now":
+		pos = position{headH, headA}
+	default:
+		h.writeError(w, badRequest("from: want start or now"))
+		return
+	}
+
+	items := make(chan streamItem, 1024)
+	deliver := func(stream string) func(bus.Delivery) {
+		return func(d bus.Delivery) {
+			select {
+			case items <- streamItem{stream, d}:
+			case <-ctx.Done():
+			}
+		}
+	}
+	stopH, err := h.s.conn.Follow(ctx, bus.StreamRevocations, pos.herald, deliver(bus.StreamRevocations))
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	defer stopH()
+	stopA, err := h.s.conn.Follow(ctx, bus.StreamAudit, pos.audit, deliver(bus.StreamAudit))
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	defer stopA()
+	defer cancel() // before the stops: unblocks deliver
+
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{}) // an event stream outlives the server's write timeout
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(w, ": herald events from %s\n\n", pos)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	beat := time.NewTicker(sseHeartbeat)
+	defer beat.Stop()
+	for {
+		if !follow && pos.herald >= headH && pos.audit >= headA {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+			fmt.Fprint(w, ": ping\n\n")
+		case it := <-items:
+			if it.stream == bus.StreamRevocations {
+				pos.herald = it.d.Seq
+			} else {
+				pos.audit = it.d.Seq
+			}
+			e, err := bus.Decode(it.d.Data)
+			if err != nil || !matchEvent(e, types, tenant) {
+				continue
+			}
+			fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", pos, e.Type, it.d.Data)
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// matchEvent reports whether e passes the type and tenant filters.
+func matchEvent(e *bus.Event, types []string, tenant string) bool {
+	if len(types) > 0 && !slices.ContainsFunc(types, func(t string) bool {
+		return string(e.Type) == t || (strings.HasSuffix(t, ".") && strings.HasPrefix(string(e.Type), t))
+	}) {
+		return false
+	}
+	if tenant == "" {
+		return true
+	}
+	switch {
+	case e.Token != nil:
+		return e.Token.Tenant == tenant
+	case e.Session != nil:
+		return e.Session.Tenant == tenant
+	case e.Revocation != nil:
+		return e.Revocation.Kind == bus.KindTenant && e.Revocation.Value == tenant
+	}
+	return false
+}

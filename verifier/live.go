@@ -1,0 +1,135 @@
+package verifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldsec/herald/bus"
+)
+
+// liveSet tracks the requests in flight that a token admitted, with the
+// token's claims, so that a revocation applied while one runs ends it:
+// a WebSocket, a Server-Sent Events stream or any long response opened with
+// a token is closed when a revocation matching that token arrives, not only
+// requests made after it. It matches exactly as checkDenylist does. It is
+// safe for concurrent use.
+type liveSet struct {
+	mu     sync.Mutex
+	all    map[*liveRequest]struct{}
+	byKey  map[string]map[*liveRequest]struct{} // by denyKey of each revocable dimension
+	ended  atomic.Uint64                        // requests ended by a revocation
+	opened atomic.Uint64                        // requests tracked since start
+}
+
+// liveRequest is one tracked request.
+type liveRequest struct {
+	iat    time.Time
+	keys   []string
+	cancel context.CancelCauseFunc
+}
+
+func newLiveSet() *liveSet {
+	return &liveSet{all: make(map[*liveRequest]struct{}), byKey: make(map[string]map[*liveRequest]struct{})}
+}
+
+// add tracks a request admitted by claims c of a token signed with kid;
+// cancel ends it. Call remove when the request is over.
+func (l *liveSet) add(c *Claims, kid string, cancel context.CancelCauseFunc) *liveRequest {
+	r := &liveRequest{iat: c.IssuedAt.Time, cancel: cancel, keys: make([]string, 0, 6)}
+	r.keys = append(r.keys, denyKey(bus.KindToken, c.ID), denyKey(bus.KindSubject, c.Subject), denyKey(bus.KindKey, kid))
+	if c.SessionID != "" {
+		r.keys = append(r.keys, denyKey(bus.KindSession, c.SessionID))
+	}
+	if c.ClientID != "" {
+		r.keys = append(r.keys, denyKey(bus.KindClient, c.ClientID))
+	}
+	if c.Tenant != "" {
+		r.keys = append(r.keys, denyKey(bus.KindTenant, c.Tenant))
+	}
+	l.opened.Add(1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.all[r] = struct{}{}
+	for _, k := range r.keys {
+		set := l.byKey[k]
+		if set == nil {
+			set = make(map[*liveRequest]struct{})
+			l.byKey[k] = set
+		}
+		set[r] = struct{}{}
+	}
+	return r
+}
+
+// remove stops tracking r.
+func (l *liveSet) remove(r *liveRequest) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.all, r)
+	for _, k := range r.keys {
+		if set := l.byKey[k]; set != nil {
+			delete(set, r)
+			if len(set) == 0 {
+				delete(l.byKey, k)
+			}
+		}
+	}
+}
+
+// len returns how many requests are tracked.
+func (l *liveSet) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.all)
+}
+
+// revoke ends every tracked request that one of revs matches and returns
+// how many it ended. The Follower calls it after the batch holding revs is
+// committed, so a request ended here would also be refused if retried.
+func (l *liveSet) revoke(revs []*bus.Revocation) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	end := func(r *liveRequest, rev *bus.Revocation) {
+		if rev.Kind.ByIssuedAt() && r.iat.After(rev.At) {
+			return // issued after the revocation
+		}
+		r.cancel(fmt.Errorf("%w: %s", ErrRevoked, rev.Kind))
+		delete(l.all, r) // remove, when it runs, finds nothing
+		n++
+	}
+	for _, rev := range revs {
+		if rev.Kind == bus.KindAll {
+			for r := range l.all {
+				end(r, rev)
+			}
+			continue
+		}
+		for _, v := range rev.AllValues() {
+			for r := range l.byKey[denyKey(rev.Kind, v)] {
+				if _, ok := l.all[r]; ok {
+					end(r, rev)
+				}
+			}
+		}
+	}
+	l.ended.Add(uint64(n))
+	return n
+}
+
+// errShutdown ends the requests in flight when the sidecar stops.
+var errShutdown = errors.New("verifier: shutting down")
+
+// closeAll ends every tracked request, with cause.
+func (l *liveSet) closeAll(cause error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for r := range l.all {
+		r.cancel(cause)
+		delete(l.all, r)
+	}
+}

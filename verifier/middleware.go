@@ -1,0 +1,128 @@
+package verifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// HeaderStale is set, to "true", on verdicts given while the verifier is
+// cut off from the bus for longer than its maximum staleness and answers
+// from its last state (on-stale allow), and on requests the proxy forwards
+// in that state.
+const HeaderStale = "X-Herald-Stale"
+
+// headerPrefix is the prefix of every header Herald sets for the upstream.
+const headerPrefix = "x-herald-"
+
+type claimsKey struct{}
+
+// ClaimsFrom returns the claims of the token that admitted the request
+// whose context is ctx, as set by Middleware (and by the sidecar's proxy).
+func ClaimsFrom(ctx context.Context) (*Claims, bool) {
+	c, ok := ctx.Value(claimsKey{}).(*Claims)
+	return c, ok
+}
+
+// WithClaims returns a copy of ctx carrying c, for tests of handlers that
+// read ClaimsFrom.
+func WithClaims(ctx context.Context, c *Claims) context.Context {
+	return context.WithValue(ctx, claimsKey{}, c)
+}
+
+// Middleware returns a handler that lets through only requests bearing a
+// valid access token (RFC 6750 Authorization: Bearer) and calls next with
+// the token's claims in the request context (read them with ClaimsFrom).
+// Other requests get 401 with a WWW-Authenticate challenge naming the
+// reason, or 503 with Retry-After while v gives no verdict (not caught up,
+// or cut off from the bus with on-stale deny).
+//
+// When v is a Sidecar's verifier, a request in flight is tracked with its
+// claims: when a revocation matching its token is applied, its context is
+// canceled, with a cause wrapping ErrRevoked (context.Cause). Handlers of
+// long-lived responses (streams, WebSockets) must watch r.Context().
+//
+// The returned handler is safe for concurrent use.
+func Middleware(v *Verifier, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, err := BearerToken(r)
+		var (
+			c   *Claims
+			kid string
+		)
+		if err == nil {
+			c, kid, err = v.verify(tok)
+		}
+		v.count(err)
+		if err != nil {
+			writeRefusal(w, err)
+			return
+		}
+		if v.stale != nil && v.stale() {
+			w.Header().Set(HeaderStale, "true")
+		}
+		ctx := WithClaims(r.Context(), c)
+		if v.live != nil {
+			var cancel context.CancelCauseFunc
+			ctx, cancel = context.WithCancelCause(ctx)
+			defer cancel(nil)
+			lr := v.live.add(c, kid, cancel)
+			defer v.live.remove(lr)
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// writeRefusal answers a request the verifier did not admit: 503 with
+// Retry-After when it gave no verdict, else 401 with an RFC 6750
+// challenge naming the reason.
+func writeRefusal(w http.ResponseWriter, err error) {
+	w.Header().Set("Cache-Control", "no-store")
+	if errors.Is(err, ErrNotReady) {
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
+			"error": "temporarily_unavailable", "error_description": ErrNotReady.Error(),
+		})
+		return
+	}
+	reason := Reason(err)
+	if errors.Is(err, ErrMissing) {
+		// RFC 6750 section 3.1: no error code when no credential was sent.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+	} else {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="herald", error="invalid_token", error_description=%q`, reason))
+	}
+	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": reason})
+}
+
+// isHeraldHeader reports whether a header name would reach an application
+// as one of Herald's: X-Herald-*, in any case, with '_' for '-' (CGI,
+// PHP, WSGI and some proxies read X_Herald_Subject as X-Herald-Subject).
+func isHeraldHeader(name string) bool {
+	if len(name) < len(headerPrefix) {
+		return false
+	}
+	p := strings.ReplaceAll(strings.ToLower(name[:len(headerPrefix)]), "_", "-")
+	return p == headerPrefix
+}
+
+// stripHeraldHeaders deletes every header isHeraldHeader matches: only the
+// verifier may set them.
+func stripHeraldHeaders(h http.Header) {
+	for k := range h {
+		if isHeraldHeader(k) {
+			delete(h, k)
+		}
+	}
+}
+
+// setIdentity sets the identity headers of c on h.
+func setIdentity(h http.Header, c *Claims) {
+	h.Set(HeaderSubject, c.Subject)
+	h.Set(HeaderSession, c.SessionID)
+	h.Set(HeaderClient, c.ClientID)
+	h.Set(HeaderScope, c.Scope)
+	h.Set(HeaderTenant, c.Tenant)
+}

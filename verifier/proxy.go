@@ -1,0 +1,106 @@
+package verifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+)
+
+// proxy is the sidecar's proxy mode: it stands in front of the application
+// as oauth2-proxy does. A request with a valid token goes to the upstream
+// with the token's identity in the X-Herald-* headers; any X-Herald-*
+// header the client sent is removed first; other requests get 401 (or 503
+// while the sidecar gives no verdict) and never reach the upstream.
+//
+// Requests it forwards are tracked (see liveSet): a WebSocket, a
+// Server-Sent Events stream or any long response is cut when a revocation
+// matching its token is applied.
+type proxy struct {
+	rp      *httputil.ReverseProxy
+	inner   http.Handler
+	v       *Verifier
+	log     *slog.Logger
+	timeout time.Duration
+}
+
+// parseUpstream checks the --upstream URL: http or https, with a host, and
+// nothing that a proxy target cannot use.
+func parseUpstream(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %q: %w", raw, err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("upstream %q: scheme must be http or https", raw)
+	case u.Host == "":
+		return nil, fmt.Errorf("upstream %q: no host", raw)
+	case u.User != nil:
+		return nil, fmt.Errorf("upstream %q: credentials in the URL are not supported", raw)
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("upstream %q: no query or fragment allowed", raw)
+	}
+	return u, nil
+}
+
+func newProxy(upstream *url.URL, v *Verifier, log *slog.Logger) *proxy {
+	p := &proxy{v: v, log: log}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(upstream)
+			pr.Out.Host = pr.In.Host // the application sees the name it was called by
+			pr.SetXForwarded()
+			stripHeraldHeaders(pr.Out.Header)
+			if c, ok := ClaimsFrom(pr.In.Context()); ok {
+				setIdentity(pr.Out.Header, c)
+			}
+			if v.stale != nil && v.stale() {
+				pr.Out.Header.Set(HeaderStale, "true")
+			}
+		},
+		ErrorHandler: p.upstreamError,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	p.inner = Middleware(v, http.HandlerFunc(p.forward))
+	return p
+}
+
+// ServeHTTP implements http.Handler.
+func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Strip before anything else reads the request; Rewrite strips the
+	// outgoing copy again, after the Transport's own header handling.
+	stripHeraldHeaders(r.Header)
+	p.inner.ServeHTTP(w, r)
+}
+
+// forward sends an admitted request upstream. Admitted requests may stream
+// for as long as the upstream does: the server's read and write timeouts,
+// which bound unauthenticated clients, are lifted; a revocation, the client
+// or the upstream ends them.
+func (p *proxy) forward(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})  // not supported by every ResponseWriter; the default timeouts then stay
+	_ = rc.SetWriteDeadline(time.Time{}) // likewise
+	p.rp.ServeHTTP(w, r)
+}
+
+// upstreamError answers 502 when the upstream cannot be reached, and
+// nothing when the request was ended by a revocation or the client.
+func (p *proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		if cause := context.Cause(r.Context()); errors.Is(cause, ErrRevoked) {
+			p.log.Info("proxied request ended by revocation", "path", r.URL.Path, "reason", cause.Error())
+			writeRefusal(w, cause)
+		}
+		return
+	}
+	p.log.Warn("upstream unreachable", "path", r.URL.Path, "err", err)
+	writeJSON(w, http.StatusBadGateway, map[string]string{
+		"error": "bad_gateway", "error_description": "the upstream did not answer",
+	})
+}
