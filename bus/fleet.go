@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -207,4 +208,47 @@ func (c *Conn) ListFleet(ctx context.Context) ([]Heartbeat, error) {
 		return nil, err
 	}
 	return f.List(ctx)
+}
+
+// SubjectFleetPrefix prefixes the core NATS subjects where a verifier
+// announces its heartbeat the moment it applies revocations:
+// herald.fleet.<id>. They are not stored in any stream; they let an issuer
+// confirm a revocation without waiting for the next heartbeat.
+const SubjectFleetPrefix = "herald.fleet."
+
+// Announce publishes h on herald.fleet.<id>, without waiting for anyone.
+func (c *Conn) Announce(h *Heartbeat) error {
+	if !ValidVerifierID(h.ID) {
+		return fmt.Errorf("announce: invalid verifier id %q", h.ID)
+	}
+	data, err := json.Marshal(h)
+	if err != nil {
+		return fmt.Errorf("announce %s: %w", h.ID, err)
+	}
+	if err := c.nc.Publish(SubjectFleetPrefix+h.ID, data); err != nil {
+		return fmt.Errorf("announce %s: %w", h.ID, err)
+	}
+	return nil
+}
+
+// WatchAnnouncements calls fn with every heartbeat verifiers announce
+// until the returned stop is called. fn runs on one goroutine at a time.
+// The subscription is in place when WatchAnnouncements returns, so an
+// announcement made after that is not missed.
+func (c *Conn) WatchAnnouncements(fn func(Heartbeat)) (stop func(), err error) {
+	sub, err := c.nc.Subscribe(SubjectFleetPrefix+"*", func(m *nats.Msg) {
+		var h Heartbeat
+		if len(m.Data) > MaxHeartbeatSize || json.Unmarshal(m.Data, &h) != nil || SubjectFleetPrefix+h.ID != m.Subject {
+			return
+		}
+		fn(h)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch announcements: %w", err)
+	}
+	if err := c.nc.Flush(); err != nil {
+		sub.Unsubscribe()
+		return nil, fmt.Errorf("watch announcements: %w", err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
 }

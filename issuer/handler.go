@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/verifier"
@@ -111,6 +112,15 @@ func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, br)
+		return
+	}
+	if ws := r.URL.Query().Get("wait"); ws != "" {
+		wait, err := time.ParseDuration(ws)
+		if err != nil || wait <= 0 || wait > MaxWait {
+			h.writeError(w, badRequest(fmt.Sprintf("wait: want a duration up to %s, such as 5s", MaxWait)))
+			return
+		}
+		h.revokeAndWait(w, r, req, wait)
 		return
 	}
 	res, err := h.s.Revoke(r.Context(), req, actor(r), r.RemoteAddr)

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/issuer"
+	"github.com/heraldsec/herald/verifier"
 )
 
 func TestCredentials_ScopesAndRotation(t *testing.T) {
@@ -253,5 +255,69 @@ func TestEvents_ResumeWithLastEventID(t *testing.T) {
 		if e.typ != "revocation" {
 			t.Fatalf("type filter let through %s", e.typ)
 		}
+	}
+}
+
+func TestRevoke_WaitForTheFleet(t *testing.T) {
+	s := bustest.RunServer(t)
+	svc, _ := runIssuer(t, s, t.TempDir())
+	var scs []*verifier.Sidecar
+	var conns []*bus.Conn
+	for range 3 {
+		conn := bustest.Connect(t, s)
+		sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+			Verifier: verifier.Config{Issuer: svc.IssuerURL(), Audience: issuer.DefaultAudience},
+			DataDir:  t.TempDir(), HTTPAddr: "127.0.0.1:0", Logger: quiet,
+		}, conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runUntilStopped(t, sc.Run, func() { sc.Close() })
+		scs, conns = append(scs, sc), append(conns, conn)
+	}
+	waitReady(t, scs...)
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		code, body := call(t, "GET", svc.URL()+"/v1/verifiers", adminToken, nil)
+		if n := strings.Count(string(body), `"live":true`); code != 200 || n != 3 {
+			return fmt.Errorf("fleet: %d, %d live verifiers: %s", code, n, body)
+		}
+		return nil
+	})
+
+	type answer struct {
+		issuer.RevocationResult
+		issuer.Confirmation
+		Error string `json:"error"`
+	}
+	revokeWait := func(value, wait string) (int, answer) {
+		code, body := call(t, "POST", svc.URL()+"/v1/revocations?wait="+wait, adminToken,
+			issuer.RevocationRequest{Kind: "token", Value: value, Reason: "wait test"})
+		var a answer
+		if err := json.Unmarshal(body, &a); err != nil {
+			t.Fatalf("answer %s: %v", body, err)
+		}
+		return code, a
+	}
+	code, a := revokeWait("j-all", "5s")
+	if code != 200 || a.Confirmed != 3 || len(a.Missing) != 0 || a.Seq == 0 {
+		t.Fatalf("wait with every verifier running: %d %+v", code, a)
+	}
+	if a.SlowestMS <= 0 || a.SlowestMS > 5000 {
+		t.Fatalf("slowest %v ms: want the time the slowest verifier took", a.SlowestMS)
+	}
+
+	// The third verifier dies: its connection drops without leaving the
+	// fleet, so its last heartbeat still says it is live.
+	conns[2].NATS().Close()
+	code, a = revokeWait("j-some", "1s")
+	if code != 504 || a.Error != "not_confirmed" || a.Confirmed != 2 || len(a.Missing) != 1 || a.Missing[0].ID != scs[2].ID() {
+		t.Fatalf("wait with a dead verifier: %d %+v, want 504 naming %s", code, a, scs[2].ID())
+	}
+	if a.Missing[0].Lag == 0 || a.Seq == 0 {
+		t.Fatalf("missing verifier %+v: want its lag", a.Missing[0])
+	}
+	// The revocation is in force on the others all the same.
+	if st := scs[0].Status(); st.Applied < a.Seq {
+		t.Fatalf("verifier 0 applied %d, want %d", st.Applied, a.Seq)
 	}
 }

@@ -199,9 +199,15 @@ func OpenSidecar(cfg SidecarConfig, conn *bus.Conn) (*Sidecar, error) {
 
 // revokeLive ends the requests in flight that revs match; the Follower
 // calls it once revs are committed to the denylist.
+// It also announces the sidecar's heartbeat at once, so that an issuer
+// waiting for the fleet to confirm (revoke --wait) hears of it without
+// waiting for the next periodic heartbeat.
 func (s *Sidecar) revokeLive(revs []*bus.Revocation) {
 	if n := s.live.revoke(revs); n > 0 {
 		s.log.Info("requests in flight ended by revocation", "count", n)
+	}
+	if err := s.conn.Announce(s.Heartbeat()); err != nil {
+		s.log.Debug("announce applied revocations", "err", err)
 	}
 }
 

@@ -51,29 +51,39 @@ func (c *clientFlags) post(ctx context.Context, path string, in, out any) error 
 // call sends an admin request (with a JSON body when in is not nil) and
 // decodes the JSON answer into out.
 func (c *clientFlags) call(ctx context.Context, method, path string, in, out any) error {
-	tok, err := c.adminToken()
+	req, cancel, err := c.request(ctx, method, path, in)
 	if err != nil {
 		return err
+	}
+	defer cancel()
+	return doJSON(req, out)
+}
+
+// request builds an admin request with the credential and a timeout.
+func (c *clientFlags) request(ctx context.Context, method, path string, in any) (*http.Request, context.CancelFunc, error) {
+	tok, err := c.adminToken()
+	if err != nil {
+		return nil, nil, err
 	}
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.issuerURL, "/")+path, body)
 	if err != nil {
-		return err
+		cancel()
+		return nil, nil, err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
-	return doJSON(req, out)
+	return req, cancel, nil
 }
 
 // doJSON runs req and decodes a 2xx JSON answer into out, or returns the

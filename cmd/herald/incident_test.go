@@ -84,6 +84,12 @@ func TestRun_BulkRevokeFromFileAndEvents(t *testing.T) {
 		t.Fatalf("last admin event %+v", last)
 	}
 
+	// --wait confirms with the fleet (here: the dev verifier).
+	out = runCmd(t, append(append([]string{"revoke"}, base...), "subject", "mallory", "--wait", "5s")...)
+	if !strings.Contains(out, "confirmed by 1 verifiers") {
+		t.Fatalf("revoke --wait output %q", out)
+	}
+
 	// Dry run reports and changes nothing.
 	stdout.Reset()
 	if err := run(t.Context(), append(append([]string{"revoke"}, base...), "subject", "nobody", "--dry-run"), &stdout, io.Discard); err != nil {

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -58,6 +59,10 @@ func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		return revokeBulk(ctx, &c, path, req, values, *dryRun, stdout, stderr)
 	}
+	if *wait > 0 && !*dryRun {
+		c.timeout = max(c.timeout, *wait+10*time.Second)
+		return revokeAndWait(ctx, &c, path, req, *asJSON, stdout, stderr)
+	}
 	var res map[string]any
 	if err := c.post(ctx, path, req, &res); err != nil {
 		return err
@@ -68,6 +73,56 @@ func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "revoked %s %s: id %v, seq %v, at %v\n", req.Kind, req.Value, res["id"], res["seq"], res["at"])
 	if k, ok := res["rotated_to"]; ok {
 		fmt.Fprintf(stdout, "signing key rotated: new tokens are signed by %v\n", k)
+	}
+	return nil
+}
+
+// waitAnswer is the answer of POST /v1/revocations?wait=.
+type waitAnswer struct {
+	issuer.RevocationResult
+	issuer.Confirmation
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+// revokeAndWait revokes and reports the fleet's confirmation; it fails
+// naming the verifiers that did not confirm in time.
+func revokeAndWait(ctx context.Context, c *clientFlags, path string, req issuer.RevocationRequest, asJSON bool, stdout, stderr io.Writer) error {
+	hreq, cancel, err := c.request(ctx, http.MethodPost, path, req)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	resp, err := http.DefaultClient.Do(hreq)
+	if err != nil {
+		return fmt.Errorf("revoke: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("revoke: %w", err)
+	}
+	var a waitAnswer
+	if json.Unmarshal(data, &a) != nil || (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusGatewayTimeout) {
+		return fmt.Errorf("revoke: %s: %s %s", resp.Status, a.Error, a.Description)
+	}
+	if asJSON {
+		if err := printJSON(stdout, a); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stdout, "revoked %s %s: seq %d; confirmed by %d verifiers, the slowest in %.1f ms\n",
+			req.Kind, req.Value, a.Seq, a.Confirmed, a.SlowestMS)
+		if a.Rotated != "" {
+			fmt.Fprintf(stdout, "signing key rotated: new tokens are signed by %s\n", a.Rotated)
+		}
+	}
+	if resp.StatusCode == http.StatusGatewayTimeout {
+		for _, m := range a.Missing {
+			fmt.Fprintf(stderr, "not confirmed: verifier %s on %s (%s): applied %d, lag %d, last seen %d ms ago\n",
+				m.ID, m.Host, m.URL, m.AppliedSeq, m.Lag, m.LastSeenMS)
+		}
+		return fmt.Errorf("revocation seq %d is in force, but %d live verifiers did not confirm it in time", a.Seq, len(a.Missing))
 	}
 	return nil
 }
