@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // Defaults for stream limits.
@@ -31,6 +34,57 @@ type Config struct {
 	// Retry makes Connect succeed while no server is reachable yet and keep
 	// trying in the background, as a sidecar started before NATS must.
 	Retry bool
+	// CredsFile is a NATS credentials file (user JWT and NKey seed, as
+	// nsc writes it) for servers in operator (decentralized JWT) mode.
+	// Empty: none.
+	CredsFile string
+	// CAFile is a PEM file of the CAs that sign the servers' TLS
+	// certificates; setting it requires TLS. Empty: the system's roots,
+	// for tls:// URLs.
+	CAFile string
+	// CertFile and KeyFile are a PEM client certificate and its key, for
+	// servers that verify clients (mutual TLS). Both or neither.
+	CertFile, KeyFile string
+	// JetStreamDomain is the JetStream domain of the streams, for clients
+	// of a leaf node whose hub runs JetStream in that domain: nats-server
+	// carries only domain-prefixed JetStream requests over leaf
+	// connections. Empty: the JetStream of the server connected to.
+	JetStreamDomain string
+}
+
+// authOptions returns the credentials and TLS options of cfg. The files
+// are read at every (re)connect; that they are readable is checked now,
+// so that a typo fails at start rather than in an endless retry.
+func (cfg *Config) authOptions() ([]nats.Option, error) {
+	var (
+		opts []nats.Option
+		errs []error
+	)
+	readable := func(what, path string) {
+		f, err := os.Open(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+			return
+		}
+		f.Close()
+	}
+	if cfg.CredsFile != "" {
+		readable("credentials file", cfg.CredsFile)
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.CAFile != "" {
+		readable("CA file", cfg.CAFile)
+		opts = append(opts, nats.RootCAs(cfg.CAFile))
+	}
+	switch {
+	case cfg.CertFile != "" && cfg.KeyFile != "":
+		readable("client certificate", cfg.CertFile)
+		readable("client key", cfg.KeyFile)
+		opts = append(opts, nats.ClientCert(cfg.CertFile, cfg.KeyFile))
+	case cfg.CertFile != "" || cfg.KeyFile != "":
+		errs = append(errs, errors.New("client certificate and key go together"))
+	}
+	return opts, errors.Join(errs...)
 }
 
 // Conn is a connection to NATS with JetStream. It is safe for concurrent use.
@@ -71,11 +125,21 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	if d, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(time.Until(d)))
 	}
+	auth, err := cfg.authOptions()
+	if err != nil {
+		return nil, fmt.Errorf("connect nats: %w", err)
+	}
+	opts = append(opts, auth...)
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect nats %s: %w", redactURL(cfg.URL), err)
 	}
-	js, err := jetstream.New(nc)
+	var js jetstream.JetStream
+	if cfg.JetStreamDomain != "" {
+		js, err = jetstream.NewWithDomain(nc, cfg.JetStreamDomain)
+	} else {
+		js, err = jetstream.New(nc)
+	}
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("connect jetstream: %w", err)
@@ -181,7 +245,7 @@ func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
 // republish of the same event within the dedupe window is acknowledged with
 // the original sequence and not stored twice.
 func (c *Conn) Publish(ctx context.Context, e *Event) (uint64, error) {
-	msg, err := newMsg(e)
+	msg, err := newMsg(ctx, e)
 	if err != nil {
 		return 0, err
 	}
@@ -197,7 +261,7 @@ func (c *Conn) Publish(ctx context.Context, e *Event) (uint64, error) {
 func (c *Conn) PublishAll(ctx context.Context, events ...*Event) ([]uint64, error) {
 	msgs := make([]*nats.Msg, len(events))
 	for i, e := range events {
-		msg, err := newMsg(e)
+		msg, err := newMsg(ctx, e)
 		if err != nil {
 			return nil, err // before anything is published
 		}
@@ -225,7 +289,10 @@ func (c *Conn) PublishAll(ctx context.Context, events ...*Event) ([]uint64, erro
 	return seqs, nil
 }
 
-func newMsg(e *Event) (*nats.Msg, error) {
+// newMsg encodes e into a message with its Nats-Msg-Id and the trace
+// context of ctx (W3C traceparent, through the global propagator), so that
+// one revocation is one trace from the admin call to every verifier.
+func newMsg(ctx context.Context, e *Event) (*nats.Msg, error) {
 	data, err := Encode(e)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s event: %w", e.Type, err)
@@ -233,7 +300,17 @@ func newMsg(e *Event) (*nats.Msg, error) {
 	msg := nats.NewMsg(e.Subject())
 	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, e.ID)
+	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(msg.Header))
 	return msg, nil
+}
+
+// TraceContext returns ctx carrying the trace context of a delivered
+// message, for spans that continue the publisher's trace.
+func TraceContext(ctx context.Context, d Delivery) context.Context {
+	if d.Header == nil {
+		return ctx
+	}
+	return otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(d.Header))
 }
 
 // StreamHead returns the first and last sequence a stream holds. A stream

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"time"
@@ -21,11 +22,159 @@ type ServerConfig struct {
 	// Listen is the client address, host:port. Port 0 picks a free port.
 	// Default DefaultListen.
 	Listen string
-	// StoreDir holds JetStream's files. Required.
+	// StoreDir holds JetStream's files. Required unless NoJetStream.
 	StoreDir string
 	// Logger receives the server's log lines at their own level. Nil
 	// discards them.
 	Logger *slog.Logger
+	// Name names the server in its cluster: stream info reports leaders
+	// and replicas by it, so every server of a cluster needs its own.
+	// Default DefaultServerName; required with Cluster.
+	Name string
+	// Cluster, when Cluster.Listen is set, makes the server one node of a
+	// JetStream cluster: streams with 3 replicas are spread over its nodes.
+	Cluster ClusterConfig
+	// Leaf configures leaf node connections: accepting them (a hub) and
+	// making them (an edge server linked to a hub).
+	Leaf LeafConfig
+	// NoJetStream runs the server without JetStream, as an edge leaf node
+	// does: its clients reach the hub's streams through the leaf
+	// connection by naming the hub's JetStreamDomain.
+	NoJetStream bool
+	// JetStreamDomain names this server's (and its cluster's) JetStream,
+	// so that clients of leaf nodes can address it across the leaf
+	// connection (bus.Config.JetStreamDomain). nats-server does not let
+	// plain JetStream API requests cross a leaf connection. Empty: none.
+	JetStreamDomain string
+}
+
+// DefaultServerName is the name of an embedded server that is given none.
+const DefaultServerName = "herald"
+
+// ClusterConfig joins an embedded server to a NATS cluster over routes.
+type ClusterConfig struct {
+	// Name is the cluster's name, the same on every node. Required with Listen.
+	Name string
+	// Listen is where the server accepts routes from the other nodes,
+	// host:port. Port 0 picks a free port. Empty: no cluster.
+	Listen string
+	// Routes are the nats-route://host:port URLs of the cluster's nodes;
+	// the server's own URL may be among them (it is skipped). JetStream
+	// clustering needs at least one.
+	Routes []string
+}
+
+// LeafConfig configures leaf node connections of an embedded server.
+type LeafConfig struct {
+	// Listen is where the server accepts leaf node connections, host:port.
+	// Port 0 picks a free port. Empty accepts none.
+	Listen string
+	// Remotes are the nats-leaf://host:port URLs of the hub (one cluster,
+	// any of its nodes) this server links to as a leaf node. The link is
+	// retried for as long as the server runs.
+	Remotes []string
+}
+
+func (cfg *ServerConfig) validate() error {
+	var errs []error
+	if cfg.StoreDir == "" && !cfg.NoJetStream {
+		errs = append(errs, errors.New("store dir is required"))
+	}
+	if cfg.Cluster.Listen != "" {
+		if cfg.Cluster.Name == "" {
+			errs = append(errs, errors.New("cluster name is required"))
+		}
+		if cfg.Name == "" {
+			errs = append(errs, errors.New("server name is required in a cluster"))
+		}
+		if len(cfg.Cluster.Routes) == 0 && !cfg.NoJetStream {
+			errs = append(errs, errors.New("a JetStream cluster needs routes"))
+		}
+	} else if len(cfg.Cluster.Routes) > 0 {
+		errs = append(errs, errors.New("cluster routes without a cluster listen address"))
+	}
+	return errors.Join(errs...)
+}
+
+// hostPort splits a listen address and maps port 0 to nats-server's
+// "random port" (nats-server reads 0 as "the default port").
+func hostPort(what, addr string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s address %q: %w", what, addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%s address %q: bad port", what, addr)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return host, port, nil
+}
+
+func parseURLs(what string, urls []string) ([]*url.URL, error) {
+	out := make([]*url.URL, 0, len(urls))
+	for _, u := range urls {
+		p, err := url.Parse(u)
+		if err != nil || p.Host == "" {
+			return nil, fmt.Errorf("%s url %q: want scheme://host:port", what, u)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// options returns the nats-server options of cfg.
+func (cfg *ServerConfig) options() (*server.Options, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	host, port, err := hostPort("listen", cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	name := cfg.Name
+	if name == "" {
+		name = DefaultServerName
+	}
+	opts := &server.Options{
+		ServerName:   name,
+		Host:         host,
+		Port:         port,
+		JetStream:    !cfg.NoJetStream,
+		StoreDir:     cfg.StoreDir,
+		SyncAlways:   true,
+		SyncInterval: 2 * time.Minute, // only used for the background flush; SyncAlways syncs every write
+		NoSigs:       true,
+		NoLog:        cfg.Logger == nil,
+	}
+	if !cfg.NoJetStream {
+		opts.JetStreamDomain = cfg.JetStreamDomain
+	}
+	if cfg.Cluster.Listen != "" {
+		opts.Cluster.Name = cfg.Cluster.Name
+		if opts.Cluster.Host, opts.Cluster.Port, err = hostPort("cluster listen", cfg.Cluster.Listen); err != nil {
+			return nil, err
+		}
+		if opts.Routes, err = parseURLs("route", cfg.Cluster.Routes); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Leaf.Listen != "" {
+		if opts.LeafNode.Host, opts.LeafNode.Port, err = hostPort("leaf listen", cfg.Leaf.Listen); err != nil {
+			return nil, err
+		}
+	}
+	if len(cfg.Leaf.Remotes) > 0 {
+		urls, err := parseURLs("leaf remote", cfg.Leaf.Remotes)
+		if err != nil {
+			return nil, err
+		}
+		opts.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: urls}}
+		opts.LeafNode.ReconnectInterval = time.Second
+	}
+	return opts, nil
 }
 
 // Server is an embedded NATS server with JetStream.
@@ -34,7 +183,10 @@ type Server struct {
 }
 
 // StartServer starts an embedded NATS server with JetStream on disk under
-// cfg.StoreDir and waits until it accepts connections.
+// cfg.StoreDir and waits until it accepts connections. With cfg.Cluster it
+// is one node of a JetStream cluster, which elects its leaders after
+// StartServer returns (see Server.NATS and JetStreamIsCurrent); with
+// cfg.Leaf it accepts or makes leaf node connections.
 //
 // Every JetStream write is synced to disk before it is acknowledged
 // (sync_interval: always): the default interval of two minutes would lose
@@ -43,33 +195,14 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
-	if cfg.StoreDir == "" {
-		return nil, errors.New("start nats: store dir is required")
-	}
-	host, portStr, err := net.SplitHostPort(cfg.Listen)
+	opts, err := cfg.options()
 	if err != nil {
-		return nil, fmt.Errorf("start nats: listen address %q: %w", cfg.Listen, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port < 0 || port > 65535 {
-		return nil, fmt.Errorf("start nats: listen address %q: bad port", cfg.Listen)
-	}
-	if port == 0 {
-		port = server.RANDOM_PORT // nats-server reads 0 as "the default port"
-	}
-	if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
 		return nil, fmt.Errorf("start nats: %w", err)
 	}
-	opts := &server.Options{
-		ServerName:   "herald",
-		Host:         host,
-		Port:         port,
-		JetStream:    true,
-		StoreDir:     cfg.StoreDir,
-		SyncAlways:   true,
-		SyncInterval: 2 * time.Minute, // only used for the background flush; SyncAlways syncs every write
-		NoSigs:       true,
-		NoLog:        cfg.Logger == nil,
+	if !cfg.NoJetStream {
+		if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
+			return nil, fmt.Errorf("start nats: %w", err)
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -96,6 +229,28 @@ func (s *Server) ClientURL() string { return s.ns.ClientURL() }
 
 // Addr returns the address the server accepts clients on.
 func (s *Server) Addr() net.Addr { return s.ns.Addr() }
+
+// Name returns the server's name, as stream info reports leaders and replicas.
+func (s *Server) Name() string { return s.ns.Name() }
+
+// ClusterAddr returns the address the server accepts routes on, nil
+// outside a cluster.
+func (s *Server) ClusterAddr() net.Addr {
+	if a := s.ns.ClusterAddr(); a != nil {
+		return a
+	}
+	return nil
+}
+
+// LeafAddr returns the address the server accepts leaf node connections
+// on, nil if it accepts none.
+func (s *Server) LeafAddr() net.Addr {
+	v, err := s.ns.Varz(nil)
+	if err != nil || v.LeafNode.Port <= 0 {
+		return nil
+	}
+	return &net.TCPAddr{IP: net.ParseIP(v.LeafNode.Host), Port: v.LeafNode.Port}
+}
 
 // NATS returns the underlying nats-server, for tests and advanced setups.
 func (s *Server) NATS() *server.Server { return s.ns }

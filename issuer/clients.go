@@ -266,6 +266,7 @@ func (s *Service) clientCredentials(ctx context.Context, a clientAuth, scope str
 	if _, err := s.outbox.commit(ctx, func(c *change) error { c.emit(issued); return nil }); err != nil {
 		return nil, err
 	}
+	s.metrics.issue(ctx, "client_credentials")
 	return &TokenResponse{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(s.cfg.AccessTTL / time.Second),
 		Scope: granted}, nil
 }

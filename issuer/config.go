@@ -1,10 +1,14 @@
 package issuer
 
 import (
+	"net/http"
+
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/heraldsec/herald/bus"
 )
@@ -79,6 +83,12 @@ type Config struct {
 	AdminToken string
 	// Replicas is the replication factor of streams and bucket. Default 1.
 	Replicas int
+	// MeterProvider receives the issuer's metrics. Nil uses the global
+	// OpenTelemetry provider.
+	MeterProvider metric.MeterProvider
+	// Metrics serves GET /metrics (e.g. a Prometheus exporter's handler);
+	// nil answers 404. Exporters are set up by the program, not here.
+	Metrics http.Handler
 	// Logger receives the issuer's logs. Nil uses slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.

@@ -58,6 +58,15 @@ func newHandler(s *Service) *handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	h.mux.HandleFunc("GET /readyz", h.readyz)
+	h.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Metrics == nil {
+			http.Error(w, "metrics are not configured", http.StatusNotFound)
+			return
+		}
+		s.cfg.Metrics.ServeHTTP(w, r)
+	})
+	h.mux.HandleFunc("GET /{$}", serveDashboardIndex)
+	h.mux.HandleFunc("GET /dashboard/{file}", serveDashboardAsset)
 	return h
 }
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // RevocationRequest is the body of POST /v1/revocations.
@@ -60,6 +62,9 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 	if err != nil {
 		return nil, err
 	}
+	ctx, span := tracer.Start(ctx, "herald.issuer.Revoke", trace.WithAttributes(
+		attribute.String("herald.kind", kind.String()), attribute.Int("herald.values", len(values))))
+	defer span.End()
 	res := &RevocationResult{}
 	if kind == bus.KindKey || kind == bus.KindAll {
 		s.keyMu.Lock()
@@ -109,6 +114,8 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 		return nil, err
 	}
 	res.ID, res.Seq, res.At = events[0].ID, seqs[len(events)-1], now
+	s.metrics.revoked(ctx, kind, len(values))
+	span.SetAttributes(attribute.Int64("herald.seq", int64(res.Seq)))
 	if len(req.Values) > 0 {
 		res.Events, res.Count = len(events), len(values)
 	}

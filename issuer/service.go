@@ -30,6 +30,7 @@ type Service struct {
 	intro   *verifier.Verifier // introspection: the verifiers' own checks
 	limits  *limiter
 	creds   *credentials
+	metrics *issuerMetrics
 	ln      net.Listener
 	log     *slog.Logger
 
@@ -101,6 +102,9 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 		log.Info("admin token from environment")
 	}
 	s.limits = newLimiter(cfg.RateLimit, cfg.ClientRateLimit)
+	if s.metrics, err = newIssuerMetrics(cfg.MeterProvider, s); err != nil {
+		return nil, fmt.Errorf("open issuer: %w", err)
+	}
 	if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("open issuer: listen: %w", err)
 	}
@@ -180,6 +184,7 @@ func (s *Service) Close() error {
 		if s.ln != nil {
 			s.ln.Close()
 		}
+		s.metrics.close()
 		for _, db := range []*store.DB{s.state, s.deny} {
 			if db != nil {
 				errs = append(errs, db.Close())

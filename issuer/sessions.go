@@ -114,6 +114,7 @@ func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor s
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.issue(ctx, "session")
 	return &SessionResponse{SessionID: sess.ID, AccessToken: access, RefreshToken: refresh, TokenType: "Bearer",
 		ExpiresIn: int64(ttl / time.Second)}, nil
 }
@@ -218,6 +219,7 @@ func (s *Service) refresh(ctx context.Context, token string, auth clientAuth) (*
 	case denied != nil:
 		return nil, denied
 	}
+	s.metrics.issue(ctx, "refresh_token")
 	return resp, nil
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/store"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // maxBatch bounds how many stream messages go into one Pebble batch.
@@ -294,6 +296,7 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 	var revokedKeys []string
 	seq := applied
 	var gap error
+	var spans []trace.Span
 	for _, d := range batch {
 		if d.Seq <= seq {
 			continue // redelivery of something already applied
@@ -314,6 +317,12 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 			f.log.Error("malformed event on revocation stream skipped", "seq", d.Seq, "subject", d.Subject, "err", err)
 			continue
 		}
+		if d.Header.Get("Traceparent") != "" {
+			_, span := tracer.Start(bus.TraceContext(context.Background(), d), "herald.verifier.apply",
+				trace.WithAttributes(attribute.Int64("herald.seq", int64(d.Seq)),
+					attribute.String("herald.kind", e.Revocation.Kind.String())))
+			spans = append(spans, span)
+		}
 		for _, v := range e.Revocation.AllValues() {
 			entries = append(entries, entryFor(e.Revocation, v))
 			if e.Revocation.Kind == bus.KindKey {
@@ -325,7 +334,14 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 	if seq == applied {
 		return gap
 	}
-	if err := f.db.Apply(seq, entries); err != nil {
+	err := f.db.Apply(seq, entries)
+	for _, span := range spans { // each revocation's trace ends once it is enforced here
+		if err != nil {
+			span.RecordError(err)
+		}
+		span.End()
+	}
+	if err != nil {
 		return fmt.Errorf("apply revocations up to %d: %w", seq, err)
 	}
 	for _, kid := range revokedKeys {

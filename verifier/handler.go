@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Handler serves the sidecar's HTTP API: /v1/verify, /v1/status,
@@ -79,7 +80,7 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		c, err = h.sc.verifier.Verify(r.Context(), tok)
 	} else {
-		h.sc.verifier.count(err)
+		h.sc.verifier.metrics.record(r.Context(), time.Now(), err)
 	}
 	if err != nil {
 		h.sc.log.Debug("token refused", "reason", Reason(err), "remote", r.RemoteAddr)
@@ -111,4 +112,13 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
+}
+
+// metrics serves /metrics with the handler the program configured.
+func (h *Handler) metrics(w http.ResponseWriter, r *http.Request) {
+	if h.sc.cfg.Metrics == nil {
+		http.Error(w, "metrics are not configured", http.StatusNotFound)
+		return
+	}
+	h.sc.cfg.Metrics.ServeHTTP(w, r)
 }

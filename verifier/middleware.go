@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // HeaderStale is set, to "true", on verdicts given while the verifier is
@@ -47,6 +48,7 @@ func WithClaims(ctx context.Context, c *Claims) context.Context {
 // The returned handler is safe for concurrent use.
 func Middleware(v *Verifier, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		tok, err := BearerToken(r)
 		var (
 			c   *Claims
@@ -55,7 +57,7 @@ func Middleware(v *Verifier, next http.Handler) http.Handler {
 		if err == nil {
 			c, kid, err = v.verify(tok)
 		}
-		v.count(err)
+		v.metrics.record(r.Context(), start, err)
 		if err != nil {
 			writeRefusal(w, err)
 			return

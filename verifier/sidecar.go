@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/store"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Defaults for SidecarConfig.
@@ -72,6 +74,14 @@ type SidecarConfig struct {
 	ID string
 	// Version is reported in heartbeats and status.
 	Version string
+	// MeterProvider receives the sidecar's metrics (verify latency and
+	// outcomes, propagation lag, denylist size, cache, stream lag). Nil
+	// uses the global OpenTelemetry provider.
+	MeterProvider metric.MeterProvider
+	// Metrics serves GET /metrics, e.g. the Prometheus exporter's handler
+	// for MeterProvider; nil answers 404. Exporters are set up by the
+	// program (cmd/herald), not by this package.
+	Metrics http.Handler
 	// Logger receives the sidecar's logs. Nil uses slog.Default().
 	Logger *slog.Logger
 }
@@ -144,6 +154,7 @@ type Sidecar struct {
 	host     string
 	started  time.Time
 
+	metrics   *sidecarMetrics
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -175,8 +186,16 @@ func OpenSidecar(cfg SidecarConfig, conn *bus.Conn) (*Sidecar, error) {
 	sc.keys = NewKeySet(func(kid string) bool { return db.Contains(denyKey(bus.KindKey, kid)) }, log)
 	sc.follower = NewFollower(conn, db, sc.keys, log)
 	sc.follower.onApply = sc.revokeLive
-	sc.verifier, err = New(cfg.Verifier, sc.keys, db, sc.givesVerdicts)
+	vcfg := cfg.Verifier
+	if vcfg.MeterProvider == nil {
+		vcfg.MeterProvider = cfg.MeterProvider
+	}
+	sc.verifier, err = New(vcfg, sc.keys, db, sc.givesVerdicts)
 	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open verifier: %w", err)
+	}
+	if sc.metrics, err = newSidecarMetrics(cfg.MeterProvider, sc); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open verifier: %w", err)
 	}
@@ -191,6 +210,7 @@ func OpenSidecar(cfg SidecarConfig, conn *bus.Conn) (*Sidecar, error) {
 	}
 	sc.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
+		sc.metrics.close()
 		db.Close()
 		return nil, fmt.Errorf("open verifier: listen: %w", err)
 	}
@@ -203,6 +223,10 @@ func OpenSidecar(cfg SidecarConfig, conn *bus.Conn) (*Sidecar, error) {
 // waiting for the fleet to confirm (revoke --wait) hears of it without
 // waiting for the next periodic heartbeat.
 func (s *Sidecar) revokeLive(revs []*bus.Revocation) {
+	now := time.Now()
+	for _, r := range revs {
+		s.metrics.lag.Record(context.Background(), now.Sub(r.At).Seconds(), s.metrics.attr)
+	}
 	if n := s.live.revoke(revs); n > 0 {
 		s.log.Info("requests in flight ended by revocation", "count", n)
 	}
@@ -414,6 +438,7 @@ func (s *Sidecar) Close() error {
 		if s.ln != nil {
 			s.ln.Close()
 		}
+		s.metrics.close()
 		s.closeErr = s.db.Close()
 	})
 	return s.closeErr

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/store"
@@ -41,6 +42,9 @@ type Config struct {
 	// checked on every call. Default DefaultCacheSize; negative disables
 	// the cache.
 	CacheSize int
+	// MeterProvider receives the verification metrics. Nil uses the global
+	// OpenTelemetry provider (a no-op unless the program set one up).
+	MeterProvider metric.MeterProvider
 }
 
 func (c *Config) setDefaults() {
@@ -104,7 +108,7 @@ type Verifier struct {
 	live  *liveSet
 	stale func() bool
 
-	outcomes outcomes
+	metrics *verifyMetrics
 }
 
 // New returns a Verifier that trusts the keys in keys and refuses what deny
@@ -121,6 +125,10 @@ func New(cfg Config, keys *KeySet, deny *store.DB, ready func() bool) (*Verifier
 	}
 	v.parser = v.newParser()
 	v.cache = newTokenCache(cfg.CacheSize)
+	var err error
+	if v.metrics, err = newVerifyMetrics(cfg.MeterProvider); err != nil {
+		return nil, err
+	}
 	return v, nil
 }
 
@@ -167,8 +175,9 @@ type header struct {
 // returned Claims are the caller's; their Audience slice is shared and must
 // not be modified.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	start := time.Now()
 	c, _, err := v.verify(token)
-	v.count(err)
+	v.metrics.record(ctx, start, err)
 	return c, err
 }
 

@@ -75,3 +75,18 @@ func WaitFor(tb testing.TB, timeout time.Duration, cond func() error) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// ConnectURL connects to url (comma-separated for a cluster) and closes
+// the connection when the test ends. The connection keeps reconnecting to
+// any of the URLs, as Herald's components do.
+func ConnectURL(tb testing.TB, url string) *bus.Conn {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := bus.Connect(ctx, bus.Config{URL: url, Name: tb.Name()})
+	if err != nil {
+		tb.Fatalf("connect nats %s: %v", url, err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}

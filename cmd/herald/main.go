@@ -45,6 +45,7 @@ Clients (talk to a running issuer or verifier):
   credential named admin credentials: create NAME --scopes revoke | list | rotate NAME | delete NAME
   events     print or --follow the event stream (revocations, issuance, sessions, keys, admin actions)
   status     show a verifier's status
+  bench      measure Herald against its baselines: propagation | verify | baseline | scale | issue | all
 
   version    print the version
 
@@ -80,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runEvents(ctx, rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "herald", version)
 		return nil

@@ -25,6 +25,19 @@ type issuerFlags struct {
 	accessTTL, maxAccessTTL, sessionTTL, sessionIdle, keyRotation       time.Duration
 	rateLimit, clientRateLimit                                          float64
 	replicas                                                            int
+	nats                                                                natsFlags
+}
+
+// natsFlags are how issuer and verifier authenticate to NATS: files, never
+// secrets on the command line.
+type natsFlags struct{ creds, ca, cert, key, domain string }
+
+func (f *natsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials file (user JWT and seed, as nsc writes it)")
+	fs.StringVar(&f.ca, "nats-ca", "", "PEM file of the CAs that sign the NATS servers' certificates (requires TLS)")
+	fs.StringVar(&f.cert, "nats-cert", "", "PEM client certificate for NATS servers that verify clients (with --nats-key)")
+	fs.StringVar(&f.key, "nats-key", "", "PEM key of --nats-cert")
+	fs.StringVar(&f.domain, "nats-domain", "", "JetStream domain of the hub, when connected to a leaf node (see deploy/README.md)")
 }
 
 func (f *issuerFlags) register(fs *flag.FlagSet) {
@@ -44,10 +57,13 @@ func (f *issuerFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.clientRateLimit, "client-rate-limit", issuer.DefaultClientRateLimit, "token endpoint requests per second per client (-1: off)")
 	fs.IntVar(&f.replicas, "replicas", 1, "stream and bucket replicas (3 on a NATS cluster)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.nats.register(fs)
 }
 
-func (f *issuerFlags) config(log *slog.Logger) issuer.Config {
+func (f *issuerFlags) config(log *slog.Logger, tel *telemetry) issuer.Config {
 	return issuer.Config{
+		MeterProvider:   tel.meter,
+		Metrics:         tel.metrics,
 		DataDir:         f.data,
 		HTTPAddr:        f.http,
 		IssuerURL:       f.issuerURL,
@@ -74,7 +90,7 @@ type natsBus struct {
 
 // connectBus connects to url, or starts an embedded server on listen
 // storing under dataDir/nats when url is empty.
-func connectBus(ctx context.Context, url, listen, dataDir, name string, log *slog.Logger) (*natsBus, error) {
+func connectBus(ctx context.Context, url, listen, dataDir, name string, auth natsFlags, log *slog.Logger) (*natsBus, error) {
 	b := &natsBus{}
 	if url == "" {
 		s, err := bus.StartServer(ctx, bus.ServerConfig{Listen: listen, StoreDir: filepath.Join(dataDir, "nats"), Logger: log})
@@ -83,7 +99,8 @@ func connectBus(ctx context.Context, url, listen, dataDir, name string, log *slo
 		}
 		b.server, url = s, s.ClientURL()
 	}
-	conn, err := bus.Connect(ctx, bus.Config{URL: url, Name: name, Logger: log, Retry: b.server == nil})
+	conn, err := bus.Connect(ctx, bus.Config{URL: url, Name: name, Logger: log, Retry: b.server == nil,
+		CredsFile: auth.creds, CAFile: auth.ca, CertFile: auth.cert, KeyFile: auth.key, JetStreamDomain: auth.domain})
 	if err != nil {
 		b.close()
 		return nil, err
@@ -114,7 +131,7 @@ func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer log.Info("herald stopped") // after every deferred close below
-	b, err := connectBus(ctx, f.natsURL, f.natsListen, f.data, "herald-issuer", log)
+	b, err := connectBus(ctx, f.natsURL, f.natsListen, f.data, "herald-issuer", f.nats, log)
 	if err != nil {
 		return err
 	}
@@ -122,7 +139,12 @@ func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if b.server != nil {
 		log.Info("nats ready", "nats", b.server.ClientURL())
 	}
-	svc, err := issuer.Open(ctx, f.config(log), b.conn)
+	tel, err := setupTelemetry(ctx, "herald-issuer", log)
+	if err != nil {
+		return err
+	}
+	defer tel.shutdown()
+	svc, err := issuer.Open(ctx, f.config(log, tel), b.conn)
 	if err != nil {
 		return err
 	}
@@ -143,22 +165,29 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer log.Info("herald stopped") // after every deferred close below
-	b, err := connectBus(ctx, f.natsURL, f.natsListen, f.data, "herald-dev", log)
+	b, err := connectBus(ctx, f.natsURL, f.natsListen, f.data, "herald-dev", f.nats, log)
 	if err != nil {
 		return err
 	}
 	defer b.close() // last: after the verifier's denylist is closed
-	svc, err := issuer.Open(ctx, f.config(log), b.conn)
+	tel, err := setupTelemetry(ctx, "herald-issuer", log)
+	if err != nil {
+		return err
+	}
+	defer tel.shutdown()
+	svc, err := issuer.Open(ctx, f.config(log, tel), b.conn)
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
 	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
-		Verifier: verifier.Config{Issuer: svc.IssuerURL(), Audience: f.audience},
-		DataDir:  filepath.Join(f.data, "verifier"),
-		HTTPAddr: *verifierHTTP,
-		Logger:   log,
-		Version:  version,
+		Verifier:      verifier.Config{Issuer: svc.IssuerURL(), Audience: f.audience},
+		DataDir:       filepath.Join(f.data, "verifier"),
+		HTTPAddr:      *verifierHTTP,
+		Logger:        log,
+		Version:       version,
+		MeterProvider: tel.meter,
+		Metrics:       tel.metrics,
 	}, b.conn)
 	if err != nil {
 		return err

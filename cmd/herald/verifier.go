@@ -24,6 +24,7 @@ type verifierFlags struct {
 	upstream, onStale, id                              string
 	maxStaleness, heartbeat                            time.Duration
 	cacheSize                                          int
+	nats                                               natsFlags
 }
 
 func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -41,6 +42,7 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&f.id, "id", "", "id in the fleet (default: created once, kept in <data>/verifier.id)")
 	fs.IntVar(&f.cacheSize, "cache-size", verifier.DefaultCacheSize, "verified tokens remembered to skip signature checks; 0 disables")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.nats.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -72,11 +74,17 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("verifier: --max-staleness %s: want a positive duration", f.maxStaleness)
 	}
 	defer log.Info("herald stopped") // after every deferred close below
-	b, err := connectBus(ctx, f.natsURL, "", "", "herald-verifier", log)
+	b, err := connectBus(ctx, f.natsURL, "", "", "herald-verifier", f.nats, log)
 	if err != nil {
 		return err
 	}
 	defer b.close()
+	tel, err := setupTelemetry(ctx, "herald-verifier", log)
+	if err != nil {
+		return err
+	}
+	defer tel.shutdown()
+	cfg.MeterProvider, cfg.Metrics = tel.meter, tel.metrics
 	sc, err := verifier.OpenSidecar(cfg, b.conn)
 	if err != nil {
 		return err

@@ -1,0 +1,71 @@
+package issuer
+
+import (
+	"context"
+	"fmt"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/heraldsec/herald/bus"
+)
+
+// scope names this package's meter and tracer.
+const scope = "github.com/heraldsec/herald/issuer"
+
+// tracer traces the issuer's entry points; a revocation's span is the root
+// of a trace that every verifier continues (through NATS headers).
+var tracer trace.Tracer = otel.Tracer(scope)
+
+// issuerMetrics are the issuer's instruments.
+type issuerMetrics struct {
+	revocations metric.Int64Counter // by kind
+	issued      metric.Int64Counter // by grant
+	reg         metric.Registration
+}
+
+func newIssuerMetrics(mp metric.MeterProvider, s *Service) (*issuerMetrics, error) {
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	meter := mp.Meter(scope)
+	m := &issuerMetrics{}
+	var err error
+	if m.revocations, err = meter.Int64Counter("herald.revocations",
+		metric.WithDescription("Revoked values acknowledged by JetStream, by kind.")); err != nil {
+		return nil, fmt.Errorf("issuer metrics: %w", err)
+	}
+	if m.issued, err = meter.Int64Counter("herald.tokens.issued",
+		metric.WithDescription("Access tokens issued, by grant (session, refresh_token, client_credentials).")); err != nil {
+		return nil, fmt.Errorf("issuer metrics: %w", err)
+	}
+	pending, err := meter.Int64ObservableGauge("herald.outbox.pending",
+		metric.WithDescription("Events committed but not yet acknowledged by JetStream."))
+	if err != nil {
+		return nil, fmt.Errorf("issuer metrics: %w", err)
+	}
+	m.reg, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(pending, int64(s.outbox.pending()))
+		return nil
+	}, pending)
+	if err != nil {
+		return nil, fmt.Errorf("issuer metrics: %w", err)
+	}
+	return m, nil
+}
+
+func (m *issuerMetrics) revoked(ctx context.Context, k bus.Kind, n int) {
+	m.revocations.Add(ctx, int64(n), metric.WithAttributes(attribute.String("kind", k.String())))
+}
+
+func (m *issuerMetrics) issue(ctx context.Context, grant string) {
+	m.issued.Add(ctx, 1, metric.WithAttributes(attribute.String("grant", grant)))
+}
+
+func (m *issuerMetrics) close() {
+	if m != nil && m.reg != nil {
+		_ = m.reg.Unregister()
+	}
+}

@@ -1,0 +1,162 @@
+package verifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// scope names this package's meter and tracer.
+const scope = "github.com/heraldsec/herald/verifier"
+
+// tracer traces the verifier's entry points: applying revocations, as
+// children of the admin call that made them (the trace context travels in
+// the NATS message headers).
+var tracer trace.Tracer = otel.Tracer(scope)
+
+// reasons lists every refusal reason, for the outcome attribute.
+var reasons = []*Error{
+	ErrMissing, ErrMalformed, ErrAlgorithm, ErrType, ErrUnknownKey, ErrBadSignature,
+	ErrExpired, ErrNotYetValid, ErrIssuer, ErrAudience, ErrRevoked, ErrNotReady,
+}
+
+// verifyMetrics records verifications: latency and outcome by reason.
+type verifyMetrics struct {
+	duration metric.Float64Histogram
+	ok       metric.RecordOption
+	refused  []metric.RecordOption // by index in reasons; the last: no known reason
+}
+
+func newVerifyMetrics(mp metric.MeterProvider) (*verifyMetrics, error) {
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	h, err := mp.Meter(scope).Float64Histogram("herald.verify.duration",
+		metric.WithUnit("s"),
+		metric.WithDescription("Token verifications: latency, by outcome (ok or the refusal reason)."),
+		metric.WithExplicitBucketBoundaries(1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2))
+	if err != nil {
+		return nil, fmt.Errorf("verify metrics: %w", err)
+	}
+	m := &verifyMetrics{duration: h, ok: outcome("ok")}
+	for _, r := range reasons {
+		m.refused = append(m.refused, outcome(r.Reason))
+	}
+	m.refused = append(m.refused, outcome("invalid_token"))
+	return m, nil
+}
+
+func outcome(s string) metric.RecordOption {
+	return metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", s)))
+}
+
+// record records one verification that started at start.
+func (m *verifyMetrics) record(ctx context.Context, start time.Time, err error) {
+	if m == nil {
+		return
+	}
+	opt := m.ok
+	if err != nil {
+		opt = m.refused[len(reasons)]
+		var e *Error
+		if errors.As(err, &e) {
+			for i, r := range reasons {
+				if r == e {
+					opt = m.refused[i]
+					break
+				}
+			}
+		}
+	}
+	m.duration.Record(ctx, time.Since(start).Seconds(), opt)
+}
+
+// sidecarMetrics are the sidecar's instruments: the propagation lag of
+// each revocation, and gauges read at collection time.
+type sidecarMetrics struct {
+	lag  metric.Float64Histogram
+	attr metric.MeasurementOption
+	reg  metric.Registration
+}
+
+func newSidecarMetrics(mp metric.MeterProvider, s *Sidecar) (*sidecarMetrics, error) {
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	meter := mp.Meter(scope)
+	m := &sidecarMetrics{attr: metric.WithAttributeSet(attribute.NewSet(attribute.String("verifier", s.id)))}
+	var err error
+	m.lag, err = meter.Float64Histogram("herald.propagation.lag",
+		metric.WithUnit("s"),
+		metric.WithDescription("From a revocation's time at the issuer to this verifier enforcing it."),
+		metric.WithExplicitBucketBoundaries(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1, 10))
+	if err != nil {
+		return nil, fmt.Errorf("sidecar metrics: %w", err)
+	}
+	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
+		g, gerr := meter.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		err = errors.Join(err, gerr)
+		return g
+	}
+	counter := func(name, desc string) metric.Int64ObservableCounter {
+		c, cerr := meter.Int64ObservableCounter(name, metric.WithDescription(desc))
+		err = errors.Join(err, cerr)
+		return c
+	}
+	denylist := gauge("herald.denylist.entries", "{entry}", "Denylist entries held.")
+	applied := gauge("herald.stream.applied", "{seq}", "Last HERALD stream sequence applied.")
+	lag := gauge("herald.stream.lag", "{event}", "Revocations on the stream not yet applied.")
+	ready := gauge("herald.ready", "", "1 when the verifier gives verdicts from a caught-up denylist.")
+	stale := gauge("herald.stale", "", "1 when cut off from the bus for longer than the maximum staleness.")
+	staleness := gauge("herald.bus.staleness", "ms", "Milliseconds since the verifier last heard from the bus.")
+	cacheEntries := gauge("herald.verify.cache.entries", "{token}", "Verified tokens held by the fast path cache.")
+	live := gauge("herald.live.requests", "{request}", "Admitted requests in flight (proxy and middleware).")
+	hits := counter("herald.verify.cache.hits", "Verifications that skipped the signature check (fast path).")
+	misses := counter("herald.verify.cache.misses", "Verifications not found in the fast path cache.")
+	gaps := counter("herald.stream.gaps", "Gaps found in the revocation stream.")
+	ended := counter("herald.live.revoked", "Requests in flight ended by a revocation.")
+	if err != nil {
+		return nil, fmt.Errorf("sidecar metrics: %w", err)
+	}
+	m.reg, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := s.Status()
+		h, mi, size := s.verifier.CacheStats()
+		o.ObserveInt64(denylist, int64(st.Denylist), m.attr)
+		o.ObserveInt64(applied, int64(st.Applied), m.attr)
+		o.ObserveInt64(lag, int64(st.Lag), m.attr)
+		o.ObserveInt64(ready, b2i(st.Ready), m.attr)
+		o.ObserveInt64(stale, b2i(st.Stale), m.attr)
+		o.ObserveInt64(staleness, int64(st.Staleness*1000), m.attr)
+		o.ObserveInt64(cacheEntries, int64(size), m.attr)
+		o.ObserveInt64(live, int64(s.live.len()), m.attr)
+		o.ObserveInt64(hits, int64(h), m.attr)
+		o.ObserveInt64(misses, int64(mi), m.attr)
+		o.ObserveInt64(gaps, int64(st.Gaps), m.attr)
+		o.ObserveInt64(ended, int64(s.live.ended.Load()), m.attr)
+		return nil
+	}, denylist, applied, lag, ready, stale, staleness, cacheEntries, live, hits, misses, gaps, ended)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar metrics: %w", err)
+	}
+	return m, nil
+}
+
+// close stops the gauges' callback.
+func (m *sidecarMetrics) close() {
+	if m != nil && m.reg != nil {
+		_ = m.reg.Unregister()
+	}
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
