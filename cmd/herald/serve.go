@@ -223,7 +223,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return
 		}
 		log.Info("herald dev ready", "issuer", svc.URL(), "verifier", sc.URL(), "nats", natsURL, "admin_token", tokenFile)
-		fmt.Fprintf(stdout, "Herald is running.\n  issuer:      %s\n  verifier:    %s\n  nats:        %s\n  admin token: %s\nPress Ctrl-C to stop.\n",
+		fmt.Fprintf(stdout, "Herald is running.\n  issuer:      %s (dashboard)\n  verifier:    %s\n  nats:        %s\n  admin token: %s\nPress Ctrl-C to stop.\n",
 			svc.URL(), sc.URL(), natsURL, tokenFile)
 	}()
 	wg.Wait()
