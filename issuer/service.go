@@ -14,6 +14,7 @@ import (
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/store"
 	"github.com/heraldsec/herald/verifier"
+	"golang.org/x/sync/errgroup"
 )
 
 // Service is the issuer: it signs tokens, keeps sessions, refresh tokens,
@@ -151,19 +152,14 @@ func (s *Service) URL() string { return "http://" + s.ln.Addr().String() }
 // and revocations for introspection, and rotates and retires keys, until
 // ctx ends. It returns once everything it started has stopped.
 func (s *Service) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 5)
+	g, ctx := errgroup.WithContext(ctx) // the first error stops every task
 	run := func(name string, fn func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			if err := fn(ctx); err != nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-				cancel()
+				return fmt.Errorf("%s: %w", name, err)
 			}
-		}()
+			return nil
+		})
 	}
 	run("keys", func(ctx context.Context) error { return s.trusted.Watch(ctx, s.conn) })
 	run("revocations", s.follow.Run)
@@ -171,9 +167,7 @@ func (s *Service) Run(ctx context.Context) error {
 	run("key rotation", s.rotateKeys)
 	run("http", func(ctx context.Context) error { return verifier.Serve(ctx, s.ln, newHandler(s)) })
 	s.log.Info("issuer ready", "http", s.URL(), "kid", s.keys.Current().kid, "issuer", s.cfg.IssuerURL)
-	wg.Wait()
-	close(errc)
-	return <-errc
+	return g.Wait()
 }
 
 // Close releases the listener and the stores. Call it after Run has

@@ -15,6 +15,7 @@ import (
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/store"
 	"go.opentelemetry.io/otel/metric"
+	"golang.org/x/sync/errgroup"
 )
 
 // Defaults for SidecarConfig.
@@ -355,19 +356,14 @@ func (s *Sidecar) Status() Status {
 // listen address once the sidecar first gives verdicts. It returns after
 // every goroutine it started has stopped.
 func (s *Sidecar) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 8)
+	g, ctx := errgroup.WithContext(ctx) // the first error stops every task
 	run := func(name string, fn func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			if err := fn(ctx); err != nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-				cancel()
+				return fmt.Errorf("%s: %w", name, err)
 			}
-		}()
+			return nil
+		})
 	}
 	run("keys", func(ctx context.Context) error { return s.keys.Watch(ctx, s.conn) })
 	run("revocations", s.follower.Run)
@@ -387,9 +383,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		return nil
 	})
 	run("ready", s.announce)
-	wg.Wait()
-	close(errc)
-	return <-errc // the first error, or nil
+	return g.Wait()
 }
 
 // announce logs the ready line once the sidecar is first ready.
