@@ -153,111 +153,24 @@ func Baseline(ctx context.Context, cfg BaselineConfig) (_ *BaselineResult, err e
 	}
 	p := cfg.Progress
 	wrap := func(err error) error { return fmt.Errorf("baseline: %w", err) }
-
-	p.Phasef("baseline: starting redis-server, NATS, issuer, verifier")
-	rs, err := startRedis(ctx, cfg.RedisServer, cfg.Dir)
+	env, err := startBaselineEnv(ctx, cfg, cfg.Tokens+4*cfg.DelayTrials)
 	if err != nil {
 		return nil, wrap(err)
 	}
 	defer func() {
-		if serr := rs.stop(); serr != nil && err == nil {
-			err = wrap(serr)
+		if cerr := env.Close(); cerr != nil && err == nil {
+			err = wrap(cerr)
 		}
 	}()
-	c, err := startCore(ctx, cfg.Dir)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	defer c.Close()
 	res := &BaselineResult{Clients: cfg.Clients, Tokens: cfg.Tokens, Denylist: cfg.Denylist,
-		LoadSeconds: cfg.LoadDuration.Seconds(), RedisVersion: rs.version}
-
-	// The same unrelated revocations in both denylists.
-	if err := publishRevocations(ctx, c.conn, cfg.Denylist, "unrelated", p); err != nil {
-		return nil, wrap(err)
-	}
-	pool, err := newRedisPool(ctx, rs.addr, cfg.Clients+2)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	defer pool.Close()
-	if err := fillRedis(ctx, pool, cfg.Denylist, "unrelated"); err != nil {
-		return nil, wrap(err)
-	}
-	sc, err := c.startSidecar(ctx, "bench-baseline", filepath.Join(cfg.Dir, "verifier"), true)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	defer sc.Close()
-	keys, err := startKeyWatch(ctx, c)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	defer keys.Close()
-
-	// Each application's own client for the calls it makes.
-	upstream := newLoadClient(cfg.Clients)
-	defer upstream.CloseIdleConnections()
-	rd, err := newRedisCheck(keys.set, pool)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	revokeSession := func(ctx context.Context, s *issuer.SessionResponse) error {
-		_, err := c.svc.Revoke(ctx, issuer.RevocationRequest{Kind: "session", Value: s.SessionID}, "bench", "bench")
-		return err
-	}
-	designs := []struct {
-		name, desc string
-		handler    http.Handler
-		revoke     func(ctx context.Context, s *issuer.SessionResponse) error
-	}{{
-		DesignHerald, "Herald embedded: verifier.Middleware in the application, local signature check (cached) and local denylist, no call",
-		verifier.Middleware(sc.Verifier(), http.HandlerFunc(hello)), revokeSession,
-	}, {
-		DesignSidecar, "Herald sidecar: the application asks the sidecar's GET /v1/verify per request (nginx auth_request)",
-		sidecarCheck(upstream, sc.URL()+"/v1/verify"), revokeSession,
-	}, {
-		DesignRedis, "shared Redis denylist: local signature check (Herald's verifier, cached, no local denylist), then one MGET to Redis per request",
-		rd,
-		func(ctx context.Context, s *issuer.SessionResponse) error {
-			_, err := pool.do(ctx, "SET", denyKey(bus.KindSession, s.SessionID), "1", "PX", strconv.FormatInt(revocationLifetime.Milliseconds(), 10))
-			return err
-		},
-	}, {
-		DesignIntrospection, "central introspection: the application POSTs the token to the issuer's /oauth2/introspect (RFC 7662) per request",
-		introspectionCheck(upstream, c.svc.URL()+"/oauth2/introspect"), revokeSession,
-	}}
-
-	p.Phasef("baseline: creating %d sessions", cfg.Tokens+len(designs)*cfg.DelayTrials)
-	sessions, err := c.sessions(ctx, cfg.Tokens+len(designs)*cfg.DelayTrials, "bench-baseline", p)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	load, trials := sessions[:cfg.Tokens], sessions[cfg.Tokens:]
-	if err := waitUntil(ctx, time.Minute, sc.Ready); err != nil {
-		return nil, wrap(fmt.Errorf("sidecar not ready: %w", err))
-	}
+		LoadSeconds: cfg.LoadDuration.Seconds(), RedisVersion: env.redis.version}
+	load, trials := env.sessions[:cfg.Tokens], env.sessions[cfg.Tokens:]
 	client := newLoadClient(cfg.Clients)
 	defer client.CloseIdleConnections()
-	checkers := make([]checker, len(designs))
-	specs := make([]rateSpec, len(designs))
-	var apps []*app
-	defer func() {
-		for _, a := range apps {
-			if cerr := a.Close(); cerr != nil && err == nil {
-				err = wrap(cerr)
-			}
-		}
-	}()
-	for i, d := range designs {
-		a, err := startApp(ctx, d.handler)
-		if err != nil {
-			return nil, wrap(err)
-		}
-		apps = append(apps, a)
-		checkers[i] = appChecker(a.URL() + "/hello")
+	specs := make([]rateSpec, len(env.designs))
+	for i, d := range env.designs {
 		specs[i] = httpSpec(client, cfg.Clients, d.name, func(ctx context.Context, w, n int) (*http.Request, error) {
-			return checkers[i].request(ctx, load[(w*7919+n)%len(load)].AccessToken)
+			return d.check.request(ctx, load[(w*7919+n)%len(load)].AccessToken)
 		}, wantStatus(http.StatusOK))
 	}
 	p.Phasef("baseline: the same load on each design in turn: %d clients, %s each in %d rounds", cfg.Clients, cfg.LoadDuration, cfg.Rounds)
@@ -266,9 +179,9 @@ func Baseline(ctx context.Context, cfg BaselineConfig) (_ *BaselineResult, err e
 		return nil, wrap(err)
 	}
 	client.CloseIdleConnections()
-	for i, d := range designs {
+	for i, d := range env.designs {
 		p.Phasef("baseline: %s: revocation delay over %d revocations", d.name, cfg.DelayTrials)
-		delay, calls, err := revocationDelay(ctx, client, checkers[i], d.revoke, trials[i*cfg.DelayTrials:(i+1)*cfg.DelayTrials], p)
+		delay, calls, err := revocationDelay(ctx, client, d.check, d.revoke, trials[i*cfg.DelayTrials:(i+1)*cfg.DelayTrials], p)
 		if err != nil {
 			return nil, wrap(fmt.Errorf("%s: revocation delay: %w", d.name, err))
 		}
@@ -280,11 +193,144 @@ func Baseline(ctx context.Context, cfg BaselineConfig) (_ *BaselineResult, err e
 	}
 
 	p.Phasef("baseline: denylist check in process against a Redis round trip, %s each", cfg.MicroDuration)
-	if res.DenylistCheck, res.RedisRoundTrip, err = denylistVersusRedis(ctx, cfg, rs.addr); err != nil {
+	if res.DenylistCheck, res.RedisRoundTrip, err = denylistVersusRedis(ctx, cfg, env.redis.addr); err != nil {
 		return nil, wrap(err)
 	}
 	res.DenylistSpeedup = ratio(res.RedisRoundTrip.NsPerOp, res.DenylistCheck.NsPerOp)
 	return res, nil
+}
+
+// baselineEnv is everything the baseline's designs run on: Redis, NATS,
+// the issuer, a sidecar, and one application per design.
+type baselineEnv struct {
+	redis    *redisServer
+	core     *core
+	pool     *redisPool
+	sidecar  *sidecar
+	keys     *keyWatch
+	upstream *http.Client // the applications' own client
+	apps     []*app
+	designs  []design
+	// sessions are live sessions, none revoked.
+	sessions []*issuer.SessionResponse
+}
+
+// design is one design's application.
+type design struct {
+	name, desc string
+	check      checker
+	revoke     func(ctx context.Context, s *issuer.SessionResponse) error
+}
+
+// startBaselineEnv starts the baseline's parts and applications, with
+// cfg.Denylist unrelated revocations in each denylist, and creates
+// sessions sessions. cfg must have its defaults set.
+func startBaselineEnv(ctx context.Context, cfg BaselineConfig, sessions int) (_ *baselineEnv, err error) {
+	p := cfg.Progress
+	env := &baselineEnv{}
+	defer func() {
+		if err != nil {
+			env.Close()
+		}
+	}()
+	p.Phasef("baseline: starting redis-server, NATS, issuer, verifier")
+	if env.redis, err = startRedis(ctx, cfg.RedisServer, cfg.Dir); err != nil {
+		return nil, err
+	}
+	if env.core, err = startCore(ctx, cfg.Dir); err != nil {
+		return nil, err
+	}
+	c := env.core
+	// The same unrelated revocations in both denylists.
+	if err := publishRevocations(ctx, c.conn, cfg.Denylist, "unrelated", p); err != nil {
+		return nil, err
+	}
+	if env.pool, err = newRedisPool(ctx, env.redis.addr, cfg.Clients+2); err != nil {
+		return nil, err
+	}
+	if err := fillRedis(ctx, env.pool, cfg.Denylist, "unrelated"); err != nil {
+		return nil, err
+	}
+	if env.sidecar, err = c.startSidecar(ctx, "bench-baseline", filepath.Join(cfg.Dir, "verifier"), true); err != nil {
+		return nil, err
+	}
+	if env.keys, err = startKeyWatch(ctx, c); err != nil {
+		return nil, err
+	}
+	env.upstream = newLoadClient(cfg.Clients)
+	rd, err := newRedisCheck(env.keys.set, env.pool)
+	if err != nil {
+		return nil, err
+	}
+	revokeSession := func(ctx context.Context, s *issuer.SessionResponse) error {
+		_, err := c.svc.Revoke(ctx, issuer.RevocationRequest{Kind: "session", Value: s.SessionID}, "bench", "bench")
+		return err
+	}
+	pool := env.pool
+	for _, d := range []struct {
+		name, desc string
+		handler    http.Handler
+		revoke     func(ctx context.Context, s *issuer.SessionResponse) error
+	}{{
+		DesignHerald, "Herald embedded: verifier.Middleware in the application, local signature check (cached) and local denylist, no call",
+		verifier.Middleware(env.sidecar.Verifier(), http.HandlerFunc(hello)), revokeSession,
+	}, {
+		DesignSidecar, "Herald sidecar: the application asks the sidecar's GET /v1/verify per request (nginx auth_request)",
+		sidecarCheck(env.upstream, env.sidecar.URL()+"/v1/verify"), revokeSession,
+	}, {
+		DesignRedis, "shared Redis denylist: local signature check (Herald's verifier, cached, no local denylist), then one MGET to Redis per request",
+		rd,
+		func(ctx context.Context, s *issuer.SessionResponse) error {
+			_, err := pool.do(ctx, "SET", denyKey(bus.KindSession, s.SessionID), "1", "PX", strconv.FormatInt(revocationLifetime.Milliseconds(), 10))
+			return err
+		},
+	}, {
+		DesignIntrospection, "central introspection: the application POSTs the token to the issuer's /oauth2/introspect (RFC 7662) per request",
+		introspectionCheck(env.upstream, c.svc.URL()+"/oauth2/introspect"), revokeSession,
+	}} {
+		a, err := startApp(ctx, d.handler)
+		if err != nil {
+			return nil, err
+		}
+		env.apps = append(env.apps, a)
+		env.designs = append(env.designs, design{name: d.name, desc: d.desc, check: appChecker(a.URL() + "/hello"), revoke: d.revoke})
+	}
+	p.Phasef("baseline: creating %d sessions", sessions)
+	if env.sessions, err = c.sessions(ctx, sessions, "bench-baseline", p); err != nil {
+		return nil, err
+	}
+	if err := waitUntil(ctx, time.Minute, env.sidecar.Ready); err != nil {
+		return nil, fmt.Errorf("sidecar not ready: %w", err)
+	}
+	return env, nil
+}
+
+// Close stops the applications, then everything they use, and reports
+// every error. It is safe on a partly started environment.
+func (env *baselineEnv) Close() error {
+	var errs []error
+	for _, a := range env.apps {
+		errs = append(errs, a.Close())
+	}
+	if env.upstream != nil {
+		env.upstream.CloseIdleConnections()
+	}
+	if env.keys != nil {
+		env.keys.Close()
+	}
+	if env.sidecar != nil {
+		errs = append(errs, env.sidecar.Close())
+	}
+	if env.pool != nil {
+		env.pool.Close()
+	}
+	if env.core != nil {
+		errs = append(errs, env.core.Close())
+	}
+	if env.redis != nil {
+		errs = append(errs, env.redis.stop())
+	}
+	return errors.Join(errs...)
 }
 
 // hello is the application behind every design: it answers an admitted
@@ -629,38 +675,37 @@ func denylistVersusRedis(ctx context.Context, cfg BaselineConfig, addr string) (
 		id := fmt.Sprintf("%032x", i)
 		keys[i] = checkKeys(id, id, "kid-"+id[:8], "bench-"+id[:8], "bench", "acme")
 	}
-	var revoked int
-	check, err = measureMicro(ctx, cfg.MicroDuration, func(i int) error {
-		k := keys[i%n]
-		for _, key := range k[:3] {
-			if db.Contains(key) {
-				revoked++
-			}
-		}
-		for _, key := range k[3:] {
-			if _, ok := db.Lookup(key); ok {
-				revoked++
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return Micro{}, Micro{}, fmt.Errorf("denylist check: %w", err)
-	}
-	if revoked != 0 {
-		return Micro{}, Micro{}, fmt.Errorf("denylist check: %d lookups found entries, want none", revoked)
-	}
 	conn, err := dialRedis(ctx, addr)
 	if err != nil {
 		return Micro{}, Micro{}, err
 	}
 	defer conn.Close()
-	redis, err = measureMicro(ctx, cfg.MicroDuration, func(i int) error {
-		_, err := conn.do(append([]string{"MGET"}, keys[i%n]...)...)
-		return err
-	})
+	var revoked int
+	ms, err := compareMicros(ctx, cfg.MicroDuration,
+		func(i int) error {
+			k := keys[i%n]
+			for _, key := range k[:3] {
+				if db.Contains(key) {
+					revoked++
+				}
+			}
+			for _, key := range k[3:] {
+				if _, ok := db.Lookup(key); ok {
+					revoked++
+				}
+			}
+			return nil
+		},
+		func(i int) error {
+			_, err := conn.do(append([]string{"MGET"}, keys[i%n]...)...)
+			return err
+		})
 	if err != nil {
-		return Micro{}, Micro{}, fmt.Errorf("redis round trip: %w", err)
+		return Micro{}, Micro{}, fmt.Errorf("denylist check against redis round trip: %w", err)
 	}
+	if revoked != 0 {
+		return Micro{}, Micro{}, fmt.Errorf("denylist check: %d lookups found entries, want none", revoked)
+	}
+	check, redis = ms[0], ms[1]
 	return check, redis, nil
 }

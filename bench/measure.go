@@ -29,68 +29,87 @@ const microRounds = 10
 // maxLatencySamples bounds the individually timed calls of a Micro.
 const maxLatencySamples = 200_000
 
-// measureMicro measures fn, called with 0, 1, 2, ...: a warm-up of d/10,
-// then microRounds rounds of batches for d in all (the cost per call),
-// then up to d/2 of individually timed calls (the distribution). fn must
-// not block.
+// measureMicro measures fn alone, as compareMicros does.
 func measureMicro(ctx context.Context, d time.Duration, fn func(i int) error) (Micro, error) {
+	ms, err := compareMicros(ctx, d, fn)
+	if err != nil {
+		return Micro{}, err
+	}
+	return ms[0], nil
+}
+
+// compareMicros measures fns, each called with 0, 1, 2, ...: a warm-up of
+// d/10 each, then microRounds rounds in which every fn in turn runs
+// batches for d/microRounds (the cost per call, so that a burst of other
+// work on the machine hits them all alike), then up to d/2 each of
+// individually timed calls (the distribution). fns must not block.
+func compareMicros(ctx context.Context, d time.Duration, fns ...func(i int) error) ([]Micro, error) {
 	const batch = 64
-	i := 0
-	run := func(until time.Time) (int, error) {
+	calls := make([]int, len(fns))
+	run := func(f int, until time.Time) (int, error) {
 		n := 0
 		for time.Now().Before(until) {
 			if err := ctx.Err(); err != nil {
 				return n, err
 			}
 			for range batch {
-				if err := fn(i); err != nil {
+				if err := fns[f](calls[f]); err != nil {
 					return n, err
 				}
-				i++
+				calls[f]++
 			}
 			n += batch
 		}
 		return n, nil
 	}
-	if _, err := run(time.Now().Add(d / 10)); err != nil {
-		return Micro{}, err
+	for f := range fns {
+		if _, err := run(f, time.Now().Add(d/10)); err != nil {
+			return nil, err
+		}
 	}
 	runtime.GC()
-	var m Micro
-	rounds := make([]float64, 0, microRounds)
+	ms := make([]Micro, len(fns))
+	rounds := make([][]float64, len(fns))
 	for range microRounds {
-		start := time.Now()
-		n, err := run(start.Add(d / microRounds))
-		if err != nil {
-			return Micro{}, err
+		for f := range fns {
+			start := time.Now()
+			n, err := run(f, start.Add(d/microRounds))
+			if err != nil {
+				return nil, err
+			}
+			rounds[f] = append(rounds[f], float64(time.Since(start).Nanoseconds())/float64(n))
+			ms[f].Ops += n
 		}
-		rounds = append(rounds, float64(time.Since(start).Nanoseconds())/float64(n))
-		m.Ops += n
 	}
-	slices.Sort(rounds)
-	m.NsPerOp = (rounds[(len(rounds)-1)/2] + rounds[len(rounds)/2]) / 2
+	for f := range fns {
+		r := rounds[f]
+		slices.Sort(r)
+		ms[f].NsPerOp = (r[(len(r)-1)/2] + r[len(r)/2]) / 2
+	}
 
-	runtime.GC()
-	samples := make([]time.Duration, 0, min(maxLatencySamples, max(1000, int(float64(d/2)/m.NsPerOp))))
-	until := time.Now().Add(d / 2)
-	for len(samples) < cap(samples) {
-		if len(samples)%batch == 0 {
-			if err := ctx.Err(); err != nil {
-				return Micro{}, err
+	for f, fn := range fns {
+		runtime.GC()
+		samples := make([]time.Duration, 0, min(maxLatencySamples, max(1000, int(float64(d/2)/ms[f].NsPerOp))))
+		until := time.Now().Add(d / 2)
+		for len(samples) < cap(samples) {
+			if len(samples)%batch == 0 {
+				if err := ctx.Err(); err != nil {
+					return nil, err
+				}
+				if time.Now().After(until) {
+					break
+				}
 			}
-			if time.Now().After(until) {
-				break
+			t0 := time.Now()
+			if err := fn(calls[f]); err != nil {
+				return nil, err
 			}
+			samples = append(samples, time.Since(t0))
+			calls[f]++
 		}
-		t0 := time.Now()
-		if err := fn(i); err != nil {
-			return Micro{}, err
-		}
-		samples = append(samples, time.Since(t0))
-		i++
+		ms[f].Latency = Summarize(samples)
 	}
-	m.Latency = Summarize(samples)
-	return m, nil
+	return ms, nil
 }
 
 // timerOverhead measures an empty call: its Latency is what timing a call

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -23,13 +24,13 @@ func (r *Report) WritePlots(dir string) ([]string, error) {
 			title:  fmt.Sprintf("Revocation propagation to %d verifiers (%s), %d revocations: CDF", p.Verifiers, p.Mode, p.Revocations),
 			xLabel: "latency (log)", yLabel: "fraction of samples", logX: true, xFmt: durTick, yFmt: pctTick,
 		}
-		c.add("Herald: revoke returned → refused", cdfPoints(p.HeraldAfterReturn))
+		c.add("Herald: revoke returned → refused (refused before: at the left edge)", cdfPoints(p.HeraldAfterReturn))
 		c.add("Herald: revoke called → refused", cdfPoints(p.Herald))
 		c.add("raw JetStream: publish called → received", cdfPoints(p.RawFanOut))
 		files["propagation-"+p.Mode+".svg"] = svgDoc(chartW, chartH, c.render(0, 0, chartW, chartH))
 	}
 	if v := r.Verify; v != nil {
-		bc := &barChart{title: "Token check cost per call, in process (log scale)", fmtV: func(ns float64) string { return fmtNs(ns) }}
+		bc := &barChart{title: "Cost per call (log scale): token checks in process, and a Redis round trip", fmtV: func(ns float64) string { return fmtNs(ns) }}
 		for g, a := range v.Algorithms {
 			bc.add(a.Algorithm+" golang-jwt parse+verify", a.Raw.NsPerOp, g)
 			bc.add(a.Algorithm+" Herald Verify, uncached", a.Uncached.NsPerOp, g)
@@ -56,24 +57,24 @@ func (r *Report) WritePlots(dir string) ([]string, error) {
 	if s := r.Scale; s != nil && len(s.Points) > 0 {
 		count := func(v float64) string { return fmtCount(int(v + 0.5)) }
 		catchUp := &lineChart{title: "Fresh verifier catch-up time", xLabel: "active revocations", logX: true, logY: true, xFmt: count, yFmt: durTick}
-		mem := &lineChart{title: "Verifier memory", xLabel: "active revocations", logX: true, logY: true, xFmt: count, yFmt: bytesTick}
+		mem := &lineChart{title: "Verifier memory", xLabel: "active revocations", logX: true, logY: true, xFmt: count, yFmt: mibTick}
 		lookup := &lineChart{title: "Lookup latency p99", xLabel: "active revocations", logX: true, logY: true, xFmt: count, yFmt: durTick}
-		stream := &lineChart{title: "HERALD stream size", xLabel: "active revocations", logX: true, logY: true, xFmt: count, yFmt: bytesTick}
+		stream := &lineChart{title: "HERALD stream size", xLabel: "active revocations", logX: true, logY: true, xFmt: count, yFmt: mibTick}
 		var in, proc, rss, peak, heap, check, verify, bytes []point
 		for _, pt := range s.Points {
 			x := float64(pt.Revocations)
 			in = append(in, point{x, float64(pt.CatchUp)})
 			if pt.Process != nil {
 				proc = append(proc, point{x, float64(pt.Process.CatchUp)})
-				rss = append(rss, point{x, float64(pt.Process.RSS)})
-				peak = append(peak, point{x, float64(pt.Process.Peak)})
+				rss = append(rss, point{x, mib(pt.Process.RSS)})
+				peak = append(peak, point{x, mib(pt.Process.Peak)})
 			}
 			if pt.HeapGrowth > 0 {
-				heap = append(heap, point{x, float64(pt.HeapGrowth)})
+				heap = append(heap, point{x, mib(uint64(pt.HeapGrowth))})
 			}
 			check = append(check, point{x, float64(pt.DenylistCheck.Latency.P99)})
 			verify = append(verify, point{x, float64(pt.VerifyCached.Latency.P99)})
-			bytes = append(bytes, point{x, float64(pt.StreamBytes)})
+			bytes = append(bytes, point{x, mib(pt.StreamBytes)})
 		}
 		catchUp.add("in process", in)
 		catchUp.add("process, exec → ready", proc)
@@ -110,7 +111,7 @@ func (r *Report) WritePlots(dir string) ([]string, error) {
 const (
 	chartW                             = 900
 	chartH                             = 420
-	marginL, marginR, marginT, marginB = 90.0, 20.0, 40.0, 50.0
+	marginL, marginR, marginT, marginB = 90.0, 40.0, 40.0, 50.0
 )
 
 // palette colours series and bar groups.
@@ -342,6 +343,9 @@ func (c *barChart) render(x0, y0, w float64) string {
 }
 
 // Tick formatters.
-func durTick(ns float64) string  { return fmtDur(time.Duration(ns)) }
-func bytesTick(n float64) string { return fmtBytes(int64(n)) }
-func pctTick(f float64) string   { return fmt.Sprintf("%.0f%%", f*100) }
+func durTick(ns float64) string { return fmtDur(time.Duration(ns)) }
+func mibTick(m float64) string  { return strconv.FormatFloat(m, 'g', 3, 64) + " MiB" }
+
+// mib converts bytes to MiB, the unit memory and sizes are drawn in.
+func mib(b uint64) float64     { return float64(b) / (1 << 20) }
+func pctTick(f float64) string { return fmt.Sprintf("%.0f%%", f*100) }

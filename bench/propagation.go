@@ -100,7 +100,9 @@ type PropagationResult struct {
 	// zero where the verifier refused the token before the call returned.
 	HeraldAfterReturn Summary `json:"herald_after_return"`
 	// RevokeCall is how long the revoke call took: the issuer's synced
-	// commit, the publish of its events and their acknowledgement.
+	// commit, the publish of its two events and their acknowledgements,
+	// the outbox clean-up, and the wait for the revocation's millisecond
+	// to pass.
 	RevokeCall Summary `json:"revoke_call"`
 	// RawFanOut is the time from a JetStream publish call to each of as
 	// many plain ordered consumers receiving the message: the floor.
@@ -253,6 +255,11 @@ type propagationFleet interface {
 	Close() error
 }
 
+var (
+	_ propagationFleet = (*inProcFleet)(nil)
+	_ propagationFleet = (*procFleet)(nil)
+)
+
 // inProcFleet is verifier sidecars in this process.
 type inProcFleet struct {
 	sidecars []*sidecar
@@ -279,6 +286,8 @@ func startInProcFleet(ctx context.Context, c *core, cfg PropagationConfig) (*inP
 	return f, nil
 }
 
+// Arm starts a watcher per sidecar that waits for seq to be applied and
+// checks that Verify then refuses token.
 func (f *inProcFleet) Arm(ctx context.Context, token string, seq uint64) (func(time.Duration) ([]time.Time, error), error) {
 	ctx, cancel := context.WithCancel(ctx)
 	times := make([]time.Time, len(f.sidecars))
@@ -317,12 +326,15 @@ func (f *inProcFleet) Arm(ctx context.Context, token string, seq uint64) (func(t
 	}, nil
 }
 
-func (f *inProcFleet) Confirm(context.Context, string) error { return nil } // Arm's watchers verified already
+// Confirm does nothing: Arm's watchers verified the refusal already.
+func (f *inProcFleet) Confirm(context.Context, string) error { return nil }
 
+// Detection implements propagationFleet.
 func (f *inProcFleet) Detection() string {
 	return "in-process sidecars: a goroutine per verifier waits for the revocation's sequence to be applied, then Verify must return ErrRevoked; the time is taken then"
 }
 
+// Close stops every sidecar.
 func (f *inProcFleet) Close() error {
 	f.once.Do(func() {
 		var errs []error
@@ -376,6 +388,8 @@ func startProcFleet(ctx context.Context, c *core, cfg PropagationConfig) (*procF
 	return f, err
 }
 
+// Arm opens one held request with token per verifier process and waits
+// until each is admitted; the returned wait collects when each is cut.
 func (f *procFleet) Arm(ctx context.Context, token string, _ uint64) (func(time.Duration) ([]time.Time, error), error) {
 	ctx, cancel := context.WithCancel(ctx)
 	times := make([]time.Time, len(f.urls))
@@ -446,6 +460,7 @@ func (f *procFleet) Arm(ctx context.Context, token string, _ uint64) (func(time.
 	}, nil
 }
 
+// Confirm asks every verifier process's /v1/verify about token.
 func (f *procFleet) Confirm(ctx context.Context, token string) error {
 	for v, u := range f.urls {
 		if err := expectRefused(ctx, f.client, u+"/v1/verify", token); err != nil {
@@ -477,10 +492,12 @@ func expectRefused(ctx context.Context, client *http.Client, url, token string) 
 	return nil
 }
 
+// Detection implements propagationFleet.
 func (f *procFleet) Detection() string {
 	return "verifier processes in proxy mode (--upstream) in front of a bench upstream: before each revocation the bench opens one long request per verifier with the token, admitted (200, streaming); a verifier's rejection is the moment it cuts that request, which it does once the revocation is committed to its denylist; then GET /v1/verify on every verifier must answer 401 revoked"
 }
 
+// Close stops the verifier processes and the upstream.
 func (f *procFleet) Close() error {
 	f.once.Do(func() {
 		errs := []error{stopAll(f.children)}

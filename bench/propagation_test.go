@@ -1,8 +1,12 @@
 package bench
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
+
+	"github.com/heraldsec/herald/bus/bustest"
 )
 
 func TestSummarize(t *testing.T) {
@@ -35,6 +39,7 @@ func TestSummarize(t *testing.T) {
 }
 
 func TestPropagation_InProc(t *testing.T) {
+	t.Parallel()
 	res, err := Propagation(t.Context(), PropagationConfig{Mode: ModeInProc, Verifiers: 2, Revocations: 5, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -43,6 +48,7 @@ func TestPropagation_InProc(t *testing.T) {
 }
 
 func TestPropagation_Procs(t *testing.T) {
+	t.Parallel()
 	res, err := Propagation(t.Context(), PropagationConfig{Mode: ModeProcs, Verifiers: 2, Revocations: 3,
 		Dir: t.TempDir(), Command: testCommand(t)})
 	if err != nil {
@@ -98,4 +104,25 @@ func BenchmarkPropagation(b *testing.B) {
 		b.ReportMetric(float64(res.RawFanOut.P99.Microseconds()), "raw-p99-µs")
 		b.ReportMetric(res.P99Ratio, "p99-ratio")
 	}
+}
+
+// TestPropagation_NoGoroutineLeft checks that a scenario stops every
+// goroutine it started, its servers' included.
+func TestPropagation_NoGoroutineLeft(t *testing.T) {
+	before := runtime.NumGoroutine()
+	if _, err := Propagation(t.Context(), PropagationConfig{Verifiers: 2, Revocations: 2, Dir: t.TempDir(),
+		Mode: ModeProcs, Command: testCommand(t)}); err != nil {
+		t.Fatal(err)
+	}
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		if n := runtime.NumGoroutine(); n > before {
+			return fmt.Errorf("%d goroutines, %d before:\n%s", n, before, stacks())
+		}
+		return nil
+	})
+}
+
+func stacks() string {
+	buf := make([]byte, 1<<20)
+	return string(buf[:runtime.Stack(buf, true)])
 }

@@ -36,12 +36,9 @@ var (
 // files in dir, and waits until it accepts connections. The caller must
 // call stop.
 func startRedis(ctx context.Context, path, dir string) (*redisServer, error) {
-	if path == "" {
-		path = DefaultRedisServer
-	}
-	bin, err := exec.LookPath(path)
+	bin, err := lookRedis(path)
 	if err != nil {
-		return nil, fmt.Errorf("redis baseline: %w (install Debian's redis-server package)", err)
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("start redis-server: %w", err)
@@ -76,6 +73,18 @@ func startRedis(ctx context.Context, path, dir string) (*redisServer, error) {
 	return nil, fmt.Errorf("start redis-server: %w", lastErr)
 }
 
+// lookRedis finds the redis-server executable path names ("" for the default).
+func lookRedis(path string) (string, error) {
+	if path == "" {
+		path = DefaultRedisServer
+	}
+	bin, err := exec.LookPath(path)
+	if err != nil {
+		return "", fmt.Errorf("redis baseline: %w (install Debian's redis-server package)", err)
+	}
+	return bin, nil
+}
+
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -97,6 +106,7 @@ type redisConn struct {
 // redisError is an error reply from Redis.
 type redisError string
 
+// Error implements error.
 func (e redisError) Error() string { return "redis: " + string(e) }
 
 func dialRedis(ctx context.Context, addr string) (*redisConn, error) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -262,7 +263,12 @@ func (r *Report) WriteMarkdown(w io.Writer, plots string) error {
 		img("verify.svg", "verify cost per call")
 	}
 	if bl := r.Baseline; bl != nil {
-		fmt.Fprintf(&b, "\n### Baseline: the same check three ways (%d clients, %.0f s each, Redis %s)\n\n", bl.Clients, bl.LoadSeconds, bl.RedisVersion)
+		rounds := 1
+		if len(bl.Designs) > 0 {
+			rounds = bl.Designs[0].Load.Rounds
+		}
+		fmt.Fprintf(&b, "\n### Baseline: an application checking every request, four ways (%d clients, %.0f s each in %d alternating rounds, Redis %s)\n\n",
+			bl.Clients, bl.LoadSeconds, rounds, bl.RedisVersion)
 		b.WriteString("| design | requests/s | Herald's rate over this | p50 | p99 | revocation delay p50 | p99 | max |\n|---|---|---|---|---|---|---|---|\n")
 		for _, d := range bl.Designs {
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", d.Name, fmtRate(d.Load.PerSecond), fmtRatio(d.HeraldSpeedup),
@@ -272,7 +278,7 @@ func (r *Report) WriteMarkdown(w io.Writer, plots string) error {
 		for _, d := range bl.Designs {
 			fmt.Fprintf(&b, "- **%s**: %s.\n", d.Name, d.Description)
 		}
-		fmt.Fprintf(&b, "\nRevocation delay: from the revoking call returning (Herald and introspection: the issuer's revoke; Redis: SET) to the arrival of the first refusal seen by one client polling the design's endpoint, so each sample includes one round trip of that endpoint.\n")
+		fmt.Fprintf(&b, "\nRevocation delay: from the revoking call returning (Herald and introspection: the issuer's revoke; Redis: SET) to the arrival of the first refusal seen by one client polling the application, so each sample includes one request to it.\n")
 		fmt.Fprintf(&b, "\nDenylist check of one token in process (seven lookups, %s entries): **%s**/op; the same check as one Redis MGET round trip: **%s**/op; ratio **%s**.\n",
 			fmtCount(bl.Denylist), fmtNs(bl.DenylistCheck.NsPerOp), fmtNs(bl.RedisRoundTrip.NsPerOp), fmtRatio(bl.DenylistSpeedup))
 		img("baseline-latency.svg", "request latency CDF per design")
@@ -301,7 +307,8 @@ func (r *Report) WriteMarkdown(w io.Writer, plots string) error {
 		img("scale.svg", "scaling curves")
 	}
 	if is := r.Issue; is != nil {
-		fmt.Fprintf(&b, "\n### Issue: sessions per second, %d concurrent callers\n\n", is.Workers)
+		fmt.Fprintf(&b, "\n### Issue: sessions per second, %d concurrent callers, %.0f s each in %d alternating rounds\n\n",
+			is.Workers, is.Sessions.Seconds, is.Sessions.Rounds)
 		b.WriteString("| operation | per second | p50 | p99 | sessions/s over this |\n|---|---|---|---|---|\n")
 		fmt.Fprintf(&b, "| CreateSession (state synced, 2 events acknowledged) | %s | %s | %s | 1x |\n", fmtRate(is.Sessions.PerSecond),
 			fmtDur(is.Sessions.Latency.P50), fmtDur(is.Sessions.Latency.P99))
@@ -364,8 +371,10 @@ func sig3(v float64) string {
 		return fmt.Sprintf("%.0f", v)
 	case v >= 10:
 		return fmt.Sprintf("%.1f", v)
+	case v >= 1 || v == 0:
+		return fmt.Sprintf("%.2f", v)
 	}
-	return fmt.Sprintf("%.2f", v)
+	return strconv.FormatFloat(v, 'g', 3, 64)
 }
 
 // fmtRatio formats a ratio as "12.3x".

@@ -172,6 +172,9 @@ func TestFormat(t *testing.T) {
 		{fmtBytes(3 << 20), "3.00 MiB"},
 		{fmtRatio(31.26), "31.3x"},
 		{fmtRatio(0), "—"},
+		{fmtRatio(0.0229), "0.0229x"},
+		{fmtRatio(0.5), "0.5x"},
+		{fmtRatio(0.68123), "0.681x"},
 		{fmtRate(12345.6), "12,346"},
 	} {
 		if tc.got != tc.want {

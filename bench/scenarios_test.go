@@ -12,6 +12,7 @@ import (
 // each runs end to end and fills its result does.
 
 func TestVerify_Small(t *testing.T) {
+	t.Parallel()
 	res, err := Verify(t.Context(), VerifyConfig{Dir: t.TempDir(), MicroDuration: 20 * time.Millisecond,
 		Denylist: 100, Tokens: 10, Clients: 2, LoadDuration: 100 * time.Millisecond})
 	if err != nil {
@@ -50,8 +51,9 @@ func redisServerPath(t *testing.T) string {
 }
 
 func TestBaseline_Small(t *testing.T) {
+	t.Parallel()
 	res, err := Baseline(t.Context(), BaselineConfig{Dir: t.TempDir(), RedisServer: redisServerPath(t),
-		Clients: 2, LoadDuration: 100 * time.Millisecond, Tokens: 10, Denylist: 100, DelayTrials: 3,
+		Clients: 2, LoadDuration: 300 * time.Millisecond, Rounds: 1, Tokens: 10, Denylist: 100, DelayTrials: 3,
 		MicroDuration: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +76,7 @@ func TestBaseline_Small(t *testing.T) {
 }
 
 func TestScale_Small(t *testing.T) {
+	t.Parallel()
 	res, err := Scale(t.Context(), ScaleConfig{Dir: t.TempDir(), Sizes: []int{100, 1000},
 		Command: testCommand(t), MicroDuration: 20 * time.Millisecond})
 	if err != nil {
@@ -102,7 +105,8 @@ func TestScale_BadSizes(t *testing.T) {
 }
 
 func TestIssue_Small(t *testing.T) {
-	res, err := Issue(t.Context(), IssueConfig{Dir: t.TempDir(), Workers: 4, Duration: 100 * time.Millisecond})
+	t.Parallel()
+	res, err := Issue(t.Context(), IssueConfig{Dir: t.TempDir(), Workers: 4, Duration: 100 * time.Millisecond, Rounds: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -187,34 +187,32 @@ func verifyAlgorithm(ctx context.Context, cfg VerifyConfig, alg string) (*Verify
 
 	parser := jwt.NewParser(jwt.WithValidMethods([]string{alg}))
 	keyFunc := func(*jwt.Token) (any, error) { return s.pub, nil }
-	if a.Raw, err = measureMicro(ctx, cfg.MicroDuration, func(i int) error {
-		_, err := parser.ParseWithClaims(tokens[i%len(tokens)], jwt.MapClaims{}, keyFunc)
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("raw golang-jwt: %w", err)
-	}
-	for _, cached := range []bool{false, true} {
+	verifiers := make([]*verifier.Verifier, 2) // uncached, cached
+	for i := range verifiers {
 		vcfg := verifier.Config{Issuer: benchIssuer, Audience: benchAudience, CacheSize: -1}
-		if cached {
+		if i == 1 {
 			vcfg.CacheSize = max(verifier.DefaultCacheSize, 2*len(tokens))
 		}
-		v, err := verifier.New(vcfg, keys, db, nil)
-		if err != nil {
+		if verifiers[i], err = verifier.New(vcfg, keys, db, nil); err != nil {
 			return nil, err
 		}
-		m, err := measureMicro(ctx, cfg.MicroDuration, func(i int) error {
+	}
+	herald := func(v *verifier.Verifier) func(int) error {
+		return func(i int) error {
 			_, err := v.Verify(ctx, tokens[i%len(tokens)])
 			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("herald verify (cached %v): %w", cached, err)
-		}
-		if cached {
-			a.Cached = m
-		} else {
-			a.Uncached = m
 		}
 	}
+	ms, err := compareMicros(ctx, cfg.MicroDuration,
+		func(i int) error {
+			_, err := parser.ParseWithClaims(tokens[i%len(tokens)], jwt.MapClaims{}, keyFunc)
+			return err
+		},
+		herald(verifiers[0]), herald(verifiers[1]))
+	if err != nil {
+		return nil, err
+	}
+	a.Raw, a.Uncached, a.Cached = ms[0], ms[1], ms[2]
 	a.CachedSpeedup = ratio(a.Raw.NsPerOp, a.Cached.NsPerOp)
 	a.UncachedRatio = ratio(a.Uncached.NsPerOp, a.Raw.NsPerOp)
 	return a, nil

@@ -45,6 +45,9 @@ type Config struct {
 	// CertFile and KeyFile are a PEM client certificate and its key, for
 	// servers that verify clients (mutual TLS). Both or neither.
 	CertFile, KeyFile string
+	// NoRandomize tries the URLs in the order given instead of shuffled:
+	// a sidecar lists the NATS node of its own zone or machine first.
+	NoRandomize bool
 	// JetStreamDomain is the JetStream domain of the streams, for clients
 	// of a leaf node whose hub runs JetStream in that domain: nats-server
 	// carries only domain-prefixed JetStream requests over leaf
@@ -124,6 +127,9 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	}
 	if d, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(time.Until(d)))
+	}
+	if cfg.NoRandomize {
+		opts = append(opts, nats.DontRandomize())
 	}
 	auth, err := cfg.authOptions()
 	if err != nil {

@@ -73,6 +73,18 @@ func (k JWK) Thumbprint() string {
 // consistent: the algorithm matches the key type and curve, the point is
 // valid, and the kid is the key's thumbprint.
 func (k JWK) PublicKey() (crypto.PublicKey, error) {
+	pub, err := k.key()
+	if err != nil {
+		return nil, err
+	}
+	if k.Kid != k.Thumbprint() {
+		return nil, fmt.Errorf("jwk %s: kid is not the key's thumbprint", k.Kid)
+	}
+	return pub, nil
+}
+
+// key decodes the public key of k, whose alg must match its type and curve.
+func (k JWK) key() (crypto.PublicKey, error) {
 	var pub crypto.PublicKey
 	switch {
 	case k.Kty == "OKP" && k.Crv == "Ed25519" && k.Alg == AlgEdDSA:
@@ -95,10 +107,39 @@ func (k JWK) PublicKey() (crypto.PublicKey, error) {
 	default:
 		return nil, fmt.Errorf("jwk %s: unsupported kty %q crv %q alg %q", k.Kid, k.Kty, k.Crv, k.Alg)
 	}
-	if k.Kid != k.Thumbprint() {
-		return nil, fmt.Errorf("jwk %s: kid is not the key's thumbprint", k.Kid)
-	}
 	return pub, nil
+}
+
+// ProofKey decodes the public key a DPoP proof carries in its jwk header
+// (RFC 9449 section 4.2) for algorithm alg, and returns it with its RFC
+// 7638 thumbprint, the jkt that access tokens are bound to. A JWK with
+// private members is refused.
+func ProofKey(raw []byte, alg string) (jkt string, pub crypto.PublicKey, err error) {
+	if len(raw) > MaxKeySize {
+		return "", nil, errors.New("proof key too large")
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil {
+		return "", nil, fmt.Errorf("proof key: %w", err)
+	}
+	for _, private := range []string{"d", "p", "q", "dp", "dq", "qi", "k"} {
+		if _, ok := members[private]; ok {
+			return "", nil, errors.New("proof key has private members")
+		}
+	}
+	var k JWK
+	if err := json.Unmarshal(raw, &k); err != nil {
+		return "", nil, fmt.Errorf("proof key: %w", err)
+	}
+	if k.Alg != "" && k.Alg != alg {
+		return "", nil, fmt.Errorf("proof key is for %s, proof says %s", k.Alg, alg)
+	}
+	k.Alg = alg
+	pub, err = k.key()
+	if err != nil {
+		return "", nil, fmt.Errorf("proof key: %w", err)
+	}
+	return k.Thumbprint(), pub, nil
 }
 
 // ParseJWK decodes and checks a JWK as stored in HERALD_KEYS.

@@ -6,11 +6,16 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/heraldsec/herald/bus"
 )
@@ -74,6 +79,7 @@ func (p *principal) has(scope string) bool {
 // backed by the state store.
 type credentials struct {
 	bootstrap [32]byte
+	failures  *authLimiter
 
 	mu     sync.RWMutex
 	byHash map[string]*principal
@@ -81,7 +87,8 @@ type credentials struct {
 
 // loadCredentials reads the named credentials from the state store.
 func (s *Service) loadCredentials(bootstrap adminAuth) error {
-	s.creds = &credentials{bootstrap: bootstrap.sum, byHash: make(map[string]*principal)}
+	s.creds = &credentials{bootstrap: bootstrap.sum, byHash: make(map[string]*principal),
+		failures: newAuthLimiter(s.now, s.log)}
 	return s.state.Scan(keyCredential, func(_ string, b []byte) error {
 		var rec credentialRecord
 		if err := decodeJSON(b, &rec); err != nil {
@@ -92,19 +99,174 @@ func (s *Service) loadCredentials(bootstrap adminAuth) error {
 	})
 }
 
-// authenticate returns who presents the bearer token of r, or nil.
+// authenticate returns who presents the bearer token of r, or nil. A
+// source whose failures are over the limit gets nil without its token being
+// checked, so the endpoints that take either an admin credential or client
+// authentication (introspection, RFC 7009 revocation) are no way around
+// the limit either.
 func (c *credentials) authenticate(r *http.Request) *principal {
+	p, _ := c.check(r)
+	return p
+}
+
+// check is authenticate that also says, when the source of r is over the
+// failure limit, how long until it may try again.
+func (c *credentials) check(r *http.Request) (*principal, time.Duration) {
 	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return nil
+		return nil, 0
 	}
+	// One attempt is taken from the source's budget before the token is
+	// looked at, and given back if it was right: concurrent guesses cannot
+	// overdraw the budget.
+	src := authSource(r.RemoteAddr)
+	attempt, wait := c.failures.attempt(src)
+	if attempt == nil {
+		return nil, wait
+	}
+	// Comparison is of SHA-256 hashes: constant-time for the bootstrap
+	// token, and a map lookup by hash for named ones, whose timing says
+	// nothing about how close a guess was to a token.
 	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	var p *principal
 	if subtle.ConstantTimeCompare(sum[:], c.bootstrap[:]) == 1 {
-		return &principal{name: BootstrapCredential, scopes: []string{ScopeAdmin}}
+		p = &principal{name: BootstrapCredential, scopes: []string{ScopeAdmin}}
+	} else {
+		c.mu.RLock()
+		p = c.byHash[hex.EncodeToString(sum[:])]
+		c.mu.RUnlock()
 	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.byHash[hex.EncodeToString(sum[:])]
+	if p != nil {
+		attempt.succeeded()
+	} else {
+		attempt.failed()
+	}
+	return p, 0
+}
+
+// Failed admin authentication is limited per source: a source may present
+// authFailureBurst wrong bearer credentials at once, then one more every
+// authFailureEvery. Past that, its admin requests are answered 429 with
+// Retry-After without their credential being checked, so an online guess
+// of a credential runs at that pace at best. A right credential does not
+// reset the count, so a low-scope credential buys no extra guesses at an
+// admin one. Requests without a bearer credential are not counted: they
+// guess nothing.
+const (
+	authFailureBurst = 10
+	authFailureEvery = 6 * time.Second
+	// authSourcesMax bounds the sources tracked at once; past it, an
+	// arbitrary one is forgotten to make room.
+	authSourcesMax = 1 << 16
+)
+
+// authLimiter counts failed admin authentications per source with token
+// buckets. It is safe for concurrent use.
+type authLimiter struct {
+	now func() time.Time
+	log *slog.Logger
+
+	mu      sync.Mutex
+	sources map[string]*authBucket
+	swept   time.Time
+}
+
+type authBucket struct {
+	l    *rate.Limiter
+	used time.Time
+}
+
+func newAuthLimiter(now func() time.Time, log *slog.Logger) *authLimiter {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &authLimiter{now: now, log: log, sources: make(map[string]*authBucket)}
+}
+
+// authSource returns the source an admin request is counted against: the
+// TCP peer's address (X-Forwarded-For is not trusted, as for the token
+// endpoint's rate limit), IPv6 addresses by their /64, which one host
+// commonly holds whole.
+func authSource(remoteAddr string) string {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	if a = a.Unmap().WithZone(""); a.Is6() {
+		return netip.PrefixFrom(a, 64).Masked().String()
+	}
+	return a.String()
+}
+
+// authAttempt is one authentication in progress, holding one unit of its
+// source's budget.
+type authAttempt struct {
+	l   *authLimiter
+	src string
+	r   *rate.Reservation
+	at  time.Time
+}
+
+// attempt takes one attempt from src's budget. It returns nil and how long
+// to wait when the budget is spent.
+func (l *authLimiter) attempt(src string) (*authAttempt, time.Duration) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.sources[src]
+	if !ok {
+		l.sweep(now)
+		b = &authBucket{l: rate.NewLimiter(rate.Every(authFailureEvery), authFailureBurst)}
+		l.sources[src] = b
+	}
+	b.used = now
+	r := b.l.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return nil, d
+	}
+	return &authAttempt{l: l, src: src, r: r, at: now}, 0
+}
+
+// succeeded gives the attempt back.
+func (a *authAttempt) succeeded() { a.r.CancelAt(a.at) }
+
+// failed keeps the attempt spent, and logs when it was the source's last.
+func (a *authAttempt) failed() {
+	a.l.mu.Lock()
+	b, ok := a.l.sources[a.src]
+	spent := ok && b.l.TokensAt(a.at) < 1
+	a.l.mu.Unlock()
+	if spent {
+		// At most once per authFailureEvery per source, since refused
+		// requests are not checked: a flood must not flood the log.
+		a.l.log.Warn("admin authentication failures over the limit; source refused for now",
+			"source", a.src, "limit", authFailureBurst, "retry_every", authFailureEvery)
+	}
+}
+
+// sweep forgets sources whose buckets are full again, and makes room when
+// too many are tracked. l.mu is held.
+func (l *authLimiter) sweep(now time.Time) {
+	const refill = authFailureBurst * authFailureEvery
+	if now.Sub(l.swept) > refill {
+		for k, b := range l.sources {
+			if now.Sub(b.used) > refill {
+				delete(l.sources, k)
+			}
+		}
+		l.swept = now
+	}
+	for k := range l.sources {
+		if len(l.sources) < authSourcesMax {
+			break
+		}
+		delete(l.sources, k)
+	}
 }
 
 func (c *credentials) set(old, hash string, p *principal) {

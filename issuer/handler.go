@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sort"
 	"strconv"
@@ -76,10 +77,19 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // require wraps next so that it runs only for a credential with scope:
-// 401 without a valid admin credential, 403 with one that lacks the scope.
+// 401 without a valid admin credential, 403 with one that lacks the scope,
+// and 429 with Retry-After, without looking at the credential, while the
+// request's source is over the limit of failed attempts (see
+// authFailureBurst).
 func (h *handler) require(scope string, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p := h.s.creds.authenticate(r)
+		p, wait := h.s.creds.check(r)
+		if wait > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			h.writeError(w, &Error{Status: http.StatusTooManyRequests, Code: "slow_down",
+				Description: "too many failed authentication attempts from this address; retry later"})
+			return
+		}
 		if p == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="herald-admin"`)
 			h.writeError(w, errUnauthorized)

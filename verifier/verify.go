@@ -221,13 +221,30 @@ func (v *Verifier) verify(token string) (*Claims, string, error) {
 
 // verifyToken runs every check but the denylist.
 func (v *Verifier) verifyToken(token string) (*Claims, *Key, error) {
-	dot := strings.IndexByte(token, '.')
-	if dot < 0 || strings.Count(token, ".") != 2 {
+	if strings.Count(token, ".") != 2 {
 		return nil, nil, fmt.Errorf("%w: want three dot-separated parts", ErrMalformed)
 	}
-	key, err := v.checkHeader(token[:dot])
+	// Base64 decoders skip CR and LF, even strict ones, so they would give
+	// a token many spellings (in the signature, where the signing input
+	// does not cover them): one token, one string.
+	if strings.IndexByte(token, '\n') >= 0 || strings.IndexByte(token, '\r') >= 0 {
+		return nil, nil, fmt.Errorf("%w: line break in token", ErrMalformed)
+	}
+	hdr, rest, _ := strings.Cut(token, ".")
+	payload, _, _ := strings.Cut(rest, ".")
+	key, err := v.checkHeader(hdr)
 	if err != nil {
 		return nil, nil, err
+	}
+	// golang-jwt decodes the claims with encoding/json, which matches
+	// names case-insensitively and keeps the last of duplicates; check
+	// the same bytes first.
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(payload)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: claims are not base64url", ErrMalformed)
+	}
+	if err := checkMembers(raw, claimNames); err != nil {
+		return nil, nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
 	var c Claims
 	_, err = v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
@@ -265,6 +282,9 @@ func (v *Verifier) checkHeader(seg string) (*Key, error) {
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(seg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: header is not base64url", ErrMalformed)
+	}
+	if err := checkMembers(raw, headerNames); err != nil {
+		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	var h header
 	if err := json.Unmarshal(raw, &h); err != nil {

@@ -199,21 +199,24 @@ func (c *Cluster) Restart(tb testing.TB, i int) *bus.Server {
 	return c.Server(i)
 }
 
-// WaitReady waits until the running nodes have a JetStream meta leader and
-// every one of them is current with it.
+// WaitReady waits until the running nodes have a JetStream meta leader,
+// every one of them is current with it, and the leader knows them all to
+// be online (so that streams with as many replicas can be placed).
 func (c *Cluster) WaitReady(tb testing.TB) {
 	tb.Helper()
 	WaitFor(tb, ClusterReadyTimeout, func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		leader := ""
+		leader, running := "", 0
+		var peers []string
 		for i, s := range c.servers {
 			if s == nil {
 				continue
 			}
+			running++
 			ns := s.NATS()
 			if ns.JetStreamIsLeader() {
-				leader = c.cfgs[i].Name
+				leader, peers = c.cfgs[i].Name, ns.JetStreamClusterPeers()
 			}
 			if !ns.JetStreamIsCurrent() {
 				return fmt.Errorf("node %s is not current with the meta leader", c.cfgs[i].Name)
@@ -221,6 +224,10 @@ func (c *Cluster) WaitReady(tb testing.TB) {
 		}
 		if leader == "" {
 			return errors.New("no JetStream meta leader")
+		}
+		// Streams are placed on the peers the leader knows to be online.
+		if len(peers) < running {
+			return fmt.Errorf("meta leader %s sees %d of %d nodes online: %v", leader, len(peers), running, peers)
 		}
 		return nil
 	})

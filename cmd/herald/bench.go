@@ -41,7 +41,7 @@ type benchFlags struct {
 	dir, jsonPath, plotDir, mode, redis, sizes string
 	keep, quiet                                bool
 	verifiers, revocations, clients, tokens    int
-	denylist, trials, workers                  int
+	denylist, trials, workers, rounds          int
 	micro, load, issue                         time.Duration
 }
 
@@ -71,7 +71,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.jsonPath, "json", "", "write the result as JSON to this file")
 	fs.StringVar(&f.plotDir, "plot", "", "write SVG charts to this directory (and link them from the Markdown)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
-	fs.StringVar(&f.mode, "mode", "both", "where verifiers run: inproc, procs (herald verifier processes) or both (propagation, scale)")
+	fs.StringVar(&f.mode, "mode", "both", "propagation: verifiers in this process (inproc), as herald verifier processes (procs), or both; scale: inproc skips the verifier process")
 	fs.IntVar(&f.verifiers, "verifiers", bench.DefaultVerifiers, "propagation: verifiers (and raw consumers)")
 	fs.IntVar(&f.revocations, "revocations", bench.DefaultRevocations, "propagation: revocations measured, one at a time")
 	fs.DurationVar(&f.micro, "micro-duration", bench.DefaultMicroDuration, "verify, baseline, scale: how long each in-process measurement runs")
@@ -84,6 +84,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.sizes, "sizes", "10000,100000,1000000", "scale: active revocation counts, ascending, comma-separated")
 	fs.IntVar(&f.workers, "workers", bench.DefaultIssueWorkers, "issue: concurrent callers")
 	fs.DurationVar(&f.issue, "issue-duration", bench.DefaultIssueDuration, "issue: how long each rate is measured")
+	fs.IntVar(&f.rounds, "rounds", bench.DefaultRounds, "baseline, issue: rounds the compared loads take turns in")
 	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
@@ -122,7 +123,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	if run("issue") {
 		if report.Issue, err = bench.Issue(ctx, bench.IssueConfig{Dir: sub("issue"), Workers: f.workers,
-			Duration: f.issue, Progress: progress}); err != nil {
+			Duration: f.issue, Rounds: f.rounds, Progress: progress}); err != nil {
 			return err
 		}
 	}
@@ -134,7 +135,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if run("baseline") {
 		if report.Baseline, err = bench.Baseline(ctx, bench.BaselineConfig{Dir: sub("baseline"), RedisServer: f.redis,
-			Clients: f.clients, LoadDuration: f.load, Tokens: f.tokens, Denylist: f.denylist, DelayTrials: f.trials,
+			Clients: f.clients, LoadDuration: f.load, Rounds: f.rounds, Tokens: f.tokens, Denylist: f.denylist, DelayTrials: f.trials,
 			MicroDuration: f.micro, Progress: progress}); err != nil {
 			return err
 		}

@@ -1,0 +1,191 @@
+package verifier
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/heraldsec/herald/bus"
+)
+
+// DPoP (RFC 9449) sender-constrains tokens: a token bound to a key (its
+// cnf.jkt) is only accepted with a fresh proof signed by that key, for this
+// request's method and URL, so a copied token is useless without the key.
+const (
+	// DPoPMaxAge is how old a proof's iat may be.
+	DPoPMaxAge = 60 * time.Second
+	// DPoPMaxSize bounds a proof, in bytes, before parsing.
+	DPoPMaxSize = 4 << 10
+	// HeaderDPoP carries the proof (RFC 9449 section 4.1).
+	HeaderDPoP = "DPoP"
+)
+
+// Reasons a DPoP-bound request is refused (RFC 9449 section 7.1).
+var (
+	ErrDPoPProof    = &Error{"invalid_dpop_proof", "verifier: invalid DPoP proof"}
+	ErrDPoPRequired = &Error{"dpop_required", "verifier: token is bound to a key; a DPoP proof is required"}
+)
+
+// Confirmation is the cnf claim (RFC 7800): the thumbprint of the key a
+// token is bound to.
+type Confirmation struct {
+	JKT string `json:"jkt,omitempty"`
+}
+
+// DPoPProof is a checked proof.
+type DPoPProof struct {
+	// JKT is the RFC 7638 thumbprint of the proof's key.
+	JKT string
+	ID  string
+	At  time.Time
+}
+
+type dpopClaims struct {
+	ID     string       `json:"jti"`
+	Method string       `json:"htm"`
+	URL    string       `json:"htu"`
+	At     *NumericDate `json:"iat"`
+	ATH    string       `json:"ath,omitempty"`
+}
+
+// CheckDPoP checks a DPoP proof (RFC 9449 section 4.3) for a request with
+// method and URL at now: typ dpop+jwt, an allowed asymmetric alg, a public
+// jwk that verifies the signature, htm and htu of this request, a recent
+// iat, a jti never seen before (replay), and, when accessToken is not
+// empty, ath, its hash. It returns the proof with its key's thumbprint.
+func CheckDPoP(proof, method, rawURL, accessToken string, now time.Time, replay *ReplayCache) (*DPoPProof, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrDPoPProof, fmt.Sprintf(format, args...))
+	}
+	if proof == "" || len(proof) > DPoPMaxSize {
+		return nil, bad("missing or too large")
+	}
+	parts := strings.Split(proof, ".")
+	if len(parts) != 3 {
+		return nil, bad("not a compact JWS")
+	}
+	enc := base64.RawURLEncoding.Strict()
+	var hdr struct {
+		Typ string          `json:"typ"`
+		Alg string          `json:"alg"`
+		JWK json.RawMessage `json:"jwk"`
+	}
+	raw, err := enc.DecodeString(parts[0])
+	if err != nil || json.Unmarshal(raw, &hdr) != nil {
+		return nil, bad("malformed header")
+	}
+	if !strings.EqualFold(hdr.Typ, "dpop+jwt") {
+		return nil, bad("typ %q is not dpop+jwt", hdr.Typ)
+	}
+	var signer jwt.SigningMethod
+	switch hdr.Alg {
+	case bus.AlgEdDSA:
+		signer = jwt.SigningMethodEdDSA
+	case bus.AlgES256:
+		signer = jwt.SigningMethodES256
+	default:
+		return nil, bad("alg %q is not allowed", hdr.Alg)
+	}
+	jkt, pub, err := bus.ProofKey(hdr.JWK, hdr.Alg)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	sig, err := enc.DecodeString(parts[2])
+	if err != nil {
+		return nil, bad("malformed signature")
+	}
+	if err := signer.Verify(parts[0]+"."+parts[1], sig, pub); err != nil {
+		return nil, bad("bad signature")
+	}
+	var c dpopClaims
+	raw, err = enc.DecodeString(parts[1])
+	if err != nil || json.Unmarshal(raw, &c) != nil {
+		return nil, bad("malformed claims")
+	}
+	switch {
+	case c.ID == "" || len(c.ID) > 256:
+		return nil, bad("jti missing")
+	case c.At == nil:
+		return nil, bad("iat missing")
+	case c.At.After(now.Add(DefaultLeeway)) || c.At.Before(now.Add(-DPoPMaxAge)):
+		return nil, bad("iat outside the accepted window")
+	case c.Method != method:
+		return nil, bad("htm %q is not the request's method %s", c.Method, method)
+	case !sameHTU(c.URL, rawURL):
+		return nil, bad("htu is not the request's URL")
+	}
+	if accessToken != "" {
+		sum := sha256.Sum256([]byte(accessToken))
+		if c.ATH != base64.RawURLEncoding.EncodeToString(sum[:]) {
+			return nil, bad("ath does not match the access token")
+		}
+	}
+	if replay != nil && !replay.first(jkt+":"+c.ID, c.At.Add(DPoPMaxAge+DefaultLeeway)) {
+		return nil, bad("proof replayed")
+	}
+	return &DPoPProof{JKT: jkt, ID: c.ID, At: c.At.Time}, nil
+}
+
+// sameHTU compares URLs as RFC 9449 section 4.3 asks: without query and
+// fragment, scheme and host case-insensitively.
+func sameHTU(a, b string) bool {
+	ua, err1 := url.Parse(a)
+	ub, err2 := url.Parse(b)
+	if err1 != nil || err2 != nil || ua.Host == "" {
+		return false
+	}
+	path := func(u *url.URL) string {
+		if u.Path == "" {
+			return "/"
+		}
+		return u.Path
+	}
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host) && path(ua) == path(ub)
+}
+
+// ReplayCache remembers DPoP proof ids until they could no longer be
+// accepted, so that each proof is used once. It is bounded: when full it
+// refuses new proofs rather than forget live ones (fail closed). It is
+// safe for concurrent use.
+type ReplayCache struct {
+	max int
+
+	mu    sync.Mutex
+	seen  map[string]time.Time
+	swept time.Time
+}
+
+// NewReplayCache returns a cache of at most max proof ids.
+func NewReplayCache(max int) *ReplayCache {
+	return &ReplayCache{max: max, seen: make(map[string]time.Time)}
+}
+
+// first records id until until and reports whether it was new.
+func (c *ReplayCache) first(id string, until time.Time) bool {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Sub(c.swept) > time.Second || len(c.seen) >= c.max {
+		for k, t := range c.seen {
+			if now.After(t) {
+				delete(c.seen, k)
+			}
+		}
+		c.swept = now
+	}
+	if t, ok := c.seen[id]; ok && now.Before(t) {
+		return false
+	}
+	if len(c.seen) >= c.max {
+		return false
+	}
+	c.seen[id] = until
+	return true
+}
