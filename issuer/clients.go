@@ -23,6 +23,8 @@ type Client struct {
 	Created time.Time `json:"created"`
 	Rotated time.Time `json:"rotated,omitzero"`
 	Revoked bool      `json:"revoked,omitempty"`
+	// RequireDPoP binds every token of the client to a DPoP key.
+	RequireDPoP bool `json:"require_dpop,omitempty"`
 	// Secret is shown once, when the client is created or its secret rotated.
 	Secret string `json:"client_secret,omitempty"`
 }
@@ -31,6 +33,8 @@ type Client struct {
 type ClientRequest struct {
 	Name  string `json:"name"`
 	Scope string `json:"scope,omitempty"`
+	// RequireDPoP binds every token of the client to a DPoP key.
+	RequireDPoP bool `json:"require_dpop,omitempty"`
 }
 
 func invalidClient(desc string) *Error {
@@ -64,7 +68,8 @@ func (s *Service) CreateClient(ctx context.Context, req ClientRequest, actor, so
 		return nil, err
 	}
 	now := s.now()
-	rec := &clientRecord{ID: "cl_" + randomID(12), Name: req.Name, Scope: req.Scope, SecretHash: hash, Created: now}
+	rec := &clientRecord{ID: "cl_" + randomID(12), Name: req.Name, Scope: req.Scope, SecretHash: hash, Created: now,
+		RequireDPoP: req.RequireDPoP}
 	_, err = s.outbox.commit(ctx, func(c *change) error {
 		if err := c.put(clientKey(rec.ID), rec); err != nil {
 			return err
@@ -135,7 +140,8 @@ func (s *Service) clientEvent(now time.Time, actor, source, action, id string) *
 }
 
 func (c *clientRecord) public() *Client {
-	return &Client{ID: c.ID, Name: c.Name, Scope: c.Scope, Created: c.Created, Rotated: c.Rotated, Revoked: c.Revoked}
+	return &Client{ID: c.ID, Name: c.Name, Scope: c.Scope, Created: c.Created, Rotated: c.Rotated, Revoked: c.Revoked,
+		RequireDPoP: c.RequireDPoP}
 }
 
 func (s *Service) newClientSecret() (secret string, hash []byte, err error) {
@@ -241,10 +247,17 @@ func (s *Service) checkClientForSession(c *change, sess *sessionRecord, a client
 
 // clientCredentials runs the client_credentials grant (RFC 6749 section
 // 4.4): a short-lived access token for the client itself, no refresh token.
-func (s *Service) clientCredentials(ctx context.Context, a clientAuth, scope string) (*TokenResponse, error) {
+func (s *Service) clientCredentials(ctx context.Context, a clientAuth, scope, proof string) (*TokenResponse, error) {
 	rec, err := s.authenticate(a)
 	if err != nil {
 		return nil, err
+	}
+	jkt, err := s.checkProof(proof)
+	if err != nil {
+		return nil, err
+	}
+	if rec.RequireDPoP && jkt == "" {
+		return nil, invalidDPoP("this client must send a DPoP proof")
 	}
 	granted := rec.Scope
 	if scope != "" {
@@ -258,7 +271,7 @@ func (s *Service) clientCredentials(ctx context.Context, a clientAuth, scope str
 		granted = strings.Join(strings.Fields(scope), " ")
 	}
 	now := s.now()
-	access, _, issued, err := s.mint(now, grant{subject: rec.ID, clientID: rec.ID, scope: granted, ttl: s.cfg.AccessTTL},
+	access, _, issued, err := s.mint(now, grant{subject: rec.ID, clientID: rec.ID, scope: granted, ttl: s.cfg.AccessTTL, jkt: jkt},
 		"client:"+rec.ID)
 	if err != nil {
 		return nil, err
@@ -267,6 +280,6 @@ func (s *Service) clientCredentials(ctx context.Context, a clientAuth, scope str
 		return nil, err
 	}
 	s.metrics.issue(ctx, "client_credentials")
-	return &TokenResponse{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(s.cfg.AccessTTL / time.Second),
+	return &TokenResponse{AccessToken: access, TokenType: tokenType(jkt), ExpiresIn: int64(s.cfg.AccessTTL / time.Second),
 		Scope: granted}, nil
 }

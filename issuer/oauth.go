@@ -65,6 +65,15 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
+	proofs := r.Header.Values(verifier.HeaderDPoP)
+	if len(proofs) > 1 {
+		h.writeError(w, invalidDPoP("more than one DPoP header"))
+		return
+	}
+	proof := ""
+	if len(proofs) == 1 {
+		proof = proofs[0]
+	}
 	var resp *TokenResponse
 	switch gt := r.PostForm.Get("grant_type"); gt {
 	case "refresh_token":
@@ -73,9 +82,9 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 				Description: "a refresh keeps the session's scope"})
 			return
 		}
-		resp, err = h.s.refresh(r.Context(), r.PostForm.Get("refresh_token"), auth)
+		resp, err = h.s.refresh(r.Context(), r.PostForm.Get("refresh_token"), auth, proof)
 	case "client_credentials":
-		resp, err = h.s.clientCredentials(r.Context(), auth, r.PostForm.Get("scope"))
+		resp, err = h.s.clientCredentials(r.Context(), auth, r.PostForm.Get("scope"), proof)
 	case "":
 		err = badRequest("grant_type is required")
 	default:
@@ -175,6 +184,8 @@ type Introspection struct {
 	Jti       string   `json:"jti,omitempty"`
 	SessionID string   `json:"sid,omitempty"`
 	Tenant    string   `json:"tenant,omitempty"`
+	// Confirmation is the DPoP key a token is bound to (RFC 9449 section 6.2).
+	Confirmation *verifier.Confirmation `json:"cnf,omitempty"`
 	// Reason says why a token is not active; an extension to RFC 7662,
 	// the same codes as the verifier's WWW-Authenticate.
 	Reason string `json:"herald_reason,omitempty"`
@@ -231,7 +242,7 @@ func (s *Service) Introspect(r *http.Request, tok string) (*Introspection, error
 	}
 	return &Introspection{Active: true, TokenType: "Bearer", Scope: c.Scope, ClientID: c.ClientID,
 		Exp: c.ExpiresAt.Unix(), Iat: c.IssuedAt.Unix(), Sub: c.Subject, Aud: c.Audience, Iss: c.Issuer,
-		Jti: c.ID, SessionID: c.SessionID, Tenant: c.Tenant}, nil
+		Jti: c.ID, SessionID: c.SessionID, Tenant: c.Tenant, Confirmation: c.Confirmation}, nil
 }
 
 // sessionOfRefresh returns the session of an unused refresh token.

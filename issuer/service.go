@@ -30,6 +30,7 @@ type Service struct {
 	follow  *verifier.Follower
 	intro   *verifier.Verifier // introspection: the verifiers' own checks
 	limits  *limiter
+	replay  *verifier.ReplayCache // DPoP proofs seen at the token endpoint
 	creds   *credentials
 	metrics *issuerMetrics
 	ln      net.Listener
@@ -103,6 +104,7 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 		log.Info("admin token from environment")
 	}
 	s.limits = newLimiter(cfg.RateLimit, cfg.ClientRateLimit)
+	s.replay = verifier.NewReplayCache(1 << 16)
 	if s.metrics, err = newIssuerMetrics(cfg.MeterProvider, s); err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -18,6 +19,11 @@ type SessionRequest struct {
 	ClientID string   `json:"client_id,omitempty"`
 	Scope    string   `json:"scope,omitempty"`
 	TTL      Duration `json:"ttl,omitempty"`
+	// DPoPJKT binds the session's tokens to the client's DPoP key, by its
+	// RFC 7638 thumbprint (RFC 9449 section 10): refreshes then need a
+	// proof by that key, and verifiers accept its access tokens only with
+	// one.
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 }
 
 // SessionResponse is the answer to POST /v1/sessions.
@@ -28,6 +34,9 @@ type SessionResponse struct {
 	TokenType    string `json:"token_type"`
 	ExpiresIn    int64  `json:"expires_in"`
 }
+
+// validJKT matches an RFC 7638 SHA-256 thumbprint, base64url.
+var validJKT = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
 
 // Session is a live session as GET /v1/sessions lists it.
 type Session struct {
@@ -76,18 +85,23 @@ func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor s
 	if clientID == "" {
 		clientID = s.cfg.ClientID
 	}
+	if req.DPoPJKT != "" && !validJKT.MatchString(req.DPoPJKT) {
+		return nil, badRequest("dpop_jkt must be a base64url SHA-256 JWK thumbprint (RFC 7638)")
+	}
 	if c, ok, err := s.client(clientID); err != nil {
 		return nil, err
 	} else if ok && c.Revoked {
 		return nil, badRequest(fmt.Sprintf("client %s is revoked", clientID))
+	} else if ok && c.RequireDPoP && req.DPoPJKT == "" {
+		return nil, badRequest(fmt.Sprintf("client %s requires DPoP: give dpop_jkt", clientID))
 	}
 	now := s.now()
 	sess := &sessionRecord{
 		ID: randomID(16), Subject: req.Subject, Tenant: req.Tenant, ClientID: clientID, Scope: req.Scope,
-		Created: now, Expires: now.Add(s.cfg.SessionTTL), LastUsed: now,
+		Created: now, Expires: now.Add(s.cfg.SessionTTL), LastUsed: now, JKT: req.DPoPJKT,
 	}
 	access, _, issued, err := s.mint(now, grant{subject: sess.Subject, tenant: sess.Tenant, clientID: clientID,
-		sessionID: sess.ID, scope: sess.Scope, ttl: ttl}, actor)
+		sessionID: sess.ID, scope: sess.Scope, ttl: ttl, jkt: sess.JKT}, actor)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +129,7 @@ func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor s
 		return nil, err
 	}
 	s.metrics.issue(ctx, "session")
-	return &SessionResponse{SessionID: sess.ID, AccessToken: access, RefreshToken: refresh, TokenType: "Bearer",
+	return &SessionResponse{SessionID: sess.ID, AccessToken: access, RefreshToken: refresh, TokenType: tokenType(sess.JKT),
 		ExpiresIn: int64(ttl / time.Second)}, nil
 }
 
@@ -124,9 +138,13 @@ func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor s
 // access token. Presenting a used token revokes the whole session (reuse
 // detection). Two concurrent refreshes with one token: exactly one wins,
 // since both run under the session's lock and the first marks it used.
-func (s *Service) refresh(ctx context.Context, token string, auth clientAuth) (*TokenResponse, error) {
+func (s *Service) refresh(ctx context.Context, token string, auth clientAuth, proof string) (*TokenResponse, error) {
 	if token == "" {
 		return nil, badRequest("refresh_token is required")
+	}
+	proofJKT, err := s.checkProof(proof)
+	if err != nil {
+		return nil, err
 	}
 	hash := hashToken(token)
 	var rt refreshRecord
@@ -157,6 +175,11 @@ func (s *Service) refresh(ctx context.Context, token string, auth clientAuth) (*
 		if err := s.checkClientForSession(c, &sess, auth); err != nil {
 			return err
 		}
+		if sess.JKT != "" && proofJKT != sess.JKT {
+			// RFC 9449 section 5: a bound refresh token needs a proof by its key.
+			denied = invalidDPoP("this session is bound to a DPoP key: a proof by that key is required")
+			return nil
+		}
 		var cur refreshRecord
 		if ok, err := c.get(refreshKey(hash), &cur); err != nil || !ok {
 			denied = invalidGrant("unknown refresh token")
@@ -186,7 +209,7 @@ func (s *Service) refresh(ctx context.Context, token string, auth clientAuth) (*
 		}
 		ttl := min(s.cfg.AccessTTL, sess.Expires.Sub(now))
 		access, _, issued, err := s.mint(now, grant{subject: sess.Subject, tenant: sess.Tenant, clientID: sess.ClientID,
-			sessionID: sess.ID, scope: sess.Scope, ttl: ttl}, "client:"+sess.ClientID)
+			sessionID: sess.ID, scope: sess.Scope, ttl: ttl, jkt: sess.JKT}, "client:"+sess.ClientID)
 		if err != nil {
 			return err
 		}
@@ -203,7 +226,7 @@ func (s *Service) refresh(ctx context.Context, token string, auth clientAuth) (*
 			return err
 		}
 		c.emit(issued)
-		resp = &TokenResponse{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(ttl / time.Second),
+		resp = &TokenResponse{AccessToken: access, TokenType: tokenType(sess.JKT), ExpiresIn: int64(ttl / time.Second),
 			RefreshToken: next, Scope: sess.Scope, SessionID: sess.ID}
 		return nil
 	})

@@ -28,9 +28,10 @@ type sessionRecord struct {
 	ClientID string    `json:"client_id"`
 	Scope    string    `json:"scope,omitempty"`
 	Created  time.Time `json:"created"`
-	Expires  time.Time `json:"expires"`   // absolute lifetime
-	LastUsed time.Time `json:"last_used"` // for the idle timeout
-	Refresh  string    `json:"refresh"`   // hash of the current refresh token
+	Expires  time.Time `json:"expires"`       // absolute lifetime
+	LastUsed time.Time `json:"last_used"`     // for the idle timeout
+	Refresh  string    `json:"refresh"`       // hash of the current refresh token
+	JKT      string    `json:"jkt,omitempty"` // the DPoP key its tokens are bound to
 	Ended    bool      `json:"ended,omitempty"`
 	EndedWhy string    `json:"ended_why,omitempty"`
 }
@@ -57,6 +58,9 @@ type clientRecord struct {
 	Created    time.Time `json:"created"`
 	Rotated    time.Time `json:"rotated,omitempty"`
 	Revoked    bool      `json:"revoked,omitempty"`
+	// RequireDPoP: every token of this client, and of its sessions, is
+	// bound to a DPoP key.
+	RequireDPoP bool `json:"require_dpop,omitempty"`
 }
 
 // cutoff records a subject, client, tenant or all revocation: sessions

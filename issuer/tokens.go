@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/heraldsec/herald/bus"
@@ -14,6 +15,7 @@ import (
 type grant struct {
 	subject, tenant, clientID, sessionID, scope string
 	ttl                                         time.Duration
+	jkt                                         string // DPoP key the token is bound to, if any
 }
 
 // mint signs an access token for g with the current key and returns it
@@ -30,6 +32,9 @@ func (s *Service) mint(now time.Time, g grant, actor string) (string, *verifier.
 		SessionID: g.sessionID,
 		Scope:     g.scope,
 		Tenant:    g.tenant,
+	}
+	if g.jkt != "" {
+		claims.Confirmation = &verifier.Confirmation{JKT: g.jkt}
 	}
 	key := s.keys.Current()
 	token, err := sign(key, claims)
@@ -66,6 +71,31 @@ func sign(key *signingKey, claims *verifier.Claims) (string, error) {
 		return "", fmt.Errorf("sign token: %w", err)
 	}
 	return input + "." + enc.EncodeToString(sig), nil
+}
+
+// tokenType is the token_type of a token bound (DPoP) or not (Bearer).
+func tokenType(jkt string) string {
+	if jkt != "" {
+		return "DPoP"
+	}
+	return "Bearer"
+}
+
+func invalidDPoP(desc string) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: "invalid_dpop_proof", Description: desc}
+}
+
+// checkProof checks the DPoP proof of a token request (RFC 9449 section 5)
+// and returns its key's thumbprint, or "" when there is no proof.
+func (s *Service) checkProof(proof string) (string, error) {
+	if proof == "" {
+		return "", nil
+	}
+	p, err := verifier.CheckDPoP(proof, http.MethodPost, s.cfg.IssuerURL+"/oauth2/token", "", s.now(), s.replay)
+	if err != nil {
+		return "", invalidDPoP(err.Error())
+	}
+	return p.JKT, nil
 }
 
 // newRefreshToken returns a fresh opaque refresh token (256 random bits)

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -25,6 +26,8 @@ const (
 	DPoPMaxSize = 4 << 10
 	// HeaderDPoP carries the proof (RFC 9449 section 4.1).
 	HeaderDPoP = "DPoP"
+	// dpopReplayMax bounds the proof ids a verifier remembers.
+	dpopReplayMax = 1 << 18
 )
 
 // Reasons a DPoP-bound request is refused (RFC 9449 section 7.1).
@@ -188,4 +191,98 @@ func (c *ReplayCache) first(id string, until time.Time) bool {
 	}
 	c.seen[id] = until
 	return true
+}
+
+// AccessToken returns the access token of r's Authorization header and
+// its scheme, "Bearer" (RFC 6750) or "DPoP" (RFC 9449 section 7.1). It
+// returns ErrMissing when there is none and ErrMalformed when the header
+// is not a single well-formed credential.
+func AccessToken(r *http.Request) (token, scheme string, err error) {
+	vals := r.Header.Values("Authorization")
+	switch len(vals) {
+	case 0:
+		return "", "", ErrMissing
+	case 1:
+	default:
+		return "", "", fmt.Errorf("%w: more than one Authorization header", ErrMalformed)
+	}
+	scheme, tok, ok := strings.Cut(vals[0], " ")
+	switch {
+	case !ok:
+		return "", "", ErrMissing
+	case strings.EqualFold(scheme, "Bearer"):
+		scheme = "Bearer"
+	case strings.EqualFold(scheme, "DPoP"):
+		scheme = "DPoP"
+	default:
+		return "", "", ErrMissing
+	}
+	tok = strings.TrimLeft(tok, " ")
+	if tok == "" || strings.ContainsAny(tok, " \t") {
+		return "", "", fmt.Errorf("%w: bad %s credential", ErrMalformed, scheme)
+	}
+	return tok, scheme, nil
+}
+
+// requestTarget returns the method and URL a DPoP proof must name: the
+// original request's, as forward-auth proxies pass them (nginx
+// X-Original-Method and X-Original-URI, Traefik X-Forwarded-Method and
+// X-Forwarded-Uri, with X-Forwarded-Proto and X-Forwarded-Host), else r's own.
+func requestTarget(r *http.Request) (method, target string) {
+	first := func(names ...string) string {
+		for _, n := range names {
+			if v := r.Header.Get(n); v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	method = first("X-Forwarded-Method", "X-Original-Method")
+	if method == "" {
+		method = r.Method
+	}
+	uri := first("X-Forwarded-Uri", "X-Original-URI")
+	if uri == "" {
+		uri = r.URL.RequestURI()
+	}
+	scheme := first("X-Forwarded-Proto")
+	if scheme == "" {
+		scheme = "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+	}
+	host := first("X-Forwarded-Host")
+	if host == "" {
+		host = r.Host
+	}
+	return method, scheme + "://" + host + uri
+}
+
+// verifyRequest checks the access token of r and, when the token is bound
+// to a DPoP key, the request's DPoP proof: a bound token needs the DPoP
+// scheme and a fresh proof by its key for this request, so a copied token
+// is useless without the key. Unbound tokens work with either scheme.
+func (v *Verifier) verifyRequest(r *http.Request) (*Claims, string, error) {
+	tok, scheme, err := AccessToken(r)
+	if err != nil {
+		return nil, "", err
+	}
+	c, kid, err := v.verify(tok)
+	if err != nil || c.Confirmation == nil || c.Confirmation.JKT == "" {
+		return c, kid, err
+	}
+	proofs := r.Header.Values(HeaderDPoP)
+	if scheme != "DPoP" || len(proofs) != 1 {
+		return nil, "", ErrDPoPRequired
+	}
+	method, target := requestTarget(r)
+	p, err := CheckDPoP(proofs[0], method, target, tok, v.cfg.Now(), v.replay)
+	if err != nil {
+		return nil, "", err
+	}
+	if p.JKT != c.Confirmation.JKT {
+		return nil, "", fmt.Errorf("%w: signed by another key than the token is bound to", ErrDPoPProof)
+	}
+	return c, kid, nil
 }

@@ -2,9 +2,7 @@ package verifier
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -54,34 +52,18 @@ const (
 // header. It returns ErrMissing when there is none and ErrMalformed when the
 // header is not a single well-formed bearer credential.
 func BearerToken(r *http.Request) (string, error) {
-	vals := r.Header.Values("Authorization")
-	switch len(vals) {
-	case 0:
-		return "", ErrMissing
-	case 1:
-	default:
-		return "", fmt.Errorf("%w: more than one Authorization header", ErrMalformed)
-	}
-	scheme, tok, ok := strings.Cut(vals[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	tok, scheme, err := AccessToken(r)
+	if err == nil && scheme != "Bearer" {
 		return "", ErrMissing
 	}
-	tok = strings.TrimLeft(tok, " ")
-	if tok == "" || strings.ContainsAny(tok, " \t") {
-		return "", fmt.Errorf("%w: bad bearer credential", ErrMalformed)
-	}
-	return tok, nil
+	return tok, err
 }
 
 func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	tok, err := BearerToken(r)
-	var c *Claims
-	if err == nil {
-		c, err = h.sc.verifier.Verify(r.Context(), tok)
-	} else {
-		h.sc.verifier.metrics.record(r.Context(), time.Now(), err)
-	}
+	start := time.Now()
+	c, _, err := h.sc.verifier.verifyRequest(r)
+	h.sc.verifier.metrics.record(r.Context(), start, err)
 	if err != nil {
 		h.sc.log.Debug("token refused", "reason", Reason(err), "remote", r.RemoteAddr)
 		writeRefusal(w, err)

@@ -49,14 +49,7 @@ func WithClaims(ctx context.Context, c *Claims) context.Context {
 func Middleware(v *Verifier, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		tok, err := BearerToken(r)
-		var (
-			c   *Claims
-			kid string
-		)
-		if err == nil {
-			c, kid, err = v.verify(tok)
-		}
+		c, kid, err := v.verifyRequest(r)
 		v.metrics.record(r.Context(), start, err)
 		if err != nil {
 			writeRefusal(w, err)

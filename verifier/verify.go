@@ -101,7 +101,8 @@ type Verifier struct {
 	ready   func() bool
 	allowed map[string]bool
 	parser  *jwt.Parser
-	cache   *tokenCache // nil when disabled
+	cache   *tokenCache  // nil when disabled
+	replay  *ReplayCache // DPoP proof ids seen
 
 	// Set by a Sidecar before use: requests in flight that its revocations
 	// end, and whether verdicts come from a stale state.
@@ -125,6 +126,7 @@ func New(cfg Config, keys *KeySet, deny *store.DB, ready func() bool) (*Verifier
 	}
 	v.parser = v.newParser()
 	v.cache = newTokenCache(cfg.CacheSize)
+	v.replay = NewReplayCache(dpopReplayMax)
 	var err error
 	if v.metrics, err = newVerifyMetrics(cfg.MeterProvider); err != nil {
 		return nil, err
