@@ -25,6 +25,8 @@ type Client struct {
 	Revoked bool      `json:"revoked,omitempty"`
 	// RequireDPoP binds every token of the client to a DPoP key.
 	RequireDPoP bool `json:"require_dpop,omitempty"`
+	// Audiences are the services the client's tokens may be for.
+	Audiences []string `json:"audiences,omitempty"`
 	// Secret is shown once, when the client is created or its secret rotated.
 	Secret string `json:"client_secret,omitempty"`
 }
@@ -35,6 +37,9 @@ type ClientRequest struct {
 	Scope string `json:"scope,omitempty"`
 	// RequireDPoP binds every token of the client to a DPoP key.
 	RequireDPoP bool `json:"require_dpop,omitempty"`
+	// Audiences are the services the client's tokens may be for (aud);
+	// default the issuer's audience.
+	Audiences []string `json:"audiences,omitempty"`
 }
 
 func invalidClient(desc string) *Error {
@@ -69,7 +74,7 @@ func (s *Service) CreateClient(ctx context.Context, req ClientRequest, actor, so
 	}
 	now := s.now()
 	rec := &clientRecord{ID: "cl_" + randomID(12), Name: req.Name, Scope: req.Scope, SecretHash: hash, Created: now,
-		RequireDPoP: req.RequireDPoP}
+		RequireDPoP: req.RequireDPoP, Audiences: req.Audiences}
 	_, err = s.outbox.commit(ctx, func(c *change) error {
 		if err := c.put(clientKey(rec.ID), rec); err != nil {
 			return err
@@ -141,7 +146,7 @@ func (s *Service) clientEvent(now time.Time, actor, source, action, id string) *
 
 func (c *clientRecord) public() *Client {
 	return &Client{ID: c.ID, Name: c.Name, Scope: c.Scope, Created: c.Created, Rotated: c.Rotated, Revoked: c.Revoked,
-		RequireDPoP: c.RequireDPoP}
+		RequireDPoP: c.RequireDPoP, Audiences: c.Audiences}
 }
 
 func (s *Service) newClientSecret() (secret string, hash []byte, err error) {

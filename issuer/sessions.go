@@ -24,6 +24,9 @@ type SessionRequest struct {
 	// proof by that key, and verifiers accept its access tokens only with
 	// one.
 	DPoPJKT string `json:"dpop_jkt,omitempty"`
+	// Audience names the services the tokens are for (aud). A registered
+	// client may only ask for its audiences. Default: the issuer's audience.
+	Audience []string `json:"aud,omitempty"`
 }
 
 // SessionResponse is the answer to POST /v1/sessions.
@@ -94,14 +97,23 @@ func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor s
 		return nil, badRequest(fmt.Sprintf("client %s is revoked", clientID))
 	} else if ok && c.RequireDPoP && req.DPoPJKT == "" {
 		return nil, badRequest(fmt.Sprintf("client %s requires DPoP: give dpop_jkt", clientID))
+	} else if ok {
+		if err := s.allowed(c, req.Scope, req.Audience); err != nil {
+			return nil, err
+		}
+	}
+	for _, a := range req.Audience {
+		if err := checkIdent("aud", a, true); err != nil {
+			return nil, err
+		}
 	}
 	now := s.now()
 	sess := &sessionRecord{
 		ID: randomID(16), Subject: req.Subject, Tenant: req.Tenant, ClientID: clientID, Scope: req.Scope,
-		Created: now, Expires: now.Add(s.cfg.SessionTTL), LastUsed: now, JKT: req.DPoPJKT,
+		Created: now, Expires: now.Add(s.cfg.SessionTTL), LastUsed: now, JKT: req.DPoPJKT, Audience: req.Audience,
 	}
 	access, _, issued, err := s.mint(now, grant{subject: sess.Subject, tenant: sess.Tenant, clientID: clientID,
-		sessionID: sess.ID, scope: sess.Scope, ttl: ttl, jkt: sess.JKT}, actor)
+		sessionID: sess.ID, scope: sess.Scope, ttl: ttl, jkt: sess.JKT, audience: sess.Audience}, actor)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +221,7 @@ func (s *Service) refresh(ctx context.Context, token string, auth clientAuth, pr
 		}
 		ttl := min(s.cfg.AccessTTL, sess.Expires.Sub(now))
 		access, _, issued, err := s.mint(now, grant{subject: sess.Subject, tenant: sess.Tenant, clientID: sess.ClientID,
-			sessionID: sess.ID, scope: sess.Scope, ttl: ttl, jkt: sess.JKT}, "client:"+sess.ClientID)
+			sessionID: sess.ID, scope: sess.Scope, ttl: ttl, jkt: sess.JKT, audience: sess.Audience}, "client:"+sess.ClientID)
 		if err != nil {
 			return err
 		}

@@ -27,6 +27,7 @@ type sessionRecord struct {
 	Tenant   string    `json:"tenant,omitempty"`
 	ClientID string    `json:"client_id"`
 	Scope    string    `json:"scope,omitempty"`
+	Audience []string  `json:"aud,omitempty"`
 	Created  time.Time `json:"created"`
 	Expires  time.Time `json:"expires"`       // absolute lifetime
 	LastUsed time.Time `json:"last_used"`     // for the idle timeout
@@ -61,6 +62,8 @@ type clientRecord struct {
 	// RequireDPoP: every token of this client, and of its sessions, is
 	// bound to a DPoP key.
 	RequireDPoP bool `json:"require_dpop,omitempty"`
+	// Audiences are the services this client's tokens may name in aud.
+	Audiences []string `json:"audiences,omitempty"`
 }
 
 // cutoff records a subject, client, tenant or all revocation: sessions

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/heraldsec/herald/bus"
@@ -15,7 +17,8 @@ import (
 type grant struct {
 	subject, tenant, clientID, sessionID, scope string
 	ttl                                         time.Duration
-	jkt                                         string // DPoP key the token is bound to, if any
+	jkt                                         string   // DPoP key the token is bound to, if any
+	audience                                    []string // default: the issuer's audience
 }
 
 // mint signs an access token for g with the current key and returns it
@@ -24,7 +27,7 @@ func (s *Service) mint(now time.Time, g grant, actor string) (string, *verifier.
 	claims := &verifier.Claims{
 		Issuer:    s.cfg.IssuerURL,
 		Subject:   g.subject,
-		Audience:  []string{s.cfg.Audience},
+		Audience:  g.audiences(s.cfg.Audience),
 		IssuedAt:  verifier.NewNumericDate(now),
 		ExpiresAt: verifier.NewNumericDate(now.Add(g.ttl).Truncate(time.Second)),
 		ID:        randomID(16),
@@ -71,6 +74,39 @@ func sign(key *signingKey, claims *verifier.Claims) (string, error) {
 		return "", fmt.Errorf("sign token: %w", err)
 	}
 	return input + "." + enc.EncodeToString(sig), nil
+}
+
+func (g grant) audiences(def string) []string {
+	if len(g.audience) > 0 {
+		return g.audience
+	}
+	return []string{def}
+}
+
+// allowed checks requested scopes and audiences against what a registered
+// client may ask for: a client's scope lists its scopes, its audiences the
+// services its tokens may be presented to (default: the issuer's audience).
+func (s *Service) allowed(c *clientRecord, scope string, audience []string) error {
+	if c == nil {
+		return nil
+	}
+	for _, sc := range strings.Fields(scope) {
+		if !slices.Contains(strings.Fields(c.Scope), sc) {
+			return &Error{Status: http.StatusBadRequest, Code: "invalid_scope",
+				Description: fmt.Sprintf("scope %q is not allowed for client %s", sc, c.ID)}
+		}
+	}
+	may := c.Audiences
+	if len(may) == 0 {
+		may = []string{s.cfg.Audience}
+	}
+	for _, a := range audience {
+		if !slices.Contains(may, a) {
+			return &Error{Status: http.StatusBadRequest, Code: "invalid_target",
+				Description: fmt.Sprintf("audience %q is not allowed for client %s", a, c.ID)}
+		}
+	}
+	return nil
 }
 
 // tokenType is the token_type of a token bound (DPoP) or not (Bearer).
