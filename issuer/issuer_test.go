@@ -440,6 +440,7 @@ func TestIssuer_BadRequestsChangeNothing(t *testing.T) {
 		{"session without sub", "/v1/sessions", adminToken, `{"tenant":"t"}`, 400},
 		{"session ttl too long", "/v1/sessions", adminToken, `{"sub":"a","ttl":"24h"}`, 400},
 		{"session ttl garbage", "/v1/sessions", adminToken, `{"sub":"a","ttl":"soon"}`, 400},
+		{"session ttl overflow", "/v1/sessions", adminToken, `{"sub":"a","ttl":18446744075}`, 400},
 		{"session without admin", "/v1/sessions", "", `{"sub":"a"}`, 401},
 	}
 	for _, tt := range tests {

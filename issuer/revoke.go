@@ -62,7 +62,7 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 	if err != nil {
 		return nil, err
 	}
-	ctx, span := tracer.Start(ctx, "herald.issuer.Revoke", trace.WithAttributes(
+	ctx, span := tracer().Start(ctx, "herald.issuer.Revoke", trace.WithAttributes(
 		attribute.String("herald.kind", kind.String()), attribute.Int("herald.values", len(values))))
 	defer span.End()
 	res := &RevocationResult{}

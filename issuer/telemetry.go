@@ -15,9 +15,13 @@ import (
 // scope names this package's meter and tracer.
 const scope = "github.com/heraldsec/herald/issuer"
 
-// tracer traces the issuer's entry points; a revocation's span is the root
+// tracer returns the tracer of the issuer's entry points; a revocation's span is the root
 // of a trace that every verifier continues (through NATS headers).
-var tracer trace.Tracer = otel.Tracer(scope)
+func tracer() trace.Tracer {
+	// Looked up at each use, not once: the global provider may be replaced
+	// (a program's set-up, tests), and a cached tracer would keep the first.
+	return otel.Tracer(scope)
+}
 
 // issuerMetrics are the issuer's instruments.
 type issuerMetrics struct {

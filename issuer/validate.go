@@ -3,6 +3,7 @@ package issuer
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -43,7 +44,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	var n json.Number
 	if err := json.Unmarshal(b, &n); err == nil {
 		secs, err := n.Int64()
-		if err != nil || secs < 0 {
+		if err != nil || secs < 0 || secs > int64(time.Duration(math.MaxInt64)/time.Second) {
 			return fmt.Errorf("ttl %s: want whole non-negative seconds", n)
 		}
 		*d = Duration(time.Duration(secs) * time.Second)

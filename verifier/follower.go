@@ -318,7 +318,7 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 			continue
 		}
 		if d.Header.Get("Traceparent") != "" {
-			_, span := tracer.Start(bus.TraceContext(context.Background(), d), "herald.verifier.apply",
+			_, span := tracer().Start(bus.TraceContext(context.Background(), d), "herald.verifier.apply",
 				trace.WithAttributes(attribute.Int64("herald.seq", int64(d.Seq)),
 					attribute.String("herald.kind", e.Revocation.Kind.String())))
 			spans = append(spans, span)

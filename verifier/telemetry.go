@@ -15,10 +15,14 @@ import (
 // scope names this package's meter and tracer.
 const scope = "github.com/heraldsec/herald/verifier"
 
-// tracer traces the verifier's entry points: applying revocations, as
+// tracer returns the tracer of the verifier's entry points: applying revocations, as
 // children of the admin call that made them (the trace context travels in
 // the NATS message headers).
-var tracer trace.Tracer = otel.Tracer(scope)
+func tracer() trace.Tracer {
+	// Looked up at each use, not once: the global provider may be replaced
+	// (a program's set-up, tests), and a cached tracer would keep the first.
+	return otel.Tracer(scope)
+}
 
 // reasons lists every refusal reason, for the outcome attribute.
 var reasons = []*Error{
