@@ -49,6 +49,15 @@ const (
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// stopTimeout bounds how long a test waits for an issuer or verifier to
+// stop, and requestTimeout one API request.
+const (
+	stopTimeout    = 30 * time.Second
+	requestTimeout = 20 * time.Second
+)
+
+var apiClient = &http.Client{Timeout: requestTimeout}
+
 // connectTo connects to urls (comma-separated) in the order given, as a
 // sidecar preferring its own node does, and closes at cleanup.
 func connectTo(t testing.TB, cfg bus.Config) *bus.Conn {
@@ -77,8 +86,15 @@ func runUntil(t testing.TB, fn func(context.Context) error, closeFn func()) (sto
 	stop = func() {
 		once.Do(func() {
 			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("run: %v", err)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("run: %v", err)
+				}
+			case <-time.After(stopTimeout):
+				// Fail loudly, naming the culprit, rather than hang the suite.
+				t.Errorf("run did not return %s after its context ended", stopTimeout)
+				return
 			}
 			closeFn()
 		})
@@ -90,11 +106,22 @@ func runUntil(t testing.TB, fn func(context.Context) error, closeFn func()) (sto
 // startIssuer opens and runs an issuer on conn storing in dir.
 func startIssuer(t testing.TB, conn *bus.Conn, dir string, replicas int) (*issuer.Service, func()) {
 	t.Helper()
-	svc, err := issuer.Open(t.Context(), issuer.Config{
-		DataDir: dir, HTTPAddr: "127.0.0.1:0", AdminToken: clusterAdminToken, Logger: quietLog,
-		ClientSecretCost: 4, RateLimit: -1, ClientRateLimit: -1, Replicas: replicas,
-		IssuerURL: clusterIssuerURL, // the same on every replica and across restarts
-	}, conn)
+	var (
+		svc *issuer.Service
+		err error
+	)
+	// Creating replicated streams on a cluster that has just formed can
+	// outlast one JetStream API timeout on a loaded machine: retry.
+	for attempt := 0; attempt < 3; attempt++ {
+		svc, err = issuer.Open(t.Context(), issuer.Config{
+			DataDir: dir, HTTPAddr: "127.0.0.1:0", AdminToken: clusterAdminToken, Logger: quietLog,
+			ClientSecretCost: 4, RateLimit: -1, ClientRateLimit: -1, Replicas: replicas,
+			IssuerURL: clusterIssuerURL, // the same on every replica and across restarts
+		}, conn)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatalf("open issuer: %v", err)
 	}
@@ -142,7 +169,7 @@ func apiCall(ctx context.Context, method, u string, in, out any) (int, []byte, e
 		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+clusterAdminToken)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -529,7 +556,7 @@ func TestIssuerReplicas_ServeOneFleet(t *testing.T) {
 
 func refreshOn(t testing.TB, svc *issuer.Service, rt string) int {
 	t.Helper()
-	resp, err := http.PostForm(svc.URL()+"/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+	resp, err := apiClient.PostForm(svc.URL()+"/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
 	if err != nil {
 		t.Fatal(err)
 	}

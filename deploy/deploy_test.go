@@ -704,10 +704,15 @@ func run(t *testing.T, fn func(context.Context) error, closeFn func()) {
 	t.Cleanup(func() {
 		once.Do(func() {
 			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("run: %v", err)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("run: %v", err)
+				}
+				closeFn()
+			case <-time.After(30 * time.Second):
+				t.Errorf("run did not return 30s after its context ended")
 			}
-			closeFn()
 		})
 	})
 }

@@ -461,3 +461,34 @@ func TestOAuth_RateLimit(t *testing.T) {
 		t.Fatalf("no 429 with Retry-After after 10 requests at a limit of 1/s (burst 2)")
 	}
 }
+
+// TestReplicas_RevocationThroughOneStopsRefreshOnAll: a subject revocation
+// made through one issuer replica reaches the other through the stream, and
+// that replica stops refreshing the subject's sessions too.
+func TestReplicas_RevocationThroughOneStopsRefreshOnAll(t *testing.T) {
+	s := bustest.RunServer(t)
+	a, _ := runIssuer(t, s, t.TempDir())
+	b, _ := runIssuer(t, s, t.TempDir())
+	sess := createSession(t, a, issuer.SessionRequest{Subject: "erin"})
+	res := revoke(t, b, "subject", "erin")
+	bustest.WaitFor(t, 5*time.Second, func() error {
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", a.URL()+"/oauth2/introspect",
+			strings.NewReader(url.Values{"token": {sess.AccessToken}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var in issuer.Introspection
+		json.NewDecoder(resp.Body).Decode(&in)
+		if in.Active {
+			return fmt.Errorf("replica a has not applied revocation %d yet", res.Seq)
+		}
+		return nil
+	})
+	if code, body := refresh(t, a, sess.RefreshToken); code != 400 || body["error"] != "invalid_grant" {
+		t.Fatalf("refresh on replica a after a subject revocation through b: %d %v", code, body)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/verifier"
 )
 
 // SessionRequest is the body of POST /v1/sessions.
@@ -294,6 +295,14 @@ func (s *Service) cutoffFor(c *change, sess *sessionRecord) (time.Time, error) {
 		if ok && !sess.Created.After(cut.At) {
 			return cut.At, nil
 		}
+		// Revocations made through another issuer replica reach this one
+		// through the stream, into the denylist it follows.
+		if e, ok := s.deny.Lookup(verifier.DenyKey(kv.k, kv.v)); ok && !sess.Created.After(e.At) {
+			return e.At, nil
+		}
+	}
+	if e, ok := s.deny.Lookup(verifier.DenyKey(bus.KindSession, sess.ID)); ok {
+		return e.At, nil
 	}
 	return time.Time{}, nil
 }

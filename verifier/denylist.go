@@ -7,6 +7,10 @@ import (
 	"github.com/heraldsec/herald/store"
 )
 
+// DenyKey returns the denylist key of a revocation of kind k for value,
+// for programs (the issuer) that consult a denylist this package fills.
+func DenyKey(k bus.Kind, value string) string { return denyKey(k, value) }
+
 // denyKey returns the store key of a revocation of kind k for value. Each
 // kind has its own one-byte prefix so values of different kinds never collide.
 func denyKey(k bus.Kind, value string) string {

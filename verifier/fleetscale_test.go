@@ -542,17 +542,14 @@ func runFleetServer(b *testing.B) *fleetServer {
 		stdin.Close()
 		_ = cmd.Wait()
 	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	rd := bufio.NewReader(stdout)
+	line, err := rd.ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "nats ") {
 		b.Fatalf("helper server: %q %v", line, err)
 	}
-	go func() { _, _ = bufio.NewReader(stdout).WriteTo(discard{}) }()
+	go func() { _, _ = rd.WriteTo(io.Discard) }() // the rest of the helper's output, until it exits
 	return &fleetServer{url: strings.TrimSpace(strings.TrimPrefix(line, "nats ")), pid: cmd.Process.Pid}
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times on Linux.
 const clockTicks = 100

@@ -119,8 +119,21 @@ func (c *Cluster) shutdownAll() {
 			}()
 		}
 	}
-	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(shutdownTimeout):
+		// Fail loudly rather than hang the whole test binary.
+		c.tb.Errorf("cluster nodes did not shut down within %s", shutdownTimeout)
+	}
 }
+
+// shutdownTimeout bounds how long the end of a test waits for the nodes.
+const shutdownTimeout = 30 * time.Second
 
 // Len returns the number of nodes, up or down.
 func (c *Cluster) Len() int { return len(c.cfgs) }
