@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
 )
@@ -622,7 +623,7 @@ func TestNATS_Permissions(t *testing.T) {
 		run(t, sc.Run, func() { sc.Close() })
 		scs = append(scs, sc)
 	}
-	waitFor(t, 20*time.Second, func() error {
+	bustest.WaitFor(t, 20*time.Second, func() error {
 		for i, sc := range scs {
 			if !sc.Ready() {
 				return fmt.Errorf("verifier %d not ready: %+v", i, sc.Status())
@@ -715,21 +716,6 @@ func run(t *testing.T, fn func(context.Context) error, closeFn func()) {
 			}
 		})
 	})
-}
-
-func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %s: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // unitFile is a systemd unit: section → key → values (keys may repeat).

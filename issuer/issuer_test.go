@@ -54,6 +54,18 @@ func runSidecar(t *testing.T, s *bus.Server, iss, dir string) (*verifier.Sidecar
 	return sc, runUntilStopped(t, sc.Run, func() { sc.Close() })
 }
 
+// runFleet runs n sidecars trusting svc and waits until all are ready.
+func runFleet(t *testing.T, s *bus.Server, svc *issuer.Service, n int) []*verifier.Sidecar {
+	t.Helper()
+	var scs []*verifier.Sidecar
+	for range n {
+		sc, _ := runSidecar(t, s, svc.IssuerURL(), t.TempDir())
+		scs = append(scs, sc)
+	}
+	waitReady(t, scs...)
+	return scs
+}
+
 // runUntilStopped runs fn in a goroutine; the returned stop cancels it,
 // waits for it and then calls closeFn. stop also runs at cleanup.
 func runUntilStopped(t *testing.T, fn func(context.Context) error, closeFn func()) func() {
@@ -177,12 +189,7 @@ func wantVerdict(t *testing.T, sc *verifier.Sidecar, token string, wantCode int,
 func TestIssuer_RevokeSessionReachesEveryVerifier(t *testing.T) {
 	s := bustest.RunServer(t)
 	svc, _ := runIssuer(t, s, t.TempDir())
-	var scs []*verifier.Sidecar
-	for range 3 {
-		sc, _ := runSidecar(t, s, svc.IssuerURL(), t.TempDir())
-		scs = append(scs, sc)
-	}
-	waitReady(t, scs...)
+	scs := runFleet(t, s, svc, 3)
 	victim := createSession(t, svc, issuer.SessionRequest{Subject: "alice"})
 	bystander := createSession(t, svc, issuer.SessionRequest{Subject: "alice"})
 	for _, sc := range scs {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/issuer"
-	"github.com/heraldsec/herald/verifier"
 )
 
 // form posts an application/x-www-form-urlencoded request and returns the
@@ -47,12 +46,7 @@ func refresh(t *testing.T, svc *issuer.Service, rt string) (int, map[string]any)
 func TestRefresh_RotationChainThenReuseRevokesSession(t *testing.T) {
 	s := bustest.RunServer(t)
 	svc, _ := runIssuer(t, s, t.TempDir())
-	var scs []*verifier.Sidecar
-	for range 3 {
-		sc, _ := runSidecar(t, s, svc.IssuerURL(), t.TempDir())
-		scs = append(scs, sc)
-	}
-	waitReady(t, scs...)
+	scs := runFleet(t, s, svc, 3)
 	sess := createSession(t, svc, issuer.SessionRequest{Subject: "erin"})
 	chain := []string{sess.RefreshToken}
 	access := sess.AccessToken
@@ -288,12 +282,7 @@ func TestKeyRotation_UnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	runUntilStopped(t, svc.Run, func() { svc.Close() })
-	var scs []*verifier.Sidecar
-	for range 3 {
-		sc, _ := runSidecar(t, s, svc.IssuerURL(), t.TempDir())
-		scs = append(scs, sc)
-	}
-	waitReady(t, scs...)
+	scs := runFleet(t, s, svc, 3)
 
 	kids := map[string]bool{}
 	var tokens []string
