@@ -331,6 +331,15 @@ func (c *Conn) StreamHead(ctx context.Context, stream string) (first, last uint6
 	return st.FirstSeq, st.LastSeq, nil
 }
 
+// StreamMaxAge returns how long a stream keeps messages (0: forever).
+func (c *Conn) StreamMaxAge(ctx context.Context, stream string) (time.Duration, error) {
+	s, err := c.js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s info: %w", stream, err)
+	}
+	return s.CachedInfo().Config.MaxAge, nil
+}
+
 // Keys returns the HERALD_KEYS bucket, which must exist.
 func (c *Conn) Keys(ctx context.Context) (jetstream.KeyValue, error) {
 	kv, err := c.js.KeyValue(ctx, BucketKeys)

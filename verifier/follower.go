@@ -31,6 +31,11 @@ const progressEvery = 2 * time.Second
 // asked for; the Follower reports such a gap, stops being caught up, and
 // rebuilds the denylist from a full replay of the stream.
 type Follower struct {
+	// retention is the HERALD stream's MaxAge: no revocation needs to be
+	// remembered much longer, since the issuer sizes the stream to the
+	// longest token lifetime. It bounds what an event may ask for.
+	retention atomic.Int64
+
 	conn *bus.Conn
 	db   *store.DB
 	keys *KeySet
@@ -188,6 +193,9 @@ func (f *Follower) follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if age, err := f.conn.StreamMaxAge(ctx, bus.StreamRevocations); err == nil {
+		f.retention.Store(int64(age))
+	}
 	applied := f.db.Applied()
 	if err := f.setTarget(applied, first, last); err != nil {
 		return err
@@ -264,6 +272,25 @@ func (f *Follower) follow(ctx context.Context) error {
 	}
 }
 
+// bound limits a revocation's times to what an honest issuer can send:
+// At no later than now plus leeway, Until no later than now plus the
+// stream's retention plus leeway. An event dated in the future (a bad
+// clock, or a forged "all") then cannot reject tokens issued after it
+// arrived for longer than the leeway, nor outlive the stream.
+func (f *Follower) bound(r *bus.Revocation, seq uint64) {
+	now := time.Now()
+	if latest := now.Add(DefaultLeeway); r.At.After(latest) {
+		f.log.Warn("revocation dated in the future; bounded", "seq", seq, "kind", r.Kind, "at", r.At)
+		r.At = latest
+	}
+	if ret := time.Duration(f.retention.Load()); ret > 0 {
+		if latest := now.Add(ret + DefaultLeeway); r.Until.After(latest) {
+			f.log.Warn("revocation kept longer than the stream; bounded", "seq", seq, "kind", r.Kind, "until", r.Until)
+			r.Until = latest
+		}
+	}
+}
+
 // setTarget decides, from the stream's first and last sequence, what must
 // be applied before the denylist is caught up, and finds gaps that need no
 // message to show: a stream recreated behind the denylist, or retention
@@ -323,6 +350,7 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 					attribute.String("herald.kind", e.Revocation.Kind.String())))
 			spans = append(spans, span)
 		}
+		f.bound(e.Revocation, d.Seq)
 		for _, v := range e.Revocation.AllValues() {
 			entries = append(entries, entryFor(e.Revocation, v))
 			if e.Revocation.Kind == bus.KindKey {

@@ -183,3 +183,29 @@ func TestFollower_AllExpired(t *testing.T) {
 		}
 	})
 }
+
+// TestFollower_BoundsFutureRevocations: a revocation dated in the future
+// (a forged "all", a bad clock) is held to now plus leeway, and one that
+// asks to be kept longer than the stream keeps it is held to that.
+func TestFollower_BoundsFutureRevocations(t *testing.T) {
+	f := newFixtureMaxAge(t, 10*time.Minute)
+	now := time.Now()
+	seq, err := f.conn.Publish(t.Context(), &bus.Event{ID: bus.NewID(), Type: bus.TypeRevocation, Time: now, Actor: "forger",
+		Revocation: &bus.Revocation{Kind: bus.KindAll, At: now.Add(24 * time.Hour), Until: now.Add(365 * 24 * time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.sc.WaitApplied(t.Context(), seq); err != nil {
+		t.Fatal(err)
+	}
+	e, ok := f.sc.db.Lookup(denyKey(bus.KindAll, ""))
+	if !ok {
+		t.Fatal("revocation not applied")
+	}
+	if max := time.Now().Add(DefaultLeeway); e.At.After(max) {
+		t.Fatalf("at = %s, want at most now + leeway (%s)", e.At, max)
+	}
+	if max := time.Now().Add(10*time.Minute + DefaultLeeway); e.Until.After(max) {
+		t.Fatalf("until = %s, want at most now + retention + leeway (%s)", e.Until, max)
+	}
+}
