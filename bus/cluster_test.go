@@ -665,20 +665,8 @@ func BenchmarkPropagation(b *testing.B) {
 // logs) for the connection option tests.
 func startRawServer(t *testing.T, opts *server.Options) *server.Server {
 	t.Helper()
-	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", server.RANDOM_PORT, true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	return s
+	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+	return bustest.RunOptions(t, opts)
 }
 
 func tryConnect(t *testing.T, cfg bus.Config) error {

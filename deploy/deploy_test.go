@@ -539,23 +539,10 @@ func startNATS(t *testing.T, opts *server.Options, leafPort int) *server.Server 
 	opts.Routes = nil
 	opts.LeafNode.Host, opts.LeafNode.Port = "127.0.0.1", leafPort
 	opts.LameDuckDuration, opts.LameDuckGracePeriod = 0, 0
-	opts.NoLog, opts.NoSigs = true, true
 	if opts.JetStream {
 		opts.StoreDir = t.TempDir()
 	}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	return s
+	return bustest.RunOptions(t, opts)
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -37,13 +37,7 @@ func BenchmarkHTTPVerify(b *testing.B) {
 	srv := bustest.RunServer(b)
 	conn := bustest.Setup(b, srv, 20*time.Minute)
 	k := newTestKeys(b)
-	kv, err := conn.Keys(b.Context())
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := kv.Put(b.Context(), k.edKid, k.edJWK); err != nil {
-		b.Fatal(err)
-	}
+	publishKey(b, conn, k.edKid, k.edJWK)
 	sc, err := OpenSidecar(SidecarConfig{
 		Verifier: Config{Issuer: testIssuer, Audience: testAudience},
 		DataDir:  b.TempDir(), HTTPAddr: "127.0.0.1:0", HeartbeatEvery: -1,

@@ -36,13 +36,7 @@ func BenchmarkCatchUp1M(b *testing.B) {
 	srv := bustest.RunServer(b)
 	conn := bustest.Setup(b, srv, 20*time.Minute)
 	k := newTestKeys(b)
-	kv, err := conn.Keys(b.Context())
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := kv.Put(b.Context(), k.edKid, k.edJWK); err != nil {
-		b.Fatal(err)
-	}
+	publishKey(b, conn, k.edKid, k.edJWK)
 
 	start := time.Now()
 	publishMany(b, conn, n)

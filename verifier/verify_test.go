@@ -165,7 +165,7 @@ func newFixtureMaxAge(t *testing.T, maxAge time.Duration) *fixture {
 	return f
 }
 
-func publishKey(t *testing.T, conn *bus.Conn, kid string, data []byte) {
+func publishKey(t testing.TB, conn *bus.Conn, kid string, data []byte) {
 	t.Helper()
 	kv, err := conn.Keys(t.Context())
 	if err != nil {

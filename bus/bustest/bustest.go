@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // RunServer starts an embedded NATS server with JetStream on a random
@@ -89,4 +90,26 @@ func ConnectURL(tb testing.TB, url string) *bus.Conn {
 	}
 	tb.Cleanup(c.Close)
 	return c
+}
+
+// RunOptions starts a nats-server from opts as they are (after making it
+// quiet: NoLog, NoSigs), for tests that need server settings StartServer
+// does not offer (operators, TLS, configs read from files), and shuts it
+// down when the test ends.
+func RunOptions(tb testing.TB, opts *server.Options) *server.Server {
+	tb.Helper()
+	opts.NoLog, opts.NoSigs = true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.Start()
+	tb.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	if !s.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("nats not ready")
+	}
+	return s
 }
