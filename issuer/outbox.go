@@ -202,9 +202,12 @@ func (o *outbox) commit(ctx context.Context, fn func(c *change) error) ([]uint64
 	return nil, errUnavailable
 }
 
-// remove deletes published entries from the outbox.
+// remove deletes published entries from the outbox. It does not wait for
+// the disk: an entry a crash brings back is published again and
+// deduplicated by JetStream, so a synced write here would only slow every
+// request down.
 func (o *outbox) remove(keys []string) {
-	err := o.db.Update(func(tx *store.Tx) error {
+	err := o.db.UpdateNoSync(func(tx *store.Tx) error {
 		for _, k := range keys {
 			tx.Delete(k)
 		}

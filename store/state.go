@@ -34,6 +34,17 @@ func (tx *Tx) Delete(key string) { _ = tx.b.Delete(stateKey(key), nil) }
 // Update runs fn and commits its writes atomically (durably when the DB was
 // opened with Sync). If fn returns an error nothing is written.
 func (db *DB) Update(fn func(tx *Tx) error) error {
+	return db.update(db.write, fn)
+}
+
+// UpdateNoSync is Update without waiting for the disk: a crash may lose
+// the change. For changes that are safe to redo, such as clearing work
+// already done (published outbox entries).
+func (db *DB) UpdateNoSync(fn func(tx *Tx) error) error {
+	return db.update(pebble.NoSync, fn)
+}
+
+func (db *DB) update(opts *pebble.WriteOptions, fn func(tx *Tx) error) error {
 	db.life.RLock()
 	defer db.life.RUnlock()
 	if db.closed {
@@ -47,7 +58,7 @@ func (db *DB) Update(fn func(tx *Tx) error) error {
 	if b.Empty() {
 		return nil
 	}
-	if err := b.Commit(db.write); err != nil {
+	if err := b.Commit(opts); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil
