@@ -82,8 +82,15 @@ func startCoreWith(ctx context.Context, dir string, withIssuer bool) (_ *core, e
 		return nil, err
 	}
 	if !withIssuer {
-		err = c.conn.EnsureStreams(ctx, bus.StreamConfig{RevocationMaxAge: revocationLifetime + time.Minute})
-		return c, err
+		if err = c.conn.EnsureStreams(ctx, bus.StreamConfig{RevocationMaxAge: revocationLifetime + time.Minute}); err != nil {
+			return nil, err
+		}
+		events, err := newEventSigner()
+		if err != nil {
+			return nil, err
+		}
+		c.conn.SetSigner(events)
+		return c, c.conn.PublishEventKey(ctx)
 	}
 	c.svc, err = issuer.Open(ctx, issuer.Config{
 		DataDir: filepath.Join(dir, "issuer"), HTTPAddr: "127.0.0.1:0", IssuerURL: benchIssuer,
@@ -103,8 +110,13 @@ func startCoreWith(ctx context.Context, dir string, withIssuer bool) (_ *core, e
 }
 
 // connect opens another connection to the core's NATS server.
+// It signs events as the core's own connection does.
 func (c *core) connect(ctx context.Context, name string) (*bus.Conn, error) {
-	return bus.Connect(ctx, bus.Config{URL: c.srv.ClientURL(), Name: name, Logger: c.log})
+	conn, err := bus.Connect(ctx, bus.Config{URL: c.srv.ClientURL(), Name: name, Logger: c.log})
+	if err == nil && c.conn != nil {
+		conn.SetSigner(c.conn.Signer())
+	}
+	return conn, err
 }
 
 // natsURL returns the URL of the core's NATS server.

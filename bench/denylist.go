@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldsec/herald/bus"
@@ -106,13 +105,10 @@ func publishRevocationRange(ctx context.Context, conn *bus.Conn, from, to int, p
 		e := &bus.Event{ID: bus.NewID(), Type: bus.TypeRevocation, Time: now, Actor: "bench",
 			Revocation: &bus.Revocation{Kind: bus.KindToken, Value: fmt.Sprintf("%s-%d", prefix, i), Reason: "bench",
 				At: now, Until: now.Add(revocationLifetime)}}
-		data, err := bus.Encode(e)
+		msg, err := conn.NewMsg(ctx, e)
 		if err != nil {
 			return err
 		}
-		msg := nats.NewMsg(e.Subject())
-		msg.Data = data
-		msg.Header.Set(jetstream.MsgIDHeader, e.ID)
 		f, err := js.PublishMsgAsync(msg, jetstream.WithExpectStream(bus.StreamRevocations))
 		if err != nil {
 			return fmt.Errorf("publish revocation %d: %w", i, err)

@@ -31,7 +31,7 @@ type signer struct {
 	priv   crypto.Signer
 	pub    crypto.PublicKey
 	kid    string
-	jwk    []byte // the public key as HERALD_KEYS holds it
+	jwk    bus.JWK
 }
 
 // newSigner returns a signer with a fresh key for alg (EdDSA or ES256).
@@ -57,10 +57,7 @@ func newSigner(alg string) (*signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.jwk, err = json.Marshal(jwk); err != nil {
-		return nil, fmt.Errorf("encode jwk: %w", err)
-	}
-	s.kid = jwk.Kid
+	s.jwk, s.kid = jwk, jwk.Kid
 	return s, nil
 }
 
@@ -86,11 +83,38 @@ func (s *signer) sign(c *verifier.Claims) (string, error) {
 	return tok, nil
 }
 
-// keySet returns a verifier key set trusting only s's key.
+// keySet returns a verifier key set trusting only s's key, as a verifier
+// holds it: signed by an event key it pins.
 func (s *signer) keySet() (*verifier.KeySet, error) {
+	events, err := newEventSigner()
+	if err != nil {
+		return nil, err
+	}
 	ks := verifier.NewKeySet(nil, quietLogger())
-	if err := ks.Put(s.kid, s.jwk); err != nil {
+	ks.TrustEventKeys(events.KeyID())
+	event, err := json.Marshal(events.JWK())
+	if err != nil {
+		return nil, err
+	}
+	if err := ks.Put(bus.EventKeyPrefix+events.KeyID(), event); err != nil {
+		return nil, fmt.Errorf("trust event key: %w", err)
+	}
+	entry, err := events.SignKey(s.jwk)
+	if err != nil {
+		return nil, err
+	}
+	if err := ks.Put(s.kid, entry); err != nil {
 		return nil, fmt.Errorf("trust %s key: %w", s.alg, err)
 	}
 	return ks, nil
+}
+
+// newEventSigner returns an event signer with a fresh key, for scenarios
+// that publish events without an issuer.
+func newEventSigner() (*bus.Signer, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate event key: %w", err)
+	}
+	return bus.NewSigner(priv, benchIssuer)
 }

@@ -107,11 +107,7 @@ func Scale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	if err != nil {
 		return nil, wrap(err)
 	}
-	kv, err := c.conn.Keys(ctx)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	if _, err := kv.Put(ctx, s.kid, s.jwk); err != nil {
+	if err := c.conn.PublishKey(ctx, s.jwk); err != nil {
 		return nil, wrap(fmt.Errorf("publish key: %w", err))
 	}
 

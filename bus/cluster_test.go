@@ -114,7 +114,8 @@ func startIssuer(t testing.TB, conn *bus.Conn, dir string, replicas int) (*issue
 	// outlast one JetStream API timeout on a loaded machine: retry.
 	for attempt := 0; attempt < 3; attempt++ {
 		svc, err = issuer.Open(t.Context(), issuer.Config{
-			DataDir: dir, HTTPAddr: "127.0.0.1:0", AdminToken: clusterAdminToken, Logger: quietLog,
+			EventKeyFile: bustest.EventKeyFile(t),
+			DataDir:      dir, HTTPAddr: "127.0.0.1:0", AdminToken: clusterAdminToken, Logger: quietLog,
 			ClientSecretCost: 4, RateLimit: -1, ClientRateLimit: -1, Replicas: replicas,
 			IssuerURL: clusterIssuerURL, // the same on every replica and across restarts
 		}, conn)

@@ -1,12 +1,15 @@
 package bus
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -96,6 +99,64 @@ type Conn struct {
 	js     jetstream.JetStream
 	log    *slog.Logger
 	closed chan struct{} // closed once nc is closed
+	signer atomic.Pointer[Signer]
+}
+
+// SetSigner makes the Conn sign every event it publishes with s. Publish
+// refuses to publish before a signer is set: verifiers drop unsigned events.
+func (c *Conn) SetSigner(s *Signer) { c.signer.Store(s) }
+
+// Signer returns the signer set by SetSigner, or nil.
+func (c *Conn) Signer() *Signer { return c.signer.Load() }
+
+// errNoSigner is returned by Publish before SetSigner.
+var errNoSigner = errors.New("bus: no event signer set")
+
+// PublishEventKey puts the signer's public event key in BucketKeys under
+// EventKeyPrefix plus its kid, where verifiers find the keys they pin.
+func (c *Conn) PublishEventKey(ctx context.Context) error {
+	s, kv, err := c.signedKeys(ctx)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(s.JWK())
+	if err != nil {
+		return fmt.Errorf("publish event key: %w", err)
+	}
+	name := EventKeyPrefix + s.KeyID()
+	if cur, err := kv.Get(ctx, name); err == nil && bytes.Equal(cur.Value(), data) {
+		return nil
+	}
+	if _, err := kv.Put(ctx, name, data); err != nil {
+		return fmt.Errorf("publish event key %s: %w", s.KeyID(), err)
+	}
+	return nil
+}
+
+// signedKeys returns the signer and the keys bucket, for writing to it.
+func (c *Conn) signedKeys(ctx context.Context) (*Signer, jetstream.KeyValue, error) {
+	s := c.Signer()
+	if s == nil {
+		return nil, nil, errNoSigner
+	}
+	kv, err := c.Keys(ctx)
+	return s, kv, err
+}
+
+// PublishKey puts token key k in BucketKeys, signed by the event signer.
+func (c *Conn) PublishKey(ctx context.Context, k JWK) error {
+	s, kv, err := c.signedKeys(ctx)
+	if err != nil {
+		return err
+	}
+	data, err := s.SignKey(k)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, k.Kid, data); err != nil {
+		return fmt.Errorf("publish key %s: %w", k.Kid, err)
+	}
+	return nil
 }
 
 // Connect connects to NATS and keeps reconnecting for as long as the Conn is
@@ -251,7 +312,7 @@ func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
 // republish of the same event within the dedupe window is acknowledged with
 // the original sequence and not stored twice.
 func (c *Conn) Publish(ctx context.Context, e *Event) (uint64, error) {
-	msg, err := newMsg(ctx, e)
+	msg, err := c.NewMsg(ctx, e)
 	if err != nil {
 		return 0, err
 	}
@@ -267,7 +328,7 @@ func (c *Conn) Publish(ctx context.Context, e *Event) (uint64, error) {
 func (c *Conn) PublishAll(ctx context.Context, events ...*Event) ([]uint64, error) {
 	msgs := make([]*nats.Msg, len(events))
 	for i, e := range events {
-		msg, err := newMsg(ctx, e)
+		msg, err := c.NewMsg(ctx, e)
 		if err != nil {
 			return nil, err // before anything is published
 		}
@@ -295,17 +356,24 @@ func (c *Conn) PublishAll(ctx context.Context, events ...*Event) ([]uint64, erro
 	return seqs, nil
 }
 
-// newMsg encodes e into a message with its Nats-Msg-Id and the trace
-// context of ctx (W3C traceparent, through the global propagator), so that
-// one revocation is one trace from the admin call to every verifier.
-func newMsg(ctx context.Context, e *Event) (*nats.Msg, error) {
-	data, err := Encode(e)
+// NewMsg signs and encodes e into the message Publish sends, for callers
+// that publish asynchronously themselves. The message carries the
+// signature, the Nats-Msg-Id and the trace context of ctx (W3C
+// traceparent, through the global propagator), so that one revocation is
+// one trace from the admin call to every verifier.
+func (c *Conn) NewMsg(ctx context.Context, e *Event) (*nats.Msg, error) {
+	s := c.Signer()
+	if s == nil {
+		return nil, fmt.Errorf("publish %s event: %w", e.Type, errNoSigner)
+	}
+	data, sig, err := s.SignEvent(e)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s event: %w", e.Type, err)
 	}
 	msg := nats.NewMsg(e.Subject())
 	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, e.ID)
+	msg.Header.Set(HeaderSignature, sig)
 	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(msg.Header))
 	return msg, nil
 }

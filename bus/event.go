@@ -69,6 +69,10 @@ type Event struct {
 	Token      *Token      `json:"token,omitempty"`
 	Key        *Key        `json:"key,omitempty"`
 	Admin      *Admin      `json:"admin,omitempty"`
+
+	// SET holds the Security Event Token claims, filled when the event is
+	// signed (see HeaderSignature).
+	SET
 }
 
 // Revocation is the body of a TypeRevocation event. There is no un-revoke:
@@ -118,6 +122,8 @@ type Token struct {
 type Key struct {
 	ID        string `json:"kid"`
 	Algorithm string `json:"alg"`
+	// JWK is the public key itself, in the signed entries of BucketKeys.
+	JWK *JWK `json:"jwk,omitempty"`
 }
 
 // Admin is the body of admin events: who did what, from where, and why.

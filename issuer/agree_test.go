@@ -25,7 +25,8 @@ func TestIntrospection_AgreesWithSidecar(t *testing.T) {
 	var skew atomic.Int64 // how far the issuer's clock is behind
 	conn := bustest.Connect(t, s)
 	svc, err := issuer.Open(t.Context(), issuer.Config{
-		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, IssuerURL: "https://issuer.test",
+		EventKeyFile: bustest.EventKeyFile(t),
+		DataDir:      t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, IssuerURL: "https://issuer.test",
 		Now: func() time.Time { return time.Now().Add(-time.Duration(skew.Load())) },
 	}, conn)
 	if err != nil {
@@ -34,7 +35,8 @@ func TestIntrospection_AgreesWithSidecar(t *testing.T) {
 	runUntilStopped(t, svc.Run, func() { svc.Close() })
 	// Another issuer on the same bus, minting for another audience.
 	other, err := issuer.Open(t.Context(), issuer.Config{
-		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, IssuerURL: "https://issuer.test",
+		EventKeyFile: bustest.EventKeyFile(t),
+		DataDir:      t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, IssuerURL: "https://issuer.test",
 		Audience: "another-service",
 	}, bustest.Connect(t, s))
 	if err != nil {

@@ -83,6 +83,14 @@ type Config struct {
 	AdminToken string
 	// Replicas is the replication factor of streams and bucket. Default 1.
 	Replicas int
+	// EventKeyFile is a PKCS#8 PEM Ed25519 or P-256 private key (mode 0600) that
+	// signs this issuer's events, shared by the replicas of one deployment
+	// so that verifiers pin one kid. Empty: a key created in DataDir.
+	EventKeyFile string
+	// EventKeys pins the event keys of the other issuer replicas, by kid,
+	// for this issuer's own view of the denylist (introspection, refresh).
+	// Its own event key is always trusted. Empty: trust on first use.
+	EventKeys []string
 	// MeterProvider receives the issuer's metrics. Nil uses the global
 	// OpenTelemetry provider.
 	MeterProvider metric.MeterProvider

@@ -31,7 +31,8 @@ func runIssuer(t *testing.T, s *bus.Server, dir string) (*issuer.Service, func()
 	t.Helper()
 	conn := bustest.Connect(t, s)
 	svc, err := issuer.Open(t.Context(), issuer.Config{
-		DataDir: dir, HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, ClientSecretCost: 4,
+		EventKeyFile: bustest.EventKeyFile(t),
+		DataDir:      dir, HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, ClientSecretCost: 4,
 		IssuerURL: "https://issuer.test", // stable across restarts on new ports
 	}, conn)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -120,6 +119,19 @@ func (kr *keyring) pointer(file string) (*signingKey, error) {
 // generate creates a new key of algorithm alg and stores it, without
 // making it current.
 func (kr *keyring) generate(alg string) (*signingKey, error) {
+	k, err := createKey(kr.dir, alg)
+	if err != nil {
+		return nil, err
+	}
+	kr.mu.Lock()
+	kr.keys[k.kid] = k
+	kr.mu.Unlock()
+	return k, nil
+}
+
+// createKey generates a key of algorithm alg and stores it in dir as
+// <kid>.pem, mode 0600.
+func createKey(dir, alg string) (*signingKey, error) {
 	var priv crypto.Signer
 	var err error
 	switch alg {
@@ -142,12 +154,9 @@ func (kr *keyring) generate(alg string) (*signingKey, error) {
 		return nil, fmt.Errorf("generate signing key: %w", err)
 	}
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := writeFileAtomic(filepath.Join(kr.dir, k.kid+".pem"), pemBytes); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, k.kid+".pem"), pemBytes); err != nil {
 		return nil, fmt.Errorf("store signing key: %w", err)
 	}
-	kr.mu.Lock()
-	kr.keys[k.kid] = k
-	kr.mu.Unlock()
 	return k, nil
 }
 
@@ -232,6 +241,19 @@ func newSigningKey(priv crypto.Signer) (*signingKey, error) {
 }
 
 func readKey(path string) (*signingKey, error) {
+	k, err := readPrivateKey(path)
+	if err != nil {
+		return nil, err
+	}
+	if filepath.Base(path) != k.kid+".pem" {
+		return nil, fmt.Errorf("signing key %s: file name does not match kid %s", path, k.kid)
+	}
+	return k, nil
+}
+
+// readPrivateKey reads a PKCS#8 PEM private key that only its owner may
+// read.
+func readPrivateKey(path string) (*signingKey, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -259,26 +281,13 @@ func readKey(path string) (*signingKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing key %s: %w", path, err)
 	}
-	if filepath.Base(path) != k.kid+".pem" {
-		return nil, fmt.Errorf("signing key %s: file name does not match kid %s", path, k.kid)
-	}
 	return k, nil
 }
 
-// publishKey puts the public key in HERALD_KEYS, where verifiers learn it.
+// publishKey puts the public key in HERALD_KEYS, signed with the event
+// key, where verifiers learn it.
 func publishKey(ctx context.Context, conn *bus.Conn, k *signingKey) error {
-	kv, err := conn.Keys(ctx)
-	if err != nil {
-		return err
-	}
-	data, err := json.Marshal(k.jwk)
-	if err != nil {
-		return fmt.Errorf("publish key %s: %w", k.kid, err)
-	}
-	if _, err := kv.Put(ctx, k.kid, data); err != nil {
-		return fmt.Errorf("publish key %s: %w", k.kid, err)
-	}
-	return nil
+	return conn.PublishKey(ctx, k.jwk)
 }
 
 // writeFileAtomic writes data to path with mode 0600 through a synced

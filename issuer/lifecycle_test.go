@@ -173,7 +173,8 @@ func TestSessions_IdleAndAbsoluteTimeouts(t *testing.T) {
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
 	conn := bustest.Connect(t, s)
 	svc, err := issuer.Open(t.Context(), issuer.Config{
-		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, IssuerURL: "https://issuer.test",
+		EventKeyFile: bustest.EventKeyFile(t),
+		DataDir:      t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, IssuerURL: "https://issuer.test",
 		SessionTTL: time.Hour, SessionIdle: 10 * time.Minute, Now: now,
 	}, conn)
 	if err != nil {
@@ -275,7 +276,8 @@ func TestKeyRotation_UnderLoad(t *testing.T) {
 	s := bustest.RunServer(t)
 	conn := bustest.Connect(t, s)
 	svc, err := issuer.Open(t.Context(), issuer.Config{
-		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, IssuerURL: "https://issuer.test",
+		EventKeyFile: bustest.EventKeyFile(t),
+		DataDir:      t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, IssuerURL: "https://issuer.test",
 		KeyRotation: time.Second,
 	}, conn)
 	if err != nil {
@@ -316,7 +318,8 @@ func TestKeys_RetiredKeyLeavesWhenItsTokensExpire(t *testing.T) {
 	s := bustest.RunServer(t)
 	conn := bustest.Connect(t, s)
 	svc, err := issuer.Open(t.Context(), issuer.Config{
-		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, IssuerURL: "https://issuer.test",
+		EventKeyFile: bustest.EventKeyFile(t),
+		DataDir:      t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, IssuerURL: "https://issuer.test",
 		AccessTTL: time.Second, MaxAccessTTL: time.Second, Leeway: time.Second, SessionTTL: time.Minute,
 	}, conn)
 	if err != nil {
@@ -426,7 +429,8 @@ func TestOAuth_RateLimit(t *testing.T) {
 	s := bustest.RunServer(t)
 	conn := bustest.Connect(t, s)
 	svc, err := issuer.Open(t.Context(), issuer.Config{
-		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, RateLimit: 1, ClientRateLimit: -1,
+		EventKeyFile: bustest.EventKeyFile(t),
+		DataDir:      t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, RateLimit: 1, ClientRateLimit: -1,
 	}, conn)
 	if err != nil {
 		t.Fatal(err)

@@ -38,6 +38,7 @@ type Service struct {
 
 	sessions stripes
 	keyMu    sync.Mutex // serializes rotation, retirement and key revocation
+	eventKey *signingKey
 
 	dummyOnce sync.Once
 	dummy     []byte // bcrypt hash compared against for unknown clients
@@ -83,7 +84,19 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	if err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
+	if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("open issuer: listen: %w", err)
+	}
+	if cfg.IssuerURL == "" {
+		s.cfg.IssuerURL = "http://" + s.ln.Addr().String()
+	}
+	if err := s.openEventKey(ctx); err != nil {
+		return nil, fmt.Errorf("open issuer: %w", err)
+	}
 	s.trusted = verifier.NewKeySet(nil, log)
+	if len(cfg.EventKeys) > 0 {
+		s.trusted.TrustEventKeys(append([]string{s.eventKey.kid}, cfg.EventKeys...)...)
+	}
 	s.follow = verifier.NewFollower(conn, s.deny, s.trusted, log)
 	if s.keys, err = s.openKeys(ctx); err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
@@ -108,12 +121,6 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	if s.metrics, err = newIssuerMetrics(cfg.MeterProvider, s); err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
-	if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("open issuer: listen: %w", err)
-	}
-	if cfg.IssuerURL == "" {
-		s.cfg.IssuerURL = "http://" + s.ln.Addr().String()
-	}
 	// Introspection runs the verifiers' own checks, so both paths agree.
 	s.intro, err = verifier.New(verifier.Config{Issuer: s.cfg.IssuerURL, Audience: cfg.Audience, Leeway: cfg.Leeway},
 		s.trusted, s.deny, func() bool { return s.follow.CaughtUp() && s.trusted.Loaded() })
@@ -122,6 +129,39 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	}
 	return s, nil
 }
+
+// openEventKey loads or creates the event key, makes the connection sign
+// with it, and publishes its public half under bus.EventKeyPrefix.
+func (s *Service) openEventKey(ctx context.Context) error {
+	var k *signingKey
+	var created bool
+	var err error
+	if s.cfg.EventKeyFile != "" {
+		k, err = readPrivateKey(s.cfg.EventKeyFile)
+	} else {
+		k, created, err = openEventKey(filepath.Join(s.cfg.DataDir, "event-key"))
+	}
+	if err != nil {
+		return err
+	}
+	signer, err := bus.NewSigner(k.priv, s.cfg.IssuerURL)
+	if err != nil {
+		return err
+	}
+	s.eventKey = k
+	s.conn.SetSigner(signer)
+	if err := s.conn.PublishEventKey(ctx); err != nil {
+		return err
+	}
+	if created {
+		s.log.Info("event key created; pin it on verifiers with --event-keys", "event_kid", k.kid)
+	}
+	return nil
+}
+
+// EventKeyID returns the kid of the key that signs this issuer's events:
+// the value verifiers pin with --event-keys.
+func (s *Service) EventKeyID() string { return s.eventKey.kid }
 
 // openKeys loads the signing keys and publishes the current and the next
 // key before anything is signed.
@@ -168,7 +208,7 @@ func (s *Service) Run(ctx context.Context) error {
 	run("outbox", s.outbox.Run)
 	run("key rotation", s.rotateKeys)
 	run("http", func(ctx context.Context) error { return verifier.Serve(ctx, s.ln, newHandler(s)) })
-	s.log.Info("issuer ready", "http", s.URL(), "kid", s.keys.Current().kid, "issuer", s.cfg.IssuerURL)
+	s.log.Info("issuer ready", "http", s.URL(), "kid", s.keys.Current().kid, "event_kid", s.eventKey.kid, "issuer", s.cfg.IssuerURL)
 	return g.Wait()
 }
 

@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go"
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
@@ -478,8 +479,8 @@ func runAttacks(t *testing.T, list []attack, check func(t *testing.T, a attack) 
 func TestAttack_Library(t *testing.T) {
 	k := newTestKeys(t)
 	keys := NewKeySet(nil, nil)
-	for kid, jwk := range map[string][]byte{k.edKid: k.edJWK, k.esKid: k.esJWK} {
-		if err := keys.Put(kid, jwk); err != nil {
+	for _, jwk := range map[string][]byte{k.edKid: k.edJWK, k.esKid: k.esJWK} {
+		if err := putKey(t, keys, jwk); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -622,10 +623,10 @@ func TestSidecar_HeaderAbuse(t *testing.T) {
 }
 
 // TestSidecar_MalformedEventsSkipped publishes junk where revocations and
-// keys go, as anyone with publish rights on the bus can today: the sidecar
+// keys go, as anyone with publish rights on the bus can: the sidecar
 // counts and skips each, trusts no malformed key, stays ready, and applies
-// the valid revocation published after them. (A well-formed forged event is
-// another matter: events are not signed yet; see SECURITY.md.)
+// the valid revocation published after them. Junk without a signature is
+// refused as unsigned; junk signed by a trusted key as malformed.
 func TestSidecar_MalformedEventsSkipped(t *testing.T) {
 	f := newFixture(t)
 	js := f.conn.JetStream()
@@ -642,6 +643,17 @@ func TestSidecar_MalformedEventsSkipped(t *testing.T) {
 			t.Fatalf("publish junk: %v", err)
 		}
 	}
+	// Junk signed by the trusted event key: the signature holds, the
+	// payload is still refused.
+	signed := junk[:4]
+	for _, data := range signed {
+		msg := nats.NewMsg(bus.RevokeSubject(bus.KindSession))
+		msg.Data = data
+		msg.Header.Set(bus.HeaderSignature, detachedSignature(t, bustest.Signer(t), data))
+		if _, err := js.PublishMsg(t.Context(), msg); err != nil {
+			t.Fatalf("publish signed junk: %v", err)
+		}
+	}
 	kv, err := f.conn.Keys(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -651,10 +663,15 @@ func TestSidecar_MalformedEventsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	malloryKid, malloryJWK := jwkOf(t, mallory.Public())
+	entry, err := kv.Get(t.Context(), f.edKid)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, data := range map[string][]byte{
-		"junk":     []byte("{"),
-		"stolen":   f.edJWK, // a trusted key under another name
-		malloryKid: []byte(strings.Replace(string(malloryJWK), `"EdDSA"`, `"ES256"`, 1)),
+		"junk":                      []byte("{"),
+		"stolen":                    entry.Value(), // a trusted key's signed entry under another name
+		malloryKid:                  malloryJWK,    // a key without a signature
+		bus.EventKeyPrefix + "junk": []byte("{"),
 	} {
 		if _, err := kv.Put(t.Context(), name, data); err != nil {
 			t.Fatal(err)
@@ -664,13 +681,13 @@ func TestSidecar_MalformedEventsSkipped(t *testing.T) {
 	revoke(t, f.conn, f.sc, bus.KindSession, victim["sid"].(string), time.Now())
 
 	st := f.sc.Status()
-	if st.Malformed != uint64(len(junk)) || !st.Ready {
-		t.Fatalf("status %+v: want %d malformed events and ready", st, len(junk))
+	if st.Refused != uint64(len(junk)) || st.Malformed != uint64(len(signed)) || !st.Ready {
+		t.Fatalf("status %+v: want %d refused, %d malformed events and ready", st, len(junk), len(signed))
 	}
 	v := f.sc.Verifier()
 	bustest.WaitFor(t, 5*time.Second, func() error {
-		if n := v.keys.bad.Load(); n < 3 {
-			return fmt.Errorf("%d keys refused, want 3", n)
+		if n := v.keys.bad.Load(); n < 4 {
+			return fmt.Errorf("%d keys refused, want 4", n)
 		}
 		return nil
 	})

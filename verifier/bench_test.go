@@ -75,7 +75,7 @@ func BenchmarkVerify(b *testing.B) {
 			}
 			b.Run(name, func(b *testing.B) {
 				keys := NewKeySet(nil, nil)
-				if err := keys.Put(bc.kid, bc.jwk); err != nil {
+				if err := putKey(b, keys, bc.jwk); err != nil {
 					b.Fatal(err)
 				}
 				v, err := New(cfg, keys, db, nil)
@@ -104,7 +104,7 @@ func BenchmarkVerifyCachedParallel(b *testing.B) {
 	k := newTestKeys(b)
 	db := benchDenylist(b, 10_000)
 	keys := NewKeySet(nil, nil)
-	if err := keys.Put(k.edKid, k.edJWK); err != nil {
+	if err := putKey(b, keys, k.edJWK); err != nil {
 		b.Fatal(err)
 	}
 	v, err := New(Config{Issuer: testIssuer, Audience: testAudience}, keys, db, nil)

@@ -42,7 +42,7 @@ func newMemVerifier(t *testing.T, k *testKeys, clk *clock) (*Verifier, *KeySet, 
 	}
 	t.Cleanup(func() { db.Close() })
 	keys := NewKeySet(nil, nil)
-	if err := keys.Put(k.edKid, k.edJWK); err != nil {
+	if err := putKey(t, keys, k.edJWK); err != nil {
 		t.Fatal(err)
 	}
 	v, err := New(Config{Issuer: testIssuer, Audience: testAudience, Now: clk.Now}, keys, db, nil)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"log"
 	"net/http"
@@ -86,7 +85,8 @@ func ExampleMiddleware() {
 }
 
 // issueToken does what Herald's issuer does: it creates the streams,
-// publishes a public key to HERALD_KEYS and signs an access token with it.
+// publishes its event key and a public key signed by it to HERALD_KEYS,
+// and signs an access token with the key.
 func issueToken(ctx context.Context, conn *bus.Conn) string {
 	if err := conn.EnsureStreams(ctx, bus.StreamConfig{RevocationMaxAge: 20 * time.Minute}); err != nil {
 		log.Fatal(err)
@@ -99,12 +99,21 @@ func issueToken(ctx context.Context, conn *bus.Conn) string {
 	if err != nil {
 		log.Fatal(err)
 	}
-	data, _ := json.Marshal(jwk)
-	kv, err := conn.Keys(ctx)
+	// The event key signs the key entry; verifiers trust it on first use
+	// here, and pin it (SidecarConfig.EventKeys) in production.
+	_, eventPriv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := kv.Put(ctx, jwk.Kid, data); err != nil {
+	signer, err := bus.NewSigner(eventPriv, "https://issuer.example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	conn.SetSigner(signer)
+	if err := conn.PublishEventKey(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if err := conn.PublishKey(ctx, jwk); err != nil {
 		log.Fatal(err)
 	}
 	now := time.Now()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,7 @@ type Follower struct {
 	contact  atomic.Int64 // unix nanoseconds of the last sign of life from the bus
 	gaps     atomic.Uint64
 	bad      atomic.Uint64 // malformed events skipped
+	refused  atomic.Uint64 // events refused for their signature: unsigned, forged, untrusted, misplaced
 	events   atomic.Uint64 // events applied since start
 	stalls   atomic.Uint64 // consumers restarted because they stopped delivering
 
@@ -148,6 +150,12 @@ func (e errGap) Error() string {
 // not exist or NATS is unreachable, and rebuilds after a gap.
 func (f *Follower) Run(ctx context.Context) error {
 	const minBackoff, maxBackoff = 250 * time.Millisecond, 2 * time.Second
+	// Events are checked against the event keys of the bucket: read them first.
+	select {
+	case <-f.keys.Ready():
+	case <-ctx.Done():
+		return nil
+	}
 	backoff := minBackoff
 	for {
 		started := time.Now()
@@ -324,7 +332,8 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 	seq := applied
 	var gap error
 	var spans []trace.Span
-	for _, d := range batch {
+	opened := f.open(batch)
+	for i, d := range batch {
 		if d.Seq <= seq {
 			continue // redelivery of something already applied
 		}
@@ -334,14 +343,19 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 		}
 		seq = d.Seq
 		f.storeHead(d.Seq + d.Pending)
-		e, err := bus.Decode(d.Data)
+		e, err := opened[i].e, opened[i].err
 		if err == nil && e.Type != bus.TypeRevocation {
 			err = fmt.Errorf("%w: type %s on the revocation stream", bus.ErrMalformed, e.Type)
 		}
 		if err != nil {
 			// Skipping keeps the fleet moving; the sequence still advances.
-			f.bad.Add(1)
-			f.log.Error("malformed event on revocation stream skipped", "seq", d.Seq, "subject", d.Subject, "err", err)
+			reason := bus.Reason(err)
+			if reason == "malformed" {
+				f.bad.Add(1)
+			} else {
+				f.refused.Add(1)
+			}
+			f.log.Error("event on revocation stream refused", "seq", d.Seq, "subject", d.Subject, "reason", reason, "err", err)
 			continue
 		}
 		if d.Header.Get("Traceparent") != "" {
@@ -389,6 +403,43 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 	return nil
 }
 
+// openedEvent is a delivery after its signature check.
+type openedEvent struct {
+	e   *bus.Event
+	err error
+}
+
+// parallelOpenMin is the batch size from which signatures are checked on
+// every CPU: a catch-up reads thousands of events per batch, and an
+// Ed25519 check costs several times the decoding.
+const parallelOpenMin = 64
+
+// open checks the signatures of batch and decodes its events, spread over
+// the CPUs for large batches.
+func (f *Follower) open(batch []bus.Delivery) []openedEvent {
+	out := make([]openedEvent, len(batch))
+	one := func(i int) {
+		out[i].e, out[i].err = bus.OpenEvent(batch[i], bus.StreamRevocations, f.keys.EventKey)
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(batch)/parallelOpenMin+1)
+	if workers <= 1 {
+		for i := range batch {
+			one(i)
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(batch); i += workers {
+				one(i)
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
 func (f *Follower) markCaughtUp(applied uint64) {
 	f.hasState.Store(true)
 	if !f.caughtUp.Swap(true) {
@@ -425,12 +476,15 @@ func (f *Follower) CaughtUp() bool { return f.caughtUp.Load() }
 
 // FollowerStatus is a snapshot of a Follower's progress.
 type FollowerStatus struct {
-	Applied       uint64 `json:"applied_seq"`
-	Head          uint64 `json:"stream_head"`
-	Lag           uint64 `json:"lag"`
-	CaughtUp      bool   `json:"caught_up"`
-	Gaps          uint64 `json:"gaps"`
-	Malformed     uint64 `json:"malformed_events"`
+	Applied   uint64 `json:"applied_seq"`
+	Head      uint64 `json:"stream_head"`
+	Lag       uint64 `json:"lag"`
+	CaughtUp  bool   `json:"caught_up"`
+	Gaps      uint64 `json:"gaps"`
+	Malformed uint64 `json:"malformed_events"`
+	// Refused counts events dropped for their signature: unsigned, signed
+	// by an untrusted key, forged, or signed for another stream.
+	Refused       uint64 `json:"refused_events"`
 	EventsApplied uint64 `json:"events_applied"`
 	Stalls        uint64 `json:"consumer_restarts"`
 	LastGap       string `json:"last_gap,omitempty"`
@@ -442,7 +496,7 @@ func (f *Follower) Status() FollowerStatus {
 	applied, head := f.db.Applied(), f.head.Load()
 	s := FollowerStatus{
 		Applied: applied, Head: head, CaughtUp: f.caughtUp.Load(),
-		Gaps: f.gaps.Load(), Malformed: f.bad.Load(), EventsApplied: f.events.Load(),
+		Gaps: f.gaps.Load(), Malformed: f.bad.Load(), Refused: f.refused.Load(), EventsApplied: f.events.Load(),
 		Stalls: f.stalls.Load(),
 	}
 	s.Lag = f.pending(applied)

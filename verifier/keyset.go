@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,13 +27,27 @@ type Key struct {
 // KeySet holds the public keys published in HERALD_KEYS. Keys come only
 // from the bucket, never from token headers (RFC 8725 section 3.10). It is
 // safe for concurrent use.
+//
+// The bucket holds two kinds of keys. Event keys (named bus.EventKeyPrefix
+// plus their thumbprint) sign events and token key entries; a KeySet
+// trusts those pinned with TrustEventKeys, or, when none are pinned, the
+// ones it finds first (trust on first use: those in the bucket when it
+// starts, or the first to appear if there are none). Token keys sign
+// access tokens; each entry must be signed by a trusted event key, so that
+// publish rights on NATS are not enough to make verifiers trust a key.
 type KeySet struct {
-	mu     sync.RWMutex
-	keys   map[string]*Key
-	denied func(kid string) bool
-	log    *slog.Logger
-	loaded atomic.Bool
-	bad    atomic.Uint64
+	mu      sync.RWMutex
+	keys    map[string]*Key
+	events  map[string]*Key   // trusted event keys, by kid
+	pending map[string][]byte // token key entries signed by an event key not (yet) trusted
+	pins    map[string]bool   // pinned event key kids; empty: trust on first use
+	tofu    bool              // trust on first use still open
+	denied  func(kid string) bool
+	log     *slog.Logger
+	loaded  atomic.Bool
+	ready   chan struct{} // closed once loaded
+	lastErr atomic.Pointer[string]
+	bad     atomic.Uint64
 }
 
 // NewKeySet returns an empty key set. denied, if not nil, reports keys that
@@ -41,8 +56,58 @@ func NewKeySet(denied func(kid string) bool, log *slog.Logger) *KeySet {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &KeySet{keys: make(map[string]*Key), denied: denied, log: log}
+	return &KeySet{keys: make(map[string]*Key), events: make(map[string]*Key), pending: make(map[string][]byte),
+		pins: make(map[string]bool), tofu: true, denied: denied, log: log, ready: make(chan struct{})}
 }
+
+// TrustEventKeys pins the event keys the set trusts, by kid (the key's RFC
+// 7638 thumbprint): only events and token keys signed by one of them are
+// accepted. Call it before Watch. Without pins the set trusts on first use.
+func (ks *KeySet) TrustEventKeys(kids ...string) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	for _, kid := range kids {
+		if kid != "" {
+			ks.pins[kid] = true
+			ks.tofu = false
+		}
+	}
+}
+
+// EventKey returns the trusted event key with the given kid; its signature
+// is a bus.EventKeyFunc.
+func (ks *KeySet) EventKey(kid string) (bus.JWK, crypto.PublicKey, bool) {
+	ks.mu.RLock()
+	k, ok := ks.events[kid]
+	ks.mu.RUnlock()
+	if !ok {
+		return bus.JWK{}, nil, false
+	}
+	return k.JWK, k.Public, true
+}
+
+// EventKeys returns the kids of the trusted event keys.
+func (ks *KeySet) EventKeys() []string {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	out := make([]string, 0, len(ks.events))
+	for kid := range ks.events {
+		out = append(out, kid)
+	}
+	return out
+}
+
+// LastError returns why watching the bucket last failed, if it did.
+func (ks *KeySet) LastError() string {
+	if p := ks.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Ready returns a channel closed once the initial contents of the bucket
+// have been read.
+func (ks *KeySet) Ready() <-chan struct{} { return ks.ready }
 
 // Get returns the key with the given kid.
 func (ks *KeySet) Get(kid string) (*Key, bool) {
@@ -66,29 +131,78 @@ func (ks *KeySet) Keys() []*Key {
 // Loaded reports whether the initial contents of the bucket have been read.
 func (ks *KeySet) Loaded() bool { return ks.loaded.Load() }
 
-// Put parses and adds a key in its HERALD_KEYS form. A key that fails to
-// parse, whose kid differs from name, or that was revoked, is refused.
+// Put parses and adds an entry of HERALD_KEYS stored under name: an event
+// key, or a token key signed by a trusted event key. An entry that fails to
+// parse, is stored under another name, is signed by no trusted event key,
+// or is a revoked key, is refused. A token key signed by an event key not
+// trusted yet is kept aside and added if that key becomes trusted.
 func (ks *KeySet) Put(name string, data []byte) error {
-	jwk, pub, err := bus.ParseJWK(data)
+	if strings.HasPrefix(name, bus.EventKeyPrefix) {
+		return ks.putEventKey(name, data)
+	}
+	jwk, pub, err := bus.OpenKey(name, data, ks.EventKey)
+	if errors.Is(err, bus.ErrUntrusted) {
+		ks.mu.Lock()
+		ks.pending[name] = data
+		ks.mu.Unlock()
+	}
 	if err != nil {
 		return err
-	}
-	if jwk.Kid != name {
-		return fmt.Errorf("key %s: stored under %q", jwk.Kid, name)
 	}
 	if ks.denied != nil && ks.denied(jwk.Kid) {
 		return fmt.Errorf("key %s: revoked", jwk.Kid)
 	}
 	ks.mu.Lock()
+	delete(ks.pending, name)
 	ks.keys[jwk.Kid] = &Key{ID: jwk.Kid, Algorithm: jwk.Alg, Public: pub, JWK: jwk}
 	ks.mu.Unlock()
 	return nil
 }
 
-// Remove drops the key with the given kid.
-func (ks *KeySet) Remove(kid string) {
+// errNotPinned refuses an event key that is neither pinned nor trusted on
+// first use.
+var errNotPinned = errors.New("event key not trusted: pin it with --event-keys")
+
+func (ks *KeySet) putEventKey(name string, data []byte) error {
+	jwk, pub, err := bus.ParseEventKey(name, data)
+	if err != nil {
+		return err
+	}
 	ks.mu.Lock()
-	delete(ks.keys, kid)
+	if _, ok := ks.events[jwk.Kid]; ok {
+		ks.mu.Unlock()
+		return nil
+	}
+	trusted := ks.pins[jwk.Kid] || ks.tofu
+	if !trusted {
+		ks.mu.Unlock()
+		return fmt.Errorf("event key %s: %w", jwk.Kid, errNotPinned)
+	}
+	if !ks.pins[jwk.Kid] {
+		ks.log.Warn("event key trusted on first use; pin event keys with --event-keys", "event_kid", jwk.Kid)
+	}
+	ks.events[jwk.Kid] = &Key{ID: jwk.Kid, Algorithm: jwk.Alg, Public: pub, JWK: jwk}
+	if ks.loaded.Load() {
+		ks.tofu = false // none existed at start: this first one is trusted, later ones are not
+	}
+	retry := ks.pending
+	ks.pending = make(map[string][]byte)
+	ks.mu.Unlock()
+	for name, data := range retry {
+		if err := ks.Put(name, data); err == nil {
+			ks.log.Info("key trusted", "kid", name)
+		}
+	}
+	return nil
+}
+
+// Remove drops the key stored under name. Event keys stay trusted for as
+// long as the set lives: deleting one from the bucket must not make a
+// verifier drop the revocations it signed.
+func (ks *KeySet) Remove(name string) {
+	ks.mu.Lock()
+	delete(ks.keys, name)
+	delete(ks.pending, name)
 	ks.mu.Unlock()
 }
 
@@ -101,6 +215,8 @@ func (ks *KeySet) Watch(ctx context.Context, conn *bus.Conn) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		msg := err.Error()
+		ks.lastErr.Store(&msg)
 		ks.log.Warn("key watch interrupted; retrying", "err", err)
 		select {
 		case <-ctx.Done():
@@ -140,8 +256,7 @@ func (ks *KeySet) watch(ctx context.Context, conn *bus.Conn) error {
 					}
 					initial = false
 					seen = nil
-					ks.loaded.Store(true)
-					ks.log.Debug("keys loaded", "count", len(ks.Keys()))
+					ks.markLoaded()
 				}
 				continue
 			}
@@ -150,16 +265,43 @@ func (ks *KeySet) watch(ctx context.Context, conn *bus.Conn) error {
 			}
 			switch e.Operation() {
 			case jetstream.KeyValuePut:
-				if err := ks.Put(e.Key(), e.Value()); err != nil {
+				if err := ks.Put(e.Key(), e.Value()); errors.Is(err, bus.ErrUntrusted) && initial {
+					ks.log.Debug("key waits for its event key", "kid", e.Key())
+				} else if err != nil {
 					ks.bad.Add(1)
 					ks.log.Warn("key refused", "kid", e.Key(), "err", err)
 				} else {
 					ks.log.Info("key trusted", "kid", e.Key())
 				}
 			case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
+				if strings.HasPrefix(e.Key(), bus.EventKeyPrefix) {
+					ks.log.Warn("event key deleted from the bucket; it stays trusted", "name", e.Key())
+					continue
+				}
 				ks.Remove(e.Key())
 				ks.log.Info("key removed", "kid", e.Key())
 			}
 		}
 	}
+}
+
+// markLoaded records that the initial contents of the bucket are in: trust
+// on first use closes if it found an event key, and token keys still
+// waiting for an event key are reported.
+func (ks *KeySet) markLoaded() {
+	ks.mu.Lock()
+	if len(ks.events) > 0 {
+		ks.tofu = false
+	}
+	waiting := len(ks.pending)
+	ks.mu.Unlock()
+	if ks.loaded.Swap(true) {
+		return
+	}
+	close(ks.ready)
+	if waiting > 0 {
+		ks.bad.Add(uint64(waiting))
+		ks.log.Warn("token keys signed by no trusted event key refused", "count", waiting)
+	}
+	ks.log.Debug("keys loaded", "count", len(ks.Keys()), "event_keys", len(ks.EventKeys()))
 }

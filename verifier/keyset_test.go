@@ -1,11 +1,14 @@
 package verifier
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
 )
 
@@ -14,21 +17,35 @@ func TestKeySet_Put(t *testing.T) {
 	denied := map[string]bool{}
 	ks := NewKeySet(func(kid string) bool { return denied[kid] }, nil)
 
-	if err := ks.Put(k.edKid, k.edJWK); err != nil {
+	if err := putKey(t, ks, k.edJWK); err != nil {
 		t.Fatalf("Put: %v", err)
 	}
 	if key, ok := ks.Get(k.edKid); !ok || key.Algorithm != "EdDSA" || key.ID != k.edKid {
 		t.Fatalf("Get = %+v, %v", key, ok)
+	}
+	signed := func(jwk []byte) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(jwk, &m); err != nil {
+			t.Fatal(err)
+		}
+		// SignKey signs what it is given: build the JWK member by member.
+		data, err := bustest.Signer(t).SignKey(bus.JWK{Kty: m["kty"].(string), Crv: m["crv"].(string),
+			X: m["x"].(string), Y: fmt.Sprint(m["y"]), Kid: m["kid"].(string), Alg: m["alg"].(string), Use: "sig"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
 	}
 	tests := []struct {
 		name string
 		kid  string
 		data []byte
 	}{
-		{"stored under another name", "other", k.esJWK},
-		{"not JSON", k.esKid, []byte("{")},
-		{"kid not the thumbprint", "x", []byte(strings.Replace(string(k.esJWK), k.esKid, "x", 1))},
-		{"algorithm of another key type", k.esKid, []byte(strings.Replace(string(k.esJWK), `"ES256"`, `"EdDSA"`, 1))},
+		{"stored under another name", "other", signed(k.esJWK)},
+		{"not a JWS", k.esKid, []byte("{")},
+		{"unsigned JWK", k.esKid, k.esJWK},
+		{"kid not the thumbprint", "x", signed([]byte(strings.Replace(string(k.esJWK), k.esKid, "x", 1)))},
+		{"algorithm of another key type", k.esKid, signed([]byte(strings.Replace(string(k.esJWK), `"ES256"`, `"EdDSA"`, 1)))},
 		{"oversized", k.esKid, []byte(`{"kid":"` + strings.Repeat("a", 8<<10) + `"}`)},
 	}
 	for _, tt := range tests {
@@ -42,7 +59,7 @@ func TestKeySet_Put(t *testing.T) {
 		})
 	}
 	denied[k.esKid] = true
-	if err := ks.Put(k.esKid, k.esJWK); err == nil {
+	if err := putKey(t, ks, k.esJWK); err == nil {
 		t.Fatal("Put of a revoked key succeeded")
 	}
 	ks.Remove(k.edKid)

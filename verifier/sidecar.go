@@ -40,6 +40,10 @@ const (
 type SidecarConfig struct {
 	// Verifier configures token checks.
 	Verifier Config
+	// EventKeys pins the issuers' event keys by kid (RFC 7638 thumbprint):
+	// only events and token keys they signed are trusted. Empty: trust the
+	// event keys found at start, or the first to appear (trust on first use).
+	EventKeys []string
 	// DataDir holds the denylist. Required.
 	DataDir string
 	// HTTPAddr is where the sidecar listens, host:port; port 0 picks one.
@@ -185,6 +189,7 @@ func OpenSidecar(cfg SidecarConfig, conn *bus.Conn) (*Sidecar, error) {
 	host, _ := os.Hostname()
 	sc := &Sidecar{cfg: cfg, conn: conn, db: db, log: log, id: id, host: host, started: time.Now(), live: newLiveSet()}
 	sc.keys = NewKeySet(func(kid string) bool { return db.Contains(denyKey(bus.KindKey, kid)) }, log)
+	sc.keys.TrustEventKeys(cfg.EventKeys...)
 	sc.follower = NewFollower(conn, db, sc.keys, log)
 	sc.follower.onApply = sc.revokeLive
 	vcfg := cfg.Verifier
@@ -314,14 +319,16 @@ type Status struct {
 	MaxStaleness string    `json:"max_staleness"`
 	OnStale      string    `json:"on_stale"`
 	// Verdicts: /v1/verify answers (200 or 401) rather than 503.
-	Verdicts     bool   `json:"verdicts"`
-	KeysLoaded   bool   `json:"keys_loaded"`
-	Keys         int    `json:"keys"`
-	Denylist     int    `json:"denylist_size"`
-	CacheEntries int    `json:"cache_entries"`
-	LiveRequests int    `json:"live_requests"`
-	Upstream     string `json:"upstream,omitempty"`
-	Version      string `json:"version,omitempty"`
+	Verdicts   bool `json:"verdicts"`
+	KeysLoaded bool `json:"keys_loaded"`
+	Keys       int  `json:"keys"`
+	// EventKeys are the kids of the event keys whose events are applied.
+	EventKeys    []string `json:"event_keys"`
+	Denylist     int      `json:"denylist_size"`
+	CacheEntries int      `json:"cache_entries"`
+	LiveRequests int      `json:"live_requests"`
+	Upstream     string   `json:"upstream,omitempty"`
+	Version      string   `json:"version,omitempty"`
 }
 
 // Status returns a snapshot of the sidecar's state.
@@ -337,12 +344,16 @@ func (s *Sidecar) Status() Status {
 		OnStale:        s.cfg.OnStale,
 		KeysLoaded:     s.keys.Loaded(),
 		Keys:           len(s.keys.Keys()),
+		EventKeys:      s.keys.EventKeys(),
 		Denylist:       s.db.Len(),
 		LiveRequests:   s.live.len(),
 		Version:        s.cfg.Version,
 	}
 	if s.proxy != nil {
 		st.Upstream = s.cfg.Upstream
+	}
+	if st.LastError == "" {
+		st.LastError = s.keys.LastError()
 	}
 	_, _, st.CacheEntries = s.verifier.CacheStats()
 	st.Stale = time.Since(last) > s.cfg.MaxStaleness

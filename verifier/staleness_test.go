@@ -171,7 +171,12 @@ func TestFollower_ProbeResync(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	fl := NewFollower(conn, db, NewKeySet(nil, nil), testLogger(t)) // not running: applies nothing
+	ks := NewKeySet(nil, nil)
+	if err := putKey(t, ks, newTestKeys(t).edJWK); err != nil { // trusts the test event key
+		t.Fatal(err)
+	}
+	ks.markLoaded()
+	fl := NewFollower(conn, db, ks, testLogger(t)) // not running: applies nothing
 	fl.markCaughtUp(0)
 	last := publishRevocation(t, conn, bus.KindToken, "jti-while-cut-off", time.Now())
 

@@ -124,6 +124,8 @@ func newSidecarMetrics(mp metric.MeterProvider, s *Sidecar) (*sidecarMetrics, er
 	hits := counter("herald.verify.cache.hits", "Verifications that skipped the signature check (fast path).")
 	misses := counter("herald.verify.cache.misses", "Verifications not found in the fast path cache.")
 	gaps := counter("herald.stream.gaps", "Gaps found in the revocation stream.")
+	refused := counter("herald.stream.refused", "Events dropped for their signature: unsigned, forged, by an untrusted key, or signed for another stream.")
+	malformed := counter("herald.stream.malformed", "Malformed events dropped from the revocation stream.")
 	ended := counter("herald.live.revoked", "Requests in flight ended by a revocation.")
 	if err != nil {
 		return nil, fmt.Errorf("sidecar metrics: %w", err)
@@ -142,9 +144,11 @@ func newSidecarMetrics(mp metric.MeterProvider, s *Sidecar) (*sidecarMetrics, er
 		o.ObserveInt64(hits, int64(h), m.attr)
 		o.ObserveInt64(misses, int64(mi), m.attr)
 		o.ObserveInt64(gaps, int64(st.Gaps), m.attr)
+		o.ObserveInt64(refused, int64(st.Refused), m.attr)
+		o.ObserveInt64(malformed, int64(st.Malformed), m.attr)
 		o.ObserveInt64(ended, int64(s.live.ended.Load()), m.attr)
 		return nil
-	}, denylist, applied, lag, ready, stale, staleness, cacheEntries, live, hits, misses, gaps, ended)
+	}, denylist, applied, lag, ready, stale, staleness, cacheEntries, live, hits, misses, gaps, refused, malformed, ended)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar metrics: %w", err)
 	}

@@ -165,15 +165,43 @@ func newFixtureMaxAge(t *testing.T, maxAge time.Duration) *fixture {
 	return f
 }
 
+// publishKey publishes the token key data (a JWK) under kid, signed by
+// the test event key, which it publishes too.
 func publishKey(t testing.TB, conn *bus.Conn, kid string, data []byte) {
 	t.Helper()
-	kv, err := conn.Keys(t.Context())
-	if err != nil {
-		t.Fatalf("keys bucket: %v", err)
+	jwk, _, err := bus.ParseJWK(data)
+	if err != nil || jwk.Kid != kid {
+		t.Fatalf("key %s: %v", kid, err)
 	}
-	if _, err := kv.Put(t.Context(), kid, data); err != nil {
+	if err := conn.PublishEventKey(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.PublishKey(t.Context(), jwk); err != nil {
 		t.Fatalf("put key %s: %v", kid, err)
 	}
+}
+
+// putKey adds the token key data (a JWK) to ks as the bucket would hold
+// it: signed by the test event key, which ks then trusts.
+func putKey(tb testing.TB, ks *KeySet, data []byte) error {
+	tb.Helper()
+	signer := bustest.Signer(tb)
+	event, err := json.Marshal(signer.JWK())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := ks.Put(bus.EventKeyPrefix+signer.KeyID(), event); err != nil {
+		tb.Fatalf("trust event key: %v", err)
+	}
+	jwk, _, err := bus.ParseJWK(data)
+	if err != nil {
+		return err
+	}
+	entry, err := signer.SignKey(jwk)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ks.Put(jwk.Kid, entry)
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -444,7 +472,7 @@ func TestVerifier_Verify(t *testing.T) {
 func TestVerifier_Leeway(t *testing.T) {
 	k := newTestKeys(t)
 	keys := NewKeySet(nil, nil)
-	if err := keys.Put(k.edKid, k.edJWK); err != nil {
+	if err := putKey(t, keys, k.edJWK); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Unix(1795430832, 0)
@@ -477,7 +505,7 @@ func TestVerifier_Leeway(t *testing.T) {
 func TestVerifier_NotReady(t *testing.T) {
 	k := newTestKeys(t)
 	keys := NewKeySet(nil, nil)
-	if err := keys.Put(k.edKid, k.edJWK); err != nil {
+	if err := putKey(t, keys, k.edJWK); err != nil {
 		t.Fatal(err)
 	}
 	v, err := New(Config{Issuer: testIssuer, Audience: testAudience}, keys, nil, func() bool { return false })

@@ -3,6 +3,13 @@ package bustest
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +50,7 @@ func Connect(tb testing.TB, s *bus.Server) *bus.Conn {
 		tb.Fatalf("connect nats: %v", err)
 	}
 	tb.Cleanup(c.Close)
+	c.SetSigner(Signer(tb))
 	return c
 }
 
@@ -55,6 +63,9 @@ func Setup(tb testing.TB, s *bus.Server, maxAge time.Duration) *bus.Conn {
 	defer cancel()
 	if err := c.EnsureStreams(ctx, bus.StreamConfig{RevocationMaxAge: maxAge}); err != nil {
 		tb.Fatalf("ensure streams: %v", err)
+	}
+	if err := c.PublishEventKey(ctx); err != nil {
+		tb.Fatalf("publish event key: %v", err)
 	}
 	return c
 }
@@ -89,6 +100,7 @@ func ConnectURL(tb testing.TB, url string) *bus.Conn {
 		tb.Fatalf("connect nats %s: %v", url, err)
 	}
 	tb.Cleanup(c.Close)
+	c.SetSigner(Signer(tb))
 	return c
 }
 
@@ -112,4 +124,45 @@ func RunOptions(tb testing.TB, opts *server.Options) *server.Server {
 		tb.Fatal("nats not ready")
 	}
 	return s
+}
+
+var eventKey = sync.OnceValues(func() (ed25519.PrivateKey, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	return priv, err
+})
+
+// EventKey returns the private event key of Signer, for tests that craft
+// signed messages by hand (tampered or misplaced ones).
+func EventKey(tb testing.TB) ed25519.PrivateKey {
+	priv, err := eventKey()
+	if err != nil {
+		tb.Fatalf("event key: %v", err)
+	}
+	return priv
+}
+
+// Signer returns the event signer every connection from this package
+// signs with: one Ed25519 event key per test binary. Setup publishes it.
+func Signer(tb testing.TB) *bus.Signer {
+	s, err := bus.NewSigner(EventKey(tb), "https://issuer.test")
+	if err != nil {
+		tb.Fatalf("event signer: %v", err)
+	}
+	return s
+}
+
+// EventKeyFile writes EventKey as a PKCS#8 PEM file of mode 0600 in a
+// temporary directory and returns its path, for issuers that sign with
+// the test event key (issuer.Config.EventKeyFile).
+func EventKeyFile(tb testing.TB) string {
+	tb.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(EventKey(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(tb.TempDir(), "event-key.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ const defaultDataDir = "herald-data"
 // issuerFlags are the flags shared by dev and issuer.
 type issuerFlags struct {
 	http, data, natsURL, natsListen, issuerURL, audience, alg, logLevel string
+	eventKeyFile                                                        string
 	accessTTL, maxAccessTTL, sessionTTL, sessionIdle, keyRotation       time.Duration
 	rateLimit, clientRateLimit                                          float64
 	replicas                                                            int
@@ -30,7 +32,7 @@ type issuerFlags struct {
 
 // natsFlags are how issuer and verifier authenticate to NATS: files, never
 // secrets on the command line.
-type natsFlags struct{ creds, ca, cert, key, domain string }
+type natsFlags struct{ creds, ca, cert, key, domain, eventKeys string }
 
 func (f *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials file (user JWT and seed, as nsc writes it)")
@@ -38,6 +40,18 @@ func (f *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.cert, "nats-cert", "", "PEM client certificate for NATS servers that verify clients (with --nats-key)")
 	fs.StringVar(&f.key, "nats-key", "", "PEM key of --nats-cert")
 	fs.StringVar(&f.domain, "nats-domain", "", "JetStream domain of the hub, when connected to a leaf node (see deploy/README.md)")
+	fs.StringVar(&f.eventKeys, "event-keys", "", "comma-separated kids of the issuers' event keys to trust (printed by the issuer as event_kid); empty: trust on first use")
+}
+
+// pins returns the event key kids of --event-keys.
+func (f *natsFlags) pins() []string {
+	var kids []string
+	for _, kid := range strings.Split(f.eventKeys, ",") {
+		if kid = strings.TrimSpace(kid); kid != "" {
+			kids = append(kids, kid)
+		}
+	}
+	return kids
 }
 
 func (f *issuerFlags) register(fs *flag.FlagSet) {
@@ -56,6 +70,7 @@ func (f *issuerFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.rateLimit, "rate-limit", issuer.DefaultRateLimit, "token endpoint requests per second per source address (-1: off)")
 	fs.Float64Var(&f.clientRateLimit, "client-rate-limit", issuer.DefaultClientRateLimit, "token endpoint requests per second per client (-1: off)")
 	fs.IntVar(&f.replicas, "replicas", 1, "stream and bucket replicas (3 on a NATS cluster)")
+	fs.StringVar(&f.eventKeyFile, "event-key-file", "", "PEM private key (mode 0600) signing events, shared by the replicas of a deployment (default: created in <data>/event-key)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.nats.register(fs)
 }
@@ -78,6 +93,8 @@ func (f *issuerFlags) config(log *slog.Logger, tel *telemetry) issuer.Config {
 		ClientRateLimit: f.clientRateLimit,
 		AdminToken:      os.Getenv("HERALD_ADMIN_TOKEN"),
 		Replicas:        f.replicas,
+		EventKeys:       f.nats.pins(),
+		EventKeyFile:    f.eventKeyFile,
 		Logger:          log,
 	}
 }
@@ -182,6 +199,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer svc.Close()
 	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
 		Verifier:      verifier.Config{Issuer: svc.IssuerURL(), Audience: f.audience},
+		EventKeys:     append([]string{svc.EventKeyID()}, f.nats.pins()...),
 		DataDir:       filepath.Join(f.data, "verifier"),
 		HTTPAddr:      *verifierHTTP,
 		Logger:        log,

@@ -51,10 +51,11 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	cfg := verifier.SidecarConfig{
-		Verifier: verifier.Config{Issuer: f.issuerURL, Audience: f.audience, CacheSize: f.cacheSize},
-		DataDir:  f.data,
-		HTTPAddr: f.http,
-		Upstream: f.upstream, MaxStaleness: f.maxStaleness, OnStale: f.onStale,
+		Verifier:  verifier.Config{Issuer: f.issuerURL, Audience: f.audience, CacheSize: f.cacheSize},
+		EventKeys: f.nats.pins(),
+		DataDir:   f.data,
+		HTTPAddr:  f.http,
+		Upstream:  f.upstream, MaxStaleness: f.maxStaleness, OnStale: f.onStale,
 		HeartbeatEvery: f.heartbeat, ID: f.id, Version: version,
 		Logger: log,
 	}

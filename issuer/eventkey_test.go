@@ -1,0 +1,100 @@
+package issuer_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/issuer"
+	"github.com/heraldsec/herald/verifier"
+)
+
+// TestIssuer_EventKey checks the issuer's own event key: created at first
+// start in a file only its owner reads, published under its thumbprint,
+// kept across restarts, and enough for a verifier that pins it and nothing
+// else to apply the issuer's revocations and trust its token keys. A key
+// file others can read stops the issuer.
+func TestIssuer_EventKey(t *testing.T) {
+	s := bustest.RunServer(t)
+	dir := t.TempDir()
+	open := func() (*issuer.Service, func()) {
+		t.Helper()
+		svc, err := issuer.Open(t.Context(), issuer.Config{
+			DataDir: dir, HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, IssuerURL: "https://issuer.test",
+		}, bustest.Connect(t, s))
+		if err != nil {
+			t.Fatalf("open issuer: %v", err)
+		}
+		return svc, runUntilStopped(t, svc.Run, func() { svc.Close() })
+	}
+	svc, stop := open()
+	kid := svc.EventKeyID()
+	if kid == bustest.Signer(t).KeyID() {
+		t.Fatal("issuer signs with the test event key, want its own")
+	}
+	file := filepath.Join(dir, "event-key", kid+".pem")
+	for _, p := range []string{file, filepath.Dir(file)} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no group or world access", p, fi.Mode().Perm())
+		}
+	}
+	kv, err := bustest.Connect(t, s).Keys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := kv.Get(t.Context(), bus.EventKeyPrefix+kid)
+	if err != nil {
+		t.Fatalf("event key not published: %v", err)
+	}
+	if _, _, err := bus.ParseEventKey(entry.Key(), entry.Value()); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	svc, _ = open()
+	if got := svc.EventKeyID(); got != kid {
+		t.Fatalf("event kid after restart = %s, want %s", got, kid)
+	}
+	// Another event key in the bucket, published before the verifier
+	// starts: pinning keeps it out.
+	if err := bustest.Connect(t, s).PublishEventKey(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+		Verifier:  verifier.Config{Issuer: svc.IssuerURL(), Audience: issuer.DefaultAudience},
+		EventKeys: []string{kid},
+		DataDir:   t.TempDir(), HTTPAddr: "127.0.0.1:0", Logger: quiet,
+	}, bustest.Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntilStopped(t, sc.Run, func() { sc.Close() })
+	waitReady(t, sc)
+	if got := sc.Status().EventKeys; len(got) != 1 || got[0] != kid {
+		t.Fatalf("verifier trusts event keys %v, want only %s", got, kid)
+	}
+	sess := createSession(t, svc, issuer.SessionRequest{Subject: "eve"})
+	if err := wantVerdict(t, sc, sess.AccessToken, 200, ""); err != nil {
+		t.Fatal(err)
+	}
+	revoke(t, svc, "session", sess.SessionID)
+	bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, sess.AccessToken, 401, "revoked") })
+
+	if err := os.Chmod(file, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	_, err = issuer.Open(t.Context(), issuer.Config{
+		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, EventKeyFile: file,
+	}, bustest.Connect(t, s))
+	if err == nil || !strings.Contains(err.Error(), "readable by others") {
+		t.Fatalf("open with a readable event key file: %v, want refused", err)
+	}
+}
