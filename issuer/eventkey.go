@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,4 +47,37 @@ func openEventKey(dir string) (k *signingKey, created bool, err error) {
 		return k, false, nil
 	}
 	return nil, false, fmt.Errorf("open event key: %s holds %d keys, want one", dir, len(found))
+}
+
+// legacySuffix marks the signed copy of an unsigned revocation: the copy's
+// id is the original's plus this suffix, so replicas that upgrade together
+// publish one copy (Nats-Msg-Id dedupe).
+const legacySuffix = "-signed"
+
+// resignLegacy republishes, signed, the unsigned revocations that an older
+// issuer left in the HERALD stream and that still matter (their until has
+// not passed): verifiers drop unsigned events, and an upgrade must not
+// un-revoke anything.
+func (s *Service) resignLegacy(ctx context.Context) error {
+	now := s.now()
+	var legacy []*bus.Event
+	err := s.conn.Read(ctx, bus.StreamRevocations, bus.ReadOptions{}, func(d bus.Delivery) bool {
+		if d.Header.Get(bus.HeaderSignature) != "" {
+			return true
+		}
+		e, err := bus.Decode(d.Data)
+		if err != nil || e.Type != bus.TypeRevocation || !e.Revocation.Until.After(now) || len(e.ID)+len(legacySuffix) > 64 {
+			return true
+		}
+		legacy = append(legacy, &bus.Event{ID: e.ID + legacySuffix, Type: e.Type, Time: e.Time, Actor: e.Actor, Revocation: e.Revocation})
+		return true
+	})
+	if err != nil || len(legacy) == 0 {
+		return err
+	}
+	s.log.Info("signing revocations published unsigned by an older issuer", "count", len(legacy))
+	if _, err := s.conn.PublishAll(ctx, legacy...); err != nil {
+		return fmt.Errorf("republish unsigned revocations: %w", err)
+	}
+	return nil
 }

@@ -98,3 +98,43 @@ func TestIssuer_EventKey(t *testing.T) {
 		t.Fatalf("open with a readable event key file: %v, want refused", err)
 	}
 }
+
+// TestIssuer_ResignsLegacyRevocations: an unsigned revocation left in the
+// stream by an older issuer is republished signed when the issuer starts,
+// so that an upgrade revokes nothing less; a second start adds nothing.
+func TestIssuer_ResignsLegacyRevocations(t *testing.T) {
+	s := bustest.RunServer(t)
+	dir := t.TempDir()
+	svc, stop := runIssuer(t, s, dir)
+	sess := createSession(t, svc, issuer.SessionRequest{Subject: "legacy-user"})
+	stop()
+
+	conn := bustest.Connect(t, s)
+	now := time.Now()
+	data, err := bus.Encode(&bus.Event{ID: bus.NewID(), Type: bus.TypeRevocation, Time: now, Actor: "old-issuer",
+		Revocation: &bus.Revocation{Kind: bus.KindSubject, Value: "legacy-user", At: now, Until: now.Add(20 * time.Minute)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.JetStream().Publish(t.Context(), bus.RevokeSubject(bus.KindSubject), data); err != nil {
+		t.Fatal(err)
+	}
+	svc, stop = runIssuer(t, s, dir)
+	_, head, err := conn.StreamHead(t.Context(), bus.StreamRevocations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, _ := runSidecar(t, s, svc.IssuerURL(), t.TempDir())
+	waitReady(t, sc)
+	if err := wantVerdict(t, sc, sess.AccessToken, 401, "revoked"); err != nil {
+		t.Fatal(err)
+	}
+	if st := sc.Status(); st.Refused != 1 || st.Applied != head {
+		t.Fatalf("verifier refused %d events, applied %d; want the unsigned one refused and %d applied", st.Refused, st.Applied, head)
+	}
+	stop()
+	runIssuer(t, s, dir)
+	if _, again, err := conn.StreamHead(t.Context(), bus.StreamRevocations); err != nil || again != head {
+		t.Fatalf("stream head after a second start %d (%v), want %d", again, err, head)
+	}
+}

@@ -93,6 +93,9 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	if err := s.openEventKey(ctx); err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
+	if err := s.resignLegacy(ctx); err != nil {
+		return nil, fmt.Errorf("open issuer: %w", err)
+	}
 	s.trusted = verifier.NewKeySet(nil, log)
 	if len(cfg.EventKeys) > 0 {
 		s.trusted.TrustEventKeys(append([]string{s.eventKey.kid}, cfg.EventKeys...)...)
