@@ -326,10 +326,10 @@ func (b *bff) session(ctx context.Context, w http.ResponseWriter, cookies []stri
 	now := b.cfg.Now()
 	switch {
 	case now.Sub(time.Unix(st.Created, 0)) >= b.cfg.MaxAge:
-		b.end(ctx, st, "maximum age reached")
+		_ = b.end(ctx, st, "maximum age reached") // logged by end; the cookie is over anyway
 		return nil, nil, "", errTooOld
 	case now.Sub(time.Unix(st.Seen, 0)) >= b.cfg.Idle:
-		b.end(ctx, st, "idle timeout")
+		_ = b.end(ctx, st, "idle timeout") // logged by end; the cookie is over anyway
 		return nil, nil, "", errIdle
 	}
 	start := time.Now()
