@@ -221,3 +221,54 @@ func createCookieKey(path string) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// takeCookie removes the session cookie from a request's Cookie headers
+// and returns its values.
+func takeCookie(h http.Header) []string {
+	var vals []string
+	lines := h.Values("Cookie")
+	if len(lines) == 0 {
+		return nil
+	}
+	kept := lines[:0:0]
+	for _, line := range lines {
+		var rest []string
+		for part := range strings.SplitSeq(line, ";") {
+			name, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if strings.TrimSpace(name) == CookieName {
+				vals = append(vals, strings.Trim(strings.TrimSpace(v), `"`))
+				continue
+			}
+			if strings.TrimSpace(part) != "" {
+				rest = append(rest, strings.TrimSpace(part))
+			}
+		}
+		if len(rest) > 0 {
+			kept = append(kept, strings.Join(rest, "; "))
+		}
+	}
+	h.Del("Cookie")
+	if len(kept) > 0 {
+		h["Cookie"] = kept
+	}
+	return vals
+}
+
+// takeSetCookie removes every Set-Cookie of the session cookie from h.
+func takeSetCookie(h http.Header) {
+	lines := h.Values("Set-Cookie")
+	if len(lines) == 0 {
+		return
+	}
+	kept := lines[:0:0]
+	for _, line := range lines {
+		name, _, _ := strings.Cut(line, "=")
+		if !strings.EqualFold(strings.TrimSpace(name), CookieName) {
+			kept = append(kept, line)
+		}
+	}
+	h.Del("Set-Cookie")
+	if len(kept) > 0 {
+		h["Set-Cookie"] = kept
+	}
+}

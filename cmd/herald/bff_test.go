@@ -86,6 +86,10 @@ func (a *bffApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "GET /whoami":
 		json.NewEncoder(w).Encode(map[string]string{"sub": sub, "sid": sid, "csrf": csrf, "tenant": r.Header.Get(verifier.HeaderTenant),
 			"cookie": r.Header.Get("Cookie"), "authorization": r.Header.Get("Authorization")})
+	case "POST /login/bogus":
+		// A handoff of a refresh token the issuer does not know.
+		w.Header().Set(verifier.HeaderHandoff, "hrt_not-a-real-refresh-token")
+		fmt.Fprint(w, "signed in")
 	case "GET /plant":
 		// A compromised or careless app cannot set the session cookie.
 		w.Header().Add("Set-Cookie", verifier.CookieName+"=forged; Path=/; Secure")
@@ -369,6 +373,12 @@ func TestBFF_LoginHandoff(t *testing.T) {
 		r := send(t, sc, "GET", "/plant", first, nil)
 		if v, _, ok := r.cookie(); ok && v == "forged" {
 			t.Fatal("the upstream's session cookie reached the browser")
+		}
+	})
+	t.Run("failed handoff", func(t *testing.T) {
+		r := send(t, sc, "POST", "/login/bogus", "", nil, sameOrigin...)
+		if _, _, set := r.cookie(); r.code != http.StatusBadGateway || set || r.header.Get(verifier.HeaderHandoff) != "" || strings.Contains(r.body, "hrt_") {
+			t.Fatalf("bogus handoff: %d %s, cookie set %v, handoff header %q; want 502, no cookie, no token", r.code, r.body, set, r.header.Get(verifier.HeaderHandoff))
 		}
 	})
 	t.Run("forged cookie", func(t *testing.T) {
