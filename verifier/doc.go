@@ -15,7 +15,10 @@
 // a Sidecar ties keys, follower and verifier together and serves /v1/verify,
 // /v1/status, /healthz, /readyz and /metrics, and in proxy mode
 // (SidecarConfig.Upstream) forwards every other path to the application
-// with the X-Herald-* identity headers. It gives no verdict (503) until it
+// with the X-Herald-* identity headers; with SidecarConfig.Cookies it is
+// also the application's browser session layer (a sealed, HttpOnly
+// __Host-herald cookie in place of tokens, refreshed, ended on logout,
+// timeouts and revocations, with CSRF checks). It gives no verdict (503) until it
 // has caught up with the stream, nor, by default, once it has been cut off
 // from the bus for longer than SidecarConfig.MaxStaleness. Requests in
 // flight (proxied streams, WebSockets, Middleware handlers) are ended when

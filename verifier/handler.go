@@ -26,7 +26,11 @@ func newHandler(sc *Sidecar) *Handler {
 	h.mux.HandleFunc("/v1/verify/", h.verify)
 	h.mux.HandleFunc("GET /v1/status", h.status)
 	h.mux.HandleFunc("GET /metrics", h.metrics)
-	if sc.proxy != nil {
+	switch {
+	case sc.bff != nil:
+		h.mux.Handle("/", sc.bff)
+		h.mux.HandleFunc(ownPrefix, sc.bff.serveOwn)
+	case sc.proxy != nil:
 		h.mux.Handle("/", sc.proxy)
 	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -55,19 +55,27 @@ func Middleware(v *Verifier, next http.Handler) http.Handler {
 			writeRefusal(w, err)
 			return
 		}
-		if v.stale != nil && v.stale() {
-			w.Header().Set(HeaderStale, "true")
-		}
-		ctx := WithClaims(r.Context(), c)
-		if v.live != nil {
-			var cancel context.CancelCauseFunc
-			ctx, cancel = context.WithCancelCause(ctx)
-			defer cancel(nil)
-			lr := v.live.add(c, kid, cancel)
-			defer v.live.remove(lr)
-		}
-		next.ServeHTTP(w, r.WithContext(ctx))
+		v.serveAdmitted(w, r, c, kid, next)
 	})
+}
+
+// serveAdmitted calls next for a request admitted with claims c of a
+// token signed with kid: the claims go in its context and, on a
+// Sidecar's verifier, the request is tracked until it ends so that a
+// matching revocation cancels it.
+func (v *Verifier) serveAdmitted(w http.ResponseWriter, r *http.Request, c *Claims, kid string, next http.Handler) {
+	if v.stale != nil && v.stale() {
+		w.Header().Set(HeaderStale, "true")
+	}
+	ctx := WithClaims(r.Context(), c)
+	if v.live != nil {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		lr := v.live.add(c, kid, cancel)
+		defer v.live.remove(lr)
+	}
+	next.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // writeRefusal answers a request the verifier did not admit: 503 with

@@ -58,6 +58,10 @@ type SidecarConfig struct {
 	// (/v1/verify, /v1/status, /healthz, /readyz, /metrics) goes there if
 	// its token verifies.
 	Upstream string
+	// Cookies, when set, adds browser sessions to proxy mode: a
+	// __Host-herald cookie stands for a session whose tokens only the
+	// sidecar holds (see CookieConfig). Requires Upstream.
+	Cookies *CookieConfig
 	// PruneEvery is how often expired denylist entries are deleted.
 	// Default DefaultPruneEvery.
 	PruneEvery time.Duration
@@ -113,6 +117,11 @@ func (c *SidecarConfig) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Cookies != nil {
+		cc := *c.Cookies // the caller's config stays as it was
+		cc.setDefaults(c.DataDir)
+		c.Cookies = &cc
+	}
 }
 
 // Validate reports every problem with c at once. The Verifier config is
@@ -139,6 +148,12 @@ func (c *SidecarConfig) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if c.Cookies != nil {
+		if c.Upstream == "" || c.NoListen {
+			errs = append(errs, errors.New("cookie sessions need proxy mode (an upstream)"))
+		}
+		errs = append(errs, c.Cookies.validate()...)
+	}
 	return errors.Join(errs...)
 }
 
@@ -153,6 +168,7 @@ type Sidecar struct {
 	verifier *Verifier
 	live     *liveSet
 	proxy    *proxy       // nil unless in proxy mode
+	bff      *bff         // nil unless cookie sessions are on
 	ln       net.Listener // nil with NoListen
 	log      *slog.Logger
 	id       string
@@ -213,6 +229,13 @@ func OpenSidecar(cfg SidecarConfig, conn *bus.Conn) (*Sidecar, error) {
 	if cfg.Upstream != "" {
 		u, _ := parseUpstream(cfg.Upstream) // checked by Validate
 		sc.proxy = newProxy(u, sc.verifier, log)
+		if cfg.Cookies != nil {
+			if sc.bff, err = newBFF(*cfg.Cookies, sc.proxy, sc.verifier, log); err != nil {
+				sc.metrics.close()
+				db.Close()
+				return nil, fmt.Errorf("open verifier: %w", err)
+			}
+		}
 	}
 	sc.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -328,7 +351,9 @@ type Status struct {
 	CacheEntries int      `json:"cache_entries"`
 	LiveRequests int      `json:"live_requests"`
 	Upstream     string   `json:"upstream,omitempty"`
-	Version      string   `json:"version,omitempty"`
+	// CookieSessions: browser sessions are on (proxy mode).
+	CookieSessions bool   `json:"cookie_sessions,omitempty"`
+	Version        string `json:"version,omitempty"`
 }
 
 // Status returns a snapshot of the sidecar's state.
@@ -355,6 +380,7 @@ func (s *Sidecar) Status() Status {
 	if st.LastError == "" {
 		st.LastError = s.keys.LastError()
 	}
+	st.CookieSessions = s.bff != nil
 	_, _, st.CacheEntries = s.verifier.CacheStats()
 	st.Stale = time.Since(last) > s.cfg.MaxStaleness
 	st.Ready = st.KeysLoaded && st.CaughtUp && !st.Stale
@@ -411,6 +437,9 @@ func (s *Sidecar) announce(ctx context.Context) error {
 	args := []any{"http", s.URL(), "id", s.id, "applied_seq", s.db.Applied(), "keys", len(s.keys.Keys())}
 	if s.proxy != nil {
 		args = append(args, "upstream", s.cfg.Upstream)
+	}
+	if s.bff != nil {
+		args = append(args, "cookie_sessions", true)
 	}
 	s.log.Info("verifier ready", args...)
 	return nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -25,6 +26,51 @@ type verifierFlags struct {
 	maxStaleness, heartbeat                            time.Duration
 	cacheSize                                          int
 	nats                                               natsFlags
+	cookies                                            cookieFlags
+}
+
+// cookieFlags configure browser sessions (proxy mode with cookies).
+type cookieFlags struct {
+	on                                                          bool
+	issuerURL, keyFile, loginPath, public, clientID, secretFile string
+	idle, maxAge                                                time.Duration
+}
+
+func (f *cookieFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&f.on, "cookie-sessions", false, "browser sessions in proxy mode: an HttpOnly __Host-herald cookie stands for a session the verifier holds (needs --upstream)")
+	fs.StringVar(&f.issuerURL, "issuer-url", "", "base URL of the issuer's OAuth endpoints, for cookie sessions (default: --issuer)")
+	fs.StringVar(&f.keyFile, "cookie-key-file", "", "file with the cookie sealing key, base64 of 32 bytes, mode 0600; share it between replicas (default: <data>/cookie.key, created)")
+	fs.DurationVar(&f.idle, "cookie-idle", verifier.DefaultCookieIdle, "a cookie session without requests for this long ends")
+	fs.DurationVar(&f.maxAge, "cookie-max-age", verifier.DefaultCookieMaxAge, "a cookie session ends this long after login")
+	fs.StringVar(&f.loginPath, "cookie-login-path", "", "redirect page views without a session here (public); empty answers 401")
+	fs.StringVar(&f.public, "cookie-public", "", "comma-separated path prefixes forwarded without a session, e.g. /login,/static/")
+	fs.StringVar(&f.clientID, "cookie-client-id", "", "client id the verifier refreshes cookie sessions as, for a registered client")
+	fs.StringVar(&f.secretFile, "cookie-client-secret-file", "", "file with the secret of --cookie-client-id")
+}
+
+// config returns the cookie session config, nil when they are off.
+func (f *cookieFlags) config(issuer string) (*verifier.CookieConfig, error) {
+	if !f.on {
+		return nil, nil
+	}
+	c := &verifier.CookieConfig{IssuerURL: f.issuerURL, KeyFile: f.keyFile, Idle: f.idle, MaxAge: f.maxAge,
+		LoginPath: f.loginPath, ClientID: f.clientID}
+	if c.IssuerURL == "" {
+		c.IssuerURL = issuer
+	}
+	for p := range strings.SplitSeq(f.public, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.PublicPaths = append(c.PublicPaths, p)
+		}
+	}
+	if f.secretFile != "" {
+		b, err := os.ReadFile(f.secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("verifier: --cookie-client-secret-file: %w", err)
+		}
+		c.ClientSecret = strings.TrimSpace(string(b))
+	}
+	return c, nil
 }
 
 func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -43,10 +89,15 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.IntVar(&f.cacheSize, "cache-size", verifier.DefaultCacheSize, "verified tokens remembered to skip signature checks; 0 disables")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.nats.register(fs)
+	f.cookies.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		return err
+	}
+	cookies, err := f.cookies.config(f.issuerURL)
 	if err != nil {
 		return err
 	}
@@ -57,7 +108,7 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		HTTPAddr:  f.http,
 		Upstream:  f.upstream, MaxStaleness: f.maxStaleness, OnStale: f.onStale,
 		HeartbeatEvery: f.heartbeat, ID: f.id, Version: version,
-		Logger: log,
+		Cookies: cookies, Logger: log,
 	}
 	switch {
 	case f.cacheSize == 0:

@@ -16,6 +16,45 @@ import (
 	"github.com/heraldsec/herald/bus/bustest"
 )
 
+// startVerifier runs 'herald verifier' with id on a free port, reporting
+// every 100ms, until the test ends, and returns its URL read from its
+// ready line.
+func startVerifier(t *testing.T, id string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	args = append([]string{"verifier", "--http", "127.0.0.1:0", "--heartbeat", "100ms", "--id", id, "--max-staleness", "5s"}, args...)
+	go func() { done <- run(ctx, args, io.Discard, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("herald verifier %s: %v", id, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("herald verifier %s did not stop", id)
+		}
+	})
+	var url string
+	ready := regexp.MustCompile(`msg="verifier ready" .*http=(\S+) id=` + regexp.QuoteMeta(id) + ` `)
+	bustest.WaitFor(t, 20*time.Second, func() error {
+		select {
+		case err := <-done:
+			t.Fatalf("herald verifier %s exited early: %v\n%s", id, err, logs)
+		default:
+		}
+		m := ready.FindStringSubmatch(logs.String())
+		if m == nil {
+			return fmt.Errorf("no ready line yet:\n%s", logs)
+		}
+		url = m[1]
+		return nil
+	})
+	return url
+}
+
 // TestRun_VerifierProxyAndFleet runs 'herald dev' and a second verifier in
 // proxy mode in front of a test app, then lists the fleet with 'herald
 // status --issuer-url'.
@@ -30,33 +69,8 @@ func TestRun_VerifierProxyAndFleet(t *testing.T) {
 	}))
 	t.Cleanup(app.Close)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"verifier", "--http", "127.0.0.1:0", "--nats", natsURL, "--data", filepath.Join(dir, "proxy"),
-			"--issuer", issuerURL, "--upstream", app.URL, "--heartbeat", "100ms", "--id", "proxy-1", "--max-staleness", "5s"}, io.Discard, logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("herald verifier: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("herald verifier did not stop")
-		}
-	})
-	var proxyURL string
-	bustest.WaitFor(t, 20*time.Second, func() error {
-		m := regexp.MustCompile(`msg="verifier ready" .*http=(\S+) id=proxy-1 .*upstream=`).FindStringSubmatch(logs.String())
-		if m == nil {
-			return fmt.Errorf("no ready line yet:\n%s", logs)
-		}
-		proxyURL = m[1]
-		return nil
-	})
+	proxyURL := startVerifier(t, "proxy-1", "--nats", natsURL, "--data", filepath.Join(dir, "proxy"),
+		"--issuer", issuerURL, "--upstream", app.URL)
 
 	tok := strings.TrimSpace(runCmd(t, "token", "--issuer-url", issuerURL, "--admin-token-file", tokenFile, "alice"))
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, proxyURL+"/hello", nil)

@@ -1,0 +1,271 @@
+package verifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Defaults for CookieConfig.
+const (
+	DefaultCookieIdle   = 2 * time.Hour
+	DefaultCookieMaxAge = 24 * time.Hour
+)
+
+// Browser session paths and headers.
+const (
+	// HeaderHandoff is the response header with which the application's
+	// login handler hands the sidecar a new session: its value is the
+	// refresh token of POST /v1/sessions. The sidecar always removes it
+	// from upstream responses.
+	HeaderHandoff = "Herald-Session"
+	// LogoutPath ends the browser's session (POST).
+	LogoutPath = "/.herald/logout"
+	// ownPrefix is reserved for the sidecar's browser session endpoints.
+	ownPrefix = "/.herald/"
+)
+
+// Why a browser session ends at the sidecar.
+var (
+	errIdle        = fmt.Errorf("%w: session idle for too long", ErrExpired)
+	errTooOld      = fmt.Errorf("%w: session reached its maximum age", ErrExpired)
+	errRefreshDown = fmt.Errorf("%w: the issuer could not refresh the session", ErrNotReady)
+)
+
+// CookieConfig turns on browser sessions in proxy mode (the
+// backend-for-frontend pattern): the browser holds only an HttpOnly
+// __Host- cookie, and the sidecar turns it into the identity headers,
+// refreshes the access token behind it and ends it on logout, timeouts and
+// revocations.
+type CookieConfig struct {
+	// IssuerURL is the base URL of the issuer's OAuth endpoints
+	// (/oauth2/token, /oauth2/revoke). Required.
+	IssuerURL string
+	// KeyFile holds the cookie sealing secret (base64 of at least 32
+	// bytes, mode 0600 or 0400). Replicas that share it open each other's
+	// cookies. Default: <DataDir>/cookie.key, created at first start.
+	KeyFile string
+	// Idle ends a session without a request for this long. Default
+	// DefaultCookieIdle; it has a precision of a minute.
+	Idle time.Duration
+	// MaxAge ends a session this long after login, whatever its activity.
+	// Default DefaultCookieMaxAge.
+	MaxAge time.Duration
+	// LoginPath, when set, is where a GET for an HTML page without a
+	// valid session is redirected (303) instead of answered 401. It is
+	// public.
+	LoginPath string
+	// PublicPaths are path prefixes forwarded without a session (the
+	// login page and its assets): "/login" covers /login and /login/...
+	// A valid cookie still sets the identity headers there.
+	PublicPaths []string
+	// ClientID and ClientSecret authenticate the sidecar to the issuer
+	// when the sessions belong to a registered client. Default: none
+	// (public client).
+	ClientID, ClientSecret string
+	// HTTPClient calls the issuer. Default: a client with a 10s timeout.
+	HTTPClient *http.Client
+	// Now is the clock of the idle and absolute timeouts. Default time.Now.
+	Now func() time.Time
+}
+
+func (c *CookieConfig) setDefaults(dataDir string) {
+	if c.KeyFile == "" {
+		c.KeyFile = filepath.Join(dataDir, cookieKeyFile)
+	}
+	if c.Idle == 0 {
+		c.Idle = DefaultCookieIdle
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultCookieMaxAge
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: issuerTimeout}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.IssuerURL = strings.TrimRight(c.IssuerURL, "/")
+}
+
+// validate returns every problem with c.
+func (c *CookieConfig) validate() []error {
+	var errs []error
+	if u, err := url.Parse(c.IssuerURL); c.IssuerURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("cookie sessions: issuer URL %q: want the issuer's http(s) base URL", c.IssuerURL))
+	}
+	if c.Idle < time.Second || c.MaxAge < time.Second || c.Idle > c.MaxAge {
+		errs = append(errs, fmt.Errorf("cookie sessions: idle %s and max age %s: want at least 1s each, idle at most the max age", c.Idle, c.MaxAge))
+	}
+	if c.LoginPath != "" && !localPath(c.LoginPath) {
+		errs = append(errs, fmt.Errorf("cookie sessions: login path %q: want a path on this site, starting with one /", c.LoginPath))
+	}
+	for _, p := range c.PublicPaths {
+		if !localPath(p) || strings.HasPrefix(p, ownPrefix) {
+			errs = append(errs, fmt.Errorf("cookie sessions: public path %q: want a path starting with one /", p))
+		}
+	}
+	if c.ClientSecret != "" && c.ClientID == "" {
+		errs = append(errs, errors.New("cookie sessions: a client secret needs its client id"))
+	}
+	return errs
+}
+
+// localPath reports whether p is a clean absolute path on this site: not
+// "//host" or "/\host", which browsers read as another site.
+func localPath(p string) bool {
+	return strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "//") && !strings.ContainsAny(p, "\\?#") &&
+		(path.Clean(p) == p || path.Clean(p)+"/" == p)
+}
+
+// bff is the browser session layer in front of the proxy. Every request's
+// session cookie is opened, checked against the timeouts, its access token
+// verified with the sidecar's Verifier (keys, claims, denylist) and
+// refreshed when near expiry; the upstream gets the identity headers, never
+// the cookie. It is safe for concurrent use.
+type bff struct {
+	cfg  CookieConfig
+	p    *proxy
+	v    *Verifier
+	seal *sealer
+	csrf *csrfGuard
+	iss  *issuerClient
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	handles map[string]*handleState // browser sessions refreshed or ended here, by handle
+	flights map[string]*flight      // refreshes under way, by handle
+	puts    int
+}
+
+// bffRequest travels in a proxied request's context to the proxy's
+// rewrite and response hooks.
+type bffRequest struct {
+	st   *cookieState // the session that admitted the request; nil if anonymous
+	csrf string       // its CSRF token
+	hdr  http.Header  // the response's headers, where a refreshed cookie may already be
+}
+
+type bffKey struct{}
+
+var _ http.Handler = (*bff)(nil)
+
+// newBFF puts browser sessions in front of p. cfg has its defaults.
+func newBFF(cfg CookieConfig, p *proxy, v *Verifier, log *slog.Logger) (*bff, error) {
+	secret, err := loadCookieKey(cfg.KeyFile, true)
+	if err != nil {
+		return nil, err
+	}
+	seal, err := newSealer(secret)
+	if err != nil {
+		return nil, err
+	}
+	b := &bff{cfg: cfg, p: p, v: v, seal: seal, csrf: newCSRFGuard(seal), log: log,
+		iss:     &issuerClient{base: cfg.IssuerURL, clientID: cfg.ClientID, clientSecret: cfg.ClientSecret, hc: cfg.HTTPClient},
+		handles: make(map[string]*handleState), flights: make(map[string]*flight)}
+	if cfg.LoginPath != "" {
+		b.cfg.PublicPaths = append(append([]string(nil), cfg.PublicPaths...), cfg.LoginPath)
+	}
+	rewrite := p.rp.Rewrite
+	p.rp.Rewrite = func(pr *httputil.ProxyRequest) {
+		rewrite(pr)
+		if br, ok := pr.In.Context().Value(bffKey{}).(*bffRequest); ok && br.csrf != "" {
+			pr.Out.Header.Set(HeaderCSRF, br.csrf)
+		}
+	}
+	p.rp.ModifyResponse = b.modifyResponse
+	p.rp.ErrorHandler = b.upstreamError
+	return b, nil
+}
+
+// ServeHTTP implements http.Handler: it admits a request by its session
+// cookie (or its bearer token, as plain proxy mode does) and forwards it.
+func (b *bff) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	stripHeraldHeaders(r.Header)
+	cookies := takeCookie(r.Header) // the upstream never sees the session cookie
+	br := &bffRequest{hdr: w.Header()}
+	r = r.WithContext(context.WithValue(r.Context(), bffKey{}, br))
+	if r.Header.Get("Authorization") != "" {
+		// Not sent by a browser on its own, so not forgeable cross-site.
+		b.p.ServeHTTP(w, r)
+		return
+	}
+	if err := b.csrf.checkOrigin(r); err != nil {
+		writeForbidden(w, err)
+		return
+	}
+	public := b.public(r)
+	var (
+		c   *Claims
+		kid string
+	)
+	if len(cookies) > 0 {
+		st, sc, skid, err := b.session(r.Context(), w, cookies)
+		switch {
+		case errors.Is(err, ErrNotReady):
+			writeRefusal(w, err)
+			return
+		case err != nil:
+			b.log.Debug("session cookie refused", "reason", Reason(err), "remote", r.RemoteAddr)
+			http.SetCookie(w, clearedCookie())
+			if !public {
+				b.refuse(w, r, err)
+				return
+			}
+		default:
+			br.st, c, kid = st, sc, skid
+		}
+	} else if !public {
+		b.refuse(w, r, ErrMissing)
+		return
+	}
+	if err := b.csrf.checkToken(r, br.st); err != nil {
+		writeForbidden(w, err)
+		return
+	}
+	if c == nil {
+		b.p.forward(w, r)
+		return
+	}
+	br.csrf = b.seal.csrfToken(br.st.Handle)
+	b.v.serveAdmitted(w, r, c, kid, http.HandlerFunc(b.p.forward))
+}
+
+// refuse answers a request without a valid session: 303 to the login page
+// for a page view when one is configured, else 401.
+func (b *bff) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	if b.cfg.LoginPath != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && acceptsHTML(r) {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, b.cfg.LoginPath, http.StatusSeeOther)
+		return
+	}
+	writeRefusal(w, err)
+}
+
+func acceptsHTML(r *http.Request) bool { return strings.Contains(r.Header.Get("Accept"), "text/html") }
+
+// public reports whether r's path is under one of the public paths. A
+// path the upstream could read differently (encoded slashes, dot
+// segments) is not public.
+func (b *bff) public(r *http.Request) bool {
+	p := r.URL.Path
+	if r.URL.RawPath != "" || !localPath(p) {
+		return false
+	}
+	for _, pre := range b.cfg.PublicPaths {
+		pre = strings.TrimSuffix(pre, "/")
+		if p == pre || strings.HasPrefix(p, pre+"/") {
+			return true
+		}
+	}
+	return false
+}

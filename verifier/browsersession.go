@@ -1,0 +1,245 @@
+package verifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// seenEvery is how stale the last-activity time in a cookie may get
+// before a response re-issues the cookie; it is the precision of the idle
+// timeout.
+const seenEvery = time.Minute
+
+// endedMemory is how long a sidecar refuses, from memory, a session it
+// ended; by then the session's revocation has long come back from the
+// stream into the denylist.
+const endedMemory = time.Hour
+
+// handleState is the newest state of a browser session this sidecar knows
+// of, so that a request still carrying the cookie from before a refresh
+// (sent before the browser stored the new one) uses the new tokens instead
+// of presenting a used refresh token, which the issuer would take for
+// theft; or the session's end, so that a cookie is refused here from the
+// moment of logout, before the revocation comes back from the stream.
+type handleState struct {
+	st    *cookieState
+	ended bool
+	until time.Time // forgotten after
+}
+
+// flight is one refresh of a browser session; concurrent requests of that
+// session wait for it instead of refreshing again (which the issuer would
+// take for refresh token reuse).
+type flight struct {
+	done chan struct{}
+	st   *cookieState
+	c    *Claims
+	kid  string
+	err  error
+}
+
+// session admits the browser session of a request's cookie: it opens it,
+// enforces the idle and absolute timeouts, verifies its access token,
+// refreshes it when near expiry, and re-issues the cookie on w when its
+// state changed. Errors wrap a reason: ErrNotReady when no verdict can be
+// given now (the cookie is kept), any other when the session is over.
+func (b *bff) session(ctx context.Context, w http.ResponseWriter, cookies []string) (*cookieState, *Claims, string, error) {
+	if len(cookies) != 1 {
+		return nil, nil, "", errCookie
+	}
+	sent, err := b.seal.open(cookies[0])
+	if err != nil {
+		return nil, nil, "", err
+	}
+	st, ended := b.newest(sent)
+	if ended {
+		return nil, nil, "", errSessionEnded
+	}
+	now := b.cfg.Now()
+	switch {
+	case now.Sub(time.Unix(st.Created, 0)) >= b.cfg.MaxAge:
+		_ = b.end(ctx, st, "maximum age reached") // logged by end; the cookie is over anyway
+		return nil, nil, "", errTooOld
+	case now.Sub(time.Unix(st.Seen, 0)) >= b.cfg.Idle:
+		_ = b.end(ctx, st, "idle timeout") // logged by end; the cookie is over anyway
+		return nil, nil, "", errIdle
+	}
+	start := time.Now()
+	c, kid, err := b.v.verify(st.Access)
+	if (err == nil && b.dueForRefresh(c)) || errors.Is(err, ErrExpired) {
+		nst, nc, nkid, rerr := b.refresh(ctx, st)
+		switch {
+		case nst != nil:
+			st, c, kid, err = nst, nc, nkid, rerr
+		case errors.Is(rerr, errSessionEnded):
+			err = rerr
+		case err == nil:
+			// The access token still serves; a later request refreshes.
+			b.log.Warn("session refresh failed; retrying on a later request", "sid", st.Session, "err", rerr)
+		default:
+			b.log.Warn("session refresh failed", "sid", st.Session, "err", rerr)
+			err = errRefreshDown
+		}
+	}
+	if err == nil && c.SessionID != st.Session {
+		err = fmt.Errorf("%w: token of another session", ErrMalformed)
+	}
+	if err == nil && c.Confirmation != nil && c.Confirmation.JKT != "" {
+		err = ErrDPoPRequired // a DPoP-bound token needs the key's holder, not a cookie
+	}
+	b.v.metrics.record(ctx, start, err)
+	if err != nil && !errors.Is(err, ErrNotReady) {
+		return nil, nil, "", err
+	}
+	if err == nil && now.Sub(time.Unix(st.Seen, 0)) >= seenEvery {
+		next := *st
+		next.Seen = now.Unix()
+		st = &next
+	}
+	if st != sent {
+		b.setCookie(w.Header(), st, now)
+	}
+	return st, c, kid, err
+}
+
+// dueForRefresh reports whether the access token behind a session has
+// less than a third of its lifetime left.
+func (b *bff) dueForRefresh(c *Claims) bool {
+	life := c.ExpiresAt.Sub(c.IssuedAt.Time)
+	return !b.v.cfg.Now().Before(c.ExpiresAt.Add(-life / 3))
+}
+
+// setCookie adds the Set-Cookie of st to h, living until the session's
+// maximum age.
+func (b *bff) setCookie(h http.Header, st *cookieState, now time.Time) {
+	v, err := b.seal.seal(st)
+	if err != nil {
+		b.log.Error("seal session cookie", "sid", st.Session, "err", err)
+		return
+	}
+	h.Add("Set-Cookie", sessionCookie(v, time.Unix(st.Created, 0).Add(b.cfg.MaxAge).Sub(now)).String())
+	h.Set("Cache-Control", "no-store")
+}
+
+// newest returns the newest state this sidecar knows of the session st
+// is a state of, and whether that session ended.
+func (b *bff) newest(st *cookieState) (*cookieState, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	h := b.handles[st.Handle]
+	switch {
+	case h == nil:
+		return st, false
+	case h.ended:
+		return st, true
+	case h.st.Gen > st.Gen:
+		n := *h.st
+		n.Seen = max(n.Seen, st.Seen)
+		return &n, false
+	}
+	return st, false
+}
+
+// remember records the newest state of a session, or its end, until
+// until. The caller holds b.mu.
+func (b *bff) remember(st *cookieState, ended bool, until time.Time) {
+	if h := b.handles[st.Handle]; h != nil && !ended && (h.ended || h.st.Gen > st.Gen) {
+		return
+	}
+	b.handles[st.Handle] = &handleState{st: st, ended: ended, until: until}
+	if b.puts++; b.puts%1024 == 0 {
+		now := time.Now()
+		for k, h := range b.handles {
+			if now.After(h.until) {
+				delete(b.handles, k)
+			}
+		}
+	}
+}
+
+// refresh rotates the session's tokens at the issuer, once for all the
+// requests of a session that need it at the same time. It returns the new
+// state whenever the issuer rotated, even if the new token then fails to
+// verify, so that the new refresh token is not lost.
+func (b *bff) refresh(ctx context.Context, st *cookieState) (*cookieState, *Claims, string, error) {
+	b.mu.Lock()
+	if h := b.handles[st.Handle]; h != nil && h.ended {
+		b.mu.Unlock()
+		return nil, nil, "", errSessionEnded
+	} else if h != nil && h.st.Gen > st.Gen {
+		// A refresh finished since st was read: its tokens are the live ones.
+		next := h.st
+		b.mu.Unlock()
+		c, kid, err := b.v.verify(next.Access)
+		return next, c, kid, err
+	}
+	if f := b.flights[st.Handle]; f != nil {
+		b.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.st, f.c, f.kid, f.err
+		case <-ctx.Done():
+			return nil, nil, "", ctx.Err()
+		}
+	}
+	f := &flight{done: make(chan struct{})}
+	b.flights[st.Handle] = f
+	b.mu.Unlock()
+
+	f.st, f.c, f.kid, f.err = b.rotate(ctx, st)
+
+	b.mu.Lock()
+	delete(b.flights, st.Handle)
+	switch {
+	case f.st != nil:
+		b.remember(f.st, false, time.Now().Add(2*b.v.cfg.Leeway+lifetime(f.c)))
+	case errors.Is(f.err, errSessionEnded):
+		b.remember(st, true, time.Now().Add(endedMemory))
+	}
+	b.mu.Unlock()
+	close(f.done)
+	return f.st, f.c, f.kid, f.err
+}
+
+// lifetime is how long the token of c lives; a quarter hour when unknown.
+func lifetime(c *Claims) time.Duration {
+	if c == nil {
+		return 15 * time.Minute
+	}
+	return c.ExpiresAt.Sub(c.IssuedAt.Time)
+}
+
+// rotate presents the session's refresh token to the issuer and returns
+// the session's next state with the verified claims of its new access
+// token.
+func (b *bff) rotate(ctx context.Context, st *cookieState) (*cookieState, *Claims, string, error) {
+	ans, err := b.iss.refresh(ctx, st.Refresh)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	next := *st
+	next.Gen++
+	next.Access, next.Refresh = ans.AccessToken, ans.RefreshToken
+	c, kid, err := b.v.verify(ans.AccessToken)
+	if err != nil {
+		return &next, nil, "", err
+	}
+	return &next, c, kid, nil
+}
+
+// end ends a session at the issuer, which publishes its revocation to
+// every verifier, and refuses its cookie here from now on.
+func (b *bff) end(ctx context.Context, st *cookieState, why string) error {
+	b.mu.Lock()
+	b.remember(st, true, time.Now().Add(endedMemory))
+	b.mu.Unlock()
+	if err := b.iss.revoke(ctx, st.Refresh); err != nil {
+		b.log.Warn("could not end session at the issuer", "sid", st.Session, "why", why, "err", err)
+		return err
+	}
+	b.log.Info("browser session ended", "sid", st.Session, "why", why)
+	return nil
+}

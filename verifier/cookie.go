@@ -1,0 +1,274 @@
+package verifier
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// CookieName is the browser session cookie. The __Host- prefix makes the
+// browser refuse it unless it is Secure, has Path=/ and no Domain (RFC
+// 6265bis section 4.1.3.2), so neither a sibling subdomain nor a plain-HTTP
+// page can plant or overwrite it.
+const CookieName = "__Host-herald"
+
+// cookieKeyFile is the sealing key's file in the data directory when no
+// CookieConfig.KeyFile is given.
+const cookieKeyFile = "cookie.key"
+
+// Bounds of the cookie and its sealing key.
+const (
+	cookieKeySize = 32
+	// maxCookieBytes keeps the whole Set-Cookie line under the 4096 bytes
+	// every browser stores (RFC 6265 section 6.1).
+	maxCookieBytes = 3800
+	cookieVersion  = "v1."
+)
+
+// errCookie is why a cookie that is not ours, or was tampered with, is
+// refused; it is a malformed credential.
+var errCookie = fmt.Errorf("%w: session cookie does not open", ErrMalformed)
+
+// cookieState is what a session cookie holds, sealed: the session's tokens
+// and the times the sidecar enforces. The browser holds only ciphertext.
+type cookieState struct {
+	// Handle names this browser session; new at every login, so a session
+	// id is never carried across a login (no fixation). The CSRF token is
+	// derived from it.
+	Handle string `json:"h"`
+	// Gen counts refreshes; the newest state of a handle wins.
+	Gen     uint64 `json:"g"`
+	Session string `json:"sid"`
+	Access  string `json:"at"`
+	Refresh string `json:"rt"`
+	// Created and Seen are Unix seconds: login and last activity.
+	Created int64 `json:"c"`
+	Seen    int64 `json:"s"`
+}
+
+// sealer seals session cookies with AES-256-GCM and derives their CSRF
+// tokens. Both keys come from one secret through HKDF, so that replicas
+// sharing the secret open each other's cookies. It is safe for concurrent
+// use.
+type sealer struct {
+	aead cipher.AEAD
+	csrf []byte
+}
+
+func newSealer(secret []byte) (*sealer, error) {
+	if len(secret) < cookieKeySize {
+		return nil, fmt.Errorf("cookie key: %d bytes, want at least %d", len(secret), cookieKeySize)
+	}
+	encKey, err := hkdf.Key(sha256.New, secret, nil, "herald cookie v1 seal", 32)
+	if err != nil {
+		return nil, fmt.Errorf("cookie key: %w", err)
+	}
+	csrfKey, err := hkdf.Key(sha256.New, secret, nil, "herald cookie v1 csrf", 32)
+	if err != nil {
+		return nil, fmt.Errorf("cookie key: %w", err)
+	}
+	block, err := aes.NewCipher(encKey)
+	if err != nil {
+		return nil, fmt.Errorf("cookie key: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("cookie key: %w", err)
+	}
+	return &sealer{aead: aead, csrf: csrfKey}, nil
+}
+
+// seal returns the cookie value of st: version, then base64url of a random
+// nonce and the ciphertext, authenticated with the cookie's name.
+func (s *sealer) seal(st *cookieState) (string, error) {
+	plain, err := json.Marshal(st)
+	if err != nil {
+		return "", fmt.Errorf("seal session cookie: %w", err)
+	}
+	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", fmt.Errorf("seal session cookie: %w", err)
+	}
+	v := cookieVersion + base64.RawURLEncoding.EncodeToString(s.aead.Seal(nonce, nonce, plain, []byte(CookieName)))
+	if len(v) > maxCookieBytes {
+		return "", fmt.Errorf("seal session cookie: %d bytes, more than a browser keeps (%d): are the access tokens too large?", len(v), maxCookieBytes)
+	}
+	return v, nil
+}
+
+// open authenticates and decrypts a cookie value; anything else fails with
+// errCookie.
+func (s *sealer) open(v string) (*cookieState, error) {
+	if len(v) > maxCookieBytes || !strings.HasPrefix(v, cookieVersion) {
+		return nil, errCookie
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(v[len(cookieVersion):])
+	if err != nil || len(raw) < s.aead.NonceSize()+s.aead.Overhead() {
+		return nil, errCookie
+	}
+	n := s.aead.NonceSize()
+	plain, err := s.aead.Open(nil, raw[:n], raw[n:], []byte(CookieName))
+	if err != nil {
+		return nil, errCookie
+	}
+	var st cookieState
+	if err := json.Unmarshal(plain, &st); err != nil || st.Handle == "" || st.Refresh == "" || st.Access == "" {
+		return nil, errCookie
+	}
+	return &st, nil
+}
+
+// csrfToken is the CSRF token of a browser session: an HMAC of its
+// handle, so it changes at every login and cannot be computed without the
+// key.
+func (s *sealer) csrfToken(handle string) string {
+	m := hmac.New(sha256.New, s.csrf)
+	m.Write([]byte(handle))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// checkCSRFToken reports whether tok is the CSRF token of handle.
+func (s *sealer) checkCSRFToken(handle, tok string) bool {
+	return subtle.ConstantTimeCompare([]byte(s.csrfToken(handle)), []byte(tok)) == 1
+}
+
+// newHandle returns a random browser session handle (128 bits).
+func newHandle() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// sessionCookie returns the Set-Cookie of a session cookie with value v
+// that the browser keeps for maxAge (RFC 6265bis: Secure, HttpOnly so
+// JavaScript never reads it, SameSite=Lax so other sites' subrequests and
+// form posts do not carry it).
+func sessionCookie(v string, maxAge time.Duration) *http.Cookie {
+	return &http.Cookie{Name: CookieName, Value: v, Path: "/", Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteLaxMode, MaxAge: max(1, int(maxAge/time.Second))}
+}
+
+// clearedCookie is the Set-Cookie that deletes the session cookie.
+func clearedCookie() *http.Cookie {
+	return &http.Cookie{Name: CookieName, Value: "", Path: "/", Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteLaxMode, MaxAge: -1}
+}
+
+// loadCookieKey reads the sealing secret from path: base64 (standard or
+// URL alphabet) of at least 32 bytes, in a file no one but its owner may
+// read. With create, a missing file is created with a new random key, mode
+// 0600.
+func loadCookieKey(path string, create bool) ([]byte, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && create:
+		return createCookieKey(path)
+	case err != nil:
+		return nil, fmt.Errorf("cookie key: %w", err)
+	case fi.Mode().Perm()&0o077 != 0:
+		return nil, fmt.Errorf("cookie key %s: mode %v lets others read it; want 0600 or 0400 (chmod 600, or defaultMode: 0400 for a Kubernetes secret)",
+			path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cookie key: %w", err)
+	}
+	text := strings.TrimSpace(string(b))
+	key, err := base64.StdEncoding.DecodeString(text)
+	if err != nil {
+		key, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(text, "="))
+	}
+	if err != nil || len(key) < cookieKeySize {
+		return nil, fmt.Errorf("cookie key %s: want base64 of at least %d random bytes (openssl rand -base64 32)", path, cookieKeySize)
+	}
+	return key, nil
+}
+
+func createCookieKey(path string) ([]byte, error) {
+	key := make([]byte, cookieKeySize)
+	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go 1.24)
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".cookie-key-*")
+	if err != nil {
+		return nil, fmt.Errorf("create cookie key: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename there is nothing to remove
+	_, err = tmp.WriteString(base64.StdEncoding.EncodeToString(key) + "\n")
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create cookie key: %w", err)
+	}
+	return key, nil
+}
+
+// takeCookie removes the session cookie from a request's Cookie headers
+// and returns its values.
+func takeCookie(h http.Header) []string {
+	var vals []string
+	lines := h.Values("Cookie")
+	if len(lines) == 0 {
+		return nil
+	}
+	kept := lines[:0:0]
+	for _, line := range lines {
+		var rest []string
+		for part := range strings.SplitSeq(line, ";") {
+			name, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if strings.TrimSpace(name) == CookieName {
+				vals = append(vals, strings.Trim(strings.TrimSpace(v), `"`))
+				continue
+			}
+			if strings.TrimSpace(part) != "" {
+				rest = append(rest, strings.TrimSpace(part))
+			}
+		}
+		if len(rest) > 0 {
+			kept = append(kept, strings.Join(rest, "; "))
+		}
+	}
+	h.Del("Cookie")
+	if len(kept) > 0 {
+		h["Cookie"] = kept
+	}
+	return vals
+}
+
+// takeSetCookie removes every Set-Cookie of the session cookie from h.
+func takeSetCookie(h http.Header) {
+	lines := h.Values("Set-Cookie")
+	if len(lines) == 0 {
+		return
+	}
+	kept := lines[:0:0]
+	for _, line := range lines {
+		name, _, _ := strings.Cut(line, "=")
+		if !strings.EqualFold(strings.TrimSpace(name), CookieName) {
+			kept = append(kept, line)
+		}
+	}
+	h.Del("Set-Cookie")
+	if len(kept) > 0 {
+		h["Set-Cookie"] = kept
+	}
+}
