@@ -23,8 +23,9 @@ type Service struct {
 	cfg     Config
 	conn    *bus.Conn
 	keys    *keyring
-	state   *store.DB // sessions, refresh tokens, clients, outbox (synced)
-	outbox  *outbox
+	state    *store.DB     // clients, revocation cut-offs, outbox (synced)
+	sessions *sessionStore // HERALD_SESSIONS, shared by every replica
+	outbox   *outbox
 	trusted *verifier.KeySet // HERALD_KEYS as verifiers see it
 	deny    *store.DB        // the denylist, for introspection
 	follow  *verifier.Follower
@@ -36,8 +37,7 @@ type Service struct {
 	ln      net.Listener
 	log     *slog.Logger
 
-	sessions stripes
-	keyMu    sync.Mutex // serializes rotation, retirement and key revocation
+	keyMu sync.Mutex // serializes rotation, retirement and key revocation
 
 	dummyOnce sync.Once
 	dummy     []byte // bcrypt hash compared against for unknown clients
@@ -45,8 +45,9 @@ type Service struct {
 	closeOnce sync.Once
 }
 
-// Open prepares an issuer: it creates or updates the streams and bucket,
-// opens its state, loads or creates the signing keys and publishes them to
+// Open prepares an issuer: it creates or updates the streams and buckets,
+// opens its state, moves sessions an older version kept in it to
+// HERALD_SESSIONS, loads or creates the signing keys and publishes them to
 // HERALD_KEYS before anything is signed, loads or creates the admin token,
 // and listens on cfg.HTTPAddr. Call Run to serve and Close afterwards.
 func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err error) {
@@ -68,7 +69,15 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	if err := conn.EnsureFleet(ctx, bus.FleetConfig{Replicas: cfg.Replicas}); err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
-	s := &Service{cfg: cfg, conn: conn, log: log}
+	err = conn.EnsureSessions(ctx, bus.SessionsConfig{TTL: cfg.SessionTTL + sessionsMargin, Replicas: cfg.Replicas})
+	if err != nil {
+		return nil, fmt.Errorf("open issuer: %w", err)
+	}
+	kv, err := conn.Sessions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open issuer: %w", err)
+	}
+	s := &Service{cfg: cfg, conn: conn, log: log, sessions: &sessionStore{kv: kv}}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -79,6 +88,9 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
 	s.outbox = newOutbox(s.state, conn, log)
+	if err := s.moveLegacySessions(ctx); err != nil {
+		return nil, fmt.Errorf("open issuer: %w", err)
+	}
 	s.deny, err = store.Open(filepath.Join(cfg.DataDir, "denylist"), store.Options{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
