@@ -20,22 +20,22 @@ import (
 // Service is the issuer: it signs tokens, keeps sessions, refresh tokens,
 // clients and keys, takes revocations, and publishes all of it as events.
 type Service struct {
-	cfg     Config
-	conn    *bus.Conn
-	keys    *keyring
+	cfg      Config
+	conn     *bus.Conn
+	keys     *keyring
 	state    *store.DB     // clients, revocation cut-offs, outbox (synced)
 	sessions *sessionStore // HERALD_SESSIONS, shared by every replica
 	outbox   *outbox
-	trusted *verifier.KeySet // HERALD_KEYS as verifiers see it
-	deny    *store.DB        // the denylist, for introspection
-	follow  *verifier.Follower
-	intro   *verifier.Verifier // introspection: the verifiers' own checks
-	limits  *limiter
-	replay  *verifier.ReplayCache // DPoP proofs seen at the token endpoint
-	creds   *credentials
-	metrics *issuerMetrics
-	ln      net.Listener
-	log     *slog.Logger
+	trusted  *verifier.KeySet // HERALD_KEYS as verifiers see it
+	deny     *store.DB        // the denylist, for introspection
+	follow   *verifier.Follower
+	intro    *verifier.Verifier // introspection: the verifiers' own checks
+	limits   *limiter
+	replay   *verifier.ReplayCache // DPoP proofs seen at the token endpoint
+	creds    *credentials
+	metrics  *issuerMetrics
+	ln       net.Listener
+	log      *slog.Logger
 
 	keyMu sync.Mutex // serializes rotation, retirement and key revocation
 
