@@ -29,11 +29,23 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // the returned stop is called.
 func runIssuer(t *testing.T, s *bus.Server, dir string) (*issuer.Service, func()) {
 	t.Helper()
-	conn := bustest.Connect(t, s)
-	svc, err := issuer.Open(t.Context(), issuer.Config{
-		DataDir: dir, HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, ClientSecretCost: 4,
-		IssuerURL: "https://issuer.test", // stable across restarts on new ports
-	}, conn)
+	return runIssuerOn(t, bustest.Connect(t, s), issuer.Config{DataDir: dir})
+}
+
+// runIssuerOn opens and runs an issuer on conn with cfg, whose zero
+// fields get the tests' settings: a temporary data directory, a random
+// port, the test admin token and a stable issuer URL (the same across
+// restarts and replicas, as in production).
+func runIssuerOn(t *testing.T, conn *bus.Conn, cfg issuer.Config) (*issuer.Service, func()) {
+	t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	cfg.HTTPAddr, cfg.AdminToken, cfg.Logger, cfg.ClientSecretCost = "127.0.0.1:0", adminToken, quiet, 4
+	if cfg.IssuerURL == "" {
+		cfg.IssuerURL = "https://issuer.test"
+	}
+	svc, err := issuer.Open(t.Context(), cfg, conn)
 	if err != nil {
 		t.Fatalf("open issuer: %v", err)
 	}

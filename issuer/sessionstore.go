@@ -44,6 +44,9 @@ var validSID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 // one succeeds and the other reads again.
 type sessionStore struct {
 	kv jetstream.KeyValue
+
+	// beforeUpdate, when set by tests, runs before every compare-and-set.
+	beforeUpdate func()
 }
 
 // sessionEntry is a session with the revision it was read at.
@@ -98,6 +101,9 @@ func (st *sessionStore) update(ctx context.Context, sess *sessionRecord, rev uin
 	data, err := json.Marshal(sess)
 	if err != nil {
 		return fmt.Errorf("encode session %s: %w", sess.ID, err)
+	}
+	if st.beforeUpdate != nil {
+		st.beforeUpdate()
 	}
 	_, err = st.kv.Update(ctx, kvSession+sess.ID, data, rev)
 	if err == nil || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
