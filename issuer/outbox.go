@@ -141,7 +141,7 @@ func (o *outbox) commit(ctx context.Context, fn func(c *change) error) ([]uint64
 			return err
 		}
 		var err error
-		keys, err = o.put(tx, c.events)
+		keys, _, err = o.put(tx, c.events)
 		return err
 	})
 	if err != nil {
@@ -184,71 +184,103 @@ func (o *outbox) commit(ctx context.Context, fn func(c *change) error) ([]uint64
 	return nil, errUnavailable
 }
 
-// put writes events into the outbox within tx and returns their keys.
-func (o *outbox) put(tx *store.Tx, events []*bus.Event) ([]string, error) {
+// put writes events into the outbox within tx and returns their keys and
+// entries.
+func (o *outbox) put(tx *store.Tx, events []*bus.Event) ([]string, [][]byte, error) {
 	now := time.Now()
 	keys := make([]string, 0, len(events))
+	entries := make([][]byte, 0, len(events))
 	for _, e := range events {
 		data, err := bus.Encode(e)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		entry, err := json.Marshal(outboxEntry{Created: now, Event: data})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		k := fmt.Sprintf("%s%016x", outboxPrefix, o.next.Add(1))
 		tx.Set(k, entry)
-		keys = append(keys, k)
+		keys, entries = append(keys, k), append(entries, entry)
 	}
-	return keys, nil
+	return keys, entries, nil
 }
 
-// stage writes events into the outbox, synced, before the change they
+// staged are events written into the outbox before the change they
 // report is made somewhere else (the shared session bucket). Then either
 // send publishes them or, if the change was not made, drop removes them.
-func (o *outbox) stage(events []*bus.Event) ([]string, error) {
-	var keys []string
-	err := o.db.Update(func(tx *store.Tx) error {
+type staged struct {
+	events  []*bus.Event
+	keys    []string
+	entries [][]byte
+	durable bool // written synced
+}
+
+// stage writes events into the outbox. Durable staging waits for the disk:
+// for revocations, which must go out even if this process dies before the
+// change is made. Otherwise the write survives a crash of the process, not
+// of the machine, and send makes it durable if it cannot publish the events
+// before the caller answers.
+func (o *outbox) stage(events []*bus.Event, durable bool) (*staged, error) {
+	st := &staged{events: events, durable: durable}
+	if len(events) == 0 {
+		return st, nil
+	}
+	update := o.db.UpdateNoSync
+	if durable {
+		update = o.db.Update
+	}
+	err := update(func(tx *store.Tx) error {
 		var err error
-		keys, err = o.put(tx, events)
+		st.keys, st.entries, err = o.put(tx, events)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stage events: %w", err)
 	}
-	return keys, nil
+	return st, nil
 }
 
 // send publishes staged events, once the change they report is made, and
-// returns their sequences. When publishing fails they stay in the outbox
-// for Run, and send returns an error wrapping errNotPublished.
-func (o *outbox) send(ctx context.Context, keys []string, events []*bus.Event) ([]uint64, error) {
-	if len(events) == 0 {
+// returns their sequences. When publishing fails they stay in the outbox,
+// synced, for Run, and send returns an error wrapping errNotPublished.
+func (o *outbox) send(ctx context.Context, st *staged) ([]uint64, error) {
+	if len(st.events) == 0 {
 		return nil, nil
 	}
-	seqs, err := o.publish(ctx, keys, events)
-	if err != nil && !errors.Is(err, errCrashed) {
-		return nil, fmt.Errorf("%w: %w", errNotPublished, err)
+	seqs, err := o.publish(ctx, st.keys, st.events)
+	if err == nil || errors.Is(err, errCrashed) {
+		return seqs, err
 	}
-	return seqs, err
+	if !st.durable {
+		derr := o.db.Update(func(tx *store.Tx) error {
+			for i, k := range st.keys {
+				tx.Set(k, st.entries[i])
+			}
+			return nil
+		})
+		if derr != nil {
+			o.log.Error("unpublished events not synced", "events", len(st.keys), "err", derr)
+		}
+	}
+	return nil, fmt.Errorf("%w: %w", errNotPublished, err)
 }
 
 // drop removes staged events whose change was not made. The delete is
 // synced: a crash must not bring back events of something that never
 // happened.
-func (o *outbox) drop(keys []string) {
-	if len(keys) == 0 {
+func (o *outbox) drop(st *staged) {
+	if len(st.keys) == 0 {
 		return
 	}
 	err := o.db.Update(func(tx *store.Tx) error {
-		for _, k := range keys {
+		for _, k := range st.keys {
 			tx.Delete(k)
 		}
 		return nil
 	})
 	if err != nil {
-		o.log.Error("staged events not dropped", "events", len(keys), "err", err)
+		o.log.Error("staged events not dropped", "events", len(st.keys), "err", err)
 	}
 }
 

@@ -130,17 +130,17 @@ func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor s
 		Session: &bus.Session{ID: sess.ID, Subject: sess.Subject, Tenant: sess.Tenant, ClientID: clientID,
 			Scope: sess.Scope, Expires: sess.Expires},
 	}, issued}
-	keys, err := s.outbox.stage(events)
+	st, err := s.outbox.stage(events, false)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.sessions.create(ctx, sess); err != nil {
-		s.outbox.drop(keys)
+		s.outbox.drop(st)
 		return nil, fmt.Errorf("%w: %w", errUnavailable, err)
 	}
 	// Published now, or by Run if the bus fails right after the session
 	// was created: the session exists either way.
-	_, _ = s.outbox.send(ctx, keys, events)
+	_, _ = s.outbox.send(ctx, st)
 	s.metrics.issue(ctx, "session")
 	return &SessionResponse{SessionID: sess.ID, AccessToken: access, RefreshToken: refresh, TokenType: tokenType(sess.JKT),
 		ExpiresIn: int64(ttl / time.Second)}, nil

@@ -192,9 +192,10 @@ type sessionWrite struct {
 // another writer changed the session first, it reads it again and runs fn
 // again; fn must start from the record it is given every time.
 //
-// The events are staged in the outbox before the entry is written, so a
-// crash in between publishes events of a change that may not have happened
-// rather than losing those of one that did. Once the entry is written the
+// The events are staged in the outbox before the entry is written (synced
+// if the write is kept), so a crash in between publishes events of a
+// change that may not have happened rather than losing those of one that
+// did. Once the entry is written the
 // change is made: if publishing then fails the events stay in the outbox
 // for Run and changeSession returns an error wrapping errNotPublished.
 // When the entry cannot be written the events are dropped and the error
@@ -210,22 +211,22 @@ func (s *Service) changeSession(ctx context.Context, sid string, fn func(sess *s
 		if err != nil || w == nil {
 			return nil, err
 		}
-		keys, err := s.outbox.stage(w.events)
+		st, err := s.outbox.stage(w.events, w.keep)
 		if err != nil {
 			return nil, err
 		}
 		err = s.sessions.update(ctx, cur.sess, cur.rev)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
-			s.outbox.drop(keys)
+			s.outbox.drop(st)
 			continue
-		case err != nil && w.keep && len(keys) > 0:
+		case err != nil && w.keep && len(w.events) > 0:
 			return nil, fmt.Errorf("%w: %w", errNotPublished, err)
 		case err != nil:
-			s.outbox.drop(keys)
+			s.outbox.drop(st)
 			return nil, fmt.Errorf("%w: %w", errUnavailable, err)
 		}
-		return s.outbox.send(ctx, keys, w.events)
+		return s.outbox.send(ctx, st)
 	}
 	return nil, fmt.Errorf("session %s changed by %d other writers in a row: %w", sid, maxSessionWrites, errUnavailable)
 }

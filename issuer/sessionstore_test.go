@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
 )
 
@@ -68,5 +69,38 @@ func TestSessions_CompareAndSetBetweenReplicas(t *testing.T) {
 	}
 	if held != 3 {
 		t.Fatalf("%d writes attempted, want 3: both first writes, then the loser's end of the session", held)
+	}
+}
+
+// TestRefresh_RotatedEvenIfItsEventWaits: once the rotation is written to
+// HERALD_SESSIONS the client must get the new token, even if its
+// token.issued event cannot be published (here HERALD_AUDIT is sealed):
+// the event waits in the outbox, synced, for Run.
+func TestRefresh_RotatedEvenIfItsEventWaits(t *testing.T) {
+	s := bustest.RunServer(t)
+	svc, _ := openForTest(t, s, t.TempDir(), nil)
+	sess, err := svc.CreateSession(t.Context(), SessionRequest{Subject: "olga"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := bustest.Connect(t, s).JetStream()
+	audit, err := js.Stream(t.Context(), bus.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := audit.CachedInfo().Config
+	cfg.Sealed = true
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := svc.refresh(t.Context(), sess.RefreshToken, clientAuth{}, "")
+	if err != nil {
+		t.Fatalf("refresh with the audit stream sealed: %v, want the new token", err)
+	}
+	if n := svc.outbox.pending(); n != 1 {
+		t.Fatalf("outbox holds %d events, want the token.issued event", n)
+	}
+	if _, err := svc.refresh(t.Context(), resp.RefreshToken, clientAuth{}, ""); err != nil {
+		t.Fatalf("refresh of the rotated token: %v", err)
 	}
 }
