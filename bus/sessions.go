@@ -11,7 +11,7 @@ import (
 
 // MaxSessionEntry bounds an entry of BucketSessions, in bytes: the server
 // refuses larger writes.
-const MaxSessionEntry = 64 << 10
+const MaxSessionEntry = 256 << 10
 
 // SessionsConfig sets the limits of BucketSessions.
 type SessionsConfig struct {

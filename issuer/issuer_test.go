@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,6 +170,28 @@ func revoke(t *testing.T, svc *issuer.Service, kind, value string) issuer.Revoca
 		t.Fatal(err)
 	}
 	return res
+}
+
+// introspectAt asks svc about tok over RFC 7662 with the admin token.
+func introspectAt(t *testing.T, svc *issuer.Service, tok string) issuer.Introspection {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), "POST", svc.URL()+"/oauth2/introspect",
+		strings.NewReader(url.Values{"token": {tok}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var in issuer.Introspection
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&in) != nil {
+		t.Fatalf("introspect on %s: %d", svc.URL(), resp.StatusCode)
+	}
+	return in
 }
 
 // verify asks a sidecar over HTTP and returns the status and the reason.

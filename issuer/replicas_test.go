@@ -152,23 +152,7 @@ func TestReplicas_AnyReplicaServesAnySession(t *testing.T) {
 	if code != 401 {
 		t.Fatalf("introspect without credentials: %d %v", code, body)
 	}
-	introspect := func(on *issuer.Service, tok string) issuer.Introspection {
-		req, _ := http.NewRequestWithContext(t.Context(), "POST", on.URL()+"/oauth2/introspect",
-			strings.NewReader(url.Values{"token": {tok}}.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var in issuer.Introspection
-		if err := json.NewDecoder(resp.Body).Decode(&in); err != nil {
-			t.Fatal(err)
-		}
-		return in
-	}
-	if in := introspect(b, rt); !in.Active || in.SessionID != sess.SessionID || in.TokenType != "refresh_token" {
+	if in := introspectAt(t, b, rt); !in.Active || in.SessionID != sess.SessionID || in.TokenType != "refresh_token" {
 		t.Fatalf("introspect the refresh token on b: %+v", in)
 	}
 
@@ -179,7 +163,7 @@ func TestReplicas_AnyReplicaServesAnySession(t *testing.T) {
 	if r := refreshAt(t, a, rt, "", "", ""); r.code != 400 || r.err != "invalid_grant" {
 		t.Fatalf("refresh on a after revocation through c: %+v", r)
 	}
-	if in := introspect(a, rt); in.Active {
+	if in := introspectAt(t, a, rt); in.Active {
 		t.Fatalf("introspect the revoked refresh token on a: %+v", in)
 	}
 	bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, rs.sc, access, 401, "revoked") })
