@@ -269,7 +269,7 @@ func TestCluster_ReplicatedStreams(t *testing.T) {
 	conn := c.Connect(t)
 	startIssuer(t, conn, t.TempDir(), 3)
 	js := conn.JetStream()
-	for _, name := range []string{bus.StreamRevocations, bus.StreamAudit, "KV_" + bus.BucketKeys, "KV_" + bus.BucketVerifiers} {
+	for _, name := range []string{bus.StreamRevocations, bus.StreamAudit, "KV_" + bus.BucketKeys, "KV_" + bus.BucketVerifiers, "KV_" + bus.BucketSessions} {
 		bustest.WaitFor(t, 20*time.Second, func() error {
 			s, err := js.Stream(t.Context(), name)
 			if err != nil {
@@ -482,8 +482,9 @@ func TestCluster_NodeLoss(t *testing.T) {
 // TestIssuerReplicas_ServeOneFleet runs two issuers, each with its own data
 // directory and signing key, on one NATS, serving the same verifiers: the
 // verifiers accept both keys, a revocation through either reaches every
-// verifier, and when one issuer stops the other goes on serving. Refresh
-// tokens stay with the replica that issued them (deploy/README.md).
+// verifier, and when one issuer stops the other goes on serving, the
+// sessions of the stopped one included: sessions are shared through
+// HERALD_SESSIONS.
 func TestIssuerReplicas_ServeOneFleet(t *testing.T) {
 	s := bustest.RunServer(t)
 	a, stopA := startIssuer(t, bustest.Connect(t, s), t.TempDir(), 1)
@@ -525,20 +526,28 @@ func TestIssuerReplicas_ServeOneFleet(t *testing.T) {
 		}
 	}
 
-	// Refresh tokens are per replica: the other one does not know them,
-	// refuses them without ending the session, and the issuing replica
-	// goes on rotating them.
+	// Sessions are shared: the other replica rotates a refresh token the
+	// first one issued, and the used token is then reuse on either.
 	sc := newSession(t, a, "carol")
-	if code := refreshOn(t, b, sc.RefreshToken); code != http.StatusBadRequest {
-		t.Fatalf("refresh on the other replica: %d, want 400 invalid_grant", code)
+	next, code := refreshOn(t, b, sc.RefreshToken)
+	if code != http.StatusOK {
+		t.Fatalf("refresh on the other replica: %d, want 200", code)
 	}
-	if code := refreshOn(t, a, sc.RefreshToken); code != http.StatusOK {
-		t.Fatalf("refresh on the issuing replica after the other refused it: %d, want 200", code)
+	if _, code := refreshOn(t, a, sc.RefreshToken); code != http.StatusBadRequest {
+		t.Fatalf("the used refresh token on the issuing replica: %d, want 400 invalid_grant", code)
 	}
+	if _, code := refreshOn(t, b, next); code != http.StatusBadRequest {
+		t.Fatalf("the token rotated on b after reuse on a: %d, want 400: the session is revoked", code)
+	}
+	sc = newSession(t, a, "carol")
 
-	// One replica goes away: the other serves on, and tokens the gone one
-	// signed still verify until they expire (its keys stay published).
+	// One replica goes away: the other serves on, refreshes the sessions
+	// the gone one created, and tokens the gone one signed still verify
+	// until they expire (its keys stay published).
 	stopA()
+	if _, code := refreshOn(t, b, sc.RefreshToken); code != http.StatusOK {
+		t.Fatalf("refresh of the stopped replica's session: %d, want 200", code)
+	}
 	sd := newSession(t, b, "dave")
 	for _, v := range scs {
 		wantValid(t, v, sd.AccessToken)
@@ -555,14 +564,18 @@ func TestIssuerReplicas_ServeOneFleet(t *testing.T) {
 	}
 }
 
-func refreshOn(t testing.TB, svc *issuer.Service, rt string) int {
+// refreshOn refreshes rt on svc and returns the new refresh token, if
+// any, and the status.
+func refreshOn(t testing.TB, svc *issuer.Service, rt string) (string, int) {
 	t.Helper()
 	resp, err := apiClient.PostForm(svc.URL()+"/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	var out issuer.TokenResponse
+	_ = json.NewDecoder(resp.Body).Decode(&out) // an error has no token
+	return out.RefreshToken, resp.StatusCode
 }
 
 // tokenKid returns the kid in a JWT's header.

@@ -141,9 +141,16 @@ type jwsHeader struct {
 	Crit []string `json:"crit,omitempty"`
 }
 
-// sign returns the protected header and signature of payload, base64url.
+// sign returns the protected header and signature of payload, a SET,
+// base64url.
 func (s *Signer) sign(payload []byte) (protected, signature string, err error) {
-	h, err := json.Marshal(jwsHeader{Alg: s.jwk.Alg, Kid: s.jwk.Kid, Typ: SecEventType})
+	return s.signAs(SecEventType, payload)
+}
+
+// signAs returns the protected header of type typ and the signature of
+// payload, base64url.
+func (s *Signer) signAs(typ string, payload []byte) (protected, signature string, err error) {
+	h, err := json.Marshal(jwsHeader{Alg: s.jwk.Alg, Kid: s.jwk.Kid, Typ: typ})
 	if err != nil {
 		return "", "", err
 	}
@@ -233,32 +240,41 @@ func OpenKey(name string, value []byte, keys EventKeyFunc) (JWK, crypto.PublicKe
 	return k, pub, nil
 }
 
-// open verifies the JWS protected.payload.signature and decodes payload as
-// an event whose SET claims match it.
-func open(protected string, payload []byte, signature string, keys EventKeyFunc) (*Event, error) {
+// verifyJWS checks that protected.payload.signature is a JWS of type typ
+// signed by a key that keys trusts.
+func verifyJWS(typ, protected string, payload []byte, signature string, keys EventKeyFunc) error {
 	hb, err := unb64(protected)
 	if err != nil || len(hb) > 1024 {
-		return nil, fmt.Errorf("%w: bad JWS header", ErrMalformed)
+		return fmt.Errorf("%w: bad JWS header", ErrMalformed)
 	}
 	dec := json.NewDecoder(bytes.NewReader(hb))
 	dec.DisallowUnknownFields()
 	var h jwsHeader
 	if err := dec.Decode(&h); err != nil {
-		return nil, fmt.Errorf("%w: JWS header: %w", ErrMalformed, err)
+		return fmt.Errorf("%w: JWS header: %w", ErrMalformed, err)
 	}
-	if h.Typ != SecEventType || len(h.Crit) > 0 || h.Kid == "" {
-		return nil, fmt.Errorf("%w: JWS header must have typ %s, a kid and no crit", ErrMalformed, SecEventType)
+	if h.Typ != typ || len(h.Crit) > 0 || h.Kid == "" {
+		return fmt.Errorf("%w: JWS header must have typ %s, a kid and no crit", ErrMalformed, typ)
 	}
 	jwk, pub, ok := keys(h.Kid)
 	if !ok {
-		return nil, fmt.Errorf("%w: kid %q", ErrUntrusted, h.Kid)
+		return fmt.Errorf("%w: kid %q", ErrUntrusted, h.Kid)
 	}
 	if h.Alg != jwk.Alg {
-		return nil, fmt.Errorf("%w: alg %q for a %s key", ErrForged, h.Alg, jwk.Alg)
+		return fmt.Errorf("%w: alg %q for a %s key", ErrForged, h.Alg, jwk.Alg)
 	}
 	sig, err := unb64(signature)
 	if err != nil || !verify(pub, signingInput(protected, payload), sig) {
-		return nil, fmt.Errorf("%w: kid %q", ErrForged, h.Kid)
+		return fmt.Errorf("%w: kid %q", ErrForged, h.Kid)
+	}
+	return nil
+}
+
+// open verifies the JWS protected.payload.signature and decodes payload as
+// an event whose SET claims match it.
+func open(protected string, payload []byte, signature string, keys EventKeyFunc) (*Event, error) {
+	if err := verifyJWS(SecEventType, protected, payload, signature, keys); err != nil {
+		return nil, err
 	}
 	e, err := Decode(payload)
 	if err != nil {
@@ -309,4 +325,57 @@ func ParseEventKey(name string, value []byte) (JWK, crypto.PublicKey, error) {
 		return JWK{}, nil, fmt.Errorf("event key %s: stored under %q", k.Kid, name)
 	}
 	return k, pub, nil
+}
+
+// EntryType is the JWS typ of the signed entries issuers keep in buckets
+// other than BucketKeys (SignEntry).
+const EntryType = "herald-entry+jwt"
+
+// entry is the payload of a signed bucket entry: the data, bound to the
+// bucket and name it is stored under.
+type entry struct {
+	Bucket string          `json:"aud"`
+	Name   string          `json:"sub"`
+	Data   json.RawMessage `json:"data"`
+}
+
+// SignEntry returns data (JSON) signed by the event key for the entry name
+// of bucket: a compact JWS of type EntryType. Issuers sign the state they
+// share through buckets so that write access to NATS is not enough to
+// forge it.
+func (s *Signer) SignEntry(bucket, name string, data json.RawMessage) ([]byte, error) {
+	payload, err := json.Marshal(entry{Bucket: bucket, Name: name, Data: data})
+	if err != nil {
+		return nil, fmt.Errorf("sign entry %s: %w", name, err)
+	}
+	protected, signature, err := s.signAs(EntryType, payload)
+	if err != nil {
+		return nil, fmt.Errorf("sign entry %s: %w", name, err)
+	}
+	return []byte(protected + "." + b64(payload) + "." + signature), nil
+}
+
+// OpenEntry checks an entry written by SignEntry and stored under name in
+// bucket, and returns its data. It refuses entries not signed by a key
+// that keys trusts, and entries signed for another bucket or name.
+func OpenEntry(bucket, name string, value []byte, keys EventKeyFunc) (json.RawMessage, error) {
+	protected, payload, signature, ok := splitJWS(string(value))
+	if !ok {
+		return nil, ErrUnsigned
+	}
+	raw, err := unb64(payload)
+	if err != nil {
+		return nil, fmt.Errorf("%w: entry payload: %w", ErrMalformed, err)
+	}
+	if err := verifyJWS(EntryType, protected, raw, signature, keys); err != nil {
+		return nil, err
+	}
+	var e entry
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return nil, fmt.Errorf("%w: entry: %w", ErrMalformed, err)
+	}
+	if e.Bucket != bucket || e.Name != name {
+		return nil, fmt.Errorf("%w: entry signed for %s in %s, read as %s in %s", ErrMisplaced, e.Name, e.Bucket, name, bucket)
+	}
+	return e.Data, nil
 }

@@ -13,6 +13,10 @@ const (
 	StreamAudit = "HERALD_AUDIT"
 	// BucketKeys is the key-value bucket of public keys verifiers may trust, by kid.
 	BucketKeys = "HERALD_KEYS"
+	// BucketSessions is the key-value bucket where issuer replicas share
+	// sessions and the hashes of their refresh tokens, changed only by
+	// compare-and-set (bus/sessions.go).
+	BucketSessions = "HERALD_SESSIONS"
 
 	// SubjectRevokePrefix prefixes revocation subjects: herald.revoke.<kind>.
 	SubjectRevokePrefix = "herald.revoke."

@@ -578,7 +578,7 @@ func freePort(t *testing.T) int {
 // TestNATS_Permissions runs the shipped hub and leaf configurations: an
 // issuer and verifiers (one on the hub, one through the leaf) work with
 // their users, and the verifier user cannot publish a revocation, write a
-// signing key or change a stream.
+// signing key or a session, or change a stream.
 func TestNATS_Permissions(t *testing.T) {
 	leafPort := freePort(t)
 	natsEnv(t, fmt.Sprintf(`["nats-leaf://leaf:leaf-secret@127.0.0.1:%d"]`, leafPort))
@@ -664,6 +664,16 @@ func TestNATS_Permissions(t *testing.T) {
 		cancel()
 		if err == nil {
 			t.Errorf("%s: the verifier user wrote a signing key", cfg.URL)
+		}
+		sessions, err := c.Sessions(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel = context.WithTimeout(t.Context(), denied)
+		_, err = sessions.Put(ctx, "session."+sess.SessionID, []byte(`{"sid":"`+sess.SessionID+`","refresh":"planted"}`))
+		cancel()
+		if err == nil {
+			t.Errorf("%s: the verifier user wrote a session", cfg.URL)
 		}
 		s, err := c.JetStream().Stream(t.Context(), bus.StreamRevocations)
 		if err != nil {

@@ -5,7 +5,7 @@ import (
 )
 
 func (h *handler) listSessions(w http.ResponseWriter, r *http.Request) {
-	out, err := h.s.ListSessions(r.URL.Query().Get("sub"))
+	out, err := h.s.ListSessions(r.Context(), r.URL.Query().Get("sub"))
 	if err != nil {
 		h.writeError(w, err)
 		return

@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"net/http"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -96,19 +94,7 @@ func TestIntrospection_AgreesWithSidecar(t *testing.T) {
 	for name, tok := range tokens {
 		t.Run(name, func(t *testing.T) {
 			code, reason := verify(t, sc, tok)
-			req, _ := http.NewRequestWithContext(t.Context(), "POST", svc.URL()+"/oauth2/introspect",
-				strings.NewReader(url.Values{"token": {tok}}.Encode()))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("Authorization", "Bearer "+adminToken)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var in issuer.Introspection
-			if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&in) != nil {
-				t.Fatalf("introspect: %d", resp.StatusCode)
-			}
+			in := introspectAt(t, svc, tok)
 			if in.Active != (code == 200) || (!in.Active && in.Reason != reason) {
 				t.Fatalf("introspection active=%v reason=%q, sidecar %d %q", in.Active, in.Reason, code, reason)
 			}

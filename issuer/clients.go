@@ -230,10 +230,11 @@ func (s *Service) authenticate(a clientAuth) (*clientRecord, error) {
 
 // checkClientForSession checks that a refresh comes from the session's
 // client: a registered (confidential) client must authenticate; a public
-// one may name itself, and must name itself right.
-func (s *Service) checkClientForSession(c *change, sess *sessionRecord, a clientAuth) error {
-	var rec clientRecord
-	ok, err := c.get(clientKey(sess.ClientID), &rec)
+// one may name itself, and must name itself right. Clients are registered
+// per replica: a session of a client registered on another replica is
+// refused here, since its secret cannot be checked.
+func (s *Service) checkClientForSession(sess *sessionRecord, a clientAuth) error {
+	_, ok, err := s.client(sess.ClientID)
 	if err != nil {
 		return err
 	}
@@ -243,6 +244,9 @@ func (s *Service) checkClientForSession(c *change, sess *sessionRecord, a client
 		}
 		_, err := s.authenticate(a)
 		return err
+	}
+	if sess.Registered {
+		return invalidClient(fmt.Sprintf("client %s is not registered on this issuer replica", sess.ClientID))
 	}
 	if a.ID != "" && a.ID != sess.ClientID {
 		return invalidGrant("refresh token was issued to another client")

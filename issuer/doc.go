@@ -14,4 +14,10 @@
 //
 // A Service is safe for concurrent use. Run owns every goroutine it starts
 // and returns only after they have stopped.
+//
+// Several Services (replicas, each with its own data directory and signing
+// key) may serve one fleet: sessions and refresh-token hashes live in the
+// HERALD_SESSIONS bucket and change only by compare-and-set, so any replica
+// serves any session and two concurrent refreshes of one token, wherever
+// they arrive, have exactly one winner (sessionstore.go).
 package issuer

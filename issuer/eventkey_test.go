@@ -1,6 +1,12 @@
 package issuer_test
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,4 +143,81 @@ func TestIssuer_ResignsLegacyRevocations(t *testing.T) {
 	if _, again, err := conn.StreamHead(t.Context(), bus.StreamRevocations); err != nil || again != head {
 		t.Fatalf("stream head after a second start %d (%v), want %d", again, err, head)
 	}
+}
+
+// TestSessions_ForgedEntryRefused writes session entries as someone with
+// write access to HERALD_SESSIONS but without an issuer's event key: the
+// JSON alone, and the JSON signed by a key of their own, each with the hash
+// of a refresh token they chose. Neither refreshes; the honest session
+// still does once its entry is back.
+func TestSessions_ForgedEntryRefused(t *testing.T) {
+	s := bustest.RunServer(t)
+	svc, _ := runIssuer(t, s, t.TempDir())
+	sess := createSession(t, svc, issuer.SessionRequest{Subject: "victim"})
+	conn := bustest.Connect(t, s)
+	kv, err := conn.JetStream().KeyValue(t.Context(), bus.BucketSessions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "session." + sess.SessionID
+	honest, err := kv.Get(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(string(honest.Value()), ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var signed struct {
+		Data map[string]any `json:"data"`
+	}
+	if err := json.Unmarshal(payload, &signed); err != nil {
+		t.Fatal(err)
+	}
+	chosen := "hrt_chosen-by-mallory." + sess.SessionID
+	sum := sha256.Sum256([]byte(chosen))
+	signed.Data["refresh"] = hex.EncodeToString(sum[:])
+	forgedJSON, err := json.Marshal(signed.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, malloryKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mallory, err := bus.NewSigner(malloryKey, "https://issuer.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := malloryConnPublishEventKey(t, s, mallory); err != nil {
+		t.Fatal(err)
+	}
+	bySelf, err := mallory.SignEntry(bus.BucketSessions, name, forgedJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, value := range map[string][]byte{"unsigned": forgedJSON, "signed by another key": bySelf} {
+		if _, err := kv.Put(t.Context(), name, value); err != nil {
+			t.Fatal(err)
+		}
+		if code, body := refresh(t, svc, chosen); code == 200 {
+			t.Fatalf("%s forged entry: refresh with the chosen token answered 200: %v", what, body)
+		}
+	}
+	if _, err := kv.Put(t.Context(), name, honest.Value()); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := refresh(t, svc, sess.RefreshToken); code != 200 {
+		t.Fatalf("refresh with the honest entry back: %d %v", code, body)
+	}
+}
+
+// malloryConnPublishEventKey publishes the event key of signer, as anyone
+// with write access to HERALD_KEYS can.
+func malloryConnPublishEventKey(t *testing.T, s *bus.Server, signer *bus.Signer) error {
+	t.Helper()
+	c := bustest.Connect(t, s)
+	c.SetSigner(signer)
+	return c.PublishEventKey(t.Context())
 }

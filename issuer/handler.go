@@ -125,7 +125,7 @@ func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if dry, _ := strconv.ParseBool(r.URL.Query().Get("dry_run")); dry {
-		br, err := h.s.DryRun(req)
+		br, err := h.s.DryRun(r.Context(), req)
 		if err != nil {
 			h.writeError(w, err)
 			return

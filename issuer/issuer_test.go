@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,12 +30,26 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // the returned stop is called.
 func runIssuer(t *testing.T, s *bus.Server, dir string) (*issuer.Service, func()) {
 	t.Helper()
-	conn := bustest.Connect(t, s)
-	svc, err := issuer.Open(t.Context(), issuer.Config{
-		EventKeyFile: bustest.EventKeyFile(t),
-		DataDir:      dir, HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, Logger: quiet, ClientSecretCost: 4,
-		IssuerURL: "https://issuer.test", // stable across restarts on new ports
-	}, conn)
+	return runIssuerOn(t, bustest.Connect(t, s), issuer.Config{DataDir: dir})
+}
+
+// runIssuerOn opens and runs an issuer on conn with cfg, whose zero
+// fields get the tests' settings: a temporary data directory, a random
+// port, the test admin token and a stable issuer URL (the same across
+// restarts and replicas, as in production).
+func runIssuerOn(t *testing.T, conn *bus.Conn, cfg issuer.Config) (*issuer.Service, func()) {
+	t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	cfg.HTTPAddr, cfg.AdminToken, cfg.Logger, cfg.ClientSecretCost = "127.0.0.1:0", adminToken, quiet, 4
+	if cfg.IssuerURL == "" {
+		cfg.IssuerURL = "https://issuer.test"
+	}
+	if cfg.EventKeyFile == "" {
+		cfg.EventKeyFile = bustest.EventKeyFile(t)
+	}
+	svc, err := issuer.Open(t.Context(), cfg, conn)
 	if err != nil {
 		t.Fatalf("open issuer: %v", err)
 	}
@@ -158,6 +173,28 @@ func revoke(t *testing.T, svc *issuer.Service, kind, value string) issuer.Revoca
 		t.Fatal(err)
 	}
 	return res
+}
+
+// introspectAt asks svc about tok over RFC 7662 with the admin token.
+func introspectAt(t *testing.T, svc *issuer.Service, tok string) issuer.Introspection {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), "POST", svc.URL()+"/oauth2/introspect",
+		strings.NewReader(url.Values{"token": {tok}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var in issuer.Introspection
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&in) != nil {
+		t.Fatalf("introspect on %s: %d", svc.URL(), resp.StatusCode)
+	}
+	return in
 }
 
 // verify asks a sidecar over HTTP and returns the status and the reason.

@@ -370,30 +370,15 @@ func TestOAuth_MetadataRevokeIntrospect(t *testing.T) {
 		t.Fatalf("metadata: %d %s", code, body)
 	}
 
-	introspect := func(tok string) map[string]any {
-		req, _ := http.NewRequestWithContext(t.Context(), "POST", svc.URL()+"/oauth2/introspect",
-			strings.NewReader(url.Values{"token": {tok}}.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&out) != nil {
-			t.Fatalf("introspect: %d", resp.StatusCode)
-		}
-		return out
-	}
+	introspect := func(tok string) issuer.Introspection { return introspectAt(t, svc, tok) }
 	a := createSession(t, svc, issuer.SessionRequest{Subject: "ivan", Scope: "read"})
 	bustest.WaitFor(t, 5*time.Second, func() error {
-		if got := introspect(a.AccessToken); got["active"] != true || got["sub"] != "ivan" || got["scope"] != "read" {
+		if got := introspect(a.AccessToken); !got.Active || got.Sub != "ivan" || got.Scope != "read" {
 			return fmt.Errorf("introspect access token = %v", got)
 		}
 		return nil
 	})
-	if got := introspect(a.RefreshToken); got["active"] != true || got["token_type"] != "refresh_token" {
+	if got := introspect(a.RefreshToken); !got.Active || got.TokenType != "refresh_token" {
 		t.Fatalf("introspect refresh token = %v", got)
 	}
 	if code, _, _ := form(t, svc.URL()+"/oauth2/introspect", url.Values{"token": {a.AccessToken}}, "", ""); code != 401 {
@@ -406,7 +391,7 @@ func TestOAuth_MetadataRevokeIntrospect(t *testing.T) {
 	}
 	bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, a.AccessToken, 401, "revoked") })
 	bustest.WaitFor(t, 5*time.Second, func() error {
-		if got := introspect(a.AccessToken); got["active"] != false || got["herald_reason"] != "revoked" {
+		if got := introspect(a.AccessToken); got.Active || got.Reason != "revoked" {
 			return fmt.Errorf("introspect revoked token = %v", got)
 		}
 		return nil
@@ -465,18 +450,7 @@ func TestReplicas_RevocationThroughOneStopsRefreshOnAll(t *testing.T) {
 	sess := createSession(t, a, issuer.SessionRequest{Subject: "erin"})
 	res := revoke(t, b, "subject", "erin")
 	bustest.WaitFor(t, 5*time.Second, func() error {
-		req, _ := http.NewRequestWithContext(t.Context(), "POST", a.URL()+"/oauth2/introspect",
-			strings.NewReader(url.Values{"token": {sess.AccessToken}}.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		var in issuer.Introspection
-		json.NewDecoder(resp.Body).Decode(&in)
-		if in.Active {
+		if in := introspectAt(t, a, sess.AccessToken); in.Active {
 			return fmt.Errorf("replica a has not applied revocation %d yet", res.Seq)
 		}
 		return nil

@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -135,7 +136,7 @@ func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}
 	if strings.HasPrefix(tok, "hrt_") {
-		sess, ok, err := h.s.sessionOfRefresh(tok)
+		sess, ok, err := h.s.sessionOfRefresh(r.Context(), tok)
 		if err == nil && ok {
 			if err = mayRevoke(sess.ClientID); err == nil && !sess.Ended {
 				_, err = h.s.EndSession(r.Context(), sess.ID, "refresh token revoked (RFC 7009)", "client:"+sess.ClientID, r.RemoteAddr)
@@ -223,11 +224,16 @@ func (h *handler) introspect(w http.ResponseWriter, r *http.Request) {
 // verifiers accept, or a refresh token that would be accepted now.
 func (s *Service) Introspect(r *http.Request, tok string) (*Introspection, error) {
 	if strings.HasPrefix(tok, "hrt_") {
-		sess, ok, err := s.sessionOfRefresh(tok)
+		sess, ok, err := s.sessionOfRefresh(r.Context(), tok)
 		if err != nil {
 			return nil, err
 		}
 		if !ok || sess.Ended || !sess.live(s.now(), s.cfg.SessionIdle) {
+			return &Introspection{Active: false, Reason: "inactive"}, nil
+		}
+		if cut, err := s.cutoffFor(sess); err != nil {
+			return nil, err
+		} else if !cut.IsZero() {
 			return &Introspection{Active: false, Reason: "inactive"}, nil
 		}
 		return &Introspection{Active: true, TokenType: "refresh_token", ClientID: sess.ClientID, Sub: sess.Subject,
@@ -246,24 +252,20 @@ func (s *Service) Introspect(r *http.Request, tok string) (*Introspection, error
 }
 
 // sessionOfRefresh returns the session of an unused refresh token.
-func (s *Service) sessionOfRefresh(tok string) (*sessionRecord, bool, error) {
-	var rt refreshRecord
-	b, ok, err := s.state.Get(refreshKey(hashToken(tok)))
-	if err != nil || !ok {
+func (s *Service) sessionOfRefresh(ctx context.Context, tok string) (*sessionRecord, bool, error) {
+	sid, err := s.refreshSessionID(tok)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) { // unknown
+			return nil, false, nil
+		}
 		return nil, false, err
 	}
-	if err := decodeJSON(b, &rt); err != nil || rt.Used {
+	cur, err := s.sessions.get(ctx, sid)
+	if err != nil || cur.sess == nil || cur.sess.Refresh != hashToken(tok) {
 		return nil, false, err
 	}
-	b, ok, err = s.state.Get(sessionKey(rt.SessionID))
-	if err != nil || !ok {
-		return nil, false, err
-	}
-	var sess sessionRecord
-	if err := decodeJSON(b, &sess); err != nil {
-		return nil, false, err
-	}
-	return &sess, true, nil
+	return cur.sess, true, nil
 }
 
 // metadata is the RFC 8414 authorization server metadata.

@@ -140,21 +140,9 @@ func (o *outbox) commit(ctx context.Context, fn func(c *change) error) ([]uint64
 		if err := fn(c); err != nil {
 			return err
 		}
-		now := time.Now()
-		for _, e := range c.events {
-			data, err := bus.Encode(e)
-			if err != nil {
-				return err
-			}
-			entry, err := json.Marshal(outboxEntry{Created: now, Event: data})
-			if err != nil {
-				return err
-			}
-			k := fmt.Sprintf("%s%016x", outboxPrefix, o.next.Add(1))
-			tx.Set(k, entry)
-			keys = append(keys, k)
-		}
-		return nil
+		var err error
+		keys, _, err = o.put(tx, c.events)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -167,19 +155,13 @@ func (o *outbox) commit(ctx context.Context, fn func(c *change) error) ([]uint64
 			return nil, err
 		}
 	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-	defer cancel()
-	seqs, perr := o.conn.PublishAll(pctx, c.events...)
+	seqs, perr := o.publish(ctx, keys, c.events)
 	if perr == nil {
-		if o.afterPublish != nil {
-			if err := o.afterPublish(); err != nil {
-				return nil, err
-			}
-		}
-		o.remove(keys)
 		return seqs, nil
 	}
-	o.log.Error("events not acknowledged", "events", len(c.events), "first_type", c.events[0].Type, "err", perr)
+	if errors.Is(perr, errCrashed) {
+		return nil, perr
+	}
 	if c.kept {
 		return nil, fmt.Errorf("%w: %w", errNotPublished, perr)
 	}
@@ -200,6 +182,129 @@ func (o *outbox) commit(ctx context.Context, fn func(c *change) error) ([]uint64
 		o.log.Error("undo change after failed publish", "err", err)
 	}
 	return nil, errUnavailable
+}
+
+// put writes events into the outbox within tx and returns their keys and
+// entries.
+func (o *outbox) put(tx *store.Tx, events []*bus.Event) ([]string, [][]byte, error) {
+	now := time.Now()
+	keys := make([]string, 0, len(events))
+	entries := make([][]byte, 0, len(events))
+	for _, e := range events {
+		data, err := bus.Encode(e)
+		if err != nil {
+			return nil, nil, err
+		}
+		entry, err := json.Marshal(outboxEntry{Created: now, Event: data})
+		if err != nil {
+			return nil, nil, err
+		}
+		k := fmt.Sprintf("%s%016x", outboxPrefix, o.next.Add(1))
+		tx.Set(k, entry)
+		keys, entries = append(keys, k), append(entries, entry)
+	}
+	return keys, entries, nil
+}
+
+// staged are events written into the outbox before the change they
+// report is made somewhere else (the shared session bucket). Then either
+// send publishes them or, if the change was not made, drop removes them.
+type staged struct {
+	events  []*bus.Event
+	keys    []string
+	entries [][]byte
+	durable bool // written synced
+}
+
+// stage writes events into the outbox. Durable staging waits for the disk:
+// for revocations, which must go out even if this process dies before the
+// change is made. Otherwise the write survives a crash of the process, not
+// of the machine, and send makes it durable if it cannot publish the events
+// before the caller answers.
+func (o *outbox) stage(events []*bus.Event, durable bool) (*staged, error) {
+	st := &staged{events: events, durable: durable}
+	if len(events) == 0 {
+		return st, nil
+	}
+	update := o.db.UpdateNoSync
+	if durable {
+		update = o.db.Update
+	}
+	err := update(func(tx *store.Tx) error {
+		var err error
+		st.keys, st.entries, err = o.put(tx, events)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stage events: %w", err)
+	}
+	return st, nil
+}
+
+// send publishes staged events, once the change they report is made, and
+// returns their sequences. When publishing fails they stay in the outbox,
+// synced, for Run, and send returns an error wrapping errNotPublished.
+func (o *outbox) send(ctx context.Context, st *staged) ([]uint64, error) {
+	if len(st.events) == 0 {
+		return nil, nil
+	}
+	seqs, err := o.publish(ctx, st.keys, st.events)
+	if err == nil || errors.Is(err, errCrashed) {
+		return seqs, err
+	}
+	if !st.durable {
+		derr := o.db.Update(func(tx *store.Tx) error {
+			for i, k := range st.keys {
+				tx.Set(k, st.entries[i])
+			}
+			return nil
+		})
+		if derr != nil {
+			o.log.Error("unpublished events not synced", "events", len(st.keys), "err", derr)
+		}
+	}
+	return nil, fmt.Errorf("%w: %w", errNotPublished, err)
+}
+
+// drop removes staged events whose change was not made. The delete is
+// synced: a crash must not bring back events of something that never
+// happened.
+func (o *outbox) drop(st *staged) {
+	if len(st.keys) == 0 {
+		return
+	}
+	err := o.db.Update(func(tx *store.Tx) error {
+		for _, k := range st.keys {
+			tx.Delete(k)
+		}
+		return nil
+	})
+	if err != nil {
+		o.log.Error("staged events not dropped", "events", len(st.keys), "err", err)
+	}
+}
+
+// errCrashed marks the error of a test hook that stands for a crash: the
+// caller returns it as it is, with nothing undone.
+var errCrashed = errors.New("issuer: simulated crash")
+
+// publish publishes events in the outbox under keys, waits for their
+// acknowledgements and removes them. On failure they stay.
+func (o *outbox) publish(ctx context.Context, keys []string, events []*bus.Event) ([]uint64, error) {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
+	seqs, err := o.conn.PublishAll(pctx, events...)
+	if err != nil {
+		o.log.Error("events not acknowledged", "events", len(events), "first_type", events[0].Type, "err", err)
+		return nil, err
+	}
+	if o.afterPublish != nil {
+		if err := o.afterPublish(); err != nil {
+			return nil, fmt.Errorf("%w: %w", errCrashed, err)
+		}
+	}
+	o.remove(keys)
+	return seqs, nil
 }
 
 // remove deletes published entries from the outbox. It does not wait for

@@ -86,9 +86,6 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 			res.Rotated = cur
 		}
 	}
-	if kind == bus.KindSession && len(values) == 1 {
-		defer s.sessions.lock(values[0])()
-	}
 	now := s.now()
 	events := s.revocationEvents(now, actor, kind, values, req.Reason)
 	seqs, err := s.outbox.commit(ctx, func(c *change) error {
@@ -123,6 +120,13 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 	if kind == bus.KindKey {
 		for _, kid := range values {
 			s.removeKey(ctx, kid)
+		}
+	}
+	if kind == bus.KindSession && len(values) == 1 {
+		// Enforced already (this replica's cut-off, every other one's
+		// denylist); marking the shared entry shows it ended everywhere at once.
+		if err := s.markEnded(ctx, values[0], "revoked"); err != nil {
+			s.log.Warn("revoked session not marked ended", "sid", values[0], "err", err)
 		}
 	}
 	s.waitMillisecond(now)
@@ -198,14 +202,7 @@ func (s *Service) revocationEvents(now time.Time, actor string, k bus.Kind, valu
 // requires, in the revocation's own commit.
 func (s *Service) applyRevocation(c *change, k bus.Kind, value string, now time.Time) error {
 	switch k {
-	case bus.KindSession:
-		var sess sessionRecord
-		if ok, err := c.get(sessionKey(value), &sess); err != nil || !ok {
-			return err
-		}
-		sess.Ended, sess.EndedWhy = true, "revoked"
-		return c.put(sessionKey(value), &sess)
-	case bus.KindSubject, bus.KindClient, bus.KindTenant, bus.KindAll:
+	case bus.KindSession, bus.KindSubject, bus.KindClient, bus.KindTenant, bus.KindAll:
 		if k == bus.KindClient {
 			var cl clientRecord
 			if ok, err := c.get(clientKey(value), &cl); err != nil {
@@ -245,8 +242,9 @@ type BlastRadius struct {
 	Note string `json:"note,omitempty"`
 }
 
-// DryRun reports the blast radius of a revocation without doing it.
-func (s *Service) DryRun(req RevocationRequest) (*BlastRadius, error) {
+// DryRun reports the blast radius of a revocation without doing it. It
+// reads every session in HERALD_SESSIONS.
+func (s *Service) DryRun(ctx context.Context, req RevocationRequest) (*BlastRadius, error) {
 	kind, values, err := checkRevocation(req)
 	if err != nil {
 		return nil, err
@@ -269,11 +267,7 @@ func (s *Service) DryRun(req RevocationRequest) (*BlastRadius, error) {
 	}
 	subjects, clients := map[string]bool{}, map[string]bool{}
 	now := s.now()
-	err = s.state.Scan(keySession, func(_ string, b []byte) error {
-		var sess sessionRecord
-		if err := decodeJSON(b, &sess); err != nil {
-			return err
-		}
+	err = s.sessions.each(ctx, func(sess *sessionRecord) error {
 		if !sess.live(now, s.cfg.SessionIdle) {
 			return nil
 		}

@@ -2,6 +2,7 @@ package issuer
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,23 +21,23 @@ import (
 // Service is the issuer: it signs tokens, keeps sessions, refresh tokens,
 // clients and keys, takes revocations, and publishes all of it as events.
 type Service struct {
-	cfg     Config
-	conn    *bus.Conn
-	keys    *keyring
-	state   *store.DB // sessions, refresh tokens, clients, outbox (synced)
-	outbox  *outbox
-	trusted *verifier.KeySet // HERALD_KEYS as verifiers see it
-	deny    *store.DB        // the denylist, for introspection
-	follow  *verifier.Follower
-	intro   *verifier.Verifier // introspection: the verifiers' own checks
-	limits  *limiter
-	replay  *verifier.ReplayCache // DPoP proofs seen at the token endpoint
-	creds   *credentials
-	metrics *issuerMetrics
-	ln      net.Listener
-	log     *slog.Logger
+	cfg      Config
+	conn     *bus.Conn
+	keys     *keyring
+	state    *store.DB     // clients, revocation cut-offs, outbox (synced)
+	sessions *sessionStore // HERALD_SESSIONS, shared by every replica
+	outbox   *outbox
+	trusted  *verifier.KeySet // HERALD_KEYS as verifiers see it
+	deny     *store.DB        // the denylist, for introspection
+	follow   *verifier.Follower
+	intro    *verifier.Verifier // introspection: the verifiers' own checks
+	limits   *limiter
+	replay   *verifier.ReplayCache // DPoP proofs seen at the token endpoint
+	creds    *credentials
+	metrics  *issuerMetrics
+	ln       net.Listener
+	log      *slog.Logger
 
-	sessions stripes
 	keyMu    sync.Mutex // serializes rotation, retirement and key revocation
 	eventKey *signingKey
 
@@ -46,8 +47,9 @@ type Service struct {
 	closeOnce sync.Once
 }
 
-// Open prepares an issuer: it creates or updates the streams and bucket,
-// opens its state, loads or creates the signing keys and publishes them to
+// Open prepares an issuer: it creates or updates the streams and buckets,
+// opens its state, moves sessions an older version kept in it to
+// HERALD_SESSIONS, loads or creates the signing keys and publishes them to
 // HERALD_KEYS before anything is signed, loads or creates the admin token,
 // and listens on cfg.HTTPAddr. Call Run to serve and Close afterwards.
 func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err error) {
@@ -69,7 +71,23 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	if err := conn.EnsureFleet(ctx, bus.FleetConfig{Replicas: cfg.Replicas}); err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
+	err = conn.EnsureSessions(ctx, bus.SessionsConfig{TTL: cfg.SessionTTL + sessionsMargin, Replicas: cfg.Replicas})
+	if err != nil {
+		return nil, fmt.Errorf("open issuer: %w", err)
+	}
+	kv, err := conn.Sessions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open issuer: %w", err)
+	}
 	s := &Service{cfg: cfg, conn: conn, log: log}
+	s.sessions = &sessionStore{kv: kv,
+		seal: func(name string, data []byte) ([]byte, error) {
+			return conn.Signer().SignEntry(bus.BucketSessions, name, data)
+		},
+		unseal: func(name string, value []byte) ([]byte, error) {
+			return bus.OpenEntry(bus.BucketSessions, name, value, s.eventKeyOf)
+		},
+	}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -94,6 +112,9 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
 	if err := s.resignLegacy(ctx); err != nil {
+		return nil, fmt.Errorf("open issuer: %w", err)
+	}
+	if err := s.moveLegacySessions(ctx); err != nil { // signs the entries it writes
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
 	s.trusted = verifier.NewKeySet(nil, log)
@@ -160,6 +181,18 @@ func (s *Service) openEventKey(ctx context.Context) error {
 		s.log.Info("event key created; pin it on verifiers with --event-keys", "event_kid", k.kid)
 	}
 	return nil
+}
+
+// eventKeyOf returns the trusted event key kid: this issuer's own, or one
+// its key set trusts (the other replicas').
+func (s *Service) eventKeyOf(kid string) (bus.JWK, crypto.PublicKey, bool) {
+	if s.eventKey != nil && kid == s.eventKey.kid {
+		return s.eventKey.jwk, s.eventKey.priv.Public(), true
+	}
+	if s.trusted == nil {
+		return bus.JWK{}, nil, false
+	}
+	return s.trusted.EventKey(kid)
 }
 
 // EventKeyID returns the kid of the key that signs this issuer's events:

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/heraldsec/herald/bus"
@@ -59,10 +59,12 @@ func invalidGrant(desc string) *Error {
 }
 
 // CreateSession starts a session for req.Subject and returns its first
-// access token and refresh token. The session, the refresh token's hash and
-// the session.created and token.issued events are committed together; the
-// answer comes once JetStream has acknowledged the events, or the session
-// is undone.
+// access token and refresh token. Its session.created and token.issued
+// events are staged in the outbox, then the session is created in
+// HERALD_SESSIONS, where every issuer replica finds it; the answer comes
+// once JetStream has acknowledged that write, so the session is durable,
+// and normally its events too: if they are not, they stay in the outbox
+// and Run publishes them. A session that cannot be created changes nothing.
 func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor string) (*SessionResponse, error) {
 	if err := checkIdent("sub", req.Subject, true); err != nil {
 		return nil, err
@@ -92,13 +94,15 @@ func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor s
 	if req.DPoPJKT != "" && !validJKT.MatchString(req.DPoPJKT) {
 		return nil, badRequest("dpop_jkt must be a base64url SHA-256 JWK thumbprint (RFC 7638)")
 	}
-	if c, ok, err := s.client(clientID); err != nil {
+	c, registered, err := s.client(clientID)
+	switch {
+	case err != nil:
 		return nil, err
-	} else if ok && c.Revoked {
+	case registered && c.Revoked:
 		return nil, badRequest(fmt.Sprintf("client %s is revoked", clientID))
-	} else if ok && c.RequireDPoP && req.DPoPJKT == "" {
+	case registered && c.RequireDPoP && req.DPoPJKT == "":
 		return nil, badRequest(fmt.Sprintf("client %s requires DPoP: give dpop_jkt", clientID))
-	} else if ok {
+	case registered:
 		if err := s.allowed(c, req.Scope, req.Audience); err != nil {
 			return nil, err
 		}
@@ -112,35 +116,31 @@ func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor s
 	sess := &sessionRecord{
 		ID: randomID(16), Subject: req.Subject, Tenant: req.Tenant, ClientID: clientID, Scope: req.Scope,
 		Created: now, Expires: now.Add(s.cfg.SessionTTL), LastUsed: now, JKT: req.DPoPJKT, Audience: req.Audience,
+		Registered: registered,
 	}
 	access, _, issued, err := s.mint(now, grant{subject: sess.Subject, tenant: sess.Tenant, clientID: clientID,
 		sessionID: sess.ID, scope: sess.Scope, ttl: ttl, jkt: sess.JKT, audience: sess.Audience}, actor)
 	if err != nil {
 		return nil, err
 	}
-	refresh, hash := newRefreshToken()
+	refresh, hash := newRefreshToken(sess.ID)
 	sess.Refresh = hash
-	_, err = s.outbox.commit(ctx, func(c *change) error {
-		if err := c.put(sessionKey(sess.ID), sess); err != nil {
-			return err
-		}
-		if err := c.put(subjectKey(sess.Subject, sess.ID), struct{}{}); err != nil {
-			return err
-		}
-		if err := c.put(refreshKey(hash), &refreshRecord{SessionID: sess.ID, Expires: sess.Expires}); err != nil {
-			return err
-		}
-		c.emit(&bus.Event{
-			ID: bus.NewID(), Type: bus.TypeSessionCreated, Time: now, Actor: actor,
-			Session: &bus.Session{ID: sess.ID, Subject: sess.Subject, Tenant: sess.Tenant, ClientID: clientID,
-				Scope: sess.Scope, Expires: sess.Expires},
-		})
-		c.emit(issued)
-		return nil
-	})
+	events := []*bus.Event{{
+		ID: bus.NewID(), Type: bus.TypeSessionCreated, Time: now, Actor: actor,
+		Session: &bus.Session{ID: sess.ID, Subject: sess.Subject, Tenant: sess.Tenant, ClientID: clientID,
+			Scope: sess.Scope, Expires: sess.Expires},
+	}, issued}
+	st, err := s.outbox.stage(events, false)
 	if err != nil {
 		return nil, err
 	}
+	if err := s.sessions.create(ctx, sess); err != nil {
+		s.outbox.drop(st)
+		return nil, fmt.Errorf("%w: %w", errUnavailable, err)
+	}
+	// Published now, or by Run if the bus fails right after the session
+	// was created: the session exists either way.
+	_, _ = s.outbox.send(ctx, st)
 	s.metrics.issue(ctx, "session")
 	return &SessionResponse{SessionID: sess.ID, AccessToken: access, RefreshToken: refresh, TokenType: tokenType(sess.JKT),
 		ExpiresIn: int64(ttl / time.Second)}, nil
@@ -149,8 +149,12 @@ func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor s
 // refresh rotates a refresh token (RFC 6749 section 6, RFC 9700 section
 // 4.14.2): the presented token is used up and a new one returned with a new
 // access token. Presenting a used token revokes the whole session (reuse
-// detection). Two concurrent refreshes with one token: exactly one wins,
-// since both run under the session's lock and the first marks it used.
+// detection). Any issuer replica serves any session: the rotation is a
+// compare-and-set on the session's entry in HERALD_SESSIONS. Of two
+// concurrent refreshes with one token, on one replica or two, exactly one
+// wins; the other finds the token used when it reads again, which is
+// reuse: it gets invalid_grant and the session is revoked, as with one
+// replica.
 func (s *Service) refresh(ctx context.Context, token string, auth clientAuth, proof string) (*TokenResponse, error) {
 	if token == "" {
 		return nil, badRequest("refresh_token is required")
@@ -159,187 +163,188 @@ func (s *Service) refresh(ctx context.Context, token string, auth clientAuth, pr
 	if err != nil {
 		return nil, err
 	}
-	hash := hashToken(token)
-	var rt refreshRecord
-	b, ok, err := s.state.Get(refreshKey(hash))
+	sid, err := s.refreshSessionID(token)
 	if err != nil {
 		return nil, err
 	}
-	if !ok || decodeJSON(b, &rt) != nil {
-		return nil, invalidGrant("unknown refresh token")
-	}
-	unlock := s.sessions.lock(rt.SessionID)
-	defer unlock()
-
+	hash := hashToken(token)
 	now := s.now()
 	var (
 		resp   *TokenResponse
 		reused bool
 		denied *Error
 	)
-	_, err = s.outbox.commit(ctx, func(c *change) error {
-		var sess sessionRecord
-		if ok, err := c.get(sessionKey(rt.SessionID), &sess); err != nil {
-			return err
-		} else if !ok {
-			denied = invalidGrant("unknown session")
-			return nil
+	_, err = s.changeSession(ctx, sid, func(sess *sessionRecord) (*sessionWrite, error) {
+		resp, reused, denied = nil, false, nil
+		current := sess != nil && hash == sess.Refresh
+		if sess == nil || !current && !slices.Contains(sess.Used, hash) {
+			denied = invalidGrant("unknown refresh token")
+			return nil, nil
 		}
-		if err := s.checkClientForSession(c, &sess, auth); err != nil {
-			return err
+		if err := s.checkClientForSession(sess, auth); err != nil {
+			return nil, err
 		}
 		if sess.JKT != "" && proofJKT != sess.JKT {
 			// RFC 9449 section 5: a bound refresh token needs a proof by its key.
 			denied = invalidDPoP("this session is bound to a DPoP key: a proof by that key is required")
-			return nil
-		}
-		var cur refreshRecord
-		if ok, err := c.get(refreshKey(hash), &cur); err != nil || !ok {
-			denied = invalidGrant("unknown refresh token")
-			return err
+			return nil, nil
 		}
 		if sess.Ended {
 			denied = invalidGrant("session ended")
-			return nil
+			return nil, nil
 		}
-		if cur.Used {
+		if !current {
 			reused = true
-			c.keep()
-			_, err := s.endSession(c, &sess, now, "refresh token reuse", "herald")
-			return err
+			return s.endSession(sess, now, "refresh token reuse", "herald"), nil
 		}
-		if cut, err := s.cutoffFor(c, &sess); err != nil {
-			return err
+		if cut, err := s.cutoffFor(sess); err != nil {
+			return nil, err
 		} else if !cut.IsZero() {
 			denied = invalidGrant("session revoked")
-			c.keep()
 			sess.Ended, sess.EndedWhy = true, "revoked"
-			return c.put(sessionKey(sess.ID), &sess)
+			return &sessionWrite{keep: true}, nil
 		}
 		if !sess.live(now, s.cfg.SessionIdle) {
 			denied = invalidGrant("session expired")
-			return nil
+			return nil, nil
 		}
 		ttl := min(s.cfg.AccessTTL, sess.Expires.Sub(now))
 		access, _, issued, err := s.mint(now, grant{subject: sess.Subject, tenant: sess.Tenant, clientID: sess.ClientID,
 			sessionID: sess.ID, scope: sess.Scope, ttl: ttl, jkt: sess.JKT, audience: sess.Audience}, "client:"+sess.ClientID)
 		if err != nil {
-			return err
-		}
-		next, nextHash := newRefreshToken()
-		cur.Used = true
-		sess.LastUsed, sess.Refresh = now, nextHash
-		if err := c.put(refreshKey(hash), &cur); err != nil {
-			return err
-		}
-		if err := c.put(refreshKey(nextHash), &refreshRecord{SessionID: sess.ID, Expires: sess.Expires}); err != nil {
-			return err
-		}
-		if err := c.put(sessionKey(sess.ID), &sess); err != nil {
-			return err
-		}
-		c.emit(issued)
-		resp = &TokenResponse{AccessToken: access, TokenType: tokenType(sess.JKT), ExpiresIn: int64(ttl / time.Second),
-			RefreshToken: next, Scope: sess.Scope, SessionID: sess.ID}
-		return nil
-	})
-	switch {
-	case reused:
-		if err != nil && !errors.Is(err, errNotPublished) {
 			return nil, err
 		}
-		s.log.Warn("refresh token reuse: session revoked", "sid", rt.SessionID)
-		return nil, invalidGrant("refresh token already used; the session is revoked")
-	case err != nil:
-		return nil, err
+		next, nextHash := newRefreshToken(sess.ID)
+		sess.Used = append(sess.Used, hash)
+		if n := len(sess.Used) - maxUsedRefresh; n > 0 {
+			sess.Used = slices.Delete(sess.Used, 0, n)
+		}
+		sess.LastUsed, sess.Refresh = now, nextHash
+		resp = &TokenResponse{AccessToken: access, TokenType: tokenType(sess.JKT), ExpiresIn: int64(ttl / time.Second),
+			RefreshToken: next, Scope: sess.Scope, SessionID: sess.ID}
+		return &sessionWrite{events: []*bus.Event{issued}}, nil
+	})
+	published := err == nil || errors.Is(err, errNotPublished) // or will be, by Run
+	switch {
 	case denied != nil:
 		return nil, denied
+	case reused && published:
+		s.log.Warn("refresh token reuse: session revoked", "sid", sid)
+		return nil, invalidGrant("refresh token already used; the session is revoked")
+	case resp != nil && published:
+		// The token is rotated: the client must get the new one.
+	case err != nil:
+		return nil, err
 	}
 	s.metrics.issue(ctx, "refresh_token")
 	return resp, nil
 }
 
-// endSession marks a session ended and emits the session revocation that
-// enforces it on every verifier, with a session.ended audit event. It
-// returns the revocation event.
-func (s *Service) endSession(c *change, sess *sessionRecord, now time.Time, why, actor string) (*bus.Event, error) {
-	sess.Ended, sess.EndedWhy = true, why
-	if err := c.put(sessionKey(sess.ID), sess); err != nil {
-		return nil, err
+// refreshSessionID returns the id of the session a refresh token names. A
+// token made before sessions moved to HERALD_SESSIONS does not name it;
+// the replica that made it finds it in its own store.
+func (s *Service) refreshSessionID(token string) (string, error) {
+	if sid := refreshTokenSession(token); sid != "" {
+		return sid, nil
 	}
-	rev := s.revocationEvent(now, actor, bus.KindSession, sess.ID, why)
-	c.emit(rev)
-	c.emit(&bus.Event{
-		ID: bus.NewID(), Type: bus.TypeSessionEnded, Time: now, Actor: actor,
-		Session: &bus.Session{ID: sess.ID, Subject: sess.Subject, Tenant: sess.Tenant, ClientID: sess.ClientID,
-			Scope: sess.Scope, Expires: sess.Expires, Reason: why},
-	})
-	return rev, nil
+	var rt refreshRecord
+	b, ok, err := s.state.Get(refreshKey(hashToken(token)))
+	if err != nil {
+		return "", err
+	}
+	if !ok || decodeJSON(b, &rt) != nil {
+		return "", invalidGrant("unknown refresh token")
+	}
+	return rt.SessionID, nil
 }
 
-// cutoffFor returns the latest subject, client, tenant or all revocation
-// that covers a session created before it, or the zero time.
-func (s *Service) cutoffFor(c *change, sess *sessionRecord) (time.Time, error) {
+// endSession marks a session ended and returns the write that records it:
+// the session revocation that enforces it on every verifier, first, and a
+// session.ended audit event.
+func (s *Service) endSession(sess *sessionRecord, now time.Time, why, actor string) *sessionWrite {
+	sess.Ended, sess.EndedWhy = true, why
+	return &sessionWrite{keep: true, events: []*bus.Event{
+		s.revocationEvent(now, actor, bus.KindSession, sess.ID, why),
+		{
+			ID: bus.NewID(), Type: bus.TypeSessionEnded, Time: now, Actor: actor,
+			Session: &bus.Session{ID: sess.ID, Subject: sess.Subject, Tenant: sess.Tenant, ClientID: sess.ClientID,
+				Scope: sess.Scope, Expires: sess.Expires, Reason: why},
+		},
+	}}
+}
+
+// cutoffFor returns the time of the revocation that stops a session from
+// being refreshed, or the zero time: the latest subject, client, tenant or
+// all revocation covering a session created before it, or a revocation of
+// the session itself. Revocations made through this replica are in its
+// state; those made through another reach it through the stream, into the
+// denylist it follows.
+func (s *Service) cutoffFor(sess *sessionRecord) (time.Time, error) {
 	for _, kv := range []struct {
 		k bus.Kind
 		v string
-	}{{bus.KindSubject, sess.Subject}, {bus.KindClient, sess.ClientID}, {bus.KindTenant, sess.Tenant}, {bus.KindAll, ""}} {
+	}{{bus.KindSubject, sess.Subject}, {bus.KindClient, sess.ClientID}, {bus.KindTenant, sess.Tenant}, {bus.KindAll, ""}, {bus.KindSession, sess.ID}} {
 		if kv.k == bus.KindTenant && kv.v == "" {
 			continue
 		}
+		created := sess.Created
+		if kv.k == bus.KindSession {
+			created = time.Time{} // every token of the session, whenever issued
+		}
 		var cut cutoff
-		ok, err := c.get(cutoffKey(kv.k, kv.v), &cut)
+		b, ok, err := s.state.Get(cutoffKey(kv.k, kv.v))
 		if err != nil {
 			return time.Time{}, err
 		}
-		if ok && !sess.Created.After(cut.At) {
-			return cut.At, nil
+		if ok {
+			if err := decodeJSON(b, &cut); err != nil {
+				return time.Time{}, err
+			}
+			if !created.After(cut.At) {
+				return cut.At, nil
+			}
 		}
-		// Revocations made through another issuer replica reach this one
-		// through the stream, into the denylist it follows.
-		if e, ok := s.deny.Lookup(verifier.DenyKey(kv.k, kv.v)); ok && !sess.Created.After(e.At) {
+		if e, ok := s.deny.Lookup(verifier.DenyKey(kv.k, kv.v)); ok && !created.After(e.At) {
 			return e.At, nil
 		}
-	}
-	if e, ok := s.deny.Lookup(verifier.DenyKey(bus.KindSession, sess.ID)); ok {
-		return e.At, nil
 	}
 	return time.Time{}, nil
 }
 
-// ListSessions returns the live sessions of a subject.
-func (s *Service) ListSessions(sub string) ([]Session, error) {
+// ListSessions returns the live sessions of a subject, from whichever
+// replica created them.
+func (s *Service) ListSessions(ctx context.Context, sub string) ([]Session, error) {
 	if err := checkIdent("sub", sub, true); err != nil {
+		return nil, err
+	}
+	recs, err := s.sessions.ofSubject(ctx, sub)
+	if err != nil {
 		return nil, err
 	}
 	now := s.now()
 	out := []Session{}
-	prefix := subjectKey(sub, "")
-	err := s.state.Scan(prefix, func(key string, _ []byte) error {
-		sid := strings.TrimPrefix(key, prefix)
-		var sess sessionRecord
-		b, ok, err := s.state.Get(sessionKey(sid))
-		if err != nil || !ok {
-			return err
-		}
-		if err := decodeJSON(b, &sess); err != nil {
-			return err
-		}
+	for _, sess := range recs {
 		if !sess.live(now, s.cfg.SessionIdle) {
-			return nil
+			continue
+		}
+		if cut, err := s.cutoffFor(sess); err != nil {
+			return nil, err
+		} else if !cut.IsZero() {
+			continue
 		}
 		out = append(out, Session{ID: sess.ID, Subject: sess.Subject, Tenant: sess.Tenant, ClientID: sess.ClientID,
 			Scope: sess.Scope, Created: sess.Created, Expires: sess.Expires, LastUsed: sess.LastUsed})
-		return nil
-	})
-	return out, err
+	}
+	slices.SortFunc(out, func(a, b Session) int { return a.Created.Compare(b.Created) })
+	return out, nil
 }
 
 // errNoSession is returned for an unknown session id.
 var errNoSession = &Error{Status: http.StatusNotFound, Code: "not_found", Description: "no such session"}
 
-// EndSession ends a session: its refresh token stops working and a session
-// revocation makes every verifier refuse its access tokens.
+// EndSession ends a session, whichever replica created it: its refresh
+// token stops working and a session revocation makes every verifier refuse
+// its access tokens.
 func (s *Service) EndSession(ctx context.Context, sid, reason, actor, source string) (*RevocationResult, error) {
 	if err := checkIdent("session id", sid, true); err != nil {
 		return nil, err
@@ -347,33 +352,38 @@ func (s *Service) EndSession(ctx context.Context, sid, reason, actor, source str
 	if err := checkText("reason", reason, 1024); err != nil {
 		return nil, err
 	}
-	unlock := s.sessions.lock(sid)
-	defer unlock()
+	if reason == "" {
+		reason = "ended by admin"
+	}
 	now := s.now()
-	var res *RevocationResult
-	seqs, err := s.outbox.commit(ctx, func(c *change) error {
-		c.keep()
-		var sess sessionRecord
-		if ok, err := c.get(sessionKey(sid), &sess); err != nil {
-			return err
-		} else if !ok {
-			return errNoSession
+	var rev *bus.Event
+	seqs, err := s.changeSession(ctx, sid, func(sess *sessionRecord) (*sessionWrite, error) {
+		if sess == nil {
+			return nil, errNoSession
 		}
-		if reason == "" {
-			reason = "ended by admin"
-		}
-		rev, err := s.endSession(c, &sess, now, reason, actor)
-		if err != nil {
-			return err
-		}
-		c.emit(s.adminEvent(now, bus.TypeAdminSession, actor, source, "session.end", sid, reason))
-		res = &RevocationResult{ID: rev.ID, At: now}
-		return nil
+		w := s.endSession(sess, now, reason, actor)
+		w.events = append(w.events, s.adminEvent(now, bus.TypeAdminSession, actor, source, "session.end", sid, reason))
+		rev = w.events[0]
+		return w, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	res.Seq = seqs[0]
 	s.waitMillisecond(now)
-	return res, nil
+	return &RevocationResult{ID: rev.ID, Seq: seqs[0], At: now}, nil
+}
+
+// markEnded records in HERALD_SESSIONS that a session was revoked, so that
+// every replica sees it at once rather than when its follower has applied
+// the revocation. A session that does not exist or has ended is left as
+// it is.
+func (s *Service) markEnded(ctx context.Context, sid, why string) error {
+	_, err := s.changeSession(ctx, sid, func(sess *sessionRecord) (*sessionWrite, error) {
+		if sess == nil || sess.Ended {
+			return nil, nil
+		}
+		sess.Ended, sess.EndedWhy = true, why
+		return &sessionWrite{}, nil
+	})
+	return err
 }

@@ -3,24 +3,26 @@ package issuer
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"hash/fnv"
-	"sync"
 	"time"
 
 	"github.com/heraldsec/herald/bus"
 )
 
-// State keys in the issuer's Pebble store.
+// State keys in the issuer's Pebble store. Sessions live in the shared
+// bucket HERALD_SESSIONS (sessionstore.go); the sess/, subsess/ and rt/
+// keys are what versions before it kept, read once to move them there
+// (legacysessions.go).
 const (
-	keySession    = "sess/"    // sess/<sid> -> sessionRecord
-	keyBySubject  = "subsess/" // subsess/<sub>\x00<sid> -> empty: sessions of a subject
-	keyRefresh    = "rt/"      // rt/<sha256 hex of the refresh token> -> refreshRecord
+	keySession    = "sess/"    // legacy: sess/<sid> -> sessionRecord
+	keyBySubject  = "subsess/" // legacy: subsess/<sub>\x00<sid> -> empty: sessions of a subject
+	keyRefresh    = "rt/"      // legacy: rt/<sha256 hex of the refresh token> -> refreshRecord
 	keyClient     = "client/"  // client/<client_id> -> clientRecord
 	keyCutoff     = "cut/"     // cut/<kind>/<value> -> cutoff: sessions created up to it end
 	keyRetiredKey = "retired/" // retired/<kid> -> time the key stopped signing
 )
 
-// sessionRecord is a session as the issuer keeps it.
+// sessionRecord is a session as the issuer replicas share it in
+// HERALD_SESSIONS. It holds hashes of refresh tokens, never a token.
 type sessionRecord struct {
 	ID       string    `json:"sid"`
 	Subject  string    `json:"sub"`
@@ -35,6 +37,12 @@ type sessionRecord struct {
 	JKT      string    `json:"jkt,omitempty"` // the DPoP key its tokens are bound to
 	Ended    bool      `json:"ended,omitempty"`
 	EndedWhy string    `json:"ended_why,omitempty"`
+	// Used holds the hashes of the last maxUsedRefresh refresh tokens
+	// used up, oldest first: presenting one of them again is reuse.
+	Used []string `json:"used,omitempty"`
+	// Registered records that ClientID named a registered client when the
+	// session was created: a refresh must then authenticate as it.
+	Registered bool `json:"registered,omitempty"`
 }
 
 // live reports whether the session may still be refreshed at now.
@@ -42,8 +50,8 @@ func (s *sessionRecord) live(now time.Time, idle time.Duration) bool {
 	return !s.Ended && now.Before(s.Expires) && now.Sub(s.LastUsed) < idle
 }
 
-// refreshRecord is a refresh token, known only by its hash. Used tokens
-// are kept until their session expires so that reuse is detected.
+// refreshRecord is a refresh token of the legacy form, known only by its
+// hash: the index from such a token to its session.
 type refreshRecord struct {
 	SessionID string    `json:"sid"`
 	Used      bool      `json:"used,omitempty"`
@@ -66,8 +74,9 @@ type clientRecord struct {
 	Audiences []string `json:"audiences,omitempty"`
 }
 
-// cutoff records a subject, client, tenant or all revocation: sessions
-// created up to At can no longer be refreshed.
+// cutoff records a subject, client, tenant or all revocation made through
+// this replica: sessions created up to At can no longer be refreshed. For
+// a session revocation it stops that session, whenever created.
 type cutoff struct {
 	At time.Time `json:"at"`
 }
@@ -85,16 +94,4 @@ func cutoffKey(k bus.Kind, v string) string {
 func hashToken(tok string) string {
 	sum := sha256.Sum256([]byte(tok))
 	return hex.EncodeToString(sum[:])
-}
-
-// stripes serializes operations on the same session (refresh, end) so that
-// of two concurrent refreshes with one token exactly one wins.
-type stripes [256]sync.Mutex
-
-func (s *stripes) lock(id string) func() {
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	m := &s[h.Sum32()%uint32(len(s))]
-	m.Lock()
-	return m.Unlock
 }

@@ -134,11 +134,28 @@ func (s *Service) checkProof(proof string) (string, error) {
 	return p.JKT, nil
 }
 
-// newRefreshToken returns a fresh opaque refresh token (256 random bits)
-// and the hash under which it is stored.
-func newRefreshToken() (token, hash string) {
-	token = "hrt_" + randomSecret(32)
+// newRefreshToken returns a fresh refresh token of session sid and its
+// hash, the only form in which it is stored. The token is
+// hrt_<256 random bits, base64url>.<sid>: the random part is the secret,
+// the session id (no secret: access tokens carry it as sid) lets any
+// issuer replica find the session.
+func newRefreshToken(sid string) (token, hash string) {
+	token = "hrt_" + randomSecret(32) + "." + sid
 	return token, hashToken(token)
+}
+
+// refreshTokenSession returns the session id a refresh token names, or ""
+// when the token is not of the form newRefreshToken makes.
+func refreshTokenSession(tok string) string {
+	rest, ok := strings.CutPrefix(tok, "hrt_")
+	if !ok {
+		return ""
+	}
+	_, sid, ok := strings.Cut(rest, ".")
+	if !ok || !validSID.MatchString(sid) {
+		return ""
+	}
+	return sid
 }
 
 // TokenResponse is the answer of the token endpoint (RFC 6749 section 5.1).
