@@ -83,7 +83,8 @@ type Config struct {
 	AdminToken string
 	// Replicas is the replication factor of streams and bucket. Default 1.
 	Replicas int
-	// EventKeyFile is a PKCS#8 PEM Ed25519 or P-256 private key (mode 0600) that
+	// EventKeyFile is a PKCS#8 PEM Ed25519 or P-256 private key (mode 0600,
+	// or 0640 for a Kubernetes secret read through fsGroup) that
 	// signs this issuer's events, shared by the replicas of one deployment
 	// so that verifiers pin one kid. Empty: a key created in DataDir.
 	EventKeyFile string

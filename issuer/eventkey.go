@@ -2,7 +2,9 @@ package issuer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,4 +82,29 @@ func (s *Service) resignLegacy(ctx context.Context) error {
 		return fmt.Errorf("republish unsigned revocations: %w", err)
 	}
 	return nil
+}
+
+// eventKeyForbidden are the permissions a shared event key file must not
+// grant: none to others. Its group may read it, as Kubernetes makes a
+// secret readable by the pod's fsGroup.
+const eventKeyForbidden = 0o037
+
+// EventKeyFile returns the kid of the event key in the PEM file at path,
+// the value verifiers pin with --event-keys, creating the file (Ed25519,
+// mode 0600) when it does not exist. Replicas of one deployment share the
+// file (Config.EventKeyFile).
+func EventKeyFile(path string) (kid string, created bool, err error) {
+	k, err := readPrivateKey(path, eventKeyForbidden)
+	if errors.Is(err, fs.ErrNotExist) {
+		dir := filepath.Dir(path)
+		k, err = createKey(dir, bus.AlgEdDSA)
+		if err == nil {
+			err = os.Rename(filepath.Join(dir, k.kid+".pem"), path)
+		}
+		created = true
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("event key %s: %w", path, err)
+	}
+	return k.kid, created, nil
 }

@@ -94,7 +94,7 @@ func TestIssuer_EventKey(t *testing.T) {
 	revoke(t, svc, "session", sess.SessionID)
 	bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, sess.AccessToken, 401, "revoked") })
 
-	if err := os.Chmod(file, 0o640); err != nil {
+	if err := os.Chmod(file, 0o604); err != nil {
 		t.Fatal(err)
 	}
 	_, err = issuer.Open(t.Context(), issuer.Config{

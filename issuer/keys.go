@@ -241,7 +241,7 @@ func newSigningKey(priv crypto.Signer) (*signingKey, error) {
 }
 
 func readKey(path string) (*signingKey, error) {
-	k, err := readPrivateKey(path)
+	k, err := readPrivateKey(path, 0o077)
 	if err != nil {
 		return nil, err
 	}
@@ -251,14 +251,14 @@ func readKey(path string) (*signingKey, error) {
 	return k, nil
 }
 
-// readPrivateKey reads a PKCS#8 PEM private key that only its owner may
-// read.
-func readPrivateKey(path string) (*signingKey, error) {
+// readPrivateKey reads a PKCS#8 PEM private key whose mode grants none of
+// the permissions in forbidden (0o077: only its owner may read it).
+func readPrivateKey(path string, forbidden fs.FileMode) (*signingKey, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
+	if fi.Mode().Perm()&forbidden != 0 {
 		return nil, fmt.Errorf("signing key %s is readable by others (mode %v); run chmod 600", path, fi.Mode().Perm())
 	}
 	b, err := os.ReadFile(path)

@@ -161,7 +161,7 @@ func (s *Service) openEventKey(ctx context.Context) error {
 	var created bool
 	var err error
 	if s.cfg.EventKeyFile != "" {
-		k, err = readPrivateKey(s.cfg.EventKeyFile)
+		k, err = readPrivateKey(s.cfg.EventKeyFile, eventKeyForbidden)
 	} else {
 		k, created, err = openEventKey(filepath.Join(s.cfg.DataDir, "event-key"))
 	}

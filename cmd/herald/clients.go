@@ -65,12 +65,25 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("keys", "keys rotate", stderr)
+	fs := newFlagSet("keys", "keys rotate | keys event-key FILE", stderr)
 	var c clientFlags
 	c.register(fs)
+	if len(args) == 2 && args[0] == "event-key" {
+		// The event key shared by issuer replicas: print its kid,
+		// creating the file first if needed. No issuer is involved.
+		kid, created, err := issuer.EventKeyFile(args[1])
+		if err != nil {
+			return err
+		}
+		if created {
+			fmt.Fprintf(stderr, "created %s (mode 0600); give it to every issuer replica with --event-key-file\n", args[1])
+		}
+		fmt.Fprintln(stdout, kid)
+		return nil
+	}
 	if len(args) == 0 || args[0] != "rotate" {
 		fs.Usage()
-		return errors.New("keys: want rotate")
+		return errors.New("keys: want rotate or event-key FILE")
 	}
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
