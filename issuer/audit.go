@@ -91,7 +91,7 @@ func keepLast[T any](list []T, v T, n int) []T {
 func (s *Service) ListRevocations(ctx context.Context, f listFilter) ([]RevocationRecord, error) {
 	out := []RevocationRecord{}
 	err := s.conn.Read(ctx, bus.StreamRevocations, bus.ReadOptions{Since: f.since}, func(d bus.Delivery) bool {
-		e, err := bus.Decode(d.Data)
+		e, err := s.openEvent(d, bus.StreamRevocations)
 		if err != nil || e.Revocation == nil {
 			return true
 		}
@@ -116,7 +116,7 @@ func (s *Service) ListAudit(ctx context.Context, f listFilter) ([]AuditRecord, e
 	out := []AuditRecord{}
 	opts := bus.ReadOptions{Subjects: []string{bus.SubjectAdminPrefix + ">"}, Since: f.since}
 	err := s.conn.Read(ctx, bus.StreamAudit, opts, func(d bus.Delivery) bool {
-		e, err := bus.Decode(d.Data)
+		e, err := s.openEvent(d, bus.StreamAudit)
 		if err != nil || e.Admin == nil {
 			return true
 		}
@@ -162,4 +162,11 @@ func (h *handler) listAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"audit": out})
+}
+
+// openEvent checks the signature of an event read from stream, as
+// verifiers do: the audit API, the revocation list and the event stream
+// show only what an issuer of this deployment signed.
+func (s *Service) openEvent(d bus.Delivery, stream string) (*bus.Event, error) {
+	return bus.OpenEvent(d, stream, s.eventKeyOf)
 }

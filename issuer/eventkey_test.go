@@ -221,3 +221,39 @@ func malloryConnPublishEventKey(t *testing.T, s *bus.Server, signer *bus.Signer)
 	c.SetSigner(signer)
 	return c.PublishEventKey(t.Context())
 }
+
+// TestAudit_ForgedEventsHidden publishes an admin action and a revocation
+// signed by a key of someone with publish rights: the audit API and the
+// revocation list show neither, only what the issuer signed.
+func TestAudit_ForgedEventsHidden(t *testing.T) {
+	s := bustest.RunServer(t)
+	svc, _ := runIssuer(t, s, t.TempDir())
+	revoke(t, svc, "token", "honest-jti")
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mallory, err := bus.NewSigner(priv, "https://issuer.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := bustest.Connect(t, s)
+	c.SetSigner(mallory)
+	now := time.Now()
+	_, err = c.PublishAll(t.Context(),
+		&bus.Event{ID: bus.NewID(), Type: bus.TypeAdminRevoke, Time: now, Actor: "admin",
+			Admin: &bus.Admin{Action: "revoke", Kind: bus.KindAll, Reason: "forged"}},
+		&bus.Event{ID: bus.NewID(), Type: bus.TypeRevocation, Time: now, Actor: "admin",
+			Revocation: &bus.Revocation{Kind: bus.KindToken, Value: "forged-jti", At: now, Until: now.Add(time.Minute)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := call(t, "GET", svc.URL()+"/v1/audit", adminToken, nil)
+	if code != 200 || strings.Contains(string(body), "forged") || !strings.Contains(string(body), "honest-jti") {
+		t.Fatalf("audit: %d %s; want the honest action only", code, body)
+	}
+	code, body = call(t, "GET", svc.URL()+"/v1/revocations", adminToken, nil)
+	if code != 200 || strings.Contains(string(body), "forged-jti") || !strings.Contains(string(body), "honest-jti") {
+		t.Fatalf("revocations: %d %s; want the honest one only", code, body)
+	}
+}

@@ -139,7 +139,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 			} else {
 				pos.audit = it.d.Seq
 			}
-			e, err := bus.Decode(it.d.Data)
+			e, err := h.s.openEvent(it.d, it.stream)
 			if err != nil || !matchEvent(e, types, tenant) {
 				continue
 			}
