@@ -16,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/heraldsec/herald/store"
+	"github.com/heraldsec/herald/store/storetest"
 )
 
 // TestDB_DiskFull fills the disk under the write-ahead log. Pebble panics
@@ -120,68 +121,25 @@ func populate(t *testing.T, dir string) (last uint64, perBatch int) {
 }
 
 // TestOpen_Corrupt damages a denylist's files in the ways disks and people
-// do. Open reports ErrCorrupt for every damage it cannot read past, and a
-// denylist it opens despite damage (a torn write-ahead log tail) holds a
-// prefix of the batches: an applied sequence and exactly its entries.
+// do (storetest.Damages). Open reports ErrCorrupt for every damage it
+// cannot read past, and a denylist it opens despite damage (a torn log
+// tail) holds a prefix of the batches: an applied sequence and exactly its
+// entries. What the machine refuses is not corruption.
 func TestOpen_Corrupt(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	last, perBatch := populate(t, src)
-	newest := func(dir, pattern string) string {
-		m, _ := filepath.Glob(filepath.Join(dir, pattern))
-		if len(m) == 0 {
-			t.Fatalf("no %s in %s", pattern, dir)
-		}
-		return m[len(m)-1]
-	}
-	scribble := func(pattern string, at int64) func(string) error {
-		return func(dir string) error {
-			f, err := os.OpenFile(newest(dir, pattern), os.O_WRONLY, 0)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = f.WriteAt([]byte("garbage garbage garbage garbage!"), at)
-			return err
-		}
-	}
-	truncate := func(pattern string) func(string) error {
-		return func(dir string) error {
-			p := newest(dir, pattern)
-			fi, err := os.Stat(p)
-			if err != nil {
-				return err
-			}
-			return os.Truncate(p, fi.Size()/2)
-		}
-	}
-	// must: Open reports ErrCorrupt. Otherwise it may also read past the
-	// damage, as a torn tail of a log a crash would leave.
-	for _, tc := range []struct {
-		name   string
-		damage func(dir string) error
-		must   bool
-	}{
-		{"manifest garbage", scribble("MANIFEST-*", 0), true},
-		{"manifest truncated", truncate("MANIFEST-*"), false},
-		{"manifest removed", func(dir string) error { return os.Remove(newest(dir, "MANIFEST-*")) }, true},
-		{"sstable garbage", scribble("*.sst", 100), true},
-		{"sstable truncated", truncate("*.sst"), true},
-		{"sstable removed", func(dir string) error { return os.Remove(newest(dir, "*.sst")) }, true},
-		{"options garbage", scribble("OPTIONS-*", 0), true},
-		{"wal garbage", scribble("*.log", 100), false},
-		{"wal truncated", truncate("*.log"), false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, d := range storetest.Damages() {
+		t.Run(d.Name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "db")
 			if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
 				t.Fatal(err)
 			}
-			if err := tc.damage(dir); err != nil {
+			if err := d.Apply(dir); err != nil {
 				t.Fatal(err)
 			}
 			db, err := store.Open(dir, store.Options{Logger: discard(), Verify: true})
 			switch {
-			case tc.must && !errors.Is(err, store.ErrCorrupt):
+			case d.Detected && !errors.Is(err, store.ErrCorrupt):
 				t.Fatalf("Open = %v, want ErrCorrupt", err)
 			case errors.Is(err, store.ErrCorrupt):
 				return

@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux
 
 package main
 
@@ -118,6 +118,7 @@ func startProc(t *testing.T, name string, env []string, path string, args ...str
 	p := &proc{t: t, name: name, logs: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(path, args...)
 	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // none outlives a killed test
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -269,6 +270,14 @@ func (f *fleet) startVerifier(dir, natsURL, http string, extra ...string) *proc 
 	f.t.Helper()
 	args := []string{"verifier", "--http", http, "--data", dir, "--nats", natsURL, "--issuer", testIssuer}
 	return startProc(f.t, "verifier", nil, f.bin, append(args, extra...)...)
+}
+
+// readyVerifier runs herald verifier on dir on a free port and waits
+// until it is ready; it returns the process and its URL.
+func (f *fleet) readyVerifier(dir, natsURL string, extra ...string) (*proc, string) {
+	f.t.Helper()
+	p := f.startVerifier(dir, natsURL, "127.0.0.1:0", extra...)
+	return p, p.waitLog(verifierReady, 20*time.Second)[1]
 }
 
 // startNATS runs a standalone NATS server with JetStream storing in dir,
@@ -465,6 +474,17 @@ func streamRevocations(t *testing.T, url string) map[string]bool {
 		t.Fatalf("read the revocation stream: %v", err)
 	}
 	return got
+}
+
+// checkSessionsRevoked fails the test unless the revocation stream, as
+// streamRevocations read it, revokes each session of ids.
+func checkSessionsRevoked(t *testing.T, stream map[string]bool, ids []string) {
+	t.Helper()
+	for _, id := range ids {
+		if !stream["session:"+id] {
+			t.Errorf("revocation of session %s is not in the stream", id)
+		}
+	}
 }
 
 // copyDir copies the regular files under src to dst as they are now,
