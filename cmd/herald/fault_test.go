@@ -28,9 +28,6 @@ import (
 // revoker revokes sessions from several clients at once, as a busy
 // security team would, and remembers every answer.
 type revoker struct {
-	f   *fleet
-	url string
-
 	mu      sync.Mutex
 	answers map[string]revokeResult // by session id
 	acked   chan string             // session ids answered 200, as they come
@@ -40,7 +37,7 @@ type revoker struct {
 // startRevoking revokes the sessions ss with n concurrent clients, each
 // taking the next session once its request is answered (or fails).
 func startRevoking(f *fleet, url string, ss []session, n int) *revoker {
-	r := &revoker{f: f, url: url, answers: map[string]revokeResult{}, acked: make(chan string, len(ss))}
+	r := &revoker{answers: map[string]revokeResult{}, acked: make(chan string, len(ss))}
 	next := make(chan session, len(ss))
 	for _, s := range ss {
 		next <- s
@@ -85,8 +82,8 @@ func (r *revoker) results() map[string]revokeResult {
 	return r.answers
 }
 
-// split returns the access tokens of the sessions among ss whose answer
-// satisfies ok, and the number of answers of each status code.
+// split returns the access tokens and the ids of the sessions among ss
+// whose revocation's answer satisfies ok.
 func split(ss []session, answers map[string]revokeResult, ok func(revokeResult) bool) (toks []string, ids []string) {
 	for _, s := range ss {
 		if a, found := answers[s.ID]; found && ok(a) {
@@ -136,9 +133,10 @@ var followStart = regexp.MustCompile(`msg="(?:catching|caught) up with revocatio
 // TestFault_VerifierKilledCatchingUp kills -9 a verifier while it catches
 // up on a backlog of 200,001 revoked values (bulk events of 20,000)
 // published while it was down: once /v1/status shows it has applied part
-// of it. Restarted, it resumes from the checkpoint
-// it had written, applies each remaining event once, reaches the head,
-// refuses the revoked tokens and accepts the live ones.
+// of it. Restarted, it resumes from the checkpoint it had written, applies
+// each remaining event once, reaches the head, refuses the revoked tokens
+// and accepts the live ones. Should a kill land after the catch-up ended,
+// more backlog is published and the verifier is killed again.
 func TestFault_VerifierKilledCatchingUp(t *testing.T) {
 	f := newFleet(t)
 	dir := t.TempDir()
