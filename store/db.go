@@ -21,7 +21,10 @@ const (
 	prefixMeta   = 'm'
 )
 
-var keyApplied = []byte("m/applied")
+var (
+	keyApplied = []byte("m/applied")
+	keyCount   = []byte("m/count") // entries held; absent in denylists written before it
+)
 
 // ErrClosed is returned by operations on a closed DB.
 var ErrClosed = errors.New("store: closed")
@@ -38,13 +41,21 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock, for tests. Default time.Now.
 	Now func() time.Time
+	// Verify makes Open read the whole database, checking Pebble's
+	// checksums, so that damage anywhere is reported by Open (wrapped in
+	// ErrCorrupt) rather than found later, by a compaction. It costs a
+	// read of everything at Open.
+	Verify bool
 }
 
 // DB is a Pebble database holding a denylist and its applied sequence.
 type DB struct {
-	pdb   *pebble.DB
-	write *pebble.WriteOptions
-	now   func() time.Time
+	pdb     *pebble.DB
+	write   *pebble.WriteOptions
+	now     func() time.Time
+	log     *slog.Logger
+	release func() // frees the directory for another Open; nil on a FS other than the real one
+	fail    failure
 
 	writeMu sync.Mutex   // serializes Apply, Reset, Prune and Close
 	life    sync.RWMutex // held shared by Update, exclusively by Close
@@ -59,13 +70,20 @@ type DB struct {
 type value struct{ at, until int64 } // unix nanoseconds
 
 // Open opens or creates the database in dir (mode 0700) and loads its
-// entries into memory, dropping expired ones.
+// entries into memory, dropping expired ones. An error that comes from the
+// data rather than the machine wraps ErrCorrupt.
 func Open(dir string, opts Options) (*DB, error) {
+	db := &DB{}
 	if opts.FS == nil {
 		opts.FS = vfs.Default
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
+		release, err := claimDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("open store %s: %w", dir, err)
+		}
+		db.release = release
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -73,26 +91,48 @@ func Open(dir string, opts Options) (*DB, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	pdb, err := pebble.Open(dir, &pebble.Options{
-		FS:     opts.FS,
-		Logger: pebbleLogger{opts.Logger.With("component", "pebble", "dir", dir)},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", dir, err)
-	}
-	db := &DB{pdb: pdb, write: pebble.NoSync, now: opts.Now, entries: make(map[string]value)}
+	db.now, db.log = opts.Now, opts.Logger.With("component", "store", "dir", dir)
+	db.write, db.entries = pebble.NoSync, make(map[string]value)
 	if opts.Sync {
 		db.write = pebble.Sync
 	}
-	if err := db.load(); err != nil {
-		pdb.Close()
-		return nil, fmt.Errorf("open store %s: %w", dir, err)
-	}
-	if _, err := db.Prune(); err != nil {
-		pdb.Close()
-		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	if err := db.open(dir, opts); err != nil {
+		if db.release != nil {
+			db.release()
+		}
+		return nil, fmt.Errorf("open store %s: %w", dir, corruptUnlessEnvironment(err))
 	}
 	return db, nil
+}
+
+// open opens Pebble and reads the database into memory.
+func (db *DB) open(dir string, opts Options) error {
+	pdb, err := pebble.Open(dir, &pebble.Options{
+		FS:            opts.FS,
+		Logger:        pebbleLogger{opts.Logger.With("component", "pebble", "dir", dir)},
+		EventListener: &pebble.EventListener{DataCorruption: db.corruption},
+	})
+	if err != nil {
+		return err
+	}
+	db.pdb = pdb
+	err = db.load()
+	if err == nil && opts.Verify {
+		if err = pdb.CheckLevels(nil); err != nil {
+			err = fmt.Errorf("verify: %w", err)
+		}
+	}
+	if err == nil {
+		_, err = db.Prune()
+	}
+	if err == nil {
+		err = db.brokenErr() // damage a compaction found meanwhile
+	}
+	if err != nil {
+		pdb.Close()
+		return err
+	}
+	return nil
 }
 
 func (db *DB) load() error {
@@ -129,10 +169,26 @@ func (db *DB) load() error {
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("load entries: %w", err)
 	}
+	v, closer, err = db.pdb.Get(keyCount)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("read entry count: %w", err)
+	default:
+		defer closer.Close()
+		if len(v) != 8 {
+			return fmt.Errorf("read entry count: %d bytes, want 8", len(v))
+		}
+		if n := binary.BigEndian.Uint64(v); n != uint64(len(db.entries)) {
+			return fmt.Errorf("%d entries found, %d recorded: entries were lost", len(db.entries), n)
+		}
+	}
 	return nil
 }
 
-// Close closes the database. It is safe to call more than once.
+// Close closes the database. It is safe to call more than once. A DB
+// broken by a failed write is not closed: Pebble would wait forever for the
+// commit that failed. The process should exit.
 func (db *DB) Close() error {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
@@ -142,6 +198,15 @@ func (db *DB) Close() error {
 		return nil
 	}
 	db.closed = true
+	db.fail.mu.Lock()
+	stuck := db.fail.stuck
+	db.fail.mu.Unlock()
+	if stuck {
+		return nil
+	}
+	if db.release != nil {
+		defer db.release()
+	}
 	if err := db.pdb.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
@@ -187,5 +252,24 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	p.l.Error(msg)
-	panic("pebble: " + msg)
+	panic(&fatalError{msg: "pebble: " + msg, args: args})
+}
+
+// fatalError is what Pebble's fatal errors panic with: their message, and
+// the errors among their arguments for errors.Is (a full disk's ENOSPC).
+type fatalError struct {
+	msg  string
+	args []any
+}
+
+func (e *fatalError) Error() string { return e.msg }
+
+func (e *fatalError) Unwrap() []error {
+	var errs []error
+	for _, a := range e.args {
+		if err, ok := a.(error); ok {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }

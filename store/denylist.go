@@ -36,6 +36,7 @@ func (db *DB) Apply(seq uint64, entries []Entry) error {
 	b := db.pdb.NewBatch()
 	defer b.Close()
 	updates := make(map[string]value, len(entries))
+	added := 0 // keys new to the denylist
 	db.mu.RLock()
 	for _, e := range entries {
 		v := value{at: e.At.UnixNano(), until: e.Until.UnixNano()}
@@ -44,7 +45,9 @@ func (db *DB) Apply(seq uint64, entries []Entry) error {
 		}
 		old, ok := updates[e.Key]
 		if !ok {
-			old, ok = db.entries[e.Key]
+			if old, ok = db.entries[e.Key]; !ok {
+				added++
+			}
 		}
 		if ok {
 			if old.at > v.at {
@@ -64,11 +67,12 @@ func (db *DB) Apply(seq uint64, entries []Entry) error {
 		_ = b.Set(entryKey(e.Key), encodeValue(v), nil)
 		_ = b.Set(expiryKey(v.until, e.Key), nil, nil)
 	}
+	setCount(b, len(db.entries)+added)
 	db.mu.RUnlock()
 	var seqb [8]byte
 	binary.BigEndian.PutUint64(seqb[:], seq)
 	_ = b.Set(keyApplied, seqb[:], nil)
-	if err := b.Commit(db.write); err != nil {
+	if err := db.commit(b, db.write); err != nil {
 		return fmt.Errorf("store: apply sequence %d: %w", seq, err)
 	}
 	if len(updates) > 0 {
@@ -143,7 +147,17 @@ func (db *DB) Prune() (int, error) {
 	if len(keys) == 0 {
 		return 0, nil
 	}
-	if err := b.Commit(db.write); err != nil {
+	remaining := 0
+	db.mu.RLock()
+	for _, k := range keys {
+		if v, ok := db.entries[k]; ok && v.until <= now {
+			remaining--
+		}
+	}
+	remaining += len(db.entries)
+	db.mu.RUnlock()
+	setCount(b, remaining)
+	if err := db.commit(b, db.write); err != nil {
 		return 0, fmt.Errorf("store: prune: %w", err)
 	}
 	db.mu.Lock()
@@ -169,7 +183,8 @@ func (db *DB) Reset() error {
 	_ = b.DeleteRange([]byte{prefixEntry}, []byte{prefixEntry + 1}, nil)
 	_ = b.DeleteRange([]byte{prefixExpiry}, []byte{prefixExpiry + 1}, nil)
 	_ = b.Delete(keyApplied, nil)
-	if err := b.Commit(db.write); err != nil {
+	setCount(b, 0)
+	if err := db.commit(b, db.write); err != nil {
 		return fmt.Errorf("store: reset: %w", err)
 	}
 	db.mu.Lock()
@@ -177,4 +192,15 @@ func (db *DB) Reset() error {
 	db.mu.Unlock()
 	db.applied.Store(0)
 	return nil
+}
+
+// setCount records in b how many entries the denylist holds once b is
+// committed. Open compares it with the entries it finds: a file lost or cut
+// short outside the write-ahead log (a damaged MANIFEST can drop a whole
+// sstable without Pebble noticing) would otherwise leave an applied
+// sequence without all of its entries.
+func setCount(b *pebble.Batch, n int) {
+	var nb [8]byte
+	binary.BigEndian.PutUint64(nb[:], uint64(n))
+	_ = b.Set(keyCount, nb[:], nil)
 }

@@ -8,6 +8,11 @@
 // at Open, so a check costs a map lookup, and an entry applied by Apply is
 // visible to Lookup as soon as Apply returns.
 //
+// A DB whose disk write failed or whose data Pebble found damaged is
+// broken: writes fail with ErrBroken from then on, and the program should
+// stop. Open reports data it cannot read back, including entries missing
+// against the count stored with the applied sequence, as ErrCorrupt.
+//
 // # Concurrency
 //
 // A DB is safe for concurrent use. Apply, Reset and Prune are serialized

@@ -58,7 +58,7 @@ func (db *DB) update(opts *pebble.WriteOptions, fn func(tx *Tx) error) error {
 	if b.Empty() {
 		return nil
 	}
-	if err := b.Commit(opts); err != nil {
+	if err := db.commit(b, opts); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil

@@ -1,7 +1,10 @@
 package verifier
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/store"
@@ -58,4 +61,26 @@ func (v *Verifier) checkDenylist(c *Claims, kid string) error {
 		return fmt.Errorf("%w: all", ErrRevoked)
 	}
 	return nil
+}
+
+// openDenylist opens the denylist in dir and reads all of it. One that
+// cannot be read back (damaged or missing files, bad data) is moved aside
+// to dir.corrupt, replacing an older one, and an empty denylist takes its
+// place: the Follower rebuilds it from the stream, which holds every
+// revocation still in force, and the sidecar is not ready until it has.
+func openDenylist(dir string, log *slog.Logger) (*store.DB, error) {
+	opts := store.Options{Logger: log, Verify: true}
+	db, err := store.Open(dir, opts)
+	if !errors.Is(err, store.ErrCorrupt) {
+		return db, err
+	}
+	aside := dir + ".corrupt"
+	if rerr := os.RemoveAll(aside); rerr != nil {
+		return nil, fmt.Errorf("%w; moving it aside: %w", err, rerr)
+	}
+	if rerr := os.Rename(dir, aside); rerr != nil {
+		return nil, fmt.Errorf("%w; moving it aside: %w", err, rerr)
+	}
+	log.Error("denylist unreadable: moved aside; rebuilding it from the revocation stream", "err", err, "moved_to", aside)
+	return store.Open(dir, opts)
 }

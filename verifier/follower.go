@@ -147,7 +147,8 @@ func (e errGap) Error() string {
 }
 
 // Run follows the stream until ctx ends. It retries while the stream does
-// not exist or NATS is unreachable, and rebuilds after a gap.
+// not exist or NATS is unreachable, and rebuilds after a gap. It returns
+// an error wrapping store.ErrBroken once the denylist cannot be written.
 func (f *Follower) Run(ctx context.Context) error {
 	const minBackoff, maxBackoff = 250 * time.Millisecond, 2 * time.Second
 	// Events are checked against the event keys of the bucket: read them first.
@@ -167,6 +168,13 @@ func (f *Follower) Run(ctx context.Context) error {
 			return nil
 		}
 		f.caughtUp.Store(false)
+		if errors.Is(err, store.ErrBroken) {
+			// The denylist cannot record revocations any more (full disk,
+			// I/O error, corruption): stop giving verdicts, even from the
+			// last state, and stop; a restart rebuilds it if need be.
+			f.hasState.Store(false)
+			return fmt.Errorf("denylist unusable: %w", err)
+		}
 		var gap errGap
 		if errors.As(err, &gap) {
 			f.gaps.Add(1)

@@ -198,7 +198,7 @@ func OpenSidecar(cfg SidecarConfig, conn *bus.Conn) (*Sidecar, error) {
 			return nil, fmt.Errorf("open verifier: %w", err)
 		}
 	}
-	db, err := store.Open(filepath.Join(cfg.DataDir, "denylist"), store.Options{Logger: log})
+	db, err := openDenylist(filepath.Join(cfg.DataDir, "denylist"), log)
 	if err != nil {
 		return nil, fmt.Errorf("open verifier: %w", err)
 	}
