@@ -587,7 +587,7 @@ func TestNATS_Permissions(t *testing.T) {
 
 	issuerConn := connectAs(t, bus.Config{URL: userURL(hub, "issuer", "issuer-secret")})
 	svc, err := issuer.Open(t.Context(), issuer.Config{
-		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: "deploy-test-token", Logger: quiet,
+		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: "deploy-test-admin-token-32-bytes-long", Logger: quiet,
 		ClientSecretCost: 4, IssuerURL: "https://auth.example.com",
 	}, issuerConn)
 	if err != nil {

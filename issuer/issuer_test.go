@@ -21,7 +21,7 @@ import (
 	"github.com/heraldsec/herald/verifier"
 )
 
-const adminToken = "test-admin-token"
+const adminToken = "test-admin-token-at-least-32-bytes"
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -408,6 +408,41 @@ func TestIssuer_AdminTokenFileCreated(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("%s mode = %v, want 0600", path, fi.Mode().Perm())
 	}
+}
+
+// TestIssuer_ShortAdminTokenRefused: an admin token shorter than 32 bytes,
+// from the configuration or the token file, stops the issuer from
+// starting with an error that gives the length but not the token, and no
+// state is created.
+func TestIssuer_ShortAdminTokenRefused(t *testing.T) {
+	s := bustest.RunServer(t)
+	conn := bustest.Connect(t, s)
+	short := strings.Repeat("k", issuer.MinAdminTokenLen-1)
+
+	dir := filepath.Join(t.TempDir(), "data")
+	_, err := issuer.Open(t.Context(), issuer.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: quiet, AdminToken: short}, conn)
+	if err == nil || !strings.Contains(err.Error(), "admin token is 31 bytes, want at least 32") || strings.Contains(err.Error(), short) {
+		t.Fatalf("open with a 31-byte admin token: %v, want a refusal naming the length only", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("data dir after the refusal: %v, want none", err)
+	}
+
+	dir = t.TempDir()
+	if err := bus.WritePrivateFile(filepath.Join(dir, issuer.AdminTokenFile), []byte(short+"\n")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = issuer.Open(t.Context(), issuer.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: quiet}, conn)
+	if err == nil || !strings.Contains(err.Error(), "want at least 32") || strings.Contains(err.Error(), short) {
+		t.Fatalf("open with a 31-byte admin token file: %v, want a refusal naming the length only", err)
+	}
+
+	svc, err := issuer.Open(t.Context(), issuer.Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", Logger: quiet,
+		AdminToken: short + "k"}, conn)
+	if err != nil {
+		t.Fatalf("open with a 32-byte admin token: %v", err)
+	}
+	svc.Close()
 }
 
 func TestIssuer_BadRequestsChangeNothing(t *testing.T) {

@@ -142,7 +142,7 @@ func (kr *keyring) generate(alg string) (*signingKey, error) {
 		return nil, fmt.Errorf("generate signing key: %w", err)
 	}
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := writeFileAtomic(filepath.Join(kr.dir, k.kid+".pem"), pemBytes); err != nil {
+	if err := bus.WritePrivateFile(filepath.Join(kr.dir, k.kid+".pem"), pemBytes); err != nil {
 		return nil, fmt.Errorf("store signing key: %w", err)
 	}
 	kr.mu.Lock()
@@ -153,7 +153,7 @@ func (kr *keyring) generate(alg string) (*signingKey, error) {
 
 // setPointer makes k the current or next key, on disk first.
 func (kr *keyring) setPointer(file string, k *signingKey) error {
-	if err := writeFileAtomic(filepath.Join(kr.dir, file), []byte(k.kid+"\n")); err != nil {
+	if err := bus.WritePrivateFile(filepath.Join(kr.dir, file), []byte(k.kid+"\n")); err != nil {
 		return fmt.Errorf("set %s signing key: %w", file, err)
 	}
 	kr.mu.Lock()
@@ -232,14 +232,7 @@ func newSigningKey(priv crypto.Signer) (*signingKey, error) {
 }
 
 func readKey(path string) (*signingKey, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("signing key %s is readable by others (mode %v); run chmod 600", path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
+	b, err := bus.ReadPrivateFile("signing key", path)
 	if err != nil {
 		return nil, err
 	}
@@ -279,38 +272,4 @@ func publishKey(ctx context.Context, conn *bus.Conn, k *signingKey) error {
 		return fmt.Errorf("publish key %s: %w", k.kid, err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to path with mode 0600 through a synced
-// temporary file and a rename, so a crash leaves the old or the new file.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
