@@ -484,6 +484,16 @@ func TestIssuer_BadRequestsChangeNothing(t *testing.T) {
 		{"session ttl garbage", "/v1/sessions", adminToken, `{"sub":"a","ttl":"soon"}`, 400},
 		{"session ttl overflow", "/v1/sessions", adminToken, `{"sub":"a","ttl":18446744075}`, 400},
 		{"session without admin", "/v1/sessions", "", `{"sub":"a"}`, 401},
+		// encoding/json would keep the last duplicate and match names
+		// case-insensitively; each of these would otherwise succeed.
+		{"duplicate value", "/v1/revocations", adminToken, `{"kind":"session","value":"x","value":"y"}`, 400},
+		{"case-variant value", "/v1/revocations", adminToken, `{"kind":"session","value":"x","Value":"y"}`, 400},
+		{"escaped duplicate kind", "/v1/revocations", adminToken, `{"kind":"session","value":"x","\u006bind":"token"}`, 400},
+		{"duplicate sub", "/v1/sessions", adminToken, `{"sub":"alice","sub":"root"}`, 400},
+		{"case-variant sub", "/v1/sessions", adminToken, `{"SUB":"root"}`, 400},
+		{"duplicate scopes", "/v1/credentials", adminToken, `{"name":"ci","scopes":["read"],"scopes":["admin"]}`, 400},
+		{"case-variant client name", "/v1/clients", adminToken, `{"name":"a","NAME":"b"}`, 400},
+		{"body not an object", "/v1/revocations", adminToken, `["session","x"]`, 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
