@@ -46,12 +46,21 @@ func WritePrivateFile(path string, data []byte) error {
 // errors), refusing one that others may read: a key left world-readable
 // is a key to replace, not to use.
 func ReadPrivateFile(what, path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
+	if err := checkPrivate(what, path); err != nil {
 		return nil, err
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s %s is readable by others (mode %v); run chmod 600", what, path, fi.Mode().Perm())
-	}
 	return os.ReadFile(path)
+}
+
+// checkPrivate returns an error if path does not exist or others may
+// read it.
+func checkPrivate(what, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s %s is readable by others (mode %v); run chmod 600", what, path, fi.Mode().Perm())
+	}
+	return nil
 }

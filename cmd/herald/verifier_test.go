@@ -35,6 +35,7 @@ func TestRun_VerifierProxyAndFleet(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"verifier", "--http", "127.0.0.1:0", "--nats", natsURL, "--data", filepath.Join(dir, "proxy"),
+			"--nats-nkey", filepath.Join(dir, "nats-auth", "verifier.nk"), "--nats-ca", filepath.Join(dir, "nats-auth", "ca.pem"),
 			"--issuer", issuerURL, "--upstream", app.URL, "--heartbeat", "100ms", "--id", "proxy-1", "--max-staleness", "5s"}, io.Discard, logs)
 	}()
 	t.Cleanup(func() {

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/bustest"
+)
+
+// TestRun_DevSecuresNATS runs 'herald dev' in a fresh working directory
+// with the default data directory: its NATS requires TLS and an nkey, the
+// files are private, a verifier started with only --nats finds them and
+// enforces a revocation, and the verifier credential cannot revoke.
+func TestRun_DevSecuresNATS(t *testing.T) {
+	t.Chdir(t.TempDir())
+	issuerURL, _, logs := startDev(t, defaultDataDir)
+	natsURL := regexp.MustCompile(`msg="herald dev ready".* nats=(\S+)`).FindStringSubmatch(logs.String())[1]
+	authDir := filepath.Join(defaultDataDir, bus.AuthDir)
+	if !strings.Contains(logs.String(), `msg="nats requires TLS and an nkey" dir=`+authDir) {
+		t.Fatalf("no log line saying where the NATS credentials are:\n%s", logs)
+	}
+	fi, err := os.Stat(authDir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("%s: %v, mode %v; want 0700", authDir, err, fi.Mode())
+	}
+	entries, err := os.ReadDir(authDir)
+	if err != nil || len(entries) != 7 {
+		t.Fatalf("%s holds %d files (%v), want 7", authDir, len(entries), err)
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || info.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v; want 0600", e.Name(), err, info.Mode())
+		}
+		if strings.HasSuffix(e.Name(), ".nk") || strings.HasSuffix(e.Name(), "key.pem") {
+			secret, _ := os.ReadFile(filepath.Join(authDir, e.Name()))
+			for _, line := range strings.Split(strings.TrimSpace(string(secret)), "\n") {
+				if len(line) > 20 && !strings.HasPrefix(line, "-----") && strings.Contains(logs.String(), line) {
+					t.Errorf("the logs hold a line of %s", e.Name())
+				}
+			}
+		}
+	}
+
+	// A client without the CA, or without an nkey, is refused.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	files := bus.AuthFiles{Dir: authDir}
+	for _, cfg := range []bus.Config{{URL: natsURL}, {URL: natsURL, CAFile: files.CAFile()}} {
+		if c, err := bus.Connect(ctx, cfg); err == nil {
+			c.Close()
+			t.Fatalf("connected to herald dev's NATS with %+v", cfg)
+		}
+	}
+
+	// The verifier credential cannot publish a revocation.
+	v, err := bus.Connect(ctx, bus.Config{URL: natsURL, NkeyFile: files.SeedFile(bus.RoleVerifier), CAFile: files.CAFile(),
+		InboxPrefix: bus.VerifierInboxPrefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	_, before, err := v.StreamHead(ctx, bus.StreamRevocations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	now := time.Now()
+	_, err = v.Publish(pctx, &bus.Event{ID: bus.NewID(), Type: bus.TypeRevocation, Time: now, Actor: "mallory",
+		Revocation: &bus.Revocation{Kind: bus.KindAll, At: now, Until: now.Add(time.Minute)}})
+	pcancel()
+	if err == nil {
+		t.Fatal("the verifier credential published a revocation")
+	}
+	if _, after, err := v.StreamHead(ctx, bus.StreamRevocations); err != nil || after != before {
+		t.Fatalf("HERALD head %d (%v) after the denied publish, want %d", after, err, before)
+	}
+
+	// A verifier given only --nats finds the credential and the CA.
+	vctx, vcancel := context.WithCancel(context.Background())
+	vlogs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(vctx, []string{"verifier", "--http", "127.0.0.1:0", "--nats", natsURL, "--data", "verifier-2",
+			"--issuer", issuerURL, "--id", "extra-1"}, io.Discard, vlogs)
+	}()
+	t.Cleanup(func() {
+		vcancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("herald verifier: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("herald verifier did not stop")
+		}
+	})
+	var verifierURL string
+	bustest.WaitFor(t, 20*time.Second, func() error {
+		m := regexp.MustCompile(`msg="verifier ready" .*http=(\S+) id=extra-1`).FindStringSubmatch(vlogs.String())
+		if m == nil {
+			return fmt.Errorf("no ready line yet:\n%s", vlogs)
+		}
+		verifierURL = m[1]
+		return nil
+	})
+	if !strings.Contains(vlogs.String(), "nkey="+files.SeedFile(bus.RoleVerifier)) {
+		t.Fatalf("the verifier did not say which credential it found:\n%s", vlogs)
+	}
+	tokenFile := filepath.Join(defaultDataDir, "admin.token")
+	out := runCmd(t, "token", "--issuer-url", issuerURL, "--admin-token-file", tokenFile, "--json", "alice")
+	sid := regexp.MustCompile(`"session_id": "([^"]+)"`).FindStringSubmatch(out)
+	tok := regexp.MustCompile(`"access_token": "([^"]+)"`).FindStringSubmatch(out)
+	if sid == nil || tok == nil {
+		t.Fatalf("token output %s", out)
+	}
+	if code, www := verifyStatus(t, verifierURL, tok[1]); code != 200 {
+		t.Fatalf("verify on the extra verifier = %d %s, want 200", code, www)
+	}
+	runCmd(t, "revoke", "--issuer-url", issuerURL, "--admin-token-file", tokenFile, "session", sid[1])
+	bustest.WaitFor(t, 5*time.Second, func() error {
+		if code, www := verifyStatus(t, verifierURL, tok[1]); code != 401 || !strings.Contains(www, "revoked") {
+			return fmt.Errorf("verify after revoke = %d %s, want 401 revoked", code, www)
+		}
+		return nil
+	})
+
+	// Without discovery the same verifier is refused by the server.
+	nctx, ncancel := context.WithCancel(t.Context())
+	defer ncancel()
+	nlogs := &syncBuffer{}
+	ndone := make(chan error, 1)
+	go func() {
+		ndone <- run(nctx, []string{"verifier", "--http", "127.0.0.1:0", "--nats", natsURL, "--data", "verifier-3",
+			"--nats-discover=false"}, io.Discard, nlogs)
+	}()
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		if !strings.Contains(nlogs.String(), "certificate signed by unknown authority") {
+			return fmt.Errorf("no TLS refusal logged yet:\n%s", nlogs)
+		}
+		return nil
+	})
+	ncancel()
+	<-ndone
+}
