@@ -583,3 +583,62 @@ func TestSecureServer_PushConsumerFindsNoStreamSubject(t *testing.T) {
 		t.Errorf("HERALD head %d, want %d", got, before)
 	}
 }
+
+// TestVerifierPermissions_ScopedToID: a verifier user made with
+// VerifierPermissions(id), as `herald nats-permissions verifier --id`
+// prints them for nsc, writes and removes its own heartbeat and announces
+// as itself, but not as another verifier.
+func TestVerifierPermissions_ScopedToID(t *testing.T) {
+	seed := func(perms *server.Permissions) (string, *server.NkeyUser) {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := kp.PublicKey()
+		s, _ := kp.Seed()
+		path := filepath.Join(t.TempDir(), "user.nk")
+		if err := bus.WritePrivateFile(path, s); err != nil {
+			t.Fatal(err)
+		}
+		return path, &server.NkeyUser{Nkey: pub, Permissions: perms}
+	}
+	issSeed, issUser := seed(nil)
+	vSeed, vUser := seed(bus.VerifierPermissions("v-1"))
+	ns := bustest.RunOptions(t, &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		Nkeys: []*server.NkeyUser{issUser, vUser}})
+	connect := func(seed, inbox string, log *syncLog) *bus.Conn {
+		t.Helper()
+		c, err := bus.Connect(t.Context(), bus.Config{URL: ns.ClientURL(), NkeyFile: seed, InboxPrefix: inbox,
+			Logger: slog.New(slog.NewTextHandler(log, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	iss := connect(issSeed, "", &syncLog{})
+	if err := iss.EnsureFleet(t.Context(), bus.FleetConfig{TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncLog{}
+	v := connect(vSeed, bus.VerifierInboxPrefix, logs)
+	fleet, err := v.OpenFleet(t.Context(), false, bus.FleetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fleet.Beat(t.Context(), &bus.Heartbeat{ID: "v-1", Time: time.Now()}); err != nil {
+		t.Fatalf("own heartbeat: %v", err)
+	}
+	checkDenied(t, logs, "another verifier's heartbeat", fleet.Beat(deniedCtx(t), &bus.Heartbeat{ID: "v-2", Time: time.Now()}),
+		bus.SubjectKVPrefix(bus.BucketVerifiers)+"v-2")
+	if err := v.Announce(&bus.Heartbeat{ID: "v-2"}); err != nil {
+		t.Fatal(err)
+	}
+	checkDenied(t, logs, "announce as another verifier", errors.New("not answered"), bus.SubjectFleetPrefix+"v-2")
+	if err := fleet.Leave(t.Context(), "v-1"); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	if list, err := iss.ListFleet(t.Context()); err != nil || len(list) != 0 {
+		t.Fatalf("fleet %+v (%v), want empty: v-2 never written, v-1 gone", list, err)
+	}
+}

@@ -92,14 +92,7 @@ func readStream(stream string) []string {
 func (r Role) Permissions() *server.Permissions {
 	switch r {
 	case RoleVerifier:
-		pub := []string{"$JS.API.INFO", "$JS.API.STREAM.INFO." + streamVerifiers,
-			SubjectKVPrefix(BucketVerifiers) + ">", SubjectFleetPrefix + ">"}
-		pub = append(pub, readStream(StreamRevocations)...)
-		pub = append(pub, readStream(streamKeys)...)
-		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: pub},
-			Subscribe: &server.SubjectPermission{Allow: []string{VerifierInboxPrefix + ".>"}},
-		}
+		return VerifierPermissions("")
 	case RoleDashboard:
 		pub := []string{"$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
 			"$JS.API.STREAM.INFO." + streamVerifiers, "$JS.API.DIRECT.GET." + streamVerifiers + ".>"}
@@ -115,6 +108,25 @@ func (r Role) Permissions() *server.Permissions {
 	}
 	nothing := &server.SubjectPermission{Deny: []string{">"}} // a role this version does not know
 	return &server.Permissions{Publish: nothing, Subscribe: nothing}
+}
+
+// VerifierPermissions returns the permissions of RoleVerifier for the
+// verifier with the given id: it may write only its own heartbeat and
+// announce only as itself. An empty id allows any verifier id, for a
+// credential that several verifiers share (herald dev's verifier.nk).
+func VerifierPermissions(id string) *server.Permissions {
+	self := ">"
+	if id != "" {
+		self = id
+	}
+	pub := []string{"$JS.API.INFO", "$JS.API.STREAM.INFO." + streamVerifiers,
+		SubjectKVPrefix(BucketVerifiers) + self, SubjectFleetPrefix + self}
+	pub = append(pub, readStream(StreamRevocations)...)
+	pub = append(pub, readStream(streamKeys)...)
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: pub},
+		Subscribe: &server.SubjectPermission{Allow: []string{VerifierInboxPrefix + ".>"}},
+	}
 }
 
 // SubjectKVPrefix returns the prefix of the subjects a bucket's entries

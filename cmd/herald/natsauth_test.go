@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -150,4 +151,31 @@ func TestRun_DevSecuresNATS(t *testing.T) {
 	})
 	ncancel()
 	<-ndone
+}
+
+func TestRun_NATSPermissions(t *testing.T) {
+	out := runCmd(t, "nats-permissions", "verifier", "--id", "edge-1")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "--allow-pub=") || lines[1] != "--allow-sub="+bus.VerifierInboxPrefix+".>" {
+		t.Fatalf("output:\n%s\nwant --allow-pub and --allow-sub lines", out)
+	}
+	pub := strings.Split(strings.TrimPrefix(lines[0], "--allow-pub="), ",")
+	for _, want := range []string{"$KV.HERALD_VERIFIERS.edge-1", "herald.fleet.edge-1", "$JS.API.CONSUMER.CREATE.HERALD.>"} {
+		if !slices.Contains(pub, want) {
+			t.Errorf("publish allow list lacks %s: %v", want, pub)
+		}
+	}
+	for _, s := range pub {
+		if strings.HasPrefix(s, "herald.revoke.") || strings.HasPrefix(s, "$KV.HERALD_KEYS.") || s == "$KV.HERALD_VERIFIERS.>" {
+			t.Errorf("publish allow list holds %s", s)
+		}
+	}
+	if out := runCmd(t, "nats-permissions", "dashboard"); !strings.Contains(out, "--allow-sub=_INBOX.>,herald.fleet.>\n") {
+		t.Errorf("dashboard output:\n%s", out)
+	}
+	for _, args := range [][]string{{"root"}, {"verifier", "--id", "a*"}, {"dashboard", "--id", "x"}, {}} {
+		if err := run(t.Context(), append([]string{"nats-permissions"}, args...), io.Discard, io.Discard); err == nil {
+			t.Errorf("nats-permissions %v: want an error", args)
+		}
+	}
 }
