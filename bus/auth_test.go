@@ -165,6 +165,48 @@ func announcements(t *testing.T, c *bus.Conn) <-chan bus.Heartbeat {
 	return ch
 }
 
+// checkAllowed checks that everything c did so far was allowed: the server
+// reported no permissions violation.
+func checkAllowed(t *testing.T, c *bus.Conn, logs *syncLog, who string) {
+	t.Helper()
+	if err := c.NATS().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "Permissions Violation") {
+		t.Fatalf("%s was denied its own work:\n%s", who, logs)
+	}
+}
+
+// checkCannotSubscribe tries to subscribe c, named name, to subject and
+// checks that the server holds no such subscription.
+func checkCannotSubscribe(t *testing.T, s *bus.Server, c *bus.Conn, name, subject string) {
+	t.Helper()
+	if _, err := c.NATS().Subscribe(subject, func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.NATS().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if subs := subscriptions(t, s, name); slices.Contains(subs, subject) {
+		t.Errorf("%s subscribed to %s: %v", name, subject, subs)
+	}
+}
+
+// firstKey returns the key of the first entry a watch of kv delivers.
+func firstKey(t *testing.T, kv jetstream.KeyValue) string {
+	t.Helper()
+	w, err := kv.WatchAll(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	e := receive(t, w.Updates())
+	if e == nil {
+		return ""
+	}
+	return e.Key()
+}
+
 func head(t *testing.T, c *bus.Conn) uint64 {
 	t.Helper()
 	_, last, err := c.StreamHead(t.Context(), bus.StreamRevocations)
@@ -341,14 +383,9 @@ func TestSecureServer_VerifierRole(t *testing.T) {
 	if e, err := kv.Get(t.Context(), "kid-1"); err != nil || string(e.Value()) != `{"kty":"OKP"}` {
 		t.Fatalf("get key: %v", err)
 	}
-	w, err := kv.WatchAll(t.Context())
-	if err != nil {
-		t.Fatal(err)
+	if got := firstKey(t, kv); got != "kid-1" {
+		t.Fatalf("watch keys: %q, want kid-1", got)
 	}
-	if e := receive(t, w.Updates()); e == nil || e.Key() != "kid-1" {
-		t.Fatalf("watch keys: %v, want kid-1", e)
-	}
-	w.Stop()
 	fleet, err := v.OpenFleet(t.Context(), true, bus.FleetConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -370,12 +407,7 @@ func TestSecureServer_VerifierRole(t *testing.T) {
 	if err := fleet.Leave(t.Context(), "v-1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.NATS().Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(logs.String(), "Permissions Violation") {
-		t.Fatalf("a verifier's own work was denied:\n%s", logs)
-	}
+	checkAllowed(t, v, logs, "the verifier")
 
 	// What a stolen verifier credential cannot do.
 	before := head(t, iss)
@@ -402,15 +434,7 @@ func TestSecureServer_VerifierRole(t *testing.T) {
 		"$JS.API.CONSUMER.CREATE.HERALD_AUDIT")
 	_, err = fleet.List(deniedCtx(t))
 	checkDenied(t, logs, "list the fleet", err, "$JS.API.CONSUMER.CREATE.KV_HERALD_VERIFIERS")
-	if _, err := v.NATS().SubscribeSync(bus.SubjectRevokePrefix + ">"); err != nil {
-		t.Fatal(err)
-	}
-	if err := v.NATS().Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if subs := subscriptions(t, s, t.Name()+"-verifier"); slices.Contains(subs, bus.SubjectRevokePrefix+">") {
-		t.Errorf("the verifier subscribed to %s>: %v", bus.SubjectRevokePrefix, subs)
-	}
+	checkCannotSubscribe(t, s, v, t.Name()+"-verifier", bus.SubjectRevokePrefix+">")
 
 	if got := head(t, iss); got != before {
 		t.Errorf("HERALD head %d after the denied attempts, want %d", got, before)
@@ -458,14 +482,9 @@ func TestSecureServer_DashboardRole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := kv.WatchAll(t.Context())
-	if err != nil {
-		t.Fatal(err)
+	if got := firstKey(t, kv); got != "kid-1" {
+		t.Fatalf("watch keys: %q, want kid-1", got)
 	}
-	if e := receive(t, w.Updates()); e == nil || e.Key() != "kid-1" {
-		t.Fatalf("watch keys: %v, want kid-1", e)
-	}
-	w.Stop()
 	hkv, err := d.JetStream().KeyValue(t.Context(), bus.BucketVerifiers)
 	if err != nil {
 		t.Fatal(err)
@@ -480,12 +499,7 @@ func TestSecureServer_DashboardRole(t *testing.T) {
 	if h := receive(t, announced); h.ID != "v-1" {
 		t.Fatalf("announcement %+v", h)
 	}
-	if err := d.NATS().Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(logs.String(), "Permissions Violation") {
-		t.Fatalf("a dashboard's reads were denied:\n%s", logs)
-	}
+	checkAllowed(t, d, logs, "the dashboard")
 
 	before := head(t, iss)
 	_, err = d.Publish(deniedCtx(t), revocation("forged"))
@@ -511,15 +525,7 @@ func TestSecureServer_DashboardRole(t *testing.T) {
 	}
 	checkDenied(t, logs, "purge HERALD", rev.Purge(deniedCtx(t)), "$JS.API.STREAM.PURGE.HERALD")
 	checkDenied(t, logs, "delete HERALD_AUDIT", d.JetStream().DeleteStream(deniedCtx(t), bus.StreamAudit), "$JS.API.STREAM.DELETE.HERALD_AUDIT")
-	if _, err := d.NATS().SubscribeSync("herald.>"); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.NATS().Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if subs := subscriptions(t, s, t.Name()+"-dashboard"); slices.Contains(subs, "herald.>") {
-		t.Errorf("the dashboard subscribed to herald.>: %v", subs)
-	}
+	checkCannotSubscribe(t, s, d, t.Name()+"-dashboard", "herald.>")
 	if got := head(t, iss); got != before {
 		t.Errorf("HERALD head %d after the denied attempts, want %d", got, before)
 	}

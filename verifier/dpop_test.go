@@ -49,16 +49,9 @@ func (k *dpopKey) proof(t testing.TB, method, url, accessToken string, edit func
 	if edit != nil {
 		edit(h, c)
 	}
-	enc := func(v any) string {
-		b, _ := json.Marshal(v)
-		return base64.RawURLEncoding.EncodeToString(b)
-	}
-	input := enc(h) + "." + enc(c)
-	sig, err := jwt.SigningMethodEdDSA.Sign(input, k.priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+	hb, _ := json.Marshal(h)
+	cb, _ := json.Marshal(c)
+	return k.rawProof(t, string(hb), string(cb))
 }
 
 func TestCheckDPoP(t *testing.T) {
@@ -101,18 +94,23 @@ func TestCheckDPoP(t *testing.T) {
 		{"empty", func() string { return "" }, false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p, err := CheckDPoP(tt.proof(), "GET", url, "tok", time.Now(), NewReplayCache(100))
-			if tt.ok {
-				if err != nil || p.JKT != k.jkt {
-					t.Fatalf("CheckDPoP = %v, %v; want jkt %s", p, err, k.jkt)
-				}
-				return
-			}
-			if !errors.Is(err, ErrDPoPProof) {
-				t.Fatalf("CheckDPoP err = %v, want ErrDPoPProof", err)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkProof(t, tt.proof(), url, k.jkt, tt.ok) })
+	}
+}
+
+// checkProof checks a proof for GET url with access token "tok": accepted
+// as a proof by the key of thumbprint jkt when ok, refused otherwise.
+func checkProof(t *testing.T, proof, url, jkt string, ok bool) {
+	t.Helper()
+	p, err := CheckDPoP(proof, "GET", url, "tok", time.Now(), NewReplayCache(100))
+	if ok {
+		if err != nil || p.JKT != jkt {
+			t.Fatalf("CheckDPoP = %v, %v; want jkt %s", p, err, jkt)
+		}
+		return
+	}
+	if !errors.Is(err, ErrDPoPProof) {
+		t.Fatalf("CheckDPoP err = %v, want ErrDPoPProof", err)
 	}
 }
 
@@ -174,17 +172,6 @@ func TestCheckDPoP_DuplicateMembers(t *testing.T) {
 		{"case-variant kty in jwk", strings.Replace(header, `{"kty"`, `{"KTY":"EC","kty"`, 1), claims(""), false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p, err := CheckDPoP(k.rawProof(t, tt.header, tt.claims), "GET", url, "tok", time.Now(), NewReplayCache(100))
-			if tt.ok {
-				if err != nil || p.JKT != k.jkt {
-					t.Fatalf("CheckDPoP = %v, %v; want jkt %s", p, err, k.jkt)
-				}
-				return
-			}
-			if !errors.Is(err, ErrDPoPProof) {
-				t.Fatalf("CheckDPoP err = %v, want ErrDPoPProof", err)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkProof(t, k.rawProof(t, tt.header, tt.claims), url, k.jkt, tt.ok) })
 	}
 }

@@ -86,24 +86,8 @@ func TestRun_DevSecuresNATS(t *testing.T) {
 	}
 
 	// A verifier given only --nats finds the credential and the CA.
-	vctx, vcancel := context.WithCancel(context.Background())
-	vlogs := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(vctx, []string{"verifier", "--http", "127.0.0.1:0", "--nats", natsURL, "--data", "verifier-2",
-			"--issuer", issuerURL, "--id", "extra-1"}, io.Discard, vlogs)
-	}()
-	t.Cleanup(func() {
-		vcancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("herald verifier: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("herald verifier did not stop")
-		}
-	})
+	vlogs := startVerifier(t, "--http", "127.0.0.1:0", "--nats", natsURL, "--data", "verifier-2",
+		"--issuer", issuerURL, "--id", "extra-1")
 	var verifierURL string
 	bustest.WaitFor(t, 20*time.Second, func() error {
 		m := regexp.MustCompile(`msg="verifier ready" .*http=(\S+) id=extra-1`).FindStringSubmatch(vlogs.String())
@@ -135,22 +119,13 @@ func TestRun_DevSecuresNATS(t *testing.T) {
 	})
 
 	// Without discovery the same verifier is refused by the server.
-	nctx, ncancel := context.WithCancel(t.Context())
-	defer ncancel()
-	nlogs := &syncBuffer{}
-	ndone := make(chan error, 1)
-	go func() {
-		ndone <- run(nctx, []string{"verifier", "--http", "127.0.0.1:0", "--nats", natsURL, "--data", "verifier-3",
-			"--nats-discover=false"}, io.Discard, nlogs)
-	}()
+	nlogs := startVerifier(t, "--http", "127.0.0.1:0", "--nats", natsURL, "--data", "verifier-3", "--nats-discover=false")
 	bustest.WaitFor(t, 10*time.Second, func() error {
 		if !strings.Contains(nlogs.String(), "certificate signed by unknown authority") {
 			return fmt.Errorf("no TLS refusal logged yet:\n%s", nlogs)
 		}
 		return nil
 	})
-	ncancel()
-	<-ndone
 }
 
 func TestRun_NATSPermissions(t *testing.T) {

@@ -16,6 +16,28 @@ import (
 	"github.com/heraldsec/herald/bus/bustest"
 )
 
+// startVerifier runs 'herald verifier' with args until the test ends and
+// returns its logs.
+func startVerifier(t *testing.T, args ...string) *syncBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, append([]string{"verifier"}, args...), io.Discard, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("herald verifier: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("herald verifier did not stop")
+		}
+	})
+	return logs
+}
+
 // TestRun_VerifierProxyAndFleet runs 'herald dev' and a second verifier in
 // proxy mode in front of a test app, then lists the fleet with 'herald
 // status --issuer-url'.
@@ -30,25 +52,9 @@ func TestRun_VerifierProxyAndFleet(t *testing.T) {
 	}))
 	t.Cleanup(app.Close)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"verifier", "--http", "127.0.0.1:0", "--nats", natsURL, "--data", filepath.Join(dir, "proxy"),
-			"--nats-nkey", filepath.Join(dir, "nats-auth", "verifier.nk"), "--nats-ca", filepath.Join(dir, "nats-auth", "ca.pem"),
-			"--issuer", issuerURL, "--upstream", app.URL, "--heartbeat", "100ms", "--id", "proxy-1", "--max-staleness", "5s"}, io.Discard, logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("herald verifier: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("herald verifier did not stop")
-		}
-	})
+	logs := startVerifier(t, "--http", "127.0.0.1:0", "--nats", natsURL, "--data", filepath.Join(dir, "proxy"),
+		"--nats-nkey", filepath.Join(dir, "nats-auth", "verifier.nk"), "--nats-ca", filepath.Join(dir, "nats-auth", "ca.pem"),
+		"--issuer", issuerURL, "--upstream", app.URL, "--heartbeat", "100ms", "--id", "proxy-1", "--max-staleness", "5s")
 	var proxyURL string
 	bustest.WaitFor(t, 20*time.Second, func() error {
 		m := regexp.MustCompile(`msg="verifier ready" .*http=(\S+) id=proxy-1 .*upstream=`).FindStringSubmatch(logs.String())
