@@ -43,7 +43,7 @@ import (
 // here, in the external test package (bus itself imports neither).
 
 const (
-	clusterAdminToken = "cluster-test-admin-token"
+	clusterAdminToken = "cluster-test-admin-token-32-bytes-long"
 	clusterIssuerURL  = "https://issuer.cluster.test"
 )
 

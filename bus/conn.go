@@ -37,6 +37,14 @@ type Config struct {
 	// Retry makes Connect succeed while no server is reachable yet and keep
 	// trying in the background, as a sidecar started before NATS must.
 	Retry bool
+	// NkeyFile is a file holding an nkey user seed, for servers that
+	// authenticate users by nkey, such as the embedded server secured by
+	// AuthFiles. Empty: none.
+	NkeyFile string
+	// InboxPrefix replaces NATS's _INBOX prefix of reply subjects, for
+	// users allowed to subscribe to their own inboxes only (a verifier
+	// uses VerifierInboxPrefix). Empty: _INBOX.
+	InboxPrefix string
 	// CredsFile is a NATS credentials file (user JWT and NKey seed, as
 	// nsc writes it) for servers in operator (decentralized JWT) mode.
 	// Empty: none.
@@ -78,6 +86,24 @@ func (cfg *Config) authOptions() ([]nats.Option, error) {
 		readable("credentials file", cfg.CredsFile)
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
 	}
+	if cfg.NkeyFile != "" {
+		if cfg.CredsFile != "" {
+			errs = append(errs, errors.New("an nkey seed file and a credentials file exclude each other"))
+		}
+		// The seed is read and checked now, and again at every connect
+		// to sign the server's challenge.
+		if err := checkPrivate("nkey seed file", cfg.NkeyFile); err != nil {
+			errs = append(errs, err)
+		} else if opt, err := nats.NkeyOptionFromSeed(cfg.NkeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("nkey seed file %s: %w", cfg.NkeyFile, err))
+		} else {
+			opts = append(opts, opt)
+		}
+	}
+	if cfg.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(cfg.InboxPrefix))
+	}
+	opts = append(opts, cfg.refusalHandlers()...)
 	if cfg.CAFile != "" {
 		readable("CA file", cfg.CAFile)
 		opts = append(opts, nats.RootCAs(cfg.CAFile))

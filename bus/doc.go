@@ -9,6 +9,12 @@
 // Publish (which waits for the JetStream acknowledgement) and Follow (an
 // ordered read of a stream from a given sequence).
 //
+// The security of the bus: Role (issuer, verifier, dashboard) and its NATS
+// permissions (roles.go); EnsureAuthFiles makes and reuses the CA, server
+// certificate and per-role nkey seeds with which ServerConfig.Auth makes
+// an embedded server require TLS and an nkey (auth.go, certs.go); clients
+// sign in with Config.NkeyFile or Config.CredsFile.
+//
 // # Concurrency
 //
 // Conn and Server are safe for concurrent use. Follow delivers on one

@@ -46,6 +46,11 @@ type ServerConfig struct {
 	// connection (bus.Config.JetStreamDomain). nats-server does not let
 	// plain JetStream API requests cross a leaf connection. Empty: none.
 	JetStreamDomain string
+	// Auth, when set, makes clients use TLS and authenticate with the nkey
+	// of a user, which gets its role's permissions. It covers client
+	// connections only, so it cannot go with Cluster or Leaf.Listen.
+	// Nil: plain connections, no authentication.
+	Auth *ServerAuth
 }
 
 // DefaultServerName is the name of an embedded server that is given none.
@@ -92,6 +97,17 @@ func (cfg *ServerConfig) validate() error {
 		}
 	} else if len(cfg.Cluster.Routes) > 0 {
 		errs = append(errs, errors.New("cluster routes without a cluster listen address"))
+	}
+	if a := cfg.Auth; a != nil {
+		if a.CertFile == "" || a.KeyFile == "" {
+			errs = append(errs, errors.New("auth needs a server certificate and key"))
+		}
+		if len(a.Users) == 0 {
+			errs = append(errs, errors.New("auth needs at least one user"))
+		}
+		if cfg.Cluster.Listen != "" || cfg.Leaf.Listen != "" {
+			errs = append(errs, errors.New("auth secures clients only: it cannot go with cluster or leaf connections"))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -151,6 +167,11 @@ func (cfg *ServerConfig) options() (*server.Options, error) {
 	}
 	if !cfg.NoJetStream {
 		opts.JetStreamDomain = cfg.JetStreamDomain
+	}
+	if cfg.Auth != nil {
+		if err := cfg.Auth.apply(opts); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Cluster.Listen != "" {
 		opts.Cluster.Name = cfg.Cluster.Name
@@ -224,8 +245,24 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	return &Server{ns: ns}, nil
 }
 
-// ClientURL returns the nats:// URL clients connect to.
-func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+// ClientURL returns the nats:// URL clients on this machine connect to:
+// the listen address, or loopback when the server listens on every
+// interface. With ServerConfig.Auth the connection is upgraded to TLS,
+// as the server requires.
+func (s *Server) ClientURL() string {
+	a, ok := s.ns.Addr().(*net.TCPAddr)
+	if !ok {
+		return s.ns.ClientURL()
+	}
+	ip := a.IP
+	switch {
+	case ip.Equal(net.IPv4zero):
+		ip = net.IPv4(127, 0, 0, 1)
+	case ip.IsUnspecified():
+		ip = net.IPv6loopback
+	}
+	return "nats://" + net.JoinHostPort(ip.String(), strconv.Itoa(a.Port))
+}
 
 // Addr returns the address the server accepts clients on.
 func (s *Server) Addr() net.Addr { return s.ns.Addr() }

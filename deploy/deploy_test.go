@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -435,28 +436,33 @@ func TestK8s_NATSHelmValues(t *testing.T) {
 	if v.Container.Merge.Resources.Requests.Memory().IsZero() {
 		t.Error("NATS container: want resource requests")
 	}
-	// The same deny list as accounts.conf, so the two setups agree.
-	deny := denyList(t, c.Merge)
+	// The same deny lists as accounts.conf, so the two setups agree.
+	pubDeny, subDeny := denyList(t, c.Merge)
 	hub := natsConfig(t, "nats/nats-1.conf")
 	for _, u := range hub.Users {
 		if u.Username == "verifier" {
-			if got := u.Permissions.Publish.Deny; !slices.Equal(got, deny) {
-				t.Errorf("verifier denials differ:\n helm:  %v\n nats/: %v", deny, got)
+			if got := u.Permissions.Publish.Deny; !slices.Equal(got, pubDeny) {
+				t.Errorf("verifier publish denials differ:\n helm:  %v\n nats/: %v", pubDeny, got)
+			}
+			if got := u.Permissions.Subscribe.Deny; !slices.Equal(got, subDeny) {
+				t.Errorf("verifier subscribe denials differ:\n helm:  %v\n nats/: %v", subDeny, got)
 			}
 		}
 	}
 }
 
-func denyList(t *testing.T, merge map[string]any) []string {
+func denyList(t *testing.T, merge map[string]any) (publish, subscribe []string) {
 	t.Helper()
+	type denials struct {
+		Deny []string `json:"deny"`
+	}
 	var m struct {
 		Accounts map[string]struct {
 			Users []struct {
 				User        string `json:"user"`
 				Permissions struct {
-					Publish struct {
-						Deny []string `json:"deny"`
-					} `json:"publish"`
+					Publish   denials `json:"publish"`
+					Subscribe denials `json:"subscribe"`
 				} `json:"permissions"`
 			} `json:"users"`
 		} `json:"accounts"`
@@ -467,11 +473,11 @@ func denyList(t *testing.T, merge map[string]any) []string {
 	}
 	for _, u := range m.Accounts["HERALD"].Users {
 		if u.User == "verifier" {
-			return u.Permissions.Publish.Deny
+			return u.Permissions.Publish.Deny, u.Permissions.Subscribe.Deny
 		}
 	}
 	t.Fatal("no verifier user in the HERALD account")
-	return nil
+	return nil, nil
 }
 
 // natsEnv sets the variables the NATS configurations read.
@@ -587,7 +593,7 @@ func TestNATS_Permissions(t *testing.T) {
 
 	issuerConn := connectAs(t, bus.Config{URL: userURL(hub, "issuer", "issuer-secret")})
 	svc, err := issuer.Open(t.Context(), issuer.Config{
-		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: "deploy-test-token", Logger: quiet,
+		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: "deploy-test-admin-token-32-bytes-long", Logger: quiet,
 		ClientSecretCost: 4, IssuerURL: "https://auth.example.com",
 	}, issuerConn)
 	if err != nil {
@@ -642,14 +648,47 @@ func TestNATS_Permissions(t *testing.T) {
 	// the server refuses the publish, so the request waits out a short
 	// timeout instead of getting an answer.
 	const denied = 300 * time.Millisecond
-	for _, cfg := range []bus.Config{
-		{URL: userURL(hub, "verifier", "verifier-secret")},
-		{URL: userURL(leaf, "verifier", "verifier-secret"), JetStreamDomain: "hub"},
+	for _, tt := range []struct {
+		cfg bus.Config
+		srv *server.Server
+	}{
+		{bus.Config{URL: userURL(hub, "verifier", "verifier-secret"), Name: "denied-hub"}, hub},
+		{bus.Config{URL: userURL(leaf, "verifier", "verifier-secret"), JetStreamDomain: "hub", Name: "denied-leaf"}, leaf},
 	} {
+		cfg := tt.cfg
 		c := connectAs(t, cfg)
+		// No subscription on an event subject: a push consumer aimed at
+		// it would find interest and store its deliveries in the stream.
+		if _, err := c.NATS().Subscribe(bus.SubjectRevokePrefix+"all", func(*nats.Msg) {}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.NATS().Flush(); err != nil {
+			t.Fatal(err)
+		}
+		cz, err := tt.srv.Connz(&server.ConnzOptions{Subscriptions: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ci := range cz.Conns {
+			if ci.Name == cfg.Name && slices.Contains(ci.Subs, bus.SubjectRevokePrefix+"all") {
+				t.Errorf("%s: the verifier user subscribed to %sall", cfg.URL, bus.SubjectRevokePrefix)
+			}
+		}
 		ctx, cancel := context.WithTimeout(t.Context(), denied)
+		_, err = c.ListFleet(ctx)
+		cancel()
+		if err == nil {
+			t.Errorf("%s: the verifier user read the heartbeats through a consumer", cfg.URL)
+		}
+		ctx, cancel = context.WithTimeout(t.Context(), denied)
+		err = c.Read(ctx, bus.StreamAudit, bus.ReadOptions{}, func(bus.Delivery) bool { return true })
+		cancel()
+		if err == nil {
+			t.Errorf("%s: the verifier user read HERALD_AUDIT", cfg.URL)
+		}
+		ctx, cancel = context.WithTimeout(t.Context(), denied)
 		now := time.Now()
-		_, err := c.Publish(ctx, &bus.Event{ID: bus.NewID(), Type: bus.TypeRevocation, Time: now, Actor: "mallory",
+		_, err = c.Publish(ctx, &bus.Event{ID: bus.NewID(), Type: bus.TypeRevocation, Time: now, Actor: "mallory",
 			Revocation: &bus.Revocation{Kind: bus.KindAll, At: now, Until: now.Add(time.Minute)}})
 		cancel()
 		if err == nil {

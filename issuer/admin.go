@@ -8,9 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/heraldsec/herald/bus"
 )
 
 // AdminTokenFile is the file under the data directory holding the admin
@@ -30,27 +31,20 @@ func loadAdminToken(token, dir string) (auth adminAuth, path string, created boo
 		return adminAuth{sum: sha256.Sum256([]byte(token))}, "", false, nil
 	}
 	path = filepath.Join(dir, AdminTokenFile)
-	b, err := os.ReadFile(path)
+	b, err := bus.ReadPrivateFile("admin token", path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		token = "hrld_" + randomSecret(32)
-		if err := writeFileAtomic(path, []byte(token+"\n")); err != nil {
+		if err := bus.WritePrivateFile(path, []byte(token+"\n")); err != nil {
 			return adminAuth{}, path, false, fmt.Errorf("create admin token: %w", err)
 		}
 		created = true
 	case err != nil:
 		return adminAuth{}, path, false, fmt.Errorf("read admin token: %w", err)
 	default:
-		fi, err := os.Stat(path)
-		if err != nil {
-			return adminAuth{}, path, false, fmt.Errorf("read admin token: %w", err)
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			return adminAuth{}, path, false, fmt.Errorf("admin token %s is readable by others (mode %v); run chmod 600", path, fi.Mode().Perm())
-		}
 		token = strings.TrimSpace(string(b))
-		if token == "" {
-			return adminAuth{}, path, false, fmt.Errorf("admin token %s is empty", path)
+		if err := checkAdminTokenLen(len(token)); err != nil {
+			return adminAuth{}, path, false, fmt.Errorf("admin token %s: %w", path, err)
 		}
 	}
 	return adminAuth{sum: sha256.Sum256([]byte(token))}, path, created, nil

@@ -30,6 +30,10 @@ const (
 	DefaultClientRateLimit = 20
 	// DefaultClientSecretCost is the bcrypt cost of client secrets.
 	DefaultClientSecretCost = 11
+	// MinAdminTokenLen is the shortest admin token accepted, in bytes: a
+	// bearer credential that opens every admin action must not be
+	// guessable (the generated one carries 256 random bits).
+	MinAdminTokenLen = 32
 )
 
 // retentionMargin is added to the HERALD stream's MaxAge beyond the
@@ -78,8 +82,9 @@ type Config struct {
 	// that a stolen state store does not give them away. Default
 	// DefaultClientSecretCost.
 	ClientSecretCost int
-	// AdminToken is the admin bearer credential. If empty, the token in
-	// DataDir/admin.token is used, created at first start.
+	// AdminToken is the admin bearer credential, at least MinAdminTokenLen
+	// bytes. If empty, the token in DataDir/admin.token is used, created
+	// at first start.
 	AdminToken string
 	// Replicas is the replication factor of streams and bucket. Default 1.
 	Replicas int
@@ -182,10 +187,24 @@ func (c *Config) Validate() error {
 	if c.ClientSecretCost < 4 || c.ClientSecretCost > 31 {
 		errs = append(errs, errors.New("client secret cost must be a bcrypt cost between 4 and 31"))
 	}
+	if c.AdminToken != "" {
+		if err := checkAdminTokenLen(len(c.AdminToken)); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
 		errs = append(errs, fmt.Errorf("replicas must be 1, 3 or 5, not %d", c.Replicas))
 	}
 	return errors.Join(errs...)
+}
+
+// checkAdminTokenLen refuses an admin token of n bytes that is too short
+// to resist guessing. It names the length, never the token.
+func checkAdminTokenLen(n int) error {
+	if n < MinAdminTokenLen {
+		return fmt.Errorf("admin token is %d bytes, want at least %d (e.g. openssl rand -base64 32)", n, MinAdminTokenLen)
+	}
+	return nil
 }
 
 // revocationLifetime is how long a revocation must be enforced: until every

@@ -95,7 +95,7 @@ func fuzzAdmin(t *testing.T, h http.Handler, path string, body []byte) *httptest
 }
 
 // fuzzAdminToken is the admin token openForTest gives the issuer.
-const fuzzAdminToken = "x"
+const fuzzAdminToken = "fuzz-test-admin-token-32-bytes-long"
 
 // FuzzSessionRequest feeds bodies to POST /v1/sessions. Those accepted
 // create real sessions (committed and published), so an accepted body

@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -183,16 +184,26 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	return decodeBodyMax(w, r, v, maxBodyBytes)
 }
 
-// decodeBodyMax is decodeBody with a bound of max bytes.
+// decodeBodyMax is decodeBody with a bound of max bytes. Duplicate member
+// names and case variants of v's names are refused before decoding:
+// encoding/json would keep the last duplicate and match "Kind" to "kind",
+// so a proxy or log that reads the first could see another request.
 func decodeBodyMax(w http.ResponseWriter, r *http.Request, v any, max int64) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, max))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return &Error{Status: http.StatusRequestEntityTooLarge, Code: "invalid_request",
 				Description: fmt.Sprintf("body larger than %d bytes", max)}
 		}
+		return badRequest("body could not be read: " + err.Error())
+	}
+	if err := verifier.CheckJSONObject(data, v); err != nil {
+		return badRequest("body is not valid JSON for this endpoint: " + err.Error())
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
 		return badRequest("body is not valid JSON for this endpoint: " + err.Error())
 	}
 	if _, err := dec.Token(); err != io.EOF {

@@ -22,7 +22,7 @@ import (
 	"github.com/heraldsec/herald/verifier"
 )
 
-const adminToken = "test-admin-token"
+const adminToken = "test-admin-token-at-least-32-bytes"
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -448,6 +448,41 @@ func TestIssuer_AdminTokenFileCreated(t *testing.T) {
 	}
 }
 
+// TestIssuer_ShortAdminTokenRefused: an admin token shorter than 32 bytes,
+// from the configuration or the token file, stops the issuer from
+// starting with an error that gives the length but not the token, and no
+// state is created.
+func TestIssuer_ShortAdminTokenRefused(t *testing.T) {
+	s := bustest.RunServer(t)
+	conn := bustest.Connect(t, s)
+	short := strings.Repeat("k", issuer.MinAdminTokenLen-1)
+
+	dir := filepath.Join(t.TempDir(), "data")
+	_, err := issuer.Open(t.Context(), issuer.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: quiet, AdminToken: short}, conn)
+	if err == nil || !strings.Contains(err.Error(), "admin token is 31 bytes, want at least 32") || strings.Contains(err.Error(), short) {
+		t.Fatalf("open with a 31-byte admin token: %v, want a refusal naming the length only", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("data dir after the refusal: %v, want none", err)
+	}
+
+	dir = t.TempDir()
+	if err := bus.WritePrivateFile(filepath.Join(dir, issuer.AdminTokenFile), []byte(short+"\n")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = issuer.Open(t.Context(), issuer.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: quiet}, conn)
+	if err == nil || !strings.Contains(err.Error(), "want at least 32") || strings.Contains(err.Error(), short) {
+		t.Fatalf("open with a 31-byte admin token file: %v, want a refusal naming the length only", err)
+	}
+
+	svc, err := issuer.Open(t.Context(), issuer.Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", Logger: quiet,
+		AdminToken: short + "k"}, conn)
+	if err != nil {
+		t.Fatalf("open with a 32-byte admin token: %v", err)
+	}
+	svc.Close()
+}
+
 func TestIssuer_BadRequestsChangeNothing(t *testing.T) {
 	s := bustest.RunServer(t)
 	svc, _ := runIssuer(t, s, t.TempDir())
@@ -487,6 +522,16 @@ func TestIssuer_BadRequestsChangeNothing(t *testing.T) {
 		{"session ttl garbage", "/v1/sessions", adminToken, `{"sub":"a","ttl":"soon"}`, 400},
 		{"session ttl overflow", "/v1/sessions", adminToken, `{"sub":"a","ttl":18446744075}`, 400},
 		{"session without admin", "/v1/sessions", "", `{"sub":"a"}`, 401},
+		// encoding/json would keep the last duplicate and match names
+		// case-insensitively; each of these would otherwise succeed.
+		{"duplicate value", "/v1/revocations", adminToken, `{"kind":"session","value":"x","value":"y"}`, 400},
+		{"case-variant value", "/v1/revocations", adminToken, `{"kind":"session","value":"x","Value":"y"}`, 400},
+		{"escaped duplicate kind", "/v1/revocations", adminToken, `{"kind":"session","value":"x","\u006bind":"token"}`, 400},
+		{"duplicate sub", "/v1/sessions", adminToken, `{"sub":"alice","sub":"root"}`, 400},
+		{"case-variant sub", "/v1/sessions", adminToken, `{"SUB":"root"}`, 400},
+		{"duplicate scopes", "/v1/credentials", adminToken, `{"name":"ci","scopes":["read"],"scopes":["admin"]}`, 400},
+		{"case-variant client name", "/v1/clients", adminToken, `{"name":"a","NAME":"b"}`, 400},
+		{"body not an object", "/v1/revocations", adminToken, `["session","x"]`, 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -154,7 +154,7 @@ func createKey(dir, alg string) (*signingKey, error) {
 		return nil, fmt.Errorf("generate signing key: %w", err)
 	}
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := writeFileAtomic(filepath.Join(dir, k.kid+".pem"), pemBytes); err != nil {
+	if err := bus.WritePrivateFile(filepath.Join(dir, k.kid+".pem"), pemBytes); err != nil {
 		return nil, fmt.Errorf("store signing key: %w", err)
 	}
 	return k, nil
@@ -162,7 +162,7 @@ func createKey(dir, alg string) (*signingKey, error) {
 
 // setPointer makes k the current or next key, on disk first.
 func (kr *keyring) setPointer(file string, k *signingKey) error {
-	if err := writeFileAtomic(filepath.Join(kr.dir, file), []byte(k.kid+"\n")); err != nil {
+	if err := bus.WritePrivateFile(filepath.Join(kr.dir, file), []byte(k.kid+"\n")); err != nil {
 		return fmt.Errorf("set %s signing key: %w", file, err)
 	}
 	kr.mu.Lock()
@@ -288,38 +288,4 @@ func readPrivateKey(path string, forbidden fs.FileMode) (*signingKey, error) {
 // key, where verifiers learn it.
 func publishKey(ctx context.Context, conn *bus.Conn, k *signingKey) error {
 	return conn.PublishKey(ctx, k.jwk)
-}
-
-// writeFileAtomic writes data to path with mode 0600 through a synced
-// temporary file and a rename, so a crash leaves the old or the new file.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -19,7 +19,7 @@ var errCrash = errors.New("simulated crash")
 func openForTest(t testing.TB, s *bus.Server, dir string, prepare func(*Service)) (svc *Service, stop func()) {
 	t.Helper()
 	conn := bustest.Connect(t, s)
-	svc, err := Open(t.Context(), Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", AdminToken: "x", EventKeyFile: bustest.EventKeyFile(t),
+	svc, err := Open(t.Context(), Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", AdminToken: fuzzAdminToken, EventKeyFile: bustest.EventKeyFile(t),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ClientSecretCost: 4}, conn)
 	if err != nil {
 		t.Fatal(err)

@@ -123,7 +123,26 @@ var (
 	headerNames = jsonNames(reflect.TypeFor[header]())
 )
 
+// CheckJSONObject checks the JSON object b before encoding/json decodes
+// it into v, a pointer to a struct, for what encoding/json would let
+// through silently: invalid UTF-8 and lone surrogates, duplicate member
+// names, and names that are not one of v's json names but equal one
+// under Unicode case folding ("Kind" for "kind"). Only the top level is
+// checked. The issuer checks admin request bodies with it, as Verify
+// checks tokens. It is safe for concurrent use.
+func CheckJSONObject(b []byte, v any) error {
+	return checkMembers(b, jsonNames(reflect.TypeOf(v)))
+}
+
+// jsonNames returns the json member names of the struct type t (or of the
+// struct t points to); none for other types.
 func jsonNames(t reflect.Type) []string {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct {
+		return nil
+	}
 	var names []string
 	for f := range t.Fields() {
 		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {

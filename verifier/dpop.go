@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,22 @@ type dpopClaims struct {
 	ATH    string       `json:"ath,omitempty"`
 }
 
+// dpopHeader is the JOSE header of a DPoP proof.
+type dpopHeader struct {
+	Typ string          `json:"typ"`
+	Alg string          `json:"alg"`
+	JWK json.RawMessage `json:"jwk"`
+}
+
+// Member names of a proof's header, claims and key: checkMembers refuses
+// duplicates of any member and case variants of these (RFC 7515 section
+// 5.2 allows refusing duplicates; JOSE names are case-sensitive).
+var (
+	dpopHeaderNames = jsonNames(reflect.TypeFor[dpopHeader]())
+	dpopClaimNames  = jsonNames(reflect.TypeFor[dpopClaims]())
+	jwkNames        = jsonNames(reflect.TypeFor[bus.JWK]())
+)
+
 // CheckDPoP checks a DPoP proof (RFC 9449 section 4.3) for a request with
 // method and URL at now: typ dpop+jwt, an allowed asymmetric alg, a public
 // jwk that verifies the signature, htm and htu of this request, a recent
@@ -75,13 +92,15 @@ func CheckDPoP(proof, method, rawURL, accessToken string, now time.Time, replay 
 		return nil, bad("not a compact JWS")
 	}
 	enc := base64.RawURLEncoding.Strict()
-	var hdr struct {
-		Typ string          `json:"typ"`
-		Alg string          `json:"alg"`
-		JWK json.RawMessage `json:"jwk"`
-	}
+	var hdr dpopHeader
 	raw, err := enc.DecodeString(parts[0])
-	if err != nil || json.Unmarshal(raw, &hdr) != nil {
+	if err != nil {
+		return nil, bad("malformed header")
+	}
+	if err := checkMembers(raw, dpopHeaderNames); err != nil {
+		return nil, bad("header: %v", err)
+	}
+	if json.Unmarshal(raw, &hdr) != nil {
 		return nil, bad("malformed header")
 	}
 	if !strings.EqualFold(hdr.Typ, "dpop+jwt") {
@@ -96,6 +115,9 @@ func CheckDPoP(proof, method, rawURL, accessToken string, now time.Time, replay 
 	default:
 		return nil, bad("alg %q is not allowed", hdr.Alg)
 	}
+	if err := checkMembers(hdr.JWK, jwkNames); err != nil {
+		return nil, bad("jwk: %v", err)
+	}
 	jkt, pub, err := bus.ProofKey(hdr.JWK, hdr.Alg)
 	if err != nil {
 		return nil, bad("%v", err)
@@ -109,7 +131,13 @@ func CheckDPoP(proof, method, rawURL, accessToken string, now time.Time, replay 
 	}
 	var c dpopClaims
 	raw, err = enc.DecodeString(parts[1])
-	if err != nil || json.Unmarshal(raw, &c) != nil {
+	if err != nil {
+		return nil, bad("malformed claims")
+	}
+	if err := checkMembers(raw, dpopClaimNames); err != nil {
+		return nil, bad("claims: %v", err)
+	}
+	if json.Unmarshal(raw, &c) != nil {
 		return nil, bad("malformed claims")
 	}
 	switch {

@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,16 +49,9 @@ func (k *dpopKey) proof(t testing.TB, method, url, accessToken string, edit func
 	if edit != nil {
 		edit(h, c)
 	}
-	enc := func(v any) string {
-		b, _ := json.Marshal(v)
-		return base64.RawURLEncoding.EncodeToString(b)
-	}
-	input := enc(h) + "." + enc(c)
-	sig, err := jwt.SigningMethodEdDSA.Sign(input, k.priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+	hb, _ := json.Marshal(h)
+	cb, _ := json.Marshal(c)
+	return k.rawProof(t, string(hb), string(cb))
 }
 
 func TestCheckDPoP(t *testing.T) {
@@ -99,18 +94,23 @@ func TestCheckDPoP(t *testing.T) {
 		{"empty", func() string { return "" }, false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p, err := CheckDPoP(tt.proof(), "GET", url, "tok", time.Now(), NewReplayCache(100))
-			if tt.ok {
-				if err != nil || p.JKT != k.jkt {
-					t.Fatalf("CheckDPoP = %v, %v; want jkt %s", p, err, k.jkt)
-				}
-				return
-			}
-			if !errors.Is(err, ErrDPoPProof) {
-				t.Fatalf("CheckDPoP err = %v, want ErrDPoPProof", err)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkProof(t, tt.proof(), url, k.jkt, tt.ok) })
+	}
+}
+
+// checkProof checks a proof for GET url with access token "tok": accepted
+// as a proof by the key of thumbprint jkt when ok, refused otherwise.
+func checkProof(t *testing.T, proof, url, jkt string, ok bool) {
+	t.Helper()
+	p, err := CheckDPoP(proof, "GET", url, "tok", time.Now(), NewReplayCache(100))
+	if ok {
+		if err != nil || p.JKT != jkt {
+			t.Fatalf("CheckDPoP = %v, %v; want jkt %s", p, err, jkt)
+		}
+		return
+	}
+	if !errors.Is(err, ErrDPoPProof) {
+		t.Fatalf("CheckDPoP err = %v, want ErrDPoPProof", err)
 	}
 }
 
@@ -128,5 +128,50 @@ func TestCheckDPoP_Replay(t *testing.T) {
 	full.first("x", time.Now().Add(time.Hour))
 	if _, err := CheckDPoP(k.proof(t, "GET", "https://a.example/x", "tok", nil), "GET", "https://a.example/x", "tok", time.Now(), full); err == nil {
 		t.Fatal("a full replay cache must refuse new proofs (fail closed)")
+	}
+}
+
+// rawProof signs a DPoP proof whose header and claims are the JSON texts
+// given, for members a map cannot hold twice.
+func (k *dpopKey) rawProof(t testing.TB, header, claims string) string {
+	t.Helper()
+	input := base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + base64.RawURLEncoding.EncodeToString([]byte(claims))
+	sig, err := jwt.SigningMethodEdDSA.Sign(input, k.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// TestCheckDPoP_DuplicateMembers: a proof whose header, claims or key
+// repeats a member, directly, escaped or in another case, is refused.
+// encoding/json keeps the last duplicate and matches names without case,
+// so each of these proofs is accepted without the check.
+func TestCheckDPoP_DuplicateMembers(t *testing.T) {
+	k := newDPoPKey(t)
+	const url = "https://api.example/v1/orders"
+	sum := sha256.Sum256([]byte("tok"))
+	ath := base64.RawURLEncoding.EncodeToString(sum[:])
+	jwk := fmt.Sprintf(`{"kty":"OKP","crv":"Ed25519","x":%q}`, k.jwk["x"])
+	header := fmt.Sprintf(`{"typ":"dpop+jwt","alg":"EdDSA","jwk":%s}`, jwk)
+	claims := func(extra string) string {
+		return fmt.Sprintf(`{"jti":%q,"htm":"GET","htu":%q,"iat":%d,"ath":%q%s}`, bus.NewID(), url, time.Now().Unix(), ath, extra)
+	}
+	tests := []struct {
+		name           string
+		header, claims string
+		ok             bool
+	}{
+		{"plain", header, claims(""), true},
+		{"duplicate htm", header, strings.Replace(claims(""), `"htm":"GET"`, `"htm":"POST","htm":"GET"`, 1), false},
+		{"case-variant htm", header, strings.Replace(claims(""), `"htm":"GET"`, `"HTM":"GET"`, 1), false},
+		{"escaped duplicate jti", header, claims(`,"\u006ati":"other"`), false},
+		{"duplicate typ", `{"typ":"JWT",` + header[1:], claims(""), false},
+		{"case-variant alg", `{"Alg":"none",` + header[1:], claims(""), false},
+		{"duplicate x in jwk", strings.Replace(header, `"x":`, `"x":"AAAA","x":`, 1), claims(""), false},
+		{"case-variant kty in jwk", strings.Replace(header, `{"kty"`, `{"KTY":"EC","kty"`, 1), claims(""), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkProof(t, k.rawProof(t, tt.header, tt.claims), url, k.jkt, tt.ok) })
 	}
 }

@@ -66,6 +66,7 @@ func TestBFF_BrowserSession(t *testing.T) {
 	var replicas []string
 	for _, id := range []string{"web-1", "web-2"} {
 		replicas = append(replicas, startVerifier(t, id, "--nats", natsURL, "--data", filepath.Join(dir, id), "--issuer", issuerURL,
+			"--nats-nkey", filepath.Join(dir, "nats-auth", "verifier.nk"), "--nats-ca", filepath.Join(dir, "nats-auth", "ca.pem"),
 			"--upstream", appSrv.URL, "--cookie-sessions", "--cookie-key-file", keyFile, "--cookie-login-path", "/login"))
 	}
 	// The browser calls the first replica by name: localhost is a secure

@@ -29,7 +29,7 @@ import (
 // cookie mode on one embedded JetStream server, and bffApp, a web
 // application behind them.
 
-const bffAdmin = "bff-test-admin-token"
+const bffAdmin = "bff-test-admin-token-of-at-least-32-bytes"
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 

@@ -120,7 +120,7 @@ func TestFault_IssuerKilledAfterAck(t *testing.T) {
 	if len(revoked) < 10 {
 		t.Fatalf("%d acknowledged revocations, want at least 10", len(revoked))
 	}
-	inStream := streamRevocations(t, iss.nats)
+	inStream := f.streamRevocations(t, iss.nats)
 	checkSessionsRevoked(t, inStream, ids)
 	after := f.newSessions(iss.url, "after", 2)
 	waitEnforced(t, vURL, revoked, append(tokens(live), tokens(after)...), 20*time.Second)
@@ -250,7 +250,7 @@ func TestFault_NATSDownUnderLoad(t *testing.T) {
 		t.Fatal("no revocation answered 503 recorded: the outage did not happen under load")
 	}
 	waitEnforced(t, vURL, append(ackedToks, recordedToks...), tokens(live), 30*time.Second)
-	inStream := streamRevocations(t, natsURL)
+	inStream := f.streamRevocations(t, natsURL)
 	_, ids := split(victims, answers, func(a revokeResult) bool { return acked(a) || recorded(a) })
 	checkSessionsRevoked(t, inStream, ids)
 	t.Logf("%d revocations acknowledged, %d recorded during the outage and published after it", len(ackedToks), len(recordedToks))
@@ -408,7 +408,7 @@ func TestFault_PowerLoss(t *testing.T) {
 
 	iss = f.startIssuer(filepath.Join(dir, "restored", "issuer"), natsAddr)
 	revoked, ids := split(victims, answers, acked)
-	inStream := streamRevocations(t, iss.nats)
+	inStream := f.streamRevocations(t, iss.nats)
 	checkSessionsRevoked(t, inStream, ids)
 	for _, name := range []string{"verifier", "verifier2"} {
 		_, url := f.readyVerifier(filepath.Join(dir, "restored", name), iss.nats)

@@ -46,6 +46,7 @@ Clients (talk to a running issuer or verifier):
   events     print or --follow the event stream (revocations, issuance, sessions, keys, admin actions)
   status     show a verifier's status
   bench      measure Herald against its baselines: propagation | verify | baseline | scale | issue | all
+  nats-permissions  print a bus role's NATS permissions as nsc flags: issuer | verifier [--id ID] | dashboard
 
   version    print the version
 
@@ -83,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runStatus(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
+	case "nats-permissions":
+		return runNATSPermissions(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "herald", version)
 		return nil

@@ -159,7 +159,7 @@ func TestRun_DevTokenVerifyRevoke(t *testing.T) {
 
 func TestRun_EnvSetsFlags(t *testing.T) {
 	dir := t.TempDir()
-	t.Setenv("HERALD_ADMIN_TOKEN", "env-admin-token")
+	t.Setenv("HERALD_ADMIN_TOKEN", "env-admin-token-at-least-32-bytes")
 	t.Setenv("HERALD_ACCESS_TTL", "90s")
 	issuerURL, _, _ := startDev(t, dir)
 	out := runCmd(t, "token", "--issuer-url", issuerURL, "--json", "dave")

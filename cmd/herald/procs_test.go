@@ -226,10 +226,13 @@ type fleet struct {
 	t     *testing.T
 	bin   string
 	admin string
+	// auth maps the client URL of an issuer's embedded NATS, which
+	// requires TLS and an nkey, to the directory of its credentials.
+	auth *sync.Map
 }
 
 func newFleet(t *testing.T) *fleet {
-	return &fleet{t: t, bin: heraldBinary(t), admin: "hrld_fault-test-" + randomSecret(t)}
+	return &fleet{t: t, bin: heraldBinary(t), admin: "hrld_fault-test-" + randomSecret(t), auth: &sync.Map{}}
 }
 
 // in returns f for subtest t: the processes it starts end with t.
@@ -260,6 +263,7 @@ func (f *fleet) startIssuer(dir, nats string, extra ...string) *issuerProc {
 	iss := &issuerProc{proc: p, url: p.waitLog(issuerReady, 30*time.Second)[1], nats: nats}
 	if !strings.HasPrefix(nats, "nats://") {
 		iss.nats = p.waitLog(natsReady, time.Second)[1]
+		f.auth.Store(iss.nats, filepath.Join(dir, bus.AuthDir))
 	}
 	return iss
 }
@@ -269,6 +273,9 @@ func (f *fleet) startIssuer(dir, nats string, extra ...string) *issuerProc {
 func (f *fleet) startVerifier(dir, natsURL, http string, extra ...string) *proc {
 	f.t.Helper()
 	args := []string{"verifier", "--http", http, "--data", dir, "--nats", natsURL, "--issuer", testIssuer}
+	if auth, ok := f.auth.Load(natsURL); ok {
+		args = append(args, "--nats-nkey", filepath.Join(auth.(string), "verifier.nk"), "--nats-ca", filepath.Join(auth.(string), "ca.pem"))
+	}
 	return startProc(f.t, "verifier", nil, f.bin, append(args, extra...)...)
 }
 
@@ -453,9 +460,22 @@ func waitEnforced(t *testing.T, url string, revoked, live []string, timeout time
 
 // streamRevocations reads the HERALD stream from the NATS at url and
 // returns every revoked value as "<kind>:<value>".
-func streamRevocations(t *testing.T, url string) map[string]bool {
+func (f *fleet) streamRevocations(t *testing.T, url string) map[string]bool {
 	t.Helper()
-	c := bustest.ConnectURL(t, url)
+	var c *bus.Conn
+	if auth, ok := f.auth.Load(url); ok { // the issuer's embedded NATS: as the dashboard
+		files := bus.AuthFiles{Dir: auth.(string)}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		var err error
+		if c, err = bus.Connect(ctx, bus.Config{URL: url, Name: t.Name(), NkeyFile: files.SeedFile(bus.RoleDashboard),
+			CAFile: files.CAFile(), InboxPrefix: bus.RoleDashboard.InboxPrefix()}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+	} else {
+		c = bustest.ConnectURL(t, url)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	got := map[string]bool{}

@@ -32,10 +32,15 @@ type issuerFlags struct {
 
 // natsFlags are how issuer and verifier authenticate to NATS: files, never
 // secrets on the command line.
-type natsFlags struct{ creds, ca, cert, key, domain, eventKeys string }
+type natsFlags struct {
+	creds, nkey, ca, cert, key, domain, eventKeys string
+	discover                                      bool
+}
 
 func (f *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials file (user JWT and seed, as nsc writes it)")
+	fs.StringVar(&f.nkey, "nats-nkey", "", "NATS nkey seed file, e.g. herald-data/"+bus.AuthDir+"/verifier.nk of herald dev's embedded server")
+	fs.BoolVar(&f.discover, "nats-discover", true, "without --nats-creds, --nats-nkey, --nats-cert or --nats-ca: use the seed and CA of herald dev's embedded server under ./"+defaultDataDir+"/"+bus.AuthDir+" if they exist")
 	fs.StringVar(&f.ca, "nats-ca", "", "PEM file of the CAs that sign the NATS servers' certificates (requires TLS)")
 	fs.StringVar(&f.cert, "nats-cert", "", "PEM client certificate for NATS servers that verify clients (with --nats-key)")
 	fs.StringVar(&f.key, "nats-key", "", "PEM key of --nats-cert")
@@ -99,25 +104,40 @@ func (f *issuerFlags) config(log *slog.Logger, tel *telemetry) issuer.Config {
 	}
 }
 
-// bus is a connection to NATS and, when embedded, its server.
+// natsBus is a connection to NATS and, when embedded, its server.
 type natsBus struct {
 	conn   *bus.Conn
 	server *bus.Server
 }
 
-// connectBus connects to url, or starts an embedded server on listen
-// storing under dataDir/nats when url is empty.
-func connectBus(ctx context.Context, url, listen, dataDir, name string, auth natsFlags, log *slog.Logger) (*natsBus, error) {
+// connectBus connects to url as role, or, when url is empty, starts an
+// embedded server on listen storing under dataDir/nats, secured with the
+// TLS and nkey files of dataDir/nats-auth, and connects to it as the
+// issuer.
+func connectBus(ctx context.Context, url, listen, dataDir, name string, role bus.Role, auth natsFlags, log *slog.Logger) (*natsBus, error) {
 	b := &natsBus{}
+	cfg := auth.config(url, name, role, log)
 	if url == "" {
-		s, err := bus.StartServer(ctx, bus.ServerConfig{Listen: listen, StoreDir: filepath.Join(dataDir, "nats"), Logger: log})
+		files, written, err := bus.EnsureAuthFiles(filepath.Join(dataDir, bus.AuthDir), bus.ServerHosts(listen), time.Now())
 		if err != nil {
 			return nil, err
 		}
-		b.server, url = s, s.ClientURL()
+		sa, err := files.ServerAuth()
+		if err != nil {
+			return nil, err
+		}
+		s, err := bus.StartServer(ctx, bus.ServerConfig{Listen: listen, StoreDir: filepath.Join(dataDir, "nats"), Logger: log, Auth: sa})
+		if err != nil {
+			return nil, err
+		}
+		b.server = s
+		log.Info("nats requires TLS and an nkey", "dir", files.Dir, "ca", files.CAFile(),
+			"verifier_nkey", files.SeedFile(bus.RoleVerifier), "dashboard_nkey", files.SeedFile(bus.RoleDashboard),
+			"created", strings.Join(written, ","))
+		cfg = bus.Config{URL: s.ClientURL(), Name: name, Logger: log,
+			NkeyFile: files.SeedFile(bus.RoleIssuer), CAFile: files.CAFile()}
 	}
-	conn, err := bus.Connect(ctx, bus.Config{URL: url, Name: name, Logger: log, Retry: b.server == nil,
-		CredsFile: auth.creds, CAFile: auth.ca, CertFile: auth.cert, KeyFile: auth.key, JetStreamDomain: auth.domain})
+	conn, err := bus.Connect(ctx, cfg)
 	if err != nil {
 		b.close()
 		return nil, err
@@ -148,7 +168,7 @@ func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer log.Info("herald stopped") // after every deferred close below
-	b, err := connectBus(ctx, f.natsURL, f.natsListen, f.data, "herald-issuer", f.nats, log)
+	b, err := connectBus(ctx, f.natsURL, f.natsListen, f.data, "herald-issuer", bus.RoleIssuer, f.nats, log)
 	if err != nil {
 		return err
 	}
@@ -182,7 +202,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer log.Info("herald stopped") // after every deferred close below
-	b, err := connectBus(ctx, f.natsURL, f.natsListen, f.data, "herald-dev", f.nats, log)
+	b, err := connectBus(ctx, f.natsURL, f.natsListen, f.data, "herald-dev", bus.RoleIssuer, f.nats, log)
 	if err != nil {
 		return err
 	}
@@ -225,9 +245,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 		}()
 	}
-	natsURL := f.natsURL
+	natsURL, natsAuth := f.natsURL, "(given with --nats)"
 	if b.server != nil {
 		natsURL = b.server.ClientURL()
+		natsAuth = fmt.Sprintf("TLS, CA and nkeys in %s (verifier.nk, dashboard.nk)", filepath.Join(f.data, bus.AuthDir))
 	}
 	tokenFile := filepath.Join(f.data, issuer.AdminTokenFile)
 	if os.Getenv("HERALD_ADMIN_TOKEN") != "" {
@@ -241,8 +262,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return
 		}
 		log.Info("herald dev ready", "issuer", svc.URL(), "verifier", sc.URL(), "nats", natsURL, "admin_token", tokenFile)
-		fmt.Fprintf(stdout, "Herald is running.\n  issuer:      %s (dashboard)\n  verifier:    %s\n  nats:        %s\n  admin token: %s\nPress Ctrl-C to stop.\n",
-			svc.URL(), sc.URL(), natsURL, tokenFile)
+		fmt.Fprintf(stdout, "Herald is running.\n  issuer:      %s (dashboard)\n  verifier:    %s\n  nats:        %s\n  nats auth:   %s\n  admin token: %s\nPress Ctrl-C to stop.\n",
+			svc.URL(), sc.URL(), natsURL, natsAuth, tokenFile)
 	}()
 	wg.Wait()
 	return errors.Join(errs...)

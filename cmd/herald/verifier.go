@@ -126,7 +126,7 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("verifier: --max-staleness %s: want a positive duration", f.maxStaleness)
 	}
 	defer log.Info("herald stopped") // after every deferred close below
-	b, err := connectBus(ctx, f.natsURL, "", "", "herald-verifier", f.nats, log)
+	b, err := connectBus(ctx, f.natsURL, "", "", "herald-verifier", bus.RoleVerifier, f.nats, log)
 	if err != nil {
 		return err
 	}

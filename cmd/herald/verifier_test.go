@@ -55,6 +55,28 @@ func startVerifier(t *testing.T, id string, args ...string) string {
 	return url
 }
 
+// startVerifierLogs runs 'herald verifier' with args until the test ends
+// and returns its logs.
+func startVerifierLogs(t *testing.T, args ...string) *syncBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, append([]string{"verifier"}, args...), io.Discard, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("herald verifier: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("herald verifier did not stop")
+		}
+	})
+	return logs
+}
+
 // TestRun_VerifierProxyAndFleet runs 'herald dev' and a second verifier in
 // proxy mode in front of a test app, then lists the fleet with 'herald
 // status --issuer-url'.
@@ -70,6 +92,7 @@ func TestRun_VerifierProxyAndFleet(t *testing.T) {
 	t.Cleanup(app.Close)
 
 	proxyURL := startVerifier(t, "proxy-1", "--nats", natsURL, "--data", filepath.Join(dir, "proxy"),
+		"--nats-nkey", filepath.Join(dir, "nats-auth", "verifier.nk"), "--nats-ca", filepath.Join(dir, "nats-auth", "ca.pem"),
 		"--issuer", issuerURL, "--upstream", app.URL)
 
 	tok := strings.TrimSpace(runCmd(t, "token", "--issuer-url", issuerURL, "--admin-token-file", tokenFile, "alice"))

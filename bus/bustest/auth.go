@@ -1,0 +1,52 @@
+package bustest
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/heraldsec/herald/bus"
+)
+
+// RunSecureServer starts an embedded server as RunServer does, but
+// secured as herald dev secures its own: TLS with a certificate of a CA
+// and nkey users with the permissions of their roles, all made by
+// bus.EnsureAuthFiles in a temporary directory.
+func RunSecureServer(tb testing.TB) (*bus.Server, bus.AuthFiles) {
+	tb.Helper()
+	dir := tb.TempDir()
+	files, _, err := bus.EnsureAuthFiles(filepath.Join(dir, bus.AuthDir), bus.ServerHosts("127.0.0.1:0"), time.Now())
+	if err != nil {
+		tb.Fatalf("nats auth files: %v", err)
+	}
+	auth, err := files.ServerAuth()
+	if err != nil {
+		tb.Fatalf("nats auth files: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := bus.StartServer(ctx, bus.ServerConfig{Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "nats"), Auth: auth})
+	if err != nil {
+		tb.Fatalf("start nats: %v", err)
+	}
+	tb.Cleanup(s.Shutdown)
+	return s, files
+}
+
+// ConnectAs connects to s with the seed of role and the CA of files (a
+// verifier with bus.VerifierInboxPrefix, as herald verifier does) and
+// closes the connection when the test ends.
+func ConnectAs(tb testing.TB, s *bus.Server, files bus.AuthFiles, role bus.Role) *bus.Conn {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := bus.Connect(ctx, bus.Config{URL: s.ClientURL(), Name: tb.Name() + "-" + string(role),
+		NkeyFile: files.SeedFile(role), CAFile: files.CAFile(), InboxPrefix: role.InboxPrefix()})
+	if err != nil {
+		tb.Fatalf("connect nats as %s: %v", role, err)
+	}
+	tb.Cleanup(c.Close)
+	c.SetSigner(Signer(tb)) // publishing is up to the role's permissions
+	return c
+}
