@@ -56,16 +56,13 @@ func TestRefreshRelay_OneWinner(t *testing.T) {
 	}
 
 	next := nextOf(st)
-	waited := make(chan *relayResult, 1)
-	go func() {
-		res, err := b.wait(t.Context(), st)
-		if err != nil {
-			t.Errorf("wait: %v", err)
-		}
-		waited <- res
-	}()
+	waited := waitInBackground(t, b, st)
 	a.settle(t.Context(), cl, st, next, nil)
-	for name, res := range map[string]*relayResult{"waiting": <-waited, "asking after": second(b.claim(t.Context(), st))} {
+	w := <-waited
+	if w.err != nil {
+		t.Fatalf("wait: %v", w.err)
+	}
+	for name, res := range map[string]*relayResult{"waiting": w.res, "asking after": second(b.claim(t.Context(), st))} {
 		if res == nil || res.Ended || *res.Next != *next {
 			t.Fatalf("%s: result %+v, want %+v", name, res, next)
 		}
@@ -84,6 +81,23 @@ func TestRefreshRelay_OneWinner(t *testing.T) {
 }
 
 func second(_ *refreshClaim, res *relayResult, _ error) *relayResult { return res }
+
+// waited is what a relay's wait returned.
+type waited struct {
+	res *relayResult
+	err error
+}
+
+// waitInBackground runs r.wait for st's refresh, and sends what it
+// returned; the wait has its own deadline, the relay's patience.
+func waitInBackground(t *testing.T, r *refreshRelay, st *cookieState) <-chan waited {
+	ch := make(chan waited, 1)
+	go func() {
+		res, err := r.wait(t.Context(), st)
+		ch <- waited{res, err}
+	}()
+	return ch
+}
 
 // TestRefreshRelay_WinnerCrashed claims a refresh directly in the bucket,
 // as a replica that crashed right after claiming: the replica waiting for
@@ -158,18 +172,11 @@ func TestRefreshRelay_ForeignResultsIgnored(t *testing.T) {
 		}
 	}
 
-	waited := make(chan *relayResult, 1)
-	go func() {
-		res, err := b.wait(t.Context(), st)
-		if err != nil {
-			t.Errorf("wait: %v", err)
-		}
-		waited <- res
-	}()
+	waited := waitInBackground(t, b, st)
 	next := nextOf(st)
 	a.settle(t.Context(), &refreshClaim{kv: kv, key: cl.key, rev: rev}, st, next, nil)
-	if res := <-waited; res == nil || *res.Next != *next {
-		t.Fatalf("result %+v, want the genuine %+v", res, next)
+	if w := <-waited; w.err != nil || w.res == nil || *w.res.Next != *next {
+		t.Fatalf("result %+v, %v; want the genuine %+v", w.res, w.err, next)
 	}
 }
 
@@ -188,14 +195,10 @@ func TestRefreshRelay_Settle(t *testing.T) {
 
 	down := testSession()
 	cl, _, _ = a.claim(t.Context(), down)
-	waited := make(chan error, 1)
-	go func() {
-		_, err := b.wait(t.Context(), down)
-		waited <- err
-	}()
+	waited := waitInBackground(t, b, down)
 	a.settle(t.Context(), cl, down, nil, errors.New("issuer unreachable"))
-	if err := <-waited; !errors.Is(err, errRefreshWithdrawn) {
-		t.Fatalf("wait on a withdrawn claim: %v, want errRefreshWithdrawn", err)
+	if w := <-waited; !errors.Is(w.err, errRefreshWithdrawn) {
+		t.Fatalf("wait on a withdrawn claim: %v, want errRefreshWithdrawn", w.err)
 	}
 	if cl, _, err := b.claim(t.Context(), down); err != nil || cl == nil {
 		t.Fatalf("claim after the withdrawal = %v, %v; want won", cl, err)
