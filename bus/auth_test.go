@@ -408,6 +408,34 @@ func TestSecureServer_VerifierRole(t *testing.T) {
 	if err := fleet.Leave(t.Context(), "v-1"); err != nil {
 		t.Fatal(err)
 	}
+	// Cookie sessions: claim a refresh, publish its result, watch it.
+	if err := iss.EnsureBFF(t.Context(), bus.BFFConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	bff, err := v.BFF(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim, err := bff.Create(t.Context(), "claim-1", []byte("claimed"))
+	if err != nil {
+		t.Fatalf("claim a refresh: %v", err)
+	}
+	if _, err := bff.Update(t.Context(), "claim-1", []byte("result"), claim); err != nil {
+		t.Fatalf("publish a refresh result: %v", err)
+	}
+	w, err := bff.Watch(t.Context(), "claim-1")
+	if err != nil {
+		t.Fatalf("watch a claim: %v", err)
+	}
+	select {
+	case e := <-w.Updates():
+		if e == nil || string(e.Value()) != "result" {
+			t.Fatalf("watched %v, want the result", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no update from the claim's watch")
+	}
+	w.Stop()
 	checkAllowed(t, v, logs, "the verifier")
 
 	// What a stolen verifier credential cannot do.

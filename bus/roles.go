@@ -60,6 +60,7 @@ func (r Role) InboxPrefix() string {
 const (
 	streamKeys      = "KV_" + BucketKeys
 	streamVerifiers = "KV_" + BucketVerifiers
+	streamBFF       = "KV_" + BucketBFF
 )
 
 // readStream returns the JetStream API subjects that read stream: its
@@ -83,12 +84,12 @@ func readStream(stream string) []string {
 
 // Permissions returns the NATS permissions of r: nil (no restriction)
 // for RoleIssuer, none at all for an unknown role. They are allow lists: what a role does not need, it may
-// not do. Two rules keep a push consumer (whose deliver subject any
-// consumer creator chooses) from writing into a stream: no role but the
-// issuer subscribes to a stream's subjects, so such a delivery finds no
-// interest and is never sent; and no role but the issuer reads
-// HERALD_VERIFIERS through a consumer, the one bucket whose content a
-// verifier writes.
+// not do. A push consumer's deliver subject is its creator's choice, so a
+// verifier could aim one that reads a bucket it writes (HERALD_BFF) at a
+// stream's subject; no role but the issuer subscribes to a stream's
+// subjects, so such a delivery finds no interest and is never sent, and
+// verifiers refuse unsigned events anyway. No role but the issuer reads
+// HERALD_VERIFIERS through a consumer.
 func (r Role) Permissions() *server.Permissions {
 	switch r {
 	case RoleVerifier:
@@ -123,6 +124,10 @@ func VerifierPermissions(id string) *server.Permissions {
 		SubjectKVPrefix(BucketVerifiers) + self, SubjectFleetPrefix + self}
 	pub = append(pub, readStream(StreamRevocations)...)
 	pub = append(pub, readStream(streamKeys)...)
+	// Cookie sessions' refresh claims: sealed entries verifiers write and
+	// watch (verifier/refreshrelay.go).
+	pub = append(pub, SubjectKVPrefix(BucketBFF)+">")
+	pub = append(pub, readStream(streamBFF)...)
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: pub},
 		Subscribe: &server.SubjectPermission{Allow: []string{VerifierInboxPrefix + ".>"}},

@@ -17,6 +17,10 @@ const (
 	// sessions and the hashes of their refresh tokens, changed only by
 	// compare-and-set (bus/sessions.go).
 	BucketSessions = "HERALD_SESSIONS"
+	// BucketBFF is the key-value bucket where verifier sidecars with cookie
+	// sessions claim a session's refresh and hand its sealed result to the
+	// other replicas (bus/bff.go).
+	BucketBFF = "HERALD_BFF"
 
 	// SubjectRevokePrefix prefixes revocation subjects: herald.revoke.<kind>.
 	SubjectRevokePrefix = "herald.revoke."

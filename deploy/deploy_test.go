@@ -583,8 +583,9 @@ func freePort(t *testing.T) int {
 
 // TestNATS_Permissions runs the shipped hub and leaf configurations: an
 // issuer and verifiers (one on the hub, one through the leaf) work with
-// their users, and the verifier user cannot publish a revocation, write a
-// signing key or a session, or change a stream.
+// their users, the verifier user shares cookie-session refreshes in
+// HERALD_BFF, and it cannot publish a revocation, write a signing key or a
+// session, create, change or delete the issuer's streams and buckets.
 func TestNATS_Permissions(t *testing.T) {
 	leafPort := freePort(t)
 	natsEnv(t, fmt.Sprintf(`["nats-leaf://leaf:leaf-secret@127.0.0.1:%d"]`, leafPort))
@@ -726,9 +727,55 @@ func TestNATS_Permissions(t *testing.T) {
 		if err == nil {
 			t.Errorf("%s: the verifier user changed the revocation stream", cfg.URL)
 		}
+		bffPermissions(t, c, cfg.URL, denied)
 	}
 	if _, last, err := issuerConn.StreamHead(t.Context(), bus.StreamRevocations); err != nil || last != r.Seq {
 		t.Errorf("revocation stream head %d (%v) after the denied publishes, want %d", last, err, r.Seq)
+	}
+}
+
+// bffPermissions checks what the verifier user c may do with HERALD_BFF:
+// claim a refresh, write its result over the claim and read it back, but
+// not create the bucket (even as the issuer made it), change or delete it.
+func bffPermissions(t *testing.T, c *bus.Conn, url string, denied time.Duration) {
+	t.Helper()
+	kv, err := c.BFF(t.Context())
+	if err != nil {
+		t.Fatalf("%s: the verifier user cannot open %s: %v", url, bus.BucketBFF, err)
+	}
+	key := "claim-" + bus.NewID()
+	rev, err := kv.Create(t.Context(), key, []byte("claimed"))
+	if err == nil {
+		_, err = kv.Update(t.Context(), key, []byte("v1.sealed-result"), rev)
+	}
+	if err != nil {
+		t.Fatalf("%s: the verifier user cannot claim and settle a refresh: %v", url, err)
+	}
+	if e, err := kv.Get(t.Context(), key); err != nil || string(e.Value()) != "v1.sealed-result" {
+		t.Fatalf("%s: read back the result: %v", url, err)
+	}
+	js := c.JetStream()
+	s, err := js.Stream(t.Context(), "KV_"+bus.BucketBFF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := s.CachedInfo().Config
+	longer := same
+	longer.MaxAge = 365 * 24 * time.Hour
+	for what, try := range map[string]func(ctx context.Context) error{
+		"created the bucket": func(ctx context.Context) error { _, err := js.CreateStream(ctx, same); return err },
+		"changed the bucket": func(ctx context.Context) error { _, err := js.UpdateStream(ctx, longer); return err },
+		"deleted the bucket": func(ctx context.Context) error { return js.DeleteKeyValue(ctx, bus.BucketBFF) },
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), denied)
+		err := try(ctx)
+		cancel()
+		if err == nil {
+			t.Errorf("%s: the verifier user %s", url, what)
+		}
+	}
+	if _, err := c.BFF(t.Context()); err != nil {
+		t.Errorf("%s: %s after the denied calls: %v", url, bus.BucketBFF, err)
 	}
 }
 

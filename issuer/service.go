@@ -71,6 +71,9 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	if err := conn.EnsureFleet(ctx, bus.FleetConfig{Replicas: cfg.Replicas}); err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
+	if err := conn.EnsureBFF(ctx, bus.BFFConfig{Replicas: cfg.Replicas}); err != nil {
+		return nil, fmt.Errorf("open issuer: %w", err)
+	}
 	err = conn.EnsureSessions(ctx, bus.SessionsConfig{TTL: cfg.SessionTTL + sessionsMargin, Replicas: cfg.Replicas})
 	if err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)

@@ -13,12 +13,17 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/heraldsec/herald/bus"
 )
 
 // Defaults for CookieConfig.
 const (
 	DefaultCookieIdle   = 2 * time.Hour
 	DefaultCookieMaxAge = 24 * time.Hour
+	// DefaultRefreshWait bounds how long a request whose access token has
+	// expired waits for another replica's refresh of its session.
+	DefaultRefreshWait = 5 * time.Second
 )
 
 // Browser session paths and headers.
@@ -72,6 +77,11 @@ type CookieConfig struct {
 	// when the sessions belong to a registered client. Default: none
 	// (public client).
 	ClientID, ClientSecret string
+	// RefreshWait is how long a request whose access token has expired
+	// waits for the refresh another replica claimed (HERALD_BFF) before it
+	// is refused as a session that cannot go on (401, or the login page).
+	// Default DefaultRefreshWait.
+	RefreshWait time.Duration
 	// HTTPClient calls the issuer. Default: a client with a 10s timeout.
 	HTTPClient *http.Client
 	// Now is the clock of the idle and absolute timeouts. Default time.Now.
@@ -87,6 +97,9 @@ func (c *CookieConfig) setDefaults(dataDir string) {
 	}
 	if c.MaxAge == 0 {
 		c.MaxAge = DefaultCookieMaxAge
+	}
+	if c.RefreshWait == 0 {
+		c.RefreshWait = DefaultRefreshWait
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: issuerTimeout}
@@ -114,6 +127,9 @@ func (c *CookieConfig) validate() []error {
 			errs = append(errs, fmt.Errorf("cookie sessions: public path %q: want a path starting with one /", p))
 		}
 	}
+	if c.RefreshWait < 0 || c.RefreshWait > bus.DefaultBFFTTL {
+		errs = append(errs, fmt.Errorf("cookie sessions: refresh wait %s: want at most %s", c.RefreshWait, bus.DefaultBFFTTL))
+	}
 	if c.ClientSecret != "" && c.ClientID == "" {
 		errs = append(errs, errors.New("cookie sessions: a client secret needs its client id"))
 	}
@@ -139,6 +155,7 @@ type bff struct {
 	seal *sealer
 	csrf *csrfGuard
 	iss  *issuerClient
+	rly  *refreshRelay // shares refreshes with the other replicas; nil without a bus
 	log  *slog.Logger
 
 	mu      sync.Mutex
@@ -159,8 +176,9 @@ type bffKey struct{}
 
 var _ http.Handler = (*bff)(nil)
 
-// newBFF puts browser sessions in front of p. cfg has its defaults.
-func newBFF(cfg CookieConfig, p *proxy, v *Verifier, log *slog.Logger) (*bff, error) {
+// newBFF puts browser sessions in front of p. cfg has its defaults. conn,
+// when not nil, shares refreshes with the other replicas.
+func newBFF(cfg CookieConfig, p *proxy, v *Verifier, conn *bus.Conn, log *slog.Logger) (*bff, error) {
 	secret, err := loadCookieKey(cfg.KeyFile, true)
 	if err != nil {
 		return nil, err
@@ -172,6 +190,9 @@ func newBFF(cfg CookieConfig, p *proxy, v *Verifier, log *slog.Logger) (*bff, er
 	b := &bff{cfg: cfg, p: p, v: v, seal: seal, csrf: newCSRFGuard(seal), log: log,
 		iss:     &issuerClient{base: cfg.IssuerURL, clientID: cfg.ClientID, clientSecret: cfg.ClientSecret, hc: cfg.HTTPClient},
 		handles: make(map[string]*handleState), flights: make(map[string]*flight)}
+	if conn != nil {
+		b.rly = &refreshRelay{conn: conn, seal: seal, patience: cfg.RefreshWait, log: log}
+	}
 	if cfg.LoginPath != "" {
 		b.cfg.PublicPaths = append(append([]string(nil), cfg.PublicPaths...), cfg.LoginPath)
 	}

@@ -30,9 +30,10 @@ type handleState struct {
 	until time.Time // forgotten after
 }
 
-// flight is one refresh of a browser session; concurrent requests of that
-// session wait for it instead of refreshing again (which the issuer would
-// take for refresh token reuse).
+// flight is one refresh of a browser session on this replica; concurrent
+// requests of that session wait for it instead of refreshing again (which
+// the issuer would take for refresh token reuse). Across replicas the
+// refresh relay plays that part.
 type flight struct {
 	done chan struct{}
 	st   *cookieState
@@ -70,15 +71,20 @@ func (b *bff) session(ctx context.Context, w http.ResponseWriter, cookies []stri
 	start := time.Now()
 	c, kid, err := b.v.verify(st.Access)
 	if (err == nil && b.dueForRefresh(c)) || errors.Is(err, ErrExpired) {
-		nst, nc, nkid, rerr := b.refresh(ctx, st)
+		nst, nc, nkid, rerr := b.refresh(ctx, st, err != nil)
 		switch {
 		case nst != nil:
 			st, c, kid, err = nst, nc, nkid, rerr
 		case errors.Is(rerr, errSessionEnded):
 			err = rerr
+		case err == nil && errors.Is(rerr, errRefreshElsewhere):
+			// Another replica refreshes; the access token serves meanwhile.
 		case err == nil:
 			// The access token still serves; a later request refreshes.
 			b.log.Warn("session refresh failed; retrying on a later request", "sid", st.Session, "err", rerr)
+		case errors.Is(rerr, errRefreshLost):
+			b.log.Warn("session refresh failed", "sid", st.Session, "err", rerr)
+			err = rerr
 		default:
 			b.log.Warn("session refresh failed", "sid", st.Session, "err", rerr)
 			err = errRefreshDown
@@ -160,11 +166,26 @@ func (b *bff) remember(st *cookieState, ended bool, until time.Time) {
 	}
 }
 
-// refresh rotates the session's tokens at the issuer, once for all the
-// requests of a session that need it at the same time. It returns the new
-// state whenever the issuer rotated, even if the new token then fails to
-// verify, so that the new refresh token is not lost.
-func (b *bff) refresh(ctx context.Context, st *cookieState) (*cookieState, *Claims, string, error) {
+// refresh rotates the session's tokens, once for all the requests of a
+// session that need it at the same time on this replica, and once across
+// replicas through the relay. expired says whether the caller's access token
+// has expired: if not, it does not wait for another replica's refresh
+// (errRefreshElsewhere). It returns the new state whenever the issuer
+// rotated, even if the new token then fails to verify, so that the new
+// refresh token is not lost.
+func (b *bff) refresh(ctx context.Context, st *cookieState, expired bool) (*cookieState, *Claims, string, error) {
+	for attempt := 1; ; attempt++ {
+		nst, c, kid, err := b.refreshOnce(ctx, st, expired)
+		// A flight led by a request whose token had not expired yet did not
+		// wait for the other replica; this one must.
+		if !expired || attempt == 3 || !errors.Is(err, errRefreshElsewhere) {
+			return nst, c, kid, err
+		}
+	}
+}
+
+// refreshOnce joins the session's flight on this replica, or leads one.
+func (b *bff) refreshOnce(ctx context.Context, st *cookieState, expired bool) (*cookieState, *Claims, string, error) {
 	b.mu.Lock()
 	if h := b.handles[st.Handle]; h != nil && h.ended {
 		b.mu.Unlock()
@@ -189,7 +210,7 @@ func (b *bff) refresh(ctx context.Context, st *cookieState) (*cookieState, *Clai
 	b.flights[st.Handle] = f
 	b.mu.Unlock()
 
-	f.st, f.c, f.kid, f.err = b.rotate(ctx, st)
+	f.st, f.c, f.kid, f.err = b.rotate(ctx, st, expired)
 
 	b.mu.Lock()
 	delete(b.flights, st.Handle)
@@ -212,10 +233,40 @@ func lifetime(c *Claims) time.Duration {
 	return c.ExpiresAt.Sub(c.IssuedAt.Time)
 }
 
-// rotate presents the session's refresh token to the issuer and returns
-// the session's next state with the verified claims of its new access
-// token.
-func (b *bff) rotate(ctx context.Context, st *cookieState) (*cookieState, *Claims, string, error) {
+// rotate returns the session's next state with the verified claims of its
+// new access token: refreshed here, if this replica wins the claim on the
+// refresh (or the relay is unavailable), else as the replica that won it
+// refreshed it.
+func (b *bff) rotate(ctx context.Context, st *cookieState, expired bool) (*cookieState, *Claims, string, error) {
+	cl, res, err := b.rly.claim(ctx, st)
+	switch {
+	case err != nil:
+		// As a single replica would; the issuer still refuses a reuse.
+		return b.rotateAtIssuer(ctx, st)
+	case cl != nil:
+		next, c, kid, rerr := b.rotateAtIssuer(ctx, st)
+		b.rly.settle(ctx, cl, st, next, rerr)
+		return next, c, kid, rerr
+	case res == nil && !expired:
+		return nil, nil, "", errRefreshElsewhere
+	case res == nil:
+		if res, err = b.rly.wait(ctx, st); err != nil {
+			return nil, nil, "", err
+		}
+	}
+	if res.Ended {
+		return nil, nil, "", fmt.Errorf("%w: the issuer refused another replica's refresh", errSessionEnded)
+	}
+	next := res.Next
+	next.Seen = max(next.Seen, st.Seen)
+	c, kid, err := b.v.verify(next.Access)
+	return next, c, kid, err
+}
+
+// rotateAtIssuer presents the session's refresh token to the issuer and
+// returns the session's next state with the verified claims of its new
+// access token.
+func (b *bff) rotateAtIssuer(ctx context.Context, st *cookieState) (*cookieState, *Claims, string, error) {
 	ans, err := b.iss.refresh(ctx, st.Refresh)
 	if err != nil {
 		return nil, nil, "", err

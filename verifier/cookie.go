@@ -65,8 +65,9 @@ type cookieState struct {
 // sharing the secret open each other's cookies. It is safe for concurrent
 // use.
 type sealer struct {
-	aead cipher.AEAD
-	csrf []byte
+	aead  cipher.AEAD
+	csrf  []byte
+	claim []byte // names a refresh in HERALD_BFF (refreshrelay.go)
 }
 
 func newSealer(secret []byte) (*sealer, error) {
@@ -81,6 +82,10 @@ func newSealer(secret []byte) (*sealer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cookie key: %w", err)
 	}
+	claimKey, err := hkdf.Key(sha256.New, secret, nil, "herald cookie v1 refresh claim", 32)
+	if err != nil {
+		return nil, fmt.Errorf("cookie key: %w", err)
+	}
 	block, err := aes.NewCipher(encKey)
 	if err != nil {
 		return nil, fmt.Errorf("cookie key: %w", err)
@@ -89,61 +94,85 @@ func newSealer(secret []byte) (*sealer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cookie key: %w", err)
 	}
-	return &sealer{aead: aead, csrf: csrfKey}, nil
+	return &sealer{aead: aead, csrf: csrfKey, claim: claimKey}, nil
 }
 
 // seal returns the cookie value of st: version, then base64url of a random
 // nonce and the ciphertext, authenticated with the cookie's name.
 func (s *sealer) seal(st *cookieState) (string, error) {
-	plain, err := json.Marshal(st)
+	v, err := s.sealData(st, []byte(CookieName))
 	if err != nil {
 		return "", fmt.Errorf("seal session cookie: %w", err)
 	}
-	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
-		return "", fmt.Errorf("seal session cookie: %w", err)
-	}
-	v := cookieVersion + base64.RawURLEncoding.EncodeToString(s.aead.Seal(nonce, nonce, plain, []byte(CookieName)))
 	if len(v) > maxCookieBytes {
 		return "", fmt.Errorf("seal session cookie: %d bytes, more than a browser keeps (%d): are the access tokens too large?", len(v), maxCookieBytes)
 	}
 	return v, nil
 }
 
+// sealData returns the JSON of x encrypted and authenticated with ad, in
+// the cookie's form. Different ad keep a value sealed for one purpose from
+// being opened for another.
+func (s *sealer) sealData(x any, ad []byte) (string, error) {
+	plain, err := json.Marshal(x)
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	return cookieVersion + base64.RawURLEncoding.EncodeToString(s.aead.Seal(nonce, nonce, plain, ad)), nil
+}
+
 // open authenticates and decrypts a cookie value; anything else fails with
 // errCookie.
 func (s *sealer) open(v string) (*cookieState, error) {
-	if len(v) > maxCookieBytes || !strings.HasPrefix(v, cookieVersion) {
-		return nil, errCookie
-	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(v[len(cookieVersion):])
-	if err != nil || len(raw) < s.aead.NonceSize()+s.aead.Overhead() {
-		return nil, errCookie
-	}
-	n := s.aead.NonceSize()
-	plain, err := s.aead.Open(nil, raw[:n], raw[n:], []byte(CookieName))
-	if err != nil {
+	if len(v) > maxCookieBytes {
 		return nil, errCookie
 	}
 	var st cookieState
-	if err := json.Unmarshal(plain, &st); err != nil || st.Handle == "" || st.Refresh == "" || st.Access == "" {
+	if !s.openData(v, []byte(CookieName), &st) || st.Handle == "" || st.Refresh == "" || st.Access == "" {
 		return nil, errCookie
 	}
 	return &st, nil
 }
 
+// openData authenticates v with ad, decrypts it and decodes the JSON into
+// x; it reports whether all of that succeeded.
+func (s *sealer) openData(v string, ad []byte, x any) bool {
+	if !strings.HasPrefix(v, cookieVersion) {
+		return false
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(v[len(cookieVersion):])
+	if err != nil || len(raw) < s.aead.NonceSize()+s.aead.Overhead() {
+		return false
+	}
+	n := s.aead.NonceSize()
+	plain, err := s.aead.Open(nil, raw[:n], raw[n:], ad)
+	return err == nil && json.Unmarshal(plain, x) == nil
+}
+
 // csrfToken is the CSRF token of a browser session: an HMAC of its
 // handle, so it changes at every login and cannot be computed without the
 // key.
-func (s *sealer) csrfToken(handle string) string {
-	m := hmac.New(sha256.New, s.csrf)
-	m.Write([]byte(handle))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
+func (s *sealer) csrfToken(handle string) string { return macString(s.csrf, handle) }
 
 // checkCSRFToken reports whether tok is the CSRF token of handle.
 func (s *sealer) checkCSRFToken(handle, tok string) bool {
 	return subtle.ConstantTimeCompare([]byte(s.csrfToken(handle)), []byte(tok)) == 1
+}
+
+// claimKey names the refresh of refreshToken in HERALD_BFF: an HMAC of it,
+// so that the bucket shows no token, and a key no one without the cookie
+// key can compute to claim a refresh in advance.
+func (s *sealer) claimKey(refreshToken string) string { return macString(s.claim, refreshToken) }
+
+// macString returns base64url of the HMAC-SHA256 of msg under key.
+func macString(key []byte, msg string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(msg))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // newHandle returns a random browser session handle (128 bits).

@@ -230,7 +230,7 @@ func OpenSidecar(cfg SidecarConfig, conn *bus.Conn) (*Sidecar, error) {
 		u, _ := parseUpstream(cfg.Upstream) // checked by Validate
 		sc.proxy = newProxy(u, sc.verifier, log)
 		if cfg.Cookies != nil {
-			if sc.bff, err = newBFF(*cfg.Cookies, sc.proxy, sc.verifier, log); err != nil {
+			if sc.bff, err = newBFF(*cfg.Cookies, sc.proxy, sc.verifier, conn, log); err != nil {
 				sc.metrics.close()
 				db.Close()
 				return nil, fmt.Errorf("open verifier: %w", err)

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
@@ -112,18 +113,23 @@ func (a *bffApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // bffStack is an issuer, the app and sidecars in cookie mode sharing one
 // cookie key.
 type bffStack struct {
-	svc   *issuer.Service
-	app   *bffApp
-	scs   []*verifier.Sidecar
-	shift atomic.Int64 // added to the sidecars' session clock
+	bus     *bus.Server
+	conn    *bus.Conn // the issuer's
+	svc     *issuer.Service
+	app     *bffApp
+	appURL  string
+	keyFile string
+	scs     []*verifier.Sidecar
+	shift   atomic.Int64 // added to the sidecars' session clock
+	clock   atomic.Int64 // added to the issuer's and the sidecars' token clocks
 }
 
 func newBFFStack(t *testing.T, replicas int, accessTTL time.Duration, cookies verifier.CookieConfig) *bffStack {
 	t.Helper()
-	s := bustest.RunServer(t)
-	st := &bffStack{}
+	st := &bffStack{bus: bustest.RunServer(t)}
+	st.conn = bustest.Connect(t, st.bus)
 	svc, err := issuer.Open(t.Context(), issuer.Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: bffAdmin,
-		Logger: quietLog, ClientSecretCost: 4, AccessTTL: accessTTL}, bustest.Connect(t, s))
+		Logger: quietLog, ClientSecretCost: 4, AccessTTL: accessTTL, Now: st.now}, st.conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,33 +138,46 @@ func newBFFStack(t *testing.T, replicas int, accessTTL time.Duration, cookies ve
 	st.app = &bffApp{issuerURL: svc.URL(), adminToken: bffAdmin}
 	app := httptest.NewServer(st.app)
 	t.Cleanup(app.Close)
+	st.appURL = app.URL
 
-	keyFile := filepath.Join(t.TempDir(), "cookie.key")
-	if err := os.WriteFile(keyFile, []byte("c2VjcmV0LXNoYXJlZC1ieS10aGUtcmVwbGljYXMtb2YtdGhpcy10ZXN0Cg==\n"), 0o600); err != nil {
+	st.keyFile = filepath.Join(t.TempDir(), "cookie.key")
+	if err := os.WriteFile(st.keyFile, []byte("c2VjcmV0LXNoYXJlZC1ieS10aGUtcmVwbGljYXMtb2YtdGhpcy10ZXN0Cg==\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cookies.IssuerURL, cookies.KeyFile = svc.URL(), keyFile
+	for range replicas {
+		st.addReplica(t, cookies)
+	}
+	return st
+}
+
+// now is the issuer's and the sidecars' token clock.
+func (st *bffStack) now() time.Time { return time.Now().Add(time.Duration(st.clock.Load())) }
+
+// addReplica starts one more sidecar with cookies (the stack's issuer
+// unless cookies name another URL) and waits until it is ready.
+func (st *bffStack) addReplica(t *testing.T, cookies verifier.CookieConfig) *verifier.Sidecar {
+	t.Helper()
+	if cookies.IssuerURL == "" {
+		cookies.IssuerURL = st.svc.URL()
+	}
+	cookies.KeyFile = st.keyFile
 	cookies.Now = func() time.Time { return time.Now().Add(time.Duration(st.shift.Load())) }
 	if cookies.LoginPath == "" {
 		cookies.LoginPath = "/login"
 	}
-	for range replicas {
-		sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
-			Verifier: verifier.Config{Issuer: svc.IssuerURL(), Audience: issuer.DefaultAudience},
-			DataDir:  t.TempDir(), HTTPAddr: "127.0.0.1:0", Upstream: app.URL, Cookies: &cookies, Logger: quietLog,
-		}, bustest.Connect(t, s))
-		if err != nil {
-			t.Fatal(err)
-		}
-		runInBackground(t, sc.Run, func() { sc.Close() })
-		st.scs = append(st.scs, sc)
+	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+		Verifier: verifier.Config{Issuer: st.svc.IssuerURL(), Audience: issuer.DefaultAudience, Now: st.now},
+		DataDir:  t.TempDir(), HTTPAddr: "127.0.0.1:0", Upstream: st.appURL, Cookies: &cookies, Logger: quietLog,
+	}, bustest.Connect(t, st.bus))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, sc := range st.scs {
-		if err := sc.WaitReady(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+	runInBackground(t, sc.Run, func() { sc.Close() })
+	if err := sc.WaitReady(t.Context()); err != nil {
+		t.Fatal(err)
 	}
-	return st
+	st.scs = append(st.scs, sc)
+	return sc
 }
 
 // runInBackground runs fn until the test ends, then calls closeFn.
