@@ -437,7 +437,7 @@ func TestSecureServer_VerifierRole(t *testing.T) {
 	}
 	w.Stop()
 	// Snapshots: read the chunks the issuer published.
-	if _, err := iss.Publish(t.Context(), bus.SnapshotChunks(bus.NewID(), 1, nil, "test", time.Now())[0]); err != nil {
+	if _, err := iss.Publish(t.Context(), bus.SnapshotChunks(bus.NewID(), 1, time.Time{}, nil, "test", time.Now())[0]); err != nil {
 		t.Fatal(err)
 	}
 	chunks := 0
@@ -450,7 +450,7 @@ func TestSecureServer_VerifierRole(t *testing.T) {
 	before := head(t, iss)
 	_, err = v.Publish(deniedCtx(t), revocation("forged"))
 	checkDenied(t, logs, "publish a revocation", err, bus.SubjectRevokePrefix)
-	_, err = v.Publish(deniedCtx(t), bus.SnapshotChunks(bus.NewID(), 1, nil, "forged", time.Now())[0])
+	_, err = v.Publish(deniedCtx(t), bus.SnapshotChunks(bus.NewID(), 1, time.Time{}, nil, "forged", time.Now())[0])
 	checkDenied(t, logs, "publish a snapshot", err, bus.SubjectSnapshotPrefix)
 	_, err = kv.Put(deniedCtx(t), "forged-kid", []byte(`{"kty":"OKP"}`))
 	checkDenied(t, logs, "write a key", err, bus.SubjectKVPrefix(bus.BucketKeys))

@@ -38,6 +38,10 @@ type Snapshot struct {
 	ID string `json:"id"`
 	// Seq is the HERALD sequence the snapshot is complete up to.
 	Seq uint64 `json:"seq"`
+	// StreamCreated is when the HERALD stream that Seq counts in was
+	// created: a recreated stream counts again from 1, and a snapshot of
+	// the old one says nothing of the new one's first events.
+	StreamCreated time.Time `json:"stream_created"`
 	// Index is this chunk's position, from 0; Count how many there are.
 	Index int `json:"index"`
 	Count int `json:"count"`
@@ -88,10 +92,10 @@ const snapshotEntryBound = 160
 
 // SnapshotChunks splits entries into the chunks of snapshot id (at most
 // 48 bytes, such as a NewID) at HERALD
-// sequence seq, each encoding to less than MaxEventSize, dated now and
+// sequence seq of the stream created at created, each encoding to less than MaxEventSize, dated now and
 // signed as actor when published. A snapshot of no entries is one empty
 // chunk.
-func SnapshotChunks(id string, seq uint64, entries []SnapshotEntry, actor string, now time.Time) []*Event {
+func SnapshotChunks(id string, seq uint64, created time.Time, entries []SnapshotEntry, actor string, now time.Time) []*Event {
 	const budget = MaxEventSize - 4<<10 // the rest of the event and its SET claims
 	var chunks []*Event
 	start, size := 0, 0
@@ -100,7 +104,7 @@ func SnapshotChunks(id string, seq uint64, entries []SnapshotEntry, actor string
 		// chunk, so that a publish retried within the dedupe window is
 		// stored once.
 		chunks = append(chunks, &Event{ID: id + "." + strconv.Itoa(len(chunks)), Type: TypeSnapshotChunk, Time: now, Actor: actor,
-			Snapshot: &Snapshot{ID: id, Seq: seq, Index: len(chunks), Entries: entries[start:end]}})
+			Snapshot: &Snapshot{ID: id, Seq: seq, StreamCreated: created, Index: len(chunks), Entries: entries[start:end]}})
 		start, size = end, 0
 	}
 	for i, e := range entries {
@@ -158,6 +162,16 @@ func (c *Conn) EnsureSnapshots(ctx context.Context, cfg SnapshotConfig) error {
 		return fmt.Errorf("ensure stream %s: %w", StreamSnapshots, err)
 	}
 	return nil
+}
+
+// StreamCreated returns when a stream was created, which tells a stream
+// from one deleted and created again under the same name.
+func (c *Conn) StreamCreated(ctx context.Context, stream string) (time.Time, error) {
+	s, err := c.js.Stream(ctx, stream)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("stream %s info: %w", stream, err)
+	}
+	return s.CachedInfo().Created, nil
 }
 
 // LastSnapshotChunk returns the chunk last published on StreamSnapshots,

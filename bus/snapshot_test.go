@@ -21,7 +21,7 @@ func TestSnapshotChunks_Bounded(t *testing.T) {
 		entries = append(entries, SnapshotEntry{Kind: KindToken, Value: v, At: at, Until: at.Add(time.Hour)})
 	}
 	entries = append(entries, SnapshotEntry{Kind: KindAll, At: at, Until: at.Add(time.Hour)})
-	chunks := SnapshotChunks(NewID(), 42, entries, "test", time.Now())
+	chunks := SnapshotChunks(NewID(), 42, time.Time{}, entries, "test", time.Now())
 	if len(chunks) < 2 {
 		t.Fatalf("%d chunks, want several", len(chunks))
 	}
@@ -52,7 +52,7 @@ func TestSnapshotChunks_Bounded(t *testing.T) {
 			t.Fatalf("entry %d = %+v, want %+v", i, got[i], entries[i])
 		}
 	}
-	if empty := SnapshotChunks(NewID(), 1, nil, "test", time.Now()); len(empty) != 1 || empty[0].Snapshot.Count != 1 {
+	if empty := SnapshotChunks(NewID(), 1, time.Time{}, nil, "test", time.Now()); len(empty) != 1 || empty[0].Snapshot.Count != 1 {
 		t.Fatalf("empty snapshot: %d chunks", len(empty))
 	}
 }

@@ -56,11 +56,12 @@ type snapshot struct {
 
 // readSnapshot reads StreamSnapshots and returns its latest complete
 // snapshot, every chunk of it signed by a key that keys trusts, that a
-// denylist may start from: one whose sequence lies between first - 1 and
-// last of the HERALD stream, so that the events after it are all there.
+// denylist may start from: one of the HERALD stream created at created
+// whose sequence lies between first - 1 and last of it, so that the events
+// after it are all there.
 // Chunks that fail their signature check are left out, and so is every
 // snapshot they would belong to.
-func readSnapshot(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, first, last uint64) (*snapshot, error) {
+func readSnapshot(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, created time.Time, first, last uint64) (*snapshot, error) {
 	var msgs []bus.Delivery
 	// Chunks are up to a MiB each: ask for a few at a time, or the server
 	// may cut off a reader that falls behind.
@@ -72,10 +73,11 @@ func readSnapshot(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, fi
 		return nil, fmt.Errorf("%w: %w", errNoSnapshot, err)
 	}
 	type parts struct {
-		seq    uint64
-		count  int
-		chunks []*bus.Snapshot // by index
-		bad    bool
+		seq     uint64
+		created time.Time
+		count   int
+		chunks  []*bus.Snapshot // by index
+		bad     bool
 	}
 	byID := map[string]*parts{}
 	var refused []error
@@ -90,10 +92,10 @@ func readSnapshot(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, fi
 		c := o.e.Snapshot
 		p := byID[c.ID]
 		if p == nil {
-			p = &parts{seq: c.Seq, count: c.Count, chunks: make([]*bus.Snapshot, c.Count)}
+			p = &parts{seq: c.Seq, created: c.StreamCreated, count: c.Count, chunks: make([]*bus.Snapshot, c.Count)}
 			byID[c.ID] = p
 		}
-		if c.Seq != p.seq || c.Count != p.count || p.chunks[c.Index] != nil {
+		if c.Seq != p.seq || !c.StreamCreated.Equal(p.created) || c.Count != p.count || p.chunks[c.Index] != nil {
 			p.bad = true // chunks that disagree: signed, but not one snapshot
 			continue
 		}
@@ -108,6 +110,9 @@ func readSnapshot(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, fi
 			continue
 		case slices.Contains(p.chunks, nil):
 			why = append(why, fmt.Errorf("snapshot %s at %d: incomplete", id, p.seq))
+			continue
+		case !p.created.Equal(created):
+			why = append(why, fmt.Errorf("snapshot %s: of a HERALD stream created at %s, not this one of %s", id, p.created, created))
 			continue
 		case p.seq > last:
 			why = append(why, fmt.Errorf("snapshot %s at %d: beyond the stream head %d", id, p.seq, last))
@@ -135,11 +140,15 @@ func readSnapshot(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, fi
 // restore starts an empty denylist from the latest usable snapshot: it
 // applies its entries and its sequence in one batch and returns that
 // sequence, from which following continues. Without a usable snapshot it
-// returns 0 and the stream is replayed from its start. Only store errors
-// are returned.
+// returns 0 and the stream is replayed from its start. Only store and bus
+// errors are returned.
 func (f *Follower) restore(ctx context.Context, first, last uint64) (uint64, error) {
 	started := time.Now()
-	snap, err := readSnapshot(ctx, f.conn, f.keys.EventKey, first, last)
+	created, err := f.conn.StreamCreated(ctx, bus.StreamRevocations)
+	if err != nil {
+		return 0, err
+	}
+	snap, err := readSnapshot(ctx, f.conn, f.keys.EventKey, created, first, last)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
@@ -205,8 +214,12 @@ func PublishSnapshot(ctx context.Context, conn *bus.Conn, db *store.DB, actor st
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
+	created, err := conn.StreamCreated(ctx, bus.StreamRevocations)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
 	info := SnapshotInfo{ID: bus.NewID(), Seq: seq, Entries: len(se)}
-	chunks := bus.SnapshotChunks(info.ID, seq, se, actor, time.Now().UTC())
+	chunks := bus.SnapshotChunks(info.ID, seq, created, se, actor, time.Now().UTC())
 	info.Chunks = len(chunks)
 	for i := 0; i < len(chunks); i += snapshotWindow {
 		if _, err := conn.PublishAll(ctx, chunks[i:min(i+snapshotWindow, len(chunks))]...); err != nil {

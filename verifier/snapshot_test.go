@@ -131,7 +131,11 @@ func TestSnapshot_Unusable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return bus.SnapshotChunks(bus.NewID(), seq, se, "test", time.Now())
+		created, err := source.conn.StreamCreated(t.Context(), bus.StreamRevocations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bus.SnapshotChunks(bus.NewID(), seq, created, se, "test", time.Now())
 	}
 	publish := func(t *testing.T, conn *bus.Conn, chunks ...*bus.Event) {
 		if _, err := conn.PublishAll(t.Context(), chunks...); err != nil {
@@ -176,10 +180,18 @@ func TestSnapshot_Unusable(t *testing.T) {
 		{"inconsistent", func(t *testing.T, _ *bus.Server, conn *bus.Conn, source *Sidecar) {
 			c := chunksOf(t, source)
 			c[0].Snapshot.Count = 2
-			extra := bus.SnapshotChunks(c[0].Snapshot.ID, c[0].Snapshot.Seq-1, nil, "test", time.Now())[0]
+			extra := bus.SnapshotChunks(c[0].Snapshot.ID, c[0].Snapshot.Seq-1, c[0].Snapshot.StreamCreated, nil, "test", time.Now())[0]
 			extra.ID, extra.Snapshot.Index, extra.Snapshot.Count = c[0].Snapshot.ID+".1", 1, 2
 			publish(t, conn, c[0], extra)
 		}},
+		{"other_stream", func(t *testing.T, _ *bus.Server, conn *bus.Conn, source *Sidecar) {
+			c := chunksOf(t, source)
+			for _, e := range c {
+				e.Snapshot.StreamCreated = e.Snapshot.StreamCreated.Add(-time.Hour) // a HERALD deleted since
+			}
+			publish(t, conn, c...)
+		}},
+		{"genuine_control", nil},
 		{"beyond_head", func(t *testing.T, _ *bus.Server, conn *bus.Conn, source *Sidecar) {
 			c := chunksOf(t, source)
 			for _, e := range c {
@@ -194,6 +206,14 @@ func TestSnapshot_Unusable(t *testing.T) {
 			base := time.Now().Add(-time.Minute)
 			last := publishMixed(t, conn, "v", 40, base)
 			source := caughtUp(t, conn, last)
+			if tc.offer == nil {
+				// The same chunks as the cases make, untouched: used.
+				publish(t, conn, chunksOf(t, source)...)
+				if sc := caughtUp(t, conn, last); sc.Status().SnapshotSeq != last {
+					t.Fatalf("genuine snapshot not used: %+v", sc.Status())
+				}
+				return
+			}
 			tc.offer(t, srv, conn, source)
 
 			sc := caughtUp(t, conn, last)
