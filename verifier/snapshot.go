@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/store"
 )
@@ -155,7 +157,7 @@ func (f *Follower) restore(ctx context.Context, first, last uint64) (uint64, err
 		}
 		f.snapFallbacks.Add(1)
 		level := slog.LevelWarn
-		if errors.Is(err, errSnapshotsEmpty) {
+		if errors.Is(err, errSnapshotsEmpty) || errors.Is(err, jetstream.ErrStreamNotFound) { // none yet, or an older issuer
 			level = slog.LevelInfo
 		}
 		f.log.Log(ctx, level, "no denylist snapshot to start from; replaying the whole revocation stream", "err", err)
