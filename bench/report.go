@@ -297,6 +297,12 @@ func (r *Report) WriteMarkdown(w io.Writer, plots string) error {
 				fmtDur(pt.DenylistCheck.Latency.P50), fmtDur(pt.DenylistCheck.Latency.P99),
 				fmtDur(pt.VerifyCached.Latency.P50), fmtDur(pt.VerifyCached.Latency.P99))
 		}
+		for _, pt := range s.Points {
+			if pt.SnapshotSeq > 0 {
+				fmt.Fprintf(&b, "\nAt %s revocations the fresh verifiers start from a signed denylist snapshot of the first %s (published in %.1f s, as an issuer does in the background) and replay the last %s.\n",
+					fmtCount(pt.Revocations), fmtCount(int(pt.SnapshotSeq)), pt.SnapshotSeconds, fmtCount(pt.Revocations-int(pt.SnapshotSeq)))
+			}
+		}
 		if len(s.Points) > 1 {
 			first, last := s.Points[0], s.Points[len(s.Points)-1]
 			fmt.Fprintf(&b, "\nFrom %s to %s revocations (%s): catch-up grows %s, stream size %s, denylist check p99 %s.\n",

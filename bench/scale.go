@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/store"
 	"github.com/heraldsec/herald/verifier"
 )
@@ -29,6 +30,12 @@ type ScaleConfig struct {
 	Command *Command
 	// MicroDuration is how long each lookup is measured. Default DefaultMicroDuration.
 	MicroDuration time.Duration
+	// SnapshotTail is how many of the revocations at each size come after
+	// the denylist snapshot the fresh verifiers may start from, as an
+	// issuer publishing one every issuer.DefaultSnapshotEvery events
+	// leaves on average. Default min(size/2, DefaultSnapshotEvery/2);
+	// negative publishes no snapshot, so verifiers replay every revocation.
+	SnapshotTail int
 	// Progress, if not nil, receives progress lines.
 	Progress *Progress
 }
@@ -42,6 +49,14 @@ type ScalePoint struct {
 	PublishSeconds float64 `json:"publish_seconds"`
 	// StreamBytes is the size of the HERALD stream.
 	StreamBytes uint64 `json:"stream_bytes"`
+	// SnapshotSeq is the HERALD sequence of the denylist snapshot published
+	// before the fresh verifiers start (0: none), made by
+	// verifier.PublishSnapshot from a denylist holding the first
+	// SnapshotSeq revocations; the verifiers replay the rest.
+	SnapshotSeq uint64 `json:"snapshot_seq,omitempty"`
+	// SnapshotSeconds is how long publishing that snapshot took: setup,
+	// as an issuer does it in the background.
+	SnapshotSeconds float64 `json:"snapshot_seconds,omitempty"`
 	// CatchUp is the time a fresh in-process sidecar takes from open to
 	// ready: every revocation read from the stream and applied to Pebble.
 	CatchUp time.Duration `json:"catch_up_ns"`
@@ -137,6 +152,14 @@ func Scale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 			return nil, wrap(fmt.Errorf("stream holds %d revocations, want %d", info.State.Msgs, n))
 		}
 		pt.StreamBytes = info.State.Bytes
+		if tail := cfg.snapshotTail(n); tail >= 0 {
+			p.Phasef("scale: %d revocations: a denylist snapshot of the first %d", n, n-tail)
+			start := time.Now()
+			if err := publishScaleSnapshot(ctx, c.conn, filepath.Join(cfg.Dir, fmt.Sprintf("snapshot-%d", n)), n-tail); err != nil {
+				return nil, wrap(err)
+			}
+			pt.SnapshotSeq, pt.SnapshotSeconds = uint64(n-tail), time.Since(start).Seconds()
+		}
 
 		if err := scaleInProc(ctx, c, s, cfg, &pt); err != nil {
 			return nil, wrap(fmt.Errorf("%d revocations: %w", n, err))
@@ -154,6 +177,48 @@ func Scale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 		res.Points = append(res.Points, pt)
 	}
 	return res, nil
+}
+
+// snapshotTail returns cfg.SnapshotTail at size n, -1 for no snapshot.
+func (cfg *ScaleConfig) snapshotTail(n int) int {
+	switch {
+	case cfg.SnapshotTail < 0:
+		return -1
+	case cfg.SnapshotTail == 0:
+		return min(n/2, issuer.DefaultSnapshotEvery/2)
+	}
+	return min(cfg.SnapshotTail, n)
+}
+
+// publishScaleSnapshot publishes, as an issuer does, a snapshot of a
+// denylist in dir (removed afterwards) holding the first seq token
+// revocations publishRevocationRange published, at sequence seq.
+func publishScaleSnapshot(ctx context.Context, conn *bus.Conn, dir string, seq int) (err error) {
+	if seq == 0 {
+		return nil
+	}
+	db, err := store.Open(dir, store.Options{Logger: quietLogger()})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := db.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		os.RemoveAll(dir)
+	}()
+	now := time.Now()
+	entries := make([]store.Entry, seq)
+	for i := range entries {
+		entries[i] = store.Entry{Key: denyKey(bus.KindToken, fmt.Sprintf("scale-%d", i)), At: now, Until: now.Add(revocationLifetime)}
+	}
+	if err := db.Apply(uint64(seq), entries); err != nil {
+		return fmt.Errorf("snapshot source: %w", err)
+	}
+	if _, err := verifier.PublishSnapshot(ctx, conn, db, "bench"); err != nil {
+		return err
+	}
+	return nil
 }
 
 // scaleInProc measures a fresh in-process sidecar catching up with the

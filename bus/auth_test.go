@@ -436,12 +436,22 @@ func TestSecureServer_VerifierRole(t *testing.T) {
 		t.Fatal("no update from the claim's watch")
 	}
 	w.Stop()
+	// Snapshots: read the chunks the issuer published.
+	if _, err := iss.Publish(t.Context(), bus.SnapshotChunks(bus.NewID(), 1, time.Time{}, nil, "test", time.Now())[0]); err != nil {
+		t.Fatal(err)
+	}
+	chunks := 0
+	if err := v.Read(t.Context(), bus.StreamSnapshots, bus.ReadOptions{}, func(bus.Delivery) bool { chunks++; return true }); err != nil || chunks != 1 {
+		t.Fatalf("read snapshots: %d chunks, %v; want 1", chunks, err)
+	}
 	checkAllowed(t, v, logs, "the verifier")
 
 	// What a stolen verifier credential cannot do.
 	before := head(t, iss)
 	_, err = v.Publish(deniedCtx(t), revocation("forged"))
 	checkDenied(t, logs, "publish a revocation", err, bus.SubjectRevokePrefix)
+	_, err = v.Publish(deniedCtx(t), bus.SnapshotChunks(bus.NewID(), 1, time.Time{}, nil, "forged", time.Now())[0])
+	checkDenied(t, logs, "publish a snapshot", err, bus.SubjectSnapshotPrefix)
 	_, err = kv.Put(deniedCtx(t), "forged-kid", []byte(`{"kty":"OKP"}`))
 	checkDenied(t, logs, "write a key", err, bus.SubjectKVPrefix(bus.BucketKeys))
 	js := v.JetStream()

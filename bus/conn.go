@@ -273,8 +273,8 @@ type StreamConfig struct {
 	Replicas int
 }
 
-// EnsureStreams creates the HERALD and HERALD_AUDIT streams and the
-// HERALD_KEYS bucket, or updates them to cfg. Both streams deny message
+// EnsureStreams creates the HERALD, HERALD_AUDIT and HERALD_SNAPSHOTS
+// streams and the HERALD_KEYS bucket, or updates them to cfg. Both streams deny message
 // delete and purge: the log only shrinks by age.
 func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
 	if cfg.RevocationMaxAge <= 0 {
@@ -330,7 +330,7 @@ func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
 	if err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", BucketKeys, err)
 	}
-	return nil
+	return c.EnsureSnapshots(ctx, SnapshotConfig{MaxAge: cfg.RevocationMaxAge, Replicas: cfg.Replicas})
 }
 
 // Publish publishes e to its stream with Nats-Msg-Id set to e.ID and waits

@@ -69,6 +69,7 @@ type Event struct {
 	Token      *Token      `json:"token,omitempty"`
 	Key        *Key        `json:"key,omitempty"`
 	Admin      *Admin      `json:"admin,omitempty"`
+	Snapshot   *Snapshot   `json:"snapshot,omitempty"`
 
 	// SET holds the Security Event Token claims, filled when the event is
 	// signed (see HeaderSignature).
@@ -163,14 +164,19 @@ func (e *Event) Subject() string {
 		return SubjectKeyPrefix + strings.TrimPrefix(string(e.Type), "key.")
 	case TypeAdminRevoke, TypeAdminClient, TypeAdminKey, TypeAdminCredential, TypeAdminSession:
 		return SubjectAdminPrefix + strings.TrimPrefix(string(e.Type), "admin.")
+	case TypeSnapshotChunk:
+		return SnapshotSubject(e.Snapshot.Index)
 	}
 	return ""
 }
 
 // Stream returns the name of the stream e belongs to.
 func (e *Event) Stream() string {
-	if e.Type == TypeRevocation {
+	switch e.Type {
+	case TypeRevocation:
 		return StreamRevocations
+	case TypeSnapshotChunk:
+		return StreamSnapshots
 	}
 	return StreamAudit
 }
@@ -200,7 +206,7 @@ func (e *Event) Validate() error {
 		}
 	}
 	bodies := 0
-	for _, present := range []bool{e.Revocation != nil, e.Session != nil, e.Token != nil, e.Key != nil, e.Admin != nil} {
+	for _, present := range []bool{e.Revocation != nil, e.Session != nil, e.Token != nil, e.Key != nil, e.Admin != nil, e.Snapshot != nil} {
 		if present {
 			bodies++
 		}
@@ -245,6 +251,14 @@ func (e *Event) Validate() error {
 			break
 		}
 		checkValue("action", e.Admin.Action, true)
+	case TypeSnapshotChunk:
+		if e.Snapshot == nil {
+			bad("snapshot body is missing")
+			break
+		}
+		if err := e.Snapshot.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	default:
 		bad("unknown type %q", e.Type)
 	}

@@ -15,6 +15,9 @@ type ReadOptions struct {
 	// Since starts at the first message stored at or after it; zero
 	// starts at the first message the stream holds.
 	Since time.Time
+	// MaxBytes bounds the bytes of messages asked for at once, for
+	// streams of large messages; 0 leaves the client's default.
+	MaxBytes int
 }
 
 // Read calls fn for every message of stream matching opts that exists
@@ -38,7 +41,11 @@ func (c *Conn) Read(ctx context.Context, stream string, opts ReadOptions, fn fun
 	if remaining == 0 {
 		return nil
 	}
-	it, err := cons.Messages()
+	var pull []jetstream.PullMessagesOpt
+	if opts.MaxBytes > 0 {
+		pull = append(pull, jetstream.PullMaxBytes(opts.MaxBytes))
+	}
+	it, err := cons.Messages(pull...)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)
 	}

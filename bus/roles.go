@@ -16,7 +16,7 @@ const (
 	// RoleIssuer may do everything: create the streams and buckets,
 	// publish events, write HERALD_KEYS, read everything.
 	RoleIssuer Role = "issuer"
-	// RoleVerifier may follow HERALD, watch and read HERALD_KEYS, write
+	// RoleVerifier may follow HERALD, read HERALD_SNAPSHOTS, watch and read HERALD_KEYS, write
 	// heartbeats to HERALD_VERIFIERS and announce on herald.fleet.<id>.
 	// It may not publish events, write keys, create, change, purge or
 	// delete a stream, read HERALD_AUDIT, or subscribe to anything but its
@@ -123,6 +123,7 @@ func VerifierPermissions(id string) *server.Permissions {
 	pub := []string{"$JS.API.INFO", "$JS.API.STREAM.INFO." + streamVerifiers,
 		SubjectKVPrefix(BucketVerifiers) + self, SubjectFleetPrefix + self}
 	pub = append(pub, readStream(StreamRevocations)...)
+	pub = append(pub, readStream(StreamSnapshots)...)
 	pub = append(pub, readStream(streamKeys)...)
 	// Cookie sessions' refresh claims: sealed entries verifiers write and
 	// watch (verifier/refreshrelay.go).

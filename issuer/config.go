@@ -34,6 +34,12 @@ const (
 	// bearer credential that opens every admin action must not be
 	// guessable (the generated one carries 256 random bits).
 	MinAdminTokenLen = 32
+	// DefaultSnapshotEvery is how many revocation events the issuer's
+	// denylist applies between two snapshots.
+	DefaultSnapshotEvery = 100_000
+	// DefaultSnapshotInterval is how long the issuer waits before a
+	// snapshot of a stream that grew by fewer than SnapshotEvery events.
+	DefaultSnapshotInterval = 5 * time.Minute
 )
 
 // retentionMargin is added to the HERALD stream's MaxAge beyond the
@@ -97,6 +103,16 @@ type Config struct {
 	// for this issuer's own view of the denylist (introspection, refresh).
 	// Its own event key is always trusted. Empty: trust on first use.
 	EventKeys []string
+	// SnapshotEvery publishes a snapshot of the denylist to
+	// HERALD_SNAPSHOTS once it has applied this many revocation events
+	// since the last snapshot, so that fresh verifiers need not replay the
+	// whole stream. Default DefaultSnapshotEvery; negative disables
+	// snapshots.
+	SnapshotEvery int
+	// SnapshotInterval also publishes one when the stream has grown at
+	// all and the last snapshot is this old. Default
+	// DefaultSnapshotInterval.
+	SnapshotInterval time.Duration
 	// MeterProvider receives the issuer's metrics. Nil uses the global
 	// OpenTelemetry provider.
 	MeterProvider metric.MeterProvider
@@ -139,6 +155,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.SessionIdle == 0 {
 		c.SessionIdle = min(DefaultSessionIdle, c.SessionTTL)
+	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = DefaultSnapshotEvery
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = DefaultSnapshotInterval
 	}
 	if c.ClientSecretCost == 0 {
 		c.ClientSecretCost = DefaultClientSecretCost
@@ -183,6 +205,9 @@ func (c *Config) Validate() error {
 	}
 	if c.KeyRotation < 0 || (c.KeyRotation > 0 && c.KeyRotation < time.Second) {
 		errs = append(errs, errors.New("key rotation must be 0 (on demand only) or at least 1s"))
+	}
+	if c.SnapshotInterval < 0 {
+		errs = append(errs, errors.New("snapshot interval must not be negative"))
 	}
 	if c.ClientSecretCost < 4 || c.ClientSecretCost > 31 {
 		errs = append(errs, errors.New("client secret cost must be a bcrypt cost between 4 and 31"))

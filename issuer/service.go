@@ -246,6 +246,7 @@ func (s *Service) Run(ctx context.Context) error {
 	run("revocations", s.follow.Run)
 	run("outbox", s.outbox.Run)
 	run("key rotation", s.rotateKeys)
+	run("snapshots", s.runSnapshots)
 	run("http", func(ctx context.Context) error { return verifier.Serve(ctx, s.ln, newHandler(s)) })
 	s.log.Info("issuer ready", "http", s.URL(), "kid", s.keys.Current().kid, "event_kid", s.eventKey.kid, "issuer", s.cfg.IssuerURL)
 	return g.Wait()

@@ -1,8 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -84,6 +87,102 @@ func (db *DB) Apply(seq uint64, entries []Entry) error {
 	}
 	db.applied.Store(seq)
 	return nil
+}
+
+// Load fills an empty denylist with entries and sets the applied sequence
+// to seq, in one atomic batch, as Apply would on an empty denylist but
+// faster for a large one: entries sorted by key (as Entries' caller may
+// sort them) are written in Pebble's order. Entries for the same key
+// merge as in Apply; expired ones are not stored. It refuses a denylist
+// that holds entries or an applied sequence.
+func (db *DB) Load(seq uint64, entries []Entry) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if db.closed {
+		return ErrClosed
+	}
+	db.mu.RLock()
+	held := len(db.entries)
+	db.mu.RUnlock()
+	if prev := db.applied.Load(); prev != 0 || held != 0 || seq == 0 {
+		return fmt.Errorf("store: load sequence %d: denylist not empty (applied %d, %d entries)", seq, prev, held)
+	}
+	byKey := func(a, b Entry) int { return strings.Compare(a.Key, b.Key) }
+	if !slices.IsSortedFunc(entries, byKey) {
+		entries = slices.Clone(entries)
+		slices.SortFunc(entries, byKey)
+	}
+	now := db.now().UnixNano()
+	type kept struct {
+		key string
+		v   value
+	}
+	merged := make([]kept, 0, len(entries))
+	for _, e := range entries {
+		v := value{at: e.At.UnixNano(), until: e.Until.UnixNano()}
+		if v.until <= now {
+			continue
+		}
+		if n := len(merged); n > 0 && merged[n-1].key == e.Key {
+			last := &merged[n-1].v
+			last.at, last.until = max(last.at, v.at), max(last.until, v.until)
+			continue
+		}
+		merged = append(merged, kept{e.Key, v})
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	m := make(map[string]value, len(merged))
+	for _, k := range merged {
+		_ = b.Set(entryKey(k.key), encodeValue(k.v), nil)
+		m[k.key] = k.v
+	}
+	byExpiry := func(a, b kept) int {
+		if c := cmp.Compare(a.v.until, b.v.until); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	}
+	if !slices.IsSortedFunc(merged, byExpiry) {
+		slices.SortFunc(merged, byExpiry)
+	}
+	for _, k := range merged {
+		_ = b.Set(expiryKey(k.v.until, k.key), nil, nil)
+	}
+	setCount(b, len(merged))
+	var seqb [8]byte
+	binary.BigEndian.PutUint64(seqb[:], seq)
+	_ = b.Set(keyApplied, seqb[:], nil)
+	if err := db.commit(b, db.write); err != nil {
+		return fmt.Errorf("store: load sequence %d: %w", seq, err)
+	}
+	db.mu.Lock()
+	db.entries = m
+	db.mu.Unlock()
+	db.applied.Store(seq)
+	return nil
+}
+
+// Entries returns every entry that has not expired and the applied
+// sequence they are the state at, read together so that no Apply falls
+// between them: what a replay of the stream up to seq would hold. The
+// order of entries is unspecified. It reads memory only.
+func (db *DB) Entries() (seq uint64, entries []Entry, err error) {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if db.closed {
+		return 0, nil, ErrClosed
+	}
+	now := db.now().UnixNano()
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	entries = make([]Entry, 0, len(db.entries))
+	for k, v := range db.entries {
+		if v.until > now {
+			entries = append(entries, Entry{Key: k, At: time.Unix(0, v.at), Until: time.Unix(0, v.until)})
+		}
+	}
+	return db.applied.Load(), entries, nil
 }
 
 // Lookup returns the entry for key if there is one that has not expired.

@@ -548,3 +548,91 @@ func BenchmarkLookup(b *testing.B) {
 	b.Run("hit", run(keys, true))
 	b.Run("miss", run(misses, false))
 }
+
+// TestDB_Entries returns the unexpired entries with the sequence they
+// were applied at.
+func TestDB_Entries(t *testing.T) {
+	now := time.Unix(1_700_000_000, 5)
+	db, err := store.Open("", store.Options{FS: vfs.NewMem(), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Apply(7, []store.Entry{
+		{Key: "a", At: now.Add(-time.Second), Until: now.Add(time.Minute)},
+		{Key: "b", At: now, Until: now.Add(time.Second)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Second) // b expired, not yet pruned
+	seq, entries, err := db.Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq != 7 || len(entries) != 1 || entries[0].Key != "a" ||
+		!entries[0].At.Equal(time.Unix(1_700_000_000, 5).Add(-time.Second)) || !entries[0].Until.Equal(time.Unix(1_700_000_000, 5).Add(time.Minute)) {
+		t.Fatalf("entries = %d %+v, want 7 and a", seq, entries)
+	}
+	db.Close()
+	if _, _, err := db.Entries(); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("entries of a closed db: %v", err)
+	}
+}
+
+// TestDB_Load fills an empty denylist in one batch: unsorted entries and
+// entries for the same key merge as Apply merges them, expired ones are
+// dropped, the result survives a reopen, and a denylist that holds
+// anything is refused.
+func TestDB_Load(t *testing.T) {
+	fs := vfs.NewMem()
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { return now }
+	db, err := store.Open("d", store.Options{FS: fs, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := now.Add(-time.Minute)
+	err = db.Load(9, []store.Entry{
+		{Key: "b", At: at, Until: now.Add(time.Hour)},
+		{Key: "a", At: at.Add(time.Second), Until: now.Add(time.Minute)},
+		{Key: "b", At: at.Add(2 * time.Second), Until: now.Add(time.Minute)},
+		{Key: "old", At: at, Until: now},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(db *store.DB) {
+		t.Helper()
+		if db.Applied() != 9 || db.Len() != 2 {
+			t.Fatalf("applied %d, %d entries; want 9, 2", db.Applied(), db.Len())
+		}
+		b, ok := db.Lookup("b")
+		if !ok || !b.At.Equal(at.Add(2*time.Second)) || !b.Until.Equal(now.Add(time.Hour)) {
+			t.Fatalf("b = %+v, %v: want the later at and the later until", b, ok)
+		}
+		if _, ok := db.Lookup("a"); !ok {
+			t.Fatal("a missing")
+		}
+	}
+	check(db)
+	if err := db.Load(10, nil); err == nil {
+		t.Fatal("load into a denylist that holds entries")
+	}
+	if err := db.Apply(10, []store.Entry{{Key: "c", At: now, Until: now.Add(time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Minute) // a expires: the prune index holds it
+	if n, err := db.Prune(); err != nil || n != 2 {
+		t.Fatalf("prune = %d, %v; want a and c", n, err)
+	}
+	now = now.Add(-2 * time.Minute)
+	db.Close()
+	db, err = store.Open("d", store.Options{FS: fs, Now: clock, Verify: true})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer db.Close()
+	if db.Applied() != 10 || db.Len() != 1 {
+		t.Fatalf("after reopen: applied %d, %d entries; want 10, 1", db.Applied(), db.Len())
+	}
+}

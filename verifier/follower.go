@@ -53,6 +53,10 @@ type Follower struct {
 	refused  atomic.Uint64 // events refused for their signature: unsigned, forged, untrusted, misplaced
 	events   atomic.Uint64 // events applied since start
 	stalls   atomic.Uint64 // consumers restarted because they stopped delivering
+	snapSeq  atomic.Uint64 // sequence of the snapshot the denylist last started from
+	// snapFallbacks counts starts from an empty denylist that found no
+	// usable snapshot and replayed the whole stream.
+	snapFallbacks atomic.Uint64
 
 	// onApply, if set before Run, is called with the revocations of every
 	// batch once it is committed, on the applying goroutine.
@@ -213,6 +217,13 @@ func (f *Follower) follow(ctx context.Context) error {
 		f.retention.Store(int64(age))
 	}
 	applied := f.db.Applied()
+	if applied == 0 && f.db.Len() == 0 {
+		// An empty denylist starts from the latest snapshot, if there is
+		// one, instead of checking every event of the stream.
+		if applied, err = f.restore(ctx, first, last); err != nil {
+			return err
+		}
+	}
 	if err := f.setTarget(applied, first, last); err != nil {
 		return err
 	}
@@ -422,12 +433,17 @@ type openedEvent struct {
 // Ed25519 check costs several times the decoding.
 const parallelOpenMin = 64
 
-// open checks the signatures of batch and decodes its events, spread over
-// the CPUs for large batches.
+// open checks the signatures of batch and decodes its events.
 func (f *Follower) open(batch []bus.Delivery) []openedEvent {
+	return openEvents(batch, bus.StreamRevocations, f.keys.EventKey)
+}
+
+// openEvents checks the signatures of batch, read from stream, and
+// decodes its events, spread over the CPUs for large batches.
+func openEvents(batch []bus.Delivery, stream string, keys bus.EventKeyFunc) []openedEvent {
 	out := make([]openedEvent, len(batch))
 	one := func(i int) {
-		out[i].e, out[i].err = bus.OpenEvent(batch[i], bus.StreamRevocations, f.keys.EventKey)
+		out[i].e, out[i].err = bus.OpenEvent(batch[i], stream, keys)
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(batch)/parallelOpenMin+1)
 	if workers <= 1 {
@@ -495,8 +511,13 @@ type FollowerStatus struct {
 	Refused       uint64 `json:"refused_events"`
 	EventsApplied uint64 `json:"events_applied"`
 	Stalls        uint64 `json:"consumer_restarts"`
-	LastGap       string `json:"last_gap,omitempty"`
-	LastError     string `json:"last_error,omitempty"`
+	// SnapshotSeq is the sequence of the snapshot the denylist last
+	// started from, 0 if it replayed the stream from its start.
+	SnapshotSeq uint64 `json:"snapshot_seq,omitempty"`
+	// SnapshotFallbacks counts starts that found no usable snapshot.
+	SnapshotFallbacks uint64 `json:"snapshot_fallbacks,omitempty"`
+	LastGap           string `json:"last_gap,omitempty"`
+	LastError         string `json:"last_error,omitempty"`
 }
 
 // Status returns a snapshot of the Follower's progress.
@@ -505,7 +526,7 @@ func (f *Follower) Status() FollowerStatus {
 	s := FollowerStatus{
 		Applied: applied, Head: head, CaughtUp: f.caughtUp.Load(),
 		Gaps: f.gaps.Load(), Malformed: f.bad.Load(), Refused: f.refused.Load(), EventsApplied: f.events.Load(),
-		Stalls: f.stalls.Load(),
+		Stalls: f.stalls.Load(), SnapshotSeq: f.snapSeq.Load(), SnapshotFallbacks: f.snapFallbacks.Load(),
 	}
 	s.Lag = f.pending(applied)
 	f.mu.Lock()

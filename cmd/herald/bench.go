@@ -42,6 +42,7 @@ type benchFlags struct {
 	keep, quiet                                bool
 	verifiers, revocations, clients, tokens    int
 	denylist, trials, workers, rounds          int
+	snapshotTail                               int
 	micro, load, issue                         time.Duration
 }
 
@@ -81,6 +82,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.denylist, "denylist", bench.DefaultDenylist, "verify, baseline: unrelated revocations in each denylist")
 	fs.IntVar(&f.trials, "delay-trials", bench.DefaultDelayTrials, "baseline: revocations per design for the revocation delay")
 	fs.StringVar(&f.redis, "redis-server", bench.DefaultRedisServer, "baseline: the redis-server executable (Debian package redis-server)")
+	fs.IntVar(&f.snapshotTail, "snapshot-tail", 0, "scale: revocations published after the denylist snapshot verifiers start from (0: half of issuer --snapshot-every, at most half the size; -1: no snapshot, a full replay)")
 	fs.StringVar(&f.sizes, "sizes", "10000,100000,1000000", "scale: active revocation counts, ascending, comma-separated")
 	fs.IntVar(&f.workers, "workers", bench.DefaultIssueWorkers, "issue: concurrent callers")
 	fs.DurationVar(&f.issue, "issue-duration", bench.DefaultIssueDuration, "issue: how long each rate is measured")
@@ -154,7 +156,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if run("scale") {
-		cfg := bench.ScaleConfig{Dir: sub("scale"), Sizes: sizes, MicroDuration: f.micro, Progress: progress}
+		cfg := bench.ScaleConfig{Dir: sub("scale"), Sizes: sizes, MicroDuration: f.micro, SnapshotTail: f.snapshotTail, Progress: progress}
 		if f.mode != bench.ModeInProc {
 			cfg.Command = cmd
 		}
