@@ -170,6 +170,11 @@ func (f *Fleet) Leave(ctx context.Context, id string) error {
 // Entries that do not decode are skipped. Heartbeats older than the
 // bucket's TTL are already gone; use Heartbeat.Live to judge the others.
 func (f *Fleet) List(ctx context.Context) ([]Heartbeat, error) {
+	// A watcher whose initial values expire (the bucket's TTL) while it
+	// reads them may never report that it has delivered them all: bound
+	// the wait, so that a caller retries instead of hanging.
+	ctx, cancel := context.WithTimeout(ctx, ListTimeout)
+	defer cancel()
 	w, err := f.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", BucketVerifiers, err)
@@ -196,6 +201,10 @@ func (f *Fleet) List(ctx context.Context) ([]Heartbeat, error) {
 		}
 	}
 }
+
+// ListTimeout bounds a listing of a bucket whose entries expire, such as
+// Fleet.List.
+const ListTimeout = 5 * time.Second
 
 // ListFleet returns the heartbeats in BucketVerifiers, or none when the
 // bucket does not exist yet (no verifier has ever reported).

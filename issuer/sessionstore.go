@@ -163,6 +163,10 @@ func (st *sessionStore) ofSubject(ctx context.Context, sub string) ([]*sessionRe
 // each calls fn with every session in the bucket until fn returns an
 // error, which each returns.
 func (st *sessionStore) each(ctx context.Context, fn func(*sessionRecord) error) error {
+	// Entries expire (the bucket's TTL): a watcher may then never report
+	// the end of the current entries, so the scan is bounded.
+	ctx, cancel := context.WithTimeout(ctx, 2*bus.ListTimeout)
+	defer cancel()
 	w, err := st.kv.Watch(ctx, kvSession+"*", jetstream.IgnoreDeletes())
 	if err != nil {
 		return fmt.Errorf("scan sessions: %w: %w", errUnavailable, err)
