@@ -168,5 +168,5 @@ func (h *handler) listAudit(w http.ResponseWriter, r *http.Request) {
 // verifiers do: the audit API, the revocation list and the event stream
 // show only what an issuer of this deployment signed.
 func (s *Service) openEvent(d bus.Delivery, stream string) (*bus.Event, error) {
-	return bus.OpenEvent(d, stream, s.eventKeyOf)
+	return bus.OpenEvent(d, stream, s.trusted.EventKey)
 }

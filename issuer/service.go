@@ -2,7 +2,6 @@ package issuer
 
 import (
 	"context"
-	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,7 +87,7 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 			return conn.Signer().SignEntry(bus.BucketSessions, name, data)
 		},
 		unseal: func(name string, value []byte) ([]byte, error) {
-			return bus.OpenEntry(bus.BucketSessions, name, value, s.eventKeyOf)
+			return bus.OpenEntry(bus.BucketSessions, name, value, s.trusted.EventKey)
 		},
 	}
 	defer func() {
@@ -119,10 +118,6 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	}
 	if err := s.moveLegacySessions(ctx); err != nil { // signs the entries it writes
 		return nil, fmt.Errorf("open issuer: %w", err)
-	}
-	s.trusted = verifier.NewKeySet(nil, log)
-	if len(cfg.EventKeys) > 0 {
-		s.trusted.TrustEventKeys(append([]string{s.eventKey.kid}, cfg.EventKeys...)...)
 	}
 	s.follow = verifier.NewFollower(conn, s.deny, s.trusted, log)
 	if s.keys, err = s.openKeys(ctx); err != nil {
@@ -158,7 +153,8 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 }
 
 // openEventKey loads or creates the event key, makes the connection sign
-// with it, and publishes its public half under bus.EventKeyPrefix.
+// with it, trusts it in the issuer's key set, and publishes its public
+// half under bus.EventKeyPrefix.
 func (s *Service) openEventKey(ctx context.Context) error {
 	var k *signingKey
 	var created bool
@@ -176,6 +172,13 @@ func (s *Service) openEventKey(ctx context.Context) error {
 		return err
 	}
 	s.eventKey = k
+	// The key set that checks what the bus carries: the other replicas'
+	// event keys as pinned or found, and this issuer's own from the start.
+	s.trusted = verifier.NewKeySet(nil, s.log)
+	s.trusted.TrustEventKeys(s.cfg.EventKeys...)
+	if err := s.trusted.AddEventKey(k.jwk, k.priv.Public()); err != nil {
+		return err
+	}
 	s.conn.SetSigner(signer)
 	if err := s.conn.PublishEventKey(ctx); err != nil {
 		return err
@@ -184,18 +187,6 @@ func (s *Service) openEventKey(ctx context.Context) error {
 		s.log.Info("event key created; pin it on verifiers with --event-keys", "event_kid", k.kid)
 	}
 	return nil
-}
-
-// eventKeyOf returns the trusted event key kid: this issuer's own, or one
-// its key set trusts (the other replicas').
-func (s *Service) eventKeyOf(kid string) (bus.JWK, crypto.PublicKey, bool) {
-	if s.eventKey != nil && kid == s.eventKey.kid {
-		return s.eventKey.jwk, s.eventKey.priv.Public(), true
-	}
-	if s.trusted == nil {
-		return bus.JWK{}, nil, false
-	}
-	return s.trusted.EventKey(kid)
 }
 
 // EventKeyID returns the kid of the key that signs this issuer's events:

@@ -76,7 +76,7 @@ func (s *Service) lastSnapshot(ctx context.Context) (uint64, time.Time, error) {
 	if err != nil || !ok {
 		return 0, time.Time{}, err
 	}
-	e, err := bus.OpenEvent(d, bus.StreamSnapshots, s.eventKeyOf)
+	e, err := bus.OpenEvent(d, bus.StreamSnapshots, s.trusted.EventKey)
 	if err != nil || e.Type != bus.TypeSnapshotChunk {
 		return 0, time.Time{}, nil // not one of ours: publish our own
 	}

@@ -74,6 +74,22 @@ func (ks *KeySet) TrustEventKeys(kids ...string) {
 	}
 }
 
+// AddEventKey trusts the event key jwk (with public key pub) whatever the
+// pins or the trust on first use say: an issuer's own key, which it holds
+// before the bucket does. Token keys it signed that were waiting are added.
+func (ks *KeySet) AddEventKey(jwk bus.JWK, pub crypto.PublicKey) error {
+	if jwk.Kid != jwk.Thumbprint() {
+		return fmt.Errorf("event key %s: kid is not the key's thumbprint", jwk.Kid)
+	}
+	ks.mu.Lock()
+	ks.events[jwk.Kid] = &Key{ID: jwk.Kid, Algorithm: jwk.Alg, Public: pub, JWK: jwk}
+	retry := ks.pending
+	ks.pending = make(map[string][]byte)
+	ks.mu.Unlock()
+	ks.retryPending(retry)
+	return nil
+}
+
 // EventKey returns the trusted event key with the given kid; its signature
 // is a bus.EventKeyFunc.
 func (ks *KeySet) EventKey(kid string) (bus.JWK, crypto.PublicKey, bool) {
@@ -188,12 +204,18 @@ func (ks *KeySet) putEventKey(name string, data []byte) error {
 	retry := ks.pending
 	ks.pending = make(map[string][]byte)
 	ks.mu.Unlock()
-	for name, data := range retry {
+	ks.retryPending(retry)
+	return nil
+}
+
+// retryPending puts again the token key entries that waited for an event
+// key: those it signed are trusted now, the others wait on.
+func (ks *KeySet) retryPending(entries map[string][]byte) {
+	for name, data := range entries {
 		if err := ks.Put(name, data); err == nil {
 			ks.log.Info("key trusted", "kid", name)
 		}
 	}
-	return nil
 }
 
 // Remove drops the key stored under name. Event keys stay trusted for as
