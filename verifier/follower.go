@@ -351,7 +351,7 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 	seq := applied
 	var gap error
 	var spans []trace.Span
-	opened := f.open(batch)
+	opened := f.open(batch, applied)
 	for i, d := range batch {
 		if d.Seq <= seq {
 			continue // redelivery of something already applied
@@ -433,17 +433,21 @@ type openedEvent struct {
 // Ed25519 check costs several times the decoding.
 const parallelOpenMin = 64
 
-// open checks the signatures of batch and decodes its events.
-func (f *Follower) open(batch []bus.Delivery) []openedEvent {
-	return openEvents(batch, bus.StreamRevocations, f.keys.EventKey)
+// open checks the signatures of batch and decodes its events, except the
+// redeliveries of what is applied, which apply skips.
+func (f *Follower) open(batch []bus.Delivery, applied uint64) []openedEvent {
+	return openEvents(batch, bus.StreamRevocations, f.keys.EventKey, applied)
 }
 
 // openEvents checks the signatures of batch, read from stream, and
-// decodes its events, spread over the CPUs for large batches.
-func openEvents(batch []bus.Delivery, stream string, keys bus.EventKeyFunc) []openedEvent {
+// decodes its events, spread over the CPUs for large batches. Deliveries
+// at or before sequence after are left alone (a zero openedEvent).
+func openEvents(batch []bus.Delivery, stream string, keys bus.EventKeyFunc, after uint64) []openedEvent {
 	out := make([]openedEvent, len(batch))
 	one := func(i int) {
-		out[i].e, out[i].err = bus.OpenEvent(batch[i], stream, keys)
+		if batch[i].Seq > after {
+			out[i].e, out[i].err = bus.OpenEvent(batch[i], stream, keys)
+		}
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(batch)/parallelOpenMin+1)
 	if workers <= 1 {

@@ -83,7 +83,7 @@ func readSnapshot(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, cr
 	}
 	byID := map[string]*parts{}
 	var refused []error
-	for i, o := range openEvents(msgs, bus.StreamSnapshots, keys) {
+	for i, o := range openEvents(msgs, bus.StreamSnapshots, keys, 0) {
 		if o.err == nil && o.e.Type != bus.TypeSnapshotChunk {
 			o.err = fmt.Errorf("%w: type %s on the snapshot stream", bus.ErrMalformed, o.e.Type)
 		}
