@@ -2,7 +2,6 @@ package verifier
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -38,17 +37,8 @@ func BenchmarkHTTPVerify(b *testing.B) {
 	conn := bustest.Setup(b, srv, 20*time.Minute)
 	k := newTestKeys(b)
 	publishKey(b, conn, k.edKid, k.edJWK)
-	sc, err := OpenSidecar(SidecarConfig{
-		Verifier: Config{Issuer: testIssuer, Audience: testAudience},
-		DataDir:  b.TempDir(), HTTPAddr: "127.0.0.1:0", HeartbeatEvery: -1,
-	}, conn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(b.Context())
-	done := make(chan error, 1)
-	go func() { done <- sc.Run(ctx) }()
-	defer func() { cancel(); <-done; sc.Close() }()
+	sc, stop := benchSidecarWith(b, conn, SidecarConfig{DataDir: b.TempDir(), HTTPAddr: "127.0.0.1:0"})
+	defer stop()
 	if err := sc.WaitReady(b.Context()); err != nil {
 		b.Fatal(err)
 	}

@@ -119,10 +119,16 @@ func BenchmarkCatchUp1M(b *testing.B) {
 
 func benchSidecar(b *testing.B, conn *bus.Conn, dir string) (*Sidecar, func()) {
 	b.Helper()
-	sc, err := OpenSidecar(SidecarConfig{
-		Verifier: Config{Issuer: testIssuer, Audience: testAudience},
-		DataDir:  dir, NoListen: true, HeartbeatEvery: -1,
-	}, conn)
+	return benchSidecarWith(b, conn, SidecarConfig{DataDir: dir, NoListen: true})
+}
+
+// benchSidecarWith opens and runs a sidecar with cfg, which gets the test
+// issuer and audience and no heartbeats; the returned stop ends it.
+func benchSidecarWith(b *testing.B, conn *bus.Conn, cfg SidecarConfig) (*Sidecar, func()) {
+	b.Helper()
+	cfg.Verifier = Config{Issuer: testIssuer, Audience: testAudience}
+	cfg.HeartbeatEvery = -1
+	sc, err := OpenSidecar(cfg, conn)
 	if err != nil {
 		b.Fatal(err)
 	}
