@@ -1,8 +1,6 @@
 package issuer_test
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -182,18 +180,11 @@ func TestSessions_ForgedEntryRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, malloryKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
+	mallory := bustest.ForeignConn(t, s)
+	if err := mallory.PublishEventKey(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	mallory, err := bus.NewSigner(malloryKey, "https://issuer.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := malloryConnPublishEventKey(t, s, mallory); err != nil {
-		t.Fatal(err)
-	}
-	bySelf, err := mallory.SignEntry(bus.BucketSessions, name, forgedJSON)
+	bySelf, err := mallory.Signer().SignEntry(bus.BucketSessions, name, forgedJSON)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,15 +204,6 @@ func TestSessions_ForgedEntryRefused(t *testing.T) {
 	}
 }
 
-// malloryConnPublishEventKey publishes the event key of signer, as anyone
-// with write access to HERALD_KEYS can.
-func malloryConnPublishEventKey(t *testing.T, s *bus.Server, signer *bus.Signer) error {
-	t.Helper()
-	c := bustest.Connect(t, s)
-	c.SetSigner(signer)
-	return c.PublishEventKey(t.Context())
-}
-
 // TestAudit_ForgedEventsHidden publishes an admin action and a revocation
 // signed by a key of someone with publish rights: the audit API and the
 // revocation list show neither, only what the issuer signed.
@@ -229,18 +211,9 @@ func TestAudit_ForgedEventsHidden(t *testing.T) {
 	s := bustest.RunServer(t)
 	svc, _ := runIssuer(t, s, t.TempDir())
 	revoke(t, svc, "token", "honest-jti")
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mallory, err := bus.NewSigner(priv, "https://issuer.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := bustest.Connect(t, s)
-	c.SetSigner(mallory)
+	c := bustest.ForeignConn(t, s)
 	now := time.Now()
-	_, err = c.PublishAll(t.Context(),
+	_, err := c.PublishAll(t.Context(),
 		&bus.Event{ID: bus.NewID(), Type: bus.TypeAdminRevoke, Time: now, Actor: "admin",
 			Admin: &bus.Admin{Action: "revoke", Kind: bus.KindAll, Reason: "forged"}},
 		&bus.Event{ID: bus.NewID(), Type: bus.TypeRevocation, Time: now, Actor: "admin",

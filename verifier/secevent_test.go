@@ -29,23 +29,6 @@ func detachedSignature(t *testing.T, signer *bus.Signer, payload []byte) string 
 	return b64(h) + ".." + b64(ed25519.Sign(bustest.EventKey(t), []byte(input)))
 }
 
-// malloryConn is a connection of someone with publish rights on the bus
-// and an event key of their own, which no verifier pins.
-func malloryConn(t *testing.T, srv *bus.Server) *bus.Conn {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := bus.NewSigner(priv, testIssuer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := bustest.Connect(t, srv)
-	c.SetSigner(s)
-	return c
-}
-
 func revocationEvent(kind bus.Kind, value string) *bus.Event {
 	now := time.Now()
 	return &bus.Event{ID: bus.NewID(), Type: bus.TypeRevocation, Time: now, Actor: "test",
@@ -63,7 +46,7 @@ func revocationEvent(kind bus.Kind, value string) *bus.Event {
 func TestSidecar_ForgedEventsRefused(t *testing.T) {
 	f := newFixture(t)
 	victim, bystander := baseClaims(time.Now()), baseClaims(time.Now())
-	mallory := malloryConn(t, f.srv)
+	mallory := bustest.ForeignConn(t, f.srv)
 	js := f.conn.JetStream()
 	publishRaw := func(subject string, data []byte, sig string) {
 		t.Helper()

@@ -162,7 +162,7 @@ func TestSnapshot_Unusable(t *testing.T) {
 	}{
 		{"none", func(*testing.T, *bus.Server, *bus.Conn, *Sidecar) {}},
 		{"forged", func(t *testing.T, srv *bus.Server, _ *bus.Conn, source *Sidecar) {
-			publish(t, malloryConn(t, srv), chunksOf(t, source)...)
+			publish(t, bustest.ForeignConn(t, srv), chunksOf(t, source)...)
 		}},
 		{"unsigned", func(t *testing.T, _ *bus.Server, conn *bus.Conn, source *Sidecar) {
 			publishRaw(t, conn, chunksOf(t, source)[0], same, false)

@@ -166,3 +166,21 @@ func EventKeyFile(tb testing.TB) string {
 	}
 	return path
 }
+
+// ForeignConn connects to s signing with a fresh event key of its own,
+// which nothing trusts: someone with publish and bucket rights on NATS but
+// without the issuer's event key. Its Signer signs entries as theirs.
+func ForeignConn(tb testing.TB, s *bus.Server) *bus.Conn {
+	tb.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	signer, err := bus.NewSigner(priv, "https://issuer.test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := Connect(tb, s)
+	c.SetSigner(signer)
+	return c
+}
