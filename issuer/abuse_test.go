@@ -130,43 +130,17 @@ func TestAdminAuth_FailuresLimited(t *testing.T) {
 	want(mallory, "guess", http.StatusTooManyRequests)
 }
 
-func TestAuthSource(t *testing.T) {
-	for in, want := range map[string]string{
-		"192.0.2.7:4242":                 "192.0.2.7",
-		"[::ffff:192.0.2.7]:4242":        "192.0.2.7",
-		"[2001:db8:1:2:3:4:5:6]:4242":    "2001:db8:1:2::/64",
-		"[2001:db8:1:2:ffff::1]:1":       "2001:db8:1:2::/64",
-		"[fe80::1%eth0]:1":               "fe80::/64",
-		"not an address":                 "not an address",
-		"[2001:db8:1:3:3:4:5:6]:4242":    "2001:db8:1:3::/64",
-		"@":                              "@",
-		"[::1]:80":                       "::/64",
-		"127.0.0.1:80":                   "127.0.0.1",
-		"[2001:db8::]:80":                "2001:db8::/64",
-		"[2001:db8:0:0:ffff:ffff::]:443": "2001:db8::/64",
-	} {
-		if got := authSource(in); got != want {
-			t.Errorf("authSource(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-// TestAuthLimiter_BoundedMemory checks that the limiter forgets sources
-// whose budget is full again and never tracks more than authSourcesMax.
+// TestAuthLimiter_BoundedMemory checks that the limiter never tracks more
+// than authSourcesMax sources (ratelimit.TestSource checks how requests
+// are grouped into sources).
 func TestAuthLimiter_BoundedMemory(t *testing.T) {
 	now := time.Unix(1795430832, 0)
-	l := newAuthLimiter(func() time.Time { return now }, nil)
+	l := newAuthLimiter(func() time.Time { return now })
 	for i := range authSourcesMax + 100 {
-		a, _ := l.attempt("s" + strconv.Itoa(i))
-		a.failed()
+		l.Reserve("s" + strconv.Itoa(i))
 	}
-	if n := len(l.sources); n > authSourcesMax {
+	if n := l.Len(); n > authSourcesMax {
 		t.Fatalf("%d sources tracked, want at most %d", n, authSourcesMax)
-	}
-	now = now.Add(authFailureBurst*authFailureEvery + time.Second)
-	l.attempt("new")
-	if n := len(l.sources); n != 1 {
-		t.Fatalf("%d sources tracked after they all refilled, want 1", n)
 	}
 }
 

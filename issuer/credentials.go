@@ -7,9 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/internal/ratelimit"
 )
 
 // Scopes of admin credentials. ScopeAdmin includes every other scope.
@@ -79,7 +78,8 @@ func (p *principal) has(scope string) bool {
 // backed by the state store.
 type credentials struct {
 	bootstrap [32]byte
-	failures  *authLimiter
+	failures  *ratelimit.Limiter
+	log       *slog.Logger
 
 	mu     sync.RWMutex
 	byHash map[string]*principal
@@ -88,7 +88,7 @@ type credentials struct {
 // loadCredentials reads the named credentials from the state store.
 func (s *Service) loadCredentials(bootstrap adminAuth) error {
 	s.creds = &credentials{bootstrap: bootstrap.sum, byHash: make(map[string]*principal),
-		failures: newAuthLimiter(s.now, s.log)}
+		failures: newAuthLimiter(s.now), log: s.log}
 	return s.state.Scan(keyCredential, func(_ string, b []byte) error {
 		var rec credentialRecord
 		if err := decodeJSON(b, &rec); err != nil {
@@ -119,8 +119,8 @@ func (c *credentials) check(r *http.Request) (*principal, time.Duration) {
 	// One attempt is taken from the source's budget before the token is
 	// looked at, and given back if it was right: concurrent guesses cannot
 	// overdraw the budget.
-	src := authSource(r.RemoteAddr)
-	attempt, wait := c.failures.attempt(src)
+	src := ratelimit.Source(r.RemoteAddr)
+	attempt, wait := c.failures.Reserve(src)
 	if attempt == nil {
 		return nil, wait
 	}
@@ -137,9 +137,12 @@ func (c *credentials) check(r *http.Request) (*principal, time.Duration) {
 		c.mu.RUnlock()
 	}
 	if p != nil {
-		attempt.succeeded()
-	} else {
-		attempt.failed()
+		attempt.Cancel()
+	} else if c.failures.Empty(src) {
+		// At most once per authFailureEvery per source, since refused
+		// requests are not checked: a flood must not flood the log.
+		c.log.Warn("admin authentication failures over the limit; source refused for now",
+			"source", src, "limit", authFailureBurst, "retry_every", authFailureEvery)
 	}
 	return p, 0
 }
@@ -155,118 +158,15 @@ func (c *credentials) check(r *http.Request) (*principal, time.Duration) {
 const (
 	authFailureBurst = 10
 	authFailureEvery = 6 * time.Second
-	// authSourcesMax bounds the sources tracked at once; past it, an
-	// arbitrary one is forgotten to make room.
-	authSourcesMax = 1 << 16
+	// authSourcesMax bounds the sources tracked at once; past it, the
+	// least recently seen is forgotten to make room.
+	authSourcesMax = limitKeysMax
 )
 
-// authLimiter counts failed admin authentications per source with token
-// buckets. It is safe for concurrent use.
-type authLimiter struct {
-	now func() time.Time
-	log *slog.Logger
-
-	mu      sync.Mutex
-	sources map[string]*authBucket
-	swept   time.Time
-}
-
-type authBucket struct {
-	l    *rate.Limiter
-	used time.Time
-}
-
-func newAuthLimiter(now func() time.Time, log *slog.Logger) *authLimiter {
-	if log == nil {
-		log = slog.Default()
-	}
-	return &authLimiter{now: now, log: log, sources: make(map[string]*authBucket)}
-}
-
-// authSource returns the source an admin request is counted against: the
-// TCP peer's address (X-Forwarded-For is not trusted, as for the token
-// endpoint's rate limit), IPv6 addresses by their /64, which one host
-// commonly holds whole.
-func authSource(remoteAddr string) string {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		host = remoteAddr
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return host
-	}
-	if a = a.Unmap().WithZone(""); a.Is6() {
-		return netip.PrefixFrom(a, 64).Masked().String()
-	}
-	return a.String()
-}
-
-// authAttempt is one authentication in progress, holding one unit of its
-// source's budget.
-type authAttempt struct {
-	l   *authLimiter
-	src string
-	r   *rate.Reservation
-	at  time.Time
-}
-
-// attempt takes one attempt from src's budget. It returns nil and how long
-// to wait when the budget is spent.
-func (l *authLimiter) attempt(src string) (*authAttempt, time.Duration) {
-	now := l.now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.sources[src]
-	if !ok {
-		l.sweep(now)
-		b = &authBucket{l: rate.NewLimiter(rate.Every(authFailureEvery), authFailureBurst)}
-		l.sources[src] = b
-	}
-	b.used = now
-	r := b.l.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return nil, d
-	}
-	return &authAttempt{l: l, src: src, r: r, at: now}, 0
-}
-
-// succeeded gives the attempt back.
-func (a *authAttempt) succeeded() { a.r.CancelAt(a.at) }
-
-// failed keeps the attempt spent, and logs when it was the source's last.
-func (a *authAttempt) failed() {
-	a.l.mu.Lock()
-	b, ok := a.l.sources[a.src]
-	spent := ok && b.l.TokensAt(a.at) < 1
-	a.l.mu.Unlock()
-	if spent {
-		// At most once per authFailureEvery per source, since refused
-		// requests are not checked: a flood must not flood the log.
-		a.l.log.Warn("admin authentication failures over the limit; source refused for now",
-			"source", a.src, "limit", authFailureBurst, "retry_every", authFailureEvery)
-	}
-}
-
-// sweep forgets sources whose buckets are full again, and makes room when
-// too many are tracked. l.mu is held.
-func (l *authLimiter) sweep(now time.Time) {
-	const refill = authFailureBurst * authFailureEvery
-	if now.Sub(l.swept) > refill {
-		for k, b := range l.sources {
-			if now.Sub(b.used) > refill {
-				delete(l.sources, k)
-			}
-		}
-		l.swept = now
-	}
-	for k := range l.sources {
-		if len(l.sources) < authSourcesMax {
-			break
-		}
-		delete(l.sources, k)
-	}
+// newAuthLimiter returns the limiter of failed admin authentications
+// per source.
+func newAuthLimiter(now func() time.Time) *ratelimit.Limiter {
+	return ratelimit.New(rate.Every(authFailureEvery), authFailureBurst, authSourcesMax, now)
 }
 
 func (c *credentials) set(old, hash string, p *principal) {

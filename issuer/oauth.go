@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
+	"time"
 
+	"github.com/heraldsec/herald/internal/ratelimit"
 	"github.com/heraldsec/herald/verifier"
 )
 
@@ -32,27 +31,43 @@ func parseForm(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// limited applies the per-address and per-client rate limits (RFC 6585
-// 429 with Retry-After) and parses the form before next runs.
+// limited parses the form, refuses over-long parameters, and applies the
+// rate limits (RFC 6585 429 with Retry-After) before next runs: per source
+// address (IPv6 by /64), and per client for registered clients only, so
+// that no caller-chosen string becomes a key the issuer keeps.
 func (h *handler) limited(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := parseForm(w, r); err != nil {
 			h.writeError(w, err)
 			return
 		}
-		addr, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			addr = r.RemoteAddr
+		if err := checkParams(r); err != nil {
+			h.writeError(w, err)
+			return
+		}
+		tooMany := func(wait time.Duration) {
+			retryAfter(w, wait)
+			h.writeError(w, &Error{Status: http.StatusTooManyRequests, Code: "slow_down",
+				Description: "too many requests; retry later"})
+		}
+		if ok, wait := h.s.limits.perAddr.Allow(ratelimit.Source(r.RemoteAddr)); !ok {
+			tooMany(wait)
+			return
 		}
 		client := r.PostForm.Get("client_id")
 		if a, err := parseClientAuth(r); err == nil && a.ID != "" {
 			client = a.ID
 		}
-		if ok, wait := h.s.limits.allow(addr, client); !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-			h.writeError(w, &Error{Status: http.StatusTooManyRequests, Code: "slow_down",
-				Description: "too many requests; retry later"})
-			return
+		if client != "" && h.s.limits.perClient != nil {
+			if _, registered, err := h.s.client(client); err != nil {
+				h.writeError(w, err)
+				return
+			} else if registered {
+				if ok, wait := h.s.limits.perClient.Allow(client); !ok {
+					tooMany(wait)
+					return
+				}
+			}
 		}
 		next(w, r)
 	}

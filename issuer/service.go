@@ -138,7 +138,7 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	default:
 		log.Info("admin token from environment")
 	}
-	s.limits = newLimiter(cfg.RateLimit, cfg.ClientRateLimit)
+	s.limits = newLimiter(cfg.RateLimit, cfg.ClientRateLimit, s.now)
 	s.replay = verifier.NewReplayCache(1 << 16)
 	if s.metrics, err = newIssuerMetrics(cfg.MeterProvider, s); err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
