@@ -261,12 +261,17 @@ func (s *Service) clientCredentials(ctx context.Context, a clientAuth, scope, pr
 	if err != nil {
 		return nil, err
 	}
-	jkt, err := s.checkProof(proof)
+	p, err := s.checkProof(proof)
 	if err != nil {
 		return nil, err
 	}
+	jkt := proofJKT(p)
 	if rec.RequireDPoP && jkt == "" {
 		return nil, invalidDPoP("this client must send a DPoP proof")
+	}
+	// The client is authenticated: its proof may be remembered.
+	if err := s.recordProof(p); err != nil {
+		return nil, err
 	}
 	granted := rec.Scope
 	if scope != "" {

@@ -31,7 +31,7 @@ type Service struct {
 	follow   *verifier.Follower
 	intro    *verifier.Verifier // introspection: the verifiers' own checks
 	limits   *limiter
-	replay   *verifier.ReplayCache // DPoP proofs seen at the token endpoint
+	replay   *proofCache // DPoP proofs accepted at the token endpoint
 	creds    *credentials
 	metrics  *issuerMetrics
 	ln       net.Listener
@@ -139,7 +139,7 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 		log.Info("admin token from environment")
 	}
 	s.limits = newLimiter(cfg.RateLimit, cfg.ClientRateLimit, s.now)
-	s.replay = verifier.NewReplayCache(1 << 16)
+	s.replay = newProofCache(dpopReplayMax, dpopPerKeyMax)
 	if s.metrics, err = newIssuerMetrics(cfg.MeterProvider, s); err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}

@@ -159,10 +159,11 @@ func (s *Service) refresh(ctx context.Context, token string, auth clientAuth, pr
 	if token == "" {
 		return nil, badRequest("refresh_token is required")
 	}
-	proofJKT, err := s.checkProof(proof)
+	p, err := s.checkProof(proof)
 	if err != nil {
 		return nil, err
 	}
+	proofJKT := proofJKT(p)
 	sid, err := s.refreshSessionID(token)
 	if err != nil {
 		return nil, err
@@ -173,6 +174,9 @@ func (s *Service) refresh(ctx context.Context, token string, auth clientAuth, pr
 		resp   *TokenResponse
 		reused bool
 		denied *Error
+		// recorded: the proof is remembered, by an earlier run of the
+		// change that lost a race to another writer.
+		recorded bool
 	)
 	_, err = s.changeSession(ctx, sid, func(sess *sessionRecord) (*sessionWrite, error) {
 		resp, reused, denied = nil, false, nil
@@ -196,6 +200,14 @@ func (s *Service) refresh(ctx context.Context, token string, auth clientAuth, pr
 		if !current {
 			reused = true
 			return s.endSession(sess, now, "refresh token reuse", "herald"), nil
+		}
+		if sess.JKT != "" && !recorded {
+			// The proof's key is the session's: only now is it remembered.
+			if err := s.recordProof(p); err != nil {
+				denied = apiError(err)
+				return nil, nil
+			}
+			recorded = true
 		}
 		if cut, err := s.cutoffFor(sess); err != nil {
 			return nil, err

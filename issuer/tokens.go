@@ -121,17 +121,39 @@ func invalidDPoP(desc string) *Error {
 	return &Error{Status: http.StatusBadRequest, Code: "invalid_dpop_proof", Description: desc}
 }
 
+// dpopReplayMax bounds the DPoP proofs the token endpoint remembers.
+var dpopReplayMax = 1 << 16
+
 // checkProof checks the DPoP proof of a token request (RFC 9449 section 5)
-// and returns its key's thumbprint, or "" when there is no proof.
-func (s *Service) checkProof(proof string) (string, error) {
+// and returns it, or nil when there is none. It does not remember the
+// proof: recordProof does, once the proof's key is shown to be bound to a
+// valid credential.
+func (s *Service) checkProof(proof string) (*verifier.DPoPProof, error) {
 	if proof == "" {
-		return "", nil
+		return nil, nil
 	}
-	p, err := verifier.CheckDPoP(proof, http.MethodPost, s.cfg.IssuerURL+"/oauth2/token", "", s.now(), s.replay)
+	p, err := verifier.CheckDPoP(proof, http.MethodPost, s.cfg.IssuerURL+"/oauth2/token", "", s.now(), nil)
 	if err != nil {
-		return "", invalidDPoP(err.Error())
+		return nil, invalidDPoP(err.Error())
 	}
-	return p.JKT, nil
+	return p, nil
+}
+
+// recordProof remembers p, whose key is bound to a valid credential, and
+// refuses it if it was used before.
+func (s *Service) recordProof(p *verifier.DPoPProof) error {
+	if p == nil {
+		return nil
+	}
+	return s.replay.record(p, s.now())
+}
+
+// proofJKT returns the thumbprint of p's key, or "" without a proof.
+func proofJKT(p *verifier.DPoPProof) string {
+	if p == nil {
+		return ""
+	}
+	return p.JKT
 }
 
 // newRefreshToken returns a fresh refresh token of session sid and its
