@@ -2,6 +2,7 @@ package issuer_test
 
 import (
 	"encoding/json"
+	"net/url"
 	"testing"
 	"time"
 
@@ -49,4 +50,34 @@ func TestAudience_EachServiceAcceptsOnlyItsOwn(t *testing.T) {
 			t.Errorf("%s: %d %s, want 400", name, code, body)
 		}
 	}
+}
+
+// TestOAuth_RevokeAndIntrospectAnyAudience: RFC 7009 revocation and RFC
+// 7662 introspection judge a token the issuer signed for another service
+// than its own audience: introspection says it is active, revocation
+// revokes it, and that service's sidecar then refuses it.
+func TestOAuth_RevokeAndIntrospectAnyAudience(t *testing.T) {
+	s := bustest.RunServer(t)
+	svc, _ := runIssuer(t, s, t.TempDir())
+	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+		Verifier: verifier.Config{Issuer: svc.IssuerURL(), Audience: "svc-a"},
+		DataDir:  t.TempDir(), HTTPAddr: "127.0.0.1:0", Logger: quiet,
+	}, bustest.Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntilStopped(t, sc.Run, func() { sc.Close() })
+	waitReady(t, sc)
+	sess := createSession(t, svc, issuer.SessionRequest{Subject: "u", Audience: []string{"svc-a"}})
+	bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, sess.AccessToken, 200, "") })
+	if in := introspectAt(t, svc, sess.AccessToken); !in.Active || in.Jti == "" {
+		t.Fatalf("introspection of a token for svc-a: %+v, want active", in)
+	}
+	if code, body, _ := form(t, svc.URL()+"/oauth2/revoke", url.Values{"token": {sess.AccessToken}}, "", ""); code != 200 {
+		t.Fatalf("revoke: %d %v", code, body)
+	}
+	if in := introspectAt(t, svc, sess.AccessToken); in.Active || in.Reason != "revoked" {
+		t.Fatalf("introspection after revocation: %+v, want inactive, revoked", in)
+	}
+	bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, sess.AccessToken, 401, "revoked") })
 }

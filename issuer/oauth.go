@@ -152,6 +152,10 @@ func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.HasPrefix(tok, "hrt_") {
 		sess, ok, err := h.s.sessionOfRefresh(r.Context(), tok)
+		if err == nil && !ok {
+			h.s.log.Info("token revocation: nothing revoked", "reason", "unknown or used refresh token",
+				"source", ratelimit.Source(r.RemoteAddr))
+		}
 		if err == nil && ok {
 			if err = mayRevoke(sess.ClientID); err == nil && !sess.Ended {
 				_, err = h.s.EndSession(r.Context(), sess.ID, "refresh token revoked (RFC 7009)", "client:"+sess.ClientID, r.RemoteAddr)
@@ -164,13 +168,18 @@ func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	c, err := h.s.intro.Verify(r.Context(), tok)
+	c, err := h.s.verifyAnyAudience(r.Context(), tok)
 	switch {
 	case errors.Is(err, verifier.ErrNotReady):
 		h.writeError(w, errUnavailable)
 		return
 	case err != nil:
-		w.WriteHeader(http.StatusOK) // invalid, expired or already revoked: nothing to do
+		// Not a live token this issuer signed (invalid, expired, already
+		// revoked, or another issuer's): 200 and nothing to do (RFC 7009
+		// section 2.2), logged, never the token itself.
+		h.s.log.Info("token revocation: nothing revoked", "reason", verifier.Reason(err),
+			"source", ratelimit.Source(r.RemoteAddr))
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	if err := mayRevoke(c.ClientID); err != nil {
@@ -254,7 +263,7 @@ func (s *Service) Introspect(r *http.Request, tok string) (*Introspection, error
 		return &Introspection{Active: true, TokenType: "refresh_token", ClientID: sess.ClientID, Sub: sess.Subject,
 			Scope: sess.Scope, SessionID: sess.ID, Tenant: sess.Tenant, Exp: sess.Expires.Unix(), Iss: s.cfg.IssuerURL}, nil
 	}
-	c, err := s.intro.Verify(r.Context(), tok)
+	c, err := s.verifyAnyAudience(r.Context(), tok)
 	if errors.Is(err, verifier.ErrNotReady) {
 		return nil, errUnavailable
 	}

@@ -30,6 +30,8 @@ type Service struct {
 	deny     *store.DB        // the denylist, for introspection
 	follow   *verifier.Follower
 	intro    *verifier.Verifier // introspection: the verifiers' own checks
+	// audiences: the same checks for tokens for other services
+	audiences audienceVerifiers
 	limits   *limiter
 	replay   *proofCache // DPoP proofs accepted at the token endpoint
 	creds    *credentials
