@@ -30,8 +30,6 @@ type Service struct {
 	deny     *store.DB        // the denylist, for introspection
 	follow   *verifier.Follower
 	intro    *verifier.Verifier // introspection: the verifiers' own checks
-	// audiences: the same checks for tokens for other services
-	audiences audienceVerifiers
 	limits   *limiter
 	replay   *proofCache // DPoP proofs accepted at the token endpoint
 	creds    *credentials
@@ -46,6 +44,8 @@ type Service struct {
 	dummy     []byte // bcrypt hash compared against for unknown clients
 
 	closeOnce sync.Once
+
+	audiences audienceVerifiers // introspection's checks for other audiences
 }
 
 // Open prepares an issuer: it creates or updates the streams and buckets,
