@@ -171,6 +171,9 @@ func (s *Service) openEventKey(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Verifiers refuse tokens that live longer than the key entries say,
+	// whoever signed them.
+	signer.SetMaxTokenLifetime(s.cfg.MaxAccessTTL)
 	s.eventKey = k
 	// The key set that checks what the bus carries: the other replicas'
 	// event keys as pinned or found, and this issuer's own from the start.

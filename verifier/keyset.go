@@ -22,6 +22,11 @@ type Key struct {
 	Algorithm string
 	Public    crypto.PublicKey
 	JWK       bus.JWK
+	// MaxLifetime bounds exp - iat of the tokens the key signs, as its
+	// signed entry states (bus.KeyEntry); 0 for event keys.
+	MaxLifetime time.Duration
+	// EventKid is the event key that signed the key's entry.
+	EventKid string
 }
 
 // KeySet holds the public keys published in HERALD_KEYS. Keys come only
@@ -156,7 +161,8 @@ func (ks *KeySet) Put(name string, data []byte) error {
 	if strings.HasPrefix(name, bus.EventKeyPrefix) {
 		return ks.putEventKey(name, data)
 	}
-	jwk, pub, err := bus.OpenKey(name, data, ks.EventKey)
+	entry, err := bus.OpenKeyEntry(name, data, ks.EventKey)
+	jwk := entry.JWK
 	if errors.Is(err, bus.ErrUntrusted) {
 		ks.mu.Lock()
 		ks.pending[name] = data
@@ -170,7 +176,8 @@ func (ks *KeySet) Put(name string, data []byte) error {
 	}
 	ks.mu.Lock()
 	delete(ks.pending, name)
-	ks.keys[jwk.Kid] = &Key{ID: jwk.Kid, Algorithm: jwk.Alg, Public: pub, JWK: jwk}
+	ks.keys[jwk.Kid] = &Key{ID: jwk.Kid, Algorithm: jwk.Alg, Public: entry.Public, JWK: jwk,
+		MaxLifetime: entry.MaxLifetime, EventKid: entry.EventKid}
 	ks.mu.Unlock()
 	return nil
 }
@@ -326,4 +333,12 @@ func (ks *KeySet) markLoaded() {
 		ks.log.Warn("token keys signed by no trusted event key refused", "count", waiting)
 	}
 	ks.log.Debug("keys loaded", "count", len(ks.Keys()), "event_keys", len(ks.EventKeys()))
+}
+
+// maxLifetime is the longest exp - iat of a token k signs.
+func (k *Key) maxLifetime() time.Duration {
+	if k.MaxLifetime > 0 {
+		return k.MaxLifetime
+	}
+	return bus.DefaultMaxTokenLifetime
 }
