@@ -430,3 +430,61 @@ func OpenEntry(bucket, name string, value []byte, keys EventKeyFunc) (json.RawMe
 	}
 	return e.Data, nil
 }
+
+// RevokedKeyPrefix starts the names of the permanent records of revoked
+// keys in BucketKeys: revoked.<kid>.
+const RevokedKeyPrefix = "revoked."
+
+// RevokedKey is the record stored under RevokedKeyPrefix plus a token
+// key's kid once that key is revoked: every verifier refuses the key from
+// then on, and no issuer publishes it again. Records never expire.
+type RevokedKey struct {
+	Kid    string    `json:"kid"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// SignRevokedKey returns the BucketKeys record of the revocation of token
+// key kid, signed by the event key for its entry name.
+func (s *Signer) SignRevokedKey(r RevokedKey) ([]byte, error) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("sign revoked key %s: %w", r.Kid, err)
+	}
+	return s.SignEntry(BucketKeys, RevokedKeyPrefix+r.Kid, data)
+}
+
+// ParseRevokedKey decodes the record of a revoked token key stored under
+// name in BucketKeys and returns the key's kid. It does not require a
+// trusted signature: a record can only make a verifier refuse a key, and
+// whoever can write the bucket can already delete that key. It refuses
+// records stored under another name than their kid's.
+func ParseRevokedKey(name string, value []byte) (string, error) {
+	if len(value) > MaxKeySize {
+		return "", fmt.Errorf("%w: revoked key record of %d bytes, limit %d", ErrMalformed, len(value), MaxKeySize)
+	}
+	kid, ok := strings.CutPrefix(name, RevokedKeyPrefix)
+	if !ok || kid == "" || strings.HasPrefix(kid, EventKeyPrefix) {
+		return "", fmt.Errorf("%w: %q does not name a revoked token key", ErrMalformed, name)
+	}
+	_, payload, _, ok := splitJWS(string(value))
+	if !ok {
+		return "", ErrUnsigned
+	}
+	raw, err := unb64(payload)
+	if err != nil {
+		return "", fmt.Errorf("%w: revoked key record: %w", ErrMalformed, err)
+	}
+	var e entry
+	var r RevokedKey
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return "", fmt.Errorf("%w: revoked key record: %w", ErrMalformed, err)
+	}
+	if err := json.Unmarshal(e.Data, &r); err != nil {
+		return "", fmt.Errorf("%w: revoked key record: %w", ErrMalformed, err)
+	}
+	if e.Bucket != BucketKeys || e.Name != name || r.Kid != kid {
+		return "", fmt.Errorf("%w: revoked key record of %s stored as %s", ErrMisplaced, r.Kid, name)
+	}
+	return kid, nil
+}
