@@ -185,6 +185,43 @@ func (c *Conn) PublishKey(ctx context.Context, k JWK) error {
 	return nil
 }
 
+// PublishKeyRevoked records in BucketKeys, signed, that token key r.Kid is
+// revoked for good (RevokedKey). An existing record is kept.
+func (c *Conn) PublishKeyRevoked(ctx context.Context, r RevokedKey) error {
+	s, kv, err := c.signedKeys(ctx)
+	if err != nil {
+		return err
+	}
+	data, err := s.SignRevokedKey(r)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Create(ctx, RevokedKeyPrefix+r.Kid, data); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("record revoked key %s: %w", r.Kid, err)
+	}
+	return nil
+}
+
+// RevokedKeys returns the kids of the token keys recorded revoked in
+// BucketKeys.
+func (c *Conn) RevokedKeys(ctx context.Context) (map[string]bool, error) {
+	kv, err := c.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", BucketKeys, err)
+	}
+	out := make(map[string]bool)
+	for name := range lister.Keys() {
+		if kid, ok := strings.CutPrefix(name, RevokedKeyPrefix); ok && !strings.HasPrefix(kid, EventKeyPrefix) {
+			out[kid] = true
+		}
+	}
+	return out, nil
+}
+
 // Connect connects to NATS and keeps reconnecting for as long as the Conn is
 // open: Herald components ride out bus outages rather than exit.
 func Connect(ctx context.Context, cfg Config) (*Conn, error) {

@@ -125,6 +125,11 @@ type Key struct {
 	Algorithm string `json:"alg"`
 	// JWK is the public key itself, in the signed entries of BucketKeys.
 	JWK *JWK `json:"jwk,omitempty"`
+	// MaxTTL is, in the signed entries of BucketKeys, the longest lifetime
+	// (exp - iat, in seconds) of a token the key signs: the issuer's
+	// max_access_ttl. Verifiers refuse longer tokens; an entry without it
+	// means DefaultMaxTokenLifetime.
+	MaxTTL int64 `json:"max_ttl,omitempty"`
 }
 
 // Admin is the body of admin events: who did what, from where, and why.

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Signing algorithms Herald issues tokens with (RFC 8037, RFC 7518).
@@ -17,6 +18,11 @@ const (
 	AlgEdDSA = "EdDSA"
 	AlgES256 = "ES256"
 )
+
+// DefaultMaxTokenLifetime bounds the lifetime (exp - iat) of tokens signed
+// by a key whose entry in HERALD_KEYS states none (an older issuer's): the
+// issuer's default max_access_ttl.
+const DefaultMaxTokenLifetime = 15 * time.Minute
 
 // MaxKeySize bounds an encoded JWK in HERALD_KEYS, in bytes.
 const MaxKeySize = 4 << 10

@@ -78,6 +78,7 @@ type Signer struct {
 	priv   crypto.Signer
 	jwk    JWK
 	issuer string
+	maxTTL time.Duration // stated in the token key entries it signs
 }
 
 // NewSigner returns a Signer for an Ed25519 or ECDSA P-256 private key.
@@ -112,11 +113,17 @@ func (s *Signer) SignEvent(e *Event) (payload []byte, sig string, err error) {
 	return payload, protected + ".." + signature, nil
 }
 
+// SetMaxTokenLifetime makes the token key entries s signs state d as the
+// longest lifetime of the tokens their key signs (Key.MaxTTL): the
+// issuer's max_access_ttl. Call it before s is used.
+func (s *Signer) SetMaxTokenLifetime(d time.Duration) { s.maxTTL = d }
+
 // SignKey returns the BucketKeys form of token key k: a compact SET of type
-// key.published with k in its body.
+// key.published with k in its body, and the signer's max token lifetime
+// when one is set.
 func (s *Signer) SignKey(k JWK) ([]byte, error) {
 	e := &Event{ID: NewID(), Type: TypeKeyPublished, Time: time.Now().UTC(), Actor: s.issuer,
-		Key: &Key{ID: k.Kid, Algorithm: k.Alg, JWK: &k}}
+		Key: &Key{ID: k.Kid, Algorithm: k.Alg, JWK: &k, MaxTTL: int64((s.maxTTL + time.Second - 1) / time.Second)}}
 	s.claims(e, BucketKeys)
 	payload, err := Encode(e)
 	if err != nil {
@@ -206,68 +213,107 @@ func OpenEvent(d Delivery, stream string, keys EventKeyFunc) (*Event, error) {
 	return e, nil
 }
 
+// KeyEntry is a token key entry of BucketKeys after its checks.
+type KeyEntry struct {
+	JWK    JWK
+	Public crypto.PublicKey
+	// MaxLifetime is the longest lifetime (exp - iat) of a token the key
+	// signs, as the entry states it, or DefaultMaxTokenLifetime.
+	MaxLifetime time.Duration
+	// EventKid is the kid of the event key that signed the entry.
+	EventKid string
+}
+
 // OpenKey checks a token key entry of BucketKeys stored under name and
-// returns the key. It refuses entries that are not a SET of type
-// key.published signed by a trusted event key for BucketKeys and name, and
-// keys whose kid is not their thumbprint.
+// returns the key (OpenKeyEntry).
 func OpenKey(name string, value []byte, keys EventKeyFunc) (JWK, crypto.PublicKey, error) {
+	k, err := OpenKeyEntry(name, value, keys)
+	return k.JWK, k.Public, err
+}
+
+// OpenKeyEntry checks a token key entry of BucketKeys stored under name
+// and returns it. It refuses entries that are not a SET of type
+// key.published signed by a trusted event key for BucketKeys and name,
+// and keys whose kid is not their thumbprint.
+func OpenKeyEntry(name string, value []byte, keys EventKeyFunc) (KeyEntry, error) {
 	if len(value) > MaxKeySize {
-		return JWK{}, nil, fmt.Errorf("%w: key entry of %d bytes, limit %d", ErrMalformed, len(value), MaxKeySize)
+		return KeyEntry{}, fmt.Errorf("%w: key entry of %d bytes, limit %d", ErrMalformed, len(value), MaxKeySize)
 	}
 	protected, payload, signature, ok := splitJWS(string(value))
 	if !ok {
-		return JWK{}, nil, ErrUnsigned
+		return KeyEntry{}, ErrUnsigned
 	}
 	raw, err := unb64(payload)
 	if err != nil {
-		return JWK{}, nil, fmt.Errorf("%w: key entry payload: %w", ErrMalformed, err)
+		return KeyEntry{}, fmt.Errorf("%w: key entry payload: %w", ErrMalformed, err)
 	}
-	e, err := open(protected, raw, signature, keys)
+	signer, err := verifyJWSKid(SecEventType, protected, raw, signature, keys)
 	if err != nil {
-		return JWK{}, nil, err
+		return KeyEntry{}, err
+	}
+	e, err := decodeSET(raw)
+	if err != nil {
+		return KeyEntry{}, err
 	}
 	if e.Type != TypeKeyPublished || e.Key.JWK == nil {
-		return JWK{}, nil, fmt.Errorf("%w: key entry of type %s without a key", ErrMalformed, e.Type)
+		return KeyEntry{}, fmt.Errorf("%w: key entry of type %s without a key", ErrMalformed, e.Type)
 	}
 	k := *e.Key.JWK
 	if e.Audience != BucketKeys || e.Key.ID != name || k.Kid != name || k.Alg != e.Key.Algorithm {
-		return JWK{}, nil, fmt.Errorf("%w: key %s signed for %s in %s", ErrMisplaced, name, e.Key.ID, e.Audience)
+		return KeyEntry{}, fmt.Errorf("%w: key %s signed for %s in %s", ErrMisplaced, name, e.Key.ID, e.Audience)
+	}
+	if e.Key.MaxTTL < 0 {
+		return KeyEntry{}, fmt.Errorf("%w: key %s: negative max_ttl", ErrMalformed, name)
 	}
 	pub, err := k.PublicKey()
 	if err != nil {
-		return JWK{}, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return KeyEntry{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	return k, pub, nil
+	life := DefaultMaxTokenLifetime
+	if e.Key.MaxTTL > 0 {
+		life = time.Duration(min(e.Key.MaxTTL, int64(maxStatedLifetime/time.Second))) * time.Second
+	}
+	return KeyEntry{JWK: k, Public: pub, MaxLifetime: life, EventKid: signer}, nil
 }
+
+// maxStatedLifetime caps the max_ttl a key entry may state, so that the
+// seconds convert to a Duration without overflow.
+const maxStatedLifetime = 100 * 365 * 24 * time.Hour
 
 // verifyJWS checks that protected.payload.signature is a JWS of type typ
 // signed by a key that keys trusts.
 func verifyJWS(typ, protected string, payload []byte, signature string, keys EventKeyFunc) error {
+	_, err := verifyJWSKid(typ, protected, payload, signature, keys)
+	return err
+}
+
+// verifyJWSKid is verifyJWS that also returns the kid of the signing key.
+func verifyJWSKid(typ, protected string, payload []byte, signature string, keys EventKeyFunc) (string, error) {
 	hb, err := unb64(protected)
 	if err != nil || len(hb) > 1024 {
-		return fmt.Errorf("%w: bad JWS header", ErrMalformed)
+		return "", fmt.Errorf("%w: bad JWS header", ErrMalformed)
 	}
 	dec := json.NewDecoder(bytes.NewReader(hb))
 	dec.DisallowUnknownFields()
 	var h jwsHeader
 	if err := dec.Decode(&h); err != nil {
-		return fmt.Errorf("%w: JWS header: %w", ErrMalformed, err)
+		return "", fmt.Errorf("%w: JWS header: %w", ErrMalformed, err)
 	}
 	if h.Typ != typ || len(h.Crit) > 0 || h.Kid == "" {
-		return fmt.Errorf("%w: JWS header must have typ %s, a kid and no crit", ErrMalformed, typ)
+		return "", fmt.Errorf("%w: JWS header must have typ %s, a kid and no crit", ErrMalformed, typ)
 	}
 	jwk, pub, ok := keys(h.Kid)
 	if !ok {
-		return fmt.Errorf("%w: kid %q", ErrUntrusted, h.Kid)
+		return "", fmt.Errorf("%w: kid %q", ErrUntrusted, h.Kid)
 	}
 	if h.Alg != jwk.Alg {
-		return fmt.Errorf("%w: alg %q for a %s key", ErrForged, h.Alg, jwk.Alg)
+		return "", fmt.Errorf("%w: alg %q for a %s key", ErrForged, h.Alg, jwk.Alg)
 	}
 	sig, err := unb64(signature)
 	if err != nil || !verify(pub, signingInput(protected, payload), sig) {
-		return fmt.Errorf("%w: kid %q", ErrForged, h.Kid)
+		return "", fmt.Errorf("%w: kid %q", ErrForged, h.Kid)
 	}
-	return nil
+	return h.Kid, nil
 }
 
 // open verifies the JWS protected.payload.signature and decodes payload as
@@ -276,6 +322,11 @@ func open(protected string, payload []byte, signature string, keys EventKeyFunc)
 	if err := verifyJWS(SecEventType, protected, payload, signature, keys); err != nil {
 		return nil, err
 	}
+	return decodeSET(payload)
+}
+
+// decodeSET decodes payload, verified, as an event whose SET claims match it.
+func decodeSET(payload []byte) (*Event, error) {
 	e, err := Decode(payload)
 	if err != nil {
 		return nil, err
@@ -378,4 +429,62 @@ func OpenEntry(bucket, name string, value []byte, keys EventKeyFunc) (json.RawMe
 		return nil, fmt.Errorf("%w: entry signed for %s in %s, read as %s in %s", ErrMisplaced, e.Name, e.Bucket, name, bucket)
 	}
 	return e.Data, nil
+}
+
+// RevokedKeyPrefix starts the names of the permanent records of revoked
+// keys in BucketKeys: revoked.<kid>.
+const RevokedKeyPrefix = "revoked."
+
+// RevokedKey is the record stored under RevokedKeyPrefix plus a token
+// key's kid once that key is revoked: every verifier refuses the key from
+// then on, and no issuer publishes it again. Records never expire.
+type RevokedKey struct {
+	Kid    string    `json:"kid"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// SignRevokedKey returns the BucketKeys record of the revocation of token
+// key kid, signed by the event key for its entry name.
+func (s *Signer) SignRevokedKey(r RevokedKey) ([]byte, error) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("sign revoked key %s: %w", r.Kid, err)
+	}
+	return s.SignEntry(BucketKeys, RevokedKeyPrefix+r.Kid, data)
+}
+
+// ParseRevokedKey decodes the record of a revoked token key stored under
+// name in BucketKeys and returns the key's kid. It does not require a
+// trusted signature: a record can only make a verifier refuse a key, and
+// whoever can write the bucket can already delete that key. It refuses
+// records stored under another name than their kid's.
+func ParseRevokedKey(name string, value []byte) (string, error) {
+	if len(value) > MaxKeySize {
+		return "", fmt.Errorf("%w: revoked key record of %d bytes, limit %d", ErrMalformed, len(value), MaxKeySize)
+	}
+	kid, ok := strings.CutPrefix(name, RevokedKeyPrefix)
+	if !ok || kid == "" || strings.HasPrefix(kid, EventKeyPrefix) {
+		return "", fmt.Errorf("%w: %q does not name a revoked token key", ErrMalformed, name)
+	}
+	_, payload, _, ok := splitJWS(string(value))
+	if !ok {
+		return "", ErrUnsigned
+	}
+	raw, err := unb64(payload)
+	if err != nil {
+		return "", fmt.Errorf("%w: revoked key record: %w", ErrMalformed, err)
+	}
+	var e entry
+	var r RevokedKey
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return "", fmt.Errorf("%w: revoked key record: %w", ErrMalformed, err)
+	}
+	if err := json.Unmarshal(e.Data, &r); err != nil {
+		return "", fmt.Errorf("%w: revoked key record: %w", ErrMalformed, err)
+	}
+	if e.Bucket != BucketKeys || e.Name != name || r.Kid != kid {
+		return "", fmt.Errorf("%w: revoked key record of %s stored as %s", ErrMisplaced, r.Kid, name)
+	}
+	return kid, nil
 }

@@ -18,7 +18,7 @@ import (
 func BenchmarkSign(b *testing.B) {
 	for _, alg := range []string{"EdDSA", "ES256"} {
 		b.Run(alg, func(b *testing.B) {
-			kr, _, err := openKeyring(b.TempDir(), alg)
+			kr, _, err := openKeyring(b.TempDir(), alg, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

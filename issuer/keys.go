@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -29,6 +30,9 @@ type signingKey struct {
 	method jwt.SigningMethod
 	priv   crypto.Signer
 	jwk    bus.JWK
+	// created is when the key was made (its file's modification time
+	// for a key loaded from disk).
+	created time.Time
 }
 
 // keyring holds the issuer's private keys in dir, one PKCS#8 PEM file per
@@ -50,7 +54,9 @@ const (
 
 // openKeyring loads the keys in dir, creating dir, a current and a next
 // key of algorithm alg where they are missing or of another algorithm.
-func openKeyring(dir, alg string) (kr *keyring, created bool, err error) {
+// Keys recorded revoked are deleted from dir, never loaded: a current or
+// next key that was revoked is replaced by a new one.
+func openKeyring(dir, alg string, revoked map[string]bool) (kr *keyring, created bool, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("open keys: %w", err)
 	}
@@ -70,6 +76,12 @@ func openKeyring(dir, alg string) (kr *keyring, created bool, err error) {
 		k, err := readKey(filepath.Join(dir, name))
 		if err != nil {
 			return nil, false, fmt.Errorf("open keys: %w", err)
+		}
+		if revoked[k.kid] {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return nil, false, fmt.Errorf("open keys: delete revoked key: %w", err)
+			}
+			continue
 		}
 		kr.keys[k.kid] = k
 	}
@@ -149,6 +161,7 @@ func createKey(dir, alg string) (*signingKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	k.created = time.Now()
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
 		return nil, fmt.Errorf("generate signing key: %w", err)
@@ -281,6 +294,7 @@ func readPrivateKey(path string, forbidden fs.FileMode) (*signingKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing key %s: %w", path, err)
 	}
+	k.created = fi.ModTime()
 	return k, nil
 }
 

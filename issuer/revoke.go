@@ -72,8 +72,9 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 		before := s.keys.Current().kid
 		if kind == bus.KindAll {
 			// The emergency button: nothing signed before now is trusted,
-			// and the key that signed it stops signing too.
-			if _, err := s.rotate(ctx, actor, source); err != nil {
+			// and no key this replica held signs or verifies again, the
+			// pre-published next key included.
+			if _, err := s.replaceAllKeys(ctx, actor, source); err != nil {
 				return nil, err
 			}
 		}
@@ -119,7 +120,13 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 	s.log.Info("revoked", "kind", kind, "values", len(values), "events", len(events), "seq", res.Seq, "actor", actor)
 	if kind == bus.KindKey {
 		for _, kid := range values {
+			s.recordRevokedKey(ctx, kid, now, req.Reason)
 			s.removeKey(ctx, kid)
+		}
+	}
+	if kind == bus.KindAll {
+		if err := s.allHandled(now); err != nil {
+			s.log.Error("revoke all not recorded as handled", "err", err)
 		}
 	}
 	if kind == bus.KindSession && len(values) == 1 {

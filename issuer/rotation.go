@@ -128,7 +128,14 @@ func (s *Service) rotateKeys(ctx context.Context) error {
 			if _, err := s.RotateKey(ctx, "herald", ""); err != nil && ctx.Err() == nil {
 				s.log.Error("scheduled key rotation", "err", err)
 			}
+		case <-s.keyWork.wake:
+			if err := s.reactToKeyRevocations(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("react to key revocations", "err", err)
+			}
 		case <-janitor.C:
+			if err := s.reactToKeyRevocations(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("react to key revocations", "err", err)
+			}
 			if err := s.removeExpiredKeys(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("remove expired keys", "err", err)
 			}

@@ -39,6 +39,7 @@ type Service struct {
 
 	keyMu    sync.Mutex // serializes rotation, retirement and key revocation
 	eventKey *signingKey
+	keyWork  keyWork // revocations of keys (own ones, or all) to react to
 
 	dummyOnce sync.Once
 	dummy     []byte // bcrypt hash compared against for unknown clients
@@ -83,7 +84,7 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	if err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
-	s := &Service{cfg: cfg, conn: conn, log: log}
+	s := &Service{cfg: cfg, conn: conn, log: log, keyWork: keyWork{wake: make(chan struct{}, 1)}}
 	s.sessions = &sessionStore{kv: kv,
 		seal: func(name string, data []byte) ([]byte, error) {
 			return conn.Signer().SignEntry(bus.BucketSessions, name, data)
@@ -122,6 +123,7 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
 	s.follow = verifier.NewFollower(conn, s.deny, s.trusted, log)
+	s.follow.OnApply(s.noteRevocations)
 	if s.keys, err = s.openKeys(ctx); err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
@@ -173,6 +175,9 @@ func (s *Service) openEventKey(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Verifiers refuse tokens that live longer than the key entries say,
+	// whoever signed them.
+	signer.SetMaxTokenLifetime(s.cfg.MaxAccessTTL)
 	s.eventKey = k
 	// The key set that checks what the bus carries: the other replicas'
 	// event keys as pinned or found, and this issuer's own from the start.
@@ -198,7 +203,13 @@ func (s *Service) EventKeyID() string { return s.eventKey.kid }
 // openKeys loads the signing keys and publishes the current and the next
 // key before anything is signed.
 func (s *Service) openKeys(ctx context.Context) (*keyring, error) {
-	keys, created, err := openKeyring(filepath.Join(s.cfg.DataDir, "keys"), s.cfg.Algorithm)
+	// A key revoked while this replica was down, or through another
+	// replica, is never published again.
+	revoked, err := s.conn.RevokedKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, created, err := openKeyring(filepath.Join(s.cfg.DataDir, "keys"), s.cfg.Algorithm, revoked)
 	if err != nil {
 		return nil, err
 	}

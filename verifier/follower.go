@@ -79,6 +79,11 @@ func NewFollower(conn *bus.Conn, db *store.DB, keys *KeySet, log *slog.Logger) *
 	return f
 }
 
+// OnApply makes the Follower call fn with the revocations of every batch
+// once it is committed, on the applying goroutine; fn must not block.
+// Call it before Run.
+func (f *Follower) OnApply(fn func([]*bus.Revocation)) { f.onApply = fn }
+
 // touch records a sign of life from the bus: a delivery or an answer to a
 // stream info request.
 func (f *Follower) touch() { f.contact.Store(time.Now().UnixNano()) }
@@ -406,7 +411,7 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 		return fmt.Errorf("apply revocations up to %d: %w", seq, err)
 	}
 	for _, kid := range revokedKeys {
-		f.keys.Remove(kid)
+		f.keys.Revoke(kid)
 	}
 	if f.onApply != nil && len(revs) > 0 {
 		f.onApply(revs)

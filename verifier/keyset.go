@@ -22,6 +22,11 @@ type Key struct {
 	Algorithm string
 	Public    crypto.PublicKey
 	JWK       bus.JWK
+	// MaxLifetime bounds exp - iat of the tokens the key signs, as its
+	// signed entry states (bus.KeyEntry); 0 for event keys.
+	MaxLifetime time.Duration
+	// EventKid is the event key that signed the key's entry.
+	EventKid string
 }
 
 // KeySet holds the public keys published in HERALD_KEYS. Keys come only
@@ -41,6 +46,7 @@ type KeySet struct {
 	events  map[string]*Key   // trusted event keys, by kid
 	pending map[string][]byte // token key entries signed by an event key not (yet) trusted
 	pins    map[string]bool   // pinned event key kids; empty: trust on first use
+	revoked map[string]bool   // token keys revoked for good: never trusted again
 	tofu    bool              // trust on first use still open
 	denied  func(kid string) bool
 	log     *slog.Logger
@@ -57,7 +63,7 @@ func NewKeySet(denied func(kid string) bool, log *slog.Logger) *KeySet {
 		log = slog.Default()
 	}
 	return &KeySet{keys: make(map[string]*Key), events: make(map[string]*Key), pending: make(map[string][]byte),
-		pins: make(map[string]bool), tofu: true, denied: denied, log: log, ready: make(chan struct{})}
+		pins: make(map[string]bool), revoked: make(map[string]bool), tofu: true, denied: denied, log: log, ready: make(chan struct{})}
 }
 
 // TrustEventKeys pins the event keys the set trusts, by kid (the key's RFC
@@ -156,7 +162,16 @@ func (ks *KeySet) Put(name string, data []byte) error {
 	if strings.HasPrefix(name, bus.EventKeyPrefix) {
 		return ks.putEventKey(name, data)
 	}
-	jwk, pub, err := bus.OpenKey(name, data, ks.EventKey)
+	if strings.HasPrefix(name, bus.RevokedKeyPrefix) {
+		kid, err := bus.ParseRevokedKey(name, data)
+		if err != nil {
+			return err
+		}
+		ks.Revoke(kid)
+		return nil
+	}
+	entry, err := bus.OpenKeyEntry(name, data, ks.EventKey)
+	jwk := entry.JWK
 	if errors.Is(err, bus.ErrUntrusted) {
 		ks.mu.Lock()
 		ks.pending[name] = data
@@ -169,8 +184,14 @@ func (ks *KeySet) Put(name string, data []byte) error {
 		return fmt.Errorf("key %s: revoked", jwk.Kid)
 	}
 	ks.mu.Lock()
+	if ks.revoked[jwk.Kid] {
+		delete(ks.pending, name)
+		ks.mu.Unlock()
+		return fmt.Errorf("key %s: revoked", jwk.Kid)
+	}
 	delete(ks.pending, name)
-	ks.keys[jwk.Kid] = &Key{ID: jwk.Kid, Algorithm: jwk.Alg, Public: pub, JWK: jwk}
+	ks.keys[jwk.Kid] = &Key{ID: jwk.Kid, Algorithm: jwk.Alg, Public: entry.Public, JWK: jwk,
+		MaxLifetime: entry.MaxLifetime, EventKid: entry.EventKid}
 	ks.mu.Unlock()
 	return nil
 }
@@ -216,6 +237,23 @@ func (ks *KeySet) retryPending(entries map[string][]byte) {
 			ks.log.Info("key trusted", "kid", name)
 		}
 	}
+}
+
+// Revoke drops token key kid and refuses it from then on, for as long as
+// the set lives, whatever the bucket holds later.
+func (ks *KeySet) Revoke(kid string) {
+	ks.mu.Lock()
+	ks.revoked[kid] = true
+	delete(ks.keys, kid)
+	delete(ks.pending, kid)
+	ks.mu.Unlock()
+}
+
+// Revoked reports whether token key kid was revoked (Revoke).
+func (ks *KeySet) Revoked(kid string) bool {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	return ks.revoked[kid]
 }
 
 // Remove drops the key stored under name. Event keys stay trusted for as
@@ -292,12 +330,18 @@ func (ks *KeySet) watch(ctx context.Context, conn *bus.Conn) error {
 				} else if err != nil {
 					ks.bad.Add(1)
 					ks.log.Warn("key refused", "kid", e.Key(), "err", err)
+				} else if strings.HasPrefix(e.Key(), bus.RevokedKeyPrefix) {
+					ks.log.Info("key revoked for good", "name", e.Key())
 				} else {
 					ks.log.Info("key trusted", "kid", e.Key())
 				}
 			case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
 				if strings.HasPrefix(e.Key(), bus.EventKeyPrefix) {
 					ks.log.Warn("event key deleted from the bucket; it stays trusted", "name", e.Key())
+					continue
+				}
+				if strings.HasPrefix(e.Key(), bus.RevokedKeyPrefix) {
+					ks.log.Warn("revoked key record deleted from the bucket; the key stays refused", "name", e.Key())
 					continue
 				}
 				ks.Remove(e.Key())
@@ -326,4 +370,12 @@ func (ks *KeySet) markLoaded() {
 		ks.log.Warn("token keys signed by no trusted event key refused", "count", waiting)
 	}
 	ks.log.Debug("keys loaded", "count", len(ks.Keys()), "event_keys", len(ks.EventKeys()))
+}
+
+// maxLifetime is the longest exp - iat of a token k signs.
+func (k *Key) maxLifetime() time.Duration {
+	if k.MaxLifetime > 0 {
+		return k.MaxLifetime
+	}
+	return bus.DefaultMaxTokenLifetime
 }

@@ -268,6 +268,11 @@ func (v *Verifier) verifyToken(token string) (*Claims, *Key, error) {
 	case c.ExpiresAt == nil: // golang-jwt requires it already; the cache relies on it
 		return nil, nil, fmt.Errorf("%w: exp is missing", ErrMalformed)
 	}
+	// Whoever holds a signing key must not mint tokens that outlive every
+	// revocation: the key's signed entry bounds their lifetime.
+	if life, limit := c.ExpiresAt.Sub(c.IssuedAt.Time), key.maxLifetime()+v.cfg.Leeway; life > limit {
+		return nil, nil, fmt.Errorf("%w: lifetime %s exceeds the issuer's max %s", ErrMalformed, life, limit)
+	}
 	return &c, key, nil
 }
 

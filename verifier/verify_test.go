@@ -540,3 +540,64 @@ func mustJSON(tb testing.TB, v any) []byte {
 	}
 	return b
 }
+
+// TestVerifier_LifetimeBoundedByKeyEntry: a token whose exp - iat exceeds
+// the max lifetime its key's signed entry states (plus leeway) is refused,
+// whichever key signed it; an entry without the field bounds it to
+// bus.DefaultMaxTokenLifetime.
+func TestVerifier_LifetimeBoundedByKeyEntry(t *testing.T) {
+	k := newTestKeys(t)
+	keys := NewKeySet(nil, nil)
+	if err := putKey(t, keys, k.edJWK); err != nil { // an entry without max_ttl
+		t.Fatal(err)
+	}
+	now := time.Now()
+	v, err := New(Config{Issuer: testIssuer, Audience: testAudience, Now: func() time.Time { return now }}, keys, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := func(life time.Duration) string {
+		c := baseClaims(now)
+		c["exp"] = now.Add(life).Unix()
+		return k.edToken(t, c)
+	}
+	for _, tt := range []struct {
+		name string
+		life time.Duration
+		want *Error
+	}{
+		{"a year", 365 * 24 * time.Hour, ErrMalformed},
+		{"default max plus leeway and a second", bus.DefaultMaxTokenLifetime + DefaultLeeway + time.Second, ErrMalformed},
+		{"the default max", bus.DefaultMaxTokenLifetime, nil},
+	} {
+		t.Run("unstated/"+tt.name, func(t *testing.T) {
+			_, err := v.Verify(t.Context(), token(tt.life))
+			checkVerdict(t, err, tt.want)
+		})
+	}
+	// The issuer states its own bound in the signed entry.
+	signer := bustest.Signer(t)
+	signer.SetMaxTokenLifetime(time.Hour)
+	jwk := mustJWK(t, k.edJWK)
+	entry, err := signer.SignKey(jwk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.Put(jwk.Kid, entry); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		life time.Duration
+		want *Error
+	}{
+		{"a year", 365 * 24 * time.Hour, ErrMalformed},
+		{"an hour and leeway and a second", time.Hour + DefaultLeeway + time.Second, ErrMalformed},
+		{"an hour", time.Hour, nil},
+	} {
+		t.Run("stated/"+tt.name, func(t *testing.T) {
+			_, err := v.Verify(t.Context(), token(tt.life))
+			checkVerdict(t, err, tt.want)
+		})
+	}
+}
