@@ -100,7 +100,7 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
 	s.outbox = newOutbox(s.state, conn, log)
-	s.deny, err = store.Open(filepath.Join(cfg.DataDir, "denylist"), store.Options{Logger: log})
+	s.deny, err = store.Open(filepath.Join(cfg.DataDir, "denylist"), store.Options{Logger: log, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
