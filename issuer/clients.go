@@ -268,6 +268,9 @@ func (s *Service) clientCredentials(ctx context.Context, a clientAuth, scope, pr
 	if rec.RequireDPoP && jkt == "" {
 		return nil, invalidDPoP("this client must send a DPoP proof")
 	}
+	if err := s.awaitCaughtUp(ctx); err != nil {
+		return nil, err
+	}
 	granted := rec.Scope
 	if scope != "" {
 		allowed := strings.Fields(rec.Scope)

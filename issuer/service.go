@@ -44,6 +44,12 @@ type Service struct {
 	dummy     []byte // bcrypt hash compared against for unknown clients
 
 	closeOnce sync.Once
+
+	// followHold, when a test sets it before Run, delays the revocation
+	// follower until it is closed.
+	followHold chan struct{}
+	// catchUpWait, when a test sets it, replaces catchUpWait.
+	catchUpWait time.Duration
 }
 
 // Open prepares an issuer: it creates or updates the streams and buckets,
@@ -234,7 +240,16 @@ func (s *Service) Run(ctx context.Context) error {
 		})
 	}
 	run("keys", func(ctx context.Context) error { return s.trusted.Watch(ctx, s.conn) })
-	run("revocations", s.follow.Run)
+	run("revocations", func(ctx context.Context) error {
+		if s.followHold != nil {
+			select {
+			case <-s.followHold:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		return s.follow.Run(ctx)
+	})
 	run("outbox", s.outbox.Run)
 	run("key rotation", s.rotateKeys)
 	run("snapshots", s.runSnapshots)

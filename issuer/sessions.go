@@ -113,6 +113,9 @@ func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor s
 			return nil, err
 		}
 	}
+	if err := s.awaitCaughtUp(ctx); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	sess := &sessionRecord{
 		ID: randomID(16), Subject: req.Subject, Tenant: req.Tenant, ClientID: clientID, Scope: req.Scope,
@@ -159,6 +162,9 @@ func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor s
 func (s *Service) refresh(ctx context.Context, token string, auth clientAuth, proof string) (*TokenResponse, error) {
 	if token == "" {
 		return nil, badRequest("refresh_token is required")
+	}
+	if err := s.awaitCaughtUp(ctx); err != nil {
+		return nil, err // it may not know yet of a revocation that ends this session
 	}
 	proofJKT, err := s.checkProof(proof)
 	if err != nil {
