@@ -351,22 +351,46 @@ func (f *Follower) follow(ctx context.Context) error {
 }
 
 // bound limits a revocation's times to what an honest issuer can send:
-// At no later than now plus leeway, Until no later than now plus the
-// stream's retention plus leeway. An event dated in the future (a bad
-// clock, or a forged "all") then cannot reject tokens issued after it
-// arrived for longer than the leeway, nor outlive the stream.
+// Until no later than now plus the stream's retention plus leeway, so that
+// an event dated in the future (a bad clock, or a forged "all") cannot
+// outlive the stream. At is not pulled back for the kinds that cut off
+// every token issued up to it (session, subject, client, tenant, all): the
+// issuer's clock dated both the tokens and the revocation, and pulling At
+// back to this verifier's clock would let tokens that issuer signed just
+// before it through. It is only kept no later than Until, past which the
+// entry is gone anyway. A token or key revocation's At is bounded to now
+// plus leeway.
 func (f *Follower) bound(r *bus.Revocation, seq uint64) {
 	now := time.Now()
-	if latest := now.Add(DefaultLeeway); r.At.After(latest) {
-		f.log.Warn("revocation dated in the future; bounded", "seq", seq, "kind", r.Kind, "at", r.At)
-		r.At = latest
-	}
 	if ret := time.Duration(f.retention.Load()); ret > 0 {
 		if latest := now.Add(ret + DefaultLeeway); r.Until.After(latest) {
 			f.log.Warn("revocation kept longer than the stream; bounded", "seq", seq, "kind", r.Kind, "until", r.Until)
 			r.Until = latest
 		}
 	}
+	latest := now.Add(DefaultLeeway)
+	switch {
+	case !r.At.After(latest):
+	case cutsOff(r.Kind):
+		f.log.Error("revocation dated in the future: the issuer's clock is ahead of this verifier's; enforced as dated",
+			"seq", seq, "kind", r.Kind, "at", r.At, "ahead", r.At.Sub(now).Round(time.Millisecond))
+		if r.At.After(r.Until) {
+			r.At = r.Until
+		}
+	default:
+		f.log.Warn("revocation dated in the future; bounded", "seq", seq, "kind", r.Kind, "at", r.At)
+		r.At = latest
+	}
+}
+
+// cutsOff reports whether a revocation of kind k refuses every token
+// issued up to its time.
+func cutsOff(k bus.Kind) bool {
+	switch k {
+	case bus.KindSession, bus.KindSubject, bus.KindClient, bus.KindTenant, bus.KindAll:
+		return true
+	}
+	return false
 }
 
 // setTarget decides, from the stream's first and last sequence, what must
