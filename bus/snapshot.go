@@ -47,7 +47,15 @@ type Snapshot struct {
 	Count int `json:"count"`
 	// Entries are the denylist entries of this chunk.
 	Entries []SnapshotEntry `json:"entries"`
+	// EventKeys are the kids of the event keys the publisher trusted: it
+	// applied every event up to Seq with them and refused none. A verifier
+	// that trusts a key not among them, or a snapshot without them (an
+	// older publisher), replays the stream instead.
+	EventKeys []string `json:"event_keys,omitempty"`
 }
+
+// MaxSnapshotEventKeys bounds the event keys a snapshot names.
+const MaxSnapshotEventKeys = 64
 
 // SnapshotEntry is one denylist entry: a revocation of Kind for Value,
 // made At and in force Until, merged as a verifier merges them.
@@ -74,6 +82,9 @@ func (s *Snapshot) Validate() error {
 	}
 	if s.Count < 1 || s.Count > MaxSnapshotChunks || s.Index < 0 || s.Index >= s.Count {
 		errs = append(errs, fmt.Errorf("snapshot chunk %d of %d", s.Index, s.Count))
+	}
+	if len(s.EventKeys) > MaxSnapshotEventKeys {
+		errs = append(errs, fmt.Errorf("snapshot names %d event keys, at most %d", len(s.EventKeys), MaxSnapshotEventKeys))
 	}
 	for i, e := range s.Entries {
 		r := Revocation{Kind: e.Kind, Value: e.Value, At: e.At, Until: e.Until}

@@ -174,7 +174,7 @@ func pebbleRefresh(ctx context.Context, s *Service, locks *[256]sync.Mutex, toke
 		if ok, err := c.get(refreshKey(hash), &cur); err != nil || !ok || cur.Used || sess.Ended {
 			return fmt.Errorf("refresh refused (%v)", err)
 		}
-		if cut, err := s.cutoffFor(&sess); err != nil || !cut.IsZero() || !sess.live(now, s.cfg.SessionIdle) {
+		if cut, err := s.cutoffFor(ctx, &sess); err != nil || !cut.IsZero() || !sess.live(now, s.cfg.SessionIdle) {
 			return fmt.Errorf("session over (%v)", err)
 		}
 		ttl := min(s.cfg.AccessTTL, sess.Expires.Sub(now))

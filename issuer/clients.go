@@ -269,6 +269,9 @@ func (s *Service) clientCredentials(ctx context.Context, a clientAuth, scope, pr
 	if rec.RequireDPoP && jkt == "" {
 		return nil, invalidDPoP("this client must send a DPoP proof")
 	}
+	if err := s.awaitCaughtUp(ctx); err != nil {
+		return nil, err
+	}
 	// The client is authenticated: its proof may be remembered.
 	if err := s.recordProof(p); err != nil {
 		return nil, err

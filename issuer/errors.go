@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 )
 
 // Error is an API error: an HTTP status, an OAuth-style error code and a
@@ -12,6 +13,8 @@ type Error struct {
 	Status      int
 	Code        string
 	Description string
+	// RetryAfter, when set, is sent as the Retry-After header.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return "issuer: " + e.Code + ": " + e.Description }
@@ -25,6 +28,12 @@ func badRequest(desc string) *Error {
 // JetStream: the request changed nothing visible.
 var errUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable",
 	Description: "the event bus did not acknowledge the change; nothing was done, retry"}
+
+// errCatchingUp is returned instead of minting while the replica's
+// revocation follower has not caught up with the stream: it may not know
+// yet of a revocation that covers what it would mint.
+var errCatchingUp = &Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable",
+	Description: "this issuer is catching up with the revocation stream; retry shortly", RetryAfter: time.Second}
 
 var errUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorized",
 	Description: "a valid admin bearer token is required"}

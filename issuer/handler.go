@@ -170,13 +170,16 @@ func (h *handler) jwks(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// readyz is ready once the issuer may mint: connected, and its
+// revocation follower caught up with the stream.
 func (h *handler) readyz(w http.ResponseWriter, _ *http.Request) {
-	ready := h.s.conn.Connected()
+	connected, caughtUp := h.s.conn.Connected(), h.s.follow.CaughtUp()
+	ready := connected && caughtUp
 	code := http.StatusOK
 	if !ready {
 		code = http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, map[string]bool{"ready": ready, "connected": h.s.conn.Connected()})
+	writeJSON(w, code, map[string]bool{"ready": ready, "connected": connected, "caught_up": caughtUp})
 }
 
 // decodeBody reads a bounded JSON body with no unknown members into v.
@@ -216,6 +219,9 @@ func (h *handler) writeError(w http.ResponseWriter, err error) {
 	e := apiError(err)
 	if e.Code == "invalid_client" {
 		w.Header().Set("WWW-Authenticate", `Basic realm="herald"`)
+	}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 	}
 	if e.Status >= 500 {
 		h.s.log.Error("request failed", "status", e.Status, "err", err)

@@ -255,7 +255,7 @@ func (s *Service) Introspect(r *http.Request, tok string) (*Introspection, error
 		if !ok || sess.Ended || !sess.live(s.now(), s.cfg.SessionIdle) {
 			return &Introspection{Active: false, Reason: "inactive"}, nil
 		}
-		if cut, err := s.cutoffFor(sess); err != nil {
+		if cut, err := s.cutoffFor(r.Context(), sess); err != nil {
 			return nil, err
 		} else if !cut.IsZero() {
 			return &Introspection{Active: false, Reason: "inactive"}, nil

@@ -9,6 +9,7 @@ import (
 	"github.com/heraldsec/herald/bus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
 )
 
 // RevocationRequest is the body of POST /v1/revocations.
@@ -52,9 +53,11 @@ func (s *Service) revocationEvent(now time.Time, actor string, k bus.Kind, value
 
 // Revoke records a revocation and publishes it to the HERALD stream with
 // its audit event, answering once JetStream has acknowledged them; from
-// then on it survives any crash. The issuer's own state follows: a session
-// revocation ends the session, subject, client, tenant and all revocations
-// stop refreshes of the sessions they cover, a client revocation refuses
+// then on it survives any crash. The issuers' state follows: first, in
+// HERALD_SESSIONS, which every replica reads before a refresh, a session
+// revocation ends each session, and subject, client, tenant and all
+// revocations record a cut-off that stops refreshes of the sessions they
+// cover for as long as those sessions live; a client revocation refuses
 // the client new tokens, and a key revocation first makes sure another,
 // already published key signs, then removes the key from HERALD_KEYS.
 func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, source string) (*RevocationResult, error) {
@@ -88,6 +91,9 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 		}
 	}
 	now := s.now()
+	if err := s.shareCutoffs(ctx, kind, values, now); err != nil {
+		return nil, err
+	}
 	events := s.revocationEvents(now, actor, kind, values, req.Reason)
 	seqs, err := s.outbox.commit(ctx, func(c *change) error {
 		c.keep()
@@ -129,15 +135,43 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 			s.log.Error("revoke all not recorded as handled", "err", err)
 		}
 	}
-	if kind == bus.KindSession && len(values) == 1 {
-		// Enforced already (this replica's cut-off, every other one's
-		// denylist); marking the shared entry shows it ended everywhere at once.
-		if err := s.markEnded(ctx, values[0], "revoked"); err != nil {
-			s.log.Warn("revoked session not marked ended", "sid", values[0], "err", err)
-		}
-	}
 	s.waitMillisecond(now)
 	return res, nil
+}
+
+// sharedWrites bounds the writes to HERALD_SESSIONS one revocation has in
+// flight.
+const sharedWrites = 16
+
+// shareCutoffs records in HERALD_SESSIONS what stops the sessions a
+// revocation of kind k covers from being refreshed, on every replica: each
+// revoked session is marked ended, and each distinct subject, client,
+// tenant or all value gets a cut-off entry made at. It returns once the
+// server has acknowledged every write.
+func (s *Service) shareCutoffs(ctx context.Context, k bus.Kind, values []string, at time.Time) error {
+	var write func(ctx context.Context, v string) error
+	switch k {
+	case bus.KindSession:
+		write = func(ctx context.Context, v string) error { return s.markEnded(ctx, v, "revoked") }
+	case bus.KindSubject, bus.KindClient, bus.KindTenant, bus.KindAll:
+		write = func(ctx context.Context, v string) error { return s.sessions.putCutoff(ctx, k, v, at) }
+	default:
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(sharedWrites)
+	seen := make(map[string]bool, len(values))
+	for _, v := range values {
+		if seen[v] {
+			continue
+		}
+		seen[v] = true
+		g.Go(func() error { return write(gctx, v) })
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("record what the revocation stops in %s: %w: %w", bus.BucketSessions, errUnavailable, err)
+	}
+	return nil
 }
 
 // checkRevocation validates a revocation request and returns its kind and

@@ -47,6 +47,12 @@ type Service struct {
 	closeOnce sync.Once
 
 	audiences audienceVerifiers // introspection's checks for other audiences
+
+	// followHold, when a test sets it before Run, delays the revocation
+	// follower until it is closed.
+	followHold chan struct{}
+	// catchUpWait, when a test sets it, replaces catchUpWait.
+	catchUpWait time.Duration
 }
 
 // Open prepares an issuer: it creates or updates the streams and buckets,
@@ -103,7 +109,7 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
 	s.outbox = newOutbox(s.state, conn, log)
-	s.deny, err = store.Open(filepath.Join(cfg.DataDir, "denylist"), store.Options{Logger: log})
+	s.deny, err = store.Open(filepath.Join(cfg.DataDir, "denylist"), store.Options{Logger: log, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
@@ -247,7 +253,16 @@ func (s *Service) Run(ctx context.Context) error {
 		})
 	}
 	run("keys", func(ctx context.Context) error { return s.trusted.Watch(ctx, s.conn) })
-	run("revocations", s.follow.Run)
+	run("revocations", func(ctx context.Context) error {
+		if s.followHold != nil {
+			select {
+			case <-s.followHold:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		return s.follow.Run(ctx)
+	})
 	run("outbox", s.outbox.Run)
 	run("key rotation", s.rotateKeys)
 	run("snapshots", s.runSnapshots)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/heraldsec/herald/bus"
@@ -112,6 +113,9 @@ func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor s
 			return nil, err
 		}
 	}
+	if err := s.awaitCaughtUp(ctx); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	sess := &sessionRecord{
 		ID: randomID(16), Subject: req.Subject, Tenant: req.Tenant, ClientID: clientID, Scope: req.Scope,
@@ -158,6 +162,9 @@ func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor s
 func (s *Service) refresh(ctx context.Context, token string, auth clientAuth, proof string) (*TokenResponse, error) {
 	if token == "" {
 		return nil, badRequest("refresh_token is required")
+	}
+	if err := s.awaitCaughtUp(ctx); err != nil {
+		return nil, err // it may not know yet of a revocation that ends this session
 	}
 	p, err := s.checkProof(proof)
 	if err != nil {
@@ -209,7 +216,7 @@ func (s *Service) refresh(ctx context.Context, token string, auth clientAuth, pr
 			}
 			recorded = true
 		}
-		if cut, err := s.cutoffFor(sess); err != nil {
+		if cut, err := s.cutoffFor(ctx, sess); err != nil {
 			return nil, err
 		} else if !cut.IsZero() {
 			denied = invalidGrant("session revoked")
@@ -286,12 +293,37 @@ func (s *Service) endSession(sess *sessionRecord, now time.Time, why, actor stri
 }
 
 // cutoffFor returns the time of the revocation that stops a session from
-// being refreshed, or the zero time: the latest subject, client, tenant or
-// all revocation covering a session created before it, or a revocation of
-// the session itself. Revocations made through this replica are in its
-// state; those made through another reach it through the stream, into the
-// denylist it follows.
-func (s *Service) cutoffFor(sess *sessionRecord) (time.Time, error) {
+// being refreshed, or the zero time: a subject, client, tenant or all
+// revocation covering the session, or a revocation of the session itself.
+// Every replica records the first kinds in HERALD_SESSIONS before its
+// revocation answers (shareCutoffs), and they are read from there first;
+// those made through this replica are in its state, and those made through
+// another reach it through the stream, into the denylist it follows.
+func (s *Service) cutoffFor(ctx context.Context, sess *sessionRecord) (time.Time, error) {
+	type query struct {
+		k bus.Kind
+		v string
+	}
+	queries := []query{{bus.KindSubject, sess.Subject}, {bus.KindClient, sess.ClientID}, {bus.KindAll, ""}}
+	if sess.Tenant != "" {
+		queries = append(queries, query{bus.KindTenant, sess.Tenant})
+	}
+	found := make([]sharedCutoff, len(queries))
+	ok := make([]bool, len(queries))
+	errs := make([]error, len(queries))
+	var wg sync.WaitGroup
+	for i, q := range queries {
+		wg.Go(func() { found[i], ok[i], errs[i] = s.sessions.cutoff(ctx, q.k, q.v) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return time.Time{}, err
+	}
+	for i := range queries {
+		if ok[i] && s.covers(found[i], sess) {
+			return found[i].at, nil
+		}
+	}
 	for _, kv := range []struct {
 		k bus.Kind
 		v string
@@ -323,6 +355,19 @@ func (s *Service) cutoffFor(sess *sessionRecord) (time.Time, error) {
 	return time.Time{}, nil
 }
 
+// covers reports whether shared cut-off c stops session sess: the session
+// began before the cut-off was written, or was created at or before the
+// cut-off's time. The first needs no clock; the second catches sessions
+// created while the revocation was being made. A session that does not
+// know its place in the bucket falls back on the clocks, allowing for
+// skew between replicas by the leeway: skew then revokes more, never less.
+func (s *Service) covers(c sharedCutoff, sess *sessionRecord) bool {
+	if sess.Seq != 0 {
+		return sess.Seq < c.rev || !sess.Created.After(c.at)
+	}
+	return !sess.Created.After(c.at.Add(s.cfg.Leeway))
+}
+
 // ListSessions returns the live sessions of a subject, from whichever
 // replica created them.
 func (s *Service) ListSessions(ctx context.Context, sub string) ([]Session, error) {
@@ -339,7 +384,7 @@ func (s *Service) ListSessions(ctx context.Context, sub string) ([]Session, erro
 		if !sess.live(now, s.cfg.SessionIdle) {
 			continue
 		}
-		if cut, err := s.cutoffFor(sess); err != nil {
+		if cut, err := s.cutoffFor(ctx, sess); err != nil {
 			return nil, err
 		} else if !cut.IsZero() {
 			continue

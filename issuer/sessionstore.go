@@ -20,6 +20,7 @@ import (
 const (
 	kvSession = "session." // session.<sid> -> sessionRecord
 	kvSubject = "subject." // subject.<sha256 hex of sub>.<sid> -> empty: sessions of a subject
+	kvCutoff  = "cutoff."  // cutoff.<kind>.<sha256 hex of value> -> cutoffEntry
 )
 
 const (
@@ -87,14 +88,18 @@ func (st *sessionStore) get(ctx context.Context, sid string) (sessionEntry, erro
 }
 
 // create stores a new session, first in its subject's index: an index
-// entry without its session is skipped by ofSubject.
+// entry without its session is skipped by ofSubject. The index entry's
+// revision becomes the session's Seq: its place in the bucket's order,
+// before or after each cut-off entry.
 func (st *sessionStore) create(ctx context.Context, sess *sessionRecord) error {
+	rev, err := st.kv.Put(ctx, subjectIndex(sess.Subject)+sess.ID, nil)
+	if err != nil {
+		return fmt.Errorf("index session %s: %w", sess.ID, err)
+	}
+	sess.Seq = rev
 	data, err := st.encode(sess)
 	if err != nil {
 		return err
-	}
-	if _, err := st.kv.Put(ctx, subjectIndex(sess.Subject)+sess.ID, nil); err != nil {
-		return fmt.Errorf("index session %s: %w", sess.ID, err)
 	}
 	if _, err := st.kv.Create(ctx, kvSession+sess.ID, data); err != nil {
 		return fmt.Errorf("create session %s: %w", sess.ID, err)
@@ -196,6 +201,74 @@ func (st *sessionStore) each(ctx context.Context, fn func(*sessionRecord) error)
 			}
 		}
 	}
+}
+
+// cutoffEntry is a revocation that stops sessions from being refreshed,
+// as HERALD_SESSIONS shares it between replicas: of kind subject, client,
+// tenant or all, made At (the clock of the replica that took it). It
+// covers every session created before the entry was written (a smaller
+// Seq than the entry's revision) and every session created at or before
+// At. The entry lives as long as the bucket keeps entries, longer than any
+// session it covers.
+type cutoffEntry struct {
+	Kind  string    `json:"kind"`
+	Value string    `json:"value"`
+	At    time.Time `json:"at"`
+}
+
+// sharedCutoff is a cut-off entry as read, with its revision.
+type sharedCutoff struct {
+	at  time.Time
+	rev uint64
+}
+
+// cutoffName returns the key of the cut-off of kind k for value v. The
+// value is hashed: it may hold characters a key may not.
+func cutoffName(k bus.Kind, v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return kvCutoff + k.String() + "." + hex.EncodeToString(sum[:])
+}
+
+// putCutoff records, once the server has acknowledged it, that sessions
+// covered by a revocation of kind k for v made at at can no longer be
+// refreshed. A later put for the same kind and value replaces the entry:
+// its revision is higher, so it still covers every session the earlier
+// one did.
+func (st *sessionStore) putCutoff(ctx context.Context, k bus.Kind, v string, at time.Time) error {
+	name := cutoffName(k, v)
+	data, err := json.Marshal(cutoffEntry{Kind: k.String(), Value: v, At: at.UTC()})
+	if err == nil {
+		data, err = st.seal(name, data)
+	}
+	if err != nil {
+		return fmt.Errorf("encode cut-off %s: %w", name, err)
+	}
+	if _, err := st.kv.Put(ctx, name, data); err != nil {
+		return fmt.Errorf("record cut-off of %s %q: %w", k, v, err)
+	}
+	return nil
+}
+
+// cutoff returns the cut-off of kind k for v, and false if there is none.
+// An entry no trusted issuer signed is an error: refreshes fail closed.
+func (st *sessionStore) cutoff(ctx context.Context, k bus.Kind, v string) (sharedCutoff, bool, error) {
+	name := cutoffName(k, v)
+	e, err := st.kv.Get(ctx, name)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return sharedCutoff{}, false, nil
+	case err != nil:
+		return sharedCutoff{}, false, fmt.Errorf("read cut-off of %s: %w: %w", k, errUnavailable, err)
+	}
+	data, err := st.unseal(e.Key(), e.Value())
+	if err != nil {
+		return sharedCutoff{}, false, fmt.Errorf("read cut-off %s: entry at revision %d refused: %w", name, e.Revision(), err)
+	}
+	var c cutoffEntry
+	if err := json.Unmarshal(data, &c); err != nil || c.Kind != k.String() || c.Value != v {
+		return sharedCutoff{}, false, fmt.Errorf("read cut-off %s: malformed entry at revision %d", name, e.Revision())
+	}
+	return sharedCutoff{at: c.At, rev: e.Revision()}, true, nil
 }
 
 // subjectIndex returns the prefix of the index keys of sub's sessions. The

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
-	"github.com/heraldsec/herald/verifier"
 )
 
 // runSnapshots publishes a snapshot of the issuer's denylist whenever it
@@ -13,7 +12,9 @@ import (
 // or SnapshotInterval has passed and it applied any. A snapshot another
 // replica published counts, so replicas rarely publish the same state
 // twice. Failures are logged and retried at the next check: snapshots
-// only make verifiers start faster.
+// only make verifiers start faster. Once its follower has skipped an
+// event it could not verify, the issuer publishes none: a snapshot of its
+// denylist would make fresh verifiers forget that event.
 func (s *Service) runSnapshots(ctx context.Context) error {
 	every, interval := uint64(s.cfg.SnapshotEvery), s.cfg.SnapshotInterval
 	if s.cfg.SnapshotEvery < 0 {
@@ -24,6 +25,7 @@ func (s *Service) runSnapshots(ctx context.Context) error {
 	var last uint64 // sequence of the latest snapshot
 	var lastAt time.Time
 	known := false
+	withheld := false // logged once
 	due := func(applied uint64) bool {
 		return applied >= last+every || (applied > last && s.now().Sub(lastAt) >= interval)
 	}
@@ -54,8 +56,16 @@ func (s *Service) runSnapshots(ctx context.Context) error {
 		if !due(s.deny.Applied()) {
 			continue
 		}
+		if complete := s.follow.Complete(); complete < s.deny.Applied() {
+			if !withheld {
+				withheld = true
+				s.log.Warn("denylist snapshot withheld", "complete", complete, "applied", s.deny.Applied(),
+					"why", "this issuer skipped an event it could not verify: its denylist is not what every verifier holds")
+			}
+			continue
+		}
 		started := time.Now()
-		info, err := verifier.PublishSnapshot(ctx, s.conn, s.deny, s.cfg.IssuerURL)
+		info, err := s.follow.PublishSnapshot(ctx, s.cfg.IssuerURL)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

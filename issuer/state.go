@@ -31,6 +31,11 @@ type sessionRecord struct {
 	Scope    string    `json:"scope,omitempty"`
 	Audience []string  `json:"aud,omitempty"`
 	Created  time.Time `json:"created"`
+	// Seq is the revision of the session's subject index entry in
+	// HERALD_SESSIONS, written just before the session: a cut-off entry
+	// with a higher revision was written after the session began. Zero for
+	// sessions made before it was recorded.
+	Seq      uint64    `json:"seq,omitempty"`
 	Expires  time.Time `json:"expires"`       // absolute lifetime
 	LastUsed time.Time `json:"last_used"`     // for the idle timeout
 	Refresh  string    `json:"refresh"`       // hash of the current refresh token

@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,39 @@ import (
 	"github.com/heraldsec/herald/verifier"
 )
 
+// catchUpWait is how long a request that would mint waits for the
+// revocation follower to catch up before it is answered errCatchingUp:
+// long enough for a replica that just started on a short stream.
+const catchUpWait = 2 * time.Second
+
+// awaitCaughtUp returns nil once the revocation follower has caught up
+// with the stream, so that nothing is minted that a revocation the replica
+// has not applied yet covers; errCatchingUp if it has not within
+// s.catchUpWait or ctx ends.
+func (s *Service) awaitCaughtUp(ctx context.Context) error {
+	if s.follow.CaughtUp() {
+		return nil
+	}
+	wait := s.catchUpWait
+	if wait == 0 {
+		wait = catchUpWait
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for !s.follow.CaughtUp() {
+		select {
+		case <-ctx.Done():
+			return errCatchingUp
+		case <-deadline.C:
+			return errCatchingUp
+		case <-poll.C:
+		}
+	}
+	return nil
+}
+
 // grant describes an access token to mint.
 type grant struct {
 	subject, tenant, clientID, sessionID, scope string
@@ -22,8 +56,13 @@ type grant struct {
 }
 
 // mint signs an access token for g with the current key and returns it
-// with the token.issued event that reports it.
+// with the token.issued event that reports it. It refuses with
+// errCatchingUp until the revocation follower has caught up (see
+// awaitCaughtUp).
 func (s *Service) mint(now time.Time, g grant, actor string) (string, *verifier.Claims, *bus.Event, error) {
+	if !s.follow.CaughtUp() {
+		return "", nil, nil, errCatchingUp
+	}
 	claims := &verifier.Claims{
 		Issuer:    s.cfg.IssuerURL,
 		Subject:   g.subject,

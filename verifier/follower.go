@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,6 +55,10 @@ type Follower struct {
 	events   atomic.Uint64 // events applied since start
 	stalls   atomic.Uint64 // consumers restarted because they stopped delivering
 	snapSeq  atomic.Uint64 // sequence of the snapshot the denylist last started from
+	// refusedSeq is the first sequence whose event the denylist skipped
+	// for its signature since it started empty, 0 if none: the denylist
+	// holds everything only up to the sequence before it. Kept in db.
+	refusedSeq atomic.Uint64
 	// snapFallbacks counts starts from an empty denylist that found no
 	// usable snapshot and replayed the whole stream.
 	snapFallbacks atomic.Uint64
@@ -76,6 +81,12 @@ func NewFollower(conn *bus.Conn, db *store.DB, keys *KeySet, log *slog.Logger) *
 	}
 	f := &Follower{conn: conn, db: db, keys: keys, log: log, applied: make(chan struct{})}
 	f.touch()
+	switch b, ok, err := db.Get(stateRefused); {
+	case err != nil || ok && len(b) != 8:
+		f.refusedSeq.Store(1) // unknown: as if nothing were complete
+	case ok:
+		f.refusedSeq.Store(binary.BigEndian.Uint64(b))
+	}
 	return f
 }
 
@@ -83,6 +94,43 @@ func NewFollower(conn *bus.Conn, db *store.DB, keys *KeySet, log *slog.Logger) *
 // once it is committed, on the applying goroutine; fn must not block.
 // Call it before Run.
 func (f *Follower) OnApply(fn func([]*bus.Revocation)) { f.onApply = fn }
+
+// stateRefused is the denylist's state key holding refusedSeq.
+const stateRefused = "follower/refused"
+
+// setRefused records that the event at seq was skipped for its signature,
+// if it is the first since the denylist started empty; zero clears it.
+// The record is written before the batch that skips the event.
+func (f *Follower) setRefused(seq uint64) error {
+	if seq != 0 && f.refusedSeq.Load() != 0 {
+		return nil
+	}
+	err := f.db.UpdateNoSync(func(tx *store.Tx) error {
+		if seq == 0 {
+			tx.Delete(stateRefused)
+		} else {
+			tx.Set(stateRefused, binary.BigEndian.AppendUint64(nil, seq))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record refused event %d: %w", seq, err)
+	}
+	f.refusedSeq.Store(seq)
+	return nil
+}
+
+// Complete returns the last sequence up to which the denylist applied
+// every event of the stream, refusing none: the applied sequence, or the
+// one before the first event it skipped for its signature (an untrusted
+// or unknown key, a forgery). A snapshot of the denylist says what every
+// verifier should hold only up to it.
+func (f *Follower) Complete() uint64 {
+	if r := f.refusedSeq.Load(); r != 0 {
+		return r - 1
+	}
+	return f.db.Applied()
+}
 
 // touch records a sign of life from the bus: a delivery or an answer to a
 // stream info request.
@@ -223,6 +271,9 @@ func (f *Follower) follow(ctx context.Context) error {
 	}
 	applied := f.db.Applied()
 	if applied == 0 && f.db.Len() == 0 {
+		if err := f.setRefused(0); err != nil { // a new denylist has refused nothing yet
+			return err
+		}
 		// An empty denylist starts from the latest snapshot, if there is
 		// one, instead of checking every event of the stream.
 		if applied, err = f.restore(ctx, first, last); err != nil {
@@ -305,22 +356,46 @@ func (f *Follower) follow(ctx context.Context) error {
 }
 
 // bound limits a revocation's times to what an honest issuer can send:
-// At no later than now plus leeway, Until no later than now plus the
-// stream's retention plus leeway. An event dated in the future (a bad
-// clock, or a forged "all") then cannot reject tokens issued after it
-// arrived for longer than the leeway, nor outlive the stream.
+// Until no later than now plus the stream's retention plus leeway, so that
+// an event dated in the future (a bad clock, or a forged "all") cannot
+// outlive the stream. At is not pulled back for the kinds that cut off
+// every token issued up to it (session, subject, client, tenant, all): the
+// issuer's clock dated both the tokens and the revocation, and pulling At
+// back to this verifier's clock would let tokens that issuer signed just
+// before it through. It is only kept no later than Until, past which the
+// entry is gone anyway. A token or key revocation's At is bounded to now
+// plus leeway.
 func (f *Follower) bound(r *bus.Revocation, seq uint64) {
 	now := time.Now()
-	if latest := now.Add(DefaultLeeway); r.At.After(latest) {
-		f.log.Warn("revocation dated in the future; bounded", "seq", seq, "kind", r.Kind, "at", r.At)
-		r.At = latest
-	}
 	if ret := time.Duration(f.retention.Load()); ret > 0 {
 		if latest := now.Add(ret + DefaultLeeway); r.Until.After(latest) {
 			f.log.Warn("revocation kept longer than the stream; bounded", "seq", seq, "kind", r.Kind, "until", r.Until)
 			r.Until = latest
 		}
 	}
+	latest := now.Add(DefaultLeeway)
+	switch {
+	case !r.At.After(latest):
+	case cutsOff(r.Kind):
+		f.log.Error("revocation dated in the future: the issuer's clock is ahead of this verifier's; enforced as dated",
+			"seq", seq, "kind", r.Kind, "at", r.At, "ahead", r.At.Sub(now).Round(time.Millisecond))
+		if r.At.After(r.Until) {
+			r.At = r.Until
+		}
+	default:
+		f.log.Warn("revocation dated in the future; bounded", "seq", seq, "kind", r.Kind, "at", r.At)
+		r.At = latest
+	}
+}
+
+// cutsOff reports whether a revocation of kind k refuses every token
+// issued up to its time.
+func cutsOff(k bus.Kind) bool {
+	switch k {
+	case bus.KindSession, bus.KindSubject, bus.KindClient, bus.KindTenant, bus.KindAll:
+		return true
+	}
+	return false
 }
 
 // setTarget decides, from the stream's first and last sequence, what must
@@ -375,9 +450,12 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 			// Skipping keeps the fleet moving; the sequence still advances.
 			reason := bus.Reason(err)
 			if reason == "malformed" {
-				f.bad.Add(1)
+				f.bad.Add(1) // every verifier skips it alike
 			} else {
 				f.refused.Add(1)
+				if err := f.setRefused(d.Seq); err != nil {
+					return err
+				}
 			}
 			f.log.Error("event on revocation stream refused", "seq", d.Seq, "subject", d.Subject, "reason", reason, "err", err)
 			continue

@@ -202,10 +202,34 @@ func TestFollower_BoundsFutureRevocations(t *testing.T) {
 	if !ok {
 		t.Fatal("revocation not applied")
 	}
-	if max := time.Now().Add(DefaultLeeway); e.At.After(max) {
-		t.Fatalf("at = %s, want at most now + leeway (%s)", e.At, max)
-	}
 	if max := time.Now().Add(10*time.Minute + DefaultLeeway); e.Until.After(max) {
 		t.Fatalf("until = %s, want at most now + retention + leeway (%s)", e.Until, max)
+	}
+	if e.At.After(e.Until) {
+		t.Fatalf("at = %s, want at most until (%s)", e.At, e.Until)
+	}
+
+	// A jti revocation's at is bounded to now + leeway; a subject
+	// revocation dated by a clock 45 s ahead keeps its at: pulled back, it
+	// would let through tokens that clock dated just before it.
+	ahead := now.Add(45 * time.Second)
+	for _, k := range []bus.Kind{bus.KindToken, bus.KindSubject} {
+		seq, err := f.conn.Publish(t.Context(), &bus.Event{ID: bus.NewID(), Type: bus.TypeRevocation, Time: ahead, Actor: "fast clock",
+			Revocation: &bus.Revocation{Kind: k, Value: "v", At: ahead, Until: ahead.Add(5 * time.Minute)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.sc.WaitApplied(t.Context(), seq); err != nil {
+			t.Fatal(err)
+		}
+		e, ok := f.sc.db.Lookup(denyKey(k, "v"))
+		switch {
+		case !ok:
+			t.Fatalf("%s revocation not applied", k)
+		case k == bus.KindToken && e.At.After(time.Now().Add(DefaultLeeway)):
+			t.Fatalf("token revocation at = %s, want at most now + leeway", e.At)
+		case k == bus.KindSubject && !e.At.Equal(ahead):
+			t.Fatalf("subject revocation at = %s, want %s as dated", e.At, ahead)
+		}
 	}
 }

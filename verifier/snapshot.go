@@ -63,7 +63,12 @@ type snapshot struct {
 // after it are all there.
 // Chunks that fail their signature check are left out, and so is every
 // snapshot they would belong to.
-func readSnapshot(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, created time.Time, first, last uint64) (*snapshot, error) {
+//
+// The snapshot must also name the event keys its publisher trusted, and
+// they must include every key in trusted, the kids of the keys this
+// verifier trusts: otherwise its publisher may have skipped events this
+// verifier would apply.
+func readSnapshot(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, trusted []string, created time.Time, first, last uint64) (*snapshot, error) {
 	var msgs []bus.Delivery
 	// Chunks are up to a MiB each: ask for a few at a time, or the server
 	// may cut off a reader that falls behind.
@@ -78,6 +83,7 @@ func readSnapshot(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, cr
 		seq     uint64
 		created time.Time
 		count   int
+		keys    []string
 		chunks  []*bus.Snapshot // by index
 		bad     bool
 	}
@@ -94,10 +100,11 @@ func readSnapshot(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, cr
 		c := o.e.Snapshot
 		p := byID[c.ID]
 		if p == nil {
-			p = &parts{seq: c.Seq, created: c.StreamCreated, count: c.Count, chunks: make([]*bus.Snapshot, c.Count)}
+			p = &parts{seq: c.Seq, created: c.StreamCreated, count: c.Count, keys: c.EventKeys, chunks: make([]*bus.Snapshot, c.Count)}
 			byID[c.ID] = p
 		}
-		if c.Seq != p.seq || !c.StreamCreated.Equal(p.created) || c.Count != p.count || p.chunks[c.Index] != nil {
+		if c.Seq != p.seq || !c.StreamCreated.Equal(p.created) || c.Count != p.count || p.chunks[c.Index] != nil ||
+			!slices.Equal(c.EventKeys, p.keys) {
 			p.bad = true // chunks that disagree: signed, but not one snapshot
 			continue
 		}
@@ -122,6 +129,13 @@ func readSnapshot(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, cr
 		case first > 0 && p.seq < first-1:
 			why = append(why, fmt.Errorf("snapshot %s at %d: stale, the stream starts at %d", id, p.seq, first))
 			continue
+		case len(p.keys) == 0:
+			why = append(why, fmt.Errorf("snapshot %s at %d: names no event keys its publisher trusted (an older issuer)", id, p.seq))
+			continue
+		}
+		if kid, ok := untrustedBy(p.keys, trusted); ok {
+			why = append(why, fmt.Errorf("snapshot %s at %d: its publisher did not trust event key %s, which this verifier trusts", id, p.seq, kid))
+			continue
 		}
 		if best == nil || p.seq > best.seq || (p.seq == best.seq && id > best.id) {
 			best = &snapshot{id: id, seq: p.seq}
@@ -139,6 +153,16 @@ func readSnapshot(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, cr
 	return best, nil
 }
 
+// untrustedBy returns a kid of trusted that publisher does not hold.
+func untrustedBy(publisher, trusted []string) (string, bool) {
+	for _, kid := range trusted {
+		if !slices.Contains(publisher, kid) {
+			return kid, true
+		}
+	}
+	return "", false
+}
+
 // restore starts an empty denylist from the latest usable snapshot: it
 // applies its entries and its sequence in one batch and returns that
 // sequence, from which following continues. Without a usable snapshot it
@@ -150,7 +174,7 @@ func (f *Follower) restore(ctx context.Context, first, last uint64) (uint64, err
 	if err != nil {
 		return 0, err
 	}
-	snap, err := readSnapshot(ctx, f.conn, f.keys.EventKey, created, first, last)
+	snap, err := readSnapshot(ctx, f.conn, f.keys.EventKey, f.keys.EventKeys(), created, first, last)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
@@ -200,15 +224,51 @@ type SnapshotInfo struct {
 	Entries, Chunks int
 }
 
+// ErrSnapshotIncomplete reports that a denylist skipped an event of the
+// stream for its signature: a snapshot of it would make the verifiers that
+// start from it forget that event.
+var ErrSnapshotIncomplete = errors.New("the denylist skipped an event it could not verify; no snapshot of it is published")
+
 // PublishSnapshot publishes the entries db holds, a denylist filled by a
-// Follower, and the sequence they are the state at, as signed
-// chunks on bus.StreamSnapshots, through conn, which signs them. An empty
-// db (nothing applied) publishes nothing and returns a zero SnapshotInfo.
-// It is safe to call while db is being applied to.
+// Follower that refused no event, and the sequence they are the state at,
+// as signed chunks on bus.StreamSnapshots, through conn, which signs them;
+// the snapshot names conn's event key as the one its publisher trusted.
+// An empty db (nothing applied) publishes nothing and returns a zero
+// SnapshotInfo. It is safe to call while db is being applied to. A
+// Follower publishes its own denylist with Follower.PublishSnapshot.
 func PublishSnapshot(ctx context.Context, conn *bus.Conn, db *store.DB, actor string) (SnapshotInfo, error) {
+	signer := conn.Signer()
+	if signer == nil {
+		return SnapshotInfo{}, errors.New("publish snapshot: the connection has no event key to sign with")
+	}
+	return publishSnapshot(ctx, conn, db, actor, []string{signer.KeyID()}, nil)
+}
+
+// PublishSnapshot publishes the Follower's denylist as PublishSnapshot
+// does, naming the event keys it trusts, through its connection. It
+// returns an error wrapping ErrSnapshotIncomplete, and publishes nothing,
+// once the denylist has skipped an event for its signature (Complete):
+// a snapshot covers only what the Follower applied without refusals.
+func (f *Follower) PublishSnapshot(ctx context.Context, actor string) (SnapshotInfo, error) {
+	return publishSnapshot(ctx, f.conn, f.db, actor, f.keys.EventKeys(), f.Complete)
+}
+
+// publishSnapshot publishes db's entries, naming kids as the event keys
+// trusted; complete, if not nil, returns the last sequence db holds every
+// event up to.
+func publishSnapshot(ctx context.Context, conn *bus.Conn, db *store.DB, actor string, kids []string,
+	complete func() uint64) (SnapshotInfo, error) {
+	if len(kids) == 0 || len(kids) > bus.MaxSnapshotEventKeys {
+		return SnapshotInfo{}, fmt.Errorf("publish snapshot: %d trusted event keys, want 1 to %d", len(kids), bus.MaxSnapshotEventKeys)
+	}
 	seq, entries, err := db.Entries()
 	if err != nil || seq == 0 {
 		return SnapshotInfo{}, err
+	}
+	if complete != nil {
+		if c := complete(); seq > c {
+			return SnapshotInfo{}, fmt.Errorf("publish snapshot at %d: complete only up to %d: %w", seq, c, ErrSnapshotIncomplete)
+		}
 	}
 	// In key order, a verifier writes them to Pebble without sorting.
 	slices.SortFunc(entries, func(a, b store.Entry) int { return strings.Compare(a.Key, b.Key) })
@@ -222,6 +282,10 @@ func PublishSnapshot(ctx context.Context, conn *bus.Conn, db *store.DB, actor st
 	}
 	info := SnapshotInfo{ID: bus.NewID(), Seq: seq, Entries: len(se)}
 	chunks := bus.SnapshotChunks(info.ID, seq, created, se, actor, time.Now().UTC())
+	kids = slices.Sorted(slices.Values(kids))
+	for _, c := range chunks {
+		c.Snapshot.EventKeys = kids
+	}
 	info.Chunks = len(chunks)
 	for i := 0; i < len(chunks); i += snapshotWindow {
 		if _, err := conn.PublishAll(ctx, chunks[i:min(i+snapshotWindow, len(chunks))]...); err != nil {

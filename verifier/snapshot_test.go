@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -135,7 +136,11 @@ func TestSnapshot_Unusable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return bus.SnapshotChunks(bus.NewID(), seq, created, se, "test", time.Now())
+		chunks := bus.SnapshotChunks(bus.NewID(), seq, created, se, "test", time.Now())
+		for _, c := range chunks {
+			c.Snapshot.EventKeys = source.keys.EventKeys()
+		}
+		return chunks
 	}
 	publish := func(t *testing.T, conn *bus.Conn, chunks ...*bus.Event) {
 		if _, err := conn.PublishAll(t.Context(), chunks...); err != nil {
@@ -188,6 +193,20 @@ func TestSnapshot_Unusable(t *testing.T) {
 			c := chunksOf(t, source)
 			for _, e := range c {
 				e.Snapshot.StreamCreated = e.Snapshot.StreamCreated.Add(-time.Hour) // a HERALD deleted since
+			}
+			publish(t, conn, c...)
+		}},
+		{"older_publisher", func(t *testing.T, _ *bus.Server, conn *bus.Conn, source *Sidecar) {
+			c := chunksOf(t, source)
+			for _, e := range c {
+				e.Snapshot.EventKeys = nil // a publisher that did not track what it refused
+			}
+			publish(t, conn, c...)
+		}},
+		{"publisher_trusted_less", func(t *testing.T, _ *bus.Server, conn *bus.Conn, source *Sidecar) {
+			c := chunksOf(t, source)
+			for _, e := range c {
+				e.Snapshot.EventKeys = []string{"another-issuers-kid"} // it refused what this verifier applies
 			}
 			publish(t, conn, c...)
 		}},
@@ -257,5 +276,44 @@ func TestSnapshot_Stale(t *testing.T) {
 	}
 	if !sc.db.Contains(denyKey(bus.KindToken, "kept")) {
 		t.Fatal("revocation after the stale snapshot not applied")
+	}
+}
+
+// TestSnapshot_RefusalKeepsDenylistIncomplete: a follower that skips an
+// event it cannot verify is complete only up to the sequence before it,
+// across restarts, and publishes no snapshot of its denylist; so is a
+// fresh one that refuses the same event.
+func TestSnapshot_RefusalKeepsDenylistIncomplete(t *testing.T) {
+	srv, conn, _ := snapshotBus(t, 20*time.Minute)
+	dir := t.TempDir()
+	now := time.Now()
+	first := publishRevocation(t, conn, bus.KindSubject, "alice", now)
+	sc, stop := startSidecar(t, conn, dir)
+	waitApplied(t, sc, first)
+	if got := sc.follower.Complete(); got != first {
+		t.Fatalf("complete %d before any refusal, want %d", got, first)
+	}
+	forged := publishRevocation(t, bustest.ForeignConn(t, srv), bus.KindSubject, "snapuser", now)
+	last := publishRevocation(t, conn, bus.KindSubject, "bob", now)
+	waitApplied(t, sc, last)
+	if got := sc.follower.Complete(); got != forged-1 {
+		t.Fatalf("complete %d after refusing %d, want %d", got, forged, forged-1)
+	}
+	if _, err := sc.follower.PublishSnapshot(t.Context(), "test"); !errors.Is(err, ErrSnapshotIncomplete) {
+		t.Fatalf("publish a snapshot of a denylist that refused an event: %v, want ErrSnapshotIncomplete", err)
+	}
+	stop()
+
+	sc, stop = startSidecar(t, conn, dir)
+	waitApplied(t, sc, last)
+	if got := sc.follower.Complete(); got != forged-1 {
+		t.Fatalf("complete %d after a restart, want %d", got, forged-1)
+	}
+	stop()
+
+	fresh, _ := startSidecarWith(t, conn, SidecarConfig{DataDir: t.TempDir(), EventKeys: sc.keys.EventKeys()})
+	waitApplied(t, fresh, last)
+	if got := fresh.follower.Complete(); got != forged-1 {
+		t.Fatalf("complete %d of a fresh denylist that refused %d, want %d", got, forged, forged-1)
 	}
 }
