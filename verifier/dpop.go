@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"strings"
@@ -372,37 +373,63 @@ func AccessToken(r *http.Request) (token, scheme string, err error) {
 	return tok, scheme, nil
 }
 
-// requestTarget returns the method and URL a DPoP proof must name: the
-// original request's, as forward-auth proxies pass them (nginx
-// X-Original-Method and X-Original-URI, Traefik X-Forwarded-Method and
-// X-Forwarded-Uri, with X-Forwarded-Proto and X-Forwarded-Host), else r's own.
-func requestTarget(r *http.Request) (method, target string) {
-	first := func(names ...string) string {
-		for _, n := range names {
-			if v := r.Header.Get(n); v != "" {
-				return v
+// Headers a forward-auth proxy passes the original request's method, URI,
+// host and scheme in: nginx X-Original-Method and X-Original-URI, Traefik
+// X-Forwarded-Method and X-Forwarded-Uri, and X-Forwarded-Host and
+// X-Forwarded-Proto. The verifier reads them only from a trusted proxy,
+// whose configuration must set every one of them (deploy/ does).
+var (
+	forwardedMethod = []string{"X-Forwarded-Method", "X-Original-Method"}
+	forwardedURI    = []string{"X-Forwarded-Uri", "X-Original-URI"}
+)
+
+// trustedPeer reports whether r comes straight from a peer in
+// Config.TrustedProxies.
+func (v *Verifier) trustedPeer(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, p := range v.cfg.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// requestTarget returns the method and URL a DPoP proof must name. It is
+// r's own method, URI and Host, and its scheme (https over TLS), with two
+// exceptions for a peer in Config.TrustedProxies: X-Forwarded-Proto names
+// the scheme (a TLS-terminating proxy in front), and, when forwardAuth
+// (the request asks /v1/verify about another request), the forward-auth
+// headers name the original request's method, URI and host. Anyone else's
+// such headers are ignored: in proxy mode and in Middleware the request
+// checked is the request served.
+func (v *Verifier) requestTarget(r *http.Request, forwardAuth bool) (method, target string) {
+	method, uri, host := r.Method, r.URL.RequestURI(), r.Host
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if v.trustedPeer(r) {
+		first := func(names []string, def string) string {
+			for _, n := range names {
+				if v := r.Header.Get(n); v != "" {
+					return v
+				}
 			}
+			return def
 		}
-		return ""
-	}
-	method = first("X-Forwarded-Method", "X-Original-Method")
-	if method == "" {
-		method = r.Method
-	}
-	uri := first("X-Forwarded-Uri", "X-Original-URI")
-	if uri == "" {
-		uri = r.URL.RequestURI()
-	}
-	scheme := first("X-Forwarded-Proto")
-	if scheme == "" {
-		scheme = "http"
-		if r.TLS != nil {
-			scheme = "https"
+		if p := strings.ToLower(r.Header.Get("X-Forwarded-Proto")); p == "http" || p == "https" {
+			scheme = p
 		}
-	}
-	host := first("X-Forwarded-Host")
-	if host == "" {
-		host = r.Host
+		if forwardAuth {
+			method = first(forwardedMethod, method)
+			uri = first(forwardedURI, uri)
+			host = first([]string{"X-Forwarded-Host"}, host)
+		}
 	}
 	return method, scheme + "://" + host + uri
 }
@@ -411,7 +438,9 @@ func requestTarget(r *http.Request) (method, target string) {
 // to a DPoP key, the request's DPoP proof: a bound token needs the DPoP
 // scheme and a fresh proof by its key for this request, so a copied token
 // is useless without the key. Unbound tokens work with either scheme.
-func (v *Verifier) verifyRequest(r *http.Request) (*Claims, string, error) {
+// forwardAuth says r asks about another request (/v1/verify): see
+// requestTarget.
+func (v *Verifier) verifyRequest(r *http.Request, forwardAuth bool) (*Claims, string, error) {
 	tok, scheme, err := AccessToken(r)
 	if err != nil {
 		return nil, "", err
@@ -424,7 +453,7 @@ func (v *Verifier) verifyRequest(r *http.Request) (*Claims, string, error) {
 	if scheme != "DPoP" || len(proofs) != 1 {
 		return nil, "", ErrDPoPRequired
 	}
-	method, target := requestTarget(r)
+	method, target := v.requestTarget(r, forwardAuth)
 	now := v.cfg.Now()
 	p, err := VerifyDPoP(proofs[0], method, target, tok, now)
 	if err != nil {
