@@ -79,10 +79,12 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.inner.ServeHTTP(w, r)
 }
 
-// forward sends an admitted request upstream. Admitted requests may stream
-// for as long as the upstream does: the server's read and write timeouts,
-// which bound unauthenticated clients, are lifted; a revocation, the client
-// or the upstream ends them.
+// forward sends a request upstream. Requests a token or a session
+// admitted (claims in their context) may stream for as long as the
+// upstream does: the server's read and write timeouts, which bound
+// unauthenticated clients, are lifted; a revocation, the client or the
+// upstream ends them. Anonymous requests (public paths in cookie mode)
+// keep the timeouts.
 //
 // Only WebSocket upgrades are tunnelled: after any upgrade the connection
 // is bytes the verifier no longer reads, and a backend that keeps parsing
@@ -97,9 +99,11 @@ func (p *proxy) forward(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Time{})  // not supported by every ResponseWriter; the default timeouts then stay
-	_ = rc.SetWriteDeadline(time.Time{}) // likewise
+	if _, admitted := ClaimsFrom(r.Context()); admitted {
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Time{})  // not supported by every ResponseWriter; the default timeouts then stay
+		_ = rc.SetWriteDeadline(time.Time{}) // likewise
+	}
 	p.rp.ServeHTTP(w, r)
 }
 
