@@ -1,11 +1,13 @@
 package verifier
 
 import (
+	"container/heap"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"strings"
@@ -29,6 +31,9 @@ const (
 	HeaderDPoP = "DPoP"
 	// dpopReplayMax bounds the proof ids a verifier remembers.
 	dpopReplayMax = 1 << 18
+	// dpopReplayPerKey bounds the proof ids a verifier remembers of one
+	// key, so that one client cannot push out the others' proofs.
+	dpopReplayPerKey = 1 << 10
 )
 
 // Reasons a DPoP-bound request is refused (RFC 9449 section 7.1).
@@ -76,11 +81,31 @@ var (
 )
 
 // CheckDPoP checks a DPoP proof (RFC 9449 section 4.3) for a request with
+// method and URL at now, as VerifyDPoP does, then, when replay is not nil,
+// records its jti there (Use), refusing a proof seen before. Callers that
+// must first compare the proof's key with a token's cnf.jkt call
+// VerifyDPoP, compare, then Use, so that only a proof by the bound key is
+// ever recorded.
+func CheckDPoP(proof, method, rawURL, accessToken string, now time.Time, replay *ReplayCache) (*DPoPProof, error) {
+	p, err := VerifyDPoP(proof, method, rawURL, accessToken, now)
+	if err != nil {
+		return nil, err
+	}
+	if replay != nil {
+		if err := replay.Use(p, now); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// VerifyDPoP checks a DPoP proof (RFC 9449 section 4.3) for a request with
 // method and URL at now: typ dpop+jwt, an allowed asymmetric alg, a public
 // jwk that verifies the signature, htm and htu of this request, a recent
-// iat, a jti never seen before (replay), and, when accessToken is not
-// empty, ath, its hash. It returns the proof with its key's thumbprint.
-func CheckDPoP(proof, method, rawURL, accessToken string, now time.Time, replay *ReplayCache) (*DPoPProof, error) {
+// iat, and, when accessToken is not empty, ath, its hash. It returns the
+// proof with its key's thumbprint. It records nothing: replays are the
+// caller's to refuse, with ReplayCache.Use.
+func VerifyDPoP(proof, method, rawURL, accessToken string, now time.Time) (*DPoPProof, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrDPoPProof, fmt.Sprintf(format, args...))
 	}
@@ -158,9 +183,6 @@ func CheckDPoP(proof, method, rawURL, accessToken string, now time.Time, replay 
 			return nil, bad("ath does not match the access token")
 		}
 	}
-	if replay != nil && !replay.first(jkt+":"+c.ID, c.At.Add(DPoPMaxAge+DefaultLeeway)) {
-		return nil, bad("proof replayed")
-	}
 	return &DPoPProof{JKT: jkt, ID: c.ID, At: c.At.Time}, nil
 }
 
@@ -182,43 +204,142 @@ func sameHTU(a, b string) bool {
 }
 
 // ReplayCache remembers DPoP proof ids until they could no longer be
-// accepted, so that each proof is used once. It is bounded: when full it
-// refuses new proofs rather than forget live ones (fail closed). It is
+// accepted, so that each proof is used once. It is bounded twice: each key
+// holds at most a fixed number of proof ids, and the whole cache at most
+// max. When a bound is reached the oldest proof id goes (of the key, or of
+// the whole cache), and from then on every proof no newer than the one
+// forgotten is refused as a possible replay: nothing forgotten can be
+// replayed, and a fresh proof of an honest client is still accepted. It is
 // safe for concurrent use.
 type ReplayCache struct {
-	max int
+	max    int
+	perKey int
 
 	mu    sync.Mutex
-	seen  map[string]time.Time
-	swept time.Time
+	keys  map[string]*replayKey // by key thumbprint
+	order replayHeap            // every id held, the soonest to expire first
+	floor time.Time             // ids expiring at or before this were forgotten early
 }
 
-// NewReplayCache returns a cache of at most max proof ids.
-func NewReplayCache(max int) *ReplayCache {
-	return &ReplayCache{max: max, seen: make(map[string]time.Time)}
+// replayKey is what a ReplayCache holds of one key's proofs.
+type replayKey struct {
+	ids   map[string]*replayEntry
+	floor time.Time // this key's ids expiring at or before this were forgotten early
 }
 
-// first records id until until and reports whether it was new.
-func (c *ReplayCache) first(id string, until time.Time) bool {
-	now := time.Now()
+// replayEntry is one remembered proof id.
+type replayEntry struct {
+	jkt, id string
+	until   time.Time // when the proof can no longer be accepted
+	index   int       // in ReplayCache.order
+}
+
+// replayHeap orders entries by until (container/heap).
+type replayHeap []*replayEntry
+
+func (h replayHeap) Len() int           { return len(h) }
+func (h replayHeap) Less(i, j int) bool { return h[i].until.Before(h[j].until) }
+func (h replayHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *replayHeap) Push(x any) {
+	e := x.(*replayEntry)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *replayHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
+}
+
+// NewReplayCache returns a cache of at most n proof ids, and of at most
+// dpopReplayPerKey (or n, if lower) of any one key.
+func NewReplayCache(n int) *ReplayCache {
+	n = max(n, 1)
+	return &ReplayCache{max: n, perKey: min(n, dpopReplayPerKey), keys: make(map[string]*replayKey)}
+}
+
+// Use records the id of proof p at now and refuses, with ErrDPoPProof, a
+// proof seen before or no newer than one the cache had to forget. Call it
+// only once p is known to be good for the request: its key bound to the
+// valid token it comes with.
+func (c *ReplayCache) Use(p *DPoPProof, now time.Time) error {
+	until := p.At.Add(DPoPMaxAge + DefaultLeeway)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if now.Sub(c.swept) > time.Second || len(c.seen) >= c.max {
-		for k, t := range c.seen {
-			if now.After(t) {
-				delete(c.seen, k)
+	for len(c.order) > 0 && !c.order[0].until.After(now) {
+		c.forget(heap.Pop(&c.order).(*replayEntry))
+	}
+	k := c.keys[p.JKT]
+	if k == nil {
+		k = &replayKey{ids: make(map[string]*replayEntry)}
+		c.keys[p.JKT] = k
+	}
+	if _, ok := k.ids[p.ID]; ok {
+		return fmt.Errorf("%w: proof replayed", ErrDPoPProof)
+	}
+	if len(k.ids) >= c.perKey {
+		var oldest *replayEntry
+		for _, e := range k.ids {
+			if oldest == nil || e.until.Before(oldest.until) {
+				oldest = e
 			}
 		}
-		c.swept = now
+		heap.Remove(&c.order, oldest.index)
+		delete(k.ids, oldest.id)
+		if oldest.until.After(k.floor) {
+			k.floor = oldest.until
+		}
 	}
-	if t, ok := c.seen[id]; ok && now.Before(t) {
-		return false
+	if !until.After(c.floor) || !until.After(k.floor) {
+		if len(k.ids) == 0 {
+			delete(c.keys, p.JKT)
+		}
+		return fmt.Errorf("%w: proof replayed or older than the proofs this verifier remembers", ErrDPoPProof)
 	}
-	if len(c.seen) >= c.max {
-		return false
+	if len(c.order) >= c.max {
+		e := heap.Pop(&c.order).(*replayEntry)
+		c.forget(e)
+		if e.until.After(c.floor) {
+			c.floor = e.until
+		}
+		if !until.After(c.floor) {
+			return fmt.Errorf("%w: proof replayed or older than the proofs this verifier remembers", ErrDPoPProof)
+		}
+		if k = c.keys[p.JKT]; k == nil {
+			k = &replayKey{ids: make(map[string]*replayEntry)}
+			c.keys[p.JKT] = k
+		}
 	}
-	c.seen[id] = until
-	return true
+	e := &replayEntry{jkt: p.JKT, id: p.ID, until: until}
+	heap.Push(&c.order, e)
+	k.ids[p.ID] = e
+	return nil
+}
+
+// forget deletes e, already out of c.order, from its key, and the key once
+// it holds nothing: its floor is then below the cache's or expired. The
+// caller holds c.mu.
+func (c *ReplayCache) forget(e *replayEntry) {
+	k := c.keys[e.jkt]
+	if k == nil {
+		return
+	}
+	delete(k.ids, e.id)
+	if len(k.ids) == 0 {
+		delete(c.keys, e.jkt)
+	}
+}
+
+// len returns how many proof ids c holds.
+func (c *ReplayCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.order)
 }
 
 // AccessToken returns the access token of r's Authorization header and
@@ -252,37 +373,63 @@ func AccessToken(r *http.Request) (token, scheme string, err error) {
 	return tok, scheme, nil
 }
 
-// requestTarget returns the method and URL a DPoP proof must name: the
-// original request's, as forward-auth proxies pass them (nginx
-// X-Original-Method and X-Original-URI, Traefik X-Forwarded-Method and
-// X-Forwarded-Uri, with X-Forwarded-Proto and X-Forwarded-Host), else r's own.
-func requestTarget(r *http.Request) (method, target string) {
-	first := func(names ...string) string {
-		for _, n := range names {
-			if v := r.Header.Get(n); v != "" {
-				return v
+// Headers a forward-auth proxy passes the original request's method, URI,
+// host and scheme in: nginx X-Original-Method and X-Original-URI, Traefik
+// X-Forwarded-Method and X-Forwarded-Uri, and X-Forwarded-Host and
+// X-Forwarded-Proto. The verifier reads them only from a trusted proxy,
+// whose configuration must set every one of them (deploy/ does).
+var (
+	forwardedMethod = []string{"X-Forwarded-Method", "X-Original-Method"}
+	forwardedURI    = []string{"X-Forwarded-Uri", "X-Original-URI"}
+)
+
+// trustedPeer reports whether r comes straight from a peer in
+// Config.TrustedProxies.
+func (v *Verifier) trustedPeer(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, p := range v.cfg.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// requestTarget returns the method and URL a DPoP proof must name. It is
+// r's own method, URI and Host, and its scheme (https over TLS), with two
+// exceptions for a peer in Config.TrustedProxies: X-Forwarded-Proto names
+// the scheme (a TLS-terminating proxy in front), and, when forwardAuth
+// (the request asks /v1/verify about another request), the forward-auth
+// headers name the original request's method, URI and host. Anyone else's
+// such headers are ignored: in proxy mode and in Middleware the request
+// checked is the request served.
+func (v *Verifier) requestTarget(r *http.Request, forwardAuth bool) (method, target string) {
+	method, uri, host := r.Method, r.URL.RequestURI(), r.Host
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if v.trustedPeer(r) {
+		first := func(names []string, def string) string {
+			for _, n := range names {
+				if v := r.Header.Get(n); v != "" {
+					return v
+				}
 			}
+			return def
 		}
-		return ""
-	}
-	method = first("X-Forwarded-Method", "X-Original-Method")
-	if method == "" {
-		method = r.Method
-	}
-	uri := first("X-Forwarded-Uri", "X-Original-URI")
-	if uri == "" {
-		uri = r.URL.RequestURI()
-	}
-	scheme := first("X-Forwarded-Proto")
-	if scheme == "" {
-		scheme = "http"
-		if r.TLS != nil {
-			scheme = "https"
+		if p := strings.ToLower(r.Header.Get("X-Forwarded-Proto")); p == "http" || p == "https" {
+			scheme = p
 		}
-	}
-	host := first("X-Forwarded-Host")
-	if host == "" {
-		host = r.Host
+		if forwardAuth {
+			method = first(forwardedMethod, method)
+			uri = first(forwardedURI, uri)
+			host = first([]string{"X-Forwarded-Host"}, host)
+		}
 	}
 	return method, scheme + "://" + host + uri
 }
@@ -291,7 +438,9 @@ func requestTarget(r *http.Request) (method, target string) {
 // to a DPoP key, the request's DPoP proof: a bound token needs the DPoP
 // scheme and a fresh proof by its key for this request, so a copied token
 // is useless without the key. Unbound tokens work with either scheme.
-func (v *Verifier) verifyRequest(r *http.Request) (*Claims, string, error) {
+// forwardAuth says r asks about another request (/v1/verify): see
+// requestTarget.
+func (v *Verifier) verifyRequest(r *http.Request, forwardAuth bool) (*Claims, string, error) {
 	tok, scheme, err := AccessToken(r)
 	if err != nil {
 		return nil, "", err
@@ -304,13 +453,19 @@ func (v *Verifier) verifyRequest(r *http.Request) (*Claims, string, error) {
 	if scheme != "DPoP" || len(proofs) != 1 {
 		return nil, "", ErrDPoPRequired
 	}
-	method, target := requestTarget(r)
-	p, err := CheckDPoP(proofs[0], method, target, tok, v.cfg.Now(), v.replay)
+	method, target := v.requestTarget(r, forwardAuth)
+	now := v.cfg.Now()
+	p, err := VerifyDPoP(proofs[0], method, target, tok, now)
 	if err != nil {
 		return nil, "", err
 	}
 	if p.JKT != c.Confirmation.JKT {
 		return nil, "", fmt.Errorf("%w: signed by another key than the token is bound to", ErrDPoPProof)
+	}
+	// Only now, with the token valid and the proof by its key, is the
+	// proof's id worth remembering: nobody without both can fill the cache.
+	if err := v.replay.Use(p, now); err != nil {
+		return nil, "", err
 	}
 	return c, kid, nil
 }

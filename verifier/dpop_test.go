@@ -124,10 +124,17 @@ func TestCheckDPoP_Replay(t *testing.T) {
 	if _, err := CheckDPoP(p, "GET", "https://a.example/x", "tok", time.Now(), cache); !errors.Is(err, ErrDPoPProof) {
 		t.Fatalf("replayed proof: %v, want refused", err)
 	}
+	// A full cache forgets its oldest proof rather than refuse a newer one.
 	full := NewReplayCache(1)
-	full.first("x", time.Now().Add(time.Hour))
-	if _, err := CheckDPoP(k.proof(t, "GET", "https://a.example/x", "tok", nil), "GET", "https://a.example/x", "tok", time.Now(), full); err == nil {
-		t.Fatal("a full replay cache must refuse new proofs (fail closed)")
+	old := k.proof(t, "GET", "https://a.example/x", "tok", func(_, c map[string]any) { c["iat"] = time.Now().Add(-10 * time.Second).Unix() })
+	if _, err := CheckDPoP(old, "GET", "https://a.example/x", "tok", time.Now(), full); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CheckDPoP(newDPoPKey(t).proof(t, "GET", "https://a.example/x", "tok", nil), "GET", "https://a.example/x", "tok", time.Now(), full); err != nil {
+		t.Fatalf("a full replay cache refused a newer proof: %v", err)
+	}
+	if _, err := CheckDPoP(old, "GET", "https://a.example/x", "tok", time.Now(), full); !errors.Is(err, ErrDPoPProof) {
+		t.Fatalf("a forgotten proof replayed: %v, want refused", err)
 	}
 }
 

@@ -66,7 +66,7 @@ func BearerToken(r *http.Request) (string, error) {
 func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	start := time.Now()
-	c, _, err := h.sc.verifier.verifyRequest(r)
+	c, _, err := h.sc.verifier.verifyRequest(r, true)
 	h.sc.verifier.metrics.record(r.Context(), start, err)
 	if err != nil {
 		h.sc.log.Debug("token refused", "reason", Reason(err), "remote", r.RemoteAddr)

@@ -209,3 +209,49 @@ func TestNginx_NoVerdict(t *testing.T) {
 		t.Fatalf("status %d, Retry-After %q, body %.80s; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 }
+
+// TestNginx_DPoPTarget: behind the deploy example's nginx, a DPoP proof is
+// checked against the method and URL the client sent to nginx, which the
+// example passes to the verifier and overwrites whatever the client sent
+// under those header names: a proof for GET /public/readonly does not
+// admit DELETE /admin/users/42, nor one for https://victim.example/x a
+// POST /transfer, whatever X-Forwarded-* or X-Original-* headers say.
+func TestNginx_DPoPTarget(t *testing.T) {
+	f := newFixture(t)
+	var calls atomic.Int64
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		writeJSON(w, http.StatusOK, r.Header)
+	}))
+	t.Cleanup(app.Close)
+	base := startNginx(t, f.sc.Addr().String(), strings.TrimPrefix(app.URL, "http://"))
+	host := strings.TrimPrefix(base, "http://")
+	k := newDPoPKey(t)
+	tok := f.boundToken(t, k)
+
+	refused := func(t *testing.T, method, path, proof string, forged map[string]string) {
+		t.Helper()
+		before := calls.Load()
+		code, wa := dpopDo(t, method, base+path, tok, proof, forged)
+		if code != http.StatusUnauthorized || !strings.Contains(wa, "invalid_dpop_proof") || calls.Load() != before {
+			t.Fatalf("%s %s: %d %q (app calls %d→%d), want 401 invalid_dpop_proof", method, path, code, wa, before, calls.Load())
+		}
+	}
+	t.Run("proof for a GET elsewhere, sent as a DELETE", func(t *testing.T) {
+		refused(t, "DELETE", "/admin/users/42", k.proof(t, "GET", base+"/public/readonly", tok, nil),
+			forgedTarget("GET", host, "http", "/public/readonly"))
+	})
+	t.Run("proof for another site", func(t *testing.T) {
+		refused(t, "POST", "/transfer", k.proof(t, "POST", "https://victim.example/x", tok, nil),
+			forgedTarget("POST", "victim.example", "https", "/x"))
+	})
+	t.Run("proof for the request", func(t *testing.T) {
+		for _, forged := range []map[string]string{nil, forgedTarget("GET", "victim.example", "https", "/public/readonly")} {
+			before := calls.Load()
+			proof := k.proof(t, "DELETE", base+"/admin/users/42", tok, nil)
+			if code, wa := dpopDo(t, "DELETE", base+"/admin/users/42?x=1", tok, proof, forged); code != http.StatusOK || calls.Load() != before+1 {
+				t.Fatalf("honest DELETE (forged headers %v): %d %q, want 200", forged != nil, code, wa)
+			}
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -78,15 +79,46 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.inner.ServeHTTP(w, r)
 }
 
-// forward sends an admitted request upstream. Admitted requests may stream
-// for as long as the upstream does: the server's read and write timeouts,
-// which bound unauthenticated clients, are lifted; a revocation, the client
-// or the upstream ends them.
+// forward sends a request upstream. Requests a token or a session
+// admitted (claims in their context) may stream for as long as the
+// upstream does: the server's read and write timeouts, which bound
+// unauthenticated clients, are lifted; a revocation, the client or the
+// upstream ends them. Anonymous requests (public paths in cookie mode)
+// keep the timeouts.
+//
+// Only WebSocket upgrades are tunnelled: after any upgrade the connection
+// is bytes the verifier no longer reads, and a backend that keeps parsing
+// HTTP on it (h2c, a custom protocol) would serve requests nobody checked.
+// Other upgrades are refused with 400 before they reach the upstream.
 func (p *proxy) forward(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Time{})  // not supported by every ResponseWriter; the default timeouts then stay
-	_ = rc.SetWriteDeadline(time.Time{}) // likewise
+	if up := upgradeType(r.Header); up != "" && !strings.EqualFold(up, "websocket") {
+		p.log.Debug("upgrade refused", "upgrade", up, "path", r.URL.Path, "remote", r.RemoteAddr)
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusBadRequest, map[string]string{
+			"error": "invalid_request", "error_description": "only WebSocket upgrades are proxied",
+		})
+		return
+	}
+	if _, admitted := ClaimsFrom(r.Context()); admitted {
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Time{})  // not supported by every ResponseWriter; the default timeouts then stay
+		_ = rc.SetWriteDeadline(time.Time{}) // likewise
+	}
 	p.rp.ServeHTTP(w, r)
+}
+
+// upgradeType returns the protocol a request asks to upgrade to, as
+// httputil.ReverseProxy reads it: the Upgrade header when Connection names
+// "upgrade", else "" (the proxy then drops Upgrade as a hop-by-hop header).
+func upgradeType(h http.Header) string {
+	for _, v := range h.Values("Connection") {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return h.Get("Upgrade")
+			}
+		}
+	}
+	return ""
 }
 
 // upstreamError answers 502 when the upstream cannot be reached, and

@@ -46,7 +46,7 @@ func (u *echoUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer conn.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: herald-test\r\nConnection: Upgrade\r\n\r\n")
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
 		brw.Flush()
 		io.Copy(conn, brw) // echo until the proxy closes
 	default:
@@ -271,7 +271,7 @@ func openUpgrade(t *testing.T, addr, token string) (net.Conn, *bufio.Reader) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer %s\r\nConnection: Upgrade\r\nUpgrade: herald-test\r\n\r\n", token)
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", token)
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {

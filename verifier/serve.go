@@ -20,16 +20,39 @@ const (
 	MaxHeaderBytes = 32 << 10
 )
 
+// Timeouts bound the slow clients of an HTTP server Serve runs. A zero
+// field takes Herald's default: 5 s for the header, 15 s for the whole
+// request, 30 s for the response, 120 s idle.
+type Timeouts struct {
+	ReadHeader, Read, Write, Idle time.Duration
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	pick := func(d, def time.Duration) time.Duration {
+		if d <= 0 {
+			return def
+		}
+		return d
+	}
+	return Timeouts{pick(t.ReadHeader, readHeaderTimeout), pick(t.Read, readTimeout), pick(t.Write, writeTimeout), pick(t.Idle, idleTimeout)}
+}
+
 // Serve serves h on ln until ctx ends, then shuts down gracefully, waiting
 // up to ten seconds for requests in flight. Herald's issuer uses it too, so
 // both servers share one set of timeouts.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	return ServeWith(ctx, ln, h, Timeouts{})
+}
+
+// ServeWith is Serve with other timeouts (zero fields keep the defaults).
+func ServeWith(ctx context.Context, ln net.Listener, h http.Handler, t Timeouts) error {
+	t = t.withDefaults()
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}

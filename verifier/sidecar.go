@@ -93,6 +93,10 @@ type SidecarConfig struct {
 	Metrics http.Handler
 	// Logger receives the sidecar's logs. Nil uses slog.Default().
 	Logger *slog.Logger
+	// Timeouts bound slow clients of the sidecar's HTTP server; zero
+	// fields keep the defaults (see Serve). Requests a token or session
+	// admitted in proxy mode are exempt from the read and write timeouts.
+	Timeouts Timeouts
 }
 
 func (c *SidecarConfig) setDefaults() {
@@ -410,7 +414,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		run("heartbeat", s.heartbeat)
 	}
 	if s.ln != nil {
-		run("http", func(ctx context.Context) error { return Serve(ctx, s.ln, newHandler(s)) })
+		run("http", func(ctx context.Context) error { return ServeWith(ctx, s.ln, newHandler(s), s.cfg.Timeouts) })
 	}
 	run("live requests", func(ctx context.Context) error {
 		// Streams and upgraded connections the proxy holds would keep the

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -45,6 +46,18 @@ type Config struct {
 	// MeterProvider receives the verification metrics. Nil uses the global
 	// OpenTelemetry provider (a no-op unless the program set one up).
 	MeterProvider metric.MeterProvider
+	// TrustedProxies are the peers whose forwarding headers a DPoP check
+	// believes: X-Forwarded-Proto everywhere, and, on the sidecar's
+	// /v1/verify (forward auth), the original request's method, URI and
+	// host (X-Forwarded-Method/-Uri/-Host, X-Original-Method/-URI). Nil
+	// means DefaultTrustedProxies (loopback); empty, not nil, trusts no peer.
+	TrustedProxies []netip.Prefix
+}
+
+// DefaultTrustedProxies returns the default Config.TrustedProxies: the
+// loopback addresses, where a proxy next to the sidecar connects from.
+func DefaultTrustedProxies() []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 }
 
 func (c *Config) setDefaults() {
@@ -62,6 +75,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CacheSize == 0 {
 		c.CacheSize = DefaultCacheSize
+	}
+	if c.TrustedProxies == nil {
+		c.TrustedProxies = DefaultTrustedProxies()
 	}
 }
 
@@ -87,6 +103,11 @@ func (c *Config) Validate() error {
 	}
 	if c.CacheSize > 1<<24 {
 		errs = append(errs, errors.New("cache size must be at most 16777216 entries"))
+	}
+	for _, p := range c.TrustedProxies {
+		if !p.IsValid() {
+			errs = append(errs, fmt.Errorf("trusted proxy %s is not a valid CIDR prefix", p))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +23,7 @@ import (
 // verifierFlags are the verifier's own flags.
 type verifierFlags struct {
 	http, data, natsURL, issuerURL, audience, logLevel string
-	upstream, onStale, id                              string
+	upstream, onStale, id, trustedProxies              string
 	maxStaleness, heartbeat                            time.Duration
 	cacheSize                                          int
 	nats                                               natsFlags
@@ -86,6 +87,7 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&f.onStale, "on-stale", verifier.StaleDeny, "when stale: deny (no verdicts, 503) or allow (answer from the last state, marked X-Herald-Stale)")
 	fs.DurationVar(&f.heartbeat, "heartbeat", bus.DefaultHeartbeatEvery, "how often to report to the fleet (HERALD_VERIFIERS); 0 disables")
 	fs.StringVar(&f.id, "id", "", "id in the fleet (default: created once, kept in <data>/verifier.id)")
+	fs.StringVar(&f.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128", "comma-separated CIDRs (or addresses) of the proxies whose X-Forwarded-Proto, and forward-auth X-Forwarded-*/X-Original-* headers, DPoP checks believe; empty trusts none")
 	fs.IntVar(&f.cacheSize, "cache-size", verifier.DefaultCacheSize, "verified tokens remembered to skip signature checks; 0 disables")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.nats.register(fs)
@@ -101,8 +103,12 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	trusted, err := parsePrefixes(f.trustedProxies)
+	if err != nil {
+		return fmt.Errorf("verifier: --trusted-proxies: %w", err)
+	}
 	cfg := verifier.SidecarConfig{
-		Verifier:  verifier.Config{Issuer: f.issuerURL, Audience: f.audience, CacheSize: f.cacheSize},
+		Verifier:  verifier.Config{Issuer: f.issuerURL, Audience: f.audience, CacheSize: f.cacheSize, TrustedProxies: trusted},
 		EventKeys: f.nats.pins(),
 		DataDir:   f.data,
 		HTTPAddr:  f.http,
@@ -143,6 +149,27 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer sc.Close()
 	return sc.Run(ctx)
+}
+
+// parsePrefixes parses a comma-separated list of CIDR prefixes or single
+// addresses. An empty list gives an empty, not nil, slice.
+func parsePrefixes(list string) ([]netip.Prefix, error) {
+	out := []netip.Prefix{}
+	for item := range strings.SplitSeq(list, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(item); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(item)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR prefix nor an address", item)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -147,3 +147,24 @@ func TestRun_VerifierProxyAndFleet(t *testing.T) {
 		t.Fatalf("status with a wrong admin token: %v, want 401", err)
 	}
 }
+
+func TestParsePrefixes(t *testing.T) {
+	got, err := parsePrefixes(" 127.0.0.0/8, ::1/128,10.1.2.3 ,::ffff:192.0.2.1,192.168.1.7/24")
+	want := []string{"127.0.0.0/8", "::1/128", "10.1.2.3/32", "192.0.2.1/32", "192.168.1.0/24"}
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("parsePrefixes = %v, %v; want %v", got, err, want)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("prefix %d = %s, want %s", i, got[i], want[i])
+		}
+	}
+	if none, err := parsePrefixes(""); err != nil || none == nil || len(none) != 0 {
+		t.Errorf("empty list = %#v, %v; want an empty, non-nil list (trust none)", none, err)
+	}
+	for _, bad := range []string{"localhost", "10.0.0.0/33", "1.2.3"} {
+		if _, err := parsePrefixes(bad); err == nil {
+			t.Errorf("parsePrefixes(%q) accepted", bad)
+		}
+	}
+}
