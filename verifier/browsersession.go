@@ -287,7 +287,7 @@ func (b *bff) end(ctx context.Context, st *cookieState, why string) error {
 	b.mu.Lock()
 	b.remember(st, true, time.Now().Add(endedMemory))
 	b.mu.Unlock()
-	if err := b.iss.revoke(ctx, st.Refresh); err != nil {
+	if err := b.iss.endSession(ctx, st.Session, st.Refresh, why); err != nil {
 		b.log.Warn("could not end session at the issuer", "sid", st.Session, "why", why, "err", err)
 		return err
 	}
