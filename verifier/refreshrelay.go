@@ -75,6 +75,11 @@ type relayResult struct {
 	Next *cookieState `json:"next,omitempty"`
 	// Ended reports that the issuer refused the refresh for good.
 	Ended bool `json:"ended,omitempty"`
+	// At is when the refresh was made, by the session clock of the replica
+	// that made it: a cookie from before it is served only shortly after
+	// (refreshGrace). A result without it (an older replica's) counts from
+	// when the bucket stored it.
+	At time.Time `json:"at,omitzero"`
 }
 
 // refreshClaim is a claim this replica won: its revision, over which the
@@ -185,17 +190,17 @@ func (r *refreshRelay) wait(ctx context.Context, st *cookieState) (*relayResult,
 }
 
 // settle writes the outcome of the refresh of st over the claim cl: its
-// next state, or that the issuer ended the session. When the issuer could
+// next state and when it was made, or that the issuer ended the session. When the issuer could
 // not be reached it withdraws the claim, so that a later request (on any
 // replica) tries again, as a single replica would. The request's
 // cancellation does not stop it: the others wait for it.
-func (r *refreshRelay) settle(ctx context.Context, cl *refreshClaim, st, next *cookieState, rerr error) {
+func (r *refreshRelay) settle(ctx context.Context, cl *refreshClaim, st, next *cookieState, at time.Time, rerr error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), relayOpTimeout)
 	defer cancel()
 	var res relayResult
 	switch {
 	case next != nil:
-		res.Next = next
+		res.Next, res.At = next, at
 	case errors.Is(rerr, errSessionEnded):
 		res.Ended = true
 	default:
@@ -237,6 +242,9 @@ func (r *refreshRelay) result(st *cookieState, key string, e jetstream.KeyValueE
 	if n == nil || n.Handle != st.Handle || n.Gen != st.Gen+1 || n.Session != st.Session || n.Created != st.Created ||
 		n.Access == "" || n.Refresh == "" {
 		return nil
+	}
+	if res.At.IsZero() {
+		res.At = e.Created()
 	}
 	return &res
 }

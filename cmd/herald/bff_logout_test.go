@@ -80,3 +80,51 @@ func TestBFF_LogoutNotAcknowledged(t *testing.T) {
 		t.Fatalf("issuer sessions: %v, want alice's still live", got)
 	}
 }
+
+// TestBFF_OldCookieIsReuse: a cookie copied at login stops working once the
+// victim's session has refreshed past it, however active the victim is: a
+// cookie older than the immediately previous generation, or the previous
+// one past its grace window, on the replica that refreshed or on another
+// one (which learns of the refresh from HERALD_BFF), is reuse and ends the
+// session, as refresh token reuse does.
+func TestBFF_OldCookieIsReuse(t *testing.T) {
+	st := newBFFStack(t, 2, 0, verifier.CookieConfig{})
+	a, b := st.scs[0], st.scs[1]
+	refresh := func(sc *verifier.Sidecar, cookie string) string {
+		t.Helper()
+		st.clock.Add(int64(4 * time.Minute)) // due for refresh
+		r := send(t, sc, "GET", "/whoami", cookie, nil)
+		next, _, ok := r.cookie()
+		if r.code != http.StatusOK || !ok {
+			t.Fatalf("refresh: %d %s, refreshed cookie %v", r.code, r.body, ok)
+		}
+		return next
+	}
+
+	t.Run("two generations back", func(t *testing.T) {
+		copied := st.login(t, a, "alice", "")
+		victim := refresh(a, refresh(a, copied))
+		if err := wantRefused(t, a, copied); err != nil {
+			t.Fatalf("the copy from login after two refreshes: %v", err)
+		}
+		st.waitNoSessions(t, "alice")
+		bustest.WaitFor(t, 5*time.Second, func() error { return wantRefused(t, b, victim) })
+	})
+	for _, sc := range []*verifier.Sidecar{a, b} {
+		t.Run("previous generation past the grace window on "+sc.URL(), func(t *testing.T) {
+			user := "bob" + strings.TrimPrefix(sc.URL(), "http://127.0.0.1:")
+			copied := st.login(t, a, user, "")
+			victim := refresh(a, copied)
+			if me := whoami(t, a, copied); me["sub"] != user {
+				t.Fatalf("the previous cookie right after the refresh: %v, want it served", me)
+			}
+			st.shift.Add(int64(2 * time.Minute))
+			st.clock.Add(int64(2 * time.Minute))
+			if err := wantRefused(t, sc, copied); err != nil {
+				t.Fatalf("the previous cookie two minutes after the refresh: %v", err)
+			}
+			st.waitNoSessions(t, user)
+			bustest.WaitFor(t, 5*time.Second, func() error { return wantRefused(t, a, victim) })
+		})
+	}
+}
