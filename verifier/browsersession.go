@@ -272,6 +272,8 @@ func lifetime(c *Claims) time.Duration {
 func (b *bff) rotate(ctx context.Context, st *cookieState, expired bool) (*cookieState, time.Time, *Claims, string, error) {
 	cl, res, err := b.rly.claim(ctx, st)
 	switch {
+	case errors.Is(err, errRelayFull):
+		return nil, time.Time{}, nil, "", err
 	case err != nil:
 		// As a single replica would; the issuer still refuses a reuse.
 		next, c, kid, err := b.rotateAtIssuer(ctx, st)

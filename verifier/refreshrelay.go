@@ -53,6 +53,18 @@ var (
 	errRefreshWithdrawn = errors.New("another replica's refresh of the session failed")
 	// errNoRelay: the bucket cannot be used now; refresh alone.
 	errNoRelay = errors.New("refresh relay unavailable")
+	// errRelayFull: the bucket refused the claim for lack of room (its
+	// limits, or the store's). Whoever fills it must not make replicas
+	// refresh on their own, which ends sessions when two do at once: the
+	// refresh fails closed, and a later request tries again.
+	errRelayFull = errors.New("refresh relay full: the session's refresh is postponed")
+)
+
+// JetStream API errors of a write refused for lack of room.
+const (
+	jsErrStoreFailed           jetstream.ErrorCode = 10077 // "maximum bytes/messages exceeded"
+	jsErrInsufficientResources jetstream.ErrorCode = 10023
+	jsErrStorageExceeded       jetstream.ErrorCode = 10047
 )
 
 // refreshRelay claims refreshes in HERALD_BFF and hands their results
@@ -116,7 +128,8 @@ func (r *refreshRelay) bucket(ctx context.Context) jetstream.KeyValue {
 // claim tries to win the refresh of st. It returns the claim when this
 // replica won it. When another replica holds it, it returns that replica's
 // result if already written, else neither. It fails with errNoRelay when
-// the bucket cannot be used: the caller refreshes on its own.
+// the bucket cannot be used: the caller refreshes on its own; and with
+// errRelayFull when the bucket has no room: the caller does not refresh.
 func (r *refreshRelay) claim(ctx context.Context, st *cookieState) (*refreshClaim, *relayResult, error) {
 	kv := r.bucket(ctx)
 	if kv == nil {
@@ -129,7 +142,12 @@ func (r *refreshRelay) claim(ctx context.Context, st *cookieState) (*refreshClai
 	if err == nil {
 		return &refreshClaim{kv: kv, key: key, rev: rev}, nil, nil
 	}
-	if !claimTaken(err) {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrStoreFailed ||
+		apiErr.ErrorCode == jsErrInsufficientResources || apiErr.ErrorCode == jsErrStorageExceeded):
+		return nil, nil, fmt.Errorf("%w: claim: %w", errRelayFull, err)
+	case !claimTaken(err):
 		return nil, nil, fmt.Errorf("%w: claim: %w", errNoRelay, err)
 	}
 	e, err := kv.Get(ctx, key)
