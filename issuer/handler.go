@@ -53,6 +53,7 @@ func newHandler(s *Service) *handler {
 	h.mux.HandleFunc("DELETE /v1/credentials/{name}", h.require(ScopeAdmin, h.deleteCredential))
 	h.mux.HandleFunc("POST /oauth2/token", h.limited(h.token))
 	h.mux.HandleFunc("POST /oauth2/revoke", h.limited(h.revokeToken))
+	h.mux.HandleFunc("POST "+SessionEndPath, h.limited(h.endSessionByToken))
 	h.mux.HandleFunc("POST /oauth2/introspect", h.limited(h.introspect))
 	h.mux.HandleFunc("GET /.well-known/oauth-authorization-server", h.metadata)
 	h.mux.HandleFunc("GET /.well-known/jwks.json", h.jwks)

@@ -18,6 +18,16 @@ const seenEvery = time.Minute
 // stream into the denylist.
 const endedMemory = time.Hour
 
+// refreshGrace is how long after a refresh the cookie from just before it
+// is still served, with the refreshed tokens: the requests a browser sent
+// before it stored the new cookie arrive within it. An older cookie, or
+// that one later, is a copy of the cookie: reuse, which ends the session.
+const refreshGrace = 30 * time.Second
+
+// errCookieReuse refuses a cookie of an older generation than the session's
+// previous one, or the previous one past refreshGrace.
+var errCookieReuse = fmt.Errorf("%w: session cookie replaced by a refresh (reuse)", errSessionEnded)
+
 // handleState is the newest state of a browser session this sidecar knows
 // of, so that a request still carrying the cookie from before a refresh
 // (sent before the browser stored the new one) uses the new tokens instead
@@ -27,7 +37,14 @@ const endedMemory = time.Hour
 type handleState struct {
 	st    *cookieState
 	ended bool
+	at    time.Time // when st was made, by the session clock
 	until time.Time // forgotten after
+}
+
+// successor reports whether next may stand in for sent: it is the state
+// that immediately followed sent, made at most refreshGrace before now.
+func successor(sent, next *cookieState, at, now time.Time) bool {
+	return next.Gen == sent.Gen+1 && now.Sub(at) <= refreshGrace
 }
 
 // flight is one refresh of a browser session on this replica; concurrent
@@ -37,6 +54,7 @@ type handleState struct {
 type flight struct {
 	done chan struct{}
 	st   *cookieState
+	at   time.Time // when st was made, by the session clock
 	c    *Claims
 	kid  string
 	err  error
@@ -55,9 +73,13 @@ func (b *bff) session(ctx context.Context, w http.ResponseWriter, cookies []stri
 	if err != nil {
 		return nil, nil, "", err
 	}
-	st, ended := b.newest(sent)
-	if ended {
-		return nil, nil, "", errSessionEnded
+	st, err := b.newest(sent)
+	switch {
+	case errors.Is(err, errCookieReuse):
+		_ = b.end(ctx, sent, "session cookie reuse") // logged by end; the cookie is refused anyway
+		return nil, nil, "", err
+	case err != nil:
+		return nil, nil, "", err
 	}
 	now := b.cfg.Now()
 	switch {
@@ -131,31 +153,35 @@ func (b *bff) setCookie(h http.Header, st *cookieState, now time.Time) {
 }
 
 // newest returns the newest state this sidecar knows of the session st
-// is a state of, and whether that session ended.
-func (b *bff) newest(st *cookieState) (*cookieState, bool) {
+// is a state of. It fails with errSessionEnded when that session ended,
+// and with errCookieReuse when st is older than the state just before the
+// newest, or is that one past refreshGrace.
+func (b *bff) newest(st *cookieState) (*cookieState, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	h := b.handles[st.Handle]
 	switch {
 	case h == nil:
-		return st, false
+		return st, nil
 	case h.ended:
-		return st, true
-	case h.st.Gen > st.Gen:
-		n := *h.st
-		n.Seen = max(n.Seen, st.Seen)
-		return &n, false
+		return nil, errSessionEnded
+	case h.st.Gen <= st.Gen:
+		return st, nil
+	case !successor(st, h.st, h.at, b.cfg.Now()):
+		return nil, errCookieReuse
 	}
-	return st, false
+	n := *h.st
+	n.Seen = max(n.Seen, st.Seen)
+	return &n, nil
 }
 
-// remember records the newest state of a session, or its end, until
-// until. The caller holds b.mu.
-func (b *bff) remember(st *cookieState, ended bool, until time.Time) {
+// remember records the newest state of a session, made at, or its end,
+// until until. The caller holds b.mu.
+func (b *bff) remember(st *cookieState, ended bool, at, until time.Time) {
 	if h := b.handles[st.Handle]; h != nil && !ended && (h.ended || h.st.Gen > st.Gen) {
 		return
 	}
-	b.handles[st.Handle] = &handleState{st: st, ended: ended, until: until}
+	b.handles[st.Handle] = &handleState{st: st, ended: ended, at: at, until: until}
 	if b.puts++; b.puts%1024 == 0 {
 		now := time.Now()
 		for k, h := range b.handles {
@@ -192,8 +218,12 @@ func (b *bff) refreshOnce(ctx context.Context, st *cookieState, expired bool) (*
 		return nil, nil, "", errSessionEnded
 	} else if h != nil && h.st.Gen > st.Gen {
 		// A refresh finished since st was read: its tokens are the live ones.
-		next := h.st
+		next, ok := h.st, successor(st, h.st, h.at, b.cfg.Now())
 		b.mu.Unlock()
+		if !ok {
+			_ = b.end(ctx, st, "session cookie reuse") // logged by end
+			return nil, nil, "", errCookieReuse
+		}
 		c, kid, err := b.v.verify(next.Access)
 		return next, c, kid, err
 	}
@@ -210,15 +240,15 @@ func (b *bff) refreshOnce(ctx context.Context, st *cookieState, expired bool) (*
 	b.flights[st.Handle] = f
 	b.mu.Unlock()
 
-	f.st, f.c, f.kid, f.err = b.rotate(ctx, st, expired)
+	f.st, f.at, f.c, f.kid, f.err = b.rotate(ctx, st, expired)
 
 	b.mu.Lock()
 	delete(b.flights, st.Handle)
 	switch {
 	case f.st != nil:
-		b.remember(f.st, false, time.Now().Add(2*b.v.cfg.Leeway+lifetime(f.c)))
+		b.remember(f.st, false, f.at, time.Now().Add(2*b.v.cfg.Leeway+lifetime(f.c)))
 	case errors.Is(f.err, errSessionEnded):
-		b.remember(st, true, time.Now().Add(endedMemory))
+		b.remember(st, true, time.Time{}, time.Now().Add(endedMemory))
 	}
 	b.mu.Unlock()
 	close(f.done)
@@ -233,34 +263,44 @@ func lifetime(c *Claims) time.Duration {
 	return c.ExpiresAt.Sub(c.IssuedAt.Time)
 }
 
-// rotate returns the session's next state with the verified claims of its
-// new access token: refreshed here, if this replica wins the claim on the
-// refresh (or the relay is unavailable), else as the replica that won it
-// refreshed it.
-func (b *bff) rotate(ctx context.Context, st *cookieState, expired bool) (*cookieState, *Claims, string, error) {
+// rotate returns the session's next state, with when it was made and the
+// verified claims of its new access token: refreshed here, if this replica
+// wins the claim on the refresh (or the relay is unavailable), else as the
+// replica that won it refreshed it. Another replica's result made more than
+// refreshGrace ago is for a copy of the cookie: reuse, which ends the
+// session.
+func (b *bff) rotate(ctx context.Context, st *cookieState, expired bool) (*cookieState, time.Time, *Claims, string, error) {
 	cl, res, err := b.rly.claim(ctx, st)
 	switch {
+	case errors.Is(err, errRelayFull):
+		return nil, time.Time{}, nil, "", err
 	case err != nil:
 		// As a single replica would; the issuer still refuses a reuse.
-		return b.rotateAtIssuer(ctx, st)
+		next, c, kid, err := b.rotateAtIssuer(ctx, st)
+		return next, b.cfg.Now(), c, kid, err
 	case cl != nil:
 		next, c, kid, rerr := b.rotateAtIssuer(ctx, st)
-		b.rly.settle(ctx, cl, st, next, rerr)
-		return next, c, kid, rerr
+		at := b.cfg.Now()
+		b.rly.settle(ctx, cl, st, next, at, rerr)
+		return next, at, c, kid, rerr
 	case res == nil && !expired:
-		return nil, nil, "", errRefreshElsewhere
+		return nil, time.Time{}, nil, "", errRefreshElsewhere
 	case res == nil:
 		if res, err = b.rly.wait(ctx, st); err != nil {
-			return nil, nil, "", err
+			return nil, time.Time{}, nil, "", err
 		}
 	}
 	if res.Ended {
-		return nil, nil, "", fmt.Errorf("%w: the issuer refused another replica's refresh", errSessionEnded)
+		return nil, time.Time{}, nil, "", fmt.Errorf("%w: the issuer refused another replica's refresh", errSessionEnded)
+	}
+	if !successor(st, res.Next, res.At, b.cfg.Now()) {
+		_ = b.end(ctx, st, "session cookie reuse") // logged by end
+		return nil, time.Time{}, nil, "", errCookieReuse
 	}
 	next := res.Next
 	next.Seen = max(next.Seen, st.Seen)
 	c, kid, err := b.v.verify(next.Access)
-	return next, c, kid, err
+	return next, res.At, c, kid, err
 }
 
 // rotateAtIssuer presents the session's refresh token to the issuer and
@@ -285,9 +325,9 @@ func (b *bff) rotateAtIssuer(ctx context.Context, st *cookieState) (*cookieState
 // every verifier, and refuses its cookie here from now on.
 func (b *bff) end(ctx context.Context, st *cookieState, why string) error {
 	b.mu.Lock()
-	b.remember(st, true, time.Now().Add(endedMemory))
+	b.remember(st, true, time.Time{}, time.Now().Add(endedMemory))
 	b.mu.Unlock()
-	if err := b.iss.revoke(ctx, st.Refresh); err != nil {
+	if err := b.iss.endSession(ctx, st.Session, st.Refresh, why); err != nil {
 		b.log.Warn("could not end session at the issuer", "sid", st.Session, "why", why, "err", err)
 		return err
 	}

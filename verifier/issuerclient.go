@@ -19,8 +19,8 @@ const issuerTimeout = 10 * time.Second
 // browser must log in again.
 var errSessionEnded = fmt.Errorf("%w: session ended", ErrRevoked)
 
-// issuerClient calls the issuer's token (RFC 6749 section 6) and
-// revocation (RFC 7009) endpoints on behalf of browser sessions. It is
+// issuerClient calls the issuer's token (RFC 6749 section 6) and session
+// end endpoints on behalf of browser sessions. It is
 // safe for concurrent use.
 type issuerClient struct {
 	base         string
@@ -60,18 +60,33 @@ func (c *issuerClient) refresh(ctx context.Context, refreshToken string) (*token
 	return nil, fmt.Errorf("refresh session: issuer answered %d %s", code, ans.Error)
 }
 
-// revoke ends the session of refreshToken at the issuer (RFC 7009): the
-// issuer publishes its revocation, so every verifier refuses its tokens.
-func (c *issuerClient) revoke(ctx context.Context, refreshToken string) error {
-	form := url.Values{"token": {refreshToken}, "token_type_hint": {"refresh_token"}}
-	code, err := c.post(ctx, "/oauth2/revoke", form, nil)
-	if err != nil {
-		return err
+// issuerSessionEnd is the issuer's endpoint that ends a session on proof
+// of one of its refresh tokens, current or used (issuer.SessionEndPath).
+const issuerSessionEnd = "/v1/sessions/end"
+
+// endSession ends session sid at the issuer, proven by refreshToken: the
+// session's current refresh token or one it used up, so that a cookie whose
+// token another replica or a copy of the cookie rotated since still ends
+// it (RFC 7009 revocation takes a used token for unknown and ends
+// nothing). It returns nil only when the issuer answered that the session
+// is ended and its revocation published; the issuer publishes it to every
+// verifier.
+func (c *issuerClient) endSession(ctx context.Context, sid, refreshToken, why string) error {
+	form := url.Values{"session_id": {sid}, "refresh_token": {refreshToken}, "reason": {why}}
+	var ans struct {
+		SessionID string `json:"session_id"`
+		Error     string `json:"error"`
 	}
-	if code != http.StatusOK {
-		return fmt.Errorf("end session: issuer answered %d", code)
+	code, err := c.post(ctx, issuerSessionEnd, form, &ans)
+	switch {
+	case err != nil:
+		return fmt.Errorf("end session: %w", err)
+	case code == http.StatusOK && ans.SessionID == sid:
+		return nil
+	case code == http.StatusOK:
+		return fmt.Errorf("end session: the issuer answered for session %q", ans.SessionID)
 	}
-	return nil
+	return fmt.Errorf("end session: issuer answered %d %s", code, ans.Error)
 }
 
 // post sends form to the issuer's path and decodes a JSON answer into out.

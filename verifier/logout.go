@@ -26,17 +26,20 @@ func (b *bff) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var st *cookieState
-	ended := false
 	if cookies := takeCookie(r.Header); len(cookies) == 1 {
 		if sent, err := b.seal.open(cookies[0]); err == nil {
-			st, ended = b.newest(sent)
+			st = sent
 		}
 	}
 	if err := b.csrf.checkToken(r, st); err != nil {
 		writeForbidden(w, err)
 		return
 	}
-	if st != nil && !ended {
+	// The session is ended at the issuer by its id, proven by the cookie's
+	// refresh token even if that was rotated since (by another replica, or
+	// by a copy of the cookie), and even if this replica ended it already:
+	// only the issuer's acknowledgement clears the cookie.
+	if st != nil {
 		if err := b.end(r.Context(), st, "logout"); err != nil {
 			// The cookie stays, so that the user can try again.
 			w.Header().Set("Cache-Control", "no-store")

@@ -53,6 +53,18 @@ var (
 	errRefreshWithdrawn = errors.New("another replica's refresh of the session failed")
 	// errNoRelay: the bucket cannot be used now; refresh alone.
 	errNoRelay = errors.New("refresh relay unavailable")
+	// errRelayFull: the bucket refused the claim for lack of room (its
+	// limits, or the store's). Whoever fills it must not make replicas
+	// refresh on their own, which ends sessions when two do at once: the
+	// refresh fails closed, and a later request tries again.
+	errRelayFull = errors.New("refresh relay full: the session's refresh is postponed")
+)
+
+// JetStream API errors of a write refused for lack of room.
+const (
+	jsErrStoreFailed           jetstream.ErrorCode = 10077 // "maximum bytes/messages exceeded"
+	jsErrInsufficientResources jetstream.ErrorCode = 10023
+	jsErrStorageExceeded       jetstream.ErrorCode = 10047
 )
 
 // refreshRelay claims refreshes in HERALD_BFF and hands their results
@@ -75,6 +87,11 @@ type relayResult struct {
 	Next *cookieState `json:"next,omitempty"`
 	// Ended reports that the issuer refused the refresh for good.
 	Ended bool `json:"ended,omitempty"`
+	// At is when the refresh was made, by the session clock of the replica
+	// that made it: a cookie from before it is served only shortly after
+	// (refreshGrace). A result without it (an older replica's) counts from
+	// when the bucket stored it.
+	At time.Time `json:"at,omitzero"`
 }
 
 // refreshClaim is a claim this replica won: its revision, over which the
@@ -111,7 +128,8 @@ func (r *refreshRelay) bucket(ctx context.Context) jetstream.KeyValue {
 // claim tries to win the refresh of st. It returns the claim when this
 // replica won it. When another replica holds it, it returns that replica's
 // result if already written, else neither. It fails with errNoRelay when
-// the bucket cannot be used: the caller refreshes on its own.
+// the bucket cannot be used: the caller refreshes on its own; and with
+// errRelayFull when the bucket has no room: the caller does not refresh.
 func (r *refreshRelay) claim(ctx context.Context, st *cookieState) (*refreshClaim, *relayResult, error) {
 	kv := r.bucket(ctx)
 	if kv == nil {
@@ -124,7 +142,12 @@ func (r *refreshRelay) claim(ctx context.Context, st *cookieState) (*refreshClai
 	if err == nil {
 		return &refreshClaim{kv: kv, key: key, rev: rev}, nil, nil
 	}
-	if !claimTaken(err) {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrStoreFailed ||
+		apiErr.ErrorCode == jsErrInsufficientResources || apiErr.ErrorCode == jsErrStorageExceeded):
+		return nil, nil, fmt.Errorf("%w: claim: %w", errRelayFull, err)
+	case !claimTaken(err):
 		return nil, nil, fmt.Errorf("%w: claim: %w", errNoRelay, err)
 	}
 	e, err := kv.Get(ctx, key)
@@ -185,17 +208,17 @@ func (r *refreshRelay) wait(ctx context.Context, st *cookieState) (*relayResult,
 }
 
 // settle writes the outcome of the refresh of st over the claim cl: its
-// next state, or that the issuer ended the session. When the issuer could
+// next state and when it was made, or that the issuer ended the session. When the issuer could
 // not be reached it withdraws the claim, so that a later request (on any
 // replica) tries again, as a single replica would. The request's
 // cancellation does not stop it: the others wait for it.
-func (r *refreshRelay) settle(ctx context.Context, cl *refreshClaim, st, next *cookieState, rerr error) {
+func (r *refreshRelay) settle(ctx context.Context, cl *refreshClaim, st, next *cookieState, at time.Time, rerr error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), relayOpTimeout)
 	defer cancel()
 	var res relayResult
 	switch {
 	case next != nil:
-		res.Next = next
+		res.Next, res.At = next, at
 	case errors.Is(rerr, errSessionEnded):
 		res.Ended = true
 	default:
@@ -237,6 +260,9 @@ func (r *refreshRelay) result(st *cookieState, key string, e jetstream.KeyValueE
 	if n == nil || n.Handle != st.Handle || n.Gen != st.Gen+1 || n.Session != st.Session || n.Created != st.Created ||
 		n.Access == "" || n.Refresh == "" {
 		return nil
+	}
+	if res.At.IsZero() {
+		res.At = e.Created()
 	}
 	return &res
 }

@@ -57,7 +57,7 @@ func TestRefreshRelay_OneWinner(t *testing.T) {
 
 	next := nextOf(st)
 	waited := waitInBackground(t, b, st)
-	a.settle(t.Context(), cl, st, next, nil)
+	a.settle(t.Context(), cl, st, next, time.Now(), nil)
 	w := <-waited
 	if w.err != nil {
 		t.Fatalf("wait: %v", w.err)
@@ -174,7 +174,7 @@ func TestRefreshRelay_ForeignResultsIgnored(t *testing.T) {
 
 	waited := waitInBackground(t, b, st)
 	next := nextOf(st)
-	a.settle(t.Context(), &refreshClaim{kv: kv, key: cl.key, rev: rev}, st, next, nil)
+	a.settle(t.Context(), &refreshClaim{kv: kv, key: cl.key, rev: rev}, st, next, time.Now(), nil)
 	if w := <-waited; w.err != nil || w.res == nil || *w.res.Next != *next {
 		t.Fatalf("result %+v, %v; want the genuine %+v", w.res, w.err, next)
 	}
@@ -188,7 +188,7 @@ func TestRefreshRelay_Settle(t *testing.T) {
 
 	ended := testSession()
 	cl, _, _ := a.claim(t.Context(), ended)
-	a.settle(t.Context(), cl, ended, nil, errSessionEnded)
+	a.settle(t.Context(), cl, ended, nil, time.Time{}, errSessionEnded)
 	if _, res, err := b.claim(t.Context(), ended); err != nil || res == nil || !res.Ended || res.Next != nil {
 		t.Fatalf("after the issuer refused: %+v, %v; want ended", res, err)
 	}
@@ -196,7 +196,7 @@ func TestRefreshRelay_Settle(t *testing.T) {
 	down := testSession()
 	cl, _, _ = a.claim(t.Context(), down)
 	waited := waitInBackground(t, b, down)
-	a.settle(t.Context(), cl, down, nil, errors.New("issuer unreachable"))
+	a.settle(t.Context(), cl, down, nil, time.Time{}, errors.New("issuer unreachable"))
 	if w := <-waited; !errors.Is(w.err, errRefreshWithdrawn) {
 		t.Fatalf("wait on a withdrawn claim: %v, want errRefreshWithdrawn", w.err)
 	}

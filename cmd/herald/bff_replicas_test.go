@@ -202,3 +202,71 @@ func TestBFF_ReplicaStuckAfterClaim(t *testing.T) {
 		t.Fatalf("issuer sessions %v, want %s live", got, sid)
 	}
 }
+
+// TestBFF_FullBucketFailsRefreshesClosed: with HERALD_BFF filled by a
+// verifier credential, a session due for refresh is served with its
+// current access token and, once that has expired, answered 503 with the
+// cookie kept; no replica refreshes on its own (the issuer issues
+// nothing), and revocations still reach the sidecars. When the bucket has
+// room again, the session refreshes.
+func TestBFF_FullBucketFailsRefreshesClosed(t *testing.T) {
+	st := newBFFStack(t, 2, 0, verifier.CookieConfig{})
+	const maxBytes = 64 << 10
+	if err := st.conn.EnsureBFF(t.Context(), bus.BFFConfig{MaxBytes: maxBytes}); err != nil {
+		t.Fatal(err)
+	}
+	cookie := st.login(t, st.scs[0], "alice", "")
+	other := st.login(t, st.scs[0], "bob", "")
+	st.waitIssued(t, 4)
+
+	kv, err := bustest.Connect(t, st.bus).BFF(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var junkKeys []string
+	for _, size := range []int{bus.MaxBFFEntry - 512, 256, 1} { // large entries, then whatever still fits
+		junk := make([]byte, size)
+		for i := 0; ; i++ {
+			key := fmt.Sprintf("junk-%d-%d", size, i)
+			if _, err := kv.Create(t.Context(), key, junk); err != nil {
+				break
+			}
+			junkKeys = append(junkKeys, key)
+			if i > 2*maxBytes/size {
+				t.Fatal("HERALD_BFF never refused a write")
+			}
+		}
+	}
+
+	st.clock.Add(int64(4 * time.Minute)) // due for refresh
+	for _, sc := range st.scs {
+		r := send(t, sc, "GET", "/whoami", cookie, nil)
+		if _, _, set := r.cookie(); r.code != http.StatusOK || set {
+			t.Fatalf("due for refresh, bucket full: %d %s, cookie set %v; want 200 with the current token", r.code, r.body, set)
+		}
+	}
+	st.revoke(t, "subject", "bob") // revocations flow while the bucket is full
+	bustest.WaitFor(t, 5*time.Second, func() error { return wantRefused(t, st.scs[1], other) })
+
+	st.clock.Add(int64(2 * time.Minute)) // expired
+	for _, sc := range st.scs {
+		r := send(t, sc, "GET", "/whoami", cookie, nil)
+		if _, _, set := r.cookie(); r.code != http.StatusServiceUnavailable || set {
+			t.Fatalf("expired, bucket full: %d %s, cookie touched %v; want 503 keeping the cookie", r.code, r.body, set)
+		}
+	}
+	if got := st.issued(t); got != 4 {
+		t.Fatalf("the issuer issued %d tokens while the bucket was full, want none after the first 4", got)
+	}
+
+	for _, key := range junkKeys {
+		if err := kv.Purge(t.Context(), key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := send(t, st.scs[1], "GET", "/whoami", cookie, nil)
+	if _, _, set := r.cookie(); r.code != http.StatusOK || !set {
+		t.Fatalf("with room in the bucket again: %d %s, refreshed cookie %v; want 200 with one", r.code, r.body, set)
+	}
+	st.waitIssued(t, 5)
+}

@@ -1,0 +1,73 @@
+package bus_test
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/heraldsec/herald/bus"
+)
+
+// TestBFF_BucketBounded: HERALD_BFF has byte, entry and value-size limits
+// by default, and a verifier credential that fills it is refused once it
+// is full, while revocations still flow through HERALD on the same store.
+func TestBFF_BucketBounded(t *testing.T) {
+	s, files, iss := secureSetup(t)
+	if err := iss.EnsureBFF(t.Context(), bus.BFFConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := iss.JetStream().Stream(t.Context(), "KV_"+bus.BucketBFF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.MaxBytes != bus.DefaultBFFMaxBytes || cfg.MaxMsgs != bus.DefaultBFFMaxEntries || cfg.MaxMsgSize != bus.MaxBFFEntry || cfg.MaxMsgsPerSubject != 1 {
+		t.Fatalf("HERALD_BFF limits: %d bytes, %d entries, %d bytes an entry, history %d; want %d, %d, %d, 1",
+			cfg.MaxBytes, cfg.MaxMsgs, cfg.MaxMsgSize, cfg.MaxMsgsPerSubject, bus.DefaultBFFMaxBytes, bus.DefaultBFFMaxEntries, bus.MaxBFFEntry)
+	}
+
+	// Smaller limits, to fill it quickly.
+	const maxBytes, maxEntries = 256 << 10, 1000
+	if err := iss.EnsureBFF(t.Context(), bus.BFFConfig{MaxBytes: maxBytes, MaxEntries: maxEntries}); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := connectLogged(t, s, files, bus.RoleVerifier)
+	kv, err := v.BFF(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), "too-large", make([]byte, bus.MaxBFFEntry+1)); err == nil {
+		t.Fatal("an entry larger than MaxBFFEntry was stored")
+	}
+	junk := bytes.Repeat([]byte("j"), bus.MaxBFFEntry-512)
+	written := 0
+	for ; written < 10*maxBytes/len(junk); written++ {
+		if _, err := kv.Create(t.Context(), fmt.Sprintf("junk-%d", written), junk); err != nil {
+			t.Logf("refused after %d entries: %v", written, err)
+			break
+		}
+	}
+	info, err := st.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Bytes > maxBytes || written > maxBytes/len(junk) {
+		t.Fatalf("the verifier stored %d entries, %d bytes, in a bucket of %d bytes", written, info.State.Bytes, maxBytes)
+	}
+	for i := range maxEntries + 10 {
+		if _, err := kv.Create(t.Context(), fmt.Sprintf("tiny-%d", i), []byte("x")); err != nil {
+			break
+		}
+	}
+	if info, err = st.Info(t.Context()); err != nil || info.State.Msgs > maxEntries {
+		t.Fatalf("the verifier stored %d entries in a bucket of %d: %v", info.State.Msgs, maxEntries, err)
+	}
+
+	// Revocations still flow.
+	col, stop := follow(t, v, 0)
+	defer stop()
+	seq := publish(t, iss, revocation("jti-after-the-flood"))[0]
+	if got := col.waitLen(t, int(seq)); got[len(got)-1].Seq != seq {
+		t.Fatalf("the follower got up to %d, want %d", got[len(got)-1].Seq, seq)
+	}
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/verifier"
+)
+
+// TestBFF_LogoutAfterRotationElsewhere: a copy of the victim's cookie is
+// used on replica b at refresh time, so the issuer rotates the session's
+// refresh token there; the victim then logs out on replica a with the
+// cookie, whose refresh token is now used. The logout still ends the
+// session at the issuer, so the copy stops working on b, also once its
+// access token is due for refresh.
+func TestBFF_LogoutAfterRotationElsewhere(t *testing.T) {
+	st := newBFFStack(t, 2, 0, verifier.CookieConfig{})
+	a, b := st.scs[0], st.scs[1]
+	victim := st.login(t, a, "alice", "")
+	sid := whoami(t, a, victim)["sid"]
+
+	st.clock.Add(int64(4 * time.Minute)) // the access token is due for refresh
+	r := send(t, b, "GET", "/whoami", victim, nil)
+	stolen, _, ok := r.cookie()
+	if r.code != http.StatusOK || !ok {
+		t.Fatalf("the copy at refresh time: %d %s, refreshed cookie %v; want 200 with one", r.code, r.body, ok)
+	}
+	st.waitIssued(t, 3) // created, handed off, refreshed by the copy
+
+	r = send(t, a, "POST", verifier.LogoutPath, victim, nil, sameOrigin...)
+	if _, cleared, _ := r.cookie(); r.code != http.StatusNoContent || !cleared {
+		t.Fatalf("logout: %d %s (cleared %v), want 204 clearing the cookie", r.code, r.body, cleared)
+	}
+	if got := st.sessions(t, "alice"); len(got) != 0 {
+		t.Fatalf("issuer sessions after the logout answered 204: %v, want %s ended", got, sid)
+	}
+	bustest.WaitFor(t, 5*time.Second, func() error { return wantRefused(t, b, stolen) })
+	st.clock.Add(int64(4 * time.Minute))
+	if err := wantRefused(t, b, stolen); err != nil {
+		t.Fatalf("the copy at its next refresh: %v", err)
+	}
+}
+
+// TestBFF_LogoutNotAcknowledged: when the issuer does not acknowledge the
+// end of the session, the logout answers 502 and keeps the cookie, so
+// that the user can try again; the session is still live and so is the
+// cookie.
+func TestBFF_LogoutNotAcknowledged(t *testing.T) {
+	st := newBFFStack(t, 1, 0, verifier.CookieConfig{})
+	target, err := url.Parse(st.svc.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := httputil.NewSingleHostReverseProxy(target)
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/end") || strings.HasSuffix(r.URL.Path, "/revoke") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `{"error":"temporarily_unavailable"}`)
+			return
+		}
+		fwd.ServeHTTP(w, r)
+	}))
+	t.Cleanup(failing.Close)
+	sc := st.addReplica(t, verifier.CookieConfig{IssuerURL: failing.URL})
+
+	cookie := st.login(t, sc, "alice", "")
+	r := send(t, sc, "POST", verifier.LogoutPath, cookie, nil, sameOrigin...)
+	if _, _, set := r.cookie(); r.code != http.StatusBadGateway || set {
+		t.Fatalf("logout the issuer did not acknowledge: %d %s (cookie touched %v), want 502 keeping the cookie", r.code, r.body, set)
+	}
+	if got := st.sessions(t, "alice"); len(got) != 1 {
+		t.Fatalf("issuer sessions: %v, want alice's still live", got)
+	}
+}
+
+// TestBFF_OldCookieIsReuse: a cookie copied at login stops working once the
+// victim's session has refreshed past it, however active the victim is: a
+// cookie older than the immediately previous generation, or the previous
+// one past its grace window, on the replica that refreshed or on another
+// one (which learns of the refresh from HERALD_BFF), is reuse and ends the
+// session, as refresh token reuse does.
+func TestBFF_OldCookieIsReuse(t *testing.T) {
+	st := newBFFStack(t, 2, 0, verifier.CookieConfig{})
+	a, b := st.scs[0], st.scs[1]
+	refresh := func(sc *verifier.Sidecar, cookie string) string {
+		t.Helper()
+		st.clock.Add(int64(4 * time.Minute)) // due for refresh
+		r := send(t, sc, "GET", "/whoami", cookie, nil)
+		next, _, ok := r.cookie()
+		if r.code != http.StatusOK || !ok {
+			t.Fatalf("refresh: %d %s, refreshed cookie %v", r.code, r.body, ok)
+		}
+		return next
+	}
+
+	t.Run("two generations back", func(t *testing.T) {
+		copied := st.login(t, a, "alice", "")
+		victim := refresh(a, refresh(a, copied))
+		if err := wantRefused(t, a, copied); err != nil {
+			t.Fatalf("the copy from login after two refreshes: %v", err)
+		}
+		st.waitNoSessions(t, "alice")
+		bustest.WaitFor(t, 5*time.Second, func() error { return wantRefused(t, b, victim) })
+	})
+	for _, sc := range []*verifier.Sidecar{a, b} {
+		t.Run("previous generation past the grace window on "+sc.URL(), func(t *testing.T) {
+			user := "bob" + strings.TrimPrefix(sc.URL(), "http://127.0.0.1:")
+			copied := st.login(t, a, user, "")
+			victim := refresh(a, copied)
+			if me := whoami(t, a, copied); me["sub"] != user {
+				t.Fatalf("the previous cookie right after the refresh: %v, want it served", me)
+			}
+			st.shift.Add(int64(2 * time.Minute))
+			st.clock.Add(int64(2 * time.Minute))
+			if err := wantRefused(t, sc, copied); err != nil {
+				t.Fatalf("the previous cookie two minutes after the refresh: %v", err)
+			}
+			st.waitNoSessions(t, user)
+			bustest.WaitFor(t, 5*time.Second, func() error { return wantRefused(t, a, victim) })
+		})
+	}
+}
