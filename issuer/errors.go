@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 )
 
 // Error is an API error: an HTTP status, an OAuth-style error code and a
@@ -12,6 +13,8 @@ type Error struct {
 	Status      int
 	Code        string
 	Description string
+	// RetryAfter, if positive, is sent as Retry-After (a 429 or 503).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return "issuer: " + e.Code + ": " + e.Description }

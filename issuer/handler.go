@@ -217,6 +217,9 @@ func (h *handler) writeError(w http.ResponseWriter, err error) {
 	if e.Code == "invalid_client" {
 		w.Header().Set("WWW-Authenticate", `Basic realm="herald"`)
 	}
+	if e.RetryAfter > 0 {
+		retryAfter(w, e.RetryAfter)
+	}
 	if e.Status >= 500 {
 		h.s.log.Error("request failed", "status", e.Status, "err", err)
 	}
