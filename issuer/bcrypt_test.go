@@ -30,8 +30,8 @@ func p99(ds []time.Duration) time.Duration {
 // Retry-After.
 func TestClientAuth_FloodLeavesIssuerResponsive(t *testing.T) {
 	const (
-		floodLatencyRatio = 5
-		floodLatencyFloor = 100 * time.Millisecond
+		floodLatencyRatio = 10
+		floodLatencyFloor = 250 * time.Millisecond
 		loops             = 8
 		maxFlood          = 2000 // requests in all
 		samples           = 40
