@@ -15,6 +15,10 @@ import (
 // sseHeartbeat keeps idle event streams (and proxies in front) alive.
 const sseHeartbeat = 15 * time.Second
 
+// sseRecheck is how often an event stream checks, besides before each
+// event, that its credential still exists with the read scope.
+const sseRecheck = time.Second
+
 // position is a place in both streams; SSE ids are "<HERALD seq>.<HERALD_AUDIT seq>",
 // so Last-Event-ID resumes both.
 type position struct{ herald, audit uint64 }
@@ -42,7 +46,9 @@ type streamItem struct {
 // nothing twice. Query: type (comma-separated event types, or prefixes
 // ending in '.'), tenant, from=start|now (without Last-Event-ID; default
 // now), follow=false to end once the events that existed at the start
-// are sent.
+// are sent. A stream ends when its credential is deleted, rotated or
+// loses the read scope (checked before each event and every sseRecheck),
+// and after Config.EventStreamMaxAge.
 func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var types []string
@@ -124,6 +130,12 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	}
 	beat := time.NewTicker(sseHeartbeat)
 	defer beat.Stop()
+	recheck := time.NewTicker(sseRecheck)
+	defer recheck.Stop()
+	lifetime := time.NewTimer(h.s.cfg.EventStreamMaxAge)
+	defer lifetime.Stop()
+	p, _ := r.Context().Value(principalKey{}).(*principal)
+	authorized := func() bool { return h.s.creds.still(p, ScopeRead) }
 	for {
 		if !follow && pos.herald >= headH && pos.audit >= headA {
 			return
@@ -131,9 +143,21 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-lifetime.C:
+			fmt.Fprint(w, ": the stream reached its maximum lifetime; reconnect with Last-Event-ID\n\n")
+			_ = rc.Flush()
+			return
+		case <-recheck.C:
+			if !authorized() {
+				return
+			}
+			continue
 		case <-beat.C:
 			fmt.Fprint(w, ": ping\n\n")
 		case it := <-items:
+			if !authorized() {
+				return
+			}
 			if it.stream == bus.StreamRevocations {
 				pos.herald = it.d.Seq
 			} else {
