@@ -63,7 +63,7 @@ func (s *Service) client(id string) (*clientRecord, bool, error) {
 // CreateClient registers a confidential client for the client_credentials
 // grant. The secret is returned once; only its bcrypt hash is kept.
 func (s *Service) CreateClient(ctx context.Context, req ClientRequest, actor, source string) (*Client, error) {
-	if err := checkIdent("name", req.Name, true); err != nil {
+	if err := checkName("client", req.Name); err != nil {
 		return nil, err
 	}
 	if err := checkText("scope", req.Scope, 1024); err != nil {

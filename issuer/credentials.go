@@ -209,7 +209,7 @@ func checkScopes(scopes []string) error {
 
 // CreateCredential makes a named admin credential with the given scopes.
 func (s *Service) CreateCredential(ctx context.Context, req CredentialRequest, actor, source string) (*Credential, error) {
-	if err := checkIdent("name", req.Name, true); err != nil {
+	if err := checkName("credential", req.Name); err != nil {
 		return nil, err
 	}
 	if req.Name == BootstrapCredential {
