@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/heraldsec/herald/bus"
@@ -164,7 +165,11 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 				pos.audit = it.d.Seq
 			}
 			e, err := h.s.openEvent(it.d, it.stream)
-			if err != nil || !matchEvent(e, types, tenant) {
+			if err != nil {
+				h.s.refusedInFeed(ctx, it, err)
+				continue
+			}
+			if !matchEvent(e, types, tenant) {
 				continue
 			}
 			fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", pos, e.Type, it.d.Data)
@@ -173,6 +178,37 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// refusedLogEvery bounds the log lines of events the feed refuses: one
+// per interval for the whole issuer, naming how many were refused.
+const refusedLogEvery = 10 * time.Second
+
+// refusedLog rate-limits the log of refused events.
+type refusedLog struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// refusedInFeed counts and logs (rate-limited) an event the feed leaves
+// out because its signature does not hold.
+func (s *Service) refusedInFeed(ctx context.Context, it streamItem, err error) {
+	reason := bus.Reason(err)
+	s.metrics.refuse(ctx, it.stream, reason)
+	l := &s.refusedLog
+	l.mu.Lock()
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < refusedLogEvery {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
+	l.mu.Unlock()
+	s.log.Warn("event feed: event refused", "stream", it.stream, "seq", it.d.Seq, "subject", it.d.Subject,
+		"reason", reason, "err", err, "refused_since_last_log", n)
 }
 
 // matchEvent reports whether e passes the type and tenant filters.

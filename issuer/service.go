@@ -47,6 +47,7 @@ type Service struct {
 
 	audiences   audienceVerifiers // introspection's checks for other audiences
 	clientGuard *clientGuard      // bounds on client authentication
+	refusedLog  refusedLog        // of events the feed refuses
 }
 
 // Open prepares an issuer: it creates or updates the streams and buckets,
