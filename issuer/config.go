@@ -26,7 +26,7 @@ const (
 	// DefaultRateLimit is how many token-endpoint requests per second one
 	// source address may make (with bursts of twice as many).
 	DefaultRateLimit = 50
-	// DefaultClientRateLimit is the same per client.
+	// DefaultClientRateLimit is the same per registered client.
 	DefaultClientRateLimit = 20
 	// DefaultClientSecretCost is the bcrypt cost of client secrets.
 	DefaultClientSecretCost = 11
@@ -84,8 +84,10 @@ type Config struct {
 	// RateLimit bounds token-endpoint requests per second per source
 	// address. Default DefaultRateLimit; negative disables.
 	RateLimit float64
-	// ClientRateLimit bounds token-endpoint requests per second per client.
-	// Default DefaultClientRateLimit; negative disables.
+	// ClientRateLimit bounds token-endpoint requests per second per
+	// registered client (a client id that is not registered is limited by
+	// source address only). Default DefaultClientRateLimit; negative
+	// disables.
 	ClientRateLimit float64
 	// ClientSecretCost is the bcrypt cost of client secrets: slow enough
 	// that a stolen state store does not give them away. Default
