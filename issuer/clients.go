@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/internal/ratelimit"
 )
 
 // Client is a registered confidential client, as the API shows it.
@@ -62,7 +63,7 @@ func (s *Service) client(id string) (*clientRecord, bool, error) {
 // CreateClient registers a confidential client for the client_credentials
 // grant. The secret is returned once; only its bcrypt hash is kept.
 func (s *Service) CreateClient(ctx context.Context, req ClientRequest, actor, source string) (*Client, error) {
-	if err := checkIdent("name", req.Name, true); err != nil {
+	if err := checkName("client", req.Name); err != nil {
 		return nil, err
 	}
 	if err := checkText("scope", req.Scope, 1024); err != nil {
@@ -172,11 +173,12 @@ func (s *Service) dummyHash() []byte {
 // form. A public client sends only client_id.
 type clientAuth struct {
 	ID, Secret string
+	source     string // the source address, for the limits on failures
 }
 
 // parseClientAuth reads the client credentials of r, whose form is parsed.
 func parseClientAuth(r *http.Request) (clientAuth, error) {
-	var a clientAuth
+	a := clientAuth{source: ratelimit.Source(r.RemoteAddr)}
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, rest, _ := strings.Cut(h, " ")
 		if !strings.EqualFold(scheme, "Basic") {
@@ -204,28 +206,6 @@ func parseClientAuth(r *http.Request) (clientAuth, error) {
 	}
 	a.ID, a.Secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	return a, nil
-}
-
-// authenticate checks a confidential client's credentials.
-func (s *Service) authenticate(a clientAuth) (*clientRecord, error) {
-	if a.ID == "" || a.Secret == "" {
-		return nil, invalidClient("client authentication required")
-	}
-	rec, ok, err := s.client(a.ID)
-	if err != nil {
-		return nil, err
-	}
-	hash := s.dummyHash()
-	if ok {
-		hash = rec.SecretHash
-	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(a.Secret)) != nil || !ok {
-		return nil, invalidClient("unknown client or wrong secret")
-	}
-	if rec.Revoked {
-		return nil, invalidClient("client is revoked")
-	}
-	return rec, nil
 }
 
 // checkClientForSession checks that a refresh comes from the session's

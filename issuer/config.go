@@ -26,7 +26,7 @@ const (
 	// DefaultRateLimit is how many token-endpoint requests per second one
 	// source address may make (with bursts of twice as many).
 	DefaultRateLimit = 50
-	// DefaultClientRateLimit is the same per client.
+	// DefaultClientRateLimit is the same per registered client.
 	DefaultClientRateLimit = 20
 	// DefaultClientSecretCost is the bcrypt cost of client secrets.
 	DefaultClientSecretCost = 11
@@ -37,6 +37,9 @@ const (
 	// DefaultSnapshotEvery is how many revocation events the issuer's
 	// denylist applies between two snapshots.
 	DefaultSnapshotEvery = 100_000
+	// DefaultEventStreamMaxAge is how long GET /v1/events streams before
+	// the server ends it; the client reconnects with Last-Event-ID.
+	DefaultEventStreamMaxAge = time.Hour
 	// DefaultSnapshotInterval is how long the issuer waits before a
 	// snapshot of a stream that grew by fewer than SnapshotEvery events.
 	DefaultSnapshotInterval = 5 * time.Minute
@@ -81,8 +84,10 @@ type Config struct {
 	// RateLimit bounds token-endpoint requests per second per source
 	// address. Default DefaultRateLimit; negative disables.
 	RateLimit float64
-	// ClientRateLimit bounds token-endpoint requests per second per client.
-	// Default DefaultClientRateLimit; negative disables.
+	// ClientRateLimit bounds token-endpoint requests per second per
+	// registered client (a client id that is not registered is limited by
+	// source address only). Default DefaultClientRateLimit; negative
+	// disables.
 	ClientRateLimit float64
 	// ClientSecretCost is the bcrypt cost of client secrets: slow enough
 	// that a stolen state store does not give them away. Default
@@ -113,6 +118,11 @@ type Config struct {
 	// all and the last snapshot is this old. Default
 	// DefaultSnapshotInterval.
 	SnapshotInterval time.Duration
+	// EventStreamMaxAge is the longest an event stream (GET /v1/events)
+	// runs before the server ends it, so that it is re-authorized when
+	// the client reconnects with Last-Event-ID. Default
+	// DefaultEventStreamMaxAge.
+	EventStreamMaxAge time.Duration
 	// MeterProvider receives the issuer's metrics. Nil uses the global
 	// OpenTelemetry provider.
 	MeterProvider metric.MeterProvider
@@ -162,6 +172,9 @@ func (c *Config) setDefaults() {
 	if c.SnapshotInterval == 0 {
 		c.SnapshotInterval = DefaultSnapshotInterval
 	}
+	if c.EventStreamMaxAge == 0 {
+		c.EventStreamMaxAge = DefaultEventStreamMaxAge
+	}
 	if c.ClientSecretCost == 0 {
 		c.ClientSecretCost = DefaultClientSecretCost
 	}
@@ -205,6 +218,9 @@ func (c *Config) Validate() error {
 	}
 	if c.KeyRotation < 0 || (c.KeyRotation > 0 && c.KeyRotation < time.Second) {
 		errs = append(errs, errors.New("key rotation must be 0 (on demand only) or at least 1s"))
+	}
+	if c.EventStreamMaxAge < 0 {
+		errs = append(errs, errors.New("event stream max age must not be negative"))
 	}
 	if c.SnapshotInterval < 0 {
 		errs = append(errs, errors.New("snapshot interval must not be negative"))

@@ -65,6 +65,7 @@ type CredentialRequest struct {
 type principal struct {
 	name   string
 	scopes []string
+	hash   string // of the credential's token; "" for the bootstrap credential
 }
 
 // has reports whether p may act in scope. admin implies every scope, and
@@ -94,7 +95,7 @@ func (s *Service) loadCredentials(bootstrap adminAuth) error {
 		if err := decodeJSON(b, &rec); err != nil {
 			return err
 		}
-		s.creds.byHash[rec.Hash] = &principal{name: rec.Name, scopes: rec.Scopes}
+		s.creds.byHash[rec.Hash] = &principal{name: rec.Name, scopes: rec.Scopes, hash: rec.Hash}
 		return nil
 	})
 }
@@ -169,6 +170,20 @@ func newAuthLimiter(now func() time.Time) *ratelimit.Limiter {
 	return ratelimit.New(rate.Every(authFailureEvery), authFailureBurst, authSourcesMax, now)
 }
 
+// still reports whether p, who authenticated earlier, still holds its
+// credential with scope: a deleted or rotated credential does not.
+func (c *credentials) still(p *principal, scope string) bool {
+	if p == nil || !p.has(scope) {
+		return false
+	}
+	if p.hash == "" {
+		return p.name == BootstrapCredential
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.byHash[p.hash] == p
+}
+
 func (c *credentials) set(old, hash string, p *principal) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -194,7 +209,7 @@ func checkScopes(scopes []string) error {
 
 // CreateCredential makes a named admin credential with the given scopes.
 func (s *Service) CreateCredential(ctx context.Context, req CredentialRequest, actor, source string) (*Credential, error) {
-	if err := checkIdent("name", req.Name, true); err != nil {
+	if err := checkName("credential", req.Name); err != nil {
 		return nil, err
 	}
 	if req.Name == BootstrapCredential {
@@ -244,7 +259,7 @@ func (s *Service) writeCredential(ctx context.Context, name string, scopes []str
 	if err != nil {
 		return nil, err
 	}
-	s.creds.set(old, hash, &principal{name: rec.Name, scopes: rec.Scopes})
+	s.creds.set(old, hash, &principal{name: rec.Name, scopes: rec.Scopes, hash: hash})
 	return &Credential{Name: rec.Name, Scopes: rec.Scopes, Created: rec.Created, Rotated: rec.Rotated, Token: token}, nil
 }
 

@@ -13,7 +13,7 @@ type Error struct {
 	Status      int
 	Code        string
 	Description string
-	// RetryAfter, when set, is sent as the Retry-After header.
+	// RetryAfter, if positive, is sent as Retry-After (a 429 or 503).
 	RetryAfter time.Duration
 }
 

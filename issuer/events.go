@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/heraldsec/herald/bus"
@@ -14,6 +15,10 @@ import (
 
 // sseHeartbeat keeps idle event streams (and proxies in front) alive.
 const sseHeartbeat = 15 * time.Second
+
+// sseRecheck is how often an event stream checks, besides before each
+// event, that its credential still exists with the read scope.
+const sseRecheck = time.Second
 
 // position is a place in both streams; SSE ids are "<HERALD seq>.<HERALD_AUDIT seq>",
 // so Last-Event-ID resumes both.
@@ -42,7 +47,9 @@ type streamItem struct {
 // nothing twice. Query: type (comma-separated event types, or prefixes
 // ending in '.'), tenant, from=start|now (without Last-Event-ID; default
 // now), follow=false to end once the events that existed at the start
-// are sent.
+// are sent. A stream ends when its credential is deleted, rotated or
+// loses the read scope (checked before each event and every sseRecheck),
+// and after Config.EventStreamMaxAge.
 func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var types []string
@@ -124,6 +131,12 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	}
 	beat := time.NewTicker(sseHeartbeat)
 	defer beat.Stop()
+	recheck := time.NewTicker(sseRecheck)
+	defer recheck.Stop()
+	lifetime := time.NewTimer(h.s.cfg.EventStreamMaxAge)
+	defer lifetime.Stop()
+	p, _ := r.Context().Value(principalKey{}).(*principal)
+	authorized := func() bool { return h.s.creds.still(p, ScopeRead) }
 	for {
 		if !follow && pos.herald >= headH && pos.audit >= headA {
 			return
@@ -131,16 +144,32 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-lifetime.C:
+			fmt.Fprint(w, ": the stream reached its maximum lifetime; reconnect with Last-Event-ID\n\n")
+			_ = rc.Flush()
+			return
+		case <-recheck.C:
+			if !authorized() {
+				return
+			}
+			continue
 		case <-beat.C:
 			fmt.Fprint(w, ": ping\n\n")
 		case it := <-items:
+			if !authorized() {
+				return
+			}
 			if it.stream == bus.StreamRevocations {
 				pos.herald = it.d.Seq
 			} else {
 				pos.audit = it.d.Seq
 			}
 			e, err := h.s.openEvent(it.d, it.stream)
-			if err != nil || !matchEvent(e, types, tenant) {
+			if err != nil {
+				h.s.refusedInFeed(ctx, it, err)
+				continue
+			}
+			if !matchEvent(e, types, tenant) {
 				continue
 			}
 			fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", pos, e.Type, it.d.Data)
@@ -149,6 +178,37 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// refusedLogEvery bounds the log lines of events the feed refuses: one
+// per interval for the whole issuer, naming how many were refused.
+const refusedLogEvery = 10 * time.Second
+
+// refusedLog rate-limits the log of refused events.
+type refusedLog struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// refusedInFeed counts and logs (rate-limited) an event the feed leaves
+// out because its signature does not hold.
+func (s *Service) refusedInFeed(ctx context.Context, it streamItem, err error) {
+	reason := bus.Reason(err)
+	s.metrics.refuse(ctx, it.stream, reason)
+	l := &s.refusedLog
+	l.mu.Lock()
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < refusedLogEvery {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
+	l.mu.Unlock()
+	s.log.Warn("event feed: event refused", "stream", it.stream, "seq", it.d.Seq, "subject", it.d.Subject,
+		"reason", reason, "err", err, "refused_since_last_log", n)
 }
 
 // matchEvent reports whether e passes the type and tenant filters.

@@ -222,7 +222,7 @@ func (h *handler) writeError(w http.ResponseWriter, err error) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="herald"`)
 	}
 	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
+		retryAfter(w, e.RetryAfter)
 	}
 	if e.Status >= 500 {
 		h.s.log.Error("request failed", "status", e.Status, "err", err)

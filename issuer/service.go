@@ -46,7 +46,9 @@ type Service struct {
 
 	closeOnce sync.Once
 
-	audiences audienceVerifiers // introspection's checks for other audiences
+	audiences   audienceVerifiers // introspection's checks for other audiences
+	clientGuard *clientGuard      // bounds on client authentication
+	refusedLog  refusedLog        // of events the feed refuses
 
 	// followHold, when a test sets it before Run, delays the revocation
 	// follower until it is closed.
@@ -150,6 +152,7 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	}
 	s.limits = newLimiter(cfg.RateLimit, cfg.ClientRateLimit, s.now)
 	s.replay = newProofCache(dpopReplayMax, dpopPerKeyMax)
+	s.clientGuard = newClientGuard(s.now)
 	if s.metrics, err = newIssuerMetrics(cfg.MeterProvider, s); err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}

@@ -27,6 +27,7 @@ func tracer() trace.Tracer {
 type issuerMetrics struct {
 	revocations metric.Int64Counter // by kind
 	issued      metric.Int64Counter // by grant
+	refused     metric.Int64Counter // events the feed dropped, by stream and reason
 	reg         metric.Registration
 }
 
@@ -43,6 +44,10 @@ func newIssuerMetrics(mp metric.MeterProvider, s *Service) (*issuerMetrics, erro
 	}
 	if m.issued, err = meter.Int64Counter("herald.tokens.issued",
 		metric.WithDescription("Access tokens issued, by grant (session, refresh_token, client_credentials).")); err != nil {
+		return nil, fmt.Errorf("issuer metrics: %w", err)
+	}
+	if m.refused, err = meter.Int64Counter("herald.events.refused",
+		metric.WithDescription("Events the issuer's event feed (GET /v1/events) left out for their signature: unsigned, forged, by an untrusted key, or signed for another stream; by stream and reason.")); err != nil {
 		return nil, fmt.Errorf("issuer metrics: %w", err)
 	}
 	pending, err := meter.Int64ObservableGauge("herald.outbox.pending",
@@ -66,6 +71,10 @@ func (m *issuerMetrics) revoked(ctx context.Context, k bus.Kind, n int) {
 
 func (m *issuerMetrics) issue(ctx context.Context, grant string) {
 	m.issued.Add(ctx, 1, metric.WithAttributes(attribute.String("grant", grant)))
+}
+
+func (m *issuerMetrics) refuse(ctx context.Context, stream, reason string) {
+	m.refused.Add(ctx, 1, metric.WithAttributes(attribute.String("stream", stream), attribute.String("reason", reason)))
 }
 
 func (m *issuerMetrics) close() {

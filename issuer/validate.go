@@ -4,12 +4,27 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"regexp"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/heraldsec/herald/bus"
 )
+
+// validName is the set of names admins give credentials and clients: lower
+// case ASCII letters and digits, then also '.', '_' and '-', 64 at most, so
+// that no name looks like another (no case, Unicode or invisible
+// variants) and every name is safe in a URL path, a shell and a log.
+var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// checkName checks the name of a credential or client against validName.
+func checkName(what, v string) error {
+	if !validName.MatchString(v) {
+		return badRequest(fmt.Sprintf("%s name %.64q: want 1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit", what, v))
+	}
+	return nil
+}
 
 // checkIdent checks an identifier: bounded, UTF-8, no control characters.
 func checkIdent(name, v string, required bool) error {

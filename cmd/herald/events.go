@@ -46,26 +46,42 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *tenant != "" {
 		q.Set("tenant", *tenant)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.issuerURL, "/")+"/v1/events?"+q.Encode(), nil)
+	// The issuer ends a stream after its maximum lifetime (and when the
+	// credential goes): with --follow, reconnect after the last event seen,
+	// which authorizes the credential again.
+	after := *lastID
+	for {
+		ended, err := streamEvents(ctx, c.issuerURL, tok, q, &after, stdout, *asJSON)
+		if err != nil || !ended || !*follow || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// streamEvents prints the events of one GET /v1/events after *after,
+// keeping *after at the last one printed. It reports whether the issuer
+// ended the stream.
+func streamEvents(ctx context.Context, base, tok string, q url.Values, after *string, stdout io.Writer, asJSON bool) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/v1/events?"+q.Encode(), nil)
 	if err != nil {
-		return err
+		return false, err
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Accept", "text/event-stream")
-	if *lastID != "" {
-		req.Header.Set("Last-Event-ID", *lastID)
+	if *after != "" {
+		req.Header.Set("Last-Event-ID", *after)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil
+			return false, nil
 		}
-		return fmt.Errorf("events: %w", err)
+		return false, fmt.Errorf("events: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("events: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+		return false, fmt.Errorf("events: %s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 2<<20)
@@ -78,16 +94,20 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		case strings.HasPrefix(line, "data: "):
 			data = line[6:]
 		case line == "" && data != "":
-			if err := printEvent(stdout, id, data, *asJSON); err != nil {
-				return err
+			if err := printEvent(stdout, id, data, asJSON); err != nil {
+				return false, err
 			}
+			*after = id
 			id, data = "", ""
 		}
 	}
-	if err := sc.Err(); err != nil && ctx.Err() == nil {
-		return fmt.Errorf("events: %w", err)
+	if err := sc.Err(); err != nil {
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		return false, fmt.Errorf("events: %w", err)
 	}
-	return nil
+	return ctx.Err() == nil, nil
 }
 
 // printEvent writes one event as a JSON line or a human-readable line.
