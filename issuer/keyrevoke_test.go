@@ -241,3 +241,35 @@ func TestReplicas_RevokeAllReplacesEveryReplicasKeys(t *testing.T) {
 	fresh := createSession(t, b, issuer.SessionRequest{Subject: "z"})
 	bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, fresh.AccessToken, 200, "") })
 }
+
+// TestRevoke_EventKeyIsNotAKey: a key revocation naming the event key,
+// by its kid or its entry's name, or naming a revocation record, is a
+// 400 that changes nothing: event keys are revoked only with a root key.
+func TestRevoke_EventKeyIsNotAKey(t *testing.T) {
+	s := bustest.RunServer(t)
+	svc, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{})
+	kv, err := bustest.Connect(t, s).Keys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, value := range []string{bus.EventKeyPrefix + svc.EventKeyID(), svc.EventKeyID(), bus.RevokedKeyPrefix + "x"} {
+		code, body := call(t, "POST", svc.URL()+"/v1/revocations", adminToken,
+			issuer.RevocationRequest{Kind: "key", Value: value})
+		if code != 400 {
+			t.Errorf("revoke key %s: %d %s, want 400", value, code, body)
+		}
+		code, body = call(t, "POST", svc.URL()+"/v1/revocations", adminToken,
+			issuer.RevocationRequest{Kind: "key", Values: []string{"some-kid", value}})
+		if code != 400 {
+			t.Errorf("revoke keys [some-kid %s]: %d %s, want 400", value, code, body)
+		}
+	}
+	if _, err := kv.Get(t.Context(), bus.EventKeyPrefix+svc.EventKeyID()); err != nil {
+		t.Fatalf("event key entry gone: %v", err)
+	}
+	for _, name := range []string{bus.RevokedKeyPrefix + svc.EventKeyID(), bus.RevokedKeyPrefix + "some-kid"} {
+		if _, err := kv.Get(t.Context(), name); err == nil {
+			t.Errorf("refused request left record %s", name)
+		}
+	}
+}
