@@ -205,3 +205,31 @@ func SignatureKid(d Delivery) string {
 	}
 	return h.Kid
 }
+
+// StatementName returns the BucketKeys name a root-signed statement
+// (certificate or event key revocation) is stored under, from its
+// payload, without checking its signature: the readers of the bucket do.
+func StatementName(value []byte) (string, error) {
+	if len(value) > MaxKeySize {
+		return "", fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(value), MaxKeySize)
+	}
+	_, payload, _, ok := splitJWS(strings.TrimSpace(string(value)))
+	if !ok {
+		return "", ErrUnsigned
+	}
+	raw, err := unb64(payload)
+	if err != nil {
+		return "", fmt.Errorf("%w: payload: %w", ErrMalformed, err)
+	}
+	var p struct {
+		Bucket string `json:"aud"`
+		Name   string `json:"sub"`
+	}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return "", fmt.Errorf("%w: payload: %w", ErrMalformed, err)
+	}
+	if p.Bucket != BucketKeys || !(strings.HasPrefix(p.Name, EventCertPrefix) || strings.HasPrefix(p.Name, RevokedEventKeyPrefix)) {
+		return "", fmt.Errorf("%w: not a root-signed statement of %s", ErrMalformed, BucketKeys)
+	}
+	return p.Name, nil
+}
