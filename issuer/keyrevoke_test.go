@@ -273,3 +273,31 @@ func TestRevoke_EventKeyIsNotAKey(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicas_RevokedWhileDownNotPublishedAgain: replica B is down when
+// its signing key is revoked through replica A. Restarted, B finds the
+// record in HERALD_KEYS: it deletes the key instead of publishing it, and
+// signs with a new one.
+func TestReplicas_RevokedWhileDownNotPublishedAgain(t *testing.T) {
+	s := bustest.RunServer(t)
+	a, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{})
+	cfgB := issuer.Config{DataDir: t.TempDir()}
+	b, stopB := runIssuerOn(t, bustest.Connect(t, s), cfgB)
+	kid := headerKid(t, createSession(t, b, issuer.SessionRequest{Subject: "bob"}).AccessToken)
+	stopB()
+	revoke(t, a, "key", kid)
+	kv, err := bustest.Connect(t, s).Keys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = runIssuerOn(t, bustest.Connect(t, s), cfgB)
+	if got := headerKid(t, createSession(t, b, issuer.SessionRequest{Subject: "bob"}).AccessToken); got == kid {
+		t.Fatalf("restarted replica signs with revoked key %s", kid)
+	}
+	if _, err := os.Stat(filepath.Join(cfgB.DataDir, "keys", kid+".pem")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("revoked key file still on disk: %v", err)
+	}
+	if _, err := kv.Get(t.Context(), kid); err == nil {
+		t.Fatalf("revoked key %s published again", kid)
+	}
+}
