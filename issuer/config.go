@@ -108,6 +108,10 @@ type Config struct {
 	// for this issuer's own view of the denylist (introspection, refresh).
 	// Its own event key is always trusted. Empty: trust on first use.
 	EventKeys []string
+	// RootKeys pins root keys by kid: event keys they certify are trusted,
+	// event keys they revoke never are, and the issuer refuses to start
+	// with an event key they revoked.
+	RootKeys []string
 	// SnapshotEvery publishes a snapshot of the denylist to
 	// HERALD_SNAPSHOTS once it has applied this many revocation events
 	// since the last snapshot, so that fresh verifiers need not replay the

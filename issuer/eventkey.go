@@ -2,12 +2,17 @@ package issuer
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/heraldsec/herald/bus"
 )
@@ -107,4 +112,122 @@ func EventKeyFile(path string) (kid string, created bool, err error) {
 		return "", false, fmt.Errorf("event key %s: %w", path, err)
 	}
 	return k.kid, created, nil
+}
+
+// CreateRootKey creates a root key at path: Ed25519, PKCS#8 PEM, mode
+// 0600. It refuses to overwrite a file. The root key certifies and
+// revokes event keys; keep it offline, never on an issuer host. It returns
+// the kid that issuers and verifiers pin with --root-keys.
+func CreateRootKey(path string) (string, error) {
+	if _, err := os.Lstat(path); err == nil {
+		return "", fmt.Errorf("create root key: %s exists", path)
+	}
+	dir := filepath.Dir(path)
+	k, err := createKey(dir, bus.AlgEdDSA)
+	if err != nil {
+		return "", fmt.Errorf("create root key: %w", err)
+	}
+	if err := os.Rename(filepath.Join(dir, k.kid+".pem"), path); err != nil {
+		return "", fmt.Errorf("create root key: %w", err)
+	}
+	return k.kid, nil
+}
+
+// rootSigner reads the root key at path, which only its owner may read.
+func rootSigner(path string) (*bus.Signer, error) {
+	k, err := readPrivateKey(path, 0o077)
+	if err != nil {
+		return nil, fmt.Errorf("root key: %w", err)
+	}
+	return bus.NewSigner(k.priv, "")
+}
+
+// readPublicKey reads the public key of a PEM file holding a PKCS#8
+// private key or a PKIX public key.
+func readPublicKey(path string) (bus.JWK, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return bus.JWK{}, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return bus.JWK{}, fmt.Errorf("%s: not a PEM file", path)
+	}
+	var pub crypto.PublicKey
+	switch block.Type {
+	case "PRIVATE KEY":
+		k, err := readPrivateKey(path, eventKeyForbidden)
+		if err != nil {
+			return bus.JWK{}, err
+		}
+		pub = k.priv.Public()
+	case "PUBLIC KEY":
+		if pub, err = x509.ParsePKIXPublicKey(block.Bytes); err != nil {
+			return bus.JWK{}, fmt.Errorf("%s: %w", path, err)
+		}
+	default:
+		return bus.JWK{}, fmt.Errorf("%s: PEM block %q, want PRIVATE KEY or PUBLIC KEY", path, block.Type)
+	}
+	return bus.NewJWK(pub)
+}
+
+// CertifyEventKey returns the certificate, signed with the root key at
+// rootPath, of the event key in the PEM file at eventKeyPath (its private
+// or public key): the name it is stored under in HERALD_KEYS, and its
+// value. It is valid from notBefore until expires (zero: no expiry).
+func CertifyEventKey(rootPath, eventKeyPath string, notBefore, expires time.Time) (name string, value []byte, err error) {
+	root, err := rootSigner(rootPath)
+	if err != nil {
+		return "", nil, err
+	}
+	key, err := readPublicKey(eventKeyPath)
+	if err != nil {
+		return "", nil, fmt.Errorf("certify event key: %w", err)
+	}
+	return bus.CertifyEventKey(root, key, notBefore, expires)
+}
+
+// RevokeEventKey returns the revocation of event key kid, signed with the
+// root key at rootPath: its name in HERALD_KEYS and its value.
+func RevokeEventKey(rootPath, kid, reason string) (name string, value []byte, err error) {
+	root, err := rootSigner(rootPath)
+	if err != nil {
+		return "", nil, err
+	}
+	return bus.RevokeEventKey(root, kid, reason)
+}
+
+// PublishRootStatement puts a certificate or event key revocation made by
+// CertifyEventKey or RevokeEventKey in HERALD_KEYS and returns its name.
+func PublishRootStatement(ctx context.Context, conn *bus.Conn, value []byte) (string, error) {
+	name, err := bus.StatementName(value)
+	if err != nil {
+		return "", err
+	}
+	kv, err := conn.Keys(ctx)
+	if err != nil {
+		return "", err
+	}
+	if _, err := kv.Put(ctx, name, []byte(strings.TrimSpace(string(value)))); err != nil {
+		return "", fmt.Errorf("publish %s: %w", name, err)
+	}
+	return name, nil
+}
+
+// checkOwnEventKey refuses to sign with an event key that a pinned root
+// key revoked: a new event key must be made and certified.
+func (s *Service) checkOwnEventKey(ctx context.Context, kid string) error {
+	kv, err := s.conn.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	e, err := kv.Get(ctx, bus.RevokedEventKeyPrefix+kid)
+	if err != nil {
+		return nil // no revocation (or none readable yet: verifiers still check)
+	}
+	if _, err := bus.OpenEventKeyRevocation(e.Key(), e.Value(), func(root string) bool { return slices.Contains(s.cfg.RootKeys, root) }); err != nil {
+		s.log.Warn("event key revocation not signed by a pinned root key; ignored", "event_kid", kid, "err", err)
+		return nil
+	}
+	return fmt.Errorf("event key %s was revoked by a root key: create a new one and certify it (herald keys event certify)", kid)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -240,4 +241,21 @@ func (s *Service) waitTrusted(ctx context.Context, kid string) {
 func (s *Service) trustedHas(kid string) bool {
 	_, ok := s.trusted.Get(kid)
 	return ok
+}
+
+// checkTokenKeys refuses a key revocation that names anything but token
+// keys: an event key (by kid or entry name) or a record of the bucket.
+// Event keys are revoked only with a root key (herald keys event revoke).
+func (s *Service) checkTokenKeys(kids []string) error {
+	for _, kid := range kids {
+		for _, prefix := range []string{bus.EventKeyPrefix, bus.RevokedKeyPrefix, bus.EventCertPrefix} {
+			if strings.HasPrefix(kid, prefix) {
+				return badRequest(fmt.Sprintf("key %q is not a token key: event keys are revoked with a root key (herald keys event revoke)", kid))
+			}
+		}
+		if _, _, ok := s.trusted.EventKey(kid); ok || kid == s.eventKey.kid || s.trusted.Untrusted(kid) {
+			return badRequest(fmt.Sprintf("key %q is an event key: event keys are revoked with a root key (herald keys event revoke)", kid))
+		}
+	}
+	return nil
 }

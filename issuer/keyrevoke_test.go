@@ -241,3 +241,63 @@ func TestReplicas_RevokeAllReplacesEveryReplicasKeys(t *testing.T) {
 	fresh := createSession(t, b, issuer.SessionRequest{Subject: "z"})
 	bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, fresh.AccessToken, 200, "") })
 }
+
+// TestRevoke_EventKeyIsNotAKey: a key revocation naming the event key,
+// by its kid or its entry's name, or naming a revocation record, is a
+// 400 that changes nothing: event keys are revoked only with a root key.
+func TestRevoke_EventKeyIsNotAKey(t *testing.T) {
+	s := bustest.RunServer(t)
+	svc, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{})
+	kv, err := bustest.Connect(t, s).Keys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, value := range []string{bus.EventKeyPrefix + svc.EventKeyID(), svc.EventKeyID(), bus.RevokedKeyPrefix + "x"} {
+		code, body := call(t, "POST", svc.URL()+"/v1/revocations", adminToken,
+			issuer.RevocationRequest{Kind: "key", Value: value})
+		if code != 400 {
+			t.Errorf("revoke key %s: %d %s, want 400", value, code, body)
+		}
+		code, body = call(t, "POST", svc.URL()+"/v1/revocations", adminToken,
+			issuer.RevocationRequest{Kind: "key", Values: []string{"some-kid", value}})
+		if code != 400 {
+			t.Errorf("revoke keys [some-kid %s]: %d %s, want 400", value, code, body)
+		}
+	}
+	if _, err := kv.Get(t.Context(), bus.EventKeyPrefix+svc.EventKeyID()); err != nil {
+		t.Fatalf("event key entry gone: %v", err)
+	}
+	for _, name := range []string{bus.RevokedKeyPrefix + svc.EventKeyID(), bus.RevokedKeyPrefix + "some-kid"} {
+		if _, err := kv.Get(t.Context(), name); err == nil {
+			t.Errorf("refused request left record %s", name)
+		}
+	}
+}
+
+// TestReplicas_RevokedWhileDownNotPublishedAgain: replica B is down when
+// its signing key is revoked through replica A. Restarted, B finds the
+// record in HERALD_KEYS: it deletes the key instead of publishing it, and
+// signs with a new one.
+func TestReplicas_RevokedWhileDownNotPublishedAgain(t *testing.T) {
+	s := bustest.RunServer(t)
+	a, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{})
+	cfgB := issuer.Config{DataDir: t.TempDir()}
+	b, stopB := runIssuerOn(t, bustest.Connect(t, s), cfgB)
+	kid := headerKid(t, createSession(t, b, issuer.SessionRequest{Subject: "bob"}).AccessToken)
+	stopB()
+	revoke(t, a, "key", kid)
+	kv, err := bustest.Connect(t, s).Keys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = runIssuerOn(t, bustest.Connect(t, s), cfgB)
+	if got := headerKid(t, createSession(t, b, issuer.SessionRequest{Subject: "bob"}).AccessToken); got == kid {
+		t.Fatalf("restarted replica signs with revoked key %s", kid)
+	}
+	if _, err := os.Stat(filepath.Join(cfgB.DataDir, "keys", kid+".pem")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("revoked key file still on disk: %v", err)
+	}
+	if _, err := kv.Get(t.Context(), kid); err == nil {
+		t.Fatalf("revoked key %s published again", kid)
+	}
+}

@@ -68,6 +68,11 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 	ctx, span := tracer().Start(ctx, "herald.issuer.Revoke", trace.WithAttributes(
 		attribute.String("herald.kind", kind.String()), attribute.Int("herald.values", len(values))))
 	defer span.End()
+	if kind == bus.KindKey {
+		if err := s.checkTokenKeys(values); err != nil {
+			return nil, err
+		}
+	}
 	res := &RevocationResult{}
 	if kind == bus.KindKey || kind == bus.KindAll {
 		s.keyMu.Lock()

@@ -192,6 +192,10 @@ func (s *Service) openEventKey(ctx context.Context) error {
 	// event keys as pinned or found, and this issuer's own from the start.
 	s.trusted = verifier.NewKeySet(nil, s.log)
 	s.trusted.TrustEventKeys(s.cfg.EventKeys...)
+	s.trusted.TrustRootKeys(s.cfg.RootKeys...)
+	if err := s.checkOwnEventKey(ctx, k.kid); err != nil {
+		return err
+	}
 	if err := s.trusted.AddEventKey(k.jwk, k.priv.Public()); err != nil {
 		return err
 	}

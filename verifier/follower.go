@@ -195,6 +195,10 @@ func (f *Follower) notifyApplied() {
 	f.mu.Unlock()
 }
 
+// errEventKeyMissing stops the Follower at an event signed by an event key
+// it has not seen: the event is applied once the key arrives.
+var errEventKeyMissing = errors.New("waiting for the event key of the next revocation")
+
 // errGap reports that the stream no longer holds events the denylist has
 // not applied.
 type errGap struct{ applied, next uint64 }
@@ -443,6 +447,14 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 		seq = d.Seq
 		f.storeHead(d.Seq + d.Pending)
 		e, err := opened[i].e, opened[i].err
+		if kid := bus.SignatureKid(d); errors.Is(err, bus.ErrUntrusted) && !f.keys.Untrusted(kid) {
+			// Signed by an event key not seen yet (deleted, or not
+			// published yet): wait for it here rather than skip a
+			// revocation that may be genuine.
+			gap = fmt.Errorf("%w: seq %d signed by event key %q", errEventKeyMissing, d.Seq, kid)
+			seq = d.Seq - 1
+			break
+		}
 		if err == nil && e.Type != bus.TypeRevocation {
 			err = fmt.Errorf("%w: type %s on the revocation stream", bus.ErrMalformed, e.Type)
 		}

@@ -27,6 +27,9 @@ type Key struct {
 	MaxLifetime time.Duration
 	// EventKid is the event key that signed the key's entry.
 	EventKid string
+	// NotAfter, for an event key trusted by a root certificate that
+	// expires, is that expiry.
+	NotAfter time.Time
 }
 
 // KeySet holds the public keys published in HERALD_KEYS. Keys come only
@@ -40,6 +43,11 @@ type Key struct {
 // starts, or the first to appear if there are none). Token keys sign
 // access tokens; each entry must be signed by a trusted event key, so that
 // publish rights on NATS are not enough to make verifiers trust a key.
+//
+// With root keys pinned (TrustRootKeys), an event key is also trusted
+// while a pinned root key certifies it (bus.EventCertPrefix entries), and
+// an event key a pinned root key revoked (bus.RevokedEventKeyPrefix) is
+// never trusted again, pinned or not, nor any token key it signed.
 type KeySet struct {
 	mu      sync.RWMutex
 	keys    map[string]*Key
@@ -47,13 +55,20 @@ type KeySet struct {
 	pending map[string][]byte // token key entries signed by an event key not (yet) trusted
 	pins    map[string]bool   // pinned event key kids; empty: trust on first use
 	revoked map[string]bool   // token keys revoked for good: never trusted again
-	tofu    bool              // trust on first use still open
-	denied  func(kid string) bool
-	log     *slog.Logger
-	loaded  atomic.Bool
-	ready   chan struct{} // closed once loaded
-	lastErr atomic.Pointer[string]
-	bad     atomic.Uint64
+	roots   map[string]bool   // pinned root key kids
+	// eventRevoked holds the event keys a pinned root key revoked: never
+	// trusted again. untrusted holds event keys seen and refused (not
+	// pinned, not certified), at most maxUntrusted: what they sign is
+	// positively forged, where a key not seen at all may still arrive.
+	eventRevoked map[string]bool
+	untrusted    map[string]bool
+	tofu         bool // trust on first use still open
+	denied       func(kid string) bool
+	log          *slog.Logger
+	loaded       atomic.Bool
+	ready        chan struct{} // closed once loaded
+	lastErr      atomic.Pointer[string]
+	bad          atomic.Uint64
 }
 
 // NewKeySet returns an empty key set. denied, if not nil, reports keys that
@@ -63,7 +78,8 @@ func NewKeySet(denied func(kid string) bool, log *slog.Logger) *KeySet {
 		log = slog.Default()
 	}
 	return &KeySet{keys: make(map[string]*Key), events: make(map[string]*Key), pending: make(map[string][]byte),
-		pins: make(map[string]bool), revoked: make(map[string]bool), tofu: true, denied: denied, log: log, ready: make(chan struct{})}
+		pins: make(map[string]bool), revoked: make(map[string]bool), roots: make(map[string]bool),
+		eventRevoked: make(map[string]bool), untrusted: make(map[string]bool), tofu: true, denied: denied, log: log, ready: make(chan struct{})}
 }
 
 // TrustEventKeys pins the event keys the set trusts, by kid (the key's RFC
@@ -80,6 +96,54 @@ func (ks *KeySet) TrustEventKeys(kids ...string) {
 	}
 }
 
+// maxUntrusted bounds the refused event keys a KeySet remembers.
+const maxUntrusted = 1024
+
+// TrustRootKeys pins root keys by kid: event keys they certify are
+// trusted, and event keys they revoke never are. Call it before Watch.
+// With root keys pinned the set does not trust on first use.
+func (ks *KeySet) TrustRootKeys(kids ...string) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	for _, kid := range kids {
+		if kid != "" {
+			ks.roots[kid] = true
+			ks.tofu = false
+		}
+	}
+}
+
+// rootPinned is a bus.RootKeyFunc.
+func (ks *KeySet) rootPinned(kid string) bool {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	return ks.roots[kid]
+}
+
+// markUntrusted records an event key seen and refused. The caller holds mu.
+func (ks *KeySet) markUntrusted(kid string) {
+	if len(ks.untrusted) < maxUntrusted {
+		ks.untrusted[kid] = true
+	}
+}
+
+// Untrusted reports whether event key kid is positively not trusted: a
+// pinned root key revoked it, or it was seen in the bucket and refused.
+// What it signs is forged; what an event key never seen signs may just
+// be early.
+func (ks *KeySet) Untrusted(kid string) bool {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	return ks.eventRevoked[kid] || ks.untrusted[kid]
+}
+
+// EventKeyRevoked reports whether a pinned root key revoked event key kid.
+func (ks *KeySet) EventKeyRevoked(kid string) bool {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	return ks.eventRevoked[kid]
+}
+
 // AddEventKey trusts the event key jwk (with public key pub) whatever the
 // pins or the trust on first use say: an issuer's own key, which it holds
 // before the bucket does. Token keys it signed that were waiting are added.
@@ -88,6 +152,10 @@ func (ks *KeySet) AddEventKey(jwk bus.JWK, pub crypto.PublicKey) error {
 		return fmt.Errorf("event key %s: kid is not the key's thumbprint", jwk.Kid)
 	}
 	ks.mu.Lock()
+	if ks.eventRevoked[jwk.Kid] {
+		ks.mu.Unlock()
+		return fmt.Errorf("event key %s: %w", jwk.Kid, errEventKeyRevoked)
+	}
 	ks.events[jwk.Kid] = &Key{ID: jwk.Kid, Algorithm: jwk.Alg, Public: pub, JWK: jwk}
 	retry := ks.pending
 	ks.pending = make(map[string][]byte)
@@ -102,7 +170,7 @@ func (ks *KeySet) EventKey(kid string) (bus.JWK, crypto.PublicKey, bool) {
 	ks.mu.RLock()
 	k, ok := ks.events[kid]
 	ks.mu.RUnlock()
-	if !ok {
+	if !ok || (!k.NotAfter.IsZero() && !time.Now().Before(k.NotAfter)) {
 		return bus.JWK{}, nil, false
 	}
 	return k.JWK, k.Public, true
@@ -150,8 +218,17 @@ func (ks *KeySet) Keys() []*Key {
 	return out
 }
 
-// Loaded reports whether the initial contents of the bucket have been read.
-func (ks *KeySet) Loaded() bool { return ks.loaded.Load() }
+// Loaded reports whether the initial contents of the bucket have been read
+// and the set trusts an event key: without one, no revocation can be
+// checked, so a verifier must not give verdicts.
+func (ks *KeySet) Loaded() bool {
+	if !ks.loaded.Load() {
+		return false
+	}
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	return len(ks.events) > 0
+}
 
 // Put parses and adds an entry of HERALD_KEYS stored under name: an event
 // key, or a token key signed by a trusted event key. An entry that fails to
@@ -161,6 +238,17 @@ func (ks *KeySet) Loaded() bool { return ks.loaded.Load() }
 func (ks *KeySet) Put(name string, data []byte) error {
 	if strings.HasPrefix(name, bus.EventKeyPrefix) {
 		return ks.putEventKey(name, data)
+	}
+	if strings.HasPrefix(name, bus.EventCertPrefix) {
+		return ks.putEventCert(name, data)
+	}
+	if strings.HasPrefix(name, bus.RevokedEventKeyPrefix) {
+		kid, err := bus.OpenEventKeyRevocation(name, data, ks.rootPinned)
+		if err != nil {
+			return err
+		}
+		ks.revokeEventKey(kid)
+		return nil
 	}
 	if strings.HasPrefix(name, bus.RevokedKeyPrefix) {
 		kid, err := bus.ParseRevokedKey(name, data)
@@ -198,7 +286,49 @@ func (ks *KeySet) Put(name string, data []byte) error {
 
 // errNotPinned refuses an event key that is neither pinned nor trusted on
 // first use.
-var errNotPinned = errors.New("event key not trusted: pin it with --event-keys")
+var errNotPinned = errors.New("event key not trusted: pin it with --event-keys or certify it with a root key")
+
+// errEventKeyRevoked refuses an event key a pinned root key revoked.
+var errEventKeyRevoked = errors.New("event key revoked by a root key")
+
+// putEventCert trusts the event key a pinned root key certifies.
+func (ks *KeySet) putEventCert(name string, data []byte) error {
+	jwk, pub, exp, err := bus.OpenEventKeyCert(name, data, ks.rootPinned, time.Now())
+	if err != nil {
+		return err
+	}
+	ks.mu.Lock()
+	if ks.eventRevoked[jwk.Kid] {
+		ks.mu.Unlock()
+		return fmt.Errorf("event key %s: %w", jwk.Kid, errEventKeyRevoked)
+	}
+	ks.events[jwk.Kid] = &Key{ID: jwk.Kid, Algorithm: jwk.Alg, Public: pub, JWK: jwk, NotAfter: exp}
+	delete(ks.untrusted, jwk.Kid)
+	retry := ks.pending
+	ks.pending = make(map[string][]byte)
+	ks.mu.Unlock()
+	ks.log.Info("event key certified by a root key", "event_kid", jwk.Kid)
+	ks.retryPending(retry)
+	return nil
+}
+
+// revokeEventKey stops trusting event key kid for good, and drops the
+// token keys whose entries it signed: an issuer with a new event key
+// signs them again.
+func (ks *KeySet) revokeEventKey(kid string) {
+	ks.mu.Lock()
+	ks.eventRevoked[kid] = true
+	delete(ks.events, kid)
+	dropped := 0
+	for id, k := range ks.keys {
+		if k.EventKid == kid {
+			delete(ks.keys, id)
+			dropped++
+		}
+	}
+	ks.mu.Unlock()
+	ks.log.Warn("event key revoked by a root key", "event_kid", kid, "token_keys_dropped", dropped)
+}
 
 func (ks *KeySet) putEventKey(name string, data []byte) error {
 	jwk, pub, err := bus.ParseEventKey(name, data)
@@ -206,12 +336,17 @@ func (ks *KeySet) putEventKey(name string, data []byte) error {
 		return err
 	}
 	ks.mu.Lock()
+	if ks.eventRevoked[jwk.Kid] {
+		ks.mu.Unlock()
+		return fmt.Errorf("event key %s: %w", jwk.Kid, errEventKeyRevoked)
+	}
 	if _, ok := ks.events[jwk.Kid]; ok {
 		ks.mu.Unlock()
 		return nil
 	}
 	trusted := ks.pins[jwk.Kid] || ks.tofu
 	if !trusted {
+		ks.markUntrusted(jwk.Kid)
 		ks.mu.Unlock()
 		return fmt.Errorf("event key %s: %w", jwk.Kid, errNotPinned)
 	}
@@ -342,6 +477,10 @@ func (ks *KeySet) watch(ctx context.Context, conn *bus.Conn) error {
 				}
 				if strings.HasPrefix(e.Key(), bus.RevokedKeyPrefix) {
 					ks.log.Warn("revoked key record deleted from the bucket; the key stays refused", "name", e.Key())
+					continue
+				}
+				if strings.HasPrefix(e.Key(), bus.EventCertPrefix) {
+					ks.log.Warn("event key certificate deleted from the bucket; it stays trusted until it expires", "name", e.Key())
 					continue
 				}
 				ks.Remove(e.Key())

@@ -65,7 +65,10 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("keys", "keys rotate | keys event-key FILE", stderr)
+	if err := runRootKeys(ctx, args, stdout, stderr); !errors.Is(err, errNotRootKeys) {
+		return err
+	}
+	fs := newFlagSet("keys", "keys rotate | keys event-key FILE | keys root create | keys event certify|revoke|publish", stderr)
 	var c clientFlags
 	c.register(fs)
 	if len(args) == 2 && args[0] == "event-key" {
@@ -83,7 +86,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if len(args) == 0 || args[0] != "rotate" {
 		fs.Usage()
-		return errors.New("keys: want rotate or event-key FILE")
+		return errors.New("keys: want rotate, event-key FILE, root create, or event certify|revoke|publish")
 	}
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err

@@ -41,7 +41,8 @@ Clients (talk to a running issuer or verifier):
   token      create a session for a subject and print its access token
   revoke     revoke: token JTI | session SID | subject SUB | client ID | tenant T | key KID | all
   client     machine clients: create NAME | list | rotate ID | delete ID
-  keys       signing keys: rotate; event-key FILE (create or read the replicas' event key, print its kid)
+  keys       signing keys: rotate; event-key FILE (create or read the replicas' event key, print its kid);
+             root create --out FILE; event certify|revoke|publish (the offline root key certifies and revokes event keys)
   credential named admin credentials: create NAME --scopes revoke | list | rotate NAME | delete NAME
   events     print or --follow the event stream (revocations, issuance, sessions, keys, admin actions)
   status     show a verifier's status

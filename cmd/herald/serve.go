@@ -34,8 +34,8 @@ type issuerFlags struct {
 // natsFlags are how issuer and verifier authenticate to NATS: files, never
 // secrets on the command line.
 type natsFlags struct {
-	creds, nkey, ca, cert, key, domain, eventKeys string
-	discover                                      bool
+	creds, nkey, ca, cert, key, domain, eventKeys, rootKeys string
+	discover                                                bool
 }
 
 func (f *natsFlags) register(fs *flag.FlagSet) {
@@ -47,12 +47,19 @@ func (f *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.key, "nats-key", "", "PEM key of --nats-cert")
 	fs.StringVar(&f.domain, "nats-domain", "", "JetStream domain of the hub, when connected to a leaf node (see deploy/README.md)")
 	fs.StringVar(&f.eventKeys, "event-keys", "", "comma-separated kids of the issuers' event keys to trust (printed by the issuer as event_kid); empty: trust on first use")
+	fs.StringVar(&f.rootKeys, "root-keys", "", "comma-separated kids of the offline root keys that certify and revoke event keys (herald keys root create)")
 }
 
+// roots returns the root key kids of --root-keys.
+func (f *natsFlags) roots() []string { return splitKids(f.rootKeys) }
+
 // pins returns the event key kids of --event-keys.
-func (f *natsFlags) pins() []string {
+func (f *natsFlags) pins() []string { return splitKids(f.eventKeys) }
+
+// splitKids splits a comma-separated list of kids.
+func splitKids(list string) []string {
 	var kids []string
-	for _, kid := range strings.Split(f.eventKeys, ",") {
+	for _, kid := range strings.Split(list, ",") {
 		if kid = strings.TrimSpace(kid); kid != "" {
 			kids = append(kids, kid)
 		}
@@ -104,6 +111,7 @@ func (f *issuerFlags) config(log *slog.Logger, tel *telemetry) issuer.Config {
 		AdminToken:       os.Getenv("HERALD_ADMIN_TOKEN"),
 		Replicas:         f.replicas,
 		EventKeys:        f.nats.pins(),
+		RootKeys:         f.nats.roots(),
 		EventKeyFile:     f.eventKeyFile,
 		Logger:           log,
 	}
@@ -225,6 +233,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
 		Verifier:      verifier.Config{Issuer: svc.IssuerURL(), Audience: f.audience},
 		EventKeys:     append([]string{svc.EventKeyID()}, f.nats.pins()...),
+		RootKeys:      f.nats.roots(),
 		DataDir:       filepath.Join(f.data, "verifier"),
 		HTTPAddr:      *verifierHTTP,
 		Logger:        log,

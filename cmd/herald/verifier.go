@@ -110,6 +110,7 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	cfg := verifier.SidecarConfig{
 		Verifier:  verifier.Config{Issuer: f.issuerURL, Audience: f.audience, CacheSize: f.cacheSize, TrustedProxies: trusted},
 		EventKeys: f.nats.pins(),
+		RootKeys:  f.nats.roots(),
 		DataDir:   f.data,
 		HTTPAddr:  f.http,
 		Upstream:  f.upstream, MaxStaleness: f.maxStaleness, OnStale: f.onStale,
