@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldsec/herald/bus"
@@ -50,6 +51,12 @@ type Service struct {
 	followHold chan struct{}
 	// catchUpWait, when a test sets it, replaces catchUpWait.
 	catchUpWait time.Duration
+
+	// Measured by watchSkew: this issuer's clock minus the NATS server's,
+	// and the largest skew of a live verifier against it, in nanoseconds.
+	clockOffset atomic.Int64
+	clockKnown  atomic.Bool
+	maxSkew     atomic.Int64
 }
 
 // Open prepares an issuer: it creates or updates the streams and buckets,
@@ -253,6 +260,7 @@ func (s *Service) Run(ctx context.Context) error {
 	run("outbox", s.outbox.Run)
 	run("key rotation", s.rotateKeys)
 	run("snapshots", s.runSnapshots)
+	run("clock skew", s.watchSkew)
 	run("http", func(ctx context.Context) error { return verifier.Serve(ctx, s.ln, newHandler(s)) })
 	s.log.Info("issuer ready", "http", s.URL(), "kid", s.keys.Current().kid, "event_kid", s.eventKey.kid, "issuer", s.cfg.IssuerURL)
 	return g.Wait()
