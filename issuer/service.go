@@ -113,6 +113,9 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
 	s.outbox = newOutbox(s.state, conn, log)
+	if err := s.shareOldCutoffs(); err != nil {
+		return nil, fmt.Errorf("open issuer: %w", err)
+	}
 	s.deny, err = store.Open(filepath.Join(cfg.DataDir, "denylist"), store.Options{Logger: log, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
@@ -261,6 +264,7 @@ func (s *Service) Run(ctx context.Context) error {
 	run("key rotation", s.rotateKeys)
 	run("snapshots", s.runSnapshots)
 	run("clock skew", s.watchSkew)
+	run("shared cut-offs", s.flushShares)
 	run("http", func(ctx context.Context) error { return verifier.Serve(ctx, s.ln, newHandler(s)) })
 	s.log.Info("issuer ready", "http", s.URL(), "kid", s.keys.Current().kid, "event_kid", s.eventKey.kid, "issuer", s.cfg.IssuerURL)
 	return g.Wait()
