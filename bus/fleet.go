@@ -69,6 +69,35 @@ type Heartbeat struct {
 	// EveryMS is the heartbeat interval in milliseconds, so that readers know
 	// when a verifier has missed its heartbeats.
 	EveryMS int64 `json:"every_ms"`
+	// ClockOffsetMS is the verifier's clock minus the NATS server's, in
+	// milliseconds, as it measured when it sent the heartbeat (ClockOffset);
+	// absent when it could not. An issuer subtracts its own offset to get
+	// the skew between them.
+	ClockOffsetMS *int64 `json:"clock_offset_ms,omitempty"`
+}
+
+// SkewWarning is the clock difference between an issuer, a verifier and
+// the NATS server beyond which they log warnings: revocations cut off
+// tokens by the issuer's clock, so a large skew shows wrong times in
+// every component's view of them.
+const SkewWarning = 5 * time.Second
+
+// ClockOffset measures the clock now against the NATS server's: now's time
+// minus the server's, taken half way through a stream info request on
+// StreamRevocations (the server dates its answer), so the error is at most
+// half the round trip.
+func (c *Conn) ClockOffset(ctx context.Context, now func() time.Time) (time.Duration, error) {
+	before := now()
+	s, err := c.js.Stream(ctx, StreamRevocations)
+	after := now()
+	if err != nil {
+		return 0, fmt.Errorf("measure clock offset: %w", err)
+	}
+	server := s.CachedInfo().TimeStamp
+	if server.IsZero() {
+		return 0, errors.New("measure clock offset: the server did not date its answer")
+	}
+	return before.Add(after.Sub(before) / 2).Sub(server), nil
 }
 
 // Live reports whether h is recent at now: sent less than three heartbeat

@@ -1,12 +1,18 @@
 package issuer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/store"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
@@ -96,9 +102,6 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 		}
 	}
 	now := s.now()
-	if err := s.shareCutoffs(ctx, kind, values, now); err != nil {
-		return nil, err
-	}
 	events := s.revocationEvents(now, actor, kind, values, req.Reason)
 	seqs, err := s.outbox.commit(ctx, func(c *change) error {
 		c.keep()
@@ -120,7 +123,10 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, err // if it was recorded, Run publishes it and shares its cut-offs
+	}
+	if err := s.shareCutoffs(ctx, kind, values, now); err != nil {
+		return nil, fmt.Errorf("%w: %w", errNotPublished, err) // recorded: Run retries
 	}
 	res.ID, res.Seq, res.At = events[0].ID, seqs[len(events)-1], now
 	s.metrics.revoked(ctx, kind, len(values))
@@ -152,31 +158,189 @@ const sharedWrites = 16
 // revocation of kind k covers from being refreshed, on every replica: each
 // revoked session is marked ended, and each distinct subject, client,
 // tenant or all value gets a cut-off entry made at. It returns once the
-// server has acknowledged every write.
+// server has acknowledged every write, and then forgets the revocation's
+// pending share/ entries; until then Run retries them (flushShares).
 func (s *Service) shareCutoffs(ctx context.Context, k bus.Kind, values []string, at time.Time) error {
-	var write func(ctx context.Context, v string) error
-	switch k {
-	case bus.KindSession:
-		write = func(ctx context.Context, v string) error { return s.markEnded(ctx, v, "revoked") }
-	case bus.KindSubject, bus.KindClient, bus.KindTenant, bus.KindAll:
-		write = func(ctx context.Context, v string) error { return s.sessions.putCutoff(ctx, k, v, at) }
-	default:
+	if !cutsOff(k) {
 		return nil
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(sharedWrites)
-	seen := make(map[string]bool, len(values))
+	done := make(map[string][]byte, len(values))
 	for _, v := range values {
-		if seen[v] {
+		key := shareKey(k, v)
+		if _, seen := done[key]; seen {
 			continue
 		}
-		seen[v] = true
-		g.Go(func() error { return write(gctx, v) })
+		b, err := json.Marshal(&cutoff{At: at})
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", key, err)
+		}
+		done[key] = b
+		g.Go(func() error { return s.shareCutoff(gctx, k, v, at) })
 	}
 	if err := g.Wait(); err != nil {
-		return fmt.Errorf("record what the revocation stops in %s: %w: %w", bus.BucketSessions, errUnavailable, err)
+		return fmt.Errorf("record what the revocation stops in %s: %w", bus.BucketSessions, err)
+	}
+	return s.forgetShares(done)
+}
+
+// cutsOff reports whether a revocation of kind k stops sessions from
+// being refreshed.
+func cutsOff(k bus.Kind) bool {
+	switch k {
+	case bus.KindSession, bus.KindSubject, bus.KindClient, bus.KindTenant, bus.KindAll:
+		return true
+	}
+	return false
+}
+
+// shareCutoff records one value of a revocation of kind k made at in
+// HERALD_SESSIONS.
+func (s *Service) shareCutoff(ctx context.Context, k bus.Kind, v string, at time.Time) error {
+	if k == bus.KindSession {
+		return s.markEnded(ctx, v, "revoked")
+	}
+	return s.sessions.putCutoff(ctx, k, v, at)
+}
+
+// forgetShares deletes the pending share/ entries of done, each only if it
+// still holds what was shared: a later revocation of the same value may
+// have replaced it and not be shared yet.
+func (s *Service) forgetShares(done map[string][]byte) error {
+	err := s.state.Update(func(tx *store.Tx) error {
+		for key, shared := range done {
+			cur, ok, err := tx.Get(key)
+			if err != nil {
+				return err
+			}
+			if ok && bytes.Equal(cur, shared) {
+				tx.Delete(key)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("forget shared cut-offs: %w", err)
 	}
 	return nil
+}
+
+// keySharedSince marks a state whose cut-offs are all in share/ or shared.
+const keySharedSince = "meta/cutoffs-shared"
+
+// shareOldCutoffs queues for HERALD_SESSIONS, once, the cut-offs an issuer
+// recorded only in its own state before cut-offs were shared, so that
+// revocations made before an upgrade stop refreshes on every replica too.
+func (s *Service) shareOldCutoffs() error {
+	if _, ok, err := s.state.Get(keySharedSince); err != nil || ok {
+		return err
+	}
+	err := s.state.Update(func(tx *store.Tx) error {
+		err := s.state.Scan(keyCutoff, func(key string, val []byte) error {
+			tx.Set(keyShare+strings.TrimPrefix(key, keyCutoff), slices.Clone(val))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		tx.Set(keySharedSince, []byte("1"))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue old cut-offs for %s: %w", bus.BucketSessions, err)
+	}
+	return nil
+}
+
+// flushEvery is how often Run retries the cut-offs not yet recorded in
+// HERALD_SESSIONS.
+const flushEvery = 2 * time.Second
+
+// flushShares records in HERALD_SESSIONS, every flushEvery until ctx ends,
+// the cut-offs of revocations that were committed but not shared (the bus
+// was down when they were made, or the issuer stopped in between).
+func (s *Service) flushShares(ctx context.Context) error {
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	failed := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n, err := s.flushSharesOnce(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && !failed:
+			s.log.Warn("recording cut-offs in HERALD_SESSIONS failed; retrying", "pending", n, "err", err)
+			failed = true
+		case err == nil && n > 0:
+			s.log.Info("cut-offs recorded in HERALD_SESSIONS", "count", n)
+			failed = false
+		case err == nil:
+			failed = false
+		}
+	}
+}
+
+// maxFlush bounds the pending cut-offs one pass of flushShares records.
+const maxFlush = 10000
+
+// errFlushFull stops the scan of one flushShares pass.
+var errFlushFull = errors.New("enough pending cut-offs for one pass")
+
+// flushSharesOnce records up to maxFlush pending cut-offs and forgets
+// those the server acknowledged. It returns how many it found.
+func (s *Service) flushSharesOnce(ctx context.Context) (int, error) {
+	type pending struct {
+		key string
+		k   bus.Kind
+		v   string
+		at  time.Time
+		val []byte
+	}
+	var todo []pending
+	err := s.state.Scan(keyShare, func(key string, val []byte) error {
+		ks, v, ok := strings.Cut(strings.TrimPrefix(key, keyShare), "/")
+		k, err := bus.ParseKind(ks)
+		var c cutoff
+		if !ok || err != nil || !cutsOff(k) || json.Unmarshal(val, &c) != nil {
+			s.log.Error("malformed pending cut-off skipped", "key", key)
+			return nil
+		}
+		todo = append(todo, pending{key: key, k: k, v: v, at: c.At, val: slices.Clone(val)})
+		if len(todo) >= maxFlush {
+			return errFlushFull
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFlushFull) {
+		return 0, fmt.Errorf("read pending cut-offs: %w", err)
+	}
+	if len(todo) == 0 {
+		return 0, nil
+	}
+	var mu sync.Mutex
+	done := make(map[string][]byte, len(todo))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(sharedWrites)
+	for _, p := range todo {
+		g.Go(func() error {
+			if err := s.shareCutoff(gctx, p.k, p.v, p.at); err != nil {
+				return err
+			}
+			mu.Lock()
+			done[p.key] = p.val
+			mu.Unlock()
+			return nil
+		})
+	}
+	werr := g.Wait()
+	if err := s.forgetShares(done); err != nil {
+		return len(todo), err
+	}
+	return len(todo), werr
 }
 
 // checkRevocation validates a revocation request and returns its kind and
@@ -259,6 +423,9 @@ func (s *Service) applyRevocation(c *change, k bus.Kind, value string, now time.
 					return err
 				}
 			}
+		}
+		if err := c.put(shareKey(k, value), &cutoff{At: now}); err != nil {
+			return err
 		}
 		return c.put(cutoffKey(k, value), &cutoff{At: now})
 	}

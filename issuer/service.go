@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldsec/herald/bus"
@@ -55,6 +56,12 @@ type Service struct {
 	followHold chan struct{}
 	// catchUpWait, when a test sets it, replaces catchUpWait.
 	catchUpWait time.Duration
+
+	// Measured by watchSkew: this issuer's clock minus the NATS server's,
+	// and the largest skew of a live verifier against it, in nanoseconds.
+	clockOffset atomic.Int64
+	clockKnown  atomic.Bool
+	maxSkew     atomic.Int64
 }
 
 // Open prepares an issuer: it creates or updates the streams and buckets,
@@ -111,6 +118,9 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 		return nil, fmt.Errorf("open issuer: %w", err)
 	}
 	s.outbox = newOutbox(s.state, conn, log)
+	if err := s.shareOldCutoffs(); err != nil {
+		return nil, fmt.Errorf("open issuer: %w", err)
+	}
 	s.deny, err = store.Open(filepath.Join(cfg.DataDir, "denylist"), store.Options{Logger: log, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("open issuer: %w", err)
@@ -273,6 +283,8 @@ func (s *Service) Run(ctx context.Context) error {
 	run("outbox", s.outbox.Run)
 	run("key rotation", s.rotateKeys)
 	run("snapshots", s.runSnapshots)
+	run("clock skew", s.watchSkew)
+	run("shared cut-offs", s.flushShares)
 	run("http", func(ctx context.Context) error { return verifier.Serve(ctx, s.ln, newHandler(s)) })
 	s.log.Info("issuer ready", "http", s.URL(), "kid", s.keys.Current().kid, "event_kid", s.eventKey.kid, "issuer", s.cfg.IssuerURL)
 	return g.Wait()

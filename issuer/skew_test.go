@@ -1,7 +1,11 @@
 package issuer_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -64,4 +68,77 @@ func TestSkew_SessionOfFastReplicaIsCovered(t *testing.T) {
 	if r := refreshAt(t, a, later.RefreshToken, "", "", ""); r.code != http.StatusOK {
 		t.Fatalf("refresh of a session created after the revocation: %v", r)
 	}
+}
+
+// TestSkew_MeasuredAndShown runs an issuer whose clock is 10 s ahead and
+// a verifier whose clock is right: /v1/verifiers shows the verifier's
+// clock 10 s behind the issuer's, and the issuer warns of it. A verifier
+// whose clock is 10 s behind the NATS server's warns too.
+func TestSkew_MeasuredAndShown(t *testing.T) {
+	srv := bustest.RunServer(t)
+	logs := &logRecords{}
+	const ahead = 10 * time.Second
+	svc, _ := runIssuerOn(t, bustest.Connect(t, srv), issuer.Config{Logger: slog.New(logs),
+		Now: func() time.Time { return time.Now().Add(ahead) }})
+	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+		Verifier: verifier.Config{Issuer: svc.IssuerURL(), Audience: issuer.DefaultAudience},
+		DataDir:  t.TempDir(), HTTPAddr: "127.0.0.1:0", Logger: quiet, HeartbeatEvery: 50 * time.Millisecond,
+	}, bustest.Connect(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntilStopped(t, sc.Run, func() { sc.Close() })
+
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		code, body := call(t, "GET", svc.URL()+"/v1/verifiers", adminToken, nil)
+		var out struct {
+			ClockOffsetMS *int64 `json:"clock_offset_ms"`
+			Verifiers     []struct {
+				ID          string `json:"id"`
+				ClockSkewMS *int64 `json:"clock_skew_ms"`
+			} `json:"verifiers"`
+		}
+		if code != http.StatusOK || json.Unmarshal(body, &out) != nil {
+			return fmt.Errorf("GET /v1/verifiers: %d %s", code, body)
+		}
+		if out.ClockOffsetMS == nil || (time.Duration(*out.ClockOffsetMS)*time.Millisecond-ahead).Abs() > time.Second {
+			return fmt.Errorf("issuer clock offset %v, want about %s: %s", out.ClockOffsetMS, ahead, body)
+		}
+		for _, v := range out.Verifiers {
+			if v.ID == sc.ID() && v.ClockSkewMS != nil {
+				if skew := time.Duration(*v.ClockSkewMS) * time.Millisecond; (skew + ahead).Abs() > time.Second {
+					return fmt.Errorf("verifier skew %s, want about -%s", skew, ahead)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("verifier %s with a clock skew not listed: %s", sc.ID(), body)
+	})
+	bustest.WaitFor(t, 15*time.Second, func() error {
+		if _, ok := logs.find(func(r map[string]any) bool {
+			return strings.HasPrefix(r["msg"].(string), "CLOCK SKEW: verifiers'") && r["worst"] == sc.ID()
+		}); !ok {
+			return fmt.Errorf("no clock skew warning naming verifier %s", sc.ID())
+		}
+		return nil
+	})
+
+	vlogs := &logRecords{}
+	slow, err := verifier.OpenSidecar(verifier.SidecarConfig{
+		Verifier: verifier.Config{Issuer: svc.IssuerURL(), Audience: issuer.DefaultAudience,
+			Now: func() time.Time { return time.Now().Add(-10 * time.Second) }},
+		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", Logger: slog.New(vlogs), HeartbeatEvery: 50 * time.Millisecond,
+	}, bustest.Connect(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntilStopped(t, slow.Run, func() { slow.Close() })
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		if _, ok := vlogs.find(func(r map[string]any) bool {
+			return strings.HasPrefix(r["msg"].(string), "CLOCK SKEW: this verifier's clock")
+		}); !ok {
+			return fmt.Errorf("the slow verifier has not warned of its clock")
+		}
+		return nil
+	})
 }

@@ -18,6 +18,7 @@ const (
 	keyRefresh    = "rt/"      // legacy: rt/<sha256 hex of the refresh token> -> refreshRecord
 	keyClient     = "client/"  // client/<client_id> -> clientRecord
 	keyCutoff     = "cut/"     // cut/<kind>/<value> -> cutoff: sessions created up to it end
+	keyShare      = "share/"   // share/<kind>/<value> -> cutoff: not yet recorded in HERALD_SESSIONS
 	keyRetiredKey = "retired/" // retired/<kid> -> time the key stopped signing
 )
 
@@ -92,6 +93,9 @@ func refreshKey(hash string) string     { return keyRefresh + hash }
 func clientKey(id string) string        { return keyClient + id }
 func cutoffKey(k bus.Kind, v string) string {
 	return keyCutoff + k.String() + "/" + v
+}
+func shareKey(k bus.Kind, v string) string {
+	return keyShare + k.String() + "/" + v
 }
 
 // hashToken returns the hex SHA-256 of an opaque token. Refresh tokens are

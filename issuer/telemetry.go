@@ -3,6 +3,7 @@ package issuer
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -55,10 +56,24 @@ func newIssuerMetrics(mp metric.MeterProvider, s *Service) (*issuerMetrics, erro
 	if err != nil {
 		return nil, fmt.Errorf("issuer metrics: %w", err)
 	}
+	offset, err := meter.Float64ObservableGauge("herald.clock.offset", metric.WithUnit("s"),
+		metric.WithDescription("This issuer's clock minus the NATS server's, measured every 10 s."))
+	if err != nil {
+		return nil, fmt.Errorf("issuer metrics: %w", err)
+	}
+	skew, err := meter.Float64ObservableGauge("herald.fleet.clock_skew", metric.WithUnit("s"),
+		metric.WithDescription("The largest clock difference between a live verifier and this issuer, measured every 10 s."))
+	if err != nil {
+		return nil, fmt.Errorf("issuer metrics: %w", err)
+	}
 	m.reg, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(pending, int64(s.outbox.pending()))
+		if s.clockKnown.Load() {
+			o.ObserveFloat64(offset, time.Duration(s.clockOffset.Load()).Seconds())
+			o.ObserveFloat64(skew, time.Duration(s.maxSkew.Load()).Seconds())
+		}
 		return nil
-	}, pending)
+	}, pending, offset, skew)
 	if err != nil {
 		return nil, fmt.Errorf("issuer metrics: %w", err)
 	}

@@ -55,9 +55,17 @@ func (s *Sidecar) Heartbeat() *bus.Heartbeat {
 		ID: s.id, Host: s.host, Version: s.cfg.Version, URL: s.URL(),
 		AppliedSeq: st.Applied, StreamHead: st.Head, Lag: st.Lag,
 		Ready: st.Ready, Stale: st.Stale, Denylist: st.Denylist,
-		Started: s.started.UTC(), Time: time.Now().UTC(),
+		Started: s.started.UTC(), Time: s.clock()().UTC(),
 		EveryMS: s.cfg.HeartbeatEvery.Milliseconds(),
 	}
+}
+
+// clock returns the sidecar's clock: its verifier's.
+func (s *Sidecar) clock() func() time.Time {
+	if s.cfg.Verifier.Now != nil {
+		return s.cfg.Verifier.Now
+	}
+	return time.Now
 }
 
 // heartbeat reports the sidecar to HERALD_VERIFIERS every HeartbeatEvery,
@@ -65,9 +73,31 @@ func (s *Sidecar) Heartbeat() *bus.Heartbeat {
 // ctx ends so the sidecar leaves the fleet at once.
 func (s *Sidecar) heartbeat(ctx context.Context) error {
 	var (
-		fleet  *bus.Fleet
-		failed bool
+		fleet    *bus.Fleet
+		failed   bool
+		skewed   bool      // the last measured offset was beyond bus.SkewWarning
+		warnedAt time.Time // when that was last logged
 	)
+	// offset measures the clock against the NATS server's, and warns
+	// while it is off by more than bus.SkewWarning: on the first beat
+	// that shows it, then every minute.
+	offset := func(ctx context.Context) *int64 {
+		off, err := s.conn.ClockOffset(ctx, s.clock())
+		if err != nil {
+			return nil
+		}
+		ms := off.Milliseconds()
+		switch {
+		case off.Abs() > bus.SkewWarning && (!skewed || time.Since(warnedAt) >= time.Minute):
+			s.log.Warn("CLOCK SKEW: this verifier's clock differs from the NATS server's; revocations are dated by the issuer's clock, so check NTP",
+				"offset", off.Round(time.Millisecond), "threshold", bus.SkewWarning)
+			skewed, warnedAt = true, time.Now()
+		case off.Abs() <= bus.SkewWarning && skewed:
+			s.log.Info("clock back in step with the NATS server", "offset", off.Round(time.Millisecond))
+			skewed = false
+		}
+		return &ms
+	}
 	timeout := max(s.cfg.HeartbeatEvery, time.Second)
 	beat := func() {
 		if !s.conn.Connected() {
@@ -80,7 +110,9 @@ func (s *Sidecar) heartbeat(ctx context.Context) error {
 			fleet, err = s.conn.OpenFleet(bctx, true, bus.FleetConfig{TTL: s.cfg.FleetTTL})
 		}
 		if err == nil {
-			err = fleet.Beat(bctx, s.Heartbeat())
+			h := s.Heartbeat()
+			h.ClockOffsetMS = offset(bctx)
+			err = fleet.Beat(bctx, h)
 		}
 		switch {
 		case err != nil && ctx.Err() == nil && !failed:

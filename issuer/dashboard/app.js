@@ -436,6 +436,21 @@
     return 'ready';
   }
 
+  // SKEW_WARNING_MS is bus.SkewWarning: beyond it a clock is flagged.
+  const SKEW_WARNING_MS = 5000;
+
+  // skewed reports whether a verifier's clock is off this issuer's by more than SKEW_WARNING_MS.
+  function skewed(v) {
+    return typeof v.clock_skew_ms === 'number' && Math.abs(v.clock_skew_ms) > SKEW_WARNING_MS;
+  }
+
+  // fmtSkew shows a clock skew in seconds with its sign, or a dash when unknown.
+  function fmtSkew(ms) {
+    if (typeof ms !== 'number') return '–';
+    const s = ms / 1000;
+    return `${s > 0 ? '+' : ''}${s.toFixed(Math.abs(s) < 10 ? 1 : 0)} s`;
+  }
+
   function renderFleet(st, f) {
     if (st !== state) return;
     const list = (f.verifiers || []).slice().sort((a, b) => String(a.id).localeCompare(String(b.id)));
@@ -451,16 +466,19 @@
       el('td', { class: 'n' }, v.applied_seq),
       el('td', { class: v.lag > 0 ? 'n lag-high' : 'n' }, v.lag),
       el('td', {}, el('span', { class: `badge ${s}`, title: flags, 'aria-label': `${s} (${flags})` }, s)),
-      el('td', { class: 'n' }, fmtAge(v.age_ms)));
+      el('td', { class: 'n' }, fmtAge(v.age_ms)),
+      el('td', { class: skewed(v) ? 'n lag-high' : 'n', 'data-skew-ms': v.clock_skew_ms ?? '' }, fmtSkew(v.clock_skew_ms)));
     });
     if (rows.length === 0) {
-      rows.push(el('tr', {}, el('td', { class: 'empty', colspan: 6 }, 'No verifier has reported yet.')));
+      rows.push(el('tr', {}, el('td', { class: 'empty', colspan: 7 }, 'No verifier has reported yet.')));
     }
     $('fleet-body').replaceChildren(...rows);
     const ready = list.filter((v) => verifierState(v) === 'ready').length;
     const lagging = list.filter((v) => v.lag > 0).length;
     let sum = `${plural(list.length, 'verifier')} · ${ready} ready`;
     if (lagging) sum += ` · ${lagging} behind`;
+    const skew = list.filter(skewed).length;
+    if (skew) sum += ` · ${skew} with clock skew over ${SKEW_WARNING_MS / 1000} s`;
     sum += ` · stream head ${f.stream_head}`;
     $('fleet-summary').textContent = sum;
   }
