@@ -256,6 +256,7 @@ func OpenSidecar(cfg SidecarConfig, conn *bus.Conn) (*Sidecar, error) {
 				return nil, fmt.Errorf("open verifier: %w", err)
 			}
 		}
+		sc.proxy.holdHooks() // once every hook is set
 	}
 	sc.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
