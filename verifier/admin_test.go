@@ -2,9 +2,16 @@ package verifier
 
 import (
 	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/heraldsec/herald/bus/bustest"
 )
 
 // TestProxy_OwnEndpointsOffTheAppListener: in proxy mode the application's
@@ -43,4 +50,46 @@ func TestProxy_OwnEndpointsOffTheAppListener(t *testing.T) {
 	if up.calls.Load() != before {
 		t.Error("a request to the admin listener reached the upstream")
 	}
+}
+
+// lockedBuffer is a log sink safe for the sidecar's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestProxy_AdminListenerInReadyLine: with --http on port 0 the admin
+// listener picks a loopback port too, and the ready line names both.
+func TestProxy_AdminListenerInReadyLine(t *testing.T) {
+	s := bustest.RunServer(t)
+	conn := bustest.Setup(t, s, 20*time.Minute)
+	logs := &lockedBuffer{}
+	sc, _ := startSidecarWith(t, conn, SidecarConfig{DataDir: t.TempDir(), Upstream: "http://127.0.0.1:9",
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if host, port, _ := net.SplitHostPort(strings.TrimPrefix(sc.AdminURL(), "http://")); host != "127.0.0.1" || port == "8422" {
+		t.Errorf("admin URL %s: want loopback on a picked port (HTTPAddr has port 0)", sc.AdminURL())
+	}
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, `msg="verifier ready"`) {
+				if !strings.Contains(line, " http="+sc.URL()+" ") || !strings.Contains(line, " admin_http="+sc.AdminURL()) {
+					t.Fatalf("ready line %q: want http=%s and admin_http=%s", line, sc.URL(), sc.AdminURL())
+				}
+				return nil
+			}
+		}
+		return errors.New("no ready line yet")
+	})
 }
