@@ -194,6 +194,38 @@ func TestK8s_IssuerReplicasAndVerifierSidecar(t *testing.T) {
 	if !slices.Contains(sidecar.Args, "verifier") {
 		t.Errorf("sidecar args %v: want the verifier subcommand", sidecar.Args)
 	}
+	// In proxy mode the verifier's own endpoints are on --admin-http: the
+	// probes use that port, which no Service exposes.
+	if slices.ContainsFunc(sidecar.Args, func(a string) bool { return strings.HasPrefix(a, "--upstream=") }) {
+		var admin int32
+		for _, a := range sidecar.Args {
+			if v, ok := strings.CutPrefix(a, "--admin-http="); ok {
+				_, port, _ := net.SplitHostPort(v)
+				fmt.Sscan(port, &admin)
+			}
+		}
+		var adminName string
+		for _, p := range sidecar.Ports {
+			if p.ContainerPort == admin {
+				adminName = p.Name
+			}
+		}
+		if adminName == "" {
+			t.Fatalf("proxy-mode sidecar: --admin-http port %d is not one of its named ports", admin)
+		}
+		for what, p := range map[string]*corev1.Probe{"startup": sidecar.StartupProbe, "liveness": sidecar.LivenessProbe, "readiness": sidecar.ReadinessProbe} {
+			if p == nil || p.HTTPGet == nil || p.HTTPGet.Port.StrVal != adminName {
+				t.Errorf("proxy-mode sidecar: %s probe not on the admin port %q", what, adminName)
+			}
+		}
+		for name, svc := range services {
+			for _, port := range svc.Spec.Ports {
+				if port.TargetPort.StrVal == adminName || port.TargetPort.IntVal == admin {
+					t.Errorf("service %s exposes the verifier's admin port", name)
+				}
+			}
+		}
+	}
 	// Every Service selects pods of some workload, on a port they name.
 	pods := podTemplates(objs)
 	for name, svc := range services {

@@ -7,8 +7,9 @@ import (
 )
 
 // Handler serves the sidecar's HTTP API: /v1/verify, /v1/status,
-// /healthz, /readyz and /metrics. In proxy mode every other path goes to
-// the upstream, through the proxy.
+// /healthz, /readyz and /metrics. In proxy mode the application's listener
+// sends every path to the upstream, through the proxy (and /.herald/ to
+// the cookie sessions), and the API is served on the admin listener only.
 type Handler struct {
 	sc  *Sidecar
 	mux *http.ServeMux
@@ -16,7 +17,24 @@ type Handler struct {
 
 var _ http.Handler = (*Handler)(nil)
 
+// newHandler returns the handler of the sidecar's main listener: its API
+// in forward-auth mode, the application in proxy mode.
 func newHandler(sc *Sidecar) *Handler {
+	if sc.proxy == nil {
+		return newAdminHandler(sc)
+	}
+	h := &Handler{sc: sc, mux: http.NewServeMux()}
+	if sc.bff != nil {
+		h.mux.Handle("/", sc.bff)
+		h.mux.HandleFunc(ownPrefix, sc.bff.serveOwn)
+	} else {
+		h.mux.Handle("/", sc.proxy)
+	}
+	return h
+}
+
+// newAdminHandler returns the handler of the sidecar's own endpoints.
+func newAdminHandler(sc *Sidecar) *Handler {
 	h := &Handler{sc: sc, mux: http.NewServeMux()}
 	// Any method: nginx auth_request, Traefik forwardAuth and Envoy
 	// ext_authz forward the original request's method. Envoy's ext_authz
@@ -26,13 +44,6 @@ func newHandler(sc *Sidecar) *Handler {
 	h.mux.HandleFunc("/v1/verify/", h.verify)
 	h.mux.HandleFunc("GET /v1/status", h.status)
 	h.mux.HandleFunc("GET /metrics", h.metrics)
-	switch {
-	case sc.bff != nil:
-		h.mux.Handle("/", sc.bff)
-		h.mux.HandleFunc(ownPrefix, sc.bff.serveOwn)
-	case sc.proxy != nil:
-		h.mux.Handle("/", sc.proxy)
-	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

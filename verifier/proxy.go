@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -104,7 +105,60 @@ func (p *proxy) forward(w http.ResponseWriter, r *http.Request) {
 		_ = rc.SetReadDeadline(time.Time{})  // not supported by every ResponseWriter; the default timeouts then stay
 		_ = rc.SetWriteDeadline(time.Time{}) // likewise
 	}
+	if len(w.Header()) > 0 {
+		// httputil.ReverseProxy sends an upstream 1xx (103 Early Hints)
+		// with the response headers set so far, then clears them: the
+		// headers the sidecar set (a re-issued session cookie, no-store,
+		// X-Herald-Stale) are held back and put on the final response, or
+		// the error, by the hooks holdHooks installs.
+		held := &heldHeaders{dst: w.Header(), h: w.Header().Clone()}
+		clear(w.Header())
+		r = r.WithContext(context.WithValue(r.Context(), heldKey{}, held))
+	}
 	p.rp.ServeHTTP(w, r)
+}
+
+// heldHeaders are the response headers the sidecar set on a request before
+// forwarding it, held back from any 1xx response until the final one.
+type heldHeaders struct {
+	dst  http.Header // the response's headers
+	h    http.Header
+	once sync.Once
+}
+
+type heldKey struct{}
+
+// restoreHeld adds the headers held for the request of ctx back to its
+// response, once.
+func restoreHeld(ctx context.Context) {
+	if held, ok := ctx.Value(heldKey{}).(*heldHeaders); ok {
+		held.once.Do(func() {
+			for k, vs := range held.h {
+				for _, v := range vs {
+					held.dst.Add(k, v)
+				}
+			}
+		})
+	}
+}
+
+// holdHooks wraps the proxy's ModifyResponse and ErrorHandler, as they are
+// set once the proxy and its browser session layer are built, so that the
+// headers forward held back are on the final response (before the hook
+// reads or changes them) or on the error answer.
+func (p *proxy) holdHooks() {
+	modify, fail := p.rp.ModifyResponse, p.rp.ErrorHandler
+	p.rp.ModifyResponse = func(resp *http.Response) error {
+		restoreHeld(resp.Request.Context())
+		if modify != nil {
+			return modify(resp)
+		}
+		return nil
+	}
+	p.rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		restoreHeld(r.Context())
+		fail(w, r, err)
+	}
 }
 
 // upgradeType returns the protocol a request asks to upgrade to, as

@@ -132,19 +132,7 @@ func TestProxy_Forward(t *testing.T) {
 		}
 	})
 
-	t.Run("sidecar API stays", func(t *testing.T) {
-		for _, path := range []string{"/v1/status", "/healthz", "/readyz", "/metrics"} {
-			before := up.calls.Load()
-			resp, body := get(t, f.sc.URL()+path, "")
-			ours := resp.StatusCode == 200 || (path == "/metrics" && resp.StatusCode == 404) // no exporter configured here
-			if !ours || up.calls.Load() != before {
-				t.Errorf("GET %s = %d %s (upstream calls %d→%d), want 200 from the sidecar", path, resp.StatusCode, body, before, up.calls.Load())
-			}
-		}
-		if resp, _ := get(t, f.sc.URL()+"/v1/verify", tok); resp.StatusCode != 200 || resp.Header.Get(HeaderSubject) != "alice" {
-			t.Errorf("verify in proxy mode = %d", resp.StatusCode)
-		}
-	})
+	// The sidecar's own endpoints: TestProxy_OwnEndpointsOffTheAppListener.
 }
 
 func TestProxy_UpstreamDown(t *testing.T) {

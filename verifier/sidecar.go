@@ -20,7 +20,10 @@ import (
 
 // Defaults for SidecarConfig.
 const (
-	DefaultHTTPAddr     = "127.0.0.1:8421"
+	DefaultHTTPAddr = "127.0.0.1:8421"
+	// DefaultAdminAddr is where a sidecar in proxy mode serves its own
+	// endpoints, apart from the application's listener.
+	DefaultAdminAddr    = "127.0.0.1:8422"
 	DefaultPruneEvery   = time.Minute
 	DefaultMaxStaleness = 30 * time.Second
 )
@@ -57,10 +60,16 @@ type SidecarConfig struct {
 	// ignored.
 	NoListen bool
 	// Upstream, when set, is the http(s) URL of the application the sidecar
-	// proxies to (proxy mode): every path but the sidecar's own API
-	// (/v1/verify, /v1/status, /healthz, /readyz, /metrics) goes there if
-	// its token verifies.
+	// proxies to (proxy mode): every path on HTTPAddr goes there if its
+	// token verifies (with cookie sessions, but /.herald/), and the
+	// sidecar's own endpoints (/v1/verify, /v1/status, /healthz, /readyz,
+	// /metrics) move to AdminAddr.
 	Upstream string
+	// AdminAddr is where a sidecar in proxy mode serves its own endpoints,
+	// host:port; port 0 picks one. Default DefaultAdminAddr, or loopback
+	// port 0 when HTTPAddr's port is 0. Without Upstream the sidecar's
+	// endpoints are its API, on HTTPAddr, and AdminAddr is not used.
+	AdminAddr string
 	// Cookies, when set, adds browser sessions to proxy mode: a
 	// __Host-herald cookie stands for a session whose tokens only the
 	// sidecar holds (see CookieConfig). Requires Upstream.
@@ -105,6 +114,12 @@ type SidecarConfig struct {
 func (c *SidecarConfig) setDefaults() {
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = DefaultAdminAddr
+		if _, port, err := net.SplitHostPort(c.HTTPAddr); err == nil && port == "0" {
+			c.AdminAddr = "127.0.0.1:0"
+		}
 	}
 	if c.PruneEvery <= 0 {
 		c.PruneEvery = DefaultPruneEvery
@@ -177,6 +192,7 @@ type Sidecar struct {
 	proxy    *proxy       // nil unless in proxy mode
 	bff      *bff         // nil unless cookie sessions are on
 	ln       net.Listener // nil with NoListen
+	adminLn  net.Listener // the own endpoints' listener in proxy mode; else nil
 	log      *slog.Logger
 	id       string
 	host     string
@@ -244,12 +260,21 @@ func OpenSidecar(cfg SidecarConfig, conn *bus.Conn) (*Sidecar, error) {
 				return nil, fmt.Errorf("open verifier: %w", err)
 			}
 		}
+		sc.proxy.holdHooks() // once every hook is set
 	}
 	sc.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		sc.metrics.close()
 		db.Close()
 		return nil, fmt.Errorf("open verifier: listen: %w", err)
+	}
+	if sc.proxy != nil {
+		if sc.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			sc.ln.Close()
+			sc.metrics.close()
+			db.Close()
+			return nil, fmt.Errorf("open verifier: listen for the admin endpoints: %w", err)
+		}
 	}
 	return sc, nil
 }
@@ -290,6 +315,15 @@ func (s *Sidecar) URL() string {
 		return ""
 	}
 	return "http://" + s.ln.Addr().String()
+}
+
+// AdminURL returns the base http:// URL of the sidecar's own endpoints in
+// proxy mode, "" otherwise (they are then on URL).
+func (s *Sidecar) AdminURL() string {
+	if s.adminLn == nil {
+		return ""
+	}
+	return "http://" + s.adminLn.Addr().String()
 }
 
 // ID returns the sidecar's id in the fleet.
@@ -398,7 +432,8 @@ func (s *Sidecar) Status() Status {
 
 // Run serves until ctx ends: it follows keys and revocations, prunes
 // expired entries, and answers HTTP. It logs one line with "ready" and the
-// listen address once the sidecar first gives verdicts. It returns after
+// listen addresses (http, and admin_http in proxy mode) once the sidecar
+// first gives verdicts. It returns after
 // every goroutine it started has stopped.
 func (s *Sidecar) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx) // the first error stops every task
@@ -419,6 +454,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 	if s.ln != nil {
 		run("http", func(ctx context.Context) error { return ServeWith(ctx, s.ln, newHandler(s), s.cfg.Timeouts) })
+	}
+	if s.adminLn != nil {
+		run("admin http", func(ctx context.Context) error { return ServeWith(ctx, s.adminLn, newAdminHandler(s), s.cfg.Timeouts) })
 	}
 	run("live requests", func(ctx context.Context) error {
 		// Streams and upgraded connections the proxy holds would keep the
@@ -445,6 +483,9 @@ func (s *Sidecar) announce(ctx context.Context) error {
 	args := []any{"http", s.URL(), "id", s.id, "applied_seq", s.db.Applied(), "keys", len(s.keys.Keys())}
 	if s.proxy != nil {
 		args = append(args, "upstream", s.cfg.Upstream)
+	}
+	if s.adminLn != nil {
+		args = append(args, "admin_http", s.AdminURL())
 	}
 	if s.bff != nil {
 		args = append(args, "cookie_sessions", true)
@@ -473,12 +514,15 @@ func (s *Sidecar) prune(ctx context.Context) error {
 	}
 }
 
-// Close closes the denylist (and the listener, if Run never ran). Call it
+// Close closes the denylist (and the listeners, if Run never ran). Call it
 // after Run has returned. It is safe to call more than once.
 func (s *Sidecar) Close() error {
 	s.closeOnce.Do(func() {
 		if s.ln != nil {
 			s.ln.Close()
+		}
+		if s.adminLn != nil {
+			s.adminLn.Close()
 		}
 		s.metrics.close()
 		s.closeErr = s.db.Close()

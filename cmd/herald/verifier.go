@@ -22,12 +22,13 @@ import (
 
 // verifierFlags are the verifier's own flags.
 type verifierFlags struct {
-	http, data, natsURL, issuerURL, audience, logLevel string
-	upstream, onStale, id, trustedProxies              string
-	maxStaleness, heartbeat                            time.Duration
-	cacheSize                                          int
-	nats                                               natsFlags
-	cookies                                            cookieFlags
+	http, adminHTTP, data, natsURL, issuerURL, audience string
+	logLevel                                            string
+	upstream, onStale, id, trustedProxies               string
+	maxStaleness, heartbeat                             time.Duration
+	cacheSize                                           int
+	nats                                                natsFlags
+	cookies                                             cookieFlags
 }
 
 // cookieFlags configure browser sessions (proxy mode with cookies).
@@ -78,6 +79,7 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := newFlagSet("verifier", "verifier [flags]", stderr)
 	var f verifierFlags
 	fs.StringVar(&f.http, "http", verifier.DefaultHTTPAddr, "verifier HTTP listen address (port 0 picks one)")
+	fs.StringVar(&f.adminHTTP, "admin-http", "", "proxy mode: listen address of the verifier's own endpoints (/v1/status, /v1/verify, /healthz, /readyz, /metrics), kept off the application's --http listener (default "+verifier.DefaultAdminAddr+", or loopback port 0 when --http has port 0)")
 	fs.StringVar(&f.data, "data", filepath.Join(defaultDataDir, "verifier"), "data directory (denylist, verifier id)")
 	fs.StringVar(&f.natsURL, "nats", "nats://"+bus.DefaultListen, "NATS URL (comma-separated for a cluster)")
 	fs.StringVar(&f.issuerURL, "issuer", "http://"+issuer.DefaultHTTPAddr, "accepted iss claim")
@@ -112,8 +114,8 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		EventKeys: f.nats.pins(),
 		RootKeys:  f.nats.roots(),
 		DataDir:   f.data,
-		HTTPAddr:  f.http,
-		Upstream:  f.upstream, MaxStaleness: f.maxStaleness, OnStale: f.onStale,
+		HTTPAddr:  f.http, AdminAddr: f.adminHTTP,
+		Upstream: f.upstream, MaxStaleness: f.maxStaleness, OnStale: f.onStale,
 		HeartbeatEvery: f.heartbeat, ID: f.id, Version: version,
 		Cookies: cookies, Logger: log,
 	}
@@ -175,7 +177,7 @@ func parsePrefixes(list string) ([]netip.Prefix, error) {
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("status", "status [flags]\n\nWithout --issuer-url or --fleet: one verifier's status (--verifier-url).\nWith either: every live verifier of the fleet, from the issuer (admin).", stderr)
-	url := fs.String("verifier-url", "http://"+verifier.DefaultHTTPAddr, "base URL of the verifier")
+	url := fs.String("verifier-url", "http://"+verifier.DefaultHTTPAddr, "base URL of the verifier's endpoints (in proxy mode its --admin-http, by default http://"+verifier.DefaultAdminAddr+")")
 	var c clientFlags
 	c.register(fs)
 	fleet := fs.Bool("fleet", false, "list the fleet from the issuer (implied by --issuer-url)")
