@@ -344,8 +344,8 @@ func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
 		ConsumerLimits: consumers,
 	}}
 	for _, sc := range streams {
-		if _, err := c.js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		if err := c.ensureStream(ctx, sc); err != nil {
+			return err
 		}
 	}
 	_, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -367,6 +367,31 @@ func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
 	return c.limitStream(ctx, StreamSnapshots, func(sc *jetstream.StreamConfig) { limitConsumers(sc, cfg.MaxConsumers) })
 }
 
+// ensureStream creates or updates a stream to sc. A server that cannot
+// change the consumer limits of an existing stream (nats-server before
+// they became editable) gets the rest of sc, and a warning: the stream
+// keeps its consumer limits.
+func (c *Conn) ensureStream(ctx context.Context, sc jetstream.StreamConfig) error {
+	_, err := c.js.CreateOrUpdateStream(ctx, sc)
+	if err == nil {
+		return nil
+	}
+	s, serr := c.js.Stream(ctx, sc.Name)
+	if serr != nil {
+		return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+	}
+	prev := s.CachedInfo().Config
+	if prev.MaxConsumers == sc.MaxConsumers && prev.ConsumerLimits == sc.ConsumerLimits {
+		return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+	}
+	sc.MaxConsumers, sc.ConsumerLimits = prev.MaxConsumers, prev.ConsumerLimits
+	if _, err2 := c.js.CreateOrUpdateStream(ctx, sc); err2 != nil {
+		return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+	}
+	c.log.Warn("the server did not bound the stream's consumers; upgrade nats-server", "stream", sc.Name, "err", err)
+	return nil
+}
+
 // limitConsumers sets the consumer limits of Herald's streams on sc.
 func limitConsumers(sc *jetstream.StreamConfig, maxConsumers int) {
 	sc.MaxConsumers = maxConsumers
@@ -375,7 +400,8 @@ func limitConsumers(sc *jetstream.StreamConfig, maxConsumers int) {
 
 // limitStream applies set to the configuration of stream, for limits that
 // the configuration of a bucket, or of a stream created elsewhere, does
-// not carry; it updates the stream only when they changed.
+// not carry; it updates the stream only when they changed. A server that
+// refuses the update (an older nats-server) is logged, not fatal.
 func (c *Conn) limitStream(ctx context.Context, stream string, set func(*jetstream.StreamConfig)) error {
 	s, err := c.js.Stream(ctx, stream)
 	if err != nil {
@@ -388,7 +414,8 @@ func (c *Conn) limitStream(ctx context.Context, stream string, set func(*jetstre
 		return nil
 	}
 	if _, err := c.js.UpdateStream(ctx, sc); err != nil {
-		return fmt.Errorf("limit stream %s: %w", stream, err)
+		// As ensureStream: an older server keeps the stream as it was.
+		c.log.Warn("the server did not apply the stream's limits; upgrade nats-server", "stream", stream, "err", err)
 	}
 	return nil
 }
