@@ -80,19 +80,12 @@ func (c *Conn) EnsureBFF(ctx context.Context, cfg BFFConfig) error {
 	if err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", BucketBFF, err)
 	}
-	// A bucket's configuration has no entry count: it is its stream's.
-	s, err := c.js.Stream(ctx, streamBFF)
-	if err != nil {
-		return fmt.Errorf("ensure bucket %s: %w", BucketBFF, err)
-	}
-	sc := s.CachedInfo().Config
-	if sc.MaxMsgs != cfg.MaxEntries {
+	// A bucket's configuration has no entry count or consumer limits: they
+	// are its stream's.
+	return c.limitStream(ctx, streamBFF, func(sc *jetstream.StreamConfig) {
 		sc.MaxMsgs = cfg.MaxEntries
-		if _, err := c.js.UpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("ensure bucket %s: limit its entries: %w", BucketBFF, err)
-		}
-	}
-	return nil
+		limitConsumers(sc, DefaultMaxConsumers)
+	})
 }
 
 // BFF opens BucketBFF. When it does not exist (no issuer of this version

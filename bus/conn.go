@@ -24,6 +24,21 @@ const (
 	DefaultAuditMaxAge = 7 * 24 * time.Hour
 	// DefaultDuplicates is the Nats-Msg-Id dedupe window of both streams.
 	DefaultDuplicates = 2 * time.Minute
+	// DefaultMaxConsumers bounds the consumers of each of Herald's streams
+	// and buckets: a verifier holds one on HERALD and HERALD_KEYS while it
+	// runs, one on HERALD_SNAPSHOTS while it starts, and one on HERALD_BFF
+	// per request waiting for another replica's refresh, so fleets of
+	// thousands of verifiers fit, while a stolen verifier credential cannot
+	// exhaust the server's memory with consumers.
+	DefaultMaxConsumers = 10_000
+	// ConsumerInactiveLimit is the longest a consumer of Herald's streams
+	// and buckets stays without a client: nats.go's ordered consumers ask
+	// for this (5 minutes), and one created without a threshold, even as
+	// durable, gets it. So no consumer outlives its client for long: the
+	// consumer API cannot tell a durable request from an ephemeral one by
+	// its subject, so a credential allowed to create consumers cannot be
+	// kept from naming one durable; this limit takes the durability away.
+	ConsumerInactiveLimit = 5 * time.Minute
 )
 
 // Config configures a connection to NATS.
@@ -308,6 +323,9 @@ type StreamConfig struct {
 	AuditMaxAge time.Duration
 	// Replicas is the replication factor of streams and bucket (1 or 3). Default 1.
 	Replicas int
+	// MaxConsumers bounds the consumers of each stream and bucket. Default
+	// DefaultMaxConsumers.
+	MaxConsumers int
 }
 
 // EnsureStreams creates the HERALD, HERALD_AUDIT and HERALD_SNAPSHOTS
@@ -323,6 +341,10 @@ func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
+	if cfg.MaxConsumers <= 0 {
+		cfg.MaxConsumers = DefaultMaxConsumers
+	}
+	consumers := jetstream.StreamConsumerLimits{InactiveThreshold: ConsumerInactiveLimit}
 	dup := min(DefaultDuplicates, cfg.RevocationMaxAge)
 	streams := []jetstream.StreamConfig{{
 		Name:        StreamRevocations,
@@ -336,6 +358,9 @@ func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
 		Duplicates:  dup,
 		DenyDelete:  true,
 		DenyPurge:   true,
+
+		MaxConsumers:   cfg.MaxConsumers,
+		ConsumerLimits: consumers,
 	}, {
 		Name:        StreamAudit,
 		Description: "Herald audit: issuance, sessions, keys, admin actions",
@@ -351,10 +376,13 @@ func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
 		Duplicates: DefaultDuplicates,
 		DenyDelete: true,
 		DenyPurge:  true,
+
+		MaxConsumers:   cfg.MaxConsumers,
+		ConsumerLimits: consumers,
 	}}
 	for _, sc := range streams {
-		if _, err := c.js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		if err := c.ensureStream(ctx, sc); err != nil {
+			return err
 		}
 	}
 	_, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -367,7 +395,66 @@ func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
 	if err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", BucketKeys, err)
 	}
-	return c.EnsureSnapshots(ctx, SnapshotConfig{MaxAge: cfg.RevocationMaxAge, Replicas: cfg.Replicas})
+	if err := c.limitStream(ctx, streamKeys, func(sc *jetstream.StreamConfig) { limitConsumers(sc, cfg.MaxConsumers) }); err != nil {
+		return err
+	}
+	if err := c.EnsureSnapshots(ctx, SnapshotConfig{MaxAge: cfg.RevocationMaxAge, Replicas: cfg.Replicas}); err != nil {
+		return err
+	}
+	return c.limitStream(ctx, StreamSnapshots, func(sc *jetstream.StreamConfig) { limitConsumers(sc, cfg.MaxConsumers) })
+}
+
+// ensureStream creates or updates a stream to sc. A server that cannot
+// change the consumer limits of an existing stream (nats-server before
+// they became editable) gets the rest of sc, and a warning: the stream
+// keeps its consumer limits.
+func (c *Conn) ensureStream(ctx context.Context, sc jetstream.StreamConfig) error {
+	_, err := c.js.CreateOrUpdateStream(ctx, sc)
+	if err == nil {
+		return nil
+	}
+	s, serr := c.js.Stream(ctx, sc.Name)
+	if serr != nil {
+		return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+	}
+	prev := s.CachedInfo().Config
+	if prev.MaxConsumers == sc.MaxConsumers && prev.ConsumerLimits == sc.ConsumerLimits {
+		return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+	}
+	sc.MaxConsumers, sc.ConsumerLimits = prev.MaxConsumers, prev.ConsumerLimits
+	if _, err2 := c.js.CreateOrUpdateStream(ctx, sc); err2 != nil {
+		return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+	}
+	c.log.Warn("the server did not bound the stream's consumers; upgrade nats-server", "stream", sc.Name, "err", err)
+	return nil
+}
+
+// limitConsumers sets the consumer limits of Herald's streams on sc.
+func limitConsumers(sc *jetstream.StreamConfig, maxConsumers int) {
+	sc.MaxConsumers = maxConsumers
+	sc.ConsumerLimits = jetstream.StreamConsumerLimits{InactiveThreshold: ConsumerInactiveLimit}
+}
+
+// limitStream applies set to the configuration of stream, for limits that
+// the configuration of a bucket, or of a stream created elsewhere, does
+// not carry; it updates the stream only when they changed. A server that
+// refuses the update (an older nats-server) is logged, not fatal.
+func (c *Conn) limitStream(ctx context.Context, stream string, set func(*jetstream.StreamConfig)) error {
+	s, err := c.js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("limit stream %s: %w", stream, err)
+	}
+	before := s.CachedInfo().Config
+	sc := before
+	set(&sc)
+	if sc.MaxConsumers == before.MaxConsumers && sc.MaxMsgs == before.MaxMsgs && sc.ConsumerLimits == before.ConsumerLimits {
+		return nil
+	}
+	if _, err := c.js.UpdateStream(ctx, sc); err != nil {
+		// As ensureStream: an older server keeps the stream as it was.
+		c.log.Warn("the server did not apply the stream's limits; upgrade nats-server", "stream", stream, "err", err)
+	}
+	return nil
 }
 
 // Publish publishes e to its stream with Nats-Msg-Id set to e.ID and waits

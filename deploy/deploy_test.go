@@ -760,6 +760,14 @@ func TestNATS_Permissions(t *testing.T) {
 			t.Errorf("%s: the verifier user changed the revocation stream", cfg.URL)
 		}
 		bffPermissions(t, c, cfg.URL, denied)
+		api := "$JS.API"
+		if cfg.JetStreamDomain != "" {
+			api = "$JS." + cfg.JetStreamDomain + ".API"
+		}
+		if _, err := c.NATS().Request(api+".CONSUMER.DURABLE.CREATE.HERALD.mallory",
+			[]byte(`{"stream_name":"HERALD","config":{"durable_name":"mallory","ack_policy":"explicit"}}`), denied); err == nil {
+			t.Errorf("%s: the verifier user created a durable consumer on HERALD", cfg.URL)
+		}
 	}
 	if _, last, err := issuerConn.StreamHead(t.Context(), bus.StreamRevocations); err != nil || last != r.Seq {
 		t.Errorf("revocation stream head %d (%v) after the denied publishes, want %d", last, err, r.Seq)

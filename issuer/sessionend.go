@@ -18,6 +18,11 @@ const SessionEndPath = "/v1/sessions/end"
 // maxEndReason bounds the reason a caller gives for ending a session.
 const maxEndReason = 200
 
+// errSessionInUse refuses to end, on an idle timeout, a session whose
+// presented refresh token was rotated since: it is in use elsewhere.
+var errSessionInUse = &Error{Status: http.StatusConflict, Code: "session_in_use",
+	Description: "the refresh token was rotated since: the session is in use; nothing was done"}
+
 // SessionEnd is the answer of SessionEndPath.
 type SessionEnd struct {
 	// SessionID is the session that ended.
@@ -28,9 +33,10 @@ type SessionEnd struct {
 }
 
 // endSessionByToken serves SessionEndPath: form-encoded session_id and
-// refresh_token (and reason), with the client authentication of the token
-// endpoint. It answers 200 only once the session is recorded as ended in
-// HERALD_SESSIONS and its revocation is acknowledged by the stream.
+// refresh_token (and reason, and if_current=true), with the client
+// authentication of the token endpoint. It answers 200 only once the
+// session is recorded as ended in HERALD_SESSIONS and its revocation is
+// acknowledged by the stream.
 func (h *handler) endSessionByToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	auth, err := parseClientAuth(r)
@@ -39,7 +45,16 @@ func (h *handler) endSessionByToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := r.PostForm
-	res, err := h.s.EndSessionByToken(r.Context(), f.Get("session_id"), f.Get("refresh_token"), f.Get("reason"), auth, r.RemoteAddr)
+	var ifCurrent bool
+	switch f.Get("if_current") {
+	case "", "false":
+	case "true":
+		ifCurrent = true
+	default:
+		h.writeError(w, badRequest("if_current must be true or false"))
+		return
+	}
+	res, err := h.s.EndSessionByToken(r.Context(), f.Get("session_id"), f.Get("refresh_token"), f.Get("reason"), ifCurrent, auth, r.RemoteAddr)
 	if err != nil {
 		h.writeError(w, err)
 		return
@@ -48,14 +63,17 @@ func (h *handler) endSessionByToken(w http.ResponseWriter, r *http.Request) {
 }
 
 // EndSessionByToken ends session sid, proven by token: its current refresh
-// token or one it used up (the last maxUsedRefresh). A session of a
-// registered client also needs that client's authentication. A session
+// token or one it used up (the last maxUsedRefresh). With ifCurrent, only
+// the current one ends it, and a used one is refused with 409
+// session_in_use: a verifier ending a session it saw idle learns so that
+// another verifier has served it since. A session of a registered client
+// also needs that client's authentication. A session
 // that has ended already, or is gone from HERALD_SESSIONS (past its
 // absolute lifetime), is answered as ended without a new revocation. It
 // returns without error only when the session's end is recorded and its
 // revocation published; errors wrapping errNotPublished mean the end is
 // recorded and the revocation will be published when the bus is back.
-func (s *Service) EndSessionByToken(ctx context.Context, sid, token, reason string, auth clientAuth, source string) (*SessionEnd, error) {
+func (s *Service) EndSessionByToken(ctx context.Context, sid, token, reason string, ifCurrent bool, auth clientAuth, source string) (*SessionEnd, error) {
 	if err := checkIdent("session_id", sid, true); err != nil {
 		return nil, err
 	}
@@ -89,6 +107,9 @@ func (s *Service) EndSessionByToken(ctx context.Context, sid, token, reason stri
 		}
 		if sess.Ended {
 			return nil, nil
+		}
+		if ifCurrent && hash != sess.Refresh {
+			return nil, errSessionInUse
 		}
 		w := s.endSession(sess, now, reason, "client:"+sess.ClientID)
 		w.events = append(w.events, s.adminEvent(now, bus.TypeAdminSession, "client:"+sess.ClientID, source, "session.end", sid, reason))

@@ -13,7 +13,9 @@ import (
 // refresh token it used up, as a verifier does at logout with a cookie
 // whose token was rotated since: the session ends on every verifier and
 // its current refresh token stops working. A token of another session, or
-// none of this one's, ends nothing; ending twice is harmless.
+// none of this one's, ends nothing, nor does a used one when only the
+// current one may (if_current, for idle timeouts); ending twice is
+// harmless.
 func TestSessionEnd_ByUsedRefreshToken(t *testing.T) {
 	s := bustest.RunServer(t)
 	svc, _ := runIssuer(t, s, t.TempDir())
@@ -26,10 +28,11 @@ func TestSessionEnd_ByUsedRefreshToken(t *testing.T) {
 	}
 	current, access := body["refresh_token"].(string), body["access_token"].(string)
 
-	end := func(sid, rt string) (int, map[string]any) {
-		code, body, _ := form(t, svc.URL()+issuer.SessionEndPath, url.Values{"session_id": {sid}, "refresh_token": {rt}, "reason": {"logout"}}, "", "")
+	endIf := func(sid, rt, ifCurrent string) (int, map[string]any) {
+		code, body, _ := form(t, svc.URL()+issuer.SessionEndPath, url.Values{"session_id": {sid}, "refresh_token": {rt}, "reason": {"logout"}, "if_current": {ifCurrent}}, "", "")
 		return code, body
 	}
+	end := func(sid, rt string) (int, map[string]any) { return endIf(sid, rt, "") }
 	for name, tt := range map[string][2]string{
 		"another session's token": {sess.SessionID, other.RefreshToken},
 		"a token of no session":   {sess.SessionID, "hrt_forged." + sess.SessionID},
@@ -45,6 +48,15 @@ func TestSessionEnd_ByUsedRefreshToken(t *testing.T) {
 		t.Fatalf("after the refused attempts: %v", err)
 	}
 
+	if code, body := endIf(sess.SessionID, sess.RefreshToken, "true"); code != 409 || body["error"] != "session_in_use" {
+		t.Fatalf("end if current with a used token: %d %v, want 409 session_in_use", code, body)
+	}
+	if code, body := endIf(sess.SessionID, current, "maybe"); code != 400 {
+		t.Fatalf("if_current=maybe: %d %v, want 400", code, body)
+	}
+	if err := wantVerdict(t, scs[0], access, 200, ""); err != nil {
+		t.Fatalf("after the refused conditional end: %v", err)
+	}
 	if code, body := end(sess.SessionID, sess.RefreshToken); code != 200 || body["session_id"] != sess.SessionID || body["seq"] == nil {
 		t.Fatalf("end with the used token: %d %v, want 200 with the revocation's seq", code, body)
 	}

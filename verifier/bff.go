@@ -82,6 +82,10 @@ type CookieConfig struct {
 	// is refused as a session that cannot go on (401, or the login page).
 	// Default DefaultRefreshWait.
 	RefreshWait time.Duration
+	// SweepEvery is how often the sidecar ends, at the issuer, the sessions
+	// it served that are past a timeout, without waiting for a request.
+	// Default: a twentieth of the shorter timeout, between 1s and 1m.
+	SweepEvery time.Duration
 	// HTTPClient calls the issuer. Default: a client with a 10s timeout.
 	HTTPClient *http.Client
 	// Now is the clock of the idle and absolute timeouts. Default time.Now.
@@ -100,6 +104,9 @@ func (c *CookieConfig) setDefaults(dataDir string) {
 	}
 	if c.RefreshWait == 0 {
 		c.RefreshWait = DefaultRefreshWait
+	}
+	if c.SweepEvery == 0 {
+		c.SweepEvery = min(max(min(c.Idle, c.MaxAge)/20, time.Second), seenEvery)
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: issuerTimeout}
@@ -130,6 +137,9 @@ func (c *CookieConfig) validate() []error {
 	if c.RefreshWait < 0 || c.RefreshWait > bus.DefaultBFFTTL {
 		errs = append(errs, fmt.Errorf("cookie sessions: refresh wait %s: want at most %s", c.RefreshWait, bus.DefaultBFFTTL))
 	}
+	if s := c.SweepEvery; s != 0 && (s < 10*time.Millisecond || s > time.Hour) {
+		errs = append(errs, fmt.Errorf("cookie sessions: sweep every %s: want between 10ms and 1h", c.SweepEvery))
+	}
 	if c.ClientSecret != "" && c.ClientID == "" {
 		errs = append(errs, errors.New("cookie sessions: a client secret needs its client id"))
 	}
@@ -158,10 +168,12 @@ type bff struct {
 	rly  *refreshRelay // shares refreshes with the other replicas; nil without a bus
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	handles map[string]*handleState // browser sessions refreshed or ended here, by handle
-	flights map[string]*flight      // refreshes under way, by handle
-	puts    int
+	mu         sync.Mutex
+	handles    map[string]*handleState   // browser sessions refreshed or ended here, by handle
+	flights    map[string]*flight        // refreshes under way, by handle
+	served     map[string]*servedSession // browser sessions served here, for the sweep (sessionsweep.go)
+	servedFull bool                      // served reached maxServed; logged once
+	puts       int
 }
 
 // bffRequest travels in a proxied request's context to the proxy's
@@ -189,7 +201,7 @@ func newBFF(cfg CookieConfig, p *proxy, v *Verifier, conn *bus.Conn, log *slog.L
 	}
 	b := &bff{cfg: cfg, p: p, v: v, seal: seal, csrf: newCSRFGuard(seal), log: log,
 		iss:     &issuerClient{base: cfg.IssuerURL, clientID: cfg.ClientID, clientSecret: cfg.ClientSecret, hc: cfg.HTTPClient},
-		handles: make(map[string]*handleState), flights: make(map[string]*flight)}
+		handles: make(map[string]*handleState), flights: make(map[string]*flight), served: make(map[string]*servedSession)}
 	if conn != nil {
 		b.rly = &refreshRelay{conn: conn, seal: seal, patience: cfg.RefreshWait, log: log}
 	}
@@ -258,7 +270,9 @@ func (b *bff) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	br.csrf = b.seal.csrfToken(br.st.Handle)
-	b.v.serveAdmitted(w, r, c, kid, http.HandlerFunc(b.p.forward))
+	ctx, done := b.admit(r.Context(), br.st, c)
+	defer done()
+	b.v.serveAdmitted(w, r.WithContext(ctx), c, kid, http.HandlerFunc(b.p.forward))
 }
 
 // refuse answers a request without a valid session: 303 to the login page

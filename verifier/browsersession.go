@@ -322,12 +322,25 @@ func (b *bff) rotateAtIssuer(ctx context.Context, st *cookieState) (*cookieState
 }
 
 // end ends a session at the issuer, which publishes its revocation to
-// every verifier, and refuses its cookie here from now on.
+// every verifier, and refuses its cookie here from now on, cutting the
+// requests it has open here.
 func (b *bff) end(ctx context.Context, st *cookieState, why string) error {
+	return b.endSession(ctx, st, why, true)
+}
+
+// endSession is end; with cut false it leaves the session's requests open
+// here (the one replacing the session by a new login is among them) until
+// its revocation comes back from the stream.
+func (b *bff) endSession(ctx context.Context, st *cookieState, why string, cut bool) error {
 	b.mu.Lock()
 	b.remember(st, true, time.Time{}, time.Now().Add(endedMemory))
+	var cause error
+	if cut {
+		cause = errSessionEnded
+	}
+	b.forget(st.Handle, cause)
 	b.mu.Unlock()
-	if err := b.iss.endSession(ctx, st.Session, st.Refresh, why); err != nil {
+	if err := b.iss.endSession(ctx, st.Session, st.Refresh, why, false); err != nil {
 		b.log.Warn("could not end session at the issuer", "sid", st.Session, "why", why, "err", err)
 		return err
 	}

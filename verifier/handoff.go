@@ -36,6 +36,9 @@ func (b *bff) login(ctx context.Context, refreshToken string) (*cookieState, err
 		_ = b.end(ctx, st, "login refused") // logged by end
 		return nil, fmt.Errorf("verify the new session's token: %w", err)
 	}
+	b.mu.Lock()
+	b.note(st, c, now)
+	b.mu.Unlock()
 	b.log.Info("browser session created", "sid", st.Session, "sub", c.Subject)
 	return st, nil
 }
@@ -72,7 +75,7 @@ func (b *bff) modifyResponse(resp *http.Response) error {
 	takeSetCookie(br.hdr) // a refreshed cookie of the previous session
 	b.setCookie(resp.Header, st, b.cfg.Now())
 	if br.st != nil {
-		_ = b.end(ctx, br.st, "replaced by a new login") // logged by end
+		_ = b.endSession(ctx, br.st, "replaced by a new login", false) // logged by endSession
 	}
 	return nil
 }

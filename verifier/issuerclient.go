@@ -3,6 +3,7 @@ package verifier
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -60,6 +61,10 @@ func (c *issuerClient) refresh(ctx context.Context, refreshToken string) (*token
 	return nil, fmt.Errorf("refresh session: issuer answered %d %s", code, ans.Error)
 }
 
+// errSessionInUse: the issuer did not end a session on an idle timeout,
+// because its refresh token was rotated since: another replica serves it.
+var errSessionInUse = errors.New("the session is in use on another replica")
+
 // issuerSessionEnd is the issuer's endpoint that ends a session on proof
 // of one of its refresh tokens, current or used (issuer.SessionEndPath).
 const issuerSessionEnd = "/v1/sessions/end"
@@ -71,8 +76,15 @@ const issuerSessionEnd = "/v1/sessions/end"
 // nothing). It returns nil only when the issuer answered that the session
 // is ended and its revocation published; the issuer publishes it to every
 // verifier.
-func (c *issuerClient) endSession(ctx context.Context, sid, refreshToken, why string) error {
+//
+// With ifCurrent the issuer ends it only if refreshToken is the session's
+// current one, and else answers errSessionInUse: another replica has
+// refreshed it since, so it is not idle.
+func (c *issuerClient) endSession(ctx context.Context, sid, refreshToken, why string, ifCurrent bool) error {
 	form := url.Values{"session_id": {sid}, "refresh_token": {refreshToken}, "reason": {why}}
+	if ifCurrent {
+		form.Set("if_current", "true")
+	}
 	var ans struct {
 		SessionID string `json:"session_id"`
 		Error     string `json:"error"`
@@ -85,6 +97,8 @@ func (c *issuerClient) endSession(ctx context.Context, sid, refreshToken, why st
 		return nil
 	case code == http.StatusOK:
 		return fmt.Errorf("end session: the issuer answered for session %q", ans.SessionID)
+	case code == http.StatusConflict && ans.Error == "session_in_use":
+		return errSessionInUse
 	}
 	return fmt.Errorf("end session: issuer answered %d %s", code, ans.Error)
 }

@@ -465,6 +465,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		s.live.closeAll(errShutdown)
 		return nil
 	})
+	if s.bff != nil {
+		run("cookie session timeouts", s.bff.sweep)
+	}
 	run("ready", s.announce)
 	return g.Wait()
 }

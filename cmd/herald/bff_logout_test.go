@@ -7,6 +7,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,5 +127,83 @@ func TestBFF_OldCookieIsReuse(t *testing.T) {
 			st.waitNoSessions(t, user)
 			bustest.WaitFor(t, 5*time.Second, func() error { return wantRefused(t, a, victim) })
 		})
+	}
+}
+
+// TestBFF_TimeoutsWithoutRequests: a stream opened with a cookie is cut at
+// the session's absolute timeout, and the sidecar ends the session at the
+// issuer then, without waiting for a request; a session without requests
+// is ended at the issuer once past its idle timeout (counted, on a replica
+// that may not see every request, from no earlier than its access token's
+// end of life).
+func TestBFF_TimeoutsWithoutRequests(t *testing.T) {
+	t.Run("absolute", func(t *testing.T) {
+		st := newBFFStack(t, 1, 0, verifier.CookieConfig{Idle: 20 * time.Second, MaxAge: 20 * time.Second})
+		sc := st.scs[0]
+		cookie := st.login(t, sc, "alice", "")
+		stream := openStream(t, sc, cookie)
+		st.shift.Add(int64(25 * time.Second))
+		waitStreamEnds(t, stream)
+		st.waitNoSessions(t, "alice")
+	})
+	t.Run("idle", func(t *testing.T) {
+		st := newBFFStack(t, 1, 0, verifier.CookieConfig{Idle: 20 * time.Second, MaxAge: time.Hour})
+		sc := st.scs[0]
+		cookie := st.login(t, sc, "bob", "")
+		if me := whoami(t, sc, cookie); me["sub"] != "bob" {
+			t.Fatalf("whoami: %v", me)
+		}
+		st.shift.Add(int64(6 * time.Minute)) // past the access token's 5 minutes and the idle timeout
+		st.waitNoSessions(t, "bob")
+	})
+}
+
+// TestBFF_IdleOnOneReplicaOnly: a replica that has not seen a session for
+// longer than the idle timeout does not end it while another replica
+// serves it: the issuer refuses the end (session_in_use), because that
+// replica has refreshed the session since.
+func TestBFF_IdleOnOneReplicaOnly(t *testing.T) {
+	cfg := verifier.CookieConfig{Idle: 10 * time.Minute, MaxAge: time.Hour, SweepEvery: 50 * time.Millisecond}
+	st := newBFFStack(t, 1, 0, cfg)
+	b := st.scs[0]
+	target, err := url.Parse(st.svc.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inUse atomic.Int64
+	fwd := httputil.NewSingleHostReverseProxy(target)
+	fwd.ModifyResponse = func(resp *http.Response) error {
+		if strings.HasSuffix(resp.Request.URL.Path, "/sessions/end") && resp.StatusCode == http.StatusConflict {
+			inUse.Add(1)
+		}
+		return nil
+	}
+	watched := httptest.NewServer(fwd)
+	t.Cleanup(watched.Close)
+	cfg.IssuerURL = watched.URL
+	a := st.addReplica(t, cfg)
+
+	cookie := st.login(t, a, "carol", "")
+	st.shift.Add(int64(6 * time.Minute))
+	st.clock.Add(int64(6 * time.Minute)) // past the access token's 5 minutes: b refreshes
+	r := send(t, b, "GET", "/whoami", cookie, nil)
+	next, _, ok := r.cookie()
+	if r.code != http.StatusOK || !ok {
+		t.Fatalf("on b: %d %s, refreshed cookie %v", r.code, r.body, ok)
+	}
+	// a last saw the session 15.5 minutes ago (with a token that lived 5
+	// more), b 9.5.
+	st.shift.Add(int64(9*time.Minute + 30*time.Second))
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		if inUse.Load() == 0 {
+			return fmt.Errorf("replica a has not tried to end the session yet")
+		}
+		return nil
+	})
+	if got := st.sessions(t, "carol"); len(got) != 1 {
+		t.Fatalf("issuer sessions %v, want carol's live", got)
+	}
+	if me := whoami(t, b, next); me["sub"] != "carol" {
+		t.Fatalf("on b: %v", me)
 	}
 }
