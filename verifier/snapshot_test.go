@@ -293,7 +293,14 @@ func TestSnapshot_RefusalKeepsDenylistIncomplete(t *testing.T) {
 	if got := sc.follower.Complete(); got != first {
 		t.Fatalf("complete %d before any refusal, want %d", got, first)
 	}
-	forged := publishRevocation(t, bustest.ForeignConn(t, srv), bus.KindSubject, "snapuser", now)
+	pins := sc.keys.EventKeys() // the issuer's, trusted on first use
+	// A key the verifier has seen and does not trust: what it signs is
+	// refused, not waited for.
+	foreign := bustest.ForeignConn(t, srv)
+	if err := foreign.PublishEventKey(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	forged := publishRevocation(t, foreign, bus.KindSubject, "snapuser", now)
 	last := publishRevocation(t, conn, bus.KindSubject, "bob", now)
 	waitApplied(t, sc, last)
 	if got := sc.follower.Complete(); got != forged-1 {
@@ -311,7 +318,7 @@ func TestSnapshot_RefusalKeepsDenylistIncomplete(t *testing.T) {
 	}
 	stop()
 
-	fresh, _ := startSidecarWith(t, conn, SidecarConfig{DataDir: t.TempDir(), EventKeys: sc.keys.EventKeys()})
+	fresh, _ := startSidecarWith(t, conn, SidecarConfig{DataDir: t.TempDir(), EventKeys: pins})
 	waitApplied(t, fresh, last)
 	if got := fresh.follower.Complete(); got != forged-1 {
 		t.Fatalf("complete %d of a fresh denylist that refused %d, want %d", got, forged, forged-1)
