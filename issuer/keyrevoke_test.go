@@ -264,6 +264,11 @@ func TestRevoke_EventKeyIsNotAKey(t *testing.T) {
 			t.Errorf("revoke keys [some-kid %s]: %d %s, want 400", value, code, body)
 		}
 	}
+	code, body := call(t, "POST", svc.URL()+"/v1/revocations?dry_run=true", adminToken,
+		issuer.RevocationRequest{Kind: "key", Value: svc.EventKeyID()})
+	if code != 400 {
+		t.Errorf("dry run of revoke key %s: %d %s, want 400", svc.EventKeyID(), code, body)
+	}
 	if _, err := kv.Get(t.Context(), bus.EventKeyPrefix+svc.EventKeyID()); err != nil {
 		t.Fatalf("event key entry gone: %v", err)
 	}

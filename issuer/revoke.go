@@ -462,6 +462,11 @@ func (s *Service) DryRun(ctx context.Context, req RevocationRequest) (*BlastRadi
 	if err != nil {
 		return nil, err
 	}
+	if kind == bus.KindKey {
+		if err := s.checkTokenKeys(values); err != nil {
+			return nil, err
+		}
+	}
 	set := make(map[string]bool, len(values))
 	for _, v := range values {
 		set[v] = true
