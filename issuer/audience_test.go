@@ -2,6 +2,7 @@ package issuer_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"testing"
 	"time"
@@ -76,8 +77,11 @@ func TestOAuth_RevokeAndIntrospectAnyAudience(t *testing.T) {
 	if code, body, _ := form(t, svc.URL()+"/oauth2/revoke", url.Values{"token": {sess.AccessToken}}, "", ""); code != 200 {
 		t.Fatalf("revoke: %d %v", code, body)
 	}
-	if in := introspectAt(t, svc, sess.AccessToken); in.Active || in.Reason != "revoked" {
-		t.Fatalf("introspection after revocation: %+v, want inactive, revoked", in)
-	}
+	bustest.WaitFor(t, 5*time.Second, func() error { // once the issuer's own denylist has it
+		if in := introspectAt(t, svc, sess.AccessToken); in.Active || in.Reason != "revoked" {
+			return fmt.Errorf("introspection after revocation: %+v, want inactive, revoked", in)
+		}
+		return nil
+	})
 	bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, sess.AccessToken, 401, "revoked") })
 }

@@ -3,6 +3,7 @@ package issuer
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -88,5 +89,31 @@ func TestEvents_RefusedEventsCountedAndLogged(t *testing.T) {
 	}
 	if got := logs.String(); !strings.Contains(got, "event feed: event refused") {
 		t.Errorf("no log line of the refused events in:\n%s", got)
+	}
+}
+
+// TestOAuth_RevokeForeignTokenLogged: RFC 7009 revocation of a token this
+// issuer did not sign is 200, revokes nothing, and is logged without the
+// token.
+func TestOAuth_RevokeForeignTokenLogged(t *testing.T) {
+	var logs syncBuffer
+	svc, _ := openForTest(t, bustest.RunServer(t), t.TempDir(), func(s *Service) {
+		s.log = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	const foreign = "eyJhbGciOiJFZERTQSIsInR5cCI6ImF0K2p3dCIsImtpZCI6ImZvcmVpZ24ifQ.eyJzdWIiOiJ4In0.c2ln"
+	bustest.WaitFor(t, 5*time.Second, func() error { // 503 until the issuer has caught up with the stream
+		code, _, body := do(t, http.DefaultClient, "POST", svc.URL()+"/oauth2/revoke", "", "application/x-www-form-urlencoded",
+			strings.NewReader("token="+foreign))
+		if code != http.StatusOK {
+			return fmt.Errorf("revoke a foreign token: %d %s, want 200", code, body)
+		}
+		return nil
+	})
+	got := logs.String()
+	if !strings.Contains(got, "token revocation: nothing revoked") || strings.Contains(got, foreign) {
+		t.Fatalf("want a log line of the revocation that did nothing, without the token, in:\n%s", got)
+	}
+	if res, err := svc.ListRevocations(t.Context(), listFilter{limit: 10}); err != nil || len(res) > 0 {
+		t.Fatalf("revocations after a foreign token's: %v %v, want none", res, err)
 	}
 }
