@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -189,3 +190,16 @@ func TestRun_Commands(t *testing.T) {
 }
 
 func decodeSegment(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+func TestIssuerFlags_EventStreamMaxAge(t *testing.T) {
+	var f issuerFlags
+	fs := newFlagSet("issuer", "issuer", io.Discard)
+	f.register(fs)
+	t.Setenv("HERALD_EVENT_STREAM_MAX_AGE", "5m")
+	if err := parseFlags(fs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.config(slog.New(slog.DiscardHandler), &telemetry{}).EventStreamMaxAge, 5*time.Minute; got != want {
+		t.Fatalf("EventStreamMaxAge = %s, want %s from HERALD_EVENT_STREAM_MAX_AGE", got, want)
+	}
+}

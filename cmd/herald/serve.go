@@ -25,7 +25,7 @@ type issuerFlags struct {
 	http, data, natsURL, natsListen, issuerURL, audience, alg, logLevel string
 	eventKeyFile                                                        string
 	accessTTL, maxAccessTTL, sessionTTL, sessionIdle, keyRotation       time.Duration
-	snapshotInterval                                                    time.Duration
+	snapshotInterval, eventStreamMaxAge                                 time.Duration
 	rateLimit, clientRateLimit                                          float64
 	replicas, snapshotEvery                                             int
 	nats                                                                natsFlags
@@ -84,6 +84,7 @@ func (f *issuerFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.clientRateLimit, "client-rate-limit", issuer.DefaultClientRateLimit, "token endpoint requests per second per client (-1: off)")
 	fs.IntVar(&f.snapshotEvery, "snapshot-every", issuer.DefaultSnapshotEvery, "publish a denylist snapshot for fresh verifiers every this many revocation events (-1: off)")
 	fs.DurationVar(&f.snapshotInterval, "snapshot-interval", issuer.DefaultSnapshotInterval, "also publish one this long after the last if any revocation came since")
+	fs.DurationVar(&f.eventStreamMaxAge, "event-stream-max-age", issuer.DefaultEventStreamMaxAge, "longest a GET /v1/events stream lasts before the client reconnects with Last-Event-ID")
 	fs.IntVar(&f.replicas, "replicas", 1, "stream and bucket replicas (3 on a NATS cluster)")
 	fs.StringVar(&f.eventKeyFile, "event-key-file", "", "PEM private key (mode 0600) signing events, shared by the replicas of a deployment (default: created in <data>/event-key)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -92,28 +93,29 @@ func (f *issuerFlags) register(fs *flag.FlagSet) {
 
 func (f *issuerFlags) config(log *slog.Logger, tel *telemetry) issuer.Config {
 	return issuer.Config{
-		MeterProvider:    tel.meter,
-		Metrics:          tel.metrics,
-		DataDir:          f.data,
-		HTTPAddr:         f.http,
-		IssuerURL:        f.issuerURL,
-		Audience:         f.audience,
-		Algorithm:        f.alg,
-		AccessTTL:        f.accessTTL,
-		MaxAccessTTL:     f.maxAccessTTL,
-		SessionTTL:       f.sessionTTL,
-		SessionIdle:      f.sessionIdle,
-		KeyRotation:      f.keyRotation,
-		SnapshotEvery:    f.snapshotEvery,
-		SnapshotInterval: f.snapshotInterval,
-		RateLimit:        f.rateLimit,
-		ClientRateLimit:  f.clientRateLimit,
-		AdminToken:       os.Getenv("HERALD_ADMIN_TOKEN"),
-		Replicas:         f.replicas,
-		EventKeys:        f.nats.pins(),
-		RootKeys:         f.nats.roots(),
-		EventKeyFile:     f.eventKeyFile,
-		Logger:           log,
+		MeterProvider:     tel.meter,
+		Metrics:           tel.metrics,
+		DataDir:           f.data,
+		HTTPAddr:          f.http,
+		IssuerURL:         f.issuerURL,
+		Audience:          f.audience,
+		Algorithm:         f.alg,
+		AccessTTL:         f.accessTTL,
+		MaxAccessTTL:      f.maxAccessTTL,
+		SessionTTL:        f.sessionTTL,
+		SessionIdle:       f.sessionIdle,
+		KeyRotation:       f.keyRotation,
+		SnapshotEvery:     f.snapshotEvery,
+		SnapshotInterval:  f.snapshotInterval,
+		EventStreamMaxAge: f.eventStreamMaxAge,
+		RateLimit:         f.rateLimit,
+		ClientRateLimit:   f.clientRateLimit,
+		AdminToken:        os.Getenv("HERALD_ADMIN_TOKEN"),
+		Replicas:          f.replicas,
+		EventKeys:         f.nats.pins(),
+		RootKeys:          f.nats.roots(),
+		EventKeyFile:      f.eventKeyFile,
+		Logger:            log,
 	}
 }
 
