@@ -35,6 +35,11 @@ var errUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: "tempor
 var errCatchingUp = &Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable",
 	Description: "this issuer is catching up with the revocation stream; retry shortly", RetryAfter: time.Second}
 
+// errOwnEventKeyRevoked refuses to mint with an event key a pinned root
+// key revoked: verifiers refuse what it signs.
+var errOwnEventKeyRevoked = &Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable",
+	Description: "this issuer's event key was revoked by a root key; restart it with a new certified event key"}
+
 var errUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorized",
 	Description: "a valid admin bearer token is required"}
 

@@ -174,13 +174,13 @@ func (h *handler) jwks(w http.ResponseWriter, _ *http.Request) {
 // readyz is ready once the issuer may mint: connected, and its
 // revocation follower caught up with the stream.
 func (h *handler) readyz(w http.ResponseWriter, _ *http.Request) {
-	connected, caughtUp := h.s.conn.Connected(), h.s.follow.CaughtUp()
-	ready := connected && caughtUp
+	connected, caughtUp, revoked := h.s.conn.Connected(), h.s.follow.CaughtUp(), h.s.ownEventKeyRevoked()
+	ready := connected && caughtUp && !revoked
 	code := http.StatusOK
 	if !ready {
 		code = http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, map[string]bool{"ready": ready, "connected": connected, "caught_up": caughtUp})
+	writeJSON(w, code, map[string]bool{"ready": ready, "connected": connected, "caught_up": caughtUp, "event_key_revoked": revoked})
 }
 
 // decodeBody reads a bounded JSON body with no unknown members into v.

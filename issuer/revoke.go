@@ -201,7 +201,7 @@ func (s *Service) shareCutoff(ctx context.Context, k bus.Kind, v string, at time
 	if k == bus.KindSession {
 		return s.markEnded(ctx, v, "revoked")
 	}
-	return s.sessions.putCutoff(ctx, k, v, at)
+	return s.sessions.putCutoff(ctx, k, v, at, s.now())
 }
 
 // forgetShares deletes the pending share/ entries of done, each only if it

@@ -358,11 +358,16 @@ func (s *Service) cutoffFor(ctx context.Context, sess *sessionRecord) (time.Time
 // covers reports whether shared cut-off c stops session sess: the session
 // began before the cut-off was written, or was created at or before the
 // cut-off's time. The first needs no clock; the second catches sessions
-// created while the revocation was being made. A session that does not
-// know its place in the bucket falls back on the clocks, allowing for
-// skew between replicas by the leeway: skew then revokes more, never less.
+// created while the revocation was being made. The first holds only for a
+// cut-off written within the leeway of its revocation: one written later
+// (the bus was down, or an upgraded issuer shared its older ones) would
+// also stop the sessions created after the revocation. Such a cut-off, and
+// a session that does not know its place in the bucket, fall back on the
+// clocks, allowing for skew between replicas by the leeway: skew then
+// revokes more, never less.
 func (s *Service) covers(c sharedCutoff, sess *sessionRecord) bool {
-	if sess.Seq != 0 {
+	late := c.written.Sub(c.at) > s.cfg.Leeway
+	if sess.Seq != 0 && !late {
 		return sess.Seq < c.rev || !sess.Created.After(c.at)
 	}
 	return !sess.Created.After(c.at.Add(s.cfg.Leeway))

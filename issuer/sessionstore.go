@@ -205,21 +205,24 @@ func (st *sessionStore) each(ctx context.Context, fn func(*sessionRecord) error)
 
 // cutoffEntry is a revocation that stops sessions from being refreshed,
 // as HERALD_SESSIONS shares it between replicas: of kind subject, client,
-// tenant or all, made At (the clock of the replica that took it). It
-// covers every session created before the entry was written (a smaller
-// Seq than the entry's revision) and every session created at or before
-// At. The entry lives as long as the bucket keeps entries, longer than any
-// session it covers.
+// tenant or all, made At (the clock of the replica that took it) and
+// written to the bucket at Written (the same clock). It covers every
+// session created at or before At and, when it was written promptly (see
+// Service.covers), every session created before the entry was written (a
+// smaller Seq than the entry's revision). The entry lives as long as the
+// bucket keeps entries, longer than any session it covers.
 type cutoffEntry struct {
-	Kind  string    `json:"kind"`
-	Value string    `json:"value"`
-	At    time.Time `json:"at"`
+	Kind    string    `json:"kind"`
+	Value   string    `json:"value"`
+	At      time.Time `json:"at"`
+	Written time.Time `json:"written,omitzero"`
 }
 
 // sharedCutoff is a cut-off entry as read, with its revision.
 type sharedCutoff struct {
-	at  time.Time
-	rev uint64
+	at      time.Time
+	written time.Time // zero for an entry of an older issuer
+	rev     uint64
 }
 
 // cutoffName returns the key of the cut-off of kind k for value v. The
@@ -231,22 +234,41 @@ func cutoffName(k bus.Kind, v string) string {
 
 // putCutoff records, once the server has acknowledged it, that sessions
 // covered by a revocation of kind k for v made at at can no longer be
-// refreshed. A later put for the same kind and value replaces the entry:
-// its revision is higher, so it still covers every session the earlier
-// one did.
-func (st *sessionStore) putCutoff(ctx context.Context, k bus.Kind, v string, at time.Time) error {
+// refreshed; now is when it is written. An entry for the same kind and
+// value made at or after at is kept, since it covers every session this
+// one does; an older one is replaced, compare-and-set, so that a late
+// write never moves a cut-off back.
+func (st *sessionStore) putCutoff(ctx context.Context, k bus.Kind, v string, at, now time.Time) error {
 	name := cutoffName(k, v)
-	data, err := json.Marshal(cutoffEntry{Kind: k.String(), Value: v, At: at.UTC()})
+	data, err := json.Marshal(cutoffEntry{Kind: k.String(), Value: v, At: at.UTC(), Written: now.UTC()})
 	if err == nil {
 		data, err = st.seal(name, data)
 	}
 	if err != nil {
 		return fmt.Errorf("encode cut-off %s: %w", name, err)
 	}
-	if _, err := st.kv.Put(ctx, name, data); err != nil {
-		return fmt.Errorf("record cut-off of %s %q: %w", k, v, err)
+	for range maxSessionWrites {
+		cur, ok, err := st.cutoff(ctx, k, v)
+		switch {
+		case errors.Is(err, errUnavailable):
+			return err
+		case err != nil: // no trusted issuer signed it: replaced
+			_, err = st.kv.Put(ctx, name, data)
+		case ok && !cur.at.Before(at):
+			return nil
+		case ok:
+			_, err = st.kv.Update(ctx, name, data, cur.rev)
+		default:
+			_, err = st.kv.Create(ctx, name, data)
+		}
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("record cut-off of %s %q: %w", k, v, err)
+		}
 	}
-	return nil
+	return fmt.Errorf("record cut-off of %s %q: %w: too many concurrent writers", k, v, errUnavailable)
 }
 
 // cutoff returns the cut-off of kind k for v, and false if there is none.
@@ -268,7 +290,7 @@ func (st *sessionStore) cutoff(ctx context.Context, k bus.Kind, v string) (share
 	if err := json.Unmarshal(data, &c); err != nil || c.Kind != k.String() || c.Value != v {
 		return sharedCutoff{}, false, fmt.Errorf("read cut-off %s: malformed entry at revision %d", name, e.Revision())
 	}
-	return sharedCutoff{at: c.At, rev: e.Revision()}, true, nil
+	return sharedCutoff{at: c.At, written: c.Written, rev: e.Revision()}, true, nil
 }
 
 // subjectIndex returns the prefix of the index keys of sub's sessions. The

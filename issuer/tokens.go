@@ -24,6 +24,9 @@ const catchUpWait = 2 * time.Second
 // has not applied yet covers; errCatchingUp if it has not within
 // s.catchUpWait or ctx ends.
 func (s *Service) awaitCaughtUp(ctx context.Context) error {
+	if s.ownEventKeyRevoked() {
+		return errOwnEventKeyRevoked
+	}
 	if s.follow.CaughtUp() {
 		return nil
 	}
@@ -45,6 +48,12 @@ func (s *Service) awaitCaughtUp(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ownEventKeyRevoked reports whether a pinned root key revoked the event
+// key this replica signs with: what it signs is refused everywhere.
+func (s *Service) ownEventKeyRevoked() bool {
+	return s.trusted.EventKeyRevoked(s.eventKey.kid)
 }
 
 // grant describes an access token to mint.

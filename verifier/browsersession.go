@@ -37,6 +37,9 @@ var errCookieReuse = fmt.Errorf("%w: session cookie replaced by a refresh (reuse
 type handleState struct {
 	st    *cookieState
 	ended bool
+	// acked holds the session the issuer acknowledged ending: a logout
+	// with its cookie needs no other request to the issuer.
+	acked string
 	at    time.Time // when st was made, by the session clock
 	until time.Time // forgotten after
 }
@@ -173,6 +176,15 @@ func (b *bff) newest(st *cookieState) (*cookieState, error) {
 	n := *h.st
 	n.Seen = max(n.Seen, st.Seen)
 	return &n, nil
+}
+
+// endedAtIssuer reports whether the issuer acknowledged ending the
+// session st is a state of, as far as this sidecar remembers.
+func (b *bff) endedAtIssuer(st *cookieState) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	h := b.handles[st.Handle]
+	return h != nil && h.ended && h.acked == st.Session
 }
 
 // remember records the newest state of a session, made at, or its end,
@@ -344,6 +356,11 @@ func (b *bff) endSession(ctx context.Context, st *cookieState, why string, cut b
 		b.log.Warn("could not end session at the issuer", "sid", st.Session, "why", why, "err", err)
 		return err
 	}
+	b.mu.Lock()
+	if h := b.handles[st.Handle]; h != nil && h.ended {
+		h.acked = st.Session
+	}
+	b.mu.Unlock()
 	b.log.Info("browser session ended", "sid", st.Session, "why", why)
 	return nil
 }

@@ -199,11 +199,20 @@ func (ks *KeySet) LastError() string {
 // have been read.
 func (ks *KeySet) Ready() <-chan struct{} { return ks.ready }
 
-// Get returns the key with the given kid.
+// Get returns the key with the given kid. A token key whose entry was
+// signed by an event key trusted through a root certificate ends with that
+// certificate, as the event key does.
 func (ks *KeySet) Get(kid string) (*Key, bool) {
 	ks.mu.RLock()
 	k, ok := ks.keys[kid]
+	var signer *Key
+	if ok {
+		signer = ks.events[k.EventKid]
+	}
 	ks.mu.RUnlock()
+	if signer != nil && !signer.NotAfter.IsZero() && !time.Now().Before(signer.NotAfter) {
+		return nil, false
+	}
 	return k, ok
 }
 

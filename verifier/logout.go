@@ -38,8 +38,10 @@ func (b *bff) logout(w http.ResponseWriter, r *http.Request) {
 	// The session is ended at the issuer by its id, proven by the cookie's
 	// refresh token even if that was rotated since (by another replica, or
 	// by a copy of the cookie), and even if this replica ended it already:
-	// only the issuer's acknowledgement clears the cookie.
-	if st != nil {
+	// only the issuer's acknowledgement clears the cookie. Once it has
+	// acknowledged, the same cookie is answered from memory: every user's
+	// refreshes share this sidecar's rate limit at the issuer.
+	if st != nil && !b.endedAtIssuer(st) {
 		if err := b.end(r.Context(), st, "logout"); err != nil {
 			// The cookie stays, so that the user can try again.
 			w.Header().Set("Cache-Control", "no-store")

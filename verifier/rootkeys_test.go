@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/bustest"
 )
 
 func newSigner(t *testing.T) *bus.Signer {
@@ -123,5 +124,44 @@ func TestKeySet_RootKeys(t *testing.T) {
 	}
 	if err := ks.Put(k.edKid, entry); err == nil {
 		t.Fatal("token key signed by a revoked event key trusted again")
+	}
+}
+
+// TestKeySet_TokenKeysEndWithTheirEventKeyCertificate: a token key whose
+// entry an event key signed while a root certificate trusted it is not
+// trusted past that certificate's expiry, as the event key itself is not:
+// a thief of an event key whose certificate simply expired keeps no key
+// entry it signed before.
+func TestKeySet_TokenKeysEndWithTheirEventKeyCertificate(t *testing.T) {
+	root, event := newSigner(t), newSigner(t)
+	ks := NewKeySet(nil, testLogger(t))
+	ks.TrustRootKeys(root.KeyID())
+	now := time.Now()
+	name, value, err := bus.CertifyEventKey(root, event.JWK(), now.Add(-time.Hour), now.Add(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.Put(name, value); err != nil {
+		t.Fatal(err)
+	}
+	k := newTestKeys(t)
+	entry, err := event.SignKey(mustJWK(t, k.edJWK))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.Put(k.edKid, entry); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ks.Get(k.edKid); !ok {
+		t.Fatal("token key not trusted while its event key's certificate is valid")
+	}
+	bustest.WaitFor(t, 5*time.Second, func() error {
+		if _, _, ok := ks.EventKey(event.KeyID()); ok {
+			return errors.New("certificate not expired yet")
+		}
+		return nil
+	})
+	if _, ok := ks.Get(k.edKid); ok {
+		t.Fatal("token key still trusted after its event key's certificate expired")
 	}
 }

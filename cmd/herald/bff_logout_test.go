@@ -207,3 +207,37 @@ func TestBFF_IdleOnOneReplicaOnly(t *testing.T) {
 		t.Fatalf("on b: %v", me)
 	}
 }
+
+// TestBFF_LogoutReplayAsksTheIssuerOnce: a logout the issuer acknowledged
+// clears the cookie; the same cookie sent to logout again, however often,
+// is answered by the sidecar from memory, without a request to the
+// issuer each time: the issuer limits requests per source address, and
+// the sidecar's are every user's refreshes.
+func TestBFF_LogoutReplayAsksTheIssuerOnce(t *testing.T) {
+	st := newBFFStack(t, 1, 0, verifier.CookieConfig{})
+	target, err := url.Parse(st.svc.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := httputil.NewSingleHostReverseProxy(target)
+	var ends atomic.Int64
+	counting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/sessions/end") {
+			ends.Add(1)
+		}
+		fwd.ServeHTTP(w, r)
+	}))
+	t.Cleanup(counting.Close)
+	sc := st.addReplica(t, verifier.CookieConfig{IssuerURL: counting.URL})
+
+	cookie := st.login(t, sc, "alice", "")
+	for i := range 20 {
+		r := send(t, sc, "POST", verifier.LogoutPath, cookie, nil, sameOrigin...)
+		if _, cleared, _ := r.cookie(); r.code != http.StatusNoContent || !cleared {
+			t.Fatalf("logout %d: %d %s (cleared %v), want 204 clearing the cookie", i, r.code, r.body, cleared)
+		}
+	}
+	if n := ends.Load(); n != 1 {
+		t.Fatalf("requests to the issuer's %s for 20 logouts with one cookie: %d, want 1", "/v1/sessions/end", n)
+	}
+}
