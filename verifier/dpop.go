@@ -204,12 +204,17 @@ func sameHTU(a, b string) bool {
 }
 
 // ReplayCache remembers DPoP proof ids until they could no longer be
-// accepted, so that each proof is used once. It is bounded twice: each key
-// holds at most a fixed number of proof ids, and the whole cache at most
-// max. When a bound is reached the oldest proof id goes (of the key, or of
-// the whole cache), and from then on every proof no newer than the one
-// forgotten is refused as a possible replay: nothing forgotten can be
-// replayed, and a fresh proof of an honest client is still accepted. It is
+// accepted, so that each proof is used once. It is bounded in count: each
+// key holds at most a fixed number of proof ids, the whole cache at most
+// max, and it knows at most 2*max keys. Room is made by forgetting the
+// oldest proof id of the key itself, past its bound, or, when the cache is
+// full, of the key that holds the most, and raising that key's floor: from
+// then on a proof of that key no newer than the one forgotten is refused,
+// as a possible replay. A replay comes from the same key, so nothing
+// forgotten can be replayed, and the floor never touches another key: a
+// full cache does not refuse a fresh proof of an honest client. A key
+// left with a floor alone is remembered until the floor is past; a new key
+// beyond 2*max is refused (only with as many keys in use at once). It is
 // safe for concurrent use.
 type ReplayCache struct {
 	max    int
@@ -218,13 +223,15 @@ type ReplayCache struct {
 	mu    sync.Mutex
 	keys  map[string]*replayKey // by key thumbprint
 	order replayHeap            // every id held, the soonest to expire first
-	floor time.Time             // ids expiring at or before this were forgotten early
+	bare  floorHeap             // keys holding no id, only a floor, the soonest past first
 }
 
 // replayKey is what a ReplayCache holds of one key's proofs.
 type replayKey struct {
+	jkt   string
 	ids   map[string]*replayEntry
 	floor time.Time // this key's ids expiring at or before this were forgotten early
+	index int       // in ReplayCache.bare, or -1
 }
 
 // replayEntry is one remembered proof id.
@@ -256,6 +263,29 @@ func (h *replayHeap) Pop() any {
 	return e
 }
 
+// floorHeap orders keys by floor (container/heap).
+type floorHeap []*replayKey
+
+func (h floorHeap) Len() int           { return len(h) }
+func (h floorHeap) Less(i, j int) bool { return h[i].floor.Before(h[j].floor) }
+func (h floorHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *floorHeap) Push(x any) {
+	k := x.(*replayKey)
+	k.index = len(*h)
+	*h = append(*h, k)
+}
+func (h *floorHeap) Pop() any {
+	old := *h
+	k := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	k.index = -1
+	return k
+}
+
 // NewReplayCache returns a cache of at most n proof ids, and of at most
 // dpopReplayPerKey (or n, if lower) of any one key.
 func NewReplayCache(n int) *ReplayCache {
@@ -263,75 +293,104 @@ func NewReplayCache(n int) *ReplayCache {
 	return &ReplayCache{max: n, perKey: min(n, dpopReplayPerKey), keys: make(map[string]*replayKey)}
 }
 
+// errReplayOld refuses a proof no newer than one its key had forgotten.
+var errReplayOld = fmt.Errorf("%w: proof replayed or older than the proofs this verifier remembers of its key", ErrDPoPProof)
+
 // Use records the id of proof p at now and refuses, with ErrDPoPProof, a
-// proof seen before or no newer than one the cache had to forget. Call it
-// only once p is known to be good for the request: its key bound to the
-// valid token it comes with.
+// proof seen before, no newer than one of its key the cache had to
+// forget, or of a new key when the cache knows as many keys as it may.
+// Call it only once p is known to be good for the request: its key bound
+// to the valid token it comes with.
 func (c *ReplayCache) Use(p *DPoPProof, now time.Time) error {
 	until := p.At.Add(DPoPMaxAge + DefaultLeeway)
+	if !until.After(now) {
+		return fmt.Errorf("%w: iat outside the accepted window", ErrDPoPProof)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for len(c.order) > 0 && !c.order[0].until.After(now) {
-		c.forget(heap.Pop(&c.order).(*replayEntry))
+		c.forget(heap.Pop(&c.order).(*replayEntry), now)
+	}
+	for len(c.bare) > 0 && !c.bare[0].floor.After(now) {
+		delete(c.keys, heap.Pop(&c.bare).(*replayKey).jkt)
 	}
 	k := c.keys[p.JKT]
 	if k == nil {
-		k = &replayKey{ids: make(map[string]*replayEntry)}
+		if len(c.keys) >= 2*c.max {
+			return fmt.Errorf("%w: too many DPoP keys in use at once; retry with a fresh proof", ErrDPoPProof)
+		}
+		k = &replayKey{jkt: p.JKT, ids: make(map[string]*replayEntry), index: -1}
 		c.keys[p.JKT] = k
 	}
 	if _, ok := k.ids[p.ID]; ok {
 		return fmt.Errorf("%w: proof replayed", ErrDPoPProof)
 	}
-	if len(k.ids) >= c.perKey {
-		var oldest *replayEntry
-		for _, e := range k.ids {
-			if oldest == nil || e.until.Before(oldest.until) {
-				oldest = e
-			}
-		}
-		heap.Remove(&c.order, oldest.index)
-		delete(k.ids, oldest.id)
-		if oldest.until.After(k.floor) {
-			k.floor = oldest.until
-		}
+	if !until.After(k.floor) {
+		return errReplayOld
 	}
-	if !until.After(c.floor) || !until.After(k.floor) {
-		if len(k.ids) == 0 {
-			delete(c.keys, p.JKT)
-		}
-		return fmt.Errorf("%w: proof replayed or older than the proofs this verifier remembers", ErrDPoPProof)
+	if len(k.ids) >= c.perKey {
+		c.forgetOldest(k, now)
 	}
 	if len(c.order) >= c.max {
-		e := heap.Pop(&c.order).(*replayEntry)
-		c.forget(e)
-		if e.until.After(c.floor) {
-			c.floor = e.until
+		var big *replayKey
+		for _, o := range c.keys {
+			if big == nil || len(o.ids) > len(big.ids) {
+				big = o
+			}
 		}
-		if !until.After(c.floor) {
-			return fmt.Errorf("%w: proof replayed or older than the proofs this verifier remembers", ErrDPoPProof)
-		}
-		if k = c.keys[p.JKT]; k == nil {
-			k = &replayKey{ids: make(map[string]*replayEntry)}
-			c.keys[p.JKT] = k
-		}
+		c.forgetOldest(big, now)
+	}
+	if !until.After(k.floor) { // k forgot its oldest, and p is no newer
+		c.drop(k, now)
+		return errReplayOld
 	}
 	e := &replayEntry{jkt: p.JKT, id: p.ID, until: until}
 	heap.Push(&c.order, e)
 	k.ids[p.ID] = e
+	if k.index >= 0 {
+		heap.Remove(&c.bare, k.index)
+	}
 	return nil
 }
 
-// forget deletes e, already out of c.order, from its key, and the key once
-// it holds nothing: its floor is then below the cache's or expired. The
-// caller holds c.mu.
-func (c *ReplayCache) forget(e *replayEntry) {
-	k := c.keys[e.jkt]
-	if k == nil {
+// forgetOldest forgets k's proof id that expires first and raises k's
+// floor to it. The caller holds c.mu.
+func (c *ReplayCache) forgetOldest(k *replayKey, now time.Time) {
+	var oldest *replayEntry
+	for _, e := range k.ids {
+		if oldest == nil || e.until.Before(oldest.until) {
+			oldest = e
+		}
+	}
+	if oldest == nil {
 		return
 	}
-	delete(k.ids, e.id)
-	if len(k.ids) == 0 {
-		delete(c.keys, e.jkt)
+	heap.Remove(&c.order, oldest.index)
+	if oldest.until.After(k.floor) {
+		k.floor = oldest.until
+	}
+	c.forget(oldest, now)
+}
+
+// forget deletes e, already out of c.order, from its key. The caller
+// holds c.mu.
+func (c *ReplayCache) forget(e *replayEntry, now time.Time) {
+	if k := c.keys[e.jkt]; k != nil {
+		delete(k.ids, e.id)
+		c.drop(k, now)
+	}
+}
+
+// drop deletes k once it holds no proof id and its floor is past, and
+// keeps it among the bare keys while it holds a floor alone. The caller
+// holds c.mu.
+func (c *ReplayCache) drop(k *replayKey, now time.Time) {
+	switch {
+	case len(k.ids) > 0 || k.index >= 0:
+	case !k.floor.After(now):
+		delete(c.keys, k.jkt)
+	default:
+		heap.Push(&c.bare, k)
 	}
 }
 
