@@ -24,6 +24,14 @@ import (
 //
 // Each is a compact JWS whose payload carries the root's public key; its
 // thumbprint must be the header's kid and a pinned root kid.
+//
+// A certificate names the deployment it is for: the issuer identifier
+// (iss) of the tokens there. A deployment trusts only certificates for
+// its own issuer, so a root key pinned by several deployments (staging
+// and production) certifies an event key for one of them only: a staging
+// event key's certificate copied into production's bucket is refused
+// there. A revocation names no deployment: it only refuses, so a root's
+// revocation of an event key holds wherever that root is pinned.
 const (
 	// EventCertPrefix starts the names of event key certificates.
 	EventCertPrefix = "eventcert."
@@ -41,6 +49,9 @@ var ErrRootUntrusted = errors.New("bus: statement signed by a root key that is n
 
 // EventKeyCert certifies an event key: the payload of an eventcert entry.
 type EventKeyCert struct {
+	// Issuer is the issuer identifier (iss) of the deployment the event
+	// key is certified for.
+	Issuer string `json:"iss"`
 	Bucket string `json:"aud"`
 	Name   string `json:"sub"`
 	// Root is the public root key that signed the certificate.
@@ -68,15 +79,18 @@ type EventKeyRevocation struct {
 type RootKeyFunc func(kid string) bool
 
 // CertifyEventKey returns the eventcert entry of event key key, signed by
-// root (a Signer over the root private key): its name in BucketKeys and
-// its value. It is valid from notBefore, and until expires unless that is
-// zero.
-func CertifyEventKey(root *Signer, key JWK, notBefore, expires time.Time) (name string, value []byte, err error) {
+// root (a Signer over the root private key), for the deployment whose
+// tokens carry issuer as iss: its name in BucketKeys and its value. It is
+// valid from notBefore, and until expires unless that is zero.
+func CertifyEventKey(root *Signer, issuer string, key JWK, notBefore, expires time.Time) (name string, value []byte, err error) {
+	if issuer == "" || len(issuer) > MaxValueLen {
+		return "", nil, fmt.Errorf("certify event key: bad issuer %q: want the issuer identifier (iss) of the deployment", issuer)
+	}
 	if _, err := key.PublicKey(); err != nil {
 		return "", nil, fmt.Errorf("certify event key: %w", err)
 	}
 	name = EventCertPrefix + key.Kid
-	c := EventKeyCert{Bucket: BucketKeys, Name: name, Root: root.JWK(), Key: key,
+	c := EventKeyCert{Issuer: issuer, Bucket: BucketKeys, Name: name, Root: root.JWK(), Key: key,
 		IssuedAt: time.Now().Unix(), NotBefore: notBefore.Unix()}
 	if !expires.IsZero() {
 		if !expires.After(notBefore) {
@@ -147,15 +161,19 @@ func openStatement(typ string, value []byte, roots RootKeyFunc, v any, rootOf fu
 }
 
 // OpenEventKeyCert checks the eventcert entry stored under name: signed by
-// a pinned root key, for BucketKeys and name, valid at now. It returns the
-// certified event key and the certificate's expiry (zero if none).
-func OpenEventKeyCert(name string, value []byte, roots RootKeyFunc, now time.Time) (JWK, crypto.PublicKey, time.Time, error) {
+// a pinned root key, for issuer, BucketKeys and name, valid at now. It
+// returns the certified event key and the certificate's expiry (zero if
+// none).
+func OpenEventKeyCert(name string, value []byte, issuer string, roots RootKeyFunc, now time.Time) (JWK, crypto.PublicKey, time.Time, error) {
 	var c EventKeyCert
 	if err := openStatement(EventCertType, value, roots, &c, func() JWK { return c.Root }); err != nil {
 		return JWK{}, nil, time.Time{}, err
 	}
 	if c.Bucket != BucketKeys || c.Name != name || name != EventCertPrefix+c.Key.Kid {
 		return JWK{}, nil, time.Time{}, fmt.Errorf("%w: certificate of %s stored as %s", ErrMisplaced, c.Key.Kid, name)
+	}
+	if issuer == "" || c.Issuer != issuer {
+		return JWK{}, nil, time.Time{}, fmt.Errorf("%w: certificate of event key %s is for issuer %q, this deployment's is %q", ErrMisplaced, c.Key.Kid, c.Issuer, issuer)
 	}
 	pub, err := c.Key.PublicKey()
 	if err != nil {

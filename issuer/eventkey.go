@@ -173,9 +173,11 @@ func readPublicKey(path string) (bus.JWK, error) {
 
 // CertifyEventKey returns the certificate, signed with the root key at
 // rootPath, of the event key in the PEM file at eventKeyPath (its private
-// or public key): the name it is stored under in HERALD_KEYS, and its
-// value. It is valid from notBefore until expires (zero: no expiry).
-func CertifyEventKey(rootPath, eventKeyPath string, notBefore, expires time.Time) (name string, value []byte, err error) {
+// or public key), for the deployment whose issuer identifier (iss, the
+// issuer's IssuerURL) is iss: the name it is stored under in HERALD_KEYS,
+// and its value. It is valid from notBefore until expires (zero: no
+// expiry).
+func CertifyEventKey(rootPath, iss, eventKeyPath string, notBefore, expires time.Time) (name string, value []byte, err error) {
 	root, err := rootSigner(rootPath)
 	if err != nil {
 		return "", nil, err
@@ -184,7 +186,7 @@ func CertifyEventKey(rootPath, eventKeyPath string, notBefore, expires time.Time
 	if err != nil {
 		return "", nil, fmt.Errorf("certify event key: %w", err)
 	}
-	return bus.CertifyEventKey(root, key, notBefore, expires)
+	return bus.CertifyEventKey(root, iss, key, notBefore, expires)
 }
 
 // RevokeEventKey returns the revocation of event key kid, signed with the

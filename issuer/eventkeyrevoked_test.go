@@ -30,7 +30,7 @@ func TestEventKeyRevoked_ReplicaStillOnItStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, cert, err := issuer.CertifyEventKey(rootPath, eventPath, time.Now().Add(-time.Minute), time.Time{})
+	_, cert, err := issuer.CertifyEventKey(rootPath, "https://issuer.test", eventPath, time.Now().Add(-time.Minute), time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}

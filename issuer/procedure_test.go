@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -69,9 +70,10 @@ func TestStolenIssuerHost_Procedure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	const issuerURL = "https://issuer.test" // the deployment's iss
 	certify := func(eventKeyPath string) {
 		t.Helper()
-		_, value, err := issuer.CertifyEventKey(rootPath, eventKeyPath, time.Now().Add(-time.Minute), time.Time{})
+		_, value, err := issuer.CertifyEventKey(rootPath, issuerURL, eventKeyPath, time.Now().Add(-time.Minute), time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +87,7 @@ func TestStolenIssuerHost_Procedure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := issuer.Config{DataDir: filepath.Join(host, "data"), EventKeyFile: event1, RootKeys: []string{rootKid}}
+	cfg := issuer.Config{DataDir: filepath.Join(host, "data"), EventKeyFile: event1, RootKeys: []string{rootKid}, IssuerURL: issuerURL}
 	svc, stop := runIssuerOn(t, bustest.Connect(t, s), cfg)
 	certify(event1)
 	sc := rootSidecar(t, s, svc.IssuerURL(), rootKid)
@@ -204,5 +206,89 @@ func TestStolenIssuerHost_Procedure(t *testing.T) {
 	cfg.HTTPAddr, cfg.AdminToken, cfg.Logger, cfg.IssuerURL = "127.0.0.1:0", adminToken, quiet, "https://issuer.test"
 	if _, err := issuer.Open(t.Context(), cfg, bustest.Connect(t, s)); err == nil {
 		t.Fatal("issuer opened with the revoked event key")
+	}
+}
+
+// TestRootCertificate_OtherDeploymentRefused: staging and production pin
+// the same root key. A staging event key's certificate, copied with the
+// stolen staging event key into production's HERALD_KEYS, does not make
+// production's verifiers trust that key, nor the token key it signs: the
+// certificate names the staging issuer. Production's own event keys,
+// certified for its issuer, are trusted.
+func TestRootCertificate_OtherDeploymentRefused(t *testing.T) {
+	s := bustest.RunServer(t) // production
+	operator := bustest.Connect(t, s)
+	rootPath := filepath.Join(t.TempDir(), "root.pem")
+	rootKid, err := issuer.CreateRootKey(rootPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(iss, eventKeyPath string) {
+		t.Helper()
+		_, value, err := issuer.CertifyEventKey(rootPath, iss, eventKeyPath, time.Now().Add(-time.Minute), time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := issuer.PublishRootStatement(t.Context(), operator, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const stagingURL = "https://staging.test"
+	host := t.TempDir()
+	prodEvent := filepath.Join(host, "event-key.pem")
+	if _, _, err := issuer.EventKeyFile(prodEvent); err != nil {
+		t.Fatal(err)
+	}
+	svc, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{DataDir: filepath.Join(host, "data"), EventKeyFile: prodEvent, RootKeys: []string{rootKid}})
+	if svc.IssuerURL() == stagingURL {
+		t.Fatal("production and staging share an issuer")
+	}
+	publish(svc.IssuerURL(), prodEvent)
+	sc := rootSidecar(t, s, svc.IssuerURL(), rootKid)
+	waitReady(t, sc)
+
+	// The staging event key, stolen with its certificate for staging.
+	stagingEvent := filepath.Join(t.TempDir(), "staging-event-key.pem")
+	stagingKid, _, err := issuer.EventKeyFile(stagingEvent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(stagingURL, stagingEvent)
+	stolen, err := bus.NewSigner(readPEMKey(t, stagingEvent), svc.IssuerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	thief := bustest.Connect(t, s)
+	thief.SetSigner(stolen)
+	_, thiefKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	thiefJWK, err := bus.NewJWK(thiefKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := thief.PublishKey(t.Context(), thiefJWK); err != nil {
+		t.Fatal(err)
+	}
+	// Then a production event key certified for production: once the
+	// verifier trusts it, it has read the thief's entries before it.
+	prodEvent2 := filepath.Join(host, "event-key-2.pem")
+	prodKid2, _, err := issuer.EventKeyFile(prodEvent2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(svc.IssuerURL(), prodEvent2)
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		if !slices.Contains(sc.Status().EventKeys, prodKid2) {
+			return fmt.Errorf("production event key %s not trusted: %v", prodKid2, sc.Status().EventKeys)
+		}
+		return nil
+	})
+	if code, reason := verify(t, sc, forgeToken(t, thiefKey, svc.IssuerURL(), 5*time.Minute)); code != 401 {
+		t.Errorf("token signed with a key published with the staging event key: %d %s, want 401", code, reason)
+	}
+	if slices.Contains(sc.Status().EventKeys, stagingKid) {
+		t.Errorf("production trusts the staging event key %s", stagingKid)
 	}
 }

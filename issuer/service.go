@@ -202,7 +202,7 @@ func (s *Service) openEventKey(ctx context.Context) error {
 	// event keys as pinned or found, and this issuer's own from the start.
 	s.trusted = verifier.NewKeySet(nil, s.log)
 	s.trusted.TrustEventKeys(s.cfg.EventKeys...)
-	s.trusted.TrustRootKeys(s.cfg.RootKeys...)
+	s.trusted.TrustRootKeys(s.cfg.IssuerURL, s.cfg.RootKeys...)
 	if err := s.checkOwnEventKey(ctx, k.kid); err != nil {
 		return err
 	}

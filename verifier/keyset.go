@@ -45,7 +45,8 @@ type Key struct {
 // publish rights on NATS are not enough to make verifiers trust a key.
 //
 // With root keys pinned (TrustRootKeys), an event key is also trusted
-// while a pinned root key certifies it (bus.EventCertPrefix entries), and
+// while a pinned root key certifies it for this deployment's issuer
+// (bus.EventCertPrefix entries), and
 // an event key a pinned root key revoked (bus.RevokedEventKeyPrefix) is
 // never trusted again, pinned or not, nor any token key it signed.
 type KeySet struct {
@@ -56,6 +57,7 @@ type KeySet struct {
 	pins    map[string]bool   // pinned event key kids; empty: trust on first use
 	revoked map[string]bool   // token keys revoked for good: never trusted again
 	roots   map[string]bool   // pinned root key kids
+	issuer  string            // the iss a root certificate must name
 	// eventRevoked holds the event keys a pinned root key revoked: never
 	// trusted again. untrusted holds event keys seen and refused (not
 	// pinned, not certified), at most maxUntrusted: what they sign is
@@ -99,12 +101,16 @@ func (ks *KeySet) TrustEventKeys(kids ...string) {
 // maxUntrusted bounds the refused event keys a KeySet remembers.
 const maxUntrusted = 1024
 
-// TrustRootKeys pins root keys by kid: event keys they certify are
-// trusted, and event keys they revoke never are. Call it before Watch.
-// With root keys pinned the set does not trust on first use.
-func (ks *KeySet) TrustRootKeys(kids ...string) {
+// TrustRootKeys pins root keys by kid: event keys they certify for
+// issuer (the iss of this deployment's tokens) are trusted, and event keys
+// they revoke never are. A certificate for another issuer, or for none, is
+// refused: a root key pinned by several deployments certifies for one.
+// Call it before Watch. With root keys pinned the set does not trust on
+// first use.
+func (ks *KeySet) TrustRootKeys(issuer string, kids ...string) {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
+	ks.issuer = issuer
 	for _, kid := range kids {
 		if kid != "" {
 			ks.roots[kid] = true
@@ -300,9 +306,13 @@ var errNotPinned = errors.New("event key not trusted: pin it with --event-keys o
 // errEventKeyRevoked refuses an event key a pinned root key revoked.
 var errEventKeyRevoked = errors.New("event key revoked by a root key")
 
-// putEventCert trusts the event key a pinned root key certifies.
+// putEventCert trusts the event key a pinned root key certifies for this
+// deployment's issuer.
 func (ks *KeySet) putEventCert(name string, data []byte) error {
-	jwk, pub, exp, err := bus.OpenEventKeyCert(name, data, ks.rootPinned, time.Now())
+	ks.mu.RLock()
+	issuer := ks.issuer
+	ks.mu.RUnlock()
+	jwk, pub, exp, err := bus.OpenEventKeyCert(name, data, issuer, ks.rootPinned, time.Now())
 	if err != nil {
 		return err
 	}

@@ -29,23 +29,27 @@ func newSigner(t *testing.T) *bus.Signer {
 // certifies it, and never again once a pinned root key revokes it, pinned
 // or not; the token keys it signed go with it. Certificates and
 // revocations of unpinned roots, expired, early or misplaced
-// certificates are refused and change nothing.
+// certificates, and certificates for another issuer's deployment, are
+// refused and change nothing.
 func TestKeySet_RootKeys(t *testing.T) {
 	root, other := newSigner(t), newSigner(t)
 	event, pinned := newSigner(t), newSigner(t)
 	ks := NewKeySet(nil, testLogger(t))
-	ks.TrustRootKeys(root.KeyID())
+	ks.TrustRootKeys(testIssuer, root.KeyID())
 	ks.TrustEventKeys(pinned.KeyID())
 	now := time.Now()
-	certify := func(r *bus.Signer, s *bus.Signer, nbf, exp time.Time) (string, []byte) {
-		name, value, err := bus.CertifyEventKey(r, s.JWK(), nbf, exp)
+	certifyFor := func(iss string, r *bus.Signer, s *bus.Signer, nbf, exp time.Time) (string, []byte) {
+		name, value, err := bus.CertifyEventKey(r, iss, s.JWK(), nbf, exp)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return name, value
 	}
+	certify := func(r *bus.Signer, s *bus.Signer, nbf, exp time.Time) (string, []byte) {
+		return certifyFor(testIssuer, r, s, nbf, exp)
+	}
 	// Refused: another root, an expired or early certificate, one stored
-	// under another key's name.
+	// under another key's name, one for another deployment.
 	for _, tc := range []struct {
 		name  string
 		entry func() (string, []byte)
@@ -53,6 +57,9 @@ func TestKeySet_RootKeys(t *testing.T) {
 		{"unpinned root", func() (string, []byte) { return certify(other, event, now.Add(-time.Hour), time.Time{}) }},
 		{"expired", func() (string, []byte) { return certify(root, event, now.Add(-2*time.Hour), now.Add(-time.Hour)) }},
 		{"not yet valid", func() (string, []byte) { return certify(root, event, now.Add(time.Hour), time.Time{}) }},
+		{"other issuer", func() (string, []byte) {
+			return certifyFor("https://staging.test", root, event, now.Add(-time.Hour), time.Time{})
+		}},
 		{"misplaced", func() (string, []byte) {
 			_, v := certify(root, event, now.Add(-time.Hour), time.Time{})
 			return bus.EventCertPrefix + pinned.KeyID(), v
@@ -135,9 +142,9 @@ func TestKeySet_RootKeys(t *testing.T) {
 func TestKeySet_TokenKeysEndWithTheirEventKeyCertificate(t *testing.T) {
 	root, event := newSigner(t), newSigner(t)
 	ks := NewKeySet(nil, testLogger(t))
-	ks.TrustRootKeys(root.KeyID())
+	ks.TrustRootKeys(testIssuer, root.KeyID())
 	now := time.Now()
-	name, value, err := bus.CertifyEventKey(root, event.JWK(), now.Add(-time.Hour), now.Add(2*time.Second))
+	name, value, err := bus.CertifyEventKey(root, testIssuer, event.JWK(), now.Add(-time.Hour), now.Add(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,8 +47,9 @@ type SidecarConfig struct {
 	// only events and token keys they signed are trusted. Empty: trust the
 	// event keys found at start, or the first to appear (trust on first use).
 	EventKeys []string
-	// RootKeys pins root keys by kid: event keys they certify are trusted,
-	// and event keys they revoke never are, pinned or not.
+	// RootKeys pins root keys by kid: event keys they certify for
+	// Verifier.Issuer are trusted, and event keys they revoke never are,
+	// pinned or not.
 	RootKeys []string
 	// DataDir holds the denylist. Required.
 	DataDir string
@@ -229,7 +230,7 @@ func OpenSidecar(cfg SidecarConfig, conn *bus.Conn) (*Sidecar, error) {
 	sc := &Sidecar{cfg: cfg, conn: conn, db: db, log: log, id: id, host: host, started: time.Now(), live: newLiveSet()}
 	sc.keys = NewKeySet(func(kid string) bool { return db.Contains(denyKey(bus.KindKey, kid)) }, log)
 	sc.keys.TrustEventKeys(cfg.EventKeys...)
-	sc.keys.TrustRootKeys(cfg.RootKeys...)
+	sc.keys.TrustRootKeys(cfg.Verifier.Issuer, cfg.RootKeys...)
 	sc.follower = NewFollower(conn, db, sc.keys, log)
 	sc.follower.onApply = sc.revokeLive
 	vcfg := cfg.Verifier

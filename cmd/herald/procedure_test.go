@@ -99,7 +99,7 @@ func TestProcs_StolenIssuerHostProcedure(t *testing.T) {
 	event1Kid := f.herald("keys", "event-key", event1)
 	data := filepath.Join(host, "data")
 	iss := f.startIssuer(data, natsURL, "--event-key-file", event1, "--root-keys", rootKid)
-	f.herald(append([]string{"keys", "event", "certify", "--root", root, "--event-key", event1}, natsArgs...)...)
+	f.herald(append([]string{"keys", "event", "certify", "--root", root, "--issuer", testIssuer, "--event-key", event1}, natsArgs...)...)
 	_, vURL := f.readyVerifier(t.TempDir(), natsURL, "--root-keys", rootKid)
 
 	// The theft.
@@ -139,7 +139,7 @@ func TestProcs_StolenIssuerHostProcedure(t *testing.T) {
 	// The procedure.
 	event2 := filepath.Join(host, "event-2.pem")
 	f.herald("keys", "event-key", event2)
-	f.herald(append([]string{"keys", "event", "certify", "--root", root, "--event-key", event2}, natsArgs...)...)
+	f.herald(append([]string{"keys", "event", "certify", "--root", root, "--issuer", testIssuer, "--event-key", event2}, natsArgs...)...)
 	iss.signal(syscall.SIGTERM)
 	iss.wait(20 * time.Second)
 	iss = f.startIssuer(data, natsURL, "--event-key-file", event2, "--root-keys", rootKid)

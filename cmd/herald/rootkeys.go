@@ -38,24 +38,25 @@ func runRootKeys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintln(stdout, kid)
 		return nil
 	case len(args) >= 2 && args[0] == "event" && args[1] == "certify":
-		fs := newFlagSet("keys event certify", "keys event certify --root FILE --event-key FILE [--expires D] (--out FILE | --nats URL)", stderr)
+		fs := newFlagSet("keys event certify", "keys event certify --root FILE --issuer URL --event-key FILE [--expires D] (--out FILE | --nats URL)", stderr)
 		root := fs.String("root", "", "the root key file")
+		iss := fs.String("issuer", "", "the issuer identifier (iss) of the deployment the event key is for, as its tokens carry it (the issuer's --issuer-url, the verifiers' --issuer); verifiers of other issuers refuse the certificate")
 		eventKey := fs.String("event-key", "", "PEM file of the event key to certify (its private key, or its PKIX public key)")
 		expires := fs.Duration("expires", 0, "the certificate expires after this long (0: never; revoke it with keys event revoke)")
 		pub := registerPublish(fs)
 		if err := parseFlags(fs, args[2:]); err != nil {
 			return err
 		}
-		if *root == "" || *eventKey == "" {
+		if *root == "" || *eventKey == "" || *iss == "" {
 			fs.Usage()
-			return errors.New("keys event certify: --root and --event-key are required")
+			return errors.New("keys event certify: --root, --issuer and --event-key are required")
 		}
 		now := time.Now()
 		var exp time.Time
 		if *expires > 0 {
 			exp = now.Add(*expires)
 		}
-		name, value, err := issuer.CertifyEventKey(*root, *eventKey, now.Add(-time.Minute), exp)
+		name, value, err := issuer.CertifyEventKey(*root, *iss, *eventKey, now.Add(-time.Minute), exp)
 		if err != nil {
 			return err
 		}
