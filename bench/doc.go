@@ -15,7 +15,7 @@
 //
 // Each scenario is a function taking a Config and returning a Result:
 // Propagation, Verify, Baseline, Scale and Issue. A Report gathers
-// results, judges them against the targets of issue 6 (Report.Targets),
+// results, judges them against Herald's targets (Report.Targets),
 // and writes them as JSON (WriteJSON, ReadReport), Markdown
 // (WriteMarkdown) and SVG charts (WritePlots):
 //

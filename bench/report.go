@@ -146,8 +146,8 @@ type Target struct {
 	Detail string `json:"detail"`
 }
 
-// Targets judges the report against the targets of issue 6, for the
-// scenarios it holds.
+// Targets judges the report against Herald's performance targets (the
+// README's "Benchmarks"), for the scenarios it holds.
 func (r *Report) Targets() []Target {
 	var ts []Target
 	for _, p := range r.Propagation {

@@ -5,7 +5,7 @@ import "fmt"
 // Kind is what a revocation targets. The zero Kind is invalid.
 type Kind uint8
 
-// The seven revocation kinds of DESIGN.md. The numeric values are internal;
+// The seven revocation kinds (the README's "Revocation" table). The numeric values are internal;
 // the wire format uses the names.
 const (
 	KindToken   Kind = iota + 1 // one access token, by jti

@@ -72,7 +72,7 @@ func TestKind_Invalid(t *testing.T) {
 }
 
 func TestKind_Properties(t *testing.T) {
-	// DESIGN.md, "Revocation kinds": all takes no value; subject, client,
+	// The README's table of revocation kinds: all takes no value; subject, client,
 	// tenant and all reject only tokens issued up to the revocation.
 	tests := []struct {
 		kind       bus.Kind

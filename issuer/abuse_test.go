@@ -1,6 +1,6 @@
 package issuer
 
-// Abuse of the admin API (issue 8, item 7): guessing credentials,
+// Abuse of the admin API: guessing credentials,
 // oversized bodies, slow clients. Constant-time comparison is not tested
 // here but holds by construction: the bootstrap token is compared with
 // subtle.ConstantTimeCompare on SHA-256 hashes, named credentials are

@@ -26,7 +26,7 @@ func entryFor(r *bus.Revocation, value string) store.Entry {
 	return store.Entry{Key: denyKey(r.Kind, value), At: r.At, Until: r.Until}
 }
 
-// checkDenylist reports whether a verified token is revoked, as DESIGN.md's
+// checkDenylist reports whether a verified token is revoked, as the README's
 // table of kinds says: token, session and key revocations reject every
 // matching token; subject, client, tenant and all reject matching tokens
 // issued at or before the revocation. Herald's iat has milliseconds; a

@@ -43,7 +43,7 @@ func (f *fixture) revocationToken(t *testing.T, rt revocationToken) string {
 }
 
 // TestVerifier_Revoked publishes one revocation of each kind on the real
-// stream and checks DESIGN.md's table: the matching token is refused,
+// stream and checks the README's table of kinds: the matching token is refused,
 // tokens that differ in exactly the revoked dimension still verify, and the
 // issued-at kinds reject only tokens issued at or before the revocation.
 func TestVerifier_Revoked(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestDependencyDirection guards DESIGN.md's layering:
+// TestDependencyDirection guards the packages' layering:
 // cmd → issuer → verifier → {bus, store}; bus and store know nothing of
 // the others; bench may use all.
 func TestDependencyDirection(t *testing.T) {
