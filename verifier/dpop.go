@@ -221,9 +221,9 @@ type ReplayCache struct {
 	perKey int
 
 	mu    sync.Mutex
-	keys  map[string]*replayKey // by key thumbprint
-	order replayHeap            // every id held, the soonest to expire first
-	bare  floorHeap             // keys holding no id, only a floor, the soonest past first
+	keys  map[string]*replayKey      // by key thumbprint
+	order deadlineHeap[*replayEntry] // every id held, the soonest to expire first
+	bare  deadlineHeap[*replayKey]   // keys holding no id, only a floor, the soonest past first
 }
 
 // replayKey is what a ReplayCache holds of one key's proofs.
@@ -241,49 +241,39 @@ type replayEntry struct {
 	index   int       // in ReplayCache.order
 }
 
-// replayHeap orders entries by until (container/heap).
-type replayHeap []*replayEntry
+func (e *replayEntry) deadline() time.Time { return e.until }
+func (e *replayEntry) setIndex(i int)      { e.index = i }
+func (k *replayKey) deadline() time.Time   { return k.floor }
+func (k *replayKey) setIndex(i int)        { k.index = i }
 
-func (h replayHeap) Len() int           { return len(h) }
-func (h replayHeap) Less(i, j int) bool { return h[i].until.Before(h[j].until) }
-func (h replayHeap) Swap(i, j int) {
+// deadlineHeap orders what a ReplayCache holds by deadline, the soonest
+// first (container/heap), keeping each element's index current; a popped
+// element's index is -1.
+type deadlineHeap[T interface {
+	deadline() time.Time
+	setIndex(int)
+}] []T
+
+func (h deadlineHeap[T]) Len() int           { return len(h) }
+func (h deadlineHeap[T]) Less(i, j int) bool { return h[i].deadline().Before(h[j].deadline()) }
+func (h deadlineHeap[T]) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
+	h[i].setIndex(i)
+	h[j].setIndex(j)
 }
-func (h *replayHeap) Push(x any) {
-	e := x.(*replayEntry)
-	e.index = len(*h)
+func (h *deadlineHeap[T]) Push(x any) {
+	e := x.(T)
+	e.setIndex(len(*h))
 	*h = append(*h, e)
 }
-func (h *replayHeap) Pop() any {
+func (h *deadlineHeap[T]) Pop() any {
 	old := *h
 	e := old[len(old)-1]
-	old[len(old)-1] = nil
+	var zero T
+	old[len(old)-1] = zero
 	*h = old[:len(old)-1]
+	e.setIndex(-1)
 	return e
-}
-
-// floorHeap orders keys by floor (container/heap).
-type floorHeap []*replayKey
-
-func (h floorHeap) Len() int           { return len(h) }
-func (h floorHeap) Less(i, j int) bool { return h[i].floor.Before(h[j].floor) }
-func (h floorHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
-}
-func (h *floorHeap) Push(x any) {
-	k := x.(*replayKey)
-	k.index = len(*h)
-	*h = append(*h, k)
-}
-func (h *floorHeap) Pop() any {
-	old := *h
-	k := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	k.index = -1
-	return k
 }
 
 // NewReplayCache returns a cache of at most n proof ids, and of at most
