@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/store"
 	"github.com/heraldsec/herald/verifier"
@@ -363,7 +364,7 @@ func startApp(ctx context.Context, h http.Handler) (*app, error) {
 	a := &app{ln: ln, cancel: cancel, done: make(chan error, 1)}
 	mux := http.NewServeMux()
 	mux.Handle("/hello", h)
-	go func() { a.done <- verifier.Serve(runCtx, ln, mux) }()
+	go func() { a.done <- httpserve.Serve(runCtx, ln, mux) }()
 	return a, nil
 }
 

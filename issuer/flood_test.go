@@ -55,7 +55,7 @@ func TestTokenEndpoint_LongClientIDFloodBoundedHeap(t *testing.T) {
 		wg.Go(func() {
 			for i := range next {
 				// 60 KB in the form; in Basic credentials, 19 KB, what
-				// fits in the server's header bound (verifier.MaxHeaderBytes).
+				// fits in the server's header bound (httpserve.MaxHeaderBytes).
 				basic := i%2 == 1
 				raw := make([]byte, 45<<10)
 				if basic {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/internal/jsonstrict"
 	"github.com/heraldsec/herald/verifier"
 )
 
@@ -202,7 +203,7 @@ func decodeBodyMax(w http.ResponseWriter, r *http.Request, v any, max int64) err
 		}
 		return badRequest("body could not be read: " + err.Error())
 	}
-	if err := verifier.CheckJSONObject(data, v); err != nil {
+	if err := jsonstrict.CheckObject(data, v); err != nil {
 		return badRequest("body is not valid JSON for this endpoint: " + err.Error())
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))

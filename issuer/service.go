@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/store"
 	"github.com/heraldsec/herald/verifier"
 	"golang.org/x/sync/errgroup"
@@ -285,7 +286,7 @@ func (s *Service) Run(ctx context.Context) error {
 	run("snapshots", s.runSnapshots)
 	run("clock skew", s.watchSkew)
 	run("shared cut-offs", s.flushShares)
-	run("http", func(ctx context.Context) error { return verifier.Serve(ctx, s.ln, newHandler(s)) })
+	run("http", func(ctx context.Context) error { return httpserve.Serve(ctx, s.ln, newHandler(s)) })
 	s.log.Info("issuer ready", "http", s.URL(), "kid", s.keys.Current().kid, "event_kid", s.eventKey.kid, "issuer", s.cfg.IssuerURL)
 	return g.Wait()
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/internal/jsonstrict"
 )
 
 // DPoP (RFC 9449) sender-constrains tokens: a token bound to a key (its
@@ -75,9 +76,9 @@ type dpopHeader struct {
 // duplicates of any member and case variants of these (RFC 7515 section
 // 5.2 allows refusing duplicates; JOSE names are case-sensitive).
 var (
-	dpopHeaderNames = jsonNames(reflect.TypeFor[dpopHeader]())
-	dpopClaimNames  = jsonNames(reflect.TypeFor[dpopClaims]())
-	jwkNames        = jsonNames(reflect.TypeFor[bus.JWK]())
+	dpopHeaderNames = jsonstrict.Names(reflect.TypeFor[dpopHeader]())
+	dpopClaimNames  = jsonstrict.Names(reflect.TypeFor[dpopClaims]())
+	jwkNames        = jsonstrict.Names(reflect.TypeFor[bus.JWK]())
 )
 
 // CheckDPoP checks a DPoP proof (RFC 9449 section 4.3) for a request with
@@ -122,7 +123,7 @@ func VerifyDPoP(proof, method, rawURL, accessToken string, now time.Time) (*DPoP
 	if err != nil {
 		return nil, bad("malformed header")
 	}
-	if err := checkMembers(raw, dpopHeaderNames); err != nil {
+	if err := jsonstrict.CheckMembers(raw, dpopHeaderNames); err != nil {
 		return nil, bad("header: %v", err)
 	}
 	if json.Unmarshal(raw, &hdr) != nil {
@@ -140,7 +141,7 @@ func VerifyDPoP(proof, method, rawURL, accessToken string, now time.Time) (*DPoP
 	default:
 		return nil, bad("alg %q is not allowed", hdr.Alg)
 	}
-	if err := checkMembers(hdr.JWK, jwkNames); err != nil {
+	if err := jsonstrict.CheckMembers(hdr.JWK, jwkNames); err != nil {
 		return nil, bad("jwk: %v", err)
 	}
 	jkt, pub, err := bus.ProofKey(hdr.JWK, hdr.Alg)
@@ -159,7 +160,7 @@ func VerifyDPoP(proof, method, rawURL, accessToken string, now time.Time) (*DPoP
 	if err != nil {
 		return nil, bad("malformed claims")
 	}
-	if err := checkMembers(raw, dpopClaimNames); err != nil {
+	if err := jsonstrict.CheckMembers(raw, dpopClaimNames); err != nil {
 		return nil, bad("claims: %v", err)
 	}
 	if json.Unmarshal(raw, &c) != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/store"
 	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
@@ -107,9 +108,9 @@ type SidecarConfig struct {
 	// Logger receives the sidecar's logs. Nil uses slog.Default().
 	Logger *slog.Logger
 	// Timeouts bound slow clients of the sidecar's HTTP server; zero
-	// fields keep the defaults (see Serve). Requests a token or session
+	// fields keep the defaults (see httpserve.Serve). Requests a token or session
 	// admitted in proxy mode are exempt from the read and write timeouts.
-	Timeouts Timeouts
+	Timeouts httpserve.Timeouts
 }
 
 func (c *SidecarConfig) setDefaults() {
@@ -454,10 +455,12 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		run("heartbeat", s.heartbeat)
 	}
 	if s.ln != nil {
-		run("http", func(ctx context.Context) error { return ServeWith(ctx, s.ln, newHandler(s), s.cfg.Timeouts) })
+		run("http", func(ctx context.Context) error { return httpserve.ServeWith(ctx, s.ln, newHandler(s), s.cfg.Timeouts) })
 	}
 	if s.adminLn != nil {
-		run("admin http", func(ctx context.Context) error { return ServeWith(ctx, s.adminLn, newAdminHandler(s), s.cfg.Timeouts) })
+		run("admin http", func(ctx context.Context) error {
+			return httpserve.ServeWith(ctx, s.adminLn, newAdminHandler(s), s.cfg.Timeouts)
+		})
 	}
 	run("live requests", func(ctx context.Context) error {
 		// Streams and upgraded connections the proxy holds would keep the

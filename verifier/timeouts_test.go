@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/internal/httpserve"
 )
 
 // slowUpload sends a POST to path on addr announcing a 100000-byte body and
@@ -70,7 +71,7 @@ func TestBFF_AnonymousRequestsKeepTheTimeouts(t *testing.T) {
 	const bound = time.Second
 	sc, _ := startSidecarWith(t, conn, SidecarConfig{DataDir: t.TempDir(), Upstream: app.URL,
 		Cookies:  &CookieConfig{IssuerURL: "http://127.0.0.1:9", PublicPaths: []string{"/login"}},
-		Timeouts: Timeouts{ReadHeader: bound, Read: bound, Write: 2 * bound}})
+		Timeouts: httpserve.Timeouts{ReadHeader: bound, Read: bound, Write: 2 * bound}})
 	waitReady(t, sc)
 
 	if took := slowUpload(t, sc.Addr().String(), "/login", "", 4*bound); took >= 4*bound {

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/internal/jsonstrict"
 	"github.com/heraldsec/herald/store"
 )
 
@@ -266,7 +267,7 @@ func (v *Verifier) verifyToken(token string) (*Claims, *Key, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: claims are not base64url", ErrMalformed)
 	}
-	if err := checkMembers(raw, claimNames); err != nil {
+	if err := jsonstrict.CheckMembers(raw, claimNames); err != nil {
 		return nil, nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
 	var c Claims
@@ -311,7 +312,7 @@ func (v *Verifier) checkHeader(seg string) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: header is not base64url", ErrMalformed)
 	}
-	if err := checkMembers(raw, headerNames); err != nil {
+	if err := jsonstrict.CheckMembers(raw, headerNames); err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	var h header

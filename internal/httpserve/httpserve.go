@@ -1,4 +1,7 @@
-package verifier
+// Package httpserve runs Herald's HTTP servers (the issuer's and the
+// verifier sidecar's) with one set of bounds on slow clients and a
+// graceful shutdown when the context ends.
+package httpserve
 
 import (
 	"context"
@@ -38,13 +41,15 @@ func (t Timeouts) withDefaults() Timeouts {
 }
 
 // Serve serves h on ln until ctx ends, then shuts down gracefully, waiting
-// up to ten seconds for requests in flight. Herald's issuer uses it too, so
-// both servers share one set of timeouts.
+// up to ten seconds for requests in flight. The issuer and the sidecar
+// both use it, so both servers share one set of timeouts. It returns the
+// server's error, or nil after a clean shutdown.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	return ServeWith(ctx, ln, h, Timeouts{})
 }
 
 // ServeWith is Serve with other timeouts (zero fields keep the defaults).
+// It returns as Serve does.
 func ServeWith(ctx context.Context, ln net.Listener, h http.Handler, t Timeouts) error {
 	t = t.withDefaults()
 	srv := &http.Server{
