@@ -61,9 +61,9 @@ func (s *Service) audienceVerifier(aud string) (*verifier.Verifier, error) {
 	if v, ok := a.m[aud]; ok {
 		return v, nil
 	}
-	v, err := verifier.New(verifier.Config{Issuer: s.cfg.IssuerURL, Audience: aud, Leeway: s.cfg.Leeway,
+	v, err := newIntrospector(verifier.Config{Issuer: s.cfg.IssuerURL, Audience: aud, Leeway: s.cfg.Leeway,
 		CacheSize: -1, MeterProvider: noop.NewMeterProvider()},
-		s.trusted, s.deny, func() bool { return s.follow.CaughtUp() && s.trusted.Loaded() })
+		s.trusted, s.deny, s.follow)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/internal/ratelimit"
+	"github.com/heraldsec/herald/store"
 )
 
 // Scopes of admin credentials. ScopeAdmin includes every other scope.
@@ -86,18 +87,24 @@ type credentials struct {
 	byHash map[string]*principal
 }
 
-// loadCredentials reads the named credentials from the state store.
-func (s *Service) loadCredentials(bootstrap adminAuth) error {
-	s.creds = &credentials{bootstrap: bootstrap.sum, byHash: make(map[string]*principal),
-		failures: newAuthLimiter(s.now), log: s.log}
-	return s.state.Scan(keyCredential, func(_ string, b []byte) error {
+// loadCredentials returns the credentials: the bootstrap admin token and
+// the named credentials read from state, with failures limited on the
+// clock now.
+func loadCredentials(state *store.DB, bootstrap adminAuth, now func() time.Time, log *slog.Logger) (*credentials, error) {
+	c := &credentials{bootstrap: bootstrap.sum, byHash: make(map[string]*principal),
+		failures: newAuthLimiter(now), log: log}
+	err := state.Scan(keyCredential, func(_ string, b []byte) error {
 		var rec credentialRecord
 		if err := decodeJSON(b, &rec); err != nil {
 			return err
 		}
-		s.creds.byHash[rec.Hash] = &principal{name: rec.Name, scopes: rec.Scopes, hash: rec.Hash}
+		c.byHash[rec.Hash] = &principal{name: rec.Name, scopes: rec.Scopes, hash: rec.Hash}
 		return nil
 	})
+	if err != nil {
+		return nil, fmt.Errorf("read credentials: %w", err)
+	}
+	return c, nil
 }
 
 // authenticate returns who presents the bearer token of r, or nil. A

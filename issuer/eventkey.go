@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -218,8 +219,8 @@ func PublishRootStatement(ctx context.Context, conn *bus.Conn, value []byte) (st
 
 // checkOwnEventKey refuses to sign with an event key that a pinned root
 // key revoked: a new event key must be made and certified.
-func (s *Service) checkOwnEventKey(ctx context.Context, kid string) error {
-	kv, err := s.conn.Keys(ctx)
+func checkOwnEventKey(ctx context.Context, conn *bus.Conn, rootKeys []string, kid string, log *slog.Logger) error {
+	kv, err := conn.Keys(ctx)
 	if err != nil {
 		return err
 	}
@@ -227,8 +228,8 @@ func (s *Service) checkOwnEventKey(ctx context.Context, kid string) error {
 	if err != nil {
 		return nil // no revocation (or none readable yet: verifiers still check)
 	}
-	if _, err := bus.OpenEventKeyRevocation(e.Key(), e.Value(), func(root string) bool { return slices.Contains(s.cfg.RootKeys, root) }); err != nil {
-		s.log.Warn("event key revocation not signed by a pinned root key; ignored", "event_kid", kid, "err", err)
+	if _, err := bus.OpenEventKeyRevocation(e.Key(), e.Value(), func(root string) bool { return slices.Contains(rootKeys, root) }); err != nil {
+		log.Warn("event key revocation not signed by a pinned root key; ignored", "event_kid", kid, "err", err)
 		return nil
 	}
 	return fmt.Errorf("event key %s was revoked by a root key: create a new one and certify it (herald keys event certify)", kid)

@@ -232,12 +232,12 @@ const keySharedSince = "meta/cutoffs-shared"
 // shareOldCutoffs queues for HERALD_SESSIONS, once, the cut-offs an issuer
 // recorded only in its own state before cut-offs were shared, so that
 // revocations made before an upgrade stop refreshes on every replica too.
-func (s *Service) shareOldCutoffs() error {
-	if _, ok, err := s.state.Get(keySharedSince); err != nil || ok {
+func shareOldCutoffs(state *store.DB) error {
+	if _, ok, err := state.Get(keySharedSince); err != nil || ok {
 		return err
 	}
-	err := s.state.Update(func(tx *store.Tx) error {
-		err := s.state.Scan(keyCutoff, func(key string, val []byte) error {
+	err := state.Update(func(tx *store.Tx) error {
+		err := state.Scan(keyCutoff, func(key string, val []byte) error {
 			tx.Set(keyShare+strings.TrimPrefix(key, keyCutoff), slices.Clone(val))
 			return nil
 		})

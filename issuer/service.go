@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/store"
@@ -70,88 +72,198 @@ type Service struct {
 // HERALD_SESSIONS, loads or creates the signing keys and publishes them to
 // HERALD_KEYS before anything is signed, loads or creates the admin token,
 // and listens on cfg.HTTPAddr. Call Run to serve and Close afterwards.
-func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err error) {
+func Open(ctx context.Context, cfg Config, conn *bus.Conn) (*Service, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("issuer config: %w", err)
 	}
+	s, err := open(ctx, cfg, conn)
+	if err != nil {
+		return nil, fmt.Errorf("open issuer: %w", err)
+	}
+	return s, nil
+}
+
+// open builds the Service of a valid cfg, each part before whatever uses
+// it. Its errors say which part failed; Open wraps them once.
+func open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err error) {
 	log := cfg.Logger.With("component", "issuer")
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
+		return nil, err
 	}
-	err = conn.EnsureStreams(ctx, bus.StreamConfig{
-		RevocationMaxAge: cfg.revocationLifetime() + retentionMargin,
-		Replicas:         cfg.Replicas,
-	})
+	sessionsKV, err := ensureBus(ctx, cfg, conn)
 	if err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
-	}
-	if err := conn.EnsureFleet(ctx, bus.FleetConfig{Replicas: cfg.Replicas}); err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
-	}
-	if err := conn.EnsureBFF(ctx, bus.BFFConfig{Replicas: cfg.Replicas}); err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
-	}
-	err = conn.EnsureSessions(ctx, bus.SessionsConfig{TTL: cfg.SessionTTL + sessionsMargin, Replicas: cfg.Replicas})
-	if err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
-	}
-	kv, err := conn.Sessions(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
+		return nil, err
 	}
 	s := &Service{cfg: cfg, conn: conn, log: log, keyWork: keyWork{wake: make(chan struct{}, 1)}}
-	s.sessions = &sessionStore{kv: kv,
-		seal: func(name string, data []byte) ([]byte, error) {
-			return conn.Signer().SignEntry(bus.BucketSessions, name, data)
-		},
-		unseal: func(name string, value []byte) ([]byte, error) {
-			return bus.OpenEntry(bus.BucketSessions, name, value, s.trusted.EventKey)
-		},
-	}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	s.state, err = store.Open(filepath.Join(cfg.DataDir, "state"), store.Options{Sync: true, Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
+	if s.state, err = store.Open(filepath.Join(cfg.DataDir, "state"), store.Options{Sync: true, Logger: log}); err != nil {
+		return nil, err
 	}
 	s.outbox = newOutbox(s.state, conn, log)
-	if err := s.shareOldCutoffs(); err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
+	if err := shareOldCutoffs(s.state); err != nil {
+		return nil, err
 	}
-	s.deny, err = store.Open(filepath.Join(cfg.DataDir, "denylist"), store.Options{Logger: log, Now: cfg.Now})
-	if err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
+	if s.deny, err = store.Open(filepath.Join(cfg.DataDir, "denylist"), store.Options{Logger: log, Now: cfg.Now}); err != nil {
+		return nil, err
 	}
 	if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("open issuer: listen: %w", err)
+		return nil, fmt.Errorf("listen: %w", err)
 	}
 	if cfg.IssuerURL == "" {
-		s.cfg.IssuerURL = "http://" + s.ln.Addr().String()
+		cfg.IssuerURL = "http://" + s.ln.Addr().String()
+		s.cfg = cfg
 	}
-	if err := s.openEventKey(ctx); err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
+
+	// The event key signs what goes on the bus, so it comes before
+	// anything is published or written to HERALD_SESSIONS.
+	var created bool
+	if s.eventKey, created, err = loadEventKey(cfg); err != nil {
+		return nil, err
 	}
+	if s.trusted, err = newKeySet(ctx, cfg, conn, s.eventKey, log); err != nil {
+		return nil, err
+	}
+	if err := signEvents(ctx, cfg, conn, s.eventKey); err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("event key created; pin it on verifiers with --event-keys", "event_kid", s.eventKey.kid)
+	}
+	s.sessions = newSessionStore(sessionsKV, conn, s.trusted)
+
 	if err := s.resignLegacy(ctx); err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
+		return nil, err
 	}
 	if err := s.moveLegacySessions(ctx); err != nil { // signs the entries it writes
-		return nil, fmt.Errorf("open issuer: %w", err)
+		return nil, err
 	}
 	s.follow = verifier.NewFollower(conn, s.deny, s.trusted, log)
 	s.follow.OnApply(s.noteRevocations)
-	if s.keys, err = s.openKeys(ctx); err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
+	if s.keys, err = openKeys(ctx, cfg, conn, log); err != nil {
+		return nil, err
 	}
+	if s.creds, err = openCredentials(cfg, s.state, s.now, log); err != nil {
+		return nil, err
+	}
+	s.limits = newLimiter(cfg.RateLimit, cfg.ClientRateLimit, s.now)
+	s.replay = newProofCache(dpopReplayMax, dpopPerKeyMax)
+	s.clientGuard = newClientGuard(s.now)
+	if s.metrics, err = newIssuerMetrics(cfg.MeterProvider, s); err != nil {
+		return nil, err
+	}
+	introCfg := verifier.Config{Issuer: cfg.IssuerURL, Audience: cfg.Audience, Leeway: cfg.Leeway}
+	if s.intro, err = newIntrospector(introCfg, s.trusted, s.deny, s.follow); err != nil {
+		return nil, fmt.Errorf("introspection: %w", err)
+	}
+	return s, nil
+}
+
+// ensureBus creates or updates the streams and buckets the issuer uses and
+// returns HERALD_SESSIONS.
+func ensureBus(ctx context.Context, cfg Config, conn *bus.Conn) (jetstream.KeyValue, error) {
+	err := conn.EnsureStreams(ctx, bus.StreamConfig{
+		RevocationMaxAge: cfg.revocationLifetime() + retentionMargin,
+		Replicas:         cfg.Replicas,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := conn.EnsureFleet(ctx, bus.FleetConfig{Replicas: cfg.Replicas}); err != nil {
+		return nil, err
+	}
+	if err := conn.EnsureBFF(ctx, bus.BFFConfig{Replicas: cfg.Replicas}); err != nil {
+		return nil, err
+	}
+	err = conn.EnsureSessions(ctx, bus.SessionsConfig{TTL: cfg.SessionTTL + sessionsMargin, Replicas: cfg.Replicas})
+	if err != nil {
+		return nil, err
+	}
+	return conn.Sessions(ctx)
+}
+
+// loadEventKey loads the event key from cfg.EventKeyFile, or loads or
+// creates it in the data directory.
+func loadEventKey(cfg Config) (k *signingKey, created bool, err error) {
+	if cfg.EventKeyFile != "" {
+		k, err = readPrivateKey(cfg.EventKeyFile, eventKeyForbidden)
+		return k, false, err
+	}
+	return openEventKey(filepath.Join(cfg.DataDir, "event-key"))
+}
+
+// newKeySet returns the key set that checks what the bus carries: the
+// other replicas' event keys as pinned or found, and this issuer's own,
+// own, from the start. It refuses own if a pinned root key revoked it.
+func newKeySet(ctx context.Context, cfg Config, conn *bus.Conn, own *signingKey, log *slog.Logger) (*verifier.KeySet, error) {
+	trusted := verifier.NewKeySet(nil, log)
+	trusted.TrustEventKeys(cfg.EventKeys...)
+	trusted.TrustRootKeys(cfg.IssuerURL, cfg.RootKeys...)
+	if err := checkOwnEventKey(ctx, conn, cfg.RootKeys, own.kid, log); err != nil {
+		return nil, err
+	}
+	if err := trusted.AddEventKey(own.jwk, own.priv.Public()); err != nil {
+		return nil, err
+	}
+	return trusted, nil
+}
+
+// signEvents makes conn sign with the event key k and publishes its
+// public half under bus.EventKeyPrefix.
+func signEvents(ctx context.Context, cfg Config, conn *bus.Conn, k *signingKey) error {
+	signer, err := bus.NewSigner(k.priv, cfg.IssuerURL)
+	if err != nil {
+		return err
+	}
+	// Verifiers refuse tokens that live longer than the key entries say,
+	// whoever signed them.
+	signer.SetMaxTokenLifetime(cfg.MaxAccessTTL)
+	conn.SetSigner(signer)
+	return conn.PublishEventKey(ctx)
+}
+
+// EventKeyID returns the kid of the key that signs this issuer's events:
+// the value verifiers pin with --event-keys.
+func (s *Service) EventKeyID() string { return s.eventKey.kid }
+
+// openKeys loads the signing keys and publishes the current and the next
+// key before anything is signed.
+func openKeys(ctx context.Context, cfg Config, conn *bus.Conn, log *slog.Logger) (*keyring, error) {
+	// A key revoked while this replica was down, or through another
+	// replica, is never published again.
+	revoked, err := conn.RevokedKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, created, err := openKeyring(filepath.Join(cfg.DataDir, "keys"), cfg.Algorithm, revoked)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("signing keys created", "current", keys.Current().kid, "next", keys.Next().kid, "alg", cfg.Algorithm)
+	}
+	for _, k := range keys.All() {
+		if err := publishKey(ctx, conn, k); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+}
+
+// openCredentials loads or creates the admin token and reads the named
+// credentials from state.
+func openCredentials(cfg Config, state *store.DB, now func() time.Time, log *slog.Logger) (*credentials, error) {
 	admin, path, created, err := loadAdminToken(cfg.AdminToken, cfg.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
+		return nil, err
 	}
-	if err := s.loadCredentials(admin); err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
+	creds, err := loadCredentials(state, admin, now, log)
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case created:
@@ -161,91 +273,14 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	default:
 		log.Info("admin token from environment")
 	}
-	s.limits = newLimiter(cfg.RateLimit, cfg.ClientRateLimit, s.now)
-	s.replay = newProofCache(dpopReplayMax, dpopPerKeyMax)
-	s.clientGuard = newClientGuard(s.now)
-	if s.metrics, err = newIssuerMetrics(cfg.MeterProvider, s); err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
-	}
-	// Introspection runs the verifiers' own checks, so both paths agree.
-	s.intro, err = verifier.New(verifier.Config{Issuer: s.cfg.IssuerURL, Audience: cfg.Audience, Leeway: cfg.Leeway},
-		s.trusted, s.deny, func() bool { return s.follow.CaughtUp() && s.trusted.Loaded() })
-	if err != nil {
-		return nil, fmt.Errorf("open issuer: %w", err)
-	}
-	return s, nil
+	return creds, nil
 }
 
-// openEventKey loads or creates the event key, makes the connection sign
-// with it, trusts it in the issuer's key set, and publishes its public
-// half under bus.EventKeyPrefix.
-func (s *Service) openEventKey(ctx context.Context) error {
-	var k *signingKey
-	var created bool
-	var err error
-	if s.cfg.EventKeyFile != "" {
-		k, err = readPrivateKey(s.cfg.EventKeyFile, eventKeyForbidden)
-	} else {
-		k, created, err = openEventKey(filepath.Join(s.cfg.DataDir, "event-key"))
-	}
-	if err != nil {
-		return err
-	}
-	signer, err := bus.NewSigner(k.priv, s.cfg.IssuerURL)
-	if err != nil {
-		return err
-	}
-	// Verifiers refuse tokens that live longer than the key entries say,
-	// whoever signed them.
-	signer.SetMaxTokenLifetime(s.cfg.MaxAccessTTL)
-	s.eventKey = k
-	// The key set that checks what the bus carries: the other replicas'
-	// event keys as pinned or found, and this issuer's own from the start.
-	s.trusted = verifier.NewKeySet(nil, s.log)
-	s.trusted.TrustEventKeys(s.cfg.EventKeys...)
-	s.trusted.TrustRootKeys(s.cfg.IssuerURL, s.cfg.RootKeys...)
-	if err := s.checkOwnEventKey(ctx, k.kid); err != nil {
-		return err
-	}
-	if err := s.trusted.AddEventKey(k.jwk, k.priv.Public()); err != nil {
-		return err
-	}
-	s.conn.SetSigner(signer)
-	if err := s.conn.PublishEventKey(ctx); err != nil {
-		return err
-	}
-	if created {
-		s.log.Info("event key created; pin it on verifiers with --event-keys", "event_kid", k.kid)
-	}
-	return nil
-}
-
-// EventKeyID returns the kid of the key that signs this issuer's events:
-// the value verifiers pin with --event-keys.
-func (s *Service) EventKeyID() string { return s.eventKey.kid }
-
-// openKeys loads the signing keys and publishes the current and the next
-// key before anything is signed.
-func (s *Service) openKeys(ctx context.Context) (*keyring, error) {
-	// A key revoked while this replica was down, or through another
-	// replica, is never published again.
-	revoked, err := s.conn.RevokedKeys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	keys, created, err := openKeyring(filepath.Join(s.cfg.DataDir, "keys"), s.cfg.Algorithm, revoked)
-	if err != nil {
-		return nil, err
-	}
-	if created {
-		s.log.Info("signing keys created", "current", keys.Current().kid, "next", keys.Next().kid, "alg", s.cfg.Algorithm)
-	}
-	for _, k := range keys.All() {
-		if err := publishKey(ctx, s.conn, k); err != nil {
-			return nil, err
-		}
-	}
-	return keys, nil
+// newIntrospector returns a verifier for introspection by cfg: the
+// verifiers' own checks, so both paths agree. It is ready once follow has
+// caught up and the key set is loaded.
+func newIntrospector(cfg verifier.Config, trusted *verifier.KeySet, deny *store.DB, follow *verifier.Follower) (*verifier.Verifier, error) {
+	return verifier.New(cfg, trusted, deny, func() bool { return follow.CaughtUp() && trusted.Loaded() })
 }
 
 // IssuerURL returns the iss claim of the tokens this issuer signs.

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/verifier"
 )
 
 // Keys of the HERALD_SESSIONS bucket.
@@ -53,6 +54,19 @@ type sessionStore struct {
 
 	// beforeUpdate, when set by tests, runs before every compare-and-set.
 	beforeUpdate func()
+}
+
+// newSessionStore returns the store of the sessions in kv, whose entries
+// conn's signer seals and trusted's event keys open.
+func newSessionStore(kv jetstream.KeyValue, conn *bus.Conn, trusted *verifier.KeySet) *sessionStore {
+	return &sessionStore{kv: kv,
+		seal: func(name string, data []byte) ([]byte, error) {
+			return conn.Signer().SignEntry(bus.BucketSessions, name, data)
+		},
+		unseal: func(name string, value []byte) ([]byte, error) {
+			return bus.OpenEntry(bus.BucketSessions, name, value, trusted.EventKey)
+		},
+	}
 }
 
 // sessionEntry is a session with the revision it was read at.
