@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
+
+	"github.com/heraldsec/herald/internal/secretfile"
 )
 
 // AuthDir is the directory, under a Herald data directory, that holds
@@ -125,7 +127,7 @@ func EnsureAuthFiles(dir string, hosts []string, now time.Time) (a AuthFiles, wr
 		return a, nil, fmt.Errorf("nats auth files: %s is open to others (mode %v); run chmod 700", dir, fi.Mode().Perm())
 	}
 	write := func(name string, data []byte) error {
-		if err := WritePrivateFile(a.path(name), data); err != nil {
+		if err := secretfile.Write(a.path(name), data); err != nil {
 			return fmt.Errorf("nats auth files: write %s: %w", name, err)
 		}
 		written = append(written, name)
@@ -200,7 +202,7 @@ func (a AuthFiles) loadCertKey(what, certName, keyName string) (*certKey, error)
 	if err != nil {
 		return nil, fmt.Errorf("nats auth files: read %s: %w", what, err)
 	}
-	keyPEM, err := ReadPrivateFile(what+" key", a.path(keyName))
+	keyPEM, err := secretfile.Read(what+" key", a.path(keyName))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -238,7 +240,7 @@ func (a AuthFiles) ServerAuth() (*ServerAuth, error) {
 // readUserSeed reads an nkey user seed file, refusing one that others may
 // read.
 func readUserSeed(path string) (nkeys.KeyPair, error) {
-	b, err := ReadPrivateFile("nkey seed", path)
+	b, err := secretfile.Read("nkey seed", path)
 	if err != nil {
 		return nil, err
 	}

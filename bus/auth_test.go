@@ -22,6 +22,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/internal/secretfile"
 )
 
 // deniedWait is how long a test waits on an operation the server denies:
@@ -288,12 +289,12 @@ func TestAuthFiles_RefusesOpenOrBadFiles(t *testing.T) {
 		{"CA key readable by others", func(dir string) error { return os.Chmod(filepath.Join(dir, "ca-key.pem"), 0o640) }, "readable by others"},
 		{"directory open to others", func(dir string) error { return os.Chmod(dir, 0o755) }, "open to others"},
 		{"not a seed", func(dir string) error {
-			return bus.WritePrivateFile(filepath.Join(dir, "issuer.nk"), []byte("not a seed\n"))
+			return secretfile.Write(filepath.Join(dir, "issuer.nk"), []byte("not a seed\n"))
 		}, "issuer.nk"},
 		{"an account seed, not a user's", func(dir string) error {
 			kp, _ := nkeys.CreateAccount()
 			seed, _ := kp.Seed()
-			return bus.WritePrivateFile(filepath.Join(dir, "dashboard.nk"), seed)
+			return secretfile.Write(filepath.Join(dir, "dashboard.nk"), seed)
 		}, "not a user seed"},
 		{"key of another certificate", func(dir string) error {
 			other := filepath.Join(t.TempDir(), "other")
@@ -301,7 +302,7 @@ func TestAuthFiles_RefusesOpenOrBadFiles(t *testing.T) {
 				return err
 			}
 			b, _ := os.ReadFile(filepath.Join(other, "server-key.pem"))
-			return bus.WritePrivateFile(filepath.Join(dir, "server-key.pem"), b)
+			return secretfile.Write(filepath.Join(dir, "server-key.pem"), b)
 		}, "server certificate"},
 	}
 	for _, tt := range tests {
@@ -642,7 +643,7 @@ func TestVerifierPermissions_ScopedToID(t *testing.T) {
 		pub, _ := kp.PublicKey()
 		s, _ := kp.Seed()
 		path := filepath.Join(t.TempDir(), "user.nk")
-		if err := bus.WritePrivateFile(path, s); err != nil {
+		if err := secretfile.Write(path, s); err != nil {
 			t.Fatal(err)
 		}
 		return path, &server.NkeyUser{Nkey: pub, Permissions: perms}

@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/heraldsec/herald/internal/secretfile"
 )
 
 // Defaults for stream limits.
@@ -107,7 +109,7 @@ func (cfg *Config) authOptions() ([]nats.Option, error) {
 		}
 		// The seed is read and checked now, and again at every connect
 		// to sign the server's challenge.
-		if err := checkPrivate("nkey seed file", cfg.NkeyFile); err != nil {
+		if err := secretfile.Check("nkey seed file", cfg.NkeyFile, secretfile.OwnerOnly); err != nil {
 			errs = append(errs, err)
 		} else if opt, err := nats.NkeyOptionFromSeed(cfg.NkeyFile); err != nil {
 			errs = append(errs, fmt.Errorf("nkey seed file %s: %w", cfg.NkeyFile, err))

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/internal/secretfile"
 )
 
 // AdminTokenFile is the file under the data directory holding the admin
@@ -31,11 +31,11 @@ func loadAdminToken(token, dir string) (auth adminAuth, path string, created boo
 		return adminAuth{sum: sha256.Sum256([]byte(token))}, "", false, nil
 	}
 	path = filepath.Join(dir, AdminTokenFile)
-	b, err := bus.ReadPrivateFile("admin token", path)
+	b, err := secretfile.Read("admin token", path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		token = "hrld_" + randomSecret(32)
-		if err := bus.WritePrivateFile(path, []byte(token+"\n")); err != nil {
+		if err := secretfile.Write(path, []byte(token+"\n")); err != nil {
 			return adminAuth{}, path, false, fmt.Errorf("create admin token: %w", err)
 		}
 		created = true

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/internal/secretfile"
 )
 
 // openEventKey loads the issuer's event key from dir, or creates it on a
@@ -93,7 +94,7 @@ func (s *Service) resignLegacy(ctx context.Context) error {
 // eventKeyForbidden are the permissions a shared event key file must not
 // grant: none to others. Its group may read it, as Kubernetes makes a
 // secret readable by the pod's fsGroup.
-const eventKeyForbidden = 0o037
+const eventKeyForbidden = secretfile.GroupReadable
 
 // EventKeyFile returns the kid of the event key in the PEM file at path,
 // the value verifiers pin with --event-keys, creating the file (Ed25519,
@@ -136,7 +137,7 @@ func CreateRootKey(path string) (string, error) {
 
 // rootSigner reads the root key at path, which only its owner may read.
 func rootSigner(path string) (*bus.Signer, error) {
-	k, err := readPrivateKey(path, 0o077)
+	k, err := readPrivateKey(path, secretfile.OwnerOnly)
 	if err != nil {
 		return nil, fmt.Errorf("root key: %w", err)
 	}

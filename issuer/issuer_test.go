@@ -18,6 +18,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/internal/secretfile"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
 )
@@ -470,7 +471,7 @@ func TestIssuer_ShortAdminTokenRefused(t *testing.T) {
 	}
 
 	dir = t.TempDir()
-	if err := bus.WritePrivateFile(filepath.Join(dir, issuer.AdminTokenFile), []byte(short+"\n")); err != nil {
+	if err := secretfile.Write(filepath.Join(dir, issuer.AdminTokenFile), []byte(short+"\n")); err != nil {
 		t.Fatal(err)
 	}
 	_, err = issuer.Open(t.Context(), issuer.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: quiet}, conn)

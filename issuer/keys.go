@@ -21,6 +21,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/internal/secretfile"
 )
 
 // signingKey is a private key this issuer signs with.
@@ -167,7 +168,7 @@ func createKey(dir, alg string) (*signingKey, error) {
 		return nil, fmt.Errorf("generate signing key: %w", err)
 	}
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := bus.WritePrivateFile(filepath.Join(dir, k.kid+".pem"), pemBytes); err != nil {
+	if err := secretfile.Write(filepath.Join(dir, k.kid+".pem"), pemBytes); err != nil {
 		return nil, fmt.Errorf("store signing key: %w", err)
 	}
 	return k, nil
@@ -175,7 +176,7 @@ func createKey(dir, alg string) (*signingKey, error) {
 
 // setPointer makes k the current or next key, on disk first.
 func (kr *keyring) setPointer(file string, k *signingKey) error {
-	if err := bus.WritePrivateFile(filepath.Join(kr.dir, file), []byte(k.kid+"\n")); err != nil {
+	if err := secretfile.Write(filepath.Join(kr.dir, file), []byte(k.kid+"\n")); err != nil {
 		return fmt.Errorf("set %s signing key: %w", file, err)
 	}
 	kr.mu.Lock()
@@ -254,7 +255,7 @@ func newSigningKey(priv crypto.Signer) (*signingKey, error) {
 }
 
 func readKey(path string) (*signingKey, error) {
-	k, err := readPrivateKey(path, 0o077)
+	k, err := readPrivateKey(path, secretfile.OwnerOnly)
 	if err != nil {
 		return nil, err
 	}
@@ -265,16 +266,10 @@ func readKey(path string) (*signingKey, error) {
 }
 
 // readPrivateKey reads a PKCS#8 PEM private key whose mode grants none of
-// the permissions in forbidden (0o077: only its owner may read it).
+// the permissions in forbidden (secretfile.OwnerOnly or
+// secretfile.GroupReadable).
 func readPrivateKey(path string, forbidden fs.FileMode) (*signingKey, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if fi.Mode().Perm()&forbidden != 0 {
-		return nil, fmt.Errorf("signing key %s is readable by others (mode %v); run chmod 600", path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
+	b, fi, err := secretfile.ReadFile("signing key", path, forbidden)
 	if err != nil {
 		return nil, err
 	}

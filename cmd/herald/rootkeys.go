@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/internal/secretfile"
 	"github.com/heraldsec/herald/issuer"
 )
 
@@ -124,7 +125,7 @@ func registerPublish(fs *flag.FlagSet) *publishFlags {
 func (p *publishFlags) emit(ctx context.Context, fs *flag.FlagSet, name string, value []byte, stdout, stderr io.Writer) error {
 	switch {
 	case p.out != "" && p.url == "":
-		if err := bus.WritePrivateFile(p.out, append(value, '\n')); err != nil {
+		if err := secretfile.Write(p.out, append(value, '\n')); err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "wrote %s; publish it with: herald keys event publish --nats URL %s\n", name, p.out)
