@@ -16,9 +16,9 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/internal/httpserve"
+	"github.com/heraldsec/herald/internal/tasks"
 	"github.com/heraldsec/herald/store"
 	"github.com/heraldsec/herald/verifier"
-	"golang.org/x/sync/errgroup"
 )
 
 // Service is the issuer: it signs tokens, keeps sessions, refresh tokens,
@@ -296,17 +296,9 @@ func (s *Service) URL() string { return "http://" + s.ln.Addr().String() }
 // and revocations for introspection, and rotates and retires keys, until
 // ctx ends. It returns once everything it started has stopped.
 func (s *Service) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx) // the first error stops every task
-	run := func(name string, fn func(context.Context) error) {
-		g.Go(func() error {
-			if err := fn(ctx); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-			return nil
-		})
-	}
-	run("keys", func(ctx context.Context) error { return s.trusted.Watch(ctx, s.conn) })
-	run("revocations", func(ctx context.Context) error {
+	g := tasks.New(ctx) // the first error stops every task
+	g.Go("keys", func(ctx context.Context) error { return s.trusted.Watch(ctx, s.conn) })
+	g.Go("revocations", func(ctx context.Context) error {
 		if s.followHold != nil {
 			select {
 			case <-s.followHold:
@@ -316,12 +308,12 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		return s.follow.Run(ctx)
 	})
-	run("outbox", s.outbox.Run)
-	run("key rotation", s.rotateKeys)
-	run("snapshots", s.runSnapshots)
-	run("clock skew", s.watchSkew)
-	run("shared cut-offs", s.flushShares)
-	run("http", func(ctx context.Context) error { return httpserve.Serve(ctx, s.ln, newHandler(s)) })
+	g.Go("outbox", s.outbox.Run)
+	g.Go("key rotation", s.rotateKeys)
+	g.Go("snapshots", s.runSnapshots)
+	g.Go("clock skew", s.watchSkew)
+	g.Go("shared cut-offs", s.flushShares)
+	g.Go("http", func(ctx context.Context) error { return httpserve.Serve(ctx, s.ln, newHandler(s)) })
 	s.log.Info("issuer ready", "http", s.URL(), "kid", s.keys.Current().kid, "event_kid", s.eventKey.kid, "issuer", s.cfg.IssuerURL)
 	return g.Wait()
 }
