@@ -223,7 +223,7 @@ func newBFF(cfg CookieConfig, p *proxy, v *Verifier, conn *bus.Conn, log *slog.L
 // ServeHTTP implements http.Handler: it admits a request by its session
 // cookie (or its bearer token, as plain proxy mode does) and forwards it.
 func (b *bff) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	stripHeraldHeaders(r.Header)
+	StripHeaders(r.Header)
 	cookies := takeCookie(r.Header) // the upstream never sees the session cookie
 	br := &bffRequest{hdr: w.Header()}
 	r = r.WithContext(context.WithValue(r.Context(), bffKey{}, br))
@@ -245,7 +245,7 @@ func (b *bff) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st, sc, skid, err := b.session(r.Context(), w, cookies)
 		switch {
 		case errors.Is(err, ErrNotReady):
-			writeRefusal(w, err)
+			WriteRefusal(w, err)
 			return
 		case err != nil:
 			b.log.Debug("session cookie refused", "reason", Reason(err), "remote", r.RemoteAddr)
@@ -272,7 +272,7 @@ func (b *bff) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	br.csrf = b.seal.csrfToken(br.st.Handle)
 	ctx, done := b.admit(r.Context(), br.st, c)
 	defer done()
-	b.v.serveAdmitted(w, r.WithContext(ctx), c, kid, http.HandlerFunc(b.p.forward))
+	b.v.ServeAdmitted(w, r.WithContext(ctx), c, kid, http.HandlerFunc(b.p.forward))
 }
 
 // refuse answers a request without a valid session: 303 to the login page
@@ -283,7 +283,7 @@ func (b *bff) refuse(w http.ResponseWriter, r *http.Request, err error) {
 		http.Redirect(w, r, b.cfg.LoginPath, http.StatusSeeOther)
 		return
 	}
-	writeRefusal(w, err)
+	WriteRefusal(w, err)
 }
 
 func acceptsHTML(r *http.Request) bool { return strings.Contains(r.Header.Get("Accept"), "text/html") }

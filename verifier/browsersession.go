@@ -93,8 +93,8 @@ func (b *bff) session(ctx context.Context, w http.ResponseWriter, cookies []stri
 		_ = b.end(ctx, st, "idle timeout") // logged by end; the cookie is over anyway
 		return nil, nil, "", errIdle
 	}
-	start := time.Now()
-	c, kid, err := b.v.verify(st.Access)
+	done := b.v.Observe(ctx)
+	c, kid, err := b.v.Check(st.Access)
 	if (err == nil && b.dueForRefresh(c)) || errors.Is(err, ErrExpired) {
 		nst, nc, nkid, rerr := b.refresh(ctx, st, err != nil)
 		switch {
@@ -121,7 +121,7 @@ func (b *bff) session(ctx context.Context, w http.ResponseWriter, cookies []stri
 	if err == nil && c.Confirmation != nil && c.Confirmation.JKT != "" {
 		err = ErrDPoPRequired // a DPoP-bound token needs the key's holder, not a cookie
 	}
-	b.v.metrics.record(ctx, start, err)
+	done(err)
 	if err != nil && !errors.Is(err, ErrNotReady) {
 		return nil, nil, "", err
 	}
@@ -137,10 +137,9 @@ func (b *bff) session(ctx context.Context, w http.ResponseWriter, cookies []stri
 }
 
 // dueForRefresh reports whether the access token behind a session has
-// less than a third of its lifetime left.
+// less than a third of its lifetime left, by the verifier's token clock.
 func (b *bff) dueForRefresh(c *Claims) bool {
-	life := c.ExpiresAt.Sub(c.IssuedAt.Time)
-	return !b.v.cfg.Now().Before(c.ExpiresAt.Add(-life / 3))
+	return b.v.Remaining(c) <= lifetime(c)/3
 }
 
 // setCookie adds the Set-Cookie of st to h, living until the session's
@@ -236,7 +235,7 @@ func (b *bff) refreshOnce(ctx context.Context, st *cookieState, expired bool) (*
 			_ = b.end(ctx, st, "session cookie reuse") // logged by end
 			return nil, nil, "", errCookieReuse
 		}
-		c, kid, err := b.v.verify(next.Access)
+		c, kid, err := b.v.Check(next.Access)
 		return next, c, kid, err
 	}
 	if f := b.flights[st.Handle]; f != nil {
@@ -258,7 +257,7 @@ func (b *bff) refreshOnce(ctx context.Context, st *cookieState, expired bool) (*
 	delete(b.flights, st.Handle)
 	switch {
 	case f.st != nil:
-		b.remember(f.st, false, f.at, time.Now().Add(2*b.v.cfg.Leeway+lifetime(f.c)))
+		b.remember(f.st, false, f.at, time.Now().Add(2*b.v.Leeway()+lifetime(f.c)))
 	case errors.Is(f.err, errSessionEnded):
 		b.remember(st, true, time.Time{}, time.Now().Add(endedMemory))
 	}
@@ -311,7 +310,7 @@ func (b *bff) rotate(ctx context.Context, st *cookieState, expired bool) (*cooki
 	}
 	next := res.Next
 	next.Seen = max(next.Seen, st.Seen)
-	c, kid, err := b.v.verify(next.Access)
+	c, kid, err := b.v.Check(next.Access)
 	return next, res.At, c, kid, err
 }
 
@@ -326,7 +325,7 @@ func (b *bff) rotateAtIssuer(ctx context.Context, st *cookieState) (*cookieState
 	next := *st
 	next.Gen++
 	next.Access, next.Refresh = ans.AccessToken, ans.RefreshToken
-	c, kid, err := b.v.verify(ans.AccessToken)
+	c, kid, err := b.v.Check(ans.AccessToken)
 	if err != nil {
 		return &next, nil, "", err
 	}

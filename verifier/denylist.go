@@ -63,12 +63,13 @@ func (v *Verifier) checkDenylist(c *Claims, kid string) error {
 	return nil
 }
 
-// openDenylist opens the denylist in dir and reads all of it. One that
+// OpenDenylist opens the denylist in dir and reads all of it. One that
 // cannot be read back (damaged or missing files, bad data) is moved aside
 // to dir.corrupt, replacing an older one, and an empty denylist takes its
 // place: the Follower rebuilds it from the stream, which holds every
 // revocation still in force, and the sidecar is not ready until it has.
-func openDenylist(dir string, log *slog.Logger) (*store.DB, error) {
+// log, which must not be nil, hears of the move.
+func OpenDenylist(dir string, log *slog.Logger) (*store.DB, error) {
 	opts := store.Options{Logger: log, Verify: true}
 	db, err := store.Open(dir, opts)
 	if !errors.Is(err, store.ErrCorrupt) {

@@ -484,13 +484,14 @@ func (v *Verifier) requestTarget(r *http.Request, forwardAuth bool) (method, tar
 	return method, scheme + "://" + host + uri
 }
 
-// verifyRequest checks the access token of r and, when the token is bound
+// VerifyRequest checks the access token of r and, when the token is bound
 // to a DPoP key, the request's DPoP proof: a bound token needs the DPoP
 // scheme and a fresh proof by its key for this request, so a copied token
 // is useless without the key. Unbound tokens work with either scheme.
 // forwardAuth says r asks about another request (/v1/verify): see
-// requestTarget.
-func (v *Verifier) verifyRequest(r *http.Request, forwardAuth bool) (*Claims, string, error) {
+// requestTarget. It returns the claims and the kid of the key that
+// verified the token, as Check does, and records no metrics (see Observe).
+func (v *Verifier) VerifyRequest(r *http.Request, forwardAuth bool) (*Claims, string, error) {
 	tok, scheme, err := AccessToken(r)
 	if err != nil {
 		return nil, "", err

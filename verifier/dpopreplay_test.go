@@ -54,7 +54,7 @@ func TestDPoP_ReplayCacheNeedsTheBoundKey(t *testing.T) {
 	// A thief with the token but not its key, a new key and jti each time.
 	for i := range 50 {
 		thief := newDPoPKey(t)
-		_, _, err := v.verifyRequest(boundRequest("GET", target, tok, thief.proof(t, "GET", target, tok, atIat(at(i)))), false)
+		_, _, err := v.VerifyRequest(boundRequest("GET", target, tok, thief.proof(t, "GET", target, tok, atIat(at(i)))), false)
 		if !errors.Is(err, ErrDPoPProof) {
 			t.Fatalf("proof by another key: %v, want invalid_dpop_proof", err)
 		}
@@ -68,7 +68,7 @@ func TestDPoP_ReplayCacheNeedsTheBoundKey(t *testing.T) {
 	for i := range 20 {
 		p := honest.proof(t, "GET", target, tok, atIat(at(100+i)))
 		proofs = append(proofs, p)
-		if _, _, err := v.verifyRequest(boundRequest("GET", target, tok, p), false); err != nil {
+		if _, _, err := v.VerifyRequest(boundRequest("GET", target, tok, p), false); err != nil {
 			t.Fatalf("honest proof %d: %v", i, err)
 		}
 		if n := v.replay.len(); n > 4 {
@@ -77,7 +77,7 @@ func TestDPoP_ReplayCacheNeedsTheBoundKey(t *testing.T) {
 	}
 	// Replays are refused, recent or forgotten.
 	for _, i := range []int{0, 10, 19} {
-		if _, _, err := v.verifyRequest(boundRequest("GET", target, tok, proofs[i]), false); !errors.Is(err, ErrDPoPProof) || !strings.Contains(err.Error(), "replay") {
+		if _, _, err := v.VerifyRequest(boundRequest("GET", target, tok, proofs[i]), false); !errors.Is(err, ErrDPoPProof) || !strings.Contains(err.Error(), "replay") {
 			t.Fatalf("replay of proof %d: %v, want refused as a replay", i, err)
 		}
 	}
@@ -91,7 +91,7 @@ func TestDPoP_ReplayCacheNeedsTheBoundKey(t *testing.T) {
 		otok := k.edToken(t, oc)
 		for i := range 4 {
 			p := other.proof(t, "GET", target, otok, atIat(at(200+10*n+i)))
-			if _, _, err := v.verifyRequest(boundRequest("GET", target, otok, p), false); err != nil {
+			if _, _, err := v.VerifyRequest(boundRequest("GET", target, otok, p), false); err != nil {
 				t.Fatalf("client %d proof %d: %v", n, i, err)
 			}
 			if got := v.replay.len(); got > 8 {
@@ -99,7 +99,7 @@ func TestDPoP_ReplayCacheNeedsTheBoundKey(t *testing.T) {
 			}
 		}
 	}
-	if _, _, err := v.verifyRequest(boundRequest("GET", target, tok, honest.proof(t, "GET", target, tok, atIat(at(300)))), false); err != nil {
+	if _, _, err := v.VerifyRequest(boundRequest("GET", target, tok, honest.proof(t, "GET", target, tok, atIat(at(300)))), false); err != nil {
 		t.Fatalf("honest proof after the cache filled: %v", err)
 	}
 }

@@ -73,13 +73,27 @@ type Follower struct {
 	applied chan struct{} // closed and replaced whenever the applied sequence advances
 }
 
+// FollowerOption configures a Follower at construction.
+type FollowerOption func(*Follower)
+
+// WithOnApply makes the Follower call fn with the revocations of every
+// batch once it is committed, on the applying goroutine; fn must not
+// block. A sidecar ends the requests in flight they match with it
+// (LiveSet.Revoke).
+func WithOnApply(fn func([]*bus.Revocation)) FollowerOption {
+	return func(f *Follower) { f.onApply = fn }
+}
+
 // NewFollower returns a Follower applying the stream read through conn to
 // db, and dropping revoked keys from keys.
-func NewFollower(conn *bus.Conn, db *store.DB, keys *KeySet, log *slog.Logger) *Follower {
+func NewFollower(conn *bus.Conn, db *store.DB, keys *KeySet, log *slog.Logger, opts ...FollowerOption) *Follower {
 	if log == nil {
 		log = slog.Default()
 	}
 	f := &Follower{conn: conn, db: db, keys: keys, log: log, applied: make(chan struct{})}
+	for _, o := range opts {
+		o(f)
+	}
 	f.touch()
 	switch b, ok, err := db.Get(stateRefused); {
 	case err != nil || ok && len(b) != 8:
@@ -92,7 +106,8 @@ func NewFollower(conn *bus.Conn, db *store.DB, keys *KeySet, log *slog.Logger) *
 
 // OnApply makes the Follower call fn with the revocations of every batch
 // once it is committed, on the applying goroutine; fn must not block.
-// Call it before Run.
+// Call it before Run, for a callback that needs the Follower built first;
+// else pass WithOnApply to NewFollower.
 func (f *Follower) OnApply(fn func([]*bus.Revocation)) { f.onApply = fn }
 
 // stateRefused is the denylist's state key holding refusedSeq.

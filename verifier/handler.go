@@ -3,7 +3,6 @@ package verifier
 import (
 	"encoding/json"
 	"net/http"
-	"time"
 )
 
 // Handler serves the sidecar's HTTP API: /v1/verify, /v1/status,
@@ -76,18 +75,18 @@ func BearerToken(r *http.Request) (string, error) {
 
 func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	start := time.Now()
-	c, _, err := h.sc.verifier.verifyRequest(r, true)
-	h.sc.verifier.metrics.record(r.Context(), start, err)
+	done := h.sc.verifier.Observe(r.Context())
+	c, _, err := h.sc.verifier.VerifyRequest(r, true)
+	done(err)
 	if err != nil {
 		h.sc.log.Debug("token refused", "reason", Reason(err), "remote", r.RemoteAddr)
-		writeRefusal(w, err)
+		WriteRefusal(w, err)
 		return
 	}
-	if h.sc.verifier.stale != nil && h.sc.verifier.stale() {
+	if h.sc.verifier.Stale() {
 		w.Header().Set(HeaderStale, "true")
 	}
-	setIdentity(w.Header(), c)
+	SetIdentity(w.Header(), c)
 	writeJSON(w, http.StatusOK, c)
 }
 

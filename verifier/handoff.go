@@ -22,7 +22,7 @@ func (b *bff) login(ctx context.Context, refreshToken string) (*cookieState, err
 	if err != nil {
 		return nil, err
 	}
-	c, _, err := b.v.verify(ans.AccessToken)
+	c, _, err := b.v.Check(ans.AccessToken)
 	if err == nil && (c.SessionID == "" || c.SessionID != ans.SessionID) {
 		err = errors.New("the access token names another session")
 	}

@@ -2,7 +2,6 @@ package verifier
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -11,13 +10,15 @@ import (
 	"github.com/heraldsec/herald/bus"
 )
 
-// liveSet tracks the requests in flight that a token admitted, with the
+// LiveSet tracks the requests in flight that a token admitted, with the
 // token's claims, so that a revocation applied while one runs ends it:
 // a WebSocket, a Server-Sent Events stream or any long response opened with
 // a token is closed when a revocation matching that token arrives, not only
-// requests made after it. It matches exactly as checkDenylist does. It is
-// safe for concurrent use.
-type liveSet struct {
+// requests made after it. It matches exactly as checkDenylist does. A
+// Verifier whose Config.Live is set tracks the requests it admits in it
+// (Middleware, ServeAdmitted); whoever applies revocations (a sidecar's
+// Follower) calls Revoke. It is safe for concurrent use.
+type LiveSet struct {
 	mu     sync.Mutex
 	all    map[*liveRequest]struct{}
 	byKey  map[string]map[*liveRequest]struct{} // by denyKey of each revocable dimension
@@ -32,13 +33,14 @@ type liveRequest struct {
 	cancel context.CancelCauseFunc
 }
 
-func newLiveSet() *liveSet {
-	return &liveSet{all: make(map[*liveRequest]struct{}), byKey: make(map[string]map[*liveRequest]struct{})}
+// NewLiveSet returns an empty LiveSet.
+func NewLiveSet() *LiveSet {
+	return &LiveSet{all: make(map[*liveRequest]struct{}), byKey: make(map[string]map[*liveRequest]struct{})}
 }
 
 // add tracks a request admitted by claims c of a token signed with kid;
 // cancel ends it. Call remove when the request is over.
-func (l *liveSet) add(c *Claims, kid string, cancel context.CancelCauseFunc) *liveRequest {
+func (l *LiveSet) add(c *Claims, kid string, cancel context.CancelCauseFunc) *liveRequest {
 	r := &liveRequest{iat: c.IssuedAt.Time, cancel: cancel, keys: make([]string, 0, 6)}
 	r.keys = append(r.keys, denyKey(bus.KindToken, c.ID), denyKey(bus.KindSubject, c.Subject), denyKey(bus.KindKey, kid))
 	if c.SessionID != "" {
@@ -66,7 +68,7 @@ func (l *liveSet) add(c *Claims, kid string, cancel context.CancelCauseFunc) *li
 }
 
 // remove stops tracking r.
-func (l *liveSet) remove(r *liveRequest) {
+func (l *LiveSet) remove(r *liveRequest) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.all, r)
@@ -80,17 +82,19 @@ func (l *liveSet) remove(r *liveRequest) {
 	}
 }
 
-// len returns how many requests are tracked.
-func (l *liveSet) len() int {
+// Len returns how many requests are tracked.
+func (l *LiveSet) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.all)
 }
 
-// revoke ends every tracked request that one of revs matches and returns
-// how many it ended. The Follower calls it after the batch holding revs is
-// committed, so a request ended here would also be refused if retried.
-func (l *liveSet) revoke(revs []*bus.Revocation) int {
+// Revoke ends every tracked request that one of revs matches, canceling
+// its context with a cause wrapping ErrRevoked, and returns how many it
+// ended. Call it once the batch holding revs is committed to the denylist
+// (Follower's OnApply), so a request ended here would also be refused if
+// retried.
+func (l *LiveSet) Revoke(revs []*bus.Revocation) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := 0
@@ -121,11 +125,11 @@ func (l *liveSet) revoke(revs []*bus.Revocation) int {
 	return n
 }
 
-// errShutdown ends the requests in flight when the sidecar stops.
-var errShutdown = errors.New("verifier: shutting down")
+// Ended returns how many requests a revocation ended since l was made.
+func (l *LiveSet) Ended() uint64 { return l.ended.Load() }
 
-// closeAll ends every tracked request, with cause.
-func (l *liveSet) closeAll(cause error) {
+// CloseAll ends every tracked request, canceling its context with cause.
+func (l *LiveSet) CloseAll(cause error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for r := range l.all {

@@ -37,7 +37,7 @@ func TestLiveSet_Revoke(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := newLiveSet()
+			l := NewLiveSet()
 			ctx, cancel := context.WithCancelCause(context.Background())
 			defer cancel(nil)
 			r := l.add(claims, "k1", cancel)
@@ -45,7 +45,7 @@ func TestLiveSet_Revoke(t *testing.T) {
 			if rev.At.IsZero() {
 				rev.At = at
 			}
-			n := l.revoke([]*bus.Revocation{&rev})
+			n := l.Revoke([]*bus.Revocation{&rev})
 			if got := n == 1; got != tt.match {
 				t.Fatalf("revoke ended %d requests, want match %v", n, tt.match)
 			}
@@ -56,8 +56,8 @@ func TestLiveSet_Revoke(t *testing.T) {
 				t.Fatal("unmatched request canceled")
 			}
 			l.remove(r)
-			if l.len() != 0 || len(l.byKey) != 0 {
-				t.Fatalf("after remove: %d tracked, %d index keys", l.len(), len(l.byKey))
+			if l.Len() != 0 || len(l.byKey) != 0 {
+				t.Fatalf("after remove: %d tracked, %d index keys", l.Len(), len(l.byKey))
 			}
 		})
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 )
 
 // HeaderStale is set, to "true", on verdicts given while the verifier is
@@ -40,48 +39,52 @@ func WithClaims(ctx context.Context, c *Claims) context.Context {
 // reason, or 503 with Retry-After while v gives no verdict (not caught up,
 // or cut off from the bus with on-stale deny).
 //
-// When v is a Sidecar's verifier, a request in flight is tracked with its
-// claims: when a revocation matching its token is applied, its context is
+// When v tracks live requests (Config.Live, a sidecar's verifier), a
+// request in flight is tracked with its claims: when a revocation matching its token is applied, its context is
 // canceled, with a cause wrapping ErrRevoked (context.Cause). Handlers of
 // long-lived responses (streams, WebSockets) must watch r.Context().
 //
 // The returned handler is safe for concurrent use.
 func Middleware(v *Verifier, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		c, kid, err := v.verifyRequest(r, false)
-		v.metrics.record(r.Context(), start, err)
+		done := v.Observe(r.Context())
+		c, kid, err := v.VerifyRequest(r, false)
+		done(err)
 		if err != nil {
-			writeRefusal(w, err)
+			WriteRefusal(w, err)
 			return
 		}
-		v.serveAdmitted(w, r, c, kid, next)
+		v.ServeAdmitted(w, r, c, kid, next)
 	})
 }
 
-// serveAdmitted calls next for a request admitted with claims c of a
-// token signed with kid: the claims go in its context and, on a
-// Sidecar's verifier, the request is tracked until it ends so that a
-// matching revocation cancels it.
-func (v *Verifier) serveAdmitted(w http.ResponseWriter, r *http.Request, c *Claims, kid string, next http.Handler) {
-	if v.stale != nil && v.stale() {
+// ServeAdmitted calls next for a request admitted with claims c of a
+// token signed with kid (as Check and VerifyRequest return them): the
+// claims go in its context (ClaimsFrom), the response is marked with
+// HeaderStale when the verifier is stale, and, with Config.Live, the
+// request is tracked until it ends so that a matching revocation cancels
+// it. Middleware uses it; so does a layer that admits requests by other
+// means (a browser session's cookie).
+func (v *Verifier) ServeAdmitted(w http.ResponseWriter, r *http.Request, c *Claims, kid string, next http.Handler) {
+	if v.Stale() {
 		w.Header().Set(HeaderStale, "true")
 	}
 	ctx := WithClaims(r.Context(), c)
-	if v.live != nil {
+	if live := v.cfg.Live; live != nil {
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
-		lr := v.live.add(c, kid, cancel)
-		defer v.live.remove(lr)
+		lr := live.add(c, kid, cancel)
+		defer live.remove(lr)
 	}
 	next.ServeHTTP(w, r.WithContext(ctx))
 }
 
-// writeRefusal answers a request the verifier did not admit: 503 with
-// Retry-After when it gave no verdict, else 401 with an RFC 6750
-// challenge naming the reason.
-func writeRefusal(w http.ResponseWriter, err error) {
+// WriteRefusal answers a request the verifier did not admit, err being
+// the refusal (an error of Verify, Check or VerifyRequest): 503 with
+// Retry-After when no verdict was given (ErrNotReady), else 401 with an
+// RFC 6750 challenge naming the reason.
+func WriteRefusal(w http.ResponseWriter, err error) {
 	w.Header().Set("Cache-Control", "no-store")
 	if errors.Is(err, ErrNotReady) {
 		w.Header().Set("Retry-After", "1")
@@ -111,9 +114,10 @@ func isHeraldHeader(name string) bool {
 	return p == headerPrefix
 }
 
-// stripHeraldHeaders deletes every header isHeraldHeader matches: only the
-// verifier may set them.
-func stripHeraldHeaders(h http.Header) {
+// StripHeaders deletes every header that would reach an application as
+// one of Herald's (X-Herald-*, in any case, with '_' for '-'): only the
+// verifier may set them. A proxy calls it on every request it forwards.
+func StripHeaders(h http.Header) {
 	for k := range h {
 		if isHeraldHeader(k) {
 			delete(h, k)
@@ -121,8 +125,9 @@ func stripHeraldHeaders(h http.Header) {
 	}
 }
 
-// setIdentity sets the identity headers of c on h.
-func setIdentity(h http.Header, c *Claims) {
+// SetIdentity sets the identity headers (HeaderSubject and the others) of
+// c on h.
+func SetIdentity(h http.Header, c *Claims) {
 	h.Set(HeaderSubject, c.Subject)
 	h.Set(HeaderSession, c.SessionID)
 	h.Set(HeaderClient, c.ClientID)

@@ -19,7 +19,7 @@ import (
 // header the client sent is removed first; other requests get 401 (or 503
 // while the sidecar gives no verdict) and never reach the upstream.
 //
-// Requests it forwards are tracked (see liveSet): a WebSocket, a
+// Requests it forwards are tracked (see LiveSet): a WebSocket, a
 // Server-Sent Events stream or any long response is cut when a revocation
 // matching its token is applied.
 type proxy struct {
@@ -57,11 +57,11 @@ func newProxy(upstream *url.URL, v *Verifier, log *slog.Logger) *proxy {
 			pr.SetURL(upstream)
 			pr.Out.Host = pr.In.Host // the application sees the name it was called by
 			pr.SetXForwarded()
-			stripHeraldHeaders(pr.Out.Header)
+			StripHeaders(pr.Out.Header)
 			if c, ok := ClaimsFrom(pr.In.Context()); ok {
-				setIdentity(pr.Out.Header, c)
+				SetIdentity(pr.Out.Header, c)
 			}
-			if v.stale != nil && v.stale() {
+			if v.Stale() {
 				pr.Out.Header.Set(HeaderStale, "true")
 			}
 		},
@@ -76,7 +76,7 @@ func newProxy(upstream *url.URL, v *Verifier, log *slog.Logger) *proxy {
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Strip before anything else reads the request; Rewrite strips the
 	// outgoing copy again, after the Transport's own header handling.
-	stripHeraldHeaders(r.Header)
+	StripHeaders(r.Header)
 	p.inner.ServeHTTP(w, r)
 }
 
@@ -181,7 +181,7 @@ func (p *proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	if r.Context().Err() != nil {
 		if cause := context.Cause(r.Context()); errors.Is(cause, ErrRevoked) {
 			p.log.Info("proxied request ended by revocation", "path", r.URL.Path, "reason", cause.Error())
-			writeRefusal(w, cause)
+			WriteRefusal(w, cause)
 		}
 		return
 	}

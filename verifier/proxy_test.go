@@ -198,7 +198,7 @@ func TestProxy_LongLivedRevoked(t *testing.T) {
 		waitClosed(t, events)
 	})
 
-	if got := f.sc.live.ended.Load(); got != 3 {
+	if got := f.sc.live.Ended(); got != 3 {
 		t.Errorf("requests ended by revocation = %d, want 3", got)
 	}
 }
@@ -206,7 +206,7 @@ func TestProxy_LongLivedRevoked(t *testing.T) {
 func waitLive(t *testing.T, sc *Sidecar, n int) {
 	t.Helper()
 	bustest.WaitFor(t, 5*time.Second, func() error {
-		if got := sc.live.len(); got < n {
+		if got := sc.live.Len(); got < n {
 			return fmt.Errorf("%d requests tracked, want %d", got, n)
 		}
 		return nil

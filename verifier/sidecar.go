@@ -190,7 +190,7 @@ type Sidecar struct {
 	keys     *KeySet
 	follower *Follower
 	verifier *Verifier
-	live     *liveSet
+	live     *LiveSet
 	proxy    *proxy       // nil unless in proxy mode
 	bff      *bff         // nil unless cookie sessions are on
 	ln       net.Listener // nil with NoListen
@@ -223,22 +223,25 @@ func OpenSidecar(cfg SidecarConfig, conn *bus.Conn) (*Sidecar, error) {
 			return nil, fmt.Errorf("open verifier: %w", err)
 		}
 	}
-	db, err := openDenylist(filepath.Join(cfg.DataDir, "denylist"), log)
+	db, err := OpenDenylist(filepath.Join(cfg.DataDir, "denylist"), log)
 	if err != nil {
 		return nil, fmt.Errorf("open verifier: %w", err)
 	}
 	host, _ := os.Hostname()
-	sc := &Sidecar{cfg: cfg, conn: conn, db: db, log: log, id: id, host: host, started: time.Now(), live: newLiveSet()}
-	sc.keys = NewKeySet(func(kid string) bool { return db.Contains(denyKey(bus.KindKey, kid)) }, log)
-	sc.keys.TrustEventKeys(cfg.EventKeys...)
-	sc.keys.TrustRootKeys(cfg.Verifier.Issuer, cfg.RootKeys...)
-	sc.follower = NewFollower(conn, db, sc.keys, log)
-	sc.follower.onApply = sc.revokeLive
+	keys := NewKeySet(func(kid string) bool { return db.Contains(DenyKey(bus.KindKey, kid)) }, log)
+	keys.TrustEventKeys(cfg.EventKeys...)
+	keys.TrustRootKeys(cfg.Verifier.Issuer, cfg.RootKeys...)
+	sc := &Sidecar{cfg: cfg, conn: conn, db: db, keys: keys, live: NewLiveSet(), log: log, id: id, host: host, started: time.Now()}
+	// The follower calls revokeLive only once Run has started, when every
+	// field of sc is set.
+	sc.follower = NewFollower(conn, db, keys, log, WithOnApply(sc.revokeLive))
 	vcfg := cfg.Verifier
 	if vcfg.MeterProvider == nil {
 		vcfg.MeterProvider = cfg.MeterProvider
 	}
-	sc.verifier, err = New(vcfg, sc.keys, db, sc.givesVerdicts)
+	vcfg.Live = sc.live
+	vcfg.Stale = func() bool { return !sc.Ready() }
+	sc.verifier, err = New(vcfg, keys, db, sc.givesVerdicts)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open verifier: %w", err)
@@ -247,8 +250,6 @@ func OpenSidecar(cfg SidecarConfig, conn *bus.Conn) (*Sidecar, error) {
 		db.Close()
 		return nil, fmt.Errorf("open verifier: %w", err)
 	}
-	sc.verifier.live = sc.live
-	sc.verifier.stale = func() bool { return !sc.Ready() }
 	if cfg.NoListen {
 		return sc, nil
 	}
@@ -291,13 +292,16 @@ func (s *Sidecar) revokeLive(revs []*bus.Revocation) {
 	for _, r := range revs {
 		s.metrics.lag.Record(context.Background(), now.Sub(r.At).Seconds(), s.metrics.attr)
 	}
-	if n := s.live.revoke(revs); n > 0 {
+	if n := s.live.Revoke(revs); n > 0 {
 		s.log.Info("requests in flight ended by revocation", "count", n)
 	}
 	if err := s.conn.Announce(s.Heartbeat()); err != nil {
 		s.log.Debug("announce applied revocations", "err", err)
 	}
 }
+
+// errShutdown ends the requests in flight when the sidecar stops.
+var errShutdown = errors.New("verifier: shutting down")
 
 // Verifier returns the sidecar's token verifier.
 func (s *Sidecar) Verifier() *Verifier { return s.verifier }
@@ -415,7 +419,7 @@ func (s *Sidecar) Status() Status {
 		Keys:           len(s.keys.Keys()),
 		EventKeys:      s.keys.EventKeys(),
 		Denylist:       s.db.Len(),
-		LiveRequests:   s.live.len(),
+		LiveRequests:   s.live.Len(),
 		Version:        s.cfg.Version,
 	}
 	if s.proxy != nil {
@@ -466,7 +470,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		// Streams and upgraded connections the proxy holds would keep the
 		// HTTP server's graceful shutdown waiting: end them.
 		<-ctx.Done()
-		s.live.closeAll(errShutdown)
+		s.live.CloseAll(errShutdown)
 		return nil
 	})
 	if s.bff != nil {

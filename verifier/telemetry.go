@@ -140,13 +140,13 @@ func newSidecarMetrics(mp metric.MeterProvider, s *Sidecar) (*sidecarMetrics, er
 		o.ObserveInt64(stale, b2i(st.Stale), m.attr)
 		o.ObserveInt64(staleness, int64(st.Staleness*1000), m.attr)
 		o.ObserveInt64(cacheEntries, int64(size), m.attr)
-		o.ObserveInt64(live, int64(s.live.len()), m.attr)
+		o.ObserveInt64(live, int64(s.live.Len()), m.attr)
 		o.ObserveInt64(hits, int64(h), m.attr)
 		o.ObserveInt64(misses, int64(mi), m.attr)
 		o.ObserveInt64(gaps, int64(st.Gaps), m.attr)
 		o.ObserveInt64(refused, int64(st.Refused), m.attr)
 		o.ObserveInt64(malformed, int64(st.Malformed), m.attr)
-		o.ObserveInt64(ended, int64(s.live.ended.Load()), m.attr)
+		o.ObserveInt64(ended, int64(s.live.Ended()), m.attr)
 		return nil
 	}, denylist, applied, lag, ready, stale, staleness, cacheEntries, live, hits, misses, gaps, refused, malformed, ended)
 	if err != nil {

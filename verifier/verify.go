@@ -53,6 +53,14 @@ type Config struct {
 	// host (X-Forwarded-Method/-Uri/-Host, X-Original-Method/-URI). Nil
 	// means DefaultTrustedProxies (loopback); empty, not nil, trusts no peer.
 	TrustedProxies []netip.Prefix
+	// Live, if set, tracks the requests Middleware and ServeAdmitted admit
+	// until they end, so that a revocation applied meanwhile
+	// (LiveSet.Revoke) cancels them. Nil tracks nothing. A sidecar sets it.
+	Live *LiveSet
+	// Stale, if set, reports whether verdicts come from a state cut off
+	// from the bus for too long; admitted requests then carry HeaderStale.
+	// Nil: never stale. A sidecar sets it.
+	Stale func() bool
 }
 
 // DefaultTrustedProxies returns the default Config.TrustedProxies: the
@@ -125,12 +133,6 @@ type Verifier struct {
 	parser  *jwt.Parser
 	cache   *tokenCache  // nil when disabled
 	replay  *ReplayCache // DPoP proof ids seen
-
-	// Set by a Sidecar before use: requests in flight that its revocations
-	// end, and whether verdicts come from a stale state.
-	live  *liveSet
-	stale func() bool
-
 	metrics *verifyMetrics
 }
 
@@ -204,6 +206,33 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	v.metrics.record(ctx, start, err)
 	return c, err
 }
+
+// Check is Verify without metrics: it also returns the kid of the key
+// that verified the token, which key revocations match. For callers that
+// give one verdict from several checks (a browser session refreshing its
+// token) and record it with Observe.
+func (v *Verifier) Check(token string) (*Claims, string, error) {
+	return v.verify(token)
+}
+
+// Observe starts timing one verdict and returns the function that records
+// it, with its error (nil when admitted), in the verification metrics.
+func (v *Verifier) Observe(ctx context.Context) func(err error) {
+	start := time.Now()
+	return func(err error) { v.metrics.record(ctx, start, err) }
+}
+
+// Remaining returns how long the token of c has left before it expires,
+// by the verifier's clock (Config.Now).
+func (v *Verifier) Remaining(c *Claims) time.Duration {
+	return c.ExpiresAt.Sub(v.cfg.Now())
+}
+
+// Leeway returns the clock skew the verifier tolerates (Config.Leeway).
+func (v *Verifier) Leeway() time.Duration { return v.cfg.Leeway }
+
+// Stale reports whether verdicts come from a stale state (Config.Stale).
+func (v *Verifier) Stale() bool { return v.cfg.Stale != nil && v.cfg.Stale() }
 
 // verify is Verify that also returns the kid of the key that verified the
 // token, which key revocations match.
