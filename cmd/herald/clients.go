@@ -2,66 +2,32 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 
 	"github.com/heraldsec/herald/issuer"
 )
 
+// runClient runs the client command: registered OAuth clients.
 func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("client", "client create NAME [--scope S] | list | rotate ID | delete ID", stderr)
-	var c clientFlags
-	c.register(fs)
-	scope := fs.String("scope", "", "scopes the client may ask for (space-separated)")
-	if len(args) == 0 {
-		fs.Usage()
-		return errors.New("client: want create, list, rotate or delete")
-	}
-	verb := args[0]
-	if err := parseFlags(fs, args[1:]); err != nil {
-		return err
-	}
-	want := map[string]int{"create": 1, "list": 0, "rotate": 1, "delete": 1}
-	n, ok := want[verb]
-	if !ok || fs.NArg() != n {
-		fs.Usage()
-		return fmt.Errorf("client %s: wrong arguments", verb)
-	}
-	var out any
-	var err error
-	switch verb {
-	case "create":
-		var cl issuer.Client
-		err = c.post(ctx, "/v1/clients", issuer.ClientRequest{Name: fs.Arg(0), Scope: *scope}, &cl)
-		out = cl
-		if err == nil {
-			fmt.Fprintln(stderr, "The client secret is shown once; store it now.")
-		}
-	case "list":
-		var list struct {
-			Clients []issuer.Client `json:"clients"`
-		}
-		err = c.call(ctx, http.MethodGet, "/v1/clients", nil, &list)
-		out = list.Clients
-	case "rotate":
-		var cl issuer.Client
-		err = c.post(ctx, "/v1/clients/"+url.PathEscape(fs.Arg(0))+"/secret", nil, &cl)
-		out = cl
-	case "delete":
-		var res issuer.RevocationResult
-		err = c.call(ctx, http.MethodDelete, "/v1/clients/"+url.PathEscape(fs.Arg(0)), nil, &res)
-		out = res
-	}
-	if err != nil {
-		return err
-	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return resourceCommand[issuer.Client]{
+		name:      "client",
+		synopsis:  "client create NAME [--scope S] | list | rotate ID | delete ID",
+		path:      "/v1/clients",
+		listField: "clients",
+		rotate:    "/secret",
+		shownOnce: "The client secret is shown once; store it now.",
+		flags: func(fs *flag.FlagSet) func(string) any {
+			scope := fs.String("scope", "", "scopes the client may ask for (space-separated)")
+			return func(name string) any { return issuer.ClientRequest{Name: name, Scope: *scope} }
+		},
+		deleted: func(string) (answer, printed any) {
+			res := new(issuer.RevocationResult)
+			return res, res
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -3,7 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -145,52 +145,23 @@ func printEvent(w io.Writer, id, data string, asJSON bool) error {
 	return err
 }
 
+// runCredential runs the credential command: admin API credentials.
 func runCredential(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("credential", "credential create NAME --scopes S,... | list | rotate NAME | delete NAME", stderr)
-	var c clientFlags
-	c.register(fs)
-	scopes := fs.String("scopes", "", "comma-separated: admin, revoke, sessions, read")
-	if len(args) == 0 {
-		fs.Usage()
-		return errors.New("credential: want create, list, rotate or delete")
-	}
-	verb := args[0]
-	if err := parseFlags(fs, args[1:]); err != nil {
-		return err
-	}
-	want := map[string]int{"create": 1, "list": 0, "rotate": 1, "delete": 1}
-	if n, ok := want[verb]; !ok || fs.NArg() != n {
-		fs.Usage()
-		return fmt.Errorf("credential %s: wrong arguments", verb)
-	}
-	var out any
-	var err error
-	switch verb {
-	case "create":
-		var cr issuer.Credential
-		err = c.post(ctx, "/v1/credentials", issuer.CredentialRequest{Name: fs.Arg(0), Scopes: splitList(*scopes)}, &cr)
-		out = cr
-		if err == nil {
-			fmt.Fprintln(stderr, "The token is shown once; store it now.")
-		}
-	case "list":
-		var list struct {
-			Credentials []issuer.Credential `json:"credentials"`
-		}
-		err = c.call(ctx, http.MethodGet, "/v1/credentials", nil, &list)
-		out = list.Credentials
-	case "rotate":
-		var cr issuer.Credential
-		err = c.post(ctx, "/v1/credentials/"+url.PathEscape(fs.Arg(0))+"/rotate", nil, &cr)
-		out = cr
-	case "delete":
-		err = c.call(ctx, http.MethodDelete, "/v1/credentials/"+url.PathEscape(fs.Arg(0)), nil, nil)
-		out = map[string]string{"deleted": fs.Arg(0)}
-	}
-	if err != nil {
-		return err
-	}
-	return printJSON(stdout, out)
+	return resourceCommand[issuer.Credential]{
+		name:      "credential",
+		synopsis:  "credential create NAME --scopes S,... | list | rotate NAME | delete NAME",
+		path:      "/v1/credentials",
+		listField: "credentials",
+		rotate:    "/rotate",
+		shownOnce: "The token is shown once; store it now.",
+		flags: func(fs *flag.FlagSet) func(string) any {
+			scopes := fs.String("scopes", "", "comma-separated: admin, revoke, sessions, read")
+			return func(name string) any { return issuer.CredentialRequest{Name: name, Scopes: splitList(*scopes)} }
+		},
+		deleted: func(name string) (answer, printed any) {
+			return nil, map[string]string{"deleted": name}
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 func splitList(s string) []string {
