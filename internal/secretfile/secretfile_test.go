@@ -36,47 +36,51 @@ func writeMode(t *testing.T, path, content string, mode fs.FileMode) {
 	}
 }
 
+// wantFile fails t unless path has mode and, when content is not "", holds
+// content.
+func wantFile(t *testing.T, path string, mode fs.FileMode, content string) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != mode {
+		t.Fatalf("%s: mode = %v, want %v", path, got, mode)
+	}
+	if content == "" {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(b); got != content {
+		t.Fatalf("%s: content = %q, want %q", path, got, content)
+	}
+}
+
 func TestWrite_Creates0600(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "key")
 	if err := Write(path, []byte("secret\n")); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := fi.Mode().Perm(), fs.FileMode(0o600); got != want {
-		t.Fatalf("mode = %v, want %v", got, want)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := string(b), "secret\n"; got != want {
-		t.Fatalf("content = %q, want %q", got, want)
-	}
+	wantFile(t, path, 0o600, "secret\n")
 	if got := entries(t, dir); len(got) != 1 || got[0] != "key" {
 		t.Fatalf("directory holds %q, want only key", got)
 	}
 }
 
 func TestWrite_Umask(t *testing.T) {
-	// A umask narrower than 0600's complement must not leave the file
-	// unreadable by its owner; a wider one must not widen it.
+	// Under a umask of 0277 the temporary file is created 0400; the file
+	// written is still exactly 0600.
 	old := syscall.Umask(0o277)
 	t.Cleanup(func() { syscall.Umask(old) })
 	path := filepath.Join(t.TempDir(), "key")
 	if err := Write(path, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := fi.Mode().Perm(), fs.FileMode(0o600); got != want {
-		t.Fatalf("mode = %v, want %v", got, want)
-	}
+	wantFile(t, path, 0o600, "")
 }
 
 func TestWrite_ReplacesAtomically(t *testing.T) {
@@ -93,24 +97,11 @@ func TestWrite_ReplacesAtomically(t *testing.T) {
 	if err := Write(path, []byte("new")); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := string(b), "new"; got != want {
-		t.Fatalf("content = %q, want %q", got, want)
-	}
+	wantFile(t, path, 0o600, "new")
 	old := make([]byte, 16)
 	n, _ := held.Read(old)
 	if got, want := string(old[:n]), "old"; got != want {
 		t.Fatalf("held file reads %q, want %q (rewritten in place?)", got, want)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := fi.Mode().Perm(), fs.FileMode(0o600); got != want {
-		t.Fatalf("replaced file mode = %v, want %v", got, want)
 	}
 	if got := entries(t, dir); len(got) != 1 {
 		t.Fatalf("directory holds %q, want only key", got)
