@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
 )
@@ -56,7 +57,7 @@ func startBus(ctx context.Context, dir string) (*core, error) {
 	return startCoreWith(ctx, dir, false)
 }
 
-// natsServer is an embedded NATS server: Herald's (bus.Server) or the
+// natsServer is an embedded NATS server: Herald's (natsserver.Server) or the
 // scale scenario's unsynced one.
 type natsServer interface {
 	ClientURL() string
@@ -71,7 +72,7 @@ func startCoreWith(ctx context.Context, dir string, withIssuer bool) (_ *core, e
 		}
 	}()
 	if withIssuer {
-		c.srv, err = bus.StartServer(ctx, bus.ServerConfig{Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "nats")})
+		c.srv, err = natsserver.Start(ctx, natsserver.Config{Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "nats")})
 	} else {
 		c.srv, err = startUnsyncedServer(filepath.Join(dir, "nats"))
 	}

@@ -6,13 +6,18 @@ import (
 	"testing"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/bustest"
 )
 
 // TestBFF_BucketBounded: HERALD_BFF has byte, entry and value-size limits
 // by default, and a verifier credential that fills it is refused once it
 // is full, while revocations still flow through HERALD on the same store.
 func TestBFF_BucketBounded(t *testing.T) {
-	s, files, iss := secureSetup(t)
+	s, files := bustest.RunSecureServer(t)
+	iss := bustest.ConnectAs(t, s, files, bus.RoleIssuer)
+	if err := iss.EnsureStreams(t.Context(), bus.StreamConfig{RevocationMaxAge: revocationMaxAge}); err != nil {
+		t.Fatal(err)
+	}
 	if err := iss.EnsureBFF(t.Context(), bus.BFFConfig{}); err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +36,7 @@ func TestBFF_BucketBounded(t *testing.T) {
 	if err := iss.EnsureBFF(t.Context(), bus.BFFConfig{MaxBytes: maxBytes, MaxEntries: maxEntries}); err != nil {
 		t.Fatal(err)
 	}
-	v, _ := connectLogged(t, s, files, bus.RoleVerifier)
+	v := bustest.ConnectAs(t, s, files, bus.RoleVerifier)
 	kv, err := v.BFF(t.Context())
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
 )
@@ -240,7 +241,7 @@ func wantValid(t testing.TB, sc *verifier.Sidecar, token string) {
 
 // serverStream returns the state of stream as node s holds it: its own
 // replica, not the leader's answer.
-func serverStream(s *bus.Server, name string) (server.StreamState, bool) {
+func serverStream(s *natsserver.Server, name string) (server.StreamState, bool) {
 	jsz, err := s.NATS().Jsz(&server.JSzOptions{Accounts: true, Streams: true})
 	if err != nil {
 		return server.StreamState{}, false

@@ -4,19 +4,18 @@
 // Key, Admin), Kind, the stream, bucket and subject names (subjects.go),
 // the JSON wire format (Encode, Decode) and public keys as JWK (jwk.go).
 //
-// The transport: StartServer runs an embedded NATS server with JetStream
-// that syncs every write before acknowledging it; Connect, EnsureStreams,
-// Publish (which waits for the JetStream acknowledgement) and Follow (an
-// ordered read of a stream from a given sequence).
+// The transport, as a NATS client: Connect, EnsureStreams, Publish (which
+// waits for the JetStream acknowledgement) and Follow (an ordered read of
+// a stream from a given sequence). The embedded server is in
+// bus/natsserver, which this package does not import: the libraries built
+// on it compile no NATS server.
 //
-// The security of the bus: Role (issuer, verifier, dashboard) and its NATS
-// permissions (roles.go); EnsureAuthFiles makes and reuses the CA, server
-// certificate and per-role nkey seeds with which ServerConfig.Auth makes
-// an embedded server require TLS and an nkey (auth.go, certs.go); clients
-// sign in with Config.NkeyFile or Config.CredsFile.
+// The security of the bus: Role (issuer, verifier, dashboard), whose NATS
+// permissions bus/natsserver grants; clients sign in with Config.NkeyFile
+// or Config.CredsFile.
 //
 // # Concurrency
 //
-// Conn and Server are safe for concurrent use. Follow delivers on one
+// Conn is safe for concurrent use. Follow delivers on one
 // goroutine at a time; the function it returns stops delivery and waits.
 package bus

@@ -60,3 +60,17 @@ func subjectToken(s string) string {
 		return r
 	}, s)
 }
+
+// SubjectKVPrefix returns the prefix of the subjects a bucket's entries
+// are written on: $KV.<bucket>.<key>.
+func SubjectKVPrefix(bucket string) string { return "$KV." + bucket + "." }
+
+// BucketStream returns the name of the stream behind a key-value bucket,
+// as the JetStream API names it: KV_<bucket>.
+func BucketStream(bucket string) string { return "KV_" + bucket }
+
+// Names of the streams behind the buckets (BucketStream).
+const (
+	streamKeys = "KV_" + BucketKeys
+	streamBFF  = "KV_" + BucketBFF
+)

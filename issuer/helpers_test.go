@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
 )
@@ -26,7 +27,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // runIssuer opens and runs an issuer storing in dir until the test ends or
 // the returned stop is called.
-func runIssuer(t *testing.T, s *bus.Server, dir string) (*issuer.Service, func()) {
+func runIssuer(t *testing.T, s *natsserver.Server, dir string) (*issuer.Service, func()) {
 	t.Helper()
 	return runIssuerOn(t, bustest.Connect(t, s), issuer.Config{DataDir: dir})
 }
@@ -58,7 +59,7 @@ func runIssuerOn(t *testing.T, conn *bus.Conn, cfg issuer.Config) (*issuer.Servi
 }
 
 // runSidecar opens and runs a verifier sidecar storing in dir.
-func runSidecar(t *testing.T, s *bus.Server, iss, dir string) (*verifier.Sidecar, func()) {
+func runSidecar(t *testing.T, s *natsserver.Server, iss, dir string) (*verifier.Sidecar, func()) {
 	t.Helper()
 	conn := bustest.Connect(t, s)
 	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
@@ -72,7 +73,7 @@ func runSidecar(t *testing.T, s *bus.Server, iss, dir string) (*verifier.Sidecar
 }
 
 // runFleet runs n sidecars trusting svc and waits until all are ready.
-func runFleet(t *testing.T, s *bus.Server, svc *issuer.Service, n int) []*verifier.Sidecar {
+func runFleet(t *testing.T, s *natsserver.Server, svc *issuer.Service, n int) []*verifier.Sidecar {
 	t.Helper()
 	var scs []*verifier.Sidecar
 	for range n {

@@ -11,12 +11,13 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/bus/natsserver"
 )
 
 var errCrash = errors.New("simulated crash")
 
 // openForTest opens an issuer on dir and runs it until stop is called.
-func openForTest(t testing.TB, s *bus.Server, dir string, prepare func(*Service)) (svc *Service, stop func()) {
+func openForTest(t testing.TB, s *natsserver.Server, dir string, prepare func(*Service)) (svc *Service, stop func()) {
 	t.Helper()
 	conn := bustest.Connect(t, s)
 	svc, err := Open(t.Context(), Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", AdminToken: fuzzAdminToken, EventKeyFile: bustest.EventKeyFile(t),

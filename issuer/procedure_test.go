@@ -15,6 +15,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
 )
@@ -38,7 +39,7 @@ func readPEMKey(t *testing.T, path string) crypto.Signer {
 }
 
 // rootSidecar runs a verifier that pins only the root key.
-func rootSidecar(t *testing.T, s *bus.Server, iss, rootKid string) *verifier.Sidecar {
+func rootSidecar(t *testing.T, s *natsserver.Server, iss, rootKid string) *verifier.Sidecar {
 	t.Helper()
 	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
 		Verifier: verifier.Config{Issuer: iss, Audience: issuer.DefaultAudience},

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
 )
@@ -30,7 +30,7 @@ type replicaSet struct {
 // another node. cfg's zero fields get runIssuerOn's settings.
 func runReplicas(t *testing.T, cluster bool, n int, cfg issuer.Config) replicaSet {
 	t.Helper()
-	var servers []*bus.Server
+	var servers []*natsserver.Server
 	if cluster {
 		c := bustest.RunCluster(t, 3)
 		for i := range c.Len() {
@@ -38,7 +38,7 @@ func runReplicas(t *testing.T, cluster bool, n int, cfg issuer.Config) replicaSe
 		}
 		cfg.Replicas = 3
 	} else {
-		servers = []*bus.Server{bustest.RunServer(t)}
+		servers = []*natsserver.Server{bustest.RunServer(t)}
 	}
 	var rs replicaSet
 	for i := range n {

@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/verifier"
 )
 
@@ -33,7 +34,7 @@ func ExampleMiddleware() {
 	defer os.RemoveAll(dir)
 
 	// In production: bus.Connect to your NATS cluster, which the issuer set up.
-	srv, err := bus.StartServer(ctx, bus.ServerConfig{Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "nats")})
+	srv, err := natsserver.Start(ctx, natsserver.Config{Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "nats")})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/bus/natsserver"
 )
 
 // Fleet scale: how one NATS server carries revocations to a large fleet of
@@ -507,7 +508,7 @@ func TestFleetServerProcess(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process of BenchmarkFleet")
 	}
-	s, err := bus.StartServer(context.Background(), bus.ServerConfig{Listen: "127.0.0.1:0", StoreDir: dir})
+	s, err := natsserver.Start(context.Background(), natsserver.Config{Listen: "127.0.0.1:0", StoreDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

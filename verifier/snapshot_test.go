@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/store"
 )
 
@@ -70,7 +71,7 @@ func caughtUp(t *testing.T, conn *bus.Conn, last uint64) *Sidecar {
 
 // snapshotBus starts a server with Herald's streams, HERALD keeping
 // revocations for maxAge, and publishes the test token key.
-func snapshotBus(t *testing.T, maxAge time.Duration) (*bus.Server, *bus.Conn, *testKeys) {
+func snapshotBus(t *testing.T, maxAge time.Duration) (*natsserver.Server, *bus.Conn, *testKeys) {
 	t.Helper()
 	srv := bustest.RunServer(t)
 	conn := bustest.Setup(t, srv, maxAge)
@@ -163,47 +164,47 @@ func TestSnapshot_Unusable(t *testing.T) {
 	same := func(b []byte) []byte { return b }
 	cases := []struct {
 		name  string
-		offer func(t *testing.T, srv *bus.Server, conn *bus.Conn, source *Sidecar)
+		offer func(t *testing.T, srv *natsserver.Server, conn *bus.Conn, source *Sidecar)
 	}{
-		{"none", func(*testing.T, *bus.Server, *bus.Conn, *Sidecar) {}},
-		{"forged", func(t *testing.T, srv *bus.Server, _ *bus.Conn, source *Sidecar) {
+		{"none", func(*testing.T, *natsserver.Server, *bus.Conn, *Sidecar) {}},
+		{"forged", func(t *testing.T, srv *natsserver.Server, _ *bus.Conn, source *Sidecar) {
 			publish(t, bustest.ForeignConn(t, srv), chunksOf(t, source)...)
 		}},
-		{"unsigned", func(t *testing.T, _ *bus.Server, conn *bus.Conn, source *Sidecar) {
+		{"unsigned", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
 			publishRaw(t, conn, chunksOf(t, source)[0], same, false)
 		}},
-		{"tampered", func(t *testing.T, _ *bus.Server, conn *bus.Conn, source *Sidecar) {
+		{"tampered", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
 			publishRaw(t, conn, chunksOf(t, source)[0], func(b []byte) []byte {
 				return []byte(strings.Replace(string(b), `"kind":"token"`, `"kind":"tenant"`, 1))
 			}, true)
 		}},
-		{"incomplete", func(t *testing.T, _ *bus.Server, conn *bus.Conn, source *Sidecar) {
+		{"incomplete", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
 			c := chunksOf(t, source)[0]
 			c.Snapshot.Count = 2 // chunk 1 never published
 			publish(t, conn, c)
 		}},
-		{"inconsistent", func(t *testing.T, _ *bus.Server, conn *bus.Conn, source *Sidecar) {
+		{"inconsistent", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
 			c := chunksOf(t, source)
 			c[0].Snapshot.Count = 2
 			extra := bus.SnapshotChunks(c[0].Snapshot.ID, c[0].Snapshot.Seq-1, c[0].Snapshot.StreamCreated, nil, "test", time.Now())[0]
 			extra.ID, extra.Snapshot.Index, extra.Snapshot.Count = c[0].Snapshot.ID+".1", 1, 2
 			publish(t, conn, c[0], extra)
 		}},
-		{"other_stream", func(t *testing.T, _ *bus.Server, conn *bus.Conn, source *Sidecar) {
+		{"other_stream", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
 			c := chunksOf(t, source)
 			for _, e := range c {
 				e.Snapshot.StreamCreated = e.Snapshot.StreamCreated.Add(-time.Hour) // a HERALD deleted since
 			}
 			publish(t, conn, c...)
 		}},
-		{"older_publisher", func(t *testing.T, _ *bus.Server, conn *bus.Conn, source *Sidecar) {
+		{"older_publisher", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
 			c := chunksOf(t, source)
 			for _, e := range c {
 				e.Snapshot.EventKeys = nil // a publisher that did not track what it refused
 			}
 			publish(t, conn, c...)
 		}},
-		{"publisher_trusted_less", func(t *testing.T, _ *bus.Server, conn *bus.Conn, source *Sidecar) {
+		{"publisher_trusted_less", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
 			c := chunksOf(t, source)
 			for _, e := range c {
 				e.Snapshot.EventKeys = []string{"another-issuers-kid"} // it refused what this verifier applies
@@ -211,7 +212,7 @@ func TestSnapshot_Unusable(t *testing.T) {
 			publish(t, conn, c...)
 		}},
 		{"genuine_control", nil},
-		{"beyond_head", func(t *testing.T, _ *bus.Server, conn *bus.Conn, source *Sidecar) {
+		{"beyond_head", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
 			c := chunksOf(t, source)
 			for _, e := range c {
 				e.Snapshot.Seq += 10 // a snapshot of a stream that was recreated since

@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/store"
 )
 
@@ -35,7 +36,7 @@ type restartable struct {
 	t    *testing.T
 	dir  string
 	addr string
-	srv  *bus.Server
+	srv  *natsserver.Server
 }
 
 func newRestartable(t *testing.T) *restartable {

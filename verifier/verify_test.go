@@ -21,6 +21,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/bus/natsserver"
 )
 
 const (
@@ -141,7 +142,7 @@ func (k *testKeys) esToken(tb testing.TB, claims map[string]any) string {
 // published in HERALD_KEYS, and a running sidecar that is ready.
 type fixture struct {
 	*testKeys
-	srv  *bus.Server
+	srv  *natsserver.Server
 	conn *bus.Conn
 	dir  string
 	sc   *Sidecar

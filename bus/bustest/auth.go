@@ -7,26 +7,27 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/natsserver"
 )
 
 // RunSecureServer starts an embedded server as RunServer does, but
 // secured as herald dev secures its own: TLS with a certificate of a CA
 // and nkey users with the permissions of their roles, all made by
-// bus.EnsureAuthFiles in a temporary directory.
-func RunSecureServer(tb testing.TB) (*bus.Server, bus.AuthFiles) {
+// natsserver.EnsureAuthFiles in a temporary directory.
+func RunSecureServer(tb testing.TB) (*natsserver.Server, natsserver.AuthFiles) {
 	tb.Helper()
 	dir := tb.TempDir()
-	files, _, err := bus.EnsureAuthFiles(filepath.Join(dir, bus.AuthDir), bus.ServerHosts("127.0.0.1:0"), time.Now())
+	files, _, err := natsserver.EnsureAuthFiles(filepath.Join(dir, natsserver.AuthDir), natsserver.CertHosts("127.0.0.1:0"), time.Now())
 	if err != nil {
 		tb.Fatalf("nats auth files: %v", err)
 	}
-	auth, err := files.ServerAuth()
+	auth, err := files.Auth()
 	if err != nil {
 		tb.Fatalf("nats auth files: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := bus.StartServer(ctx, bus.ServerConfig{Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "nats"), Auth: auth})
+	s, err := natsserver.Start(ctx, natsserver.Config{Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "nats"), Auth: auth})
 	if err != nil {
 		tb.Fatalf("start nats: %v", err)
 	}
@@ -37,7 +38,7 @@ func RunSecureServer(tb testing.TB) (*bus.Server, bus.AuthFiles) {
 // ConnectAs connects to s with the seed of role and the CA of files (a
 // verifier with bus.VerifierInboxPrefix, as herald verifier does) and
 // closes the connection when the test ends.
-func ConnectAs(tb testing.TB, s *bus.Server, files bus.AuthFiles, role bus.Role) *bus.Conn {
+func ConnectAs(tb testing.TB, s *natsserver.Server, files natsserver.AuthFiles, role bus.Role) *bus.Conn {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -1,4 +1,5 @@
-// Package bustest starts real embedded NATS servers with JetStream for tests.
+// Package bustest starts real embedded NATS servers with JetStream
+// (bus/natsserver) for tests, and connects Herald clients to them.
 package bustest
 
 import (
@@ -14,13 +15,14 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
 // RunServer starts an embedded NATS server with JetStream on a random
 // loopback port, storing under a temporary directory, and shuts it down
 // when the test ends.
-func RunServer(tb testing.TB) *bus.Server {
+func RunServer(tb testing.TB) *natsserver.Server {
 	tb.Helper()
 	return RunServerIn(tb, tb.TempDir(), "127.0.0.1:0")
 }
@@ -28,11 +30,11 @@ func RunServer(tb testing.TB) *bus.Server {
 // RunServerIn starts an embedded server storing in dir and listening on
 // listen, for tests that restart a server on the same port and data. The
 // server is shut down when the test ends; shutting it down earlier is fine.
-func RunServerIn(tb testing.TB, dir, listen string) *bus.Server {
+func RunServerIn(tb testing.TB, dir, listen string) *natsserver.Server {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := bus.StartServer(ctx, bus.ServerConfig{Listen: listen, StoreDir: dir})
+	s, err := natsserver.Start(ctx, natsserver.Config{Listen: listen, StoreDir: dir})
 	if err != nil {
 		tb.Fatalf("start nats: %v", err)
 	}
@@ -41,7 +43,7 @@ func RunServerIn(tb testing.TB, dir, listen string) *bus.Server {
 }
 
 // Connect connects to s and closes the connection when the test ends.
-func Connect(tb testing.TB, s *bus.Server) *bus.Conn {
+func Connect(tb testing.TB, s *natsserver.Server) *bus.Conn {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -56,7 +58,7 @@ func Connect(tb testing.TB, s *bus.Server) *bus.Conn {
 
 // Setup connects to s and creates Herald's streams and bucket with a
 // revocation retention of maxAge.
-func Setup(tb testing.TB, s *bus.Server, maxAge time.Duration) *bus.Conn {
+func Setup(tb testing.TB, s *natsserver.Server, maxAge time.Duration) *bus.Conn {
 	tb.Helper()
 	c := Connect(tb, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -105,7 +107,7 @@ func ConnectURL(tb testing.TB, url string) *bus.Conn {
 }
 
 // RunOptions starts a nats-server from opts as they are (after making it
-// quiet: NoLog, NoSigs), for tests that need server settings StartServer
+// quiet: NoLog, NoSigs), for tests that need server settings natsserver.Start
 // does not offer (operators, TLS, configs read from files), and shuts it
 // down when the test ends.
 func RunOptions(tb testing.TB, opts *server.Options) *server.Server {
@@ -170,7 +172,7 @@ func EventKeyFile(tb testing.TB) string {
 // ForeignConn connects to s signing with a fresh event key of its own,
 // which nothing trusts: someone with publish and bucket rights on NATS but
 // without the issuer's event key. Its Signer signs entries as theirs.
-func ForeignConn(tb testing.TB, s *bus.Server) *bus.Conn {
+func ForeignConn(tb testing.TB, s *natsserver.Server) *bus.Conn {
 	tb.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/natsserver"
 )
 
 // ClusterReadyTimeout bounds how long RunCluster waits for the cluster to
@@ -32,8 +33,8 @@ type Cluster struct {
 	name string
 
 	mu      sync.Mutex
-	cfgs    []bus.ServerConfig
-	servers []*bus.Server // nil while a node is down
+	cfgs    []natsserver.Config
+	servers []*natsserver.Server // nil while a node is down
 }
 
 // RunCluster starts n embedded JetStream servers (n ≥ 3 for streams with
@@ -53,15 +54,15 @@ func RunCluster(tb testing.TB, n int) *Cluster {
 	for i := range n {
 		routes[i] = "nats-route://" + ports[i]
 	}
-	c := &Cluster{tb: tb, name: "herald-test", cfgs: make([]bus.ServerConfig, n), servers: make([]*bus.Server, n)}
+	c := &Cluster{tb: tb, name: "herald-test", cfgs: make([]natsserver.Config, n), servers: make([]*natsserver.Server, n)}
 	base := tb.TempDir()
 	for i := range n {
-		c.cfgs[i] = bus.ServerConfig{
+		c.cfgs[i] = natsserver.Config{
 			Name:     fmt.Sprintf("n%d", i+1),
 			Listen:   "127.0.0.1:0",
 			StoreDir: filepath.Join(base, fmt.Sprintf("n%d", i+1)),
-			Cluster:  bus.ClusterConfig{Name: c.name, Listen: ports[i], Routes: routes},
-			Leaf:     bus.LeafConfig{Listen: ports[n+i]},
+			Cluster:  natsserver.ClusterConfig{Name: c.name, Listen: ports[i], Routes: routes},
+			Leaf:     natsserver.LeafConfig{Listen: ports[n+i]},
 			// Leaf node clients address the cluster's JetStream by domain.
 			JetStreamDomain: ClusterDomain,
 		}
@@ -94,7 +95,7 @@ func (c *Cluster) start(i int) error {
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	s, err := bus.StartServer(ctx, cfg)
+	s, err := natsserver.Start(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("node %s: %w", cfg.Name, err)
 	}
@@ -107,7 +108,7 @@ func (c *Cluster) start(i int) error {
 
 func (c *Cluster) shutdownAll() {
 	c.mu.Lock()
-	servers := append([]*bus.Server(nil), c.servers...)
+	servers := append([]*natsserver.Server(nil), c.servers...)
 	c.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, s := range servers {
@@ -139,7 +140,7 @@ const shutdownTimeout = 30 * time.Second
 func (c *Cluster) Len() int { return len(c.cfgs) }
 
 // Server returns node i, or nil while it is down.
-func (c *Cluster) Server(i int) *bus.Server {
+func (c *Cluster) Server(i int) *natsserver.Server {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.servers[i]
@@ -201,7 +202,7 @@ func (c *Cluster) Shutdown(i int) {
 }
 
 // Restart starts node i again, after Shutdown, on its ports and store.
-func (c *Cluster) Restart(tb testing.TB, i int) *bus.Server {
+func (c *Cluster) Restart(tb testing.TB, i int) *natsserver.Server {
 	tb.Helper()
 	if c.Server(i) != nil {
 		tb.Fatalf("restart node %d: it is running", i)
@@ -269,13 +270,13 @@ func freePorts(tb testing.TB, n int) []string {
 // streams through it by naming the hub's JetStream domain
 // (bus.Config.JetStreamDomain; ClusterDomain for RunCluster). It is shut
 // down when the test ends.
-func RunLeaf(tb testing.TB, hubURLs ...string) *bus.Server {
+func RunLeaf(tb testing.TB, hubURLs ...string) *natsserver.Server {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := bus.StartServer(ctx, bus.ServerConfig{
+	s, err := natsserver.Start(ctx, natsserver.Config{
 		Name: "leaf", Listen: "127.0.0.1:0", NoJetStream: true,
-		Leaf: bus.LeafConfig{Remotes: hubURLs},
+		Leaf: natsserver.LeafConfig{Remotes: hubURLs},
 	})
 	if err != nil {
 		tb.Fatalf("start leaf: %v", err)

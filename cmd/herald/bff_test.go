@@ -22,6 +22,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
 )
@@ -113,7 +114,7 @@ func (a *bffApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // bffStack is an issuer, the app and sidecars in cookie mode sharing one
 // cookie key.
 type bffStack struct {
-	bus     *bus.Server
+	bus     *natsserver.Server
 	conn    *bus.Conn // the issuer's
 	svc     *issuer.Service
 	app     *bffApp

@@ -31,3 +31,38 @@ func TestDependencyDirection(t *testing.T) {
 		}
 	}
 }
+
+// TestLibraryDependencies guards what an application embedding Herald's
+// libraries compiles: the verifier, bus, store and issuer run no NATS
+// server (the embedded one lives in bus/natsserver, for cmd and tests),
+// and no package of the module but a test pulls in Kubernetes or a
+// browser driver.
+func TestLibraryDependencies(t *testing.T) {
+	const mod = "github.com/heraldsec/herald/"
+	for _, pkg := range []string{"verifier", "bus", "store", "issuer"} {
+		for _, dep := range goListDeps(t, mod+pkg) {
+			if strings.HasPrefix(dep, "github.com/nats-io/nats-server/") {
+				t.Errorf("%s imports %s; only cmd, bench and tests may run a NATS server", pkg, dep)
+			}
+		}
+	}
+	testOnly := []string{"k8s.io/", "sigs.k8s.io/", "github.com/chromedp/"}
+	for _, dep := range goListDeps(t, mod+"...") {
+		for _, p := range testOnly {
+			if strings.HasPrefix(dep, p) {
+				t.Errorf("a package of the module imports %s outside its tests (see go mod why %s)", dep, dep)
+			}
+		}
+	}
+}
+
+// goListDeps returns the packages pattern imports, directly or not,
+// without its tests' imports.
+func goListDeps(t *testing.T, pattern string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", pattern).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pattern, err)
+	}
+	return strings.Fields(string(out))
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/natsserver"
 )
 
 // config returns the settings to connect to an existing NATS at urls as
@@ -25,7 +26,7 @@ func (f *natsFlags) config(urls, name string, role bus.Role, log *slog.Logger) b
 	if urls == "" || given || !f.discover || hasUser(urls) {
 		return cfg
 	}
-	files := bus.AuthFiles{Dir: filepath.Join(defaultDataDir, bus.AuthDir)}
+	files := natsserver.AuthFiles{Dir: filepath.Join(defaultDataDir, natsserver.AuthDir)}
 	if !files.Exist(role) {
 		return cfg
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/bus/natsserver"
 )
 
 // TestRun_DevSecuresNATS runs 'herald dev' in a fresh working directory
@@ -24,7 +25,7 @@ func TestRun_DevSecuresNATS(t *testing.T) {
 	t.Chdir(t.TempDir())
 	issuerURL, _, logs := startDev(t, defaultDataDir)
 	natsURL := regexp.MustCompile(`msg="herald dev ready".* nats=(\S+)`).FindStringSubmatch(logs.String())[1]
-	authDir := filepath.Join(defaultDataDir, bus.AuthDir)
+	authDir := filepath.Join(defaultDataDir, natsserver.AuthDir)
 	if !strings.Contains(logs.String(), `msg="nats requires TLS and an nkey" dir=`+authDir) {
 		t.Fatalf("no log line saying where the NATS credentials are:\n%s", logs)
 	}
@@ -54,7 +55,7 @@ func TestRun_DevSecuresNATS(t *testing.T) {
 	// A client without the CA, or without an nkey, is refused.
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	files := bus.AuthFiles{Dir: authDir}
+	files := natsserver.AuthFiles{Dir: authDir}
 	for _, cfg := range []bus.Config{{URL: natsURL}, {URL: natsURL, CAFile: files.CAFile()}} {
 		if c, err := bus.Connect(ctx, cfg); err == nil {
 			c.Close()

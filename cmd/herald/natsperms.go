@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/natsserver"
 )
 
 // runNATSPermissions prints the NATS permissions of a bus role as nsc
@@ -34,14 +35,14 @@ func runNATSPermissions(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	perms := role.Permissions()
+	perms := natsserver.Permissions(role)
 	switch {
 	case *id != "" && role != bus.RoleVerifier:
 		return errors.New("nats-permissions: --id is for the verifier role")
 	case *id != "" && !bus.ValidVerifierID(*id):
 		return fmt.Errorf("nats-permissions: invalid verifier id %q", *id)
 	case *id != "":
-		perms = bus.VerifierPermissions(*id)
+		perms = natsserver.VerifierPermissions(*id)
 	}
 	if perms == nil {
 		fmt.Fprintf(stderr, "the %s role has no restriction\n", role)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/bus/natsserver"
 )
 
 // The fault-injection tests (fault_test.go) run Herald as real processes:
@@ -69,7 +70,7 @@ func serveNATS(spec string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	s, err := bus.StartServer(ctx, bus.ServerConfig{Listen: listen, StoreDir: dir})
+	s, err := natsserver.Start(ctx, natsserver.Config{Listen: listen, StoreDir: dir})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -263,7 +264,7 @@ func (f *fleet) startIssuer(dir, nats string, extra ...string) *issuerProc {
 	iss := &issuerProc{proc: p, url: p.waitLog(issuerReady, 30*time.Second)[1], nats: nats}
 	if !strings.HasPrefix(nats, "nats://") {
 		iss.nats = p.waitLog(natsReady, time.Second)[1]
-		f.auth.Store(iss.nats, filepath.Join(dir, bus.AuthDir))
+		f.auth.Store(iss.nats, filepath.Join(dir, natsserver.AuthDir))
 	}
 	return iss
 }
@@ -464,7 +465,7 @@ func (f *fleet) streamRevocations(t *testing.T, url string) map[string]bool {
 	t.Helper()
 	var c *bus.Conn
 	if auth, ok := f.auth.Load(url); ok { // the issuer's embedded NATS: as the dashboard
-		files := bus.AuthFiles{Dir: auth.(string)}
+		files := natsserver.AuthFiles{Dir: auth.(string)}
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
 		var err error

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
 )
@@ -40,8 +41,8 @@ type natsFlags struct {
 
 func (f *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials file (user JWT and seed, as nsc writes it)")
-	fs.StringVar(&f.nkey, "nats-nkey", "", "NATS nkey seed file, e.g. herald-data/"+bus.AuthDir+"/verifier.nk of herald dev's embedded server")
-	fs.BoolVar(&f.discover, "nats-discover", true, "without --nats-creds, --nats-nkey, --nats-cert or --nats-ca: use the seed and CA of herald dev's embedded server under ./"+defaultDataDir+"/"+bus.AuthDir+" if they exist")
+	fs.StringVar(&f.nkey, "nats-nkey", "", "NATS nkey seed file, e.g. herald-data/"+natsserver.AuthDir+"/verifier.nk of herald dev's embedded server")
+	fs.BoolVar(&f.discover, "nats-discover", true, "without --nats-creds, --nats-nkey, --nats-cert or --nats-ca: use the seed and CA of herald dev's embedded server under ./"+defaultDataDir+"/"+natsserver.AuthDir+" if they exist")
 	fs.StringVar(&f.ca, "nats-ca", "", "PEM file of the CAs that sign the NATS servers' certificates (requires TLS)")
 	fs.StringVar(&f.cert, "nats-cert", "", "PEM client certificate for NATS servers that verify clients (with --nats-key)")
 	fs.StringVar(&f.key, "nats-key", "", "PEM key of --nats-cert")
@@ -71,7 +72,7 @@ func (f *issuerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.http, "http", issuer.DefaultHTTPAddr, "issuer HTTP listen address (port 0 picks one)")
 	fs.StringVar(&f.data, "data", defaultDataDir, "data directory (keys, admin token, embedded NATS)")
 	fs.StringVar(&f.natsURL, "nats", "", "connect to this NATS (comma-separated URLs) instead of embedding a server")
-	fs.StringVar(&f.natsListen, "nats-listen", bus.DefaultListen, "listen address of the embedded NATS server")
+	fs.StringVar(&f.natsListen, "nats-listen", natsserver.DefaultListen, "listen address of the embedded NATS server")
 	fs.StringVar(&f.issuerURL, "issuer-url", "", "iss claim and issuer identifier (default http://<http address>)")
 	fs.StringVar(&f.audience, "audience", issuer.DefaultAudience, "aud claim of access tokens")
 	fs.StringVar(&f.alg, "algorithm", bus.AlgEdDSA, "signing algorithm: EdDSA or ES256")
@@ -122,7 +123,7 @@ func (f *issuerFlags) config(log *slog.Logger, tel *telemetry) issuer.Config {
 // natsBus is a connection to NATS and, when embedded, its server.
 type natsBus struct {
 	conn   *bus.Conn
-	server *bus.Server
+	server *natsserver.Server
 }
 
 // connectBus connects to url as role, or, when url is empty, starts an
@@ -133,15 +134,15 @@ func connectBus(ctx context.Context, url, listen, dataDir, name string, role bus
 	b := &natsBus{}
 	cfg := auth.config(url, name, role, log)
 	if url == "" {
-		files, written, err := bus.EnsureAuthFiles(filepath.Join(dataDir, bus.AuthDir), bus.ServerHosts(listen), time.Now())
+		files, written, err := natsserver.EnsureAuthFiles(filepath.Join(dataDir, natsserver.AuthDir), natsserver.CertHosts(listen), time.Now())
 		if err != nil {
 			return nil, err
 		}
-		sa, err := files.ServerAuth()
+		sa, err := files.Auth()
 		if err != nil {
 			return nil, err
 		}
-		s, err := bus.StartServer(ctx, bus.ServerConfig{Listen: listen, StoreDir: filepath.Join(dataDir, "nats"), Logger: log, Auth: sa})
+		s, err := natsserver.Start(ctx, natsserver.Config{Listen: listen, StoreDir: filepath.Join(dataDir, "nats"), Logger: log, Auth: sa})
 		if err != nil {
 			return nil, err
 		}
@@ -264,7 +265,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	natsURL, natsAuth := f.natsURL, "(given with --nats)"
 	if b.server != nil {
 		natsURL = b.server.ClientURL()
-		natsAuth = fmt.Sprintf("TLS, CA and nkeys in %s (verifier.nk, dashboard.nk)", filepath.Join(f.data, bus.AuthDir))
+		natsAuth = fmt.Sprintf("TLS, CA and nkeys in %s (verifier.nk, dashboard.nk)", filepath.Join(f.data, natsserver.AuthDir))
 	}
 	tokenFile := filepath.Join(f.data, issuer.AdminTokenFile)
 	if os.Getenv("HERALD_ADMIN_TOKEN") != "" {

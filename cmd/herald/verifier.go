@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
 )
@@ -81,7 +82,7 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&f.http, "http", verifier.DefaultHTTPAddr, "verifier HTTP listen address (port 0 picks one)")
 	fs.StringVar(&f.adminHTTP, "admin-http", "", "proxy mode: listen address of the verifier's own endpoints (/v1/status, /v1/verify, /healthz, /readyz, /metrics), kept off the application's --http listener (default "+verifier.DefaultAdminAddr+", or loopback port 0 when --http has port 0)")
 	fs.StringVar(&f.data, "data", filepath.Join(defaultDataDir, "verifier"), "data directory (denylist, verifier id)")
-	fs.StringVar(&f.natsURL, "nats", "nats://"+bus.DefaultListen, "NATS URL (comma-separated for a cluster)")
+	fs.StringVar(&f.natsURL, "nats", "nats://"+natsserver.DefaultListen, "NATS URL (comma-separated for a cluster)")
 	fs.StringVar(&f.issuerURL, "issuer", "http://"+issuer.DefaultHTTPAddr, "accepted iss claim")
 	fs.StringVar(&f.audience, "audience", issuer.DefaultAudience, "accepted audience")
 	fs.StringVar(&f.upstream, "upstream", "", "proxy mode: forward verified requests to this http(s) URL with X-Herald-* identity headers")

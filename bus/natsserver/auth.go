@@ -1,4 +1,4 @@
-package bus
+package natsserver
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
+	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/internal/secretfile"
 )
 
@@ -30,19 +31,19 @@ const (
 	seedSuffix     = ".nk"
 )
 
-// ServerAuth secures an embedded server: clients must use TLS, with the
+// Auth secures an embedded server: clients must use TLS, with the
 // server's certificate, and authenticate as one of Users with an nkey;
 // each user gets the permissions of its role.
-type ServerAuth struct {
+type Auth struct {
 	// CertFile and KeyFile are the server's PEM certificate and key.
 	CertFile, KeyFile string
 	// Users maps the public nkey of every user to its role.
-	Users map[string]Role
+	Users map[string]bus.Role
 }
 
 // apply sets opts to require TLS with the certificate and the nkeys of
 // the users, each with its role's permissions.
-func (a *ServerAuth) apply(opts *server.Options) error {
+func (a *Auth) apply(opts *server.Options) error {
 	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: a.CertFile, KeyFile: a.KeyFile})
 	if err != nil {
 		return fmt.Errorf("server tls: %w", err)
@@ -52,7 +53,7 @@ func (a *ServerAuth) apply(opts *server.Options) error {
 		if !nkeys.IsValidPublicUserKey(pub) {
 			return fmt.Errorf("nkey user %q is not a public user key", pub)
 		}
-		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: pub, Permissions: role.Permissions()})
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: pub, Permissions: Permissions(role)})
 	}
 	return nil
 }
@@ -72,11 +73,11 @@ type AuthFiles struct {
 func (a AuthFiles) CAFile() string { return filepath.Join(a.Dir, caCertName) }
 
 // SeedFile is the nkey seed a client of role r authenticates with.
-func (a AuthFiles) SeedFile(r Role) string { return filepath.Join(a.Dir, string(r)+seedSuffix) }
+func (a AuthFiles) SeedFile(r bus.Role) string { return filepath.Join(a.Dir, string(r)+seedSuffix) }
 
 // Exist reports whether the CA and the seed of r exist, that is whether
 // a client of role r can use the files.
-func (a AuthFiles) Exist(r Role) bool {
+func (a AuthFiles) Exist(r bus.Role) bool {
 	for _, p := range []string{a.CAFile(), a.SeedFile(r)} {
 		if _, err := os.Stat(p); err != nil {
 			return false
@@ -87,11 +88,11 @@ func (a AuthFiles) Exist(r Role) bool {
 
 func (a AuthFiles) path(name string) string { return filepath.Join(a.Dir, name) }
 
-// ServerHosts returns the hosts a server certificate must name for a
+// CertHosts returns the hosts a server certificate must name for a
 // server listening on listen (host:port): loopback by address and name,
 // the listen host, and the machine's name when it listens on every
 // interface.
-func ServerHosts(listen string) []string {
+func CertHosts(listen string) []string {
 	hosts := []string{"127.0.0.1", "::1", "localhost"}
 	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
@@ -166,7 +167,7 @@ func EnsureAuthFiles(dir string, hosts []string, now time.Time) (a AuthFiles, wr
 			return a, nil, err
 		}
 	}
-	for _, r := range Roles() {
+	for _, r := range bus.Roles() {
 		name := string(r) + seedSuffix
 		kp, err := readUserSeed(a.SeedFile(r))
 		switch {
@@ -218,11 +219,11 @@ func (a AuthFiles) loadCertKey(what, certName, keyName string) (*certKey, error)
 	return ck, nil
 }
 
-// ServerAuth returns what a server needs to require TLS and the nkeys of
+// Auth returns what a server needs to require TLS and the nkeys of
 // the files' roles.
-func (a AuthFiles) ServerAuth() (*ServerAuth, error) {
-	sa := &ServerAuth{CertFile: a.path(serverCertName), KeyFile: a.path(serverKeyName), Users: map[string]Role{}}
-	for _, r := range Roles() {
+func (a AuthFiles) Auth() (*Auth, error) {
+	sa := &Auth{CertFile: a.path(serverCertName), KeyFile: a.path(serverKeyName), Users: map[string]bus.Role{}}
+	for _, r := range bus.Roles() {
 		kp, err := readUserSeed(a.SeedFile(r))
 		if err != nil {
 			return nil, fmt.Errorf("nats auth files: %w", err)

@@ -1,4 +1,4 @@
-package bus
+package natsserver
 
 import (
 	"context"
@@ -17,8 +17,8 @@ import (
 // DefaultListen is where the embedded NATS server listens unless told otherwise.
 const DefaultListen = "127.0.0.1:4222"
 
-// ServerConfig configures an embedded NATS server with JetStream.
-type ServerConfig struct {
+// Config configures an embedded NATS server with JetStream.
+type Config struct {
 	// Listen is the client address, host:port. Port 0 picks a free port.
 	// Default DefaultListen.
 	Listen string
@@ -29,7 +29,7 @@ type ServerConfig struct {
 	Logger *slog.Logger
 	// Name names the server in its cluster: stream info reports leaders
 	// and replicas by it, so every server of a cluster needs its own.
-	// Default DefaultServerName; required with Cluster.
+	// Default DefaultName; required with Cluster.
 	Name string
 	// Cluster, when Cluster.Listen is set, makes the server one node of a
 	// JetStream cluster: streams with 3 replicas are spread over its nodes.
@@ -50,11 +50,11 @@ type ServerConfig struct {
 	// of a user, which gets its role's permissions. It covers client
 	// connections only, so it cannot go with Cluster or Leaf.Listen.
 	// Nil: plain connections, no authentication.
-	Auth *ServerAuth
+	Auth *Auth
 }
 
-// DefaultServerName is the name of an embedded server that is given none.
-const DefaultServerName = "herald"
+// DefaultName is the name of an embedded server that is given none.
+const DefaultName = "herald"
 
 // ClusterConfig joins an embedded server to a NATS cluster over routes.
 type ClusterConfig struct {
@@ -80,7 +80,7 @@ type LeafConfig struct {
 	Remotes []string
 }
 
-func (cfg *ServerConfig) validate() error {
+func (cfg *Config) validate() error {
 	var errs []error
 	if cfg.StoreDir == "" && !cfg.NoJetStream {
 		errs = append(errs, errors.New("store dir is required"))
@@ -142,7 +142,7 @@ func parseURLs(what string, urls []string) ([]*url.URL, error) {
 }
 
 // options returns the nats-server options of cfg.
-func (cfg *ServerConfig) options() (*server.Options, error) {
+func (cfg *Config) options() (*server.Options, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -152,7 +152,7 @@ func (cfg *ServerConfig) options() (*server.Options, error) {
 	}
 	name := cfg.Name
 	if name == "" {
-		name = DefaultServerName
+		name = DefaultName
 	}
 	opts := &server.Options{
 		ServerName:   name,
@@ -203,16 +203,16 @@ type Server struct {
 	ns *server.Server
 }
 
-// StartServer starts an embedded NATS server with JetStream on disk under
+// Start starts an embedded NATS server with JetStream on disk under
 // cfg.StoreDir and waits until it accepts connections. With cfg.Cluster it
 // is one node of a JetStream cluster, which elects its leaders after
-// StartServer returns (see Server.NATS and JetStreamIsCurrent); with
+// Start returns (see Server.NATS and JetStreamIsCurrent); with
 // cfg.Leaf it accepts or makes leaf node connections.
 //
 // Every JetStream write is synced to disk before it is acknowledged
 // (sync_interval: always): the default interval of two minutes would lose
 // acknowledged revocations on a machine crash.
-func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
+func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
@@ -247,7 +247,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 
 // ClientURL returns the nats:// URL clients on this machine connect to:
 // the listen address, or loopback when the server listens on every
-// interface. With ServerConfig.Auth the connection is upgraded to TLS,
+// interface. With Config.Auth the connection is upgraded to TLS,
 // as the server requires.
 func (s *Server) ClientURL() string {
 	a, ok := s.ns.Addr().(*net.TCPAddr)

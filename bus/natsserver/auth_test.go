@@ -1,4 +1,4 @@
-package bus_test
+package natsserver_test
 
 import (
 	"bytes"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/internal/secretfile"
 )
 
@@ -57,7 +58,7 @@ func (l *syncLog) String() string {
 
 // connectLogged connects as role like bustest.ConnectAs, logging into the
 // returned log, where nats.go's reports of denied operations land.
-func connectLogged(t *testing.T, s *bus.Server, files bus.AuthFiles, role bus.Role) (*bus.Conn, *syncLog) {
+func connectLogged(t *testing.T, s *natsserver.Server, files natsserver.AuthFiles, role bus.Role) (*bus.Conn, *syncLog) {
 	t.Helper()
 	logs := &syncLog{}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -76,7 +77,7 @@ func connectLogged(t *testing.T, s *bus.Server, files bus.AuthFiles, role bus.Ro
 // secureSetup runs a secured server with Herald's streams and buckets,
 // one revocation in HERALD, one event in HERALD_AUDIT, one key in
 // HERALD_KEYS, and returns the issuer's connection.
-func secureSetup(t *testing.T) (*bus.Server, bus.AuthFiles, *bus.Conn) {
+func secureSetup(t *testing.T) (*natsserver.Server, natsserver.AuthFiles, *bus.Conn) {
 	t.Helper()
 	s, files := bustest.RunSecureServer(t)
 	iss := bustest.ConnectAs(t, s, files, bus.RoleIssuer)
@@ -102,7 +103,7 @@ func secureSetup(t *testing.T) (*bus.Server, bus.AuthFiles, *bus.Conn) {
 
 // subscriptions returns the subjects the server holds subscriptions on
 // for the connection named name: a denied subscription is not among them.
-func subscriptions(t *testing.T, s *bus.Server, name string) []string {
+func subscriptions(t *testing.T, s *natsserver.Server, name string) []string {
 	t.Helper()
 	cz, err := s.NATS().Connz(&server.ConnzOptions{Subscriptions: true})
 	if err != nil {
@@ -181,7 +182,7 @@ func checkAllowed(t *testing.T, c *bus.Conn, logs *syncLog, who string) {
 
 // checkCannotSubscribe tries to subscribe c, named name, to subject and
 // checks that the server holds no such subscription.
-func checkCannotSubscribe(t *testing.T, s *bus.Server, c *bus.Conn, name, subject string) {
+func checkCannotSubscribe(t *testing.T, s *natsserver.Server, c *bus.Conn, name, subject string) {
 	t.Helper()
 	if _, err := c.NATS().Subscribe(subject, func(*nats.Msg) {}); err != nil {
 		t.Fatal(err)
@@ -219,9 +220,9 @@ func head(t *testing.T, c *bus.Conn) uint64 {
 }
 
 func TestAuthFiles_MadeOnceThenReused(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), bus.AuthDir)
+	dir := filepath.Join(t.TempDir(), natsserver.AuthDir)
 	now := time.Now()
-	files, written, err := bus.EnsureAuthFiles(dir, bus.ServerHosts("127.0.0.1:4222"), now)
+	files, written, err := natsserver.EnsureAuthFiles(dir, natsserver.CertHosts("127.0.0.1:4222"), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +253,7 @@ func TestAuthFiles_MadeOnceThenReused(t *testing.T) {
 	}
 
 	// A restart reuses everything.
-	_, written, err = bus.EnsureAuthFiles(dir, bus.ServerHosts("127.0.0.1:4222"), now.Add(time.Hour))
+	_, written, err = natsserver.EnsureAuthFiles(dir, natsserver.CertHosts("127.0.0.1:4222"), now.Add(time.Hour))
 	if err != nil || len(written) != 0 {
 		t.Fatalf("second start: wrote %v (%v), want nothing", written, err)
 	}
@@ -266,7 +267,7 @@ func TestAuthFiles_MadeOnceThenReused(t *testing.T) {
 		{"new host", "10.1.2.3:4222", now},
 		{"expiring", "127.0.0.1:4222", now.Add(340 * 24 * time.Hour)},
 	} {
-		_, written, err = bus.EnsureAuthFiles(dir, bus.ServerHosts(tt.listen), tt.now)
+		_, written, err = natsserver.EnsureAuthFiles(dir, natsserver.CertHosts(tt.listen), tt.now)
 		if err != nil || !slices.Equal(written, []string{"server-key.pem", "server.pem"}) {
 			t.Fatalf("%s: wrote %v (%v), want the server certificate only", tt.name, written, err)
 		}
@@ -279,7 +280,7 @@ func TestAuthFiles_MadeOnceThenReused(t *testing.T) {
 }
 
 func TestAuthFiles_RefusesOpenOrBadFiles(t *testing.T) {
-	hosts := bus.ServerHosts("127.0.0.1:4222")
+	hosts := natsserver.CertHosts("127.0.0.1:4222")
 	tests := []struct {
 		name   string
 		change func(dir string) error
@@ -298,7 +299,7 @@ func TestAuthFiles_RefusesOpenOrBadFiles(t *testing.T) {
 		}, "not a user seed"},
 		{"key of another certificate", func(dir string) error {
 			other := filepath.Join(t.TempDir(), "other")
-			if _, _, err := bus.EnsureAuthFiles(other, hosts, time.Now()); err != nil {
+			if _, _, err := natsserver.EnsureAuthFiles(other, hosts, time.Now()); err != nil {
 				return err
 			}
 			b, _ := os.ReadFile(filepath.Join(other, "server-key.pem"))
@@ -307,15 +308,15 @@ func TestAuthFiles_RefusesOpenOrBadFiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), bus.AuthDir)
-			if _, _, err := bus.EnsureAuthFiles(dir, hosts, time.Now()); err != nil {
+			dir := filepath.Join(t.TempDir(), natsserver.AuthDir)
+			if _, _, err := natsserver.EnsureAuthFiles(dir, hosts, time.Now()); err != nil {
 				t.Fatal(err)
 			}
 			if err := tt.change(dir); err != nil {
 				t.Fatal(err)
 			}
 			before, _ := os.ReadDir(dir)
-			_, written, err := bus.EnsureAuthFiles(dir, hosts, time.Now())
+			_, written, err := natsserver.EnsureAuthFiles(dir, hosts, time.Now())
 			if err == nil || !strings.Contains(err.Error(), tt.want) || len(written) != 0 {
 				t.Fatalf("EnsureAuthFiles = %v, wrote %v; want an error naming %q and nothing written", err, written, tt.want)
 			}
@@ -330,7 +331,7 @@ func TestAuthFiles_RefusesOpenOrBadFiles(t *testing.T) {
 // without an nkey or with an unknown one, the server refuses the client.
 func TestSecureServer_RefusesUnauthenticated(t *testing.T) {
 	s, files := bustest.RunSecureServer(t)
-	other, _, err := bus.EnsureAuthFiles(filepath.Join(t.TempDir(), "other"), bus.ServerHosts("127.0.0.1:0"), time.Now())
+	other, _, err := natsserver.EnsureAuthFiles(filepath.Join(t.TempDir(), "other"), natsserver.CertHosts("127.0.0.1:0"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -649,7 +650,7 @@ func TestVerifierPermissions_ScopedToID(t *testing.T) {
 		return path, &server.NkeyUser{Nkey: pub, Permissions: perms}
 	}
 	issSeed, issUser := seed(nil)
-	vSeed, vUser := seed(bus.VerifierPermissions("v-1"))
+	vSeed, vUser := seed(natsserver.VerifierPermissions("v-1"))
 	ns := bustest.RunOptions(t, &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
 		Nkeys: []*server.NkeyUser{issUser, vUser}})
 	connect := func(seed, inbox string, log *syncLog) *bus.Conn {
