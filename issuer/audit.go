@@ -2,9 +2,7 @@ package issuer
 
 import (
 	"context"
-	"net/http"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/heraldsec/herald/bus"
@@ -46,35 +44,6 @@ type listFilter struct {
 	action string
 	since  time.Time
 	limit  int
-}
-
-func parseListFilter(r *http.Request) (listFilter, error) {
-	q := r.URL.Query()
-	f := listFilter{value: q.Get("value"), actor: q.Get("actor"), action: q.Get("action"), limit: 100}
-	if k := q.Get("kind"); k != "" {
-		kind, err := bus.ParseKind(k)
-		if err != nil {
-			return f, badRequest(err.Error())
-		}
-		f.kind = kind
-	}
-	if s := q.Get("since"); s != "" {
-		if d, err := time.ParseDuration(s); err == nil {
-			f.since = time.Now().Add(-d)
-		} else if t, err := time.Parse(time.RFC3339, s); err == nil {
-			f.since = t
-		} else {
-			return f, badRequest("since: want a duration (10m) or an RFC 3339 time")
-		}
-	}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 10000 {
-			return f, badRequest("limit: want 1 to 10000")
-		}
-		f.limit = n
-	}
-	return f, nil
 }
 
 // keepLast appends v to list, keeping only the newest n.
@@ -134,34 +103,6 @@ func (s *Service) ListAudit(ctx context.Context, f listFilter) ([]AuditRecord, e
 	})
 	slices.Reverse(out)
 	return out, err
-}
-
-func (h *handler) listRevocations(w http.ResponseWriter, r *http.Request) {
-	f, err := parseListFilter(r)
-	if err != nil {
-		h.writeError(w, err)
-		return
-	}
-	out, err := h.s.ListRevocations(r.Context(), f)
-	if err != nil {
-		h.writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"revocations": out})
-}
-
-func (h *handler) listAudit(w http.ResponseWriter, r *http.Request) {
-	f, err := parseListFilter(r)
-	if err != nil {
-		h.writeError(w, err)
-		return
-	}
-	out, err := h.s.ListAudit(r.Context(), f)
-	if err != nil {
-		h.writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"audit": out})
 }
 
 // openEvent checks the signature of an event read from stream, as

@@ -2,7 +2,6 @@ package issuer
 
 import (
 	"context"
-	"net/http"
 	"sort"
 	"sync"
 	"time"
@@ -160,35 +159,4 @@ func (c *confirmer) result(required map[string]bool, seq uint64, final bool) (*C
 	}
 	sort.Slice(conf.Missing, func(i, j int) bool { return conf.Missing[i].ID < conf.Missing[j].ID })
 	return conf, done
-}
-
-// revokeAndWait revokes, then waits until every live verifier confirms.
-// It answers 200 with the confirmation, or 504 naming the verifiers that
-// have not confirmed, with the revocation itself in force either way.
-func (h *handler) revokeAndWait(w http.ResponseWriter, r *http.Request, req RevocationRequest, wait time.Duration) {
-	c, err := h.s.watchFleet()
-	if err != nil {
-		h.writeError(w, err)
-		return
-	}
-	res, err := h.s.Revoke(r.Context(), req, actor(r), r.RemoteAddr)
-	if err != nil {
-		c.stop()
-		h.writeError(w, err)
-		return
-	}
-	conf, ok := h.s.confirm(r.Context(), c, res.Seq, wait)
-	body := struct {
-		*RevocationResult
-		*Confirmation
-		Error       string `json:"error,omitempty"`
-		Description string `json:"error_description,omitempty"`
-	}{RevocationResult: res, Confirmation: conf}
-	code := http.StatusOK
-	if !ok {
-		code = http.StatusGatewayTimeout
-		body.Error = "not_confirmed"
-		body.Description = "the revocation is in force, but not every live verifier confirmed it in time"
-	}
-	writeJSON(w, code, body)
 }

@@ -311,13 +311,3 @@ func (s *Service) adminEvent(now time.Time, t bus.Type, actor, source, action, v
 	return &bus.Event{ID: bus.NewID(), Type: t, Time: now, Actor: actor,
 		Admin: &bus.Admin{Action: action, Source: source, Value: value, Reason: reason}}
 }
-
-type principalKey struct{}
-
-// actor returns the name of the credential that made r.
-func actor(r *http.Request) string {
-	if p, ok := r.Context().Value(principalKey{}).(*principal); ok {
-		return p.name
-	}
-	return "anonymous"
-}

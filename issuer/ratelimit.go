@@ -1,10 +1,7 @@
 package issuer
 
 import (
-	"fmt"
 	"math"
-	"net/http"
-	"strconv"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -35,58 +32,4 @@ func bucketsPerSecond(perSecond float64, now func() time.Time) *ratelimit.Limite
 		return nil
 	}
 	return ratelimit.New(rate.Limit(perSecond), int(math.Max(1, 2*perSecond)), limitKeysMax, now)
-}
-
-// retryAfter sets the Retry-After header of a 429 or 503 to wait, in whole
-// seconds, at least one.
-func retryAfter(w http.ResponseWriter, wait time.Duration) {
-	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
-}
-
-// Bounds of the parameters of the OAuth endpoints, in bytes. A request
-// with a longer one is refused (400 invalid_request) before anything of
-// it is kept.
-var maxParamLen = map[string]int{
-	"grant_type":      64,
-	"client_id":       maxClientIDLen,
-	"client_secret":   maxClientSecretLen,
-	"refresh_token":   512,
-	"scope":           1024,
-	"token":           16 << 10,
-	"token_type_hint": 64,
-}
-
-// Bounds of client credentials: client ids are at most what a session may
-// name (bus.MaxValueLen), secrets those this issuer makes with room to
-// spare.
-const (
-	maxClientIDLen     = 256
-	maxClientSecretLen = 256
-	// maxOtherParamLen bounds parameters the endpoints do not read.
-	maxOtherParamLen = 1024
-)
-
-// checkParams refuses a form with an over-long parameter, and client
-// credentials (from the form or Basic) over their bounds.
-func checkParams(r *http.Request) error {
-	for k, v := range r.PostForm {
-		n, ok := maxParamLen[k]
-		if !ok {
-			n = maxOtherParamLen
-		}
-		for _, s := range v {
-			if len(s) > n {
-				return badRequest(fmt.Sprintf("parameter %.64s is longer than %d bytes", k, n))
-			}
-		}
-	}
-	if a, err := parseClientAuth(r); err == nil {
-		if len(a.ID) > maxClientIDLen {
-			return badRequest(fmt.Sprintf("client_id is longer than %d bytes", maxClientIDLen))
-		}
-		if len(a.Secret) > maxClientSecretLen {
-			return badRequest(fmt.Sprintf("client_secret is longer than %d bytes", maxClientSecretLen))
-		}
-	}
-	return nil
 }

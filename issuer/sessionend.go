@@ -32,36 +32,6 @@ type SessionEnd struct {
 	Seq uint64 `json:"seq,omitempty"`
 }
 
-// endSessionByToken serves SessionEndPath: form-encoded session_id and
-// refresh_token (and reason, and if_current=true), with the client
-// authentication of the token endpoint. It answers 200 only once the
-// session is recorded as ended in HERALD_SESSIONS and its revocation is
-// acknowledged by the stream.
-func (h *handler) endSessionByToken(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	auth, err := parseClientAuth(r)
-	if err != nil {
-		h.writeError(w, err)
-		return
-	}
-	f := r.PostForm
-	var ifCurrent bool
-	switch f.Get("if_current") {
-	case "", "false":
-	case "true":
-		ifCurrent = true
-	default:
-		h.writeError(w, badRequest("if_current must be true or false"))
-		return
-	}
-	res, err := h.s.EndSessionByToken(r.Context(), f.Get("session_id"), f.Get("refresh_token"), f.Get("reason"), ifCurrent, auth, r.RemoteAddr)
-	if err != nil {
-		h.writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
-}
-
 // EndSessionByToken ends session sid, proven by token: its current refresh
 // token or one it used up (the last maxUsedRefresh). With ifCurrent, only
 // the current one ends it, and a used one is refused with 409

@@ -1,10 +1,11 @@
 package issuer
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -195,27 +196,6 @@ func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// Introspection is an RFC 7662 answer.
-type Introspection struct {
-	Active    bool     `json:"active"`
-	Scope     string   `json:"scope,omitempty"`
-	ClientID  string   `json:"client_id,omitempty"`
-	TokenType string   `json:"token_type,omitempty"`
-	Exp       int64    `json:"exp,omitempty"`
-	Iat       int64    `json:"iat,omitempty"`
-	Sub       string   `json:"sub,omitempty"`
-	Aud       []string `json:"aud,omitempty"`
-	Iss       string   `json:"iss,omitempty"`
-	Jti       string   `json:"jti,omitempty"`
-	SessionID string   `json:"sid,omitempty"`
-	Tenant    string   `json:"tenant,omitempty"`
-	// Confirmation is the DPoP key a token is bound to (RFC 9449 section 6.2).
-	Confirmation *verifier.Confirmation `json:"cnf,omitempty"`
-	// Reason says why a token is not active; an extension to RFC 7662,
-	// the same codes as the verifier's WWW-Authenticate.
-	Reason string `json:"herald_reason,omitempty"`
-}
-
 // introspect is the RFC 7662 endpoint. Callers authenticate with the admin
 // token or as a registered client. Access tokens are checked by the same
 // verifier library the sidecars run, against the same denylist, so both
@@ -244,54 +224,6 @@ func (h *handler) introspect(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-// Introspect reports whether tok is active: an access token that the
-// verifiers accept, or a refresh token that would be accepted now.
-func (s *Service) Introspect(r *http.Request, tok string) (*Introspection, error) {
-	if strings.HasPrefix(tok, "hrt_") {
-		sess, ok, err := s.sessionOfRefresh(r.Context(), tok)
-		if err != nil {
-			return nil, err
-		}
-		if !ok || sess.Ended || !sess.live(s.now(), s.cfg.SessionIdle) {
-			return &Introspection{Active: false, Reason: "inactive"}, nil
-		}
-		if cut, err := s.cutoffFor(r.Context(), sess); err != nil {
-			return nil, err
-		} else if !cut.IsZero() {
-			return &Introspection{Active: false, Reason: "inactive"}, nil
-		}
-		return &Introspection{Active: true, TokenType: "refresh_token", ClientID: sess.ClientID, Sub: sess.Subject,
-			Scope: sess.Scope, SessionID: sess.ID, Tenant: sess.Tenant, Exp: sess.Expires.Unix(), Iss: s.cfg.IssuerURL}, nil
-	}
-	c, err := s.verifyAnyAudience(r.Context(), tok)
-	if errors.Is(err, verifier.ErrNotReady) {
-		return nil, errUnavailable
-	}
-	if err != nil {
-		return &Introspection{Active: false, Reason: verifier.Reason(err)}, nil
-	}
-	return &Introspection{Active: true, TokenType: "Bearer", Scope: c.Scope, ClientID: c.ClientID,
-		Exp: c.ExpiresAt.Unix(), Iat: c.IssuedAt.Unix(), Sub: c.Subject, Aud: c.Audience, Iss: c.Issuer,
-		Jti: c.ID, SessionID: c.SessionID, Tenant: c.Tenant, Confirmation: c.Confirmation}, nil
-}
-
-// sessionOfRefresh returns the session of an unused refresh token.
-func (s *Service) sessionOfRefresh(ctx context.Context, tok string) (*sessionRecord, bool, error) {
-	sid, err := s.refreshSessionID(tok)
-	if err != nil {
-		var e *Error
-		if errors.As(err, &e) { // unknown
-			return nil, false, nil
-		}
-		return nil, false, err
-	}
-	cur, err := s.sessions.get(ctx, sid)
-	if err != nil || cur.sess == nil || cur.sess.Refresh != hashToken(tok) {
-		return nil, false, err
-	}
-	return cur.sess, true, nil
-}
-
 // metadata is the RFC 8414 authorization server metadata.
 func (h *handler) metadata(w http.ResponseWriter, _ *http.Request) {
 	iss := h.s.cfg.IssuerURL
@@ -309,4 +241,58 @@ func (h *handler) metadata(w http.ResponseWriter, _ *http.Request) {
 		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"scopes_supported":                              []string{},
 	})
+}
+
+// retryAfter sets the Retry-After header of a 429 or 503 to wait, in whole
+// seconds, at least one.
+func retryAfter(w http.ResponseWriter, wait time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+}
+
+// Bounds of the parameters of the OAuth endpoints, in bytes. A request
+// with a longer one is refused (400 invalid_request) before anything of
+// it is kept.
+var maxParamLen = map[string]int{
+	"grant_type":      64,
+	"client_id":       maxClientIDLen,
+	"client_secret":   maxClientSecretLen,
+	"refresh_token":   512,
+	"scope":           1024,
+	"token":           16 << 10,
+	"token_type_hint": 64,
+}
+
+// Bounds of client credentials: client ids are at most what a session may
+// name (bus.MaxValueLen), secrets those this issuer makes with room to
+// spare.
+const (
+	maxClientIDLen     = 256
+	maxClientSecretLen = 256
+	// maxOtherParamLen bounds parameters the endpoints do not read.
+	maxOtherParamLen = 1024
+)
+
+// checkParams refuses a form with an over-long parameter, and client
+// credentials (from the form or Basic) over their bounds.
+func checkParams(r *http.Request) error {
+	for k, v := range r.PostForm {
+		n, ok := maxParamLen[k]
+		if !ok {
+			n = maxOtherParamLen
+		}
+		for _, s := range v {
+			if len(s) > n {
+				return badRequest(fmt.Sprintf("parameter %.64s is longer than %d bytes", k, n))
+			}
+		}
+	}
+	if a, err := parseClientAuth(r); err == nil {
+		if len(a.ID) > maxClientIDLen {
+			return badRequest(fmt.Sprintf("client_id is longer than %d bytes", maxClientIDLen))
+		}
+		if len(a.Secret) > maxClientSecretLen {
+			return badRequest(fmt.Sprintf("client_secret is longer than %d bytes", maxClientSecretLen))
+		}
+	}
+	return nil
 }

@@ -9,13 +9,9 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"sort"
 	"strconv"
-	"time"
 
-	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/internal/jsonstrict"
-	"github.com/heraldsec/herald/verifier"
 )
 
 // maxBodyBytes bounds request bodies of the API, maxBulkBytes those of
@@ -107,71 +103,6 @@ func (h *handler) require(scope string, next http.HandlerFunc) http.HandlerFunc 
 	}
 }
 
-func (h *handler) createSession(w http.ResponseWriter, r *http.Request) {
-	var req SessionRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		h.writeError(w, err)
-		return
-	}
-	resp, err := h.s.CreateSession(r.Context(), req, actor(r))
-	if err != nil {
-		h.writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, resp)
-}
-
-func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
-	var req RevocationRequest
-	if err := decodeBodyMax(w, r, &req, maxBulkBytes); err != nil {
-		h.writeError(w, err)
-		return
-	}
-	if dry, _ := strconv.ParseBool(r.URL.Query().Get("dry_run")); dry {
-		br, err := h.s.DryRun(r.Context(), req)
-		if err != nil {
-			h.writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, br)
-		return
-	}
-	if ws := r.URL.Query().Get("wait"); ws != "" {
-		wait, err := time.ParseDuration(ws)
-		if err != nil || wait <= 0 || wait > MaxWait {
-			h.writeError(w, badRequest(fmt.Sprintf("wait: want a duration up to %s, such as 5s", MaxWait)))
-			return
-		}
-		h.revokeAndWait(w, r, req, wait)
-		return
-	}
-	res, err := h.s.Revoke(r.Context(), req, actor(r), r.RemoteAddr)
-	if err != nil {
-		h.writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
-}
-
-func (h *handler) jwks(w http.ResponseWriter, _ *http.Request) {
-	keys := h.s.trusted.Keys()
-	if !h.s.trusted.Loaded() {
-		keys = keys[:0]
-		for _, k := range h.s.keys.All() {
-			keys = append(keys, &verifier.Key{ID: k.kid, Algorithm: k.alg, JWK: k.jwk})
-		}
-	}
-	out := struct {
-		Keys []bus.JWK `json:"keys"`
-	}{Keys: make([]bus.JWK, 0, len(keys))}
-	for _, k := range keys {
-		out.Keys = append(out.Keys, k.JWK)
-	}
-	sort.Slice(out.Keys, func(i, j int) bool { return out.Keys[i].Kid < out.Keys[j].Kid })
-	w.Header().Set("Cache-Control", "public, max-age=60")
-	writeJSON(w, http.StatusOK, out)
-}
-
 // readyz is ready once the issuer may mint: connected, and its
 // revocation follower caught up with the stream.
 func (h *handler) readyz(w http.ResponseWriter, _ *http.Request) {
@@ -235,4 +166,14 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
+}
+
+type principalKey struct{}
+
+// actor returns the name of the credential that made r.
+func actor(r *http.Request) string {
+	if p, ok := r.Context().Value(principalKey{}).(*principal); ok {
+		return p.name
+	}
+	return "anonymous"
 }

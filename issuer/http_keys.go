@@ -1,0 +1,37 @@
+package issuer
+
+import (
+	"net/http"
+	"sort"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/verifier"
+)
+
+func (h *handler) jwks(w http.ResponseWriter, _ *http.Request) {
+	keys := h.s.trusted.Keys()
+	if !h.s.trusted.Loaded() {
+		keys = keys[:0]
+		for _, k := range h.s.keys.All() {
+			keys = append(keys, &verifier.Key{ID: k.kid, Algorithm: k.alg, JWK: k.jwk})
+		}
+	}
+	out := struct {
+		Keys []bus.JWK `json:"keys"`
+	}{Keys: make([]bus.JWK, 0, len(keys))}
+	for _, k := range keys {
+		out.Keys = append(out.Keys, k.JWK)
+	}
+	sort.Slice(out.Keys, func(i, j int) bool { return out.Keys[i].Kid < out.Keys[j].Kid })
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *handler) rotateKey(w http.ResponseWriter, r *http.Request) {
+	res, err := h.s.RotateKey(r.Context(), actor(r), r.RemoteAddr)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
