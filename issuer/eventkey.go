@@ -103,11 +103,7 @@ const eventKeyForbidden = secretfile.GroupReadable
 func EventKeyFile(path string) (kid string, created bool, err error) {
 	k, err := readPrivateKey(path, eventKeyForbidden)
 	if errors.Is(err, fs.ErrNotExist) {
-		dir := filepath.Dir(path)
-		k, err = createKey(dir, bus.AlgEdDSA)
-		if err == nil {
-			err = os.Rename(filepath.Join(dir, k.kid+".pem"), path)
-		}
+		k, err = createKeyFile(path)
 		created = true
 	}
 	if err != nil {
@@ -124,15 +120,23 @@ func CreateRootKey(path string) (string, error) {
 	if _, err := os.Lstat(path); err == nil {
 		return "", fmt.Errorf("create root key: %s exists", path)
 	}
-	dir := filepath.Dir(path)
-	k, err := createKey(dir, bus.AlgEdDSA)
+	k, err := createKeyFile(path)
 	if err != nil {
 		return "", fmt.Errorf("create root key: %w", err)
 	}
-	if err := os.Rename(filepath.Join(dir, k.kid+".pem"), path); err != nil {
-		return "", fmt.Errorf("create root key: %w", err)
-	}
 	return k.kid, nil
+}
+
+// createKeyFile generates an Ed25519 key and stores it at path, mode 0600.
+func createKeyFile(path string) (*signingKey, error) {
+	k, pemBytes, err := generateKey(bus.AlgEdDSA)
+	if err != nil {
+		return nil, err
+	}
+	if err := secretfile.Write(path, pemBytes); err != nil {
+		return nil, fmt.Errorf("store key: %w", err)
+	}
+	return k, nil
 }
 
 // rootSigner reads the root key at path, which only its owner may read.

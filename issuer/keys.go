@@ -145,6 +145,19 @@ func (kr *keyring) generate(alg string) (*signingKey, error) {
 // createKey generates a key of algorithm alg and stores it in dir as
 // <kid>.pem, mode 0600.
 func createKey(dir, alg string) (*signingKey, error) {
+	k, pemBytes, err := generateKey(alg)
+	if err != nil {
+		return nil, err
+	}
+	if err := secretfile.Write(filepath.Join(dir, k.kid+".pem"), pemBytes); err != nil {
+		return nil, fmt.Errorf("store signing key: %w", err)
+	}
+	return k, nil
+}
+
+// generateKey generates a key of algorithm alg and returns it with its
+// PKCS#8 PEM encoding, for the caller to store with secretfile.Write.
+func generateKey(alg string) (*signingKey, []byte, error) {
 	var priv crypto.Signer
 	var err error
 	switch alg {
@@ -156,22 +169,18 @@ func createKey(dir, alg string) (*signingKey, error) {
 		err = fmt.Errorf("unsupported algorithm %q", alg)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("generate signing key: %w", err)
+		return nil, nil, fmt.Errorf("generate signing key: %w", err)
 	}
 	k, err := newSigningKey(priv)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	k.created = time.Now()
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
-		return nil, fmt.Errorf("generate signing key: %w", err)
+		return nil, nil, fmt.Errorf("generate signing key: %w", err)
 	}
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := secretfile.Write(filepath.Join(dir, k.kid+".pem"), pemBytes); err != nil {
-		return nil, fmt.Errorf("store signing key: %w", err)
-	}
-	return k, nil
+	return k, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
 // setPointer makes k the current or next key, on disk first.
