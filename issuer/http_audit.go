@@ -8,7 +8,9 @@ import (
 	"github.com/heraldsec/herald/bus"
 )
 
-func parseListFilter(r *http.Request) (listFilter, error) {
+// parseListFilter reads the query of a list request; a since given as a
+// duration counts back from now, the issuer's clock.
+func parseListFilter(r *http.Request, now time.Time) (listFilter, error) {
 	q := r.URL.Query()
 	f := listFilter{value: q.Get("value"), actor: q.Get("actor"), action: q.Get("action"), limit: 100}
 	if k := q.Get("kind"); k != "" {
@@ -20,7 +22,7 @@ func parseListFilter(r *http.Request) (listFilter, error) {
 	}
 	if s := q.Get("since"); s != "" {
 		if d, err := time.ParseDuration(s); err == nil {
-			f.since = time.Now().Add(-d)
+			f.since = now.Add(-d)
 		} else if t, err := time.Parse(time.RFC3339, s); err == nil {
 			f.since = t
 		} else {
@@ -38,7 +40,7 @@ func parseListFilter(r *http.Request) (listFilter, error) {
 }
 
 func (h *handler) listAudit(w http.ResponseWriter, r *http.Request) {
-	f, err := parseListFilter(r)
+	f, err := parseListFilter(r, h.s.now())
 	if err != nil {
 		h.writeError(w, err)
 		return

@@ -198,7 +198,7 @@ func (s *Service) refusedInFeed(ctx context.Context, it streamItem, err error) {
 	s.metrics.refuse(ctx, it.stream, reason)
 	l := &s.refusedLog
 	l.mu.Lock()
-	now := time.Now()
+	now := s.now()
 	if !l.last.IsZero() && now.Sub(l.last) < refusedLogEvery {
 		l.suppressed++
 		l.mu.Unlock()

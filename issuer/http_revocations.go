@@ -71,7 +71,7 @@ func (h *handler) revokeAndWait(w http.ResponseWriter, r *http.Request, req Revo
 }
 
 func (h *handler) listRevocations(w http.ResponseWriter, r *http.Request) {
-	f, err := parseListFilter(r)
+	f, err := parseListFilter(r, h.s.now())
 	if err != nil {
 		h.writeError(w, err)
 		return

@@ -432,12 +432,24 @@ func (s *Service) applyRevocation(c *change, k bus.Kind, value string, now time.
 	return nil
 }
 
-// waitMillisecond returns once the millisecond of t has passed. iat has
-// milliseconds: once a revocation call returns, no token is issued in the
-// revocation's millisecond, so none issued afterwards is refused by it.
+// waitMillisecond returns once the issuer's clock has left the
+// millisecond of t. iat has milliseconds: once a revocation call returns,
+// no token is issued in the revocation's millisecond, so none issued
+// afterwards is refused by it. The wait and the check that it is over both
+// use the issuer's clock (Config.Now): it waits on a timer for what that
+// clock says remains (at least a microsecond, its resolution here) and
+// reads it again, until it has left the millisecond or stood still over a
+// wait, as a clock a test holds still and moves by hand does.
 func (s *Service) waitMillisecond(t time.Time) {
-	if wait := t.Truncate(time.Millisecond).Add(time.Millisecond).Sub(s.now()); wait > 0 {
-		time.Sleep(wait)
+	next := t.Truncate(time.Millisecond).Add(time.Millisecond)
+	for before := s.now(); before.Before(next); {
+		timer := time.NewTimer(max(next.Sub(before), time.Microsecond))
+		<-timer.C
+		after := s.now()
+		if !after.After(before) {
+			return
+		}
+		before = after
 	}
 }
 
