@@ -17,10 +17,13 @@ const (
 	// sessions and the hashes of their refresh tokens, changed only by
 	// compare-and-set (bus/sessions.go).
 	BucketSessions = "HERALD_SESSIONS"
-	// BucketBFF is the key-value bucket where verifier sidecars with cookie
-	// sessions claim a session's refresh and hand its sealed result to the
-	// other replicas (bus/bff.go).
-	BucketBFF = "HERALD_BFF"
+	// BucketRefreshRelay is the cookie-session refresh relay: the key-value
+	// bucket where verifier sidecars with cookie sessions claim a session's
+	// refresh and hand its sealed result to the other replicas
+	// (bus/refreshrelay.go). Its name keeps the HERALD_BFF of earlier
+	// versions: verifiers, NATS permissions (deploy/nats/accounts.conf) and
+	// existing deployments name it so.
+	BucketRefreshRelay = "HERALD_BFF"
 
 	// SubjectRevokePrefix prefixes revocation subjects: herald.revoke.<kind>.
 	SubjectRevokePrefix = "herald.revoke."
@@ -71,6 +74,6 @@ func BucketStream(bucket string) string { return "KV_" + bucket }
 
 // Names of the streams behind the buckets (BucketStream).
 const (
-	streamKeys = "KV_" + BucketKeys
-	streamBFF  = "KV_" + BucketBFF
+	streamKeys         = "KV_" + BucketKeys
+	streamRefreshRelay = "KV_" + BucketRefreshRelay
 )

@@ -779,9 +779,9 @@ func TestNATS_Permissions(t *testing.T) {
 // not create the bucket (even as the issuer made it), change or delete it.
 func bffPermissions(t *testing.T, c *bus.Conn, url string, denied time.Duration) {
 	t.Helper()
-	kv, err := c.BFF(t.Context())
+	kv, err := c.RefreshRelay(t.Context())
 	if err != nil {
-		t.Fatalf("%s: the verifier user cannot open %s: %v", url, bus.BucketBFF, err)
+		t.Fatalf("%s: the verifier user cannot open %s: %v", url, bus.BucketRefreshRelay, err)
 	}
 	key := "claim-" + bus.NewID()
 	rev, err := kv.Create(t.Context(), key, []byte("claimed"))
@@ -795,7 +795,7 @@ func bffPermissions(t *testing.T, c *bus.Conn, url string, denied time.Duration)
 		t.Fatalf("%s: read back the result: %v", url, err)
 	}
 	js := c.JetStream()
-	s, err := js.Stream(t.Context(), "KV_"+bus.BucketBFF)
+	s, err := js.Stream(t.Context(), "KV_"+bus.BucketRefreshRelay)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -805,7 +805,7 @@ func bffPermissions(t *testing.T, c *bus.Conn, url string, denied time.Duration)
 	for what, try := range map[string]func(ctx context.Context) error{
 		"created the bucket": func(ctx context.Context) error { _, err := js.CreateStream(ctx, same); return err },
 		"changed the bucket": func(ctx context.Context) error { _, err := js.UpdateStream(ctx, longer); return err },
-		"deleted the bucket": func(ctx context.Context) error { return js.DeleteKeyValue(ctx, bus.BucketBFF) },
+		"deleted the bucket": func(ctx context.Context) error { return js.DeleteKeyValue(ctx, bus.BucketRefreshRelay) },
 	} {
 		ctx, cancel := context.WithTimeout(t.Context(), denied)
 		err := try(ctx)
@@ -814,8 +814,8 @@ func bffPermissions(t *testing.T, c *bus.Conn, url string, denied time.Duration)
 			t.Errorf("%s: the verifier user %s", url, what)
 		}
 	}
-	if _, err := c.BFF(t.Context()); err != nil {
-		t.Errorf("%s: %s after the denied calls: %v", url, bus.BucketBFF, err)
+	if _, err := c.RefreshRelay(t.Context()); err != nil {
+		t.Errorf("%s: %s after the denied calls: %v", url, bus.BucketRefreshRelay, err)
 	}
 }
 

@@ -176,7 +176,7 @@ func ensureBus(ctx context.Context, cfg Config, conn *bus.Conn) (jetstream.KeyVa
 	if err := conn.EnsureFleet(ctx, bus.FleetConfig{Replicas: cfg.Replicas}); err != nil {
 		return nil, err
 	}
-	if err := conn.EnsureBFF(ctx, bus.BFFConfig{Replicas: cfg.Replicas}); err != nil {
+	if err := conn.EnsureRefreshRelay(ctx, bus.RefreshRelayConfig{Replicas: cfg.Replicas}); err != nil {
 		return nil, err
 	}
 	err = conn.EnsureSessions(ctx, bus.SessionsConfig{TTL: cfg.SessionTTL + sessionsMargin, Replicas: cfg.Replicas})

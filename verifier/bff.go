@@ -134,8 +134,8 @@ func (c *CookieConfig) validate() []error {
 			errs = append(errs, fmt.Errorf("cookie sessions: public path %q: want a path starting with one /", p))
 		}
 	}
-	if c.RefreshWait < 0 || c.RefreshWait > bus.DefaultBFFTTL {
-		errs = append(errs, fmt.Errorf("cookie sessions: refresh wait %s: want at most %s", c.RefreshWait, bus.DefaultBFFTTL))
+	if c.RefreshWait < 0 || c.RefreshWait > bus.DefaultRefreshRelayTTL {
+		errs = append(errs, fmt.Errorf("cookie sessions: refresh wait %s: want at most %s", c.RefreshWait, bus.DefaultRefreshRelayTTL))
 	}
 	if s := c.SweepEvery; s != 0 && (s < 10*time.Millisecond || s > time.Hour) {
 		errs = append(errs, fmt.Errorf("cookie sessions: sweep every %s: want between 10ms and 1h", c.SweepEvery))

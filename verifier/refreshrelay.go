@@ -115,7 +115,7 @@ func (r *refreshRelay) bucket(ctx context.Context) jetstream.KeyValue {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), relayOpTimeout)
 	defer cancel()
-	kv, err := r.conn.BFF(ctx)
+	kv, err := r.conn.RefreshRelay(ctx)
 	if err != nil {
 		r.retry = time.Now().Add(relayRetryOpen)
 		r.log.Warn("cookie session refreshes are not shared with the other replicas for now", "err", err)
@@ -228,8 +228,8 @@ func (r *refreshRelay) settle(ctx context.Context, cl *refreshClaim, st, next *c
 		return
 	}
 	v, err := r.seal.sealData(&res, relayAD(cl.key, st))
-	if err == nil && len(v) > bus.MaxBFFEntry {
-		err = fmt.Errorf("sealed result of %d bytes, more than %d", len(v), bus.MaxBFFEntry)
+	if err == nil && len(v) > bus.MaxRefreshRelayEntry {
+		err = fmt.Errorf("sealed result of %d bytes, more than %d", len(v), bus.MaxRefreshRelayEntry)
 	}
 	if err == nil {
 		_, err = cl.kv.Update(ctx, cl.key, []byte(v), cl.rev)
@@ -249,7 +249,7 @@ func (r *refreshRelay) result(st *cookieState, key string, e jetstream.KeyValueE
 		return nil
 	}
 	var res relayResult
-	if len(v) > bus.MaxBFFEntry || !r.seal.openData(string(v), relayAD(key, st), &res) {
+	if len(v) > bus.MaxRefreshRelayEntry || !r.seal.openData(string(v), relayAD(key, st), &res) {
 		r.log.Warn("ignored a session refresh result that does not open with this deployment's cookie key", "sid", st.Session)
 		return nil
 	}

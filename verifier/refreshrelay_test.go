@@ -16,7 +16,7 @@ func testRelays(t *testing.T, patience time.Duration) (a, b *refreshRelay, conn 
 	t.Helper()
 	s := bustest.RunServer(t)
 	conn = bustest.Connect(t, s)
-	if err := conn.EnsureBFF(t.Context(), bus.BFFConfig{}); err != nil {
+	if err := conn.EnsureRefreshRelay(t.Context(), bus.RefreshRelayConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	relay := func() *refreshRelay {
@@ -106,7 +106,7 @@ func TestRefreshRelay_WinnerCrashed(t *testing.T) {
 	const patience = 300 * time.Millisecond
 	a, _, conn := testRelays(t, patience)
 	st := testSession()
-	kv, err := conn.BFF(t.Context())
+	kv, err := conn.RefreshRelay(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -411,10 +411,10 @@ func TestSecureServer_VerifierRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Cookie sessions: claim a refresh, publish its result, watch it.
-	if err := iss.EnsureBFF(t.Context(), bus.BFFConfig{}); err != nil {
+	if err := iss.EnsureRefreshRelay(t.Context(), bus.RefreshRelayConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	bff, err := v.BFF(t.Context())
+	bff, err := v.RefreshRelay(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -687,5 +687,51 @@ func TestVerifierPermissions_ScopedToID(t *testing.T) {
 	}
 	if list, err := iss.ListFleet(t.Context()); err != nil || len(list) != 0 {
 		t.Fatalf("fleet %+v (%v), want empty: v-2 never written, v-1 gone", list, err)
+	}
+}
+
+// TestSecureServer_VerifierCannotCreateRefreshRelay: the verifiers use the
+// cookie-session refresh relay, but only the issuer creates it. A verifier
+// credential may not create its stream, which the JetStream API would let
+// it configure at will (here: republishing into HERALD_KEYS), nor change
+// it once the issuer has; it opens it and writes entries.
+func TestSecureServer_VerifierCannotCreateRefreshRelay(t *testing.T) {
+	s, files, iss := secureSetup(t)
+	v, logs := connectLogged(t, s, files, bus.RoleVerifier)
+	js := v.JetStream()
+	relay := bus.BucketStream(bus.BucketRefreshRelay)
+
+	_, err := js.CreateStream(deniedCtx(t), jetstream.StreamConfig{Name: relay,
+		Subjects: []string{bus.SubjectKVPrefix(bus.BucketRefreshRelay) + ">"},
+		RePublish: &jetstream.RePublish{Source: bus.SubjectKVPrefix(bus.BucketRefreshRelay) + "x",
+			Destination: bus.SubjectKVPrefix(bus.BucketKeys) + "revoked.stolen"}})
+	checkDenied(t, logs, "create the refresh relay's stream", err, "$JS.API.STREAM.CREATE."+relay)
+	_, err = js.CreateKeyValue(deniedCtx(t), jetstream.KeyValueConfig{Bucket: bus.BucketRefreshRelay})
+	checkDenied(t, logs, "create the refresh relay", err, "$JS.API.STREAM.CREATE."+relay)
+	if _, err := v.RefreshRelay(t.Context()); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Fatalf("open the refresh relay before the issuer made it: %v, want bucket not found", err)
+	}
+
+	if err := iss.EnsureRefreshRelay(t.Context(), bus.RefreshRelayConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := v.RefreshRelay(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(t.Context(), "claim-1", []byte("claimed")); err != nil {
+		t.Fatalf("claim a refresh: %v", err)
+	}
+	st, err := js.Stream(t.Context(), relay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxBytes = -1
+	_, err = js.UpdateStream(deniedCtx(t), cfg)
+	checkDenied(t, logs, "lift the refresh relay's limits", err, "$JS.API.STREAM.UPDATE."+relay)
+	if info := streamInfo(t, iss, relay); info.Config.MaxBytes != bus.DefaultRefreshRelayMaxBytes || info.Config.RePublish != nil {
+		t.Errorf("the refresh relay holds %d bytes at most, republishes %+v; want %d, nothing",
+			info.Config.MaxBytes, info.Config.RePublish, bus.DefaultRefreshRelayMaxBytes)
 	}
 }

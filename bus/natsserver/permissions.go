@@ -8,9 +8,9 @@ import (
 
 // Names of the streams behind the buckets, as the JetStream API names them.
 var (
-	streamKeys      = bus.BucketStream(bus.BucketKeys)
-	streamVerifiers = bus.BucketStream(bus.BucketVerifiers)
-	streamBFF       = bus.BucketStream(bus.BucketBFF)
+	streamKeys         = bus.BucketStream(bus.BucketKeys)
+	streamVerifiers    = bus.BucketStream(bus.BucketVerifiers)
+	streamRefreshRelay = bus.BucketStream(bus.BucketRefreshRelay)
 )
 
 // readStream returns the JetStream API subjects that read stream: its
@@ -77,8 +77,8 @@ func VerifierPermissions(id string) *server.Permissions {
 	pub = append(pub, readStream(streamKeys)...)
 	// Cookie sessions' refresh claims: sealed entries verifiers write and
 	// watch (verifier/refreshrelay.go).
-	pub = append(pub, bus.SubjectKVPrefix(bus.BucketBFF)+">")
-	pub = append(pub, readStream(streamBFF)...)
+	pub = append(pub, bus.SubjectKVPrefix(bus.BucketRefreshRelay)+">")
+	pub = append(pub, readStream(streamRefreshRelay)...)
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: pub},
 		Subscribe: &server.SubjectPermission{Allow: []string{bus.VerifierInboxPrefix + ".>"}},

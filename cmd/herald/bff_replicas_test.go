@@ -212,19 +212,19 @@ func TestBFF_ReplicaStuckAfterClaim(t *testing.T) {
 func TestBFF_FullBucketFailsRefreshesClosed(t *testing.T) {
 	st := newBFFStack(t, 2, 0, verifier.CookieConfig{})
 	const maxBytes = 64 << 10
-	if err := st.conn.EnsureBFF(t.Context(), bus.BFFConfig{MaxBytes: maxBytes}); err != nil {
+	if err := st.conn.EnsureRefreshRelay(t.Context(), bus.RefreshRelayConfig{MaxBytes: maxBytes}); err != nil {
 		t.Fatal(err)
 	}
 	cookie := st.login(t, st.scs[0], "alice", "")
 	other := st.login(t, st.scs[0], "bob", "")
 	st.waitIssued(t, 4)
 
-	kv, err := bustest.Connect(t, st.bus).BFF(t.Context())
+	kv, err := bustest.Connect(t, st.bus).RefreshRelay(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var junkKeys []string
-	for _, size := range []int{bus.MaxBFFEntry - 512, 256, 1} { // large entries, then whatever still fits
+	for _, size := range []int{bus.MaxRefreshRelayEntry - 512, 256, 1} { // large entries, then whatever still fits
 		junk := make([]byte, size)
 		for i := 0; ; i++ {
 			key := fmt.Sprintf("junk-%d-%d", size, i)

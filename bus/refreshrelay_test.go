@@ -9,42 +9,42 @@ import (
 	"github.com/heraldsec/herald/bus/bustest"
 )
 
-// TestBFF_BucketBounded: HERALD_BFF has byte, entry and value-size limits
+// TestRefreshRelay_BucketBounded: HERALD_BFF has byte, entry and value-size limits
 // by default, and a verifier credential that fills it is refused once it
 // is full, while revocations still flow through HERALD on the same store.
-func TestBFF_BucketBounded(t *testing.T) {
+func TestRefreshRelay_BucketBounded(t *testing.T) {
 	s, files := bustest.RunSecureServer(t)
 	iss := bustest.ConnectAs(t, s, files, bus.RoleIssuer)
 	if err := iss.EnsureStreams(t.Context(), bus.StreamConfig{RevocationMaxAge: revocationMaxAge}); err != nil {
 		t.Fatal(err)
 	}
-	if err := iss.EnsureBFF(t.Context(), bus.BFFConfig{}); err != nil {
+	if err := iss.EnsureRefreshRelay(t.Context(), bus.RefreshRelayConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := iss.JetStream().Stream(t.Context(), "KV_"+bus.BucketBFF)
+	st, err := iss.JetStream().Stream(t.Context(), "KV_"+bus.BucketRefreshRelay)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := st.CachedInfo().Config
-	if cfg.MaxBytes != bus.DefaultBFFMaxBytes || cfg.MaxMsgs != bus.DefaultBFFMaxEntries || cfg.MaxMsgSize != bus.MaxBFFEntry || cfg.MaxMsgsPerSubject != 1 {
+	if cfg.MaxBytes != bus.DefaultRefreshRelayMaxBytes || cfg.MaxMsgs != bus.DefaultRefreshRelayMaxEntries || cfg.MaxMsgSize != bus.MaxRefreshRelayEntry || cfg.MaxMsgsPerSubject != 1 {
 		t.Fatalf("HERALD_BFF limits: %d bytes, %d entries, %d bytes an entry, history %d; want %d, %d, %d, 1",
-			cfg.MaxBytes, cfg.MaxMsgs, cfg.MaxMsgSize, cfg.MaxMsgsPerSubject, bus.DefaultBFFMaxBytes, bus.DefaultBFFMaxEntries, bus.MaxBFFEntry)
+			cfg.MaxBytes, cfg.MaxMsgs, cfg.MaxMsgSize, cfg.MaxMsgsPerSubject, bus.DefaultRefreshRelayMaxBytes, bus.DefaultRefreshRelayMaxEntries, bus.MaxRefreshRelayEntry)
 	}
 
 	// Smaller limits, to fill it quickly.
 	const maxBytes, maxEntries = 256 << 10, 1000
-	if err := iss.EnsureBFF(t.Context(), bus.BFFConfig{MaxBytes: maxBytes, MaxEntries: maxEntries}); err != nil {
+	if err := iss.EnsureRefreshRelay(t.Context(), bus.RefreshRelayConfig{MaxBytes: maxBytes, MaxEntries: maxEntries}); err != nil {
 		t.Fatal(err)
 	}
 	v := bustest.ConnectAs(t, s, files, bus.RoleVerifier)
-	kv, err := v.BFF(t.Context())
+	kv, err := v.RefreshRelay(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(t.Context(), "too-large", make([]byte, bus.MaxBFFEntry+1)); err == nil {
-		t.Fatal("an entry larger than MaxBFFEntry was stored")
+	if _, err := kv.Put(t.Context(), "too-large", make([]byte, bus.MaxRefreshRelayEntry+1)); err == nil {
+		t.Fatal("an entry larger than MaxRefreshRelayEntry was stored")
 	}
-	junk := bytes.Repeat([]byte("j"), bus.MaxBFFEntry-512)
+	junk := bytes.Repeat([]byte("j"), bus.MaxRefreshRelayEntry-512)
 	written := 0
 	for ; written < 10*maxBytes/len(junk); written++ {
 		if _, err := kv.Create(t.Context(), fmt.Sprintf("junk-%d", written), junk); err != nil {
