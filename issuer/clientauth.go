@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
-	"golang.org/x/time/rate"
 
 	"github.com/heraldsec/herald/internal/ratelimit"
 )
@@ -42,8 +41,8 @@ type clientGuard struct {
 
 func newClientGuard(now func() time.Time) *clientGuard {
 	return &clientGuard{
-		perSource: ratelimit.New(rate.Every(clientFailureEvery), clientFailureBurst, limitKeysMax, now),
-		perClient: ratelimit.New(rate.Every(clientFailureEvery), clientFailureBurst, limitKeysMax, now),
+		perSource: failureLimiter(clientFailureEvery, clientFailureBurst, limitKeysMax, now),
+		perClient: failureLimiter(clientFailureEvery, clientFailureBurst, limitKeysMax, now),
 		hashing:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 	}
 }

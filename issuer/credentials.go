@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/internal/ratelimit"
 	"github.com/heraldsec/herald/store"
@@ -153,28 +151,6 @@ func (c *credentials) check(r *http.Request) (*principal, time.Duration) {
 			"source", src, "limit", authFailureBurst, "retry_every", authFailureEvery)
 	}
 	return p, 0
-}
-
-// Failed admin authentication is limited per source: a source may present
-// authFailureBurst wrong bearer credentials at once, then one more every
-// authFailureEvery. Past that, its admin requests are answered 429 with
-// Retry-After without their credential being checked, so an online guess
-// of a credential runs at that pace at best. A right credential does not
-// reset the count, so a low-scope credential buys no extra guesses at an
-// admin one. Requests without a bearer credential are not counted: they
-// guess nothing.
-const (
-	authFailureBurst = 10
-	authFailureEvery = 6 * time.Second
-	// authSourcesMax bounds the sources tracked at once; past it, the
-	// least recently seen is forgotten to make room.
-	authSourcesMax = limitKeysMax
-)
-
-// newAuthLimiter returns the limiter of failed admin authentications
-// per source.
-func newAuthLimiter(now func() time.Time) *ratelimit.Limiter {
-	return ratelimit.New(rate.Every(authFailureEvery), authFailureBurst, authSourcesMax, now)
 }
 
 // still reports whether p, who authenticated earlier, still holds its

@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
-	"strconv"
 
 	"github.com/heraldsec/herald/internal/jsonstrict"
 )
@@ -84,8 +82,7 @@ func (h *handler) require(scope string, next http.HandlerFunc) http.HandlerFunc 
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, wait := h.s.creds.check(r)
 		if wait > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-			h.writeError(w, &Error{Status: http.StatusTooManyRequests, Code: "slow_down",
+			h.writeError(w, &Error{Status: http.StatusTooManyRequests, Code: "slow_down", RetryAfter: wait,
 				Description: "too many failed authentication attempts from this address; retry later"})
 			return
 		}
