@@ -33,13 +33,13 @@ func TestDependencyDirection(t *testing.T) {
 }
 
 // TestLibraryDependencies guards what an application embedding Herald's
-// libraries compiles: the verifier, bus, store and issuer run no NATS
-// server (the embedded one lives in bus/natsserver, for cmd and tests),
-// and no package of the module but a test pulls in Kubernetes or a
-// browser driver.
+// libraries compiles: the verifier (with its sub-packages), bus, store,
+// issuer and internal packages run no NATS server (the embedded one lives
+// in bus/natsserver, for cmd, bench and tests), and no package of the
+// module but a test pulls in Kubernetes or a browser driver.
 func TestLibraryDependencies(t *testing.T) {
 	const mod = "github.com/heraldsec/herald/"
-	for _, pkg := range []string{"verifier", "bus", "store", "issuer"} {
+	for _, pkg := range []string{"verifier/...", "bus", "store/...", "issuer/...", "internal/..."} {
 		for _, dep := range goListDeps(t, mod+pkg) {
 			if strings.HasPrefix(dep, "github.com/nats-io/nats-server/") {
 				t.Errorf("%s imports %s; only cmd, bench and tests may run a NATS server", pkg, dep)
