@@ -38,6 +38,8 @@ type MissingVerifier struct {
 }
 
 // confirmer collects, during one revocation, what the verifiers announce.
+// Its times are on the wall clock, not Config.Now: they measure how long
+// the verifiers took, and heartbeats are dated by the verifiers' clocks.
 type confirmer struct {
 	start time.Time
 	stop  func()

@@ -58,7 +58,7 @@ func (s *Service) measureSkew(ctx context.Context) {
 	var worst time.Duration
 	var worstID string
 	skewed := 0
-	now := time.Now()
+	now := time.Now() // heartbeats are dated by the verifiers' clocks: aged on the wall clock
 	for i := range list {
 		hb := &list[i]
 		skew, ok := skewOf(hb, off)

@@ -38,7 +38,7 @@ func (h *handler) verifiers(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	now := time.Now()
+	now := time.Now() // heartbeats are dated by the verifiers' clocks: aged on the wall clock
 	out := struct {
 		StreamHead uint64 `json:"stream_head"`
 		// ClockOffsetMS is this issuer's clock minus the NATS server's.

@@ -29,6 +29,8 @@ const (
 // one Pebble batch, then the events are published to JetStream (with
 // Nats-Msg-Id, so a republish is stored once) and removed from the outbox.
 // Entries left behind by a crash or a bus outage are published by Run.
+// Its times are on the wall clock, not Config.Now: they measure how long a
+// request has been publishing, and order entries across restarts.
 type outbox struct {
 	db      *store.DB
 	conn    *bus.Conn

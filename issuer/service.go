@@ -89,7 +89,7 @@ func Open(ctx context.Context, cfg Config, conn *bus.Conn) (*Service, error) {
 func open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err error) {
 	log := cfg.Logger.With("component", "issuer")
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	sessionsKV, err := ensureBus(ctx, cfg, conn)
 	if err != nil {
@@ -207,7 +207,7 @@ func newKeySet(ctx context.Context, cfg Config, conn *bus.Conn, own *signingKey,
 		return nil, err
 	}
 	if err := trusted.AddEventKey(own.jwk, own.priv.Public()); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("trust own event key: %w", err)
 	}
 	return trusted, nil
 }
@@ -217,7 +217,7 @@ func newKeySet(ctx context.Context, cfg Config, conn *bus.Conn, own *signingKey,
 func signEvents(ctx context.Context, cfg Config, conn *bus.Conn, k *signingKey) error {
 	signer, err := bus.NewSigner(k.priv, cfg.IssuerURL)
 	if err != nil {
-		return err
+		return fmt.Errorf("event signer: %w", err)
 	}
 	// Verifiers refuse tokens that live longer than the key entries say,
 	// whoever signed them.
