@@ -142,11 +142,11 @@ func open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	if err := s.moveLegacySessions(ctx); err != nil { // signs the entries it writes
 		return nil, err
 	}
-	s.follow = verifier.NewFollower(conn, s.deny, s.trusted, log)
-	s.follow.OnApply(s.noteRevocations)
 	if s.keys, err = openKeys(ctx, cfg, conn, log); err != nil {
 		return nil, err
 	}
+	s.follow = verifier.NewFollower(conn, s.deny, s.trusted, log)
+	s.follow.OnApply(s.noteRevocations) // reads s.keys
 	if s.creds, err = openCredentials(cfg, s.state, s.now, log); err != nil {
 		return nil, err
 	}
