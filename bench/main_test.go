@@ -36,6 +36,9 @@ func TestMain(m *testing.M) {
 // testCommand returns the Command that starts children from this test binary.
 func testCommand(t testing.TB) *Command {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("a process test: skipped under -short")
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

@@ -40,6 +40,9 @@ func TestVerify_Small(t *testing.T) {
 // is not installed, except in CI, where it must be (.ci/run installs it).
 func redisServerPath(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("a Redis test: skipped under -short")
+	}
 	path, err := exec.LookPath(DefaultRedisServer)
 	if err != nil {
 		if os.Getenv("CI") == "true" {

@@ -571,6 +571,9 @@ func TestNATS_ClusterConfigs(t *testing.T) {
 // the accounts).
 func startNATS(t *testing.T, opts *server.Options, leafPort int) *server.Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs the deployment's NATS configuration: skipped under -short")
+	}
 	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
 	opts.HTTPHost, opts.HTTPPort = "", 0
 	opts.Cluster = server.ClusterOpts{}
@@ -966,6 +969,9 @@ func TestMain(m *testing.M) {
 // heraldBinary builds cmd/herald once per test binary run.
 func heraldBinary(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs the herald binary: skipped under -short")
+	}
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "herald-deploy-test")
 		if binErr != nil {

@@ -29,6 +29,9 @@ func p99(ds []time.Duration) time.Duration {
 // floodLatencyFloor), and the flood is answered 429 or 503 with
 // Retry-After.
 func TestClientAuth_FloodLeavesIssuerResponsive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a load test: skipped under -short")
+	}
 	const (
 		floodLatencyRatio = 10
 		floodLatencyFloor = 250 * time.Millisecond

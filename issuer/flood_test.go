@@ -34,6 +34,9 @@ const floodHeapBound = 16 << 20
 // refused as invalid_request before the issuer keeps anything of them, and
 // the heap grows by less than floodHeapBound.
 func TestTokenEndpoint_LongClientIDFloodBoundedHeap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a load test: skipped under -short")
+	}
 	svc, _ := openForTest(t, bustest.RunServer(t), t.TempDir(), nil)
 	const (
 		requests = 2000

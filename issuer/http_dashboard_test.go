@@ -96,6 +96,9 @@ func get(t *testing.T, url string) (*http.Response, []byte) {
 // under CI=true it fails instead, so CI never passes without running it.
 func chromium(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("a browser test: skipped under -short")
+	}
 	for _, name := range []string{"chromium", "/usr/bin/chromium"} {
 		if path, err := exec.LookPath(name); err == nil {
 			return path

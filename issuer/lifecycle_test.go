@@ -273,6 +273,9 @@ func TestClientCredentials_CreateRotateRevoke(t *testing.T) {
 }
 
 func TestKeyRotation_UnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a load test: skipped under -short")
+	}
 	s := bustest.RunServer(t)
 	conn := bustest.Connect(t, s)
 	svc, err := issuer.Open(t.Context(), issuer.Config{

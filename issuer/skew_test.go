@@ -75,6 +75,9 @@ func TestSkew_SessionOfFastReplicaIsCovered(t *testing.T) {
 // clock 10 s behind the issuer's, and the issuer warns of it. A verifier
 // whose clock is 10 s behind the NATS server's warns too.
 func TestSkew_MeasuredAndShown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out clock-skew reports: skipped under -short")
+	}
 	srv := bustest.RunServer(t)
 	logs := &logRecords{}
 	const ahead = 10 * time.Second

@@ -44,6 +44,9 @@ type Cluster struct {
 // the test ends.
 func RunCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
+	if testing.Short() {
+		tb.Skip("a NATS cluster test: skipped under -short")
+	}
 	if n < 2 {
 		tb.Fatalf("run cluster: %d nodes; a cluster needs at least 2", n)
 	}

@@ -27,6 +27,9 @@ import (
 // (as the dashboard's browser test in package issuer does).
 func chromium(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("a browser test: skipped under -short")
+	}
 	for _, name := range []string{"chromium", "/usr/bin/chromium"} {
 		if path, err := exec.LookPath(name); err == nil {
 			return path

@@ -84,6 +84,9 @@ func serveNATS(spec string) int {
 // heraldBinary builds cmd/herald once per test binary run.
 func heraldBinary(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("a process test: skipped under -short")
+	}
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "herald-fault-test")
 		if binErr != nil {
