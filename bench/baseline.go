@@ -207,7 +207,7 @@ type baselineEnv struct {
 	redis    *redisServer
 	core     *core
 	pool     *redisPool
-	sidecar  *sidecar
+	sidecar  *benchSidecar
 	keys     *keyWatch
 	upstream *http.Client // the applications' own client
 	apps     []*app

@@ -16,6 +16,7 @@ import (
 	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // benchAdminToken is the admin credential of the bench's issuer; it never
@@ -187,9 +188,9 @@ func (c *core) sessions(ctx context.Context, n int, prefix string, p *Progress) 
 	return out, nil
 }
 
-// sidecar is an in-process verifier sidecar and the goroutine running it.
-type sidecar struct {
-	*verifier.Sidecar
+// benchSidecar is an in-process verifier sidecar and the goroutine running it.
+type benchSidecar struct {
+	*sidecar.Sidecar
 	conn   *bus.Conn
 	cancel context.CancelFunc
 	done   chan error
@@ -198,12 +199,12 @@ type sidecar struct {
 // startSidecar opens and runs an in-process sidecar on its own NATS
 // connection, storing under dir. listen is false for a sidecar without
 // HTTP. It does not wait for the sidecar to be ready.
-func (c *core) startSidecar(ctx context.Context, name, dir string, listen bool) (*sidecar, error) {
+func (c *core) startSidecar(ctx context.Context, name, dir string, listen bool) (*benchSidecar, error) {
 	conn, err := c.connect(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+	sc, err := sidecar.Open(sidecar.Config{
 		Verifier: verifier.Config{Issuer: benchIssuer, Audience: benchAudience},
 		DataDir:  dir, HTTPAddr: "127.0.0.1:0", NoListen: !listen, ID: name, Logger: c.log,
 	}, conn)
@@ -212,14 +213,14 @@ func (c *core) startSidecar(ctx context.Context, name, dir string, listen bool) 
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &sidecar{Sidecar: sc, conn: conn, cancel: cancel, done: make(chan error, 1)}
+	s := &benchSidecar{Sidecar: sc, conn: conn, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- sc.Run(runCtx) }()
 	return s, nil
 }
 
 // Close stops the sidecar, waits for it, and releases its denylist and
 // connection.
-func (s *sidecar) Close() error {
+func (s *benchSidecar) Close() error {
 	s.cancel()
 	err := <-s.done
 	s.done <- err // a second Close gets the same answer

@@ -12,13 +12,14 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // childEnv, set to 1, makes the test binary run as one of the bench's
 // child processes instead of running tests: the bench starts children as
 // `<herald> verifier ...` and `<herald> bench fanout-consumer ...`, and in
 // tests the test binary stands in for herald (it cannot import
-// cmd/herald). The verifier child is a real verifier.Sidecar in its own
+// cmd/herald). The verifier child is a real sidecar.Sidecar in its own
 // process with the flags the bench passes.
 const childEnv = "HERALD_BENCH_TEST_CHILD"
 
@@ -79,7 +80,7 @@ func runTestVerifier(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+	sc, err := sidecar.Open(sidecar.Config{
 		Verifier: verifier.Config{Issuer: *iss, Audience: *aud},
 		DataDir:  *data, HTTPAddr: *httpAddr, Upstream: *upstream, ID: *id, Logger: log,
 	}, conn)

@@ -262,7 +262,7 @@ var (
 
 // inProcFleet is verifier sidecars in this process.
 type inProcFleet struct {
-	sidecars []*sidecar
+	sidecars []*benchSidecar
 	once     sync.Once
 	err      error
 }

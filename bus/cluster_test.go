@@ -37,6 +37,7 @@ import (
 	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // These tests run Herald's issuer and verifiers on real embedded NATS
@@ -131,9 +132,9 @@ func startIssuer(t testing.TB, conn *bus.Conn, dir string, replicas int) (*issue
 }
 
 // startVerifier opens and runs a sidecar without HTTP on conn.
-func startVerifier(t testing.TB, conn *bus.Conn, dir string) (*verifier.Sidecar, func()) {
+func startVerifier(t testing.TB, conn *bus.Conn, dir string) (*sidecar.Sidecar, func()) {
 	t.Helper()
-	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+	sc, err := sidecar.Open(sidecar.Config{
 		Verifier: verifier.Config{Issuer: clusterIssuerURL, Audience: issuer.DefaultAudience},
 		DataDir:  dir, NoListen: true, Logger: quietLog,
 	}, conn)
@@ -143,7 +144,7 @@ func startVerifier(t testing.TB, conn *bus.Conn, dir string) (*verifier.Sidecar,
 	return sc, runUntil(t, sc.Run, func() { sc.Close() })
 }
 
-func waitVerifiersReady(t testing.TB, scs ...*verifier.Sidecar) {
+func waitVerifiersReady(t testing.TB, scs ...*sidecar.Sidecar) {
 	t.Helper()
 	for _, sc := range scs {
 		bustest.WaitFor(t, 20*time.Second, func() error {
@@ -212,7 +213,7 @@ func revokeSession(t testing.TB, svc *issuer.Service, sid string) issuer.Revocat
 // wantRevoked waits until sc has applied seq, then checks that it refuses
 // token as revoked. A verifier that is catching up after a failover
 // refuses every token as not ready (fails closed); it is waited for.
-func wantRevoked(ctx context.Context, sc *verifier.Sidecar, seq uint64, token string) error {
+func wantRevoked(ctx context.Context, sc *sidecar.Sidecar, seq uint64, token string) error {
 	if err := sc.WaitApplied(ctx, seq); err != nil {
 		return fmt.Errorf("verifier %s: seq %d not applied (at %d): %w", sc.ID(), seq, sc.Status().Applied, err)
 	}
@@ -232,7 +233,7 @@ func wantRevoked(ctx context.Context, sc *verifier.Sidecar, seq uint64, token st
 	}
 }
 
-func wantValid(t testing.TB, sc *verifier.Sidecar, token string) {
+func wantValid(t testing.TB, sc *sidecar.Sidecar, token string) {
 	t.Helper()
 	if _, err := sc.Verifier().Verify(t.Context(), token); err != nil {
 		t.Fatalf("verifier %s refused a valid token: %v", sc.ID(), err)
@@ -312,7 +313,7 @@ func TestCluster_NodeLoss(t *testing.T) {
 
 	// Verifier i prefers node i, so whichever node leads, one verifier
 	// loses its server with it.
-	var scs []*verifier.Sidecar
+	var scs []*sidecar.Sidecar
 	var conns []*bus.Conn
 	for i := range c.Len() {
 		conn := connectTo(t, bus.Config{URL: rotate(c.URL(), i), NoRandomize: true, Name: fmt.Sprintf("verifier-%d", i)})
@@ -490,7 +491,7 @@ func TestIssuerReplicas_ServeOneFleet(t *testing.T) {
 	s := bustest.RunServer(t)
 	a, stopA := startIssuer(t, bustest.Connect(t, s), t.TempDir(), 1)
 	b, _ := startIssuer(t, bustest.Connect(t, s), t.TempDir(), 1)
-	var scs []*verifier.Sidecar
+	var scs []*sidecar.Sidecar
 	for range 2 {
 		sc, _ := startVerifier(t, bustest.Connect(t, s), t.TempDir())
 		scs = append(scs, sc)
@@ -618,7 +619,7 @@ func BenchmarkPropagation(b *testing.B) {
 				url = bustest.RunCluster(b, tc.nodes).URL()
 			}
 			svc, _ := startIssuer(b, connectTo(b, bus.Config{URL: url}), b.TempDir(), tc.nodes)
-			var scs []*verifier.Sidecar
+			var scs []*sidecar.Sidecar
 			for i := range 3 {
 				sc, _ := startVerifier(b, connectTo(b, bus.Config{URL: rotate(url, i), NoRandomize: true}), b.TempDir())
 				scs = append(scs, sc)

@@ -31,6 +31,7 @@ import (
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // The deployment files are checked here so that a typo fails CI: every
@@ -637,12 +638,12 @@ func TestNATS_Permissions(t *testing.T) {
 	}
 	run(t, svc.Run, func() { svc.Close() })
 
-	var scs []*verifier.Sidecar
+	var scs []*sidecar.Sidecar
 	for _, cfg := range []bus.Config{
 		{URL: userURL(hub, "verifier", "verifier-secret")},
 		{URL: userURL(leaf, "verifier", "verifier-secret"), JetStreamDomain: "hub"},
 	} {
-		sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+		sc, err := sidecar.Open(sidecar.Config{
 			Verifier: verifier.Config{Issuer: "https://auth.example.com", Audience: issuer.DefaultAudience},
 			DataDir:  t.TempDir(), NoListen: true, Logger: quiet, HeartbeatEvery: 100 * time.Millisecond,
 		}, connectAs(t, cfg))

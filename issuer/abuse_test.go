@@ -187,7 +187,7 @@ func TestAdmin_OversizedBodies(t *testing.T) {
 
 // TestIssuer_SlowlorisCutOff trickles a request header to the issuer's
 // own server and checks it is cut off after its header timeout, as
-// verifier.TestServe_SlowlorisCutOff does for Serve, which both servers
+// httpserve.TestServe_SlowlorisCutOff does for Serve, which both servers
 // run. It takes that timeout (5s), so it runs in parallel with the rest.
 func TestIssuer_SlowlorisCutOff(t *testing.T) {
 	t.Parallel()

@@ -10,6 +10,7 @@ import (
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // TestAudience_EachServiceAcceptsOnlyItsOwn: a token for service A is
@@ -18,8 +19,8 @@ import (
 func TestAudience_EachServiceAcceptsOnlyItsOwn(t *testing.T) {
 	s := bustest.RunServer(t)
 	svc, _ := runIssuer(t, s, t.TempDir())
-	sidecar := func(aud string) *verifier.Sidecar {
-		sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+	sidecar := func(aud string) *sidecar.Sidecar {
+		sc, err := sidecar.Open(sidecar.Config{
 			Verifier: verifier.Config{Issuer: svc.IssuerURL(), Audience: aud},
 			DataDir:  t.TempDir(), HTTPAddr: "127.0.0.1:0", Logger: quiet,
 		}, bustest.Connect(t, s))
@@ -60,7 +61,7 @@ func TestAudience_EachServiceAcceptsOnlyItsOwn(t *testing.T) {
 func TestOAuth_RevokeAndIntrospectAnyAudience(t *testing.T) {
 	s := bustest.RunServer(t)
 	svc, _ := runIssuer(t, s, t.TempDir())
-	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+	sc, err := sidecar.Open(sidecar.Config{
 		Verifier: verifier.Config{Issuer: svc.IssuerURL(), Audience: "svc-a"},
 		DataDir:  t.TempDir(), HTTPAddr: "127.0.0.1:0", Logger: quiet,
 	}, bustest.Connect(t, s))

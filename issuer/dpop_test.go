@@ -17,7 +17,7 @@ import (
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/issuer"
-	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // client is a public client's DPoP key.
@@ -60,7 +60,7 @@ func (c *dpopClient) proof(t *testing.T, method, u, accessToken string) string {
 }
 
 // forwardAuth asks the sidecar as a proxy does for GET https://api.example/orders.
-func forwardAuth(t *testing.T, sc *verifier.Sidecar, scheme, token, proof string) (int, string) {
+func forwardAuth(t *testing.T, sc *sidecar.Sidecar, scheme, token, proof string) (int, string) {
 	req, _ := http.NewRequestWithContext(t.Context(), "GET", sc.URL()+"/v1/verify", nil)
 	req.Header.Set("Authorization", scheme+" "+token)
 	if proof != "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // TestIssuer_EventKey checks the issuer's own event key: created at first
@@ -72,7 +73,7 @@ func TestIssuer_EventKey(t *testing.T) {
 	if err := bustest.Connect(t, s).PublishEventKey(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+	sc, err := sidecar.Open(sidecar.Config{
 		Verifier:  verifier.Config{Issuer: svc.IssuerURL(), Audience: issuer.DefaultAudience},
 		EventKeys: []string{kid},
 		DataDir:   t.TempDir(), HTTPAddr: "127.0.0.1:0", Logger: quiet,

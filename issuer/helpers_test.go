@@ -19,6 +19,7 @@ import (
 	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 const adminToken = "test-admin-token-at-least-32-bytes"
@@ -59,10 +60,10 @@ func runIssuerOn(t *testing.T, conn *bus.Conn, cfg issuer.Config) (*issuer.Servi
 }
 
 // runSidecar opens and runs a verifier sidecar storing in dir.
-func runSidecar(t *testing.T, s *natsserver.Server, iss, dir string) (*verifier.Sidecar, func()) {
+func runSidecar(t *testing.T, s *natsserver.Server, iss, dir string) (*sidecar.Sidecar, func()) {
 	t.Helper()
 	conn := bustest.Connect(t, s)
-	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+	sc, err := sidecar.Open(sidecar.Config{
 		Verifier: verifier.Config{Issuer: iss, Audience: issuer.DefaultAudience},
 		DataDir:  dir, HTTPAddr: "127.0.0.1:0", Logger: quiet,
 	}, conn)
@@ -73,9 +74,9 @@ func runSidecar(t *testing.T, s *natsserver.Server, iss, dir string) (*verifier.
 }
 
 // runFleet runs n sidecars trusting svc and waits until all are ready.
-func runFleet(t *testing.T, s *natsserver.Server, svc *issuer.Service, n int) []*verifier.Sidecar {
+func runFleet(t *testing.T, s *natsserver.Server, svc *issuer.Service, n int) []*sidecar.Sidecar {
 	t.Helper()
-	var scs []*verifier.Sidecar
+	var scs []*sidecar.Sidecar
 	for range n {
 		sc, _ := runSidecar(t, s, svc.IssuerURL(), t.TempDir())
 		scs = append(scs, sc)
@@ -104,7 +105,7 @@ func runUntilStopped(t *testing.T, fn func(context.Context) error, closeFn func(
 	return stop
 }
 
-func waitReady(t *testing.T, scs ...*verifier.Sidecar) {
+func waitReady(t *testing.T, scs ...*sidecar.Sidecar) {
 	t.Helper()
 	for _, sc := range scs {
 		bustest.WaitFor(t, 10*time.Second, func() error {
@@ -200,7 +201,7 @@ func introspectAt(t *testing.T, svc *issuer.Service, tok string) issuer.Introspe
 }
 
 // verify asks a sidecar over HTTP and returns the status and the reason.
-func verify(t *testing.T, sc *verifier.Sidecar, token string) (int, string) {
+func verify(t *testing.T, sc *sidecar.Sidecar, token string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), "GET", sc.URL()+"/v1/verify", nil)
 	if err != nil {
@@ -218,7 +219,7 @@ func verify(t *testing.T, sc *verifier.Sidecar, token string) (int, string) {
 	return resp.StatusCode, strings.TrimSuffix(reason, `"`)
 }
 
-func wantVerdict(t *testing.T, sc *verifier.Sidecar, token string, wantCode int, wantReason string) error {
+func wantVerdict(t *testing.T, sc *sidecar.Sidecar, token string, wantCode int, wantReason string) error {
 	code, reason := verify(t, sc, token)
 	if code != wantCode || reason != wantReason {
 		return fmt.Errorf("verify on %s = %d %q, want %d %q", sc.URL(), code, reason, wantCode, wantReason)

@@ -13,6 +13,7 @@ import (
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 func TestCredentials_ScopesAndRotation(t *testing.T) {
@@ -261,11 +262,11 @@ func TestEvents_ResumeWithLastEventID(t *testing.T) {
 func TestRevoke_WaitForTheFleet(t *testing.T) {
 	s := bustest.RunServer(t)
 	svc, _ := runIssuer(t, s, t.TempDir())
-	var scs []*verifier.Sidecar
+	var scs []*sidecar.Sidecar
 	var conns []*bus.Conn
 	for range 3 {
 		conn := bustest.Connect(t, s)
-		sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+		sc, err := sidecar.Open(sidecar.Config{
 			Verifier: verifier.Config{Issuer: svc.IssuerURL(), Audience: issuer.DefaultAudience},
 			DataDir:  t.TempDir(), HTTPAddr: "127.0.0.1:0", Logger: quiet,
 		}, conn)

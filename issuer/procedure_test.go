@@ -18,6 +18,7 @@ import (
 	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // readPEMKey reads a PKCS#8 PEM private key file.
@@ -39,9 +40,9 @@ func readPEMKey(t *testing.T, path string) crypto.Signer {
 }
 
 // rootSidecar runs a verifier that pins only the root key.
-func rootSidecar(t *testing.T, s *natsserver.Server, iss, rootKid string) *verifier.Sidecar {
+func rootSidecar(t *testing.T, s *natsserver.Server, iss, rootKid string) *sidecar.Sidecar {
 	t.Helper()
-	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+	sc, err := sidecar.Open(sidecar.Config{
 		Verifier: verifier.Config{Issuer: iss, Audience: issuer.DefaultAudience},
 		RootKeys: []string{rootKid}, DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", Logger: quiet,
 	}, bustest.Connect(t, s))
@@ -175,7 +176,7 @@ func TestStolenIssuerHost_Procedure(t *testing.T) {
 	// it has seen the thief's.
 	last := revoke(t, svc, "token", "some-jti")
 
-	for _, v := range []*verifier.Sidecar{sc, rootSidecar(t, s, svc.IssuerURL(), rootKid)} {
+	for _, v := range []*sidecar.Sidecar{sc, rootSidecar(t, s, svc.IssuerURL(), rootKid)} {
 		waitReady(t, v)
 		bustest.WaitFor(t, 10*time.Second, func() error {
 			if st := v.Status(); st.Applied < last.Seq {

@@ -14,14 +14,14 @@ import (
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
-	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // replicaSet is n issuer replicas serving one fleet, and a verifier.
 type replicaSet struct {
 	issuers []*issuer.Service
 	stops   []func()
-	sc      *verifier.Sidecar
+	sc      *sidecar.Sidecar
 }
 
 // runReplicas runs n issuer replicas, each with its own data directory,

@@ -13,6 +13,7 @@ import (
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // TestSkew_FastIssuerClockRevokesMoreNotLess runs an issuer whose clock
@@ -24,7 +25,7 @@ func TestSkew_FastIssuerClockRevokesMoreNotLess(t *testing.T) {
 	srv := bustest.RunServer(t)
 	const ahead = 45 * time.Second
 	svc, _ := runIssuerOn(t, bustest.Connect(t, srv), issuer.Config{Now: func() time.Time { return time.Now().Add(ahead) }})
-	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+	sc, err := sidecar.Open(sidecar.Config{
 		// The verifier's clock catches up enough for the token's iat to be within leeway.
 		Verifier: verifier.Config{Issuer: svc.IssuerURL(), Audience: issuer.DefaultAudience,
 			Now: func() time.Time { return time.Now().Add(20 * time.Second) }},
@@ -83,7 +84,7 @@ func TestSkew_MeasuredAndShown(t *testing.T) {
 	const ahead = 10 * time.Second
 	svc, _ := runIssuerOn(t, bustest.Connect(t, srv), issuer.Config{Logger: slog.New(logs),
 		Now: func() time.Time { return time.Now().Add(ahead) }})
-	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+	sc, err := sidecar.Open(sidecar.Config{
 		Verifier: verifier.Config{Issuer: svc.IssuerURL(), Audience: issuer.DefaultAudience},
 		DataDir:  t.TempDir(), HTTPAddr: "127.0.0.1:0", Logger: quiet, HeartbeatEvery: 50 * time.Millisecond,
 	}, bustest.Connect(t, srv))
@@ -127,7 +128,7 @@ func TestSkew_MeasuredAndShown(t *testing.T) {
 	})
 
 	vlogs := &logRecords{}
-	slow, err := verifier.OpenSidecar(verifier.SidecarConfig{
+	slow, err := sidecar.Open(sidecar.Config{
 		Verifier: verifier.Config{Issuer: svc.IssuerURL(), Audience: issuer.DefaultAudience,
 			Now: func() time.Time { return time.Now().Add(-10 * time.Second) }},
 		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", Logger: slog.New(vlogs), HeartbeatEvery: 50 * time.Millisecond,

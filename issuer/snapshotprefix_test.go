@@ -11,6 +11,7 @@ import (
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // logRecords keeps the messages and attributes an issuer logs, for tests
@@ -85,7 +86,7 @@ func TestSnapshot_RefusalsAreNotForgotten(t *testing.T) {
 
 	pins := []string{bKid, cKid}
 	for _, name := range []string{"fresh"} {
-		sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+		sc, err := sidecar.Open(sidecar.Config{
 			Verifier: verifier.Config{Issuer: c.IssuerURL(), Audience: issuer.DefaultAudience},
 			DataDir:  t.TempDir(), HTTPAddr: "127.0.0.1:0", Logger: quiet, EventKeys: pins,
 		}, bustest.Connect(t, srv))

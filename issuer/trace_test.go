@@ -12,7 +12,7 @@ import (
 
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/issuer"
-	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // TestTrace_OneRevocationOneTrace: the trace context of the admin call
@@ -28,7 +28,7 @@ func TestTrace_OneRevocationOneTrace(t *testing.T) {
 
 	s := bustest.RunServer(t)
 	svc, _ := runIssuer(t, s, t.TempDir())
-	var scs []*verifier.Sidecar
+	var scs []*sidecar.Sidecar
 	for range 2 {
 		sc, _ := runSidecar(t, s, svc.IssuerURL(), t.TempDir())
 		scs = append(scs, sc)

@@ -26,7 +26,7 @@ func TestFollower_WaitsForMissingEventKey(t *testing.T) {
 	}
 	victim := baseClaims(time.Now())
 	seq := publishRevocation(t, conn, bus.KindSubject, victim["sub"].(string), time.Now())
-	sc, _ := startSidecarWith(t, conn, SidecarConfig{DataDir: t.TempDir(), EventKeys: []string{bustest.Signer(t).KeyID()}})
+	sc, _ := startCoreWith(t, conn, coreConfig{DataDir: t.TempDir(), EventKeys: []string{bustest.Signer(t).KeyID()}})
 	bustest.WaitFor(t, 10*time.Second, func() error {
 		if st := sc.Status(); !sc.Ready() && st.LastError == "" {
 			return errors.New("verifier neither ready nor stopped")

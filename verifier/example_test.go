@@ -17,6 +17,7 @@ import (
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // ExampleMiddleware embeds Herald in a Go service: the verifier follows
@@ -46,7 +47,7 @@ func ExampleMiddleware() {
 	defer conn.Close()
 	token := issueToken(ctx, conn) // the issuer's job
 
-	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+	sc, err := sidecar.Open(sidecar.Config{
 		Verifier: verifier.Config{Issuer: "https://issuer.example", Audience: "orders"},
 		DataDir:  filepath.Join(dir, "verifier"),
 		NoListen: true, // the service serves; the verifier only follows the bus
@@ -101,7 +102,7 @@ func issueToken(ctx context.Context, conn *bus.Conn) string {
 		log.Fatal(err)
 	}
 	// The event key signs the key entry; verifiers trust it on first use
-	// here, and pin it (SidecarConfig.EventKeys) in production.
+	// here, and pin it (sidecar.Config.EventKeys) in production.
 	_, eventPriv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		log.Fatal(err)

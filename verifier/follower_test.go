@@ -1,12 +1,14 @@
 package verifier
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/store"
 )
 
 // shortMaxAge is the HERALD retention of the gap tests: events expire
@@ -32,7 +34,7 @@ func TestFollower_Gap(t *testing.T) {
 	publishKey(t, conn, k.edKid, k.edJWK)
 	dir := t.TempDir()
 
-	sc, stop := startSidecar(t, conn, dir)
+	sc, stop := startCore(t, conn, dir)
 	waitReady(t, sc)
 	revoke(t, conn, sc, bus.KindToken, "jti-0", time.Now())
 	applied := sc.Status().Applied
@@ -49,7 +51,7 @@ func TestFollower_Gap(t *testing.T) {
 	})
 	last := publishRevocation(t, conn, bus.KindToken, "jti-new", time.Now())
 
-	sc, _ = startSidecar(t, conn, dir)
+	sc, _ = startCore(t, conn, dir)
 	bustest.WaitFor(t, 5*time.Second, func() error {
 		if st := sc.Status(); st.Gaps != 1 {
 			return fmt.Errorf("gaps = %d, want 1 (%+v)", st.Gaps, st)
@@ -87,7 +89,7 @@ func TestFollower_Restart(t *testing.T) {
 	}
 	f.stop()
 
-	sc, _ := startSidecar(t, f.conn, f.dir)
+	sc, _ := startCore(t, f.conn, f.dir)
 	waitReady(t, sc)
 	st := sc.Status()
 	if st.EventsApplied != 0 {
@@ -133,7 +135,7 @@ func TestFollower_StreamRecreated(t *testing.T) {
 	}
 	seq := publishRevocation(t, f.conn, bus.KindToken, "jti-new", time.Now())
 
-	sc, _ := startSidecar(t, f.conn, f.dir)
+	sc, _ := startCore(t, f.conn, f.dir)
 	waitReady(t, sc)
 	st := sc.Status()
 	if st.Gaps != 1 || st.Applied != seq {
@@ -156,7 +158,7 @@ func TestFollower_AllExpired(t *testing.T) {
 	publishKey(t, conn, k.edKid, k.edJWK)
 	dir := t.TempDir()
 
-	sc, stop := startSidecar(t, conn, dir)
+	sc, stop := startCore(t, conn, dir)
 	waitReady(t, sc)
 	revoke(t, conn, sc, bus.KindToken, "jti-0", time.Now())
 	stop()
@@ -169,14 +171,14 @@ func TestFollower_AllExpired(t *testing.T) {
 	})
 
 	t.Run("fresh", func(t *testing.T) {
-		sc, _ := startSidecar(t, conn, t.TempDir())
+		sc, _ := startCore(t, conn, t.TempDir())
 		waitReady(t, sc)
 		if st := sc.Status(); st.Lag != 0 {
 			t.Errorf("lag = %d with nothing left to apply (%+v)", st.Lag, st)
 		}
 	})
 	t.Run("behind", func(t *testing.T) {
-		sc, _ := startSidecar(t, conn, dir)
+		sc, _ := startCore(t, conn, dir)
 		waitReady(t, sc)
 		if st := sc.Status(); st.Gaps != 1 || st.Lag != 0 {
 			t.Errorf("gaps = %d, lag %d; want 1 (event 2 was lost), 0 (%+v)", st.Gaps, st.Lag, st)
@@ -232,4 +234,54 @@ func TestFollower_BoundsFutureRevocations(t *testing.T) {
 			t.Fatalf("subject revocation at = %s, want %s as dated", e.At, ahead)
 		}
 	}
+}
+
+// TestFollower_ProbeResync: a probe after staleness that finds the stream
+// ahead of the denylist makes the follower not caught up (so the sidecar
+// gives no verdict) until it has applied up to that head; a regular probe
+// only records the head.
+func TestFollower_ProbeResync(t *testing.T) {
+	s := bustest.RunServer(t)
+	conn := bustest.Setup(t, s, 20*time.Minute)
+	db, err := store.Open(t.TempDir(), store.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ks := NewKeySet(nil, nil)
+	if err := putKey(t, ks, newTestKeys(t).edJWK); err != nil { // trusts the test event key
+		t.Fatal(err)
+	}
+	ks.markLoaded()
+	fl := NewFollower(conn, db, ks, testLogger(t)) // not running: applies nothing
+	fl.markCaughtUp(0)
+	last := publishRevocation(t, conn, bus.KindToken, "jti-while-cut-off", time.Now())
+
+	if err := fl.Probe(t.Context(), false); err != nil {
+		t.Fatal(err)
+	}
+	if st := fl.Status(); !st.CaughtUp || st.Head != last || st.Lag != last {
+		t.Fatalf("after a regular probe: %+v, want caught up, head %d, lag %d", st, last, last)
+	}
+	if err := fl.Probe(t.Context(), true); err != nil {
+		t.Fatal(err)
+	}
+	if fl.CaughtUp() || !fl.HasState() {
+		t.Fatalf("after a resync probe: caught up %v, has state %v; want false, true", fl.CaughtUp(), fl.HasState())
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- fl.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	bustest.WaitFor(t, 5*time.Second, func() error {
+		if st := fl.Status(); !st.CaughtUp || st.Applied != last {
+			return fmt.Errorf("status %+v, want caught up at %d", st, last)
+		}
+		return nil
+	})
 }

@@ -97,7 +97,7 @@ func TestKeySet_Watch(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishKey(t, f.conn, f.edKid, f.edJWK)
-	sc, _ := startSidecar(t, f.conn, f.dir)
+	sc, _ := startCore(t, f.conn, f.dir)
 	waitReady(t, sc)
 	if _, ok := sc.keys.Get(f.esKid); ok {
 		t.Error("key deleted while down is trusted after restart")

@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -133,4 +134,30 @@ func SetIdentity(h http.Header, c *Claims) {
 	h.Set(HeaderClient, c.ClientID)
 	h.Set(HeaderScope, c.Scope)
 	h.Set(HeaderTenant, c.Tenant)
+}
+
+// Identity headers set on a verified request. Proxies copy them upstream.
+const (
+	HeaderSubject = "X-Herald-Subject"
+	HeaderSession = "X-Herald-Session"
+	HeaderClient  = "X-Herald-Client"
+	HeaderScope   = "X-Herald-Scope"
+	HeaderTenant  = "X-Herald-Tenant"
+)
+
+// BearerToken returns the token of an RFC 6750 Authorization: Bearer
+// header. It returns ErrMissing when there is none and ErrMalformed when the
+// header is not a single well-formed bearer credential.
+func BearerToken(r *http.Request) (string, error) {
+	tok, scheme, err := AccessToken(r)
+	if err == nil && scheme != "Bearer" {
+		return "", ErrMissing
+	}
+	return tok, err
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
 }

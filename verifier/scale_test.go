@@ -1,7 +1,6 @@
 package verifier
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -47,7 +46,7 @@ func BenchmarkCatchUp1M(b *testing.B) {
 		heap0, rss0 := memory()
 		// A fresh verifier: everything comes from the stream.
 		start = time.Now()
-		sc, stop := benchSidecar(b, conn, dir)
+		sc, stop := startCore(b, conn, dir)
 		if err := sc.WaitReady(b.Context()); err != nil {
 			b.Fatal(err)
 		}
@@ -103,7 +102,7 @@ func BenchmarkCatchUp1M(b *testing.B) {
 
 		// A restart: the denylist comes from Pebble, nothing from the stream.
 		start = time.Now()
-		sc, stop = benchSidecar(b, conn, dir)
+		sc, stop = startCore(b, conn, dir)
 		if err := sc.WaitReady(b.Context()); err != nil {
 			b.Fatal(err)
 		}
@@ -114,33 +113,6 @@ func BenchmarkCatchUp1M(b *testing.B) {
 		b.ReportMetric(restart.Seconds(), "restart-s")
 		b.Logf("restart with %d revocations in Pebble: ready in %s", n, restart.Round(time.Millisecond))
 		stop()
-	}
-}
-
-func benchSidecar(b *testing.B, conn *bus.Conn, dir string) (*Sidecar, func()) {
-	b.Helper()
-	return benchSidecarWith(b, conn, SidecarConfig{DataDir: dir, NoListen: true})
-}
-
-// benchSidecarWith opens and runs a sidecar with cfg, which gets the test
-// issuer and audience and no heartbeats; the returned stop ends it.
-func benchSidecarWith(b *testing.B, conn *bus.Conn, cfg SidecarConfig) (*Sidecar, func()) {
-	b.Helper()
-	cfg.Verifier = Config{Issuer: testIssuer, Audience: testAudience}
-	cfg.HeartbeatEvery = -1
-	sc, err := OpenSidecar(cfg, conn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(b.Context())
-	done := make(chan error, 1)
-	go func() { done <- sc.Run(ctx) }()
-	return sc, func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-		sc.Close()
 	}
 }
 

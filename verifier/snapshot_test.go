@@ -35,7 +35,7 @@ func publishMixed(t *testing.T, conn *bus.Conn, prefix string, n int, base time.
 }
 
 // denylistOf returns the entries a sidecar's denylist holds, by key.
-func denylistOf(t *testing.T, sc *Sidecar) (uint64, []store.Entry) {
+func denylistOf(t *testing.T, sc *core) (uint64, []store.Entry) {
 	t.Helper()
 	seq, entries, err := sc.db.Entries()
 	if err != nil {
@@ -61,9 +61,9 @@ func sameDenylist(t *testing.T, got, want []store.Entry) {
 
 // caughtUp starts a fresh sidecar and returns it once it has applied
 // sequence last.
-func caughtUp(t *testing.T, conn *bus.Conn, last uint64) *Sidecar {
+func caughtUp(t *testing.T, conn *bus.Conn, last uint64) *core {
 	t.Helper()
-	sc, _ := startSidecar(t, conn, t.TempDir())
+	sc, _ := startCore(t, conn, t.TempDir())
 	waitReady(t, sc)
 	waitApplied(t, sc, last)
 	return sc
@@ -127,7 +127,7 @@ func TestSnapshot_FreshVerifier(t *testing.T) {
 // use: each time it replays the whole stream and ends with the same
 // denylist as a verifier that never saw a snapshot.
 func TestSnapshot_Unusable(t *testing.T) {
-	chunksOf := func(t *testing.T, source *Sidecar) []*bus.Event {
+	chunksOf := func(t *testing.T, source *core) []*bus.Event {
 		seq, entries := denylistOf(t, source)
 		se, err := SnapshotEntries(entries)
 		if err != nil {
@@ -164,47 +164,47 @@ func TestSnapshot_Unusable(t *testing.T) {
 	same := func(b []byte) []byte { return b }
 	cases := []struct {
 		name  string
-		offer func(t *testing.T, srv *natsserver.Server, conn *bus.Conn, source *Sidecar)
+		offer func(t *testing.T, srv *natsserver.Server, conn *bus.Conn, source *core)
 	}{
-		{"none", func(*testing.T, *natsserver.Server, *bus.Conn, *Sidecar) {}},
-		{"forged", func(t *testing.T, srv *natsserver.Server, _ *bus.Conn, source *Sidecar) {
+		{"none", func(*testing.T, *natsserver.Server, *bus.Conn, *core) {}},
+		{"forged", func(t *testing.T, srv *natsserver.Server, _ *bus.Conn, source *core) {
 			publish(t, bustest.ForeignConn(t, srv), chunksOf(t, source)...)
 		}},
-		{"unsigned", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
+		{"unsigned", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *core) {
 			publishRaw(t, conn, chunksOf(t, source)[0], same, false)
 		}},
-		{"tampered", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
+		{"tampered", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *core) {
 			publishRaw(t, conn, chunksOf(t, source)[0], func(b []byte) []byte {
 				return []byte(strings.Replace(string(b), `"kind":"token"`, `"kind":"tenant"`, 1))
 			}, true)
 		}},
-		{"incomplete", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
+		{"incomplete", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *core) {
 			c := chunksOf(t, source)[0]
 			c.Snapshot.Count = 2 // chunk 1 never published
 			publish(t, conn, c)
 		}},
-		{"inconsistent", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
+		{"inconsistent", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *core) {
 			c := chunksOf(t, source)
 			c[0].Snapshot.Count = 2
 			extra := bus.SnapshotChunks(c[0].Snapshot.ID, c[0].Snapshot.Seq-1, c[0].Snapshot.StreamCreated, nil, "test", time.Now())[0]
 			extra.ID, extra.Snapshot.Index, extra.Snapshot.Count = c[0].Snapshot.ID+".1", 1, 2
 			publish(t, conn, c[0], extra)
 		}},
-		{"other_stream", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
+		{"other_stream", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *core) {
 			c := chunksOf(t, source)
 			for _, e := range c {
 				e.Snapshot.StreamCreated = e.Snapshot.StreamCreated.Add(-time.Hour) // a HERALD deleted since
 			}
 			publish(t, conn, c...)
 		}},
-		{"older_publisher", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
+		{"older_publisher", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *core) {
 			c := chunksOf(t, source)
 			for _, e := range c {
 				e.Snapshot.EventKeys = nil // a publisher that did not track what it refused
 			}
 			publish(t, conn, c...)
 		}},
-		{"publisher_trusted_less", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
+		{"publisher_trusted_less", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *core) {
 			c := chunksOf(t, source)
 			for _, e := range c {
 				e.Snapshot.EventKeys = []string{"another-issuers-kid"} // it refused what this verifier applies
@@ -212,7 +212,7 @@ func TestSnapshot_Unusable(t *testing.T) {
 			publish(t, conn, c...)
 		}},
 		{"genuine_control", nil},
-		{"beyond_head", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *Sidecar) {
+		{"beyond_head", func(t *testing.T, _ *natsserver.Server, conn *bus.Conn, source *core) {
 			c := chunksOf(t, source)
 			for _, e := range c {
 				e.Snapshot.Seq += 10 // a snapshot of a stream that was recreated since
@@ -289,7 +289,7 @@ func TestSnapshot_RefusalKeepsDenylistIncomplete(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now()
 	first := publishRevocation(t, conn, bus.KindSubject, "alice", now)
-	sc, stop := startSidecar(t, conn, dir)
+	sc, stop := startCore(t, conn, dir)
 	waitApplied(t, sc, first)
 	if got := sc.follower.Complete(); got != first {
 		t.Fatalf("complete %d before any refusal, want %d", got, first)
@@ -312,14 +312,14 @@ func TestSnapshot_RefusalKeepsDenylistIncomplete(t *testing.T) {
 	}
 	stop()
 
-	sc, stop = startSidecar(t, conn, dir)
+	sc, stop = startCore(t, conn, dir)
 	waitApplied(t, sc, last)
 	if got := sc.follower.Complete(); got != forged-1 {
 		t.Fatalf("complete %d after a restart, want %d", got, forged-1)
 	}
 	stop()
 
-	fresh, _ := startSidecarWith(t, conn, SidecarConfig{DataDir: t.TempDir(), EventKeys: pins})
+	fresh, _ := startCoreWith(t, conn, coreConfig{DataDir: t.TempDir(), EventKeys: pins})
 	waitApplied(t, fresh, last)
 	if got := fresh.follower.Complete(); got != forged-1 {
 		t.Fatalf("complete %d of a fresh denylist that refused %d, want %d", got, forged, forged-1)

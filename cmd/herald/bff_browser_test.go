@@ -19,7 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/heraldsec/herald/bus/bustest"
-	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/browser"
 )
 
 // chromium returns the path of the browser, or skips the test without one;
@@ -128,7 +128,7 @@ func TestBFF_BrowserSession(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range res.Cookies {
-			if c.Name == verifier.CookieName {
+			if c.Name == browser.CookieName {
 				return c
 			}
 		}
@@ -151,7 +151,7 @@ func TestBFF_BrowserSession(t *testing.T) {
 	replay := func(base, value string) int {
 		t.Helper()
 		req, _ := http.NewRequestWithContext(t.Context(), "GET", base+"/whoami", nil)
-		req.Header.Set("Cookie", verifier.CookieName+"="+value)
+		req.Header.Set("Cookie", browser.CookieName+"="+value)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

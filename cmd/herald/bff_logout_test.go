@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus/bustest"
-	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/browser"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // TestBFF_LogoutAfterRotationElsewhere: a copy of the victim's cookie is
@@ -22,7 +23,7 @@ import (
 // session at the issuer, so the copy stops working on b, also once its
 // access token is due for refresh.
 func TestBFF_LogoutAfterRotationElsewhere(t *testing.T) {
-	st := newBFFStack(t, 2, 0, verifier.CookieConfig{})
+	st := newBFFStack(t, 2, 0, browser.Config{})
 	a, b := st.scs[0], st.scs[1]
 	victim := st.login(t, a, "alice", "")
 	sid := whoami(t, a, victim)["sid"]
@@ -35,7 +36,7 @@ func TestBFF_LogoutAfterRotationElsewhere(t *testing.T) {
 	}
 	st.waitIssued(t, 3) // created, handed off, refreshed by the copy
 
-	r = send(t, a, "POST", verifier.LogoutPath, victim, nil, sameOrigin...)
+	r = send(t, a, "POST", browser.LogoutPath, victim, nil, sameOrigin...)
 	if _, cleared, _ := r.cookie(); r.code != http.StatusNoContent || !cleared {
 		t.Fatalf("logout: %d %s (cleared %v), want 204 clearing the cookie", r.code, r.body, cleared)
 	}
@@ -54,7 +55,7 @@ func TestBFF_LogoutAfterRotationElsewhere(t *testing.T) {
 // that the user can try again; the session is still live and so is the
 // cookie.
 func TestBFF_LogoutNotAcknowledged(t *testing.T) {
-	st := newBFFStack(t, 1, 0, verifier.CookieConfig{})
+	st := newBFFStack(t, 1, 0, browser.Config{})
 	target, err := url.Parse(st.svc.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -70,10 +71,10 @@ func TestBFF_LogoutNotAcknowledged(t *testing.T) {
 		fwd.ServeHTTP(w, r)
 	}))
 	t.Cleanup(failing.Close)
-	sc := st.addReplica(t, verifier.CookieConfig{IssuerURL: failing.URL})
+	sc := st.addReplica(t, browser.Config{IssuerURL: failing.URL})
 
 	cookie := st.login(t, sc, "alice", "")
-	r := send(t, sc, "POST", verifier.LogoutPath, cookie, nil, sameOrigin...)
+	r := send(t, sc, "POST", browser.LogoutPath, cookie, nil, sameOrigin...)
 	if _, _, set := r.cookie(); r.code != http.StatusBadGateway || set {
 		t.Fatalf("logout the issuer did not acknowledge: %d %s (cookie touched %v), want 502 keeping the cookie", r.code, r.body, set)
 	}
@@ -89,9 +90,9 @@ func TestBFF_LogoutNotAcknowledged(t *testing.T) {
 // one (which learns of the refresh from HERALD_BFF), is reuse and ends the
 // session, as refresh token reuse does.
 func TestBFF_OldCookieIsReuse(t *testing.T) {
-	st := newBFFStack(t, 2, 0, verifier.CookieConfig{})
+	st := newBFFStack(t, 2, 0, browser.Config{})
 	a, b := st.scs[0], st.scs[1]
-	refresh := func(sc *verifier.Sidecar, cookie string) string {
+	refresh := func(sc *sidecar.Sidecar, cookie string) string {
 		t.Helper()
 		st.clock.Add(int64(4 * time.Minute)) // due for refresh
 		r := send(t, sc, "GET", "/whoami", cookie, nil)
@@ -111,7 +112,7 @@ func TestBFF_OldCookieIsReuse(t *testing.T) {
 		st.waitNoSessions(t, "alice")
 		bustest.WaitFor(t, 5*time.Second, func() error { return wantRefused(t, b, victim) })
 	})
-	for _, sc := range []*verifier.Sidecar{a, b} {
+	for _, sc := range []*sidecar.Sidecar{a, b} {
 		t.Run("previous generation past the grace window on "+sc.URL(), func(t *testing.T) {
 			user := "bob" + strings.TrimPrefix(sc.URL(), "http://127.0.0.1:")
 			copied := st.login(t, a, user, "")
@@ -138,7 +139,7 @@ func TestBFF_OldCookieIsReuse(t *testing.T) {
 // end of life).
 func TestBFF_TimeoutsWithoutRequests(t *testing.T) {
 	t.Run("absolute", func(t *testing.T) {
-		st := newBFFStack(t, 1, 0, verifier.CookieConfig{Idle: 20 * time.Second, MaxAge: 20 * time.Second})
+		st := newBFFStack(t, 1, 0, browser.Config{Idle: 20 * time.Second, MaxAge: 20 * time.Second})
 		sc := st.scs[0]
 		cookie := st.login(t, sc, "alice", "")
 		stream := openStream(t, sc, cookie)
@@ -147,7 +148,7 @@ func TestBFF_TimeoutsWithoutRequests(t *testing.T) {
 		st.waitNoSessions(t, "alice")
 	})
 	t.Run("idle", func(t *testing.T) {
-		st := newBFFStack(t, 1, 0, verifier.CookieConfig{Idle: 20 * time.Second, MaxAge: time.Hour})
+		st := newBFFStack(t, 1, 0, browser.Config{Idle: 20 * time.Second, MaxAge: time.Hour})
 		sc := st.scs[0]
 		cookie := st.login(t, sc, "bob", "")
 		if me := whoami(t, sc, cookie); me["sub"] != "bob" {
@@ -163,7 +164,7 @@ func TestBFF_TimeoutsWithoutRequests(t *testing.T) {
 // serves it: the issuer refuses the end (session_in_use), because that
 // replica has refreshed the session since.
 func TestBFF_IdleOnOneReplicaOnly(t *testing.T) {
-	cfg := verifier.CookieConfig{Idle: 10 * time.Minute, MaxAge: time.Hour, SweepEvery: 50 * time.Millisecond}
+	cfg := browser.Config{Idle: 10 * time.Minute, MaxAge: time.Hour, SweepEvery: 50 * time.Millisecond}
 	st := newBFFStack(t, 1, 0, cfg)
 	b := st.scs[0]
 	target, err := url.Parse(st.svc.URL())
@@ -214,7 +215,7 @@ func TestBFF_IdleOnOneReplicaOnly(t *testing.T) {
 // issuer each time: the issuer limits requests per source address, and
 // the sidecar's are every user's refreshes.
 func TestBFF_LogoutReplayAsksTheIssuerOnce(t *testing.T) {
-	st := newBFFStack(t, 1, 0, verifier.CookieConfig{})
+	st := newBFFStack(t, 1, 0, browser.Config{})
 	target, err := url.Parse(st.svc.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -228,11 +229,11 @@ func TestBFF_LogoutReplayAsksTheIssuerOnce(t *testing.T) {
 		fwd.ServeHTTP(w, r)
 	}))
 	t.Cleanup(counting.Close)
-	sc := st.addReplica(t, verifier.CookieConfig{IssuerURL: counting.URL})
+	sc := st.addReplica(t, browser.Config{IssuerURL: counting.URL})
 
 	cookie := st.login(t, sc, "alice", "")
 	for i := range 20 {
-		r := send(t, sc, "POST", verifier.LogoutPath, cookie, nil, sameOrigin...)
+		r := send(t, sc, "POST", browser.LogoutPath, cookie, nil, sameOrigin...)
 		if _, cleared, _ := r.cookie(); r.code != http.StatusNoContent || !cleared {
 			t.Fatalf("logout %d: %d %s (cleared %v), want 204 clearing the cookie", i, r.code, r.body, cleared)
 		}

@@ -12,7 +12,8 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
-	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/browser"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // issued counts the token.issued events of tenant acme in HERALD_AUDIT:
@@ -48,7 +49,7 @@ func (st *bffStack) waitIssued(t *testing.T, want uint64) {
 
 // burst sends n requests with cookie, spread over the sidecars and
 // released together, and returns their answers.
-func burst(t *testing.T, scs []*verifier.Sidecar, n int, cookie string) []reply {
+func burst(t *testing.T, scs []*sidecar.Sidecar, n int, cookie string) []reply {
 	replies := make([]reply, n)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -72,7 +73,7 @@ func burst(t *testing.T, scs []*verifier.Sidecar, n int, cookie string) []reply 
 // answer carries the refreshed cookie: the replicas that lost the claim
 // served with the winner's tokens, without calling the issuer.
 func TestBFF_ReplicasRefreshOnce(t *testing.T) {
-	st := newBFFStack(t, 2, 0, verifier.CookieConfig{})
+	st := newBFFStack(t, 2, 0, browser.Config{})
 	cookie := st.login(t, st.scs[0], "alice", "")
 	sid := whoami(t, st.scs[1], cookie)["sid"]
 	issued := uint64(2) // the session's first token, and the handoff's refresh
@@ -132,7 +133,7 @@ func TestBFF_ReplicasRefreshOnce(t *testing.T) {
 // gives up, it withdraws its claim and the session refreshes normally.
 func TestBFF_ReplicaStuckAfterClaim(t *testing.T) {
 	const patience = time.Second
-	st := newBFFStack(t, 1, 0, verifier.CookieConfig{RefreshWait: patience})
+	st := newBFFStack(t, 1, 0, browser.Config{RefreshWait: patience})
 	healthy := st.scs[0]
 
 	arrived, release := make(chan struct{}), make(chan struct{})
@@ -149,7 +150,7 @@ func TestBFF_ReplicaStuckAfterClaim(t *testing.T) {
 	}))
 	unblock := func() { releaseOnce.Do(func() { close(release) }) }
 	t.Cleanup(stuckIssuer.Close)
-	stuck := st.addReplica(t, verifier.CookieConfig{IssuerURL: stuckIssuer.URL, RefreshWait: patience})
+	stuck := st.addReplica(t, browser.Config{IssuerURL: stuckIssuer.URL, RefreshWait: patience})
 	t.Cleanup(unblock) // before the replica stops: cleanups run last first
 
 	cookie := st.login(t, healthy, "alice", "")
@@ -210,7 +211,7 @@ func TestBFF_ReplicaStuckAfterClaim(t *testing.T) {
 // nothing), and revocations still reach the sidecars. When the bucket has
 // room again, the session refreshes.
 func TestBFF_FullBucketFailsRefreshesClosed(t *testing.T) {
-	st := newBFFStack(t, 2, 0, verifier.CookieConfig{})
+	st := newBFFStack(t, 2, 0, browser.Config{})
 	const maxBytes = 64 << 10
 	if err := st.conn.EnsureRefreshRelay(t.Context(), bus.RefreshRelayConfig{MaxBytes: maxBytes}); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,8 @@ import (
 	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/browser"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // The browser session tests run the real issuer, real verifier sidecars in
@@ -57,7 +59,7 @@ var bffPages = template.Must(template.New("").Parse(`
 <script src="/attack.js"></script>{{end}}`))
 
 func (a *bffApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sub, sid, csrf := r.Header.Get(verifier.HeaderSubject), r.Header.Get(verifier.HeaderSession), r.Header.Get(verifier.HeaderCSRF)
+	sub, sid, csrf := r.Header.Get(verifier.HeaderSubject), r.Header.Get(verifier.HeaderSession), r.Header.Get(browser.HeaderCSRF)
 	switch r.Method + " " + r.URL.Path {
 	case "GET /login":
 		bffPages.ExecuteTemplate(w, "login", nil)
@@ -77,7 +79,7 @@ func (a *bffApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, fmt.Sprintf("create session: %d %v", resp.StatusCode, err), http.StatusBadGateway)
 			return
 		}
-		w.Header().Set(verifier.HeaderHandoff, sess.RefreshToken)
+		w.Header().Set(browser.HeaderHandoff, sess.RefreshToken)
 		http.SetCookie(w, &http.Cookie{Name: "theme", Value: "dark", Path: "/"}) // the app's own, readable by scripts
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	case "GET /":
@@ -90,11 +92,11 @@ func (a *bffApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"cookie": r.Header.Get("Cookie"), "authorization": r.Header.Get("Authorization")})
 	case "POST /login/bogus":
 		// A handoff of a refresh token the issuer does not know.
-		w.Header().Set(verifier.HeaderHandoff, "hrt_not-a-real-refresh-token")
+		w.Header().Set(browser.HeaderHandoff, "hrt_not-a-real-refresh-token")
 		fmt.Fprint(w, "signed in")
 	case "GET /plant":
 		// A compromised or careless app cannot set the session cookie.
-		w.Header().Add("Set-Cookie", verifier.CookieName+"=forged; Path=/; Secure")
+		w.Header().Add("Set-Cookie", browser.CookieName+"=forged; Path=/; Secure")
 	case "GET /events":
 		w.Header().Set("Content-Type", "text/event-stream")
 		for i := 0; ; i++ {
@@ -120,12 +122,12 @@ type bffStack struct {
 	app     *bffApp
 	appURL  string
 	keyFile string
-	scs     []*verifier.Sidecar
+	scs     []*sidecar.Sidecar
 	shift   atomic.Int64 // added to the sidecars' session clock
 	clock   atomic.Int64 // added to the issuer's and the sidecars' token clocks
 }
 
-func newBFFStack(t *testing.T, replicas int, accessTTL time.Duration, cookies verifier.CookieConfig) *bffStack {
+func newBFFStack(t *testing.T, replicas int, accessTTL time.Duration, cookies browser.Config) *bffStack {
 	t.Helper()
 	st := &bffStack{bus: bustest.RunServer(t)}
 	st.conn = bustest.Connect(t, st.bus)
@@ -156,7 +158,7 @@ func (st *bffStack) now() time.Time { return time.Now().Add(time.Duration(st.clo
 
 // addReplica starts one more sidecar with cookies (the stack's issuer
 // unless cookies name another URL) and waits until it is ready.
-func (st *bffStack) addReplica(t *testing.T, cookies verifier.CookieConfig) *verifier.Sidecar {
+func (st *bffStack) addReplica(t *testing.T, cookies browser.Config) *sidecar.Sidecar {
 	t.Helper()
 	if cookies.IssuerURL == "" {
 		cookies.IssuerURL = st.svc.URL()
@@ -166,7 +168,7 @@ func (st *bffStack) addReplica(t *testing.T, cookies verifier.CookieConfig) *ver
 	if cookies.LoginPath == "" {
 		cookies.LoginPath = "/login"
 	}
-	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+	sc, err := sidecar.Open(sidecar.Config{
 		Verifier: verifier.Config{Issuer: st.svc.IssuerURL(), Audience: issuer.DefaultAudience, Now: st.now},
 		DataDir:  t.TempDir(), HTTPAddr: "127.0.0.1:0", Upstream: st.appURL, Cookies: &cookies, Logger: quietLog,
 	}, bustest.Connect(t, st.bus))
@@ -206,7 +208,7 @@ type reply struct {
 // it deletes it, and whether there is one.
 func (r reply) cookie() (value string, cleared, ok bool) {
 	for _, c := range (&http.Response{Header: r.header}).Cookies() {
-		if c.Name == verifier.CookieName {
+		if c.Name == browser.CookieName {
 			value, cleared, ok = c.Value, c.MaxAge < 0, true
 		}
 	}
@@ -227,7 +229,7 @@ var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Reques
 
 // send sends a request to sc with the session cookie (if any) and headers
 // given as name, value pairs.
-func send(t *testing.T, sc *verifier.Sidecar, method, path, cookie string, form url.Values, headers ...string) reply {
+func send(t *testing.T, sc *sidecar.Sidecar, method, path, cookie string, form url.Values, headers ...string) reply {
 	t.Helper()
 	var body io.Reader
 	if form != nil {
@@ -241,7 +243,7 @@ func send(t *testing.T, sc *verifier.Sidecar, method, path, cookie string, form 
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
 	if cookie != "" {
-		req.Header.Set("Cookie", "theme=dark; "+verifier.CookieName+"="+cookie)
+		req.Header.Set("Cookie", "theme=dark; "+browser.CookieName+"="+cookie)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
@@ -263,7 +265,7 @@ var sameOrigin = []string{"Sec-Fetch-Site", "same-origin"}
 
 // login signs user in through sc, with the browser's current cookie (may
 // be empty), and returns the new session cookie.
-func (st *bffStack) login(t *testing.T, sc *verifier.Sidecar, user, cookie string) string {
+func (st *bffStack) login(t *testing.T, sc *sidecar.Sidecar, user, cookie string) string {
 	t.Helper()
 	r := send(t, sc, "POST", "/login", cookie, url.Values{"user": {user}, "tenant": {"acme"}}, sameOrigin...)
 	v, cleared, ok := r.cookie()
@@ -274,7 +276,7 @@ func (st *bffStack) login(t *testing.T, sc *verifier.Sidecar, user, cookie strin
 }
 
 // whoami asks the app who the sidecar says the request is from.
-func whoami(t *testing.T, sc *verifier.Sidecar, cookie string) map[string]string {
+func whoami(t *testing.T, sc *sidecar.Sidecar, cookie string) map[string]string {
 	t.Helper()
 	r := send(t, sc, "GET", "/whoami", cookie, nil)
 	if r.code != http.StatusOK {
@@ -285,7 +287,7 @@ func whoami(t *testing.T, sc *verifier.Sidecar, cookie string) map[string]string
 
 // wantRefused checks that cookie no longer opens a session on sc: 401, and
 // the cookie cleared.
-func wantRefused(t *testing.T, sc *verifier.Sidecar, cookie string) error {
+func wantRefused(t *testing.T, sc *sidecar.Sidecar, cookie string) error {
 	r := send(t, sc, "GET", "/whoami", cookie, nil)
 	if _, cleared, _ := r.cookie(); r.code != http.StatusUnauthorized || !cleared {
 		return fmt.Errorf("cookie on %s: %d %s (cleared %v), want 401 and the cookie cleared", sc.URL(), r.code, r.body, cleared)
@@ -342,7 +344,7 @@ func (st *bffStack) revoke(t *testing.T, kind, value string) {
 // headers and never the cookie, and every login starts a new session and
 // ends the one the browser had (no fixation).
 func TestBFF_LoginHandoff(t *testing.T) {
-	st := newBFFStack(t, 1, 0, verifier.CookieConfig{})
+	st := newBFFStack(t, 1, 0, browser.Config{})
 	sc := st.scs[0]
 
 	if r := send(t, sc, "GET", "/whoami", "", nil); r.code != http.StatusUnauthorized {
@@ -356,12 +358,12 @@ func TestBFF_LoginHandoff(t *testing.T) {
 	}
 
 	r := send(t, sc, "POST", "/login", "", url.Values{"user": {"alice"}, "tenant": {"acme"}}, sameOrigin...)
-	if r.code != http.StatusSeeOther || r.header.Get(verifier.HeaderHandoff) != "" {
-		t.Fatalf("login: %d, handoff header %q; want 303 and the header removed", r.code, r.header.Get(verifier.HeaderHandoff))
+	if r.code != http.StatusSeeOther || r.header.Get(browser.HeaderHandoff) != "" {
+		t.Fatalf("login: %d, handoff header %q; want 303 and the header removed", r.code, r.header.Get(browser.HeaderHandoff))
 	}
 	var line string
 	for _, l := range r.header.Values("Set-Cookie") {
-		if strings.HasPrefix(l, verifier.CookieName+"=") {
+		if strings.HasPrefix(l, browser.CookieName+"=") {
 			line = l
 		}
 	}
@@ -397,8 +399,8 @@ func TestBFF_LoginHandoff(t *testing.T) {
 	})
 	t.Run("failed handoff", func(t *testing.T) {
 		r := send(t, sc, "POST", "/login/bogus", "", nil, sameOrigin...)
-		if _, _, set := r.cookie(); r.code != http.StatusBadGateway || set || r.header.Get(verifier.HeaderHandoff) != "" || strings.Contains(r.body, "hrt_") {
-			t.Fatalf("bogus handoff: %d %s, cookie set %v, handoff header %q; want 502, no cookie, no token", r.code, r.body, set, r.header.Get(verifier.HeaderHandoff))
+		if _, _, set := r.cookie(); r.code != http.StatusBadGateway || set || r.header.Get(browser.HeaderHandoff) != "" || strings.Contains(r.body, "hrt_") {
+			t.Fatalf("bogus handoff: %d %s, cookie set %v, handoff header %q; want 502, no cookie, no token", r.code, r.body, set, r.header.Get(browser.HeaderHandoff))
 		}
 	})
 	t.Run("forged cookie", func(t *testing.T) {
@@ -409,7 +411,7 @@ func TestBFF_LoginHandoff(t *testing.T) {
 		}
 	})
 	t.Run("forged identity headers", func(t *testing.T) {
-		r := send(t, sc, "GET", "/whoami", first, nil, verifier.HeaderSubject, "mallory", verifier.HeaderCSRF, "x")
+		r := send(t, sc, "GET", "/whoami", first, nil, verifier.HeaderSubject, "mallory", browser.HeaderCSRF, "x")
 		if m := r.json(t); m["sub"] != "alice" || m["csrf"] != me["csrf"] {
 			t.Fatalf("upstream saw %v", m)
 		}
@@ -432,7 +434,7 @@ func TestBFF_LoginHandoff(t *testing.T) {
 // TestBFF_CSRF sends state-changing requests with a valid session cookie
 // as another site's page would: none reaches the app.
 func TestBFF_CSRF(t *testing.T) {
-	st := newBFFStack(t, 1, 0, verifier.CookieConfig{})
+	st := newBFFStack(t, 1, 0, browser.Config{})
 	sc := st.scs[0]
 	cookie := st.login(t, sc, "alice", "")
 	token := whoami(t, sc, cookie)["csrf"]
@@ -447,11 +449,11 @@ func TestBFF_CSRF(t *testing.T) {
 		{"a sibling subdomain's form post", []string{"Sec-Fetch-Site", "same-site"}, 403},
 		{"old browser, other origin", []string{"Origin", "https://evil.example"}, 403},
 		{"no origin, no token", nil, 403},
-		{"no origin, another session's token", []string{verifier.HeaderCSRFToken, other}, 403},
-		{"cross-site even with the token", []string{"Sec-Fetch-Site", "cross-site", verifier.HeaderCSRFToken, token}, 403},
+		{"no origin, another session's token", []string{browser.HeaderCSRFToken, other}, 403},
+		{"cross-site even with the token", []string{"Sec-Fetch-Site", "cross-site", browser.HeaderCSRFToken, token}, 403},
 		{"same origin", sameOrigin, 200},
 		{"old browser, same origin", []string{"Origin", "http://" + sc.Addr().String()}, 200},
-		{"no origin, the session's token", []string{verifier.HeaderCSRFToken, token}, 200},
+		{"no origin, the session's token", []string{browser.HeaderCSRFToken, token}, 200},
 	}
 	for _, tt := range tests {
 		before := st.app.transfers.Load()
@@ -468,10 +470,10 @@ func TestBFF_CSRF(t *testing.T) {
 	if _, _, set := r.cookie(); r.code != 403 || set {
 		t.Errorf("cross-site login: %d, sets a cookie %v; want 403", r.code, set)
 	}
-	if r := send(t, sc, "POST", verifier.LogoutPath, cookie, nil, "Sec-Fetch-Site", "cross-site"); r.code != 403 {
+	if r := send(t, sc, "POST", browser.LogoutPath, cookie, nil, "Sec-Fetch-Site", "cross-site"); r.code != 403 {
 		t.Errorf("cross-site logout: %d, want 403", r.code)
 	}
-	if r := send(t, sc, "POST", verifier.LogoutPath, cookie, nil); r.code != 403 {
+	if r := send(t, sc, "POST", browser.LogoutPath, cookie, nil); r.code != 403 {
 		t.Errorf("logout without origin or token: %d, want 403", r.code)
 	}
 	if me := whoami(t, sc, cookie); me["sub"] != "alice" {
@@ -483,7 +485,7 @@ func TestBFF_CSRF(t *testing.T) {
 // the issuer, the cookie is cleared, and replaying it fails on every
 // replica, while a stream opened with it on another replica is cut.
 func TestBFF_LogoutEverywhere(t *testing.T) {
-	st := newBFFStack(t, 2, 0, verifier.CookieConfig{})
+	st := newBFFStack(t, 2, 0, browser.Config{})
 	a, b := st.scs[0], st.scs[1]
 	cookie := st.login(t, a, "alice", "")
 	if me := whoami(t, b, cookie); me["sub"] != "alice" {
@@ -491,7 +493,7 @@ func TestBFF_LogoutEverywhere(t *testing.T) {
 	}
 	stream := openStream(t, b, cookie)
 
-	r := send(t, a, "POST", verifier.LogoutPath, cookie, nil, sameOrigin...)
+	r := send(t, a, "POST", browser.LogoutPath, cookie, nil, sameOrigin...)
 	if _, cleared, _ := r.cookie(); r.code != http.StatusNoContent || !cleared {
 		t.Fatalf("logout: %d %s (cleared %v), want 204 clearing the cookie", r.code, r.body, cleared)
 	}
@@ -505,19 +507,19 @@ func TestBFF_LogoutEverywhere(t *testing.T) {
 	}
 	// Logging out again, or without a session, is harmless; a page's form
 	// post is sent back to the login page.
-	if r := send(t, b, "POST", verifier.LogoutPath, cookie, nil, "Sec-Fetch-Site", "same-origin", "Accept", "text/html"); r.code != http.StatusSeeOther || r.header.Get("Location") != "/login" {
+	if r := send(t, b, "POST", browser.LogoutPath, cookie, nil, "Sec-Fetch-Site", "same-origin", "Accept", "text/html"); r.code != http.StatusSeeOther || r.header.Get("Location") != "/login" {
 		t.Fatalf("second logout: %d to %q, want 303 to /login", r.code, r.header.Get("Location"))
 	}
-	if r := send(t, a, "GET", verifier.LogoutPath, cookie, nil); r.code != http.StatusMethodNotAllowed {
+	if r := send(t, a, "GET", browser.LogoutPath, cookie, nil); r.code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET logout: %d, want 405", r.code)
 	}
 }
 
 // openStream opens the app's event stream through sc with cookie.
-func openStream(t *testing.T, sc *verifier.Sidecar, cookie string) *bufio.Reader {
+func openStream(t *testing.T, sc *sidecar.Sidecar, cookie string) *bufio.Reader {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), "GET", sc.URL()+"/events", nil)
-	req.Header.Set("Cookie", verifier.CookieName+"="+cookie)
+	req.Header.Set("Cookie", browser.CookieName+"="+cookie)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("open stream: %v %v", resp, err)
@@ -554,7 +556,7 @@ func waitStreamEnds(t *testing.T, br *bufio.Reader) {
 // all pass, the issuer rotates once (no reuse detection tripped), and the
 // browser's cookies from before and after the refresh both keep working.
 func TestBFF_Refresh(t *testing.T) {
-	st := newBFFStack(t, 1, 2*time.Second, verifier.CookieConfig{})
+	st := newBFFStack(t, 1, 2*time.Second, browser.Config{})
 	sc := st.scs[0]
 	cookie := st.login(t, sc, "alice", "")
 	sid := whoami(t, sc, cookie)["sid"]
@@ -601,7 +603,7 @@ func TestBFF_Refresh(t *testing.T) {
 // requests for longer than the idle timeout ends, and an active one ends
 // at its maximum age; both end at the issuer too.
 func TestBFF_Timeouts(t *testing.T) {
-	st := newBFFStack(t, 1, 0, verifier.CookieConfig{Idle: 10 * time.Minute, MaxAge: time.Hour})
+	st := newBFFStack(t, 1, 0, browser.Config{Idle: 10 * time.Minute, MaxAge: time.Hour})
 	sc := st.scs[0]
 
 	idle := st.login(t, sc, "alice", "")
@@ -641,7 +643,7 @@ func TestBFF_Timeouts(t *testing.T) {
 // TestBFF_Revoked revokes by session, subject, tenant and key: each
 // revocation makes the sidecar refuse the cookie and clear it.
 func TestBFF_Revoked(t *testing.T) {
-	st := newBFFStack(t, 1, 0, verifier.CookieConfig{})
+	st := newBFFStack(t, 1, 0, browser.Config{})
 	sc := st.scs[0]
 	for _, kind := range []string{"session", "subject", "tenant", "key"} {
 		t.Run(kind, func(t *testing.T) {

@@ -8,14 +8,19 @@ import (
 
 // TestDependencyDirection guards the packages' layering:
 // cmd → issuer → verifier → {bus, store}; bus and store know nothing of
-// the others; bench may use all.
+// the others; bench may use all. Within the verifier, the sidecar process
+// (verifier/sidecar) assembles the library (verifier) and the browser
+// session layer (verifier/browser): the library imports neither, the
+// browser layer not the sidecar, and the issuer only the library.
 func TestDependencyDirection(t *testing.T) {
 	const mod = "github.com/heraldsec/herald/"
 	forbidden := map[string][]string{
-		"store":    {"bus", "verifier", "issuer", "bench", "cmd"},
-		"bus":      {"store", "verifier", "issuer", "bench", "cmd"},
-		"verifier": {"issuer", "bench", "cmd"},
-		"issuer":   {"bench", "cmd"},
+		"store":            {"bus", "verifier", "issuer", "bench", "cmd"},
+		"bus":              {"store", "verifier", "issuer", "bench", "cmd"},
+		"verifier":         {"verifier/sidecar", "verifier/browser", "issuer", "bench", "cmd"},
+		"verifier/browser": {"verifier/sidecar", "issuer", "bench", "cmd"},
+		"verifier/sidecar": {"issuer", "bench", "cmd"},
+		"issuer":           {"verifier/sidecar", "verifier/browser", "bench", "cmd"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", mod+pkg).Output()

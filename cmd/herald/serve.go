@@ -17,6 +17,7 @@ import (
 	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 const defaultDataDir = "herald-data"
@@ -209,7 +210,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlagSet("dev", "dev [flags]", stderr)
 	var f issuerFlags
 	f.register(fs)
-	verifierHTTP := fs.String("verifier-http", verifier.DefaultHTTPAddr, "verifier HTTP listen address (port 0 picks one)")
+	verifierHTTP := fs.String("verifier-http", sidecar.DefaultHTTPAddr, "verifier HTTP listen address (port 0 picks one)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -233,7 +234,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer svc.Close()
-	sc, err := verifier.OpenSidecar(verifier.SidecarConfig{
+	sc, err := sidecar.Open(sidecar.Config{
 		Verifier:      verifier.Config{Issuer: svc.IssuerURL(), Audience: f.audience},
 		EventKeys:     append([]string{svc.EventKeyID()}, f.nats.pins()...),
 		RootKeys:      f.nats.roots(),
@@ -274,9 +275,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		waitReady(ctx, sc)
-		if ctx.Err() != nil {
-			return
+		if sc.WaitReady(ctx) != nil {
+			return // stopped before it was ready
 		}
 		log.Info("herald dev ready", "issuer", svc.URL(), "verifier", sc.URL(), "nats", natsURL, "admin_token", tokenFile)
 		fmt.Fprintf(stdout, "Herald is running.\n  issuer:      %s (dashboard)\n  verifier:    %s\n  nats:        %s\n  nats auth:   %s\n  admin token: %s\nPress Ctrl-C to stop.\n",
@@ -284,17 +284,4 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}()
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-// waitReady returns once sc is ready or ctx ends.
-func waitReady(ctx context.Context, sc *verifier.Sidecar) {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for !sc.Ready() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

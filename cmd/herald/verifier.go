@@ -19,6 +19,8 @@ import (
 	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/browser"
+	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
 // verifierFlags are the verifier's own flags.
@@ -43,8 +45,8 @@ func (f *cookieFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.on, "cookie-sessions", false, "browser sessions in proxy mode: an HttpOnly __Host-herald cookie stands for a session the verifier holds (needs --upstream)")
 	fs.StringVar(&f.issuerURL, "issuer-url", "", "base URL of the issuer's OAuth endpoints, for cookie sessions (default: --issuer)")
 	fs.StringVar(&f.keyFile, "cookie-key-file", "", "file with the cookie sealing key, base64 of 32 bytes, mode 0600; share it between replicas (default: <data>/cookie.key, created)")
-	fs.DurationVar(&f.idle, "cookie-idle", verifier.DefaultCookieIdle, "a cookie session without requests for this long ends")
-	fs.DurationVar(&f.maxAge, "cookie-max-age", verifier.DefaultCookieMaxAge, "a cookie session ends this long after login")
+	fs.DurationVar(&f.idle, "cookie-idle", browser.DefaultIdle, "a cookie session without requests for this long ends")
+	fs.DurationVar(&f.maxAge, "cookie-max-age", browser.DefaultMaxAge, "a cookie session ends this long after login")
 	fs.StringVar(&f.loginPath, "cookie-login-path", "", "redirect page views without a session here (public); empty answers 401")
 	fs.StringVar(&f.public, "cookie-public", "", "comma-separated path prefixes forwarded without a session, e.g. /login,/static/")
 	fs.StringVar(&f.clientID, "cookie-client-id", "", "client id the verifier refreshes cookie sessions as, for a registered client")
@@ -52,11 +54,11 @@ func (f *cookieFlags) register(fs *flag.FlagSet) {
 }
 
 // config returns the cookie session config, nil when they are off.
-func (f *cookieFlags) config(issuer string) (*verifier.CookieConfig, error) {
+func (f *cookieFlags) config(issuer string) (*browser.Config, error) {
 	if !f.on {
 		return nil, nil
 	}
-	c := &verifier.CookieConfig{IssuerURL: f.issuerURL, KeyFile: f.keyFile, Idle: f.idle, MaxAge: f.maxAge,
+	c := &browser.Config{IssuerURL: f.issuerURL, KeyFile: f.keyFile, Idle: f.idle, MaxAge: f.maxAge,
 		LoginPath: f.loginPath, ClientID: f.clientID}
 	if c.IssuerURL == "" {
 		c.IssuerURL = issuer
@@ -79,15 +81,15 @@ func (f *cookieFlags) config(issuer string) (*verifier.CookieConfig, error) {
 func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("verifier", "verifier [flags]", stderr)
 	var f verifierFlags
-	fs.StringVar(&f.http, "http", verifier.DefaultHTTPAddr, "verifier HTTP listen address (port 0 picks one)")
-	fs.StringVar(&f.adminHTTP, "admin-http", "", "proxy mode: listen address of the verifier's own endpoints (/v1/status, /v1/verify, /healthz, /readyz, /metrics), kept off the application's --http listener (default "+verifier.DefaultAdminAddr+", or loopback port 0 when --http has port 0)")
+	fs.StringVar(&f.http, "http", sidecar.DefaultHTTPAddr, "verifier HTTP listen address (port 0 picks one)")
+	fs.StringVar(&f.adminHTTP, "admin-http", "", "proxy mode: listen address of the verifier's own endpoints (/v1/status, /v1/verify, /healthz, /readyz, /metrics), kept off the application's --http listener (default "+sidecar.DefaultAdminAddr+", or loopback port 0 when --http has port 0)")
 	fs.StringVar(&f.data, "data", filepath.Join(defaultDataDir, "verifier"), "data directory (denylist, verifier id)")
 	fs.StringVar(&f.natsURL, "nats", "nats://"+natsserver.DefaultListen, "NATS URL (comma-separated for a cluster)")
 	fs.StringVar(&f.issuerURL, "issuer", "http://"+issuer.DefaultHTTPAddr, "accepted iss claim")
 	fs.StringVar(&f.audience, "audience", issuer.DefaultAudience, "accepted audience")
 	fs.StringVar(&f.upstream, "upstream", "", "proxy mode: forward verified requests to this http(s) URL with X-Herald-* identity headers")
-	fs.DurationVar(&f.maxStaleness, "max-staleness", verifier.DefaultMaxStaleness, "how long the verifier may be cut off from NATS before it is stale")
-	fs.StringVar(&f.onStale, "on-stale", verifier.StaleDeny, "when stale: deny (no verdicts, 503) or allow (answer from the last state, marked X-Herald-Stale)")
+	fs.DurationVar(&f.maxStaleness, "max-staleness", sidecar.DefaultMaxStaleness, "how long the verifier may be cut off from NATS before it is stale")
+	fs.StringVar(&f.onStale, "on-stale", sidecar.StaleDeny, "when stale: deny (no verdicts, 503) or allow (answer from the last state, marked X-Herald-Stale)")
 	fs.DurationVar(&f.heartbeat, "heartbeat", bus.DefaultHeartbeatEvery, "how often to report to the fleet (HERALD_VERIFIERS); 0 disables")
 	fs.StringVar(&f.id, "id", "", "id in the fleet (default: created once, kept in <data>/verifier.id)")
 	fs.StringVar(&f.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128", "comma-separated CIDRs (or addresses) of the proxies whose X-Forwarded-Proto, and forward-auth X-Forwarded-*/X-Original-* headers, DPoP checks believe; empty trusts none")
@@ -110,7 +112,7 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return fmt.Errorf("verifier: --trusted-proxies: %w", err)
 	}
-	cfg := verifier.SidecarConfig{
+	cfg := sidecar.Config{
 		Verifier:  verifier.Config{Issuer: f.issuerURL, Audience: f.audience, CacheSize: f.cacheSize, TrustedProxies: trusted},
 		EventKeys: f.nats.pins(),
 		RootKeys:  f.nats.roots(),
@@ -147,7 +149,7 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer tel.shutdown()
 	cfg.MeterProvider, cfg.Metrics = tel.meter, tel.metrics
-	sc, err := verifier.OpenSidecar(cfg, b.conn)
+	sc, err := sidecar.Open(cfg, b.conn)
 	if err != nil {
 		return err
 	}
@@ -178,7 +180,7 @@ func parsePrefixes(list string) ([]netip.Prefix, error) {
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("status", "status [flags]\n\nWithout --issuer-url or --fleet: one verifier's status (--verifier-url).\nWith either: every live verifier of the fleet, from the issuer (admin).", stderr)
-	url := fs.String("verifier-url", "http://"+verifier.DefaultHTTPAddr, "base URL of the verifier's endpoints (in proxy mode its --admin-http, by default http://"+verifier.DefaultAdminAddr+")")
+	url := fs.String("verifier-url", "http://"+sidecar.DefaultHTTPAddr, "base URL of the verifier's endpoints (in proxy mode its --admin-http, by default http://"+sidecar.DefaultAdminAddr+")")
 	var c clientFlags
 	c.register(fs)
 	fleet := fs.Bool("fleet", false, "list the fleet from the issuer (implied by --issuer-url)")

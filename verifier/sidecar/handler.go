@@ -1,0 +1,103 @@
+package sidecar
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/heraldsec/herald/verifier"
+	"github.com/heraldsec/herald/verifier/browser"
+)
+
+// Handler serves the sidecar's HTTP API: /v1/verify, /v1/status,
+// /healthz, /readyz and /metrics. In proxy mode the application's listener
+// sends every path to the upstream, through the proxy (and /.herald/ to
+// the cookie sessions), and the API is served on the admin listener only.
+type Handler struct {
+	sc  *Sidecar
+	mux *http.ServeMux
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// newHandler returns the handler of the sidecar's main listener: its API
+// in forward-auth mode, the application in proxy mode.
+func newHandler(sc *Sidecar) *Handler {
+	if sc.proxy == nil {
+		return newAdminHandler(sc)
+	}
+	h := &Handler{sc: sc, mux: http.NewServeMux()}
+	if sc.bff != nil {
+		h.mux.Handle("/", sc.bff)
+		h.mux.HandleFunc(browser.OwnPrefix, sc.bff.ServeOwn)
+	} else {
+		h.mux.Handle("/", sc.proxy)
+	}
+	return h
+}
+
+// newAdminHandler returns the handler of the sidecar's own endpoints.
+func newAdminHandler(sc *Sidecar) *Handler {
+	h := &Handler{sc: sc, mux: http.NewServeMux()}
+	// Any method: nginx auth_request, Traefik forwardAuth and Envoy
+	// ext_authz forward the original request's method. Envoy's ext_authz
+	// HTTP service appends the original path to its path_prefix, hence
+	// the subtree.
+	h.mux.HandleFunc("/v1/verify", h.verify)
+	h.mux.HandleFunc("/v1/verify/", h.verify)
+	h.mux.HandleFunc("GET /v1/status", h.status)
+	h.mux.HandleFunc("GET /metrics", h.metrics)
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	h.mux.HandleFunc("GET /readyz", h.readyz)
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	done := h.sc.verifier.Observe(r.Context())
+	c, _, err := h.sc.verifier.VerifyRequest(r, true)
+	done(err)
+	if err != nil {
+		h.sc.log.Debug("token refused", "reason", verifier.Reason(err), "remote", r.RemoteAddr)
+		verifier.WriteRefusal(w, err)
+		return
+	}
+	if h.sc.verifier.Stale() {
+		w.Header().Set(verifier.HeaderStale, "true")
+	}
+	verifier.SetIdentity(w.Header(), c)
+	writeJSON(w, http.StatusOK, c)
+}
+
+func (h *Handler) status(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, h.sc.Status())
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
+	st := h.sc.Status()
+	code := http.StatusOK
+	if !st.Ready {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"ready": st.Ready, "caught_up": st.CaughtUp, "connected": st.Connected,
+		"stale": st.Stale, "keys_loaded": st.KeysLoaded})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
+}
+
+// metrics serves /metrics with the handler the program configured.
+func (h *Handler) metrics(w http.ResponseWriter, r *http.Request) {
+	if h.sc.cfg.Metrics == nil {
+		http.Error(w, "metrics are not configured", http.StatusNotFound)
+		return
+	}
+	h.sc.cfg.Metrics.ServeHTTP(w, r)
+}
