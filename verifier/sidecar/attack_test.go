@@ -2,65 +2,13 @@ package sidecar
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/heraldsec/herald/verifier"
 )
-
-// TestAttack_Sidecar runs the suite against a running sidecar's
-// /v1/verify, as nginx auth_request or Envoy ext_authz would call it, and
-// checks the sidecar still answers afterwards.
-func TestAttack_Sidecar(t *testing.T) {
-	f := newFixture(t)
-	list := attacks(t, f.testKeys, time.Now())
-	verify := func(t *testing.T, token string) (int, string) {
-		req, err := http.NewRequestWithContext(t.Context(), "GET", f.sc.URL()+"/v1/verify", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("GET /v1/verify: %v", err)
-		}
-		defer resp.Body.Close()
-		io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
-	}
-	took := runAttacks(t, list, func(t *testing.T, a attack) error {
-		if a.noHTTP {
-			t.Skip("no HTTP request carries this token; see TestSidecar_HeaderAbuse")
-		}
-		code, www := verify(t, a.token)
-		switch {
-		case code == http.StatusOK:
-			return nil
-		case code != http.StatusUnauthorized:
-			t.Fatalf("status %d, want 200 or 401", code)
-		}
-		_, desc, ok := strings.Cut(www, `error_description="`)
-		if !ok || !strings.HasPrefix(www, `Bearer realm="herald", error="invalid_token"`) {
-			t.Fatalf("WWW-Authenticate %q: want an RFC 6750 invalid_token challenge", www)
-		}
-		return fmt.Errorf("%s: %w", www, &verifier.Error{Reason: strings.TrimSuffix(desc, `"`)})
-	})
-	t.Logf("%d attacks over HTTP in %v", len(list), took)
-	if took > 10*time.Second {
-		t.Errorf("the suite took %v over HTTP: some token is expensive to refuse", took)
-	}
-	if code, www := verify(t, f.edToken(t, baseClaims(time.Now()))); code != http.StatusOK {
-		t.Fatalf("a valid token after the suite: %d %s", code, www)
-	}
-	if st := f.sc.Status(); !st.Ready {
-		t.Fatalf("sidecar not ready after the suite: %+v", st)
-	}
-}
 
 // TestSidecar_HeaderAbuse sends what no well-behaved client sends: an
 // Authorization header of 1 MiB, line breaks inside a header value, two
