@@ -13,13 +13,14 @@ import (
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/verifier"
 	"github.com/heraldsec/herald/verifier/sidecar"
+	"github.com/heraldsec/herald/verifier/verifiertest"
 )
 
 // TestAttack_Sidecar runs the suite against a running sidecar's
 // /v1/verify, as nginx auth_request or Envoy ext_authz would call it, and
 // checks the sidecar still answers afterwards.
 func TestAttack_Sidecar(t *testing.T) {
-	k := verifier.NewTestKeys(t)
+	k := verifiertest.NewKeys(t)
 	sc := runSidecar(t, k)
 	list := verifier.Attacks(t, k, time.Now())
 	verify := func(t *testing.T, token string) (int, string) {
@@ -57,7 +58,7 @@ func TestAttack_Sidecar(t *testing.T) {
 	if took > 10*time.Second {
 		t.Errorf("the suite took %v over HTTP: some token is expensive to refuse", took)
 	}
-	if code, www := verify(t, k.EdToken(t, verifier.BaseClaims(time.Now()))); code != http.StatusOK {
+	if code, www := verify(t, k.EdToken(t, verifiertest.BaseClaims(time.Now()))); code != http.StatusOK {
 		t.Fatalf("a valid token after the suite: %d %s", code, www)
 	}
 	if st := sc.Status(); !st.Ready {
@@ -67,13 +68,14 @@ func TestAttack_Sidecar(t *testing.T) {
 
 // runSidecar runs a sidecar that trusts k's keys, on a bus of its own,
 // until the test ends, and waits until it is ready.
-func runSidecar(t *testing.T, k *verifier.TestKeys) *sidecar.Sidecar {
+func runSidecar(t *testing.T, k *verifiertest.Keys) *sidecar.Sidecar {
 	t.Helper()
 	srv := bustest.RunServer(t)
 	conn := bustest.Setup(t, srv, 20*time.Minute)
-	verifier.PublishTestKeys(t, conn, k)
+	verifiertest.PublishKey(t, conn, k.EdKid, k.EdJWK)
+	verifiertest.PublishKey(t, conn, k.EsKid, k.EsJWK)
 	sc, err := sidecar.Open(sidecar.Config{
-		Verifier: verifier.Config{Issuer: verifier.TestIssuer, Audience: verifier.TestAudience},
+		Verifier: verifier.Config{Issuer: verifiertest.Issuer, Audience: verifiertest.Audience},
 		DataDir:  t.TempDir(), HTTPAddr: "127.0.0.1:0",
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}, conn)

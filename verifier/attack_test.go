@@ -79,7 +79,7 @@ func (f *forge) claims(mut func(c map[string]any)) string {
 
 // edHdr and esHdr return the JSON text of the issuer's header, changed by mut.
 func (f *forge) edHdr(mut func(h map[string]any)) string {
-	h := f.k.edHeader()
+	h := f.k.EdHeader()
 	if mut != nil {
 		mut(h)
 	}
@@ -87,7 +87,7 @@ func (f *forge) edHdr(mut func(h map[string]any)) string {
 }
 
 func (f *forge) esHdr(mut func(h map[string]any)) string {
-	h := f.k.esHeader()
+	h := f.k.EsHeader()
 	if mut != nil {
 		mut(h)
 	}
@@ -111,11 +111,11 @@ func (f *forge) sign(m jwt.SigningMethod, key any, hdr, claims string) string {
 
 // ed and es sign with the trusted keys.
 func (f *forge) ed(hdr, claims string) string {
-	return f.sign(jwt.SigningMethodEdDSA, f.k.ed, hdr, claims)
+	return f.sign(jwt.SigningMethodEdDSA, f.k.Ed, hdr, claims)
 }
 
 func (f *forge) es(hdr, claims string) string {
-	return f.sign(jwt.SigningMethodES256, f.k.es, hdr, claims)
+	return f.sign(jwt.SigningMethodES256, f.k.Es, hdr, claims)
 }
 
 // withMember returns the JSON object text obj with member added at its end.
@@ -173,7 +173,7 @@ func attacks(tb testing.TB, k *testKeys, now time.Time) []attack {
 	valid := f.ed(f.edHdr(nil), f.claims(nil))
 	validES := f.es(f.esHdr(nil), f.claims(nil))
 	parts := strings.Split(valid, ".")
-	edPub := k.ed.Public().(ed25519.PublicKey)
+	edPub := k.Ed.Public().(ed25519.PublicKey)
 	pkix, err := x509.MarshalPKIXPublicKey(edPub)
 	if err != nil {
 		tb.Fatal(err)
@@ -271,15 +271,15 @@ func attacks(tb testing.TB, k *testKeys, now time.Time) []attack {
 
 		// jwt_tool -X b and -X k: HMAC with a blank password, or keyed with
 		// what the verifier holds as a public key (algorithm confusion).
-		{name: "HS256 with a blank password", token: hmac(jwt.SigningMethodHS256, []byte{}, k.edKid), want: ErrAlgorithm},
-		{name: "HS256 keyed with the raw public key", token: hmac(jwt.SigningMethodHS256, edPub, k.edKid), want: ErrAlgorithm},
-		{name: "HS256 keyed with the public key's PEM", token: hmac(jwt.SigningMethodHS256, edPEM, k.edKid), want: ErrAlgorithm},
-		{name: "HS256 keyed with the JWK from HERALD_KEYS", token: hmac(jwt.SigningMethodHS256, k.edJWK, k.edKid), want: ErrAlgorithm},
-		{name: "HS256 keyed with the ES256 JWK", token: hmac(jwt.SigningMethodHS256, k.esJWK, k.esKid), want: ErrAlgorithm},
-		{name: "HS384 keyed with the public key", token: hmac(jwt.SigningMethodHS384, edPub, k.edKid), want: ErrAlgorithm},
-		{name: "HS512 keyed with the public key", token: hmac(jwt.SigningMethodHS512, edPub, k.edKid), want: ErrAlgorithm},
-		{name: "EdDSA header on the ES256 key", token: f.ed(f.edHdr(func(h map[string]any) { h["kid"] = k.esKid }), f.claims(nil)), want: ErrAlgorithm},
-		{name: "ES256 header on the EdDSA key", token: f.es(f.esHdr(func(h map[string]any) { h["kid"] = k.edKid }), f.claims(nil)), want: ErrAlgorithm},
+		{name: "HS256 with a blank password", token: hmac(jwt.SigningMethodHS256, []byte{}, k.EdKid), want: ErrAlgorithm},
+		{name: "HS256 keyed with the raw public key", token: hmac(jwt.SigningMethodHS256, edPub, k.EdKid), want: ErrAlgorithm},
+		{name: "HS256 keyed with the public key's PEM", token: hmac(jwt.SigningMethodHS256, edPEM, k.EdKid), want: ErrAlgorithm},
+		{name: "HS256 keyed with the JWK from HERALD_KEYS", token: hmac(jwt.SigningMethodHS256, k.EdJWK, k.EdKid), want: ErrAlgorithm},
+		{name: "HS256 keyed with the ES256 JWK", token: hmac(jwt.SigningMethodHS256, k.EsJWK, k.EsKid), want: ErrAlgorithm},
+		{name: "HS384 keyed with the public key", token: hmac(jwt.SigningMethodHS384, edPub, k.EdKid), want: ErrAlgorithm},
+		{name: "HS512 keyed with the public key", token: hmac(jwt.SigningMethodHS512, edPub, k.EdKid), want: ErrAlgorithm},
+		{name: "EdDSA header on the ES256 key", token: f.ed(f.edHdr(func(h map[string]any) { h["kid"] = k.EsKid }), f.claims(nil)), want: ErrAlgorithm},
+		{name: "ES256 header on the EdDSA key", token: f.es(f.esHdr(func(h map[string]any) { h["kid"] = k.EdKid }), f.claims(nil)), want: ErrAlgorithm},
 
 		// jwt_tool -X s and -X i, and x5u/x5c: keys named or carried by
 		// the token are never used (RFC 8725 section 3.10); the token is
@@ -304,11 +304,11 @@ func attacks(tb testing.TB, k *testKeys, now time.Time) []attack {
 		{name: "kid with CRLF and a header", token: kid("x\r\nX-Herald-Subject: admin"), want: ErrUnknownKey},
 		{name: "kid with NUL", token: kid("x\x00y"), want: ErrUnknownKey},
 		{name: "kid very long", token: kid(strings.Repeat("k", 4000)), want: ErrUnknownKey},
-		{name: "kid of a trusted key in upper case", token: kid(strings.ToUpper(k.edKid)), want: ErrUnknownKey},
+		{name: "kid of a trusted key in upper case", token: kid(strings.ToUpper(k.EdKid)), want: ErrUnknownKey},
 		{name: "kid empty", token: kid(""), want: ErrUnknownKey},
 		{name: "kid null", token: kid(nil), want: ErrUnknownKey},
 		{name: "kid a number", token: kid(1), want: ErrMalformed},
-		{name: "kid an array", token: kid([]string{k.edKid}), want: ErrMalformed},
+		{name: "kid an array", token: kid([]string{k.EdKid}), want: ErrMalformed},
 
 		// Another key signs under a trusted kid.
 		{name: "EdDSA signature of another key with the same kid", token: byMallory(nil), want: ErrBadSignature},
@@ -399,7 +399,7 @@ func attacks(tb testing.TB, k *testKeys, now time.Time) []attack {
 		{name: "duplicate unknown claim", token: rawClaims(withMember(withMember(claimsJSON, `"x":1`), `"x":2`)), want: ErrMalformed},
 		{name: "duplicate sub, one escaped", token: rawClaims(withMember(claimsJSON, `"\u0073ub":"admin"`)), want: ErrMalformed},
 		{name: "duplicate alg in the header", token: rawHdr(withMember(f.edHdr(func(h map[string]any) { h["alg"] = "none" }), `"alg":"EdDSA"`)), want: ErrMalformed},
-		{name: "duplicate kid in the header", token: rawHdr(withMember(f.edHdr(nil), `"kid":"`+k.edKid+`"`)), want: ErrMalformed},
+		{name: "duplicate kid in the header", token: rawHdr(withMember(f.edHdr(nil), `"kid":"`+k.EdKid+`"`)), want: ErrMalformed},
 		{name: "duplicate typ in the header", token: rawHdr(withMember(f.edHdr(func(h map[string]any) { h["typ"] = "JWT" }), `"typ":"at+jwt"`)), want: ErrMalformed},
 
 		// Case variants: encoding/json matches names without regard to
@@ -421,15 +421,15 @@ func attacks(tb testing.TB, k *testKeys, now time.Time) []attack {
 		{name: "escaped lone surrogate in sub", token: rawClaims(strings.Replace(claimsJSON, `"sub":"alice"`, `"sub":"al\ud800ice"`, 1)), want: ErrMalformed},
 		{name: "escaped lone low surrogate in sub", token: rawClaims(strings.Replace(claimsJSON, `"sub":"alice"`, `"sub":"al\udc00ice"`, 1)), want: ErrMalformed},
 		{name: "invalid UTF-8 in a member name", token: rawClaims(withMember(claimsJSON, "\"s\xffb\":1")), want: ErrMalformed},
-		{name: "invalid UTF-8 in kid", token: rawHdr(strings.Replace(f.edHdr(nil), k.edKid, k.edKid+"\xff", 1)), want: ErrMalformed},
+		{name: "invalid UTF-8 in kid", token: rawHdr(strings.Replace(f.edHdr(nil), k.EdKid, k.EdKid+"\xff", 1)), want: ErrMalformed},
 
 		// Non-canonical base64url: one token, one spelling.
 		{name: "header padded with =", token: b64([]byte(f.edHdr(nil))) + "=." + parts[1] + "." + parts[2], want: ErrMalformed},
 		{name: "claims padded with =", token: parts[0] + "." + parts[1] + "=." + parts[2], want: ErrMalformed},
 		{name: "signature padded with =", token: valid + "=", want: ErrMalformed},
 		{name: "signature in the standard alphabet", token: parts[0] + "." + parts[1] + ".+" + parts[2][1:], want: ErrMalformed},
-		{name: "header with non-zero trailing bits", token: f.segments(jwt.SigningMethodEdDSA, k.ed, nonCanonical(tb, b64([]byte(withUnusedBits(f.edHdr(nil))))), parts[1]), want: ErrMalformed},
-		{name: "claims with non-zero trailing bits", token: f.segments(jwt.SigningMethodEdDSA, k.ed, parts[0], nonCanonical(tb, b64([]byte(withUnusedBits(claimsJSON))))), want: ErrMalformed},
+		{name: "header with non-zero trailing bits", token: f.segments(jwt.SigningMethodEdDSA, k.Ed, nonCanonical(tb, b64([]byte(withUnusedBits(f.edHdr(nil))))), parts[1]), want: ErrMalformed},
+		{name: "claims with non-zero trailing bits", token: f.segments(jwt.SigningMethodEdDSA, k.Ed, parts[0], nonCanonical(tb, b64([]byte(withUnusedBits(claimsJSON))))), want: ErrMalformed},
 		{name: "signature with non-zero trailing bits", token: parts[0] + "." + parts[1] + "." + nonCanonical(tb, parts[2]), want: ErrMalformed},
 		{name: "line feed in the signature", token: parts[0] + "." + parts[1] + "." + parts[2][:40] + "\n" + parts[2][40:], want: ErrMalformed, noHTTP: true},
 		{name: "carriage return in the signature", token: parts[0] + "." + parts[1] + "." + parts[2][:40] + "\r" + parts[2][40:], want: ErrMalformed, noHTTP: true},
@@ -475,7 +475,7 @@ func runAttacks(t *testing.T, list []attack, check func(t *testing.T, a attack) 
 func TestAttack_Library(t *testing.T) {
 	k := newTestKeys(t)
 	keys := NewKeySet(nil, nil)
-	for _, jwk := range map[string][]byte{k.edKid: k.edJWK, k.esKid: k.esJWK} {
+	for _, jwk := range map[string][]byte{k.EdKid: k.EdJWK, k.EsKid: k.EsJWK} {
 		if err := putKey(t, keys, jwk); err != nil {
 			t.Fatal(err)
 		}
@@ -549,7 +549,7 @@ func TestSidecar_MalformedEventsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	malloryKid, malloryJWK := jwkOf(t, mallory.Public())
-	entry, err := kv.Get(t.Context(), f.edKid)
+	entry, err := kv.Get(t.Context(), f.EdKid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,9 +582,9 @@ func TestSidecar_MalformedEventsSkipped(t *testing.T) {
 			t.Errorf("malformed key %q trusted", kid)
 		}
 	}
-	_, err = v.Verify(t.Context(), f.edToken(t, victim))
+	_, err = v.Verify(t.Context(), f.EdToken(t, victim))
 	checkVerdict(t, err, ErrRevoked)
-	_, err = v.Verify(t.Context(), f.edToken(t, bystander))
+	_, err = v.Verify(t.Context(), f.EdToken(t, bystander))
 	checkVerdict(t, err, nil)
 }
 

@@ -51,8 +51,8 @@ type benchCase struct {
 
 func benchCases(k *testKeys) []benchCase {
 	return []benchCase{
-		{"EdDSA", jwt.SigningMethodEdDSA, k.edKid, k.edJWK, k.edToken},
-		{"ES256", jwt.SigningMethodES256, k.esKid, k.esJWK, k.esToken},
+		{"EdDSA", jwt.SigningMethodEdDSA, k.EdKid, k.EdJWK, k.EdToken},
+		{"ES256", jwt.SigningMethodES256, k.EsKid, k.EsJWK, k.EsToken},
 	}
 }
 
@@ -104,7 +104,7 @@ func BenchmarkVerifyCachedParallel(b *testing.B) {
 	k := newTestKeys(b)
 	db := benchDenylist(b, 10_000)
 	keys := NewKeySet(nil, nil)
-	if err := putKey(b, keys, k.edJWK); err != nil {
+	if err := putKey(b, keys, k.EdJWK); err != nil {
 		b.Fatal(err)
 	}
 	v, err := New(Config{Issuer: testIssuer, Audience: testAudience}, keys, db, nil)
@@ -113,7 +113,7 @@ func BenchmarkVerifyCachedParallel(b *testing.B) {
 	}
 	toks := make([]string, 1024)
 	for i := range toks {
-		toks[i] = k.edToken(b, baseClaims(time.Now()))
+		toks[i] = k.EdToken(b, baseClaims(time.Now()))
 		if _, err := v.Verify(b.Context(), toks[i]); err != nil {
 			b.Fatal(err)
 		}
@@ -145,12 +145,12 @@ func BenchmarkDenylistCheck(b *testing.B) {
 				b.Fatal(err)
 			}
 			var c Claims
-			if _, err := jwtParseUnverified(k.edToken(b, baseClaims(time.Now())), &c); err != nil {
+			if _, err := jwtParseUnverified(k.EdToken(b, baseClaims(time.Now())), &c); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := v.checkDenylist(&c, k.edKid); err != nil {
+				if err := v.checkDenylist(&c, k.EdKid); err != nil {
 					b.Fatal(err)
 				}
 			}

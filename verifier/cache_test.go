@@ -42,7 +42,7 @@ func newMemVerifier(t *testing.T, k *testKeys, clk *clock) (*Verifier, *KeySet, 
 	}
 	t.Cleanup(func() { db.Close() })
 	keys := NewKeySet(nil, nil)
-	if err := putKey(t, keys, k.edJWK); err != nil {
+	if err := putKey(t, keys, k.EdJWK); err != nil {
 		t.Fatal(err)
 	}
 	v, err := New(Config{Issuer: testIssuer, Audience: testAudience, Now: clk.Now}, keys, db, nil)
@@ -60,7 +60,7 @@ func TestVerifier_Cache(t *testing.T) {
 		clk := &clock{now: start}
 		v, _, db := newMemVerifier(t, k, clk)
 		c := baseClaims(start.Add(-time.Second))
-		tok := k.edToken(t, c)
+		tok := k.EdToken(t, c)
 		for range 3 {
 			got, err := v.Verify(t.Context(), tok)
 			if err != nil || got.Subject != "alice" || got.ID != c["jti"] {
@@ -85,7 +85,7 @@ func TestVerifier_Cache(t *testing.T) {
 		v, _, _ := newMemVerifier(t, k, clk)
 		c := baseClaims(start.Add(-time.Minute))
 		c["exp"] = start.Add(time.Minute).Unix()
-		tok := k.edToken(t, c)
+		tok := k.EdToken(t, c)
 		if _, err := v.Verify(t.Context(), tok); err != nil {
 			t.Fatal(err)
 		}
@@ -108,11 +108,11 @@ func TestVerifier_Cache(t *testing.T) {
 	t.Run("key removed", func(t *testing.T) {
 		clk := &clock{now: start}
 		v, keys, _ := newMemVerifier(t, k, clk)
-		tok := k.edToken(t, baseClaims(start))
+		tok := k.EdToken(t, baseClaims(start))
 		if _, err := v.Verify(t.Context(), tok); err != nil {
 			t.Fatal(err)
 		}
-		keys.Remove(k.edKid)
+		keys.Remove(k.EdKid)
 		if _, err := v.Verify(t.Context(), tok); !errors.Is(err, ErrUnknownKey) {
 			t.Fatalf("Verify after its key left HERALD_KEYS = %v, want ErrUnknownKey", err)
 		}
@@ -123,7 +123,7 @@ func TestVerifier_Cache(t *testing.T) {
 		v, _, _ := newMemVerifier(t, k, clk)
 		c := baseClaims(start)
 		c["aud"] = "other"
-		tok := k.edToken(t, c)
+		tok := k.EdToken(t, c)
 		for range 2 {
 			if _, err := v.Verify(t.Context(), tok); !errors.Is(err, ErrAudience) {
 				t.Fatalf("Verify = %v, want ErrAudience", err)

@@ -35,11 +35,11 @@ func (f *fixture) revocationToken(t *testing.T, rt revocationToken) string {
 	switch rt.other {
 	case "":
 	case dimKid:
-		return f.esToken(t, c)
+		return f.EsToken(t, c)
 	default:
 		c[rt.other] = "other-" + rt.other
 	}
-	return f.edToken(t, c)
+	return f.EdToken(t, c)
 }
 
 // TestVerifier_Revoked publishes one revocation of each kind on the real
@@ -76,7 +76,7 @@ func TestVerifier_Revoked(t *testing.T) {
 
 			value := map[string]string{
 				dimJTI: "jti-1", dimSID: "sid-1", dimSub: "sub-1",
-				dimClient: "client-1", dimTenant: "tenant-1", dimKid: f.edKid,
+				dimClient: "client-1", dimTenant: "tenant-1", dimKid: f.EdKid,
 			}[tt.dim]
 
 			// Every token verifies before the revocation.
@@ -97,8 +97,8 @@ func TestVerifier_Revoked(t *testing.T) {
 				if got, want := f.sc.Status().Keys, keysBefore-1; got != want {
 					t.Errorf("keys after key revocation = %d, want %d", got, want)
 				}
-				if _, ok := f.sc.keys.Get(f.edKid); ok {
-					t.Errorf("revoked key %s still in the key set", f.edKid)
+				if _, ok := f.sc.keys.Get(f.EdKid); ok {
+					t.Errorf("revoked key %s still in the key set", f.EdKid)
 				}
 			}
 
@@ -148,7 +148,7 @@ func TestVerifier_RevokedLaterAt(t *testing.T) {
 	tok := func(iat time.Time) string {
 		c := baseClaims(iat)
 		c["sub"] = "bob"
-		return f.edToken(t, c)
+		return f.EdToken(t, c)
 	}
 
 	revoke(t, f.conn, f.sc, bus.KindSubject, "bob", first)
@@ -171,15 +171,15 @@ func TestVerifier_RevokedLaterAt(t *testing.T) {
 // the key set when the issuer publishes it to HERALD_KEYS again.
 func TestVerifier_RevokedKeyNotReadded(t *testing.T) {
 	f := newFixture(t)
-	revoke(t, f.conn, f.sc, bus.KindKey, f.edKid, time.Now())
+	revoke(t, f.conn, f.sc, bus.KindKey, f.EdKid, time.Now())
 	bustest.WaitFor(t, 5*time.Second, func() error {
-		if _, ok := f.sc.keys.Get(f.edKid); ok {
-			return fmt.Errorf("key %s still trusted", f.edKid)
+		if _, ok := f.sc.keys.Get(f.EdKid); ok {
+			return fmt.Errorf("key %s still trusted", f.EdKid)
 		}
 		return nil
 	})
 	bad := f.sc.keys.bad.Load()
-	publishKey(t, f.conn, f.edKid, f.edJWK)
+	publishKey(t, f.conn, f.EdKid, f.EdJWK)
 	// The watcher refuses it and counts the refusal.
 	bustest.WaitFor(t, 5*time.Second, func() error {
 		if f.sc.keys.bad.Load() == bad {
@@ -187,10 +187,10 @@ func TestVerifier_RevokedKeyNotReadded(t *testing.T) {
 		}
 		return nil
 	})
-	if _, ok := f.sc.keys.Get(f.edKid); ok {
-		t.Fatalf("revoked key %s trusted again after re-publish", f.edKid)
+	if _, ok := f.sc.keys.Get(f.EdKid); ok {
+		t.Fatalf("revoked key %s trusted again after re-publish", f.EdKid)
 	}
-	_, err := f.sc.Verifier().Verify(t.Context(), f.edToken(t, baseClaims(time.Now())))
+	_, err := f.sc.Verifier().Verify(t.Context(), f.EdToken(t, baseClaims(time.Now())))
 	if err == nil {
 		t.Fatal("token signed with a revoked key verified")
 	}

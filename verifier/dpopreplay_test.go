@@ -46,15 +46,15 @@ func TestDPoP_ReplayCacheNeedsTheBoundKey(t *testing.T) {
 	const target = "https://api.example/orders"
 	honest := newDPoPKey(t)
 	c := baseClaims(time.Now().Add(-time.Second))
-	c["cnf"] = map[string]string{"jkt": honest.jkt}
-	tok := k.edToken(t, c)
+	c["cnf"] = map[string]string{"jkt": honest.JKT}
+	tok := k.EdToken(t, c)
 	base := time.Now().Add(-30 * time.Second)
 	at := func(i int) time.Time { return base.Add(time.Duration(i) * time.Millisecond) }
 
 	// A thief with the token but not its key, a new key and jti each time.
 	for i := range 50 {
 		thief := newDPoPKey(t)
-		_, _, err := v.VerifyRequest(boundRequest("GET", target, tok, thief.proof(t, "GET", target, tok, atIat(at(i)))), false)
+		_, _, err := v.VerifyRequest(boundRequest("GET", target, tok, thief.Proof(t, "GET", target, tok, atIat(at(i)))), false)
 		if !errors.Is(err, ErrDPoPProof) {
 			t.Fatalf("proof by another key: %v, want invalid_dpop_proof", err)
 		}
@@ -66,7 +66,7 @@ func TestDPoP_ReplayCacheNeedsTheBoundKey(t *testing.T) {
 	// The honest client is served, far beyond the cache's size.
 	var proofs []string
 	for i := range 20 {
-		p := honest.proof(t, "GET", target, tok, atIat(at(100+i)))
+		p := honest.Proof(t, "GET", target, tok, atIat(at(100+i)))
 		proofs = append(proofs, p)
 		if _, _, err := v.VerifyRequest(boundRequest("GET", target, tok, p), false); err != nil {
 			t.Fatalf("honest proof %d: %v", i, err)
@@ -87,10 +87,10 @@ func TestDPoP_ReplayCacheNeedsTheBoundKey(t *testing.T) {
 	for n := range 3 {
 		other := newDPoPKey(t)
 		oc := baseClaims(time.Now().Add(-time.Second))
-		oc["cnf"] = map[string]string{"jkt": other.jkt}
-		otok := k.edToken(t, oc)
+		oc["cnf"] = map[string]string{"jkt": other.JKT}
+		otok := k.EdToken(t, oc)
 		for i := range 4 {
-			p := other.proof(t, "GET", target, otok, atIat(at(200+10*n+i)))
+			p := other.Proof(t, "GET", target, otok, atIat(at(200+10*n+i)))
 			if _, _, err := v.VerifyRequest(boundRequest("GET", target, otok, p), false); err != nil {
 				t.Fatalf("client %d proof %d: %v", n, i, err)
 			}
@@ -99,7 +99,7 @@ func TestDPoP_ReplayCacheNeedsTheBoundKey(t *testing.T) {
 			}
 		}
 	}
-	if _, _, err := v.VerifyRequest(boundRequest("GET", target, tok, honest.proof(t, "GET", target, tok, atIat(at(300)))), false); err != nil {
+	if _, _, err := v.VerifyRequest(boundRequest("GET", target, tok, honest.Proof(t, "GET", target, tok, atIat(at(300)))), false); err != nil {
 		t.Fatalf("honest proof after the cache filled: %v", err)
 	}
 }

@@ -21,7 +21,7 @@ func TestFollower_WaitsForMissingEventKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := newTestKeys(t)
-	if err := conn.PublishKey(t.Context(), mustJWK(t, k.edJWK)); err != nil {
+	if err := conn.PublishKey(t.Context(), mustJWK(t, k.EdJWK)); err != nil {
 		t.Fatal(err)
 	}
 	victim := baseClaims(time.Now())
@@ -43,6 +43,6 @@ func TestFollower_WaitsForMissingEventKey(t *testing.T) {
 	}
 	waitReady(t, sc)
 	waitApplied(t, sc, seq)
-	_, err := sc.Verifier().Verify(t.Context(), k.edToken(t, victim))
+	_, err := sc.Verifier().Verify(t.Context(), k.EdToken(t, victim))
 	checkVerdict(t, err, ErrRevoked)
 }

@@ -31,7 +31,7 @@ func TestFollower_Gap(t *testing.T) {
 	s := bustest.RunServer(t)
 	conn := bustest.Setup(t, s, shortMaxAge)
 	k := newTestKeys(t)
-	publishKey(t, conn, k.edKid, k.edJWK)
+	publishKey(t, conn, k.EdKid, k.EdJWK)
 	dir := t.TempDir()
 
 	sc, stop := startCore(t, conn, dir)
@@ -68,7 +68,7 @@ func TestFollower_Gap(t *testing.T) {
 	}
 	c := baseClaims(time.Now().Add(-time.Second))
 	c["jti"] = "jti-new"
-	if _, err := sc.Verifier().Verify(t.Context(), k.edToken(t, c)); err == nil {
+	if _, err := sc.Verifier().Verify(t.Context(), k.EdToken(t, c)); err == nil {
 		t.Fatal("token revoked after the gap verified")
 	}
 }
@@ -107,7 +107,7 @@ func TestFollower_Restart(t *testing.T) {
 	// The denylist survived the restart.
 	c := baseClaims(at.Add(-time.Second))
 	c["sub"] = "mallory"
-	if _, err := sc.Verifier().Verify(t.Context(), f.edToken(t, c)); err == nil {
+	if _, err := sc.Verifier().Verify(t.Context(), f.EdToken(t, c)); err == nil {
 		t.Fatal("revoked subject verified after restart")
 	}
 
@@ -155,7 +155,7 @@ func TestFollower_AllExpired(t *testing.T) {
 	s := bustest.RunServer(t)
 	conn := bustest.Setup(t, s, shortMaxAge)
 	k := newTestKeys(t)
-	publishKey(t, conn, k.edKid, k.edJWK)
+	publishKey(t, conn, k.EdKid, k.EdJWK)
 	dir := t.TempDir()
 
 	sc, stop := startCore(t, conn, dir)
@@ -249,7 +249,7 @@ func TestFollower_ProbeResync(t *testing.T) {
 	}
 	t.Cleanup(func() { db.Close() })
 	ks := NewKeySet(nil, nil)
-	if err := putKey(t, ks, newTestKeys(t).edJWK); err != nil { // trusts the test event key
+	if err := putKey(t, ks, newTestKeys(t).EdJWK); err != nil { // trusts the test event key
 		t.Fatal(err)
 	}
 	ks.markLoaded()

@@ -37,9 +37,9 @@ func fuzzKeys(tb testing.TB) *testKeys {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	k := &testKeys{ed: ed, es: es}
-	k.edKid, k.edJWK = jwkOf(tb, ed.Public())
-	k.esKid, k.esJWK = jwkOf(tb, &es.PublicKey)
+	k := &testKeys{Ed: ed, Es: es}
+	k.EdKid, k.EdJWK = jwkOf(tb, ed.Public())
+	k.EsKid, k.EsJWK = jwkOf(tb, &es.PublicKey)
 	return k
 }
 
@@ -52,7 +52,7 @@ func fuzzKeys(tb testing.TB) *testKeys {
 func FuzzVerify(f *testing.F) {
 	k := fuzzKeys(f)
 	keys := NewKeySet(nil, nil)
-	for _, jwk := range map[string][]byte{k.edKid: k.edJWK, k.esKid: k.esJWK} {
+	for _, jwk := range map[string][]byte{k.EdKid: k.EdJWK, k.EsKid: k.EsJWK} {
 		if err := putKey(f, keys, jwk); err != nil {
 			f.Fatal(err)
 		}
@@ -63,8 +63,8 @@ func FuzzVerify(f *testing.F) {
 		f.Fatal(err)
 	}
 	// The attack suite is the committed corpus (TestFuzzCorpora).
-	f.Add(k.edToken(f, baseClaims(fuzzNow)))
-	f.Add(k.esToken(f, baseClaims(fuzzNow)))
+	f.Add(k.EdToken(f, baseClaims(fuzzNow)))
+	f.Add(k.EsToken(f, baseClaims(fuzzNow)))
 	f.Fuzz(func(t *testing.T, token string) {
 		c, err := v.Verify(t.Context(), token)
 		if err != nil {
@@ -87,8 +87,8 @@ func FuzzVerify(f *testing.F) {
 		}
 		input := []byte(parts[0] + "." + parts[1])
 		digest := sha256.Sum256(input)
-		edOK := ed25519.Verify(k.ed.Public().(ed25519.PublicKey), input, sig)
-		esOK := len(sig) == 64 && ecdsa.Verify(&k.es.PublicKey, digest[:],
+		edOK := ed25519.Verify(k.Ed.Public().(ed25519.PublicKey), input, sig)
+		esOK := len(sig) == 64 && ecdsa.Verify(&k.Es.PublicKey, digest[:],
 			new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:]))
 		if !edOK && !esOK {
 			t.Fatalf("accepted a token no trusted key signed: %q", token)

@@ -2,12 +2,6 @@ package verifier
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,127 +11,39 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/internal/tasks"
 	"github.com/heraldsec/herald/store"
+	"github.com/heraldsec/herald/verifier/verifiertest"
+)
+
+// The shared fixtures of package verifiertest, under the names these
+// tests use.
+type (
+	testKeys = verifiertest.Keys
+	dpopKey  = verifiertest.DPoPKey
 )
 
 const (
-	testIssuer   = "https://issuer.test"
-	testAudience = "api"
+	testIssuer   = verifiertest.Issuer
+	testAudience = verifiertest.Audience
 )
 
-// testKeys are an Ed25519 and an ES256 signing key with their HERALD_KEYS form.
-type testKeys struct {
-	ed    ed25519.PrivateKey
-	edKid string
-	edJWK []byte
-	es    *ecdsa.PrivateKey
-	esKid string
-	esJWK []byte
-}
-
-func newTestKeys(tb testing.TB) *testKeys {
-	tb.Helper()
-	_, ed, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	es, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	k := &testKeys{ed: ed, es: es}
-	k.edKid, k.edJWK = jwkOf(tb, ed.Public())
-	k.esKid, k.esJWK = jwkOf(tb, &es.PublicKey)
-	return k
-}
-
-func jwkOf(tb testing.TB, pub any) (kid string, data []byte) {
-	tb.Helper()
-	jwk, err := bus.NewJWK(pub)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	data, err = json.Marshal(jwk)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return jwk.Kid, data
-}
-
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-func randomID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// baseClaims returns the claims of a valid Herald access token issued at iat.
-func baseClaims(iat time.Time) map[string]any {
-	return map[string]any{
-		"iss":       testIssuer,
-		"sub":       "alice",
-		"aud":       testAudience,
-		"exp":       iat.Add(5 * time.Minute).Unix(),
-		"iat":       NewNumericDate(iat),
-		"jti":       randomID(),
-		"client_id": "web",
-		"sid":       "sess-" + randomID(),
-		"scope":     "read write",
-		"tenant":    "acme",
-	}
-}
-
-// encodeJWT returns the signing input of header and claims.
-func encodeJWT(tb testing.TB, header, claims map[string]any) string {
-	tb.Helper()
-	hb, err := json.Marshal(header)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cb, err := json.Marshal(claims)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b64(hb) + "." + b64(cb)
-}
-
-// signJWT signs header and claims as they are, with method and key.
-func signJWT(tb testing.TB, method jwt.SigningMethod, key any, header, claims map[string]any) string {
-	tb.Helper()
-	input := encodeJWT(tb, header, claims)
-	sig, err := method.Sign(input, key)
-	if err != nil {
-		tb.Fatalf("sign %s: %v", method.Alg(), err)
-	}
-	return input + "." + b64(sig)
-}
-
-// edHeader and esHeader are the headers Herald's issuer writes.
-func (k *testKeys) edHeader() map[string]any {
-	return map[string]any{"typ": "at+jwt", "alg": bus.AlgEdDSA, "kid": k.edKid}
-}
-
-func (k *testKeys) esHeader() map[string]any {
-	return map[string]any{"typ": "at+jwt", "alg": bus.AlgES256, "kid": k.esKid}
-}
-
-// edToken signs claims with the Ed25519 key and the standard header.
-func (k *testKeys) edToken(tb testing.TB, claims map[string]any) string {
-	tb.Helper()
-	return signJWT(tb, jwt.SigningMethodEdDSA, k.ed, k.edHeader(), claims)
-}
-
-// esToken signs claims with the ES256 key and the standard header.
-func (k *testKeys) esToken(tb testing.TB, claims map[string]any) string {
-	tb.Helper()
-	return signJWT(tb, jwt.SigningMethodES256, k.es, k.esHeader(), claims)
-}
+var (
+	newTestKeys       = verifiertest.NewKeys
+	jwkOf             = verifiertest.JWKOf
+	b64               = verifiertest.B64
+	randomID          = verifiertest.RandomID
+	baseClaims        = verifiertest.BaseClaims
+	encodeJWT         = verifiertest.EncodeJWT
+	signJWT           = verifiertest.SignJWT
+	mustJSON          = verifiertest.MustJSON
+	publishKey        = verifiertest.PublishKey
+	publishRevocation = verifiertest.PublishRevocation
+	newDPoPKey        = verifiertest.NewDPoPKey
+)
 
 // fixture is a real embedded NATS with Herald's streams, both test keys
 // published in HERALD_KEYS, and a running core (keys, follower, verifier;
@@ -161,27 +67,11 @@ func newFixtureMaxAge(t *testing.T, maxAge time.Duration) *fixture {
 	s := bustest.RunServer(t)
 	conn := bustest.Setup(t, s, maxAge)
 	f := &fixture{testKeys: newTestKeys(t), srv: s, conn: conn, dir: t.TempDir()}
-	publishKey(t, conn, f.edKid, f.edJWK)
-	publishKey(t, conn, f.esKid, f.esJWK)
+	publishKey(t, conn, f.EdKid, f.EdJWK)
+	publishKey(t, conn, f.EsKid, f.EsJWK)
 	f.sc, f.stop = startCore(t, conn, f.dir)
 	waitReady(t, f.sc)
 	return f
-}
-
-// publishKey publishes the token key data (a JWK) under kid, signed by
-// the test event key, which it publishes too.
-func publishKey(t testing.TB, conn *bus.Conn, kid string, data []byte) {
-	t.Helper()
-	jwk, _, err := bus.ParseJWK(data)
-	if err != nil || jwk.Kid != kid {
-		t.Fatalf("key %s: %v", kid, err)
-	}
-	if err := conn.PublishEventKey(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.PublishKey(t.Context(), jwk); err != nil {
-		t.Fatalf("put key %s: %v", kid, err)
-	}
 }
 
 // putKey adds the token key data (a JWK) to ks as the bucket would hold
@@ -366,18 +256,6 @@ func revoke(t *testing.T, conn *bus.Conn, sc *core, kind bus.Kind, value string,
 	seq := publishRevocation(t, conn, kind, value, at)
 	if sc != nil {
 		waitApplied(t, sc, seq)
-	}
-	return seq
-}
-
-func publishRevocation(t *testing.T, conn *bus.Conn, kind bus.Kind, value string, at time.Time) uint64 {
-	t.Helper()
-	seq, err := conn.Publish(t.Context(), &bus.Event{
-		ID: bus.NewID(), Type: bus.TypeRevocation, Time: at, Actor: "test",
-		Revocation: &bus.Revocation{Kind: kind, Value: value, At: at, Until: at.Add(20 * time.Minute)},
-	})
-	if err != nil {
-		t.Fatalf("publish %s revocation: %v", kind, err)
 	}
 	return seq
 }

@@ -17,10 +17,10 @@ func TestKeySet_Put(t *testing.T) {
 	denied := map[string]bool{}
 	ks := NewKeySet(func(kid string) bool { return denied[kid] }, nil)
 
-	if err := putKey(t, ks, k.edJWK); err != nil {
+	if err := putKey(t, ks, k.EdJWK); err != nil {
 		t.Fatalf("Put: %v", err)
 	}
-	if key, ok := ks.Get(k.edKid); !ok || key.Algorithm != "EdDSA" || key.ID != k.edKid {
+	if key, ok := ks.Get(k.EdKid); !ok || key.Algorithm != "EdDSA" || key.ID != k.EdKid {
 		t.Fatalf("Get = %+v, %v", key, ok)
 	}
 	signed := func(jwk []byte) []byte {
@@ -41,12 +41,12 @@ func TestKeySet_Put(t *testing.T) {
 		kid  string
 		data []byte
 	}{
-		{"stored under another name", "other", signed(k.esJWK)},
-		{"not a JWS", k.esKid, []byte("{")},
-		{"unsigned JWK", k.esKid, k.esJWK},
-		{"kid not the thumbprint", "x", signed([]byte(strings.Replace(string(k.esJWK), k.esKid, "x", 1)))},
-		{"algorithm of another key type", k.esKid, signed([]byte(strings.Replace(string(k.esJWK), `"ES256"`, `"EdDSA"`, 1)))},
-		{"oversized", k.esKid, []byte(`{"kid":"` + strings.Repeat("a", 8<<10) + `"}`)},
+		{"stored under another name", "other", signed(k.EsJWK)},
+		{"not a JWS", k.EsKid, []byte("{")},
+		{"unsigned JWK", k.EsKid, k.EsJWK},
+		{"kid not the thumbprint", "x", signed([]byte(strings.Replace(string(k.EsJWK), k.EsKid, "x", 1)))},
+		{"algorithm of another key type", k.EsKid, signed([]byte(strings.Replace(string(k.EsJWK), `"ES256"`, `"EdDSA"`, 1)))},
+		{"oversized", k.EsKid, []byte(`{"kid":"` + strings.Repeat("a", 8<<10) + `"}`)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,11 +58,11 @@ func TestKeySet_Put(t *testing.T) {
 			}
 		})
 	}
-	denied[k.esKid] = true
-	if err := putKey(t, ks, k.esJWK); err == nil {
+	denied[k.EsKid] = true
+	if err := putKey(t, ks, k.EsJWK); err == nil {
 		t.Fatal("Put of a revoked key succeeded")
 	}
-	ks.Remove(k.edKid)
+	ks.Remove(k.EdKid)
 	if got := len(ks.Keys()); got != 0 {
 		t.Fatalf("Keys after Remove = %d, want 0", got)
 	}
@@ -77,31 +77,31 @@ func TestKeySet_Watch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := kv.Delete(t.Context(), f.edKid); err != nil {
+	if err := kv.Delete(t.Context(), f.EdKid); err != nil {
 		t.Fatal(err)
 	}
 	bustest.WaitFor(t, 5*time.Second, func() error {
-		if _, ok := f.sc.keys.Get(f.edKid); ok {
+		if _, ok := f.sc.keys.Get(f.EdKid); ok {
 			return errors.New("deleted key still trusted")
 		}
 		return nil
 	})
-	_, err = v.Verify(t.Context(), f.edToken(t, baseClaims(time.Now())))
+	_, err = v.Verify(t.Context(), f.EdToken(t, baseClaims(time.Now())))
 	checkVerdict(t, err, ErrUnknownKey)
-	_, err = v.Verify(t.Context(), f.esToken(t, baseClaims(time.Now())))
+	_, err = v.Verify(t.Context(), f.EsToken(t, baseClaims(time.Now())))
 	checkVerdict(t, err, nil)
 
 	// A restarted sidecar trusts exactly what the bucket holds now.
 	f.stop()
-	if err := kv.Delete(t.Context(), f.esKid); err != nil {
+	if err := kv.Delete(t.Context(), f.EsKid); err != nil {
 		t.Fatal(err)
 	}
-	publishKey(t, f.conn, f.edKid, f.edJWK)
+	publishKey(t, f.conn, f.EdKid, f.EdJWK)
 	sc, _ := startCore(t, f.conn, f.dir)
 	waitReady(t, sc)
-	if _, ok := sc.keys.Get(f.esKid); ok {
+	if _, ok := sc.keys.Get(f.EsKid); ok {
 		t.Error("key deleted while down is trusted after restart")
 	}
-	_, err = sc.Verifier().Verify(t.Context(), f.edToken(t, baseClaims(time.Now())))
+	_, err = sc.Verifier().Verify(t.Context(), f.EdToken(t, baseClaims(time.Now())))
 	checkVerdict(t, err, nil)
 }

@@ -36,7 +36,7 @@ func TestMiddleware(t *testing.T) {
 		h.ServeHTTP(w, r)
 		return w
 	}
-	if w := serve("Bearer " + k.edToken(t, baseClaims(clk.Now()))); w.Code != 200 || w.Body.String() != "alice" {
+	if w := serve("Bearer " + k.EdToken(t, baseClaims(clk.Now()))); w.Code != 200 || w.Body.String() != "alice" {
 		t.Fatalf("valid token: %d %q", w.Code, w.Body)
 	}
 	for _, auth := range []string{"", "Bearer x.y.z", "Basic abc"} {
@@ -55,7 +55,7 @@ func TestMiddleware(t *testing.T) {
 	}
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	r.Header.Set("Authorization", "Bearer "+k.edToken(t, baseClaims(clk.Now())))
+	r.Header.Set("Authorization", "Bearer "+k.EdToken(t, baseClaims(clk.Now())))
 	Middleware(notReady, http.NotFoundHandler()).ServeHTTP(w, r)
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("not ready: %d, want 503 with Retry-After", w.Code)
@@ -78,7 +78,7 @@ func TestMiddleware_RevokedInFlight(t *testing.T) {
 	c := baseClaims(time.Now().Add(-time.Second))
 	go func() {
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL, nil)
-		req.Header.Set("Authorization", "Bearer "+f.edToken(t, c))
+		req.Header.Set("Authorization", "Bearer "+f.EdToken(t, c))
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()

@@ -81,11 +81,11 @@ func TestKeySet_RootKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := newTestKeys(t)
-	entry, err := event.SignKey(mustJWK(t, k.edJWK))
+	entry, err := event.SignKey(mustJWK(t, k.EdJWK))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ks.Put(k.edKid, entry); err != nil {
+	if err := ks.Put(k.EdKid, entry); err != nil {
 		t.Fatalf("token key signed by a certified event key: %v", err)
 	}
 	pinnedJWK, err := json.Marshal(pinned.JWK())
@@ -103,7 +103,7 @@ func TestKeySet_RootKeys(t *testing.T) {
 	if err := ks.Put(name, value); !errors.Is(err, bus.ErrRootUntrusted) {
 		t.Fatalf("revocation by an unpinned root: %v", err)
 	}
-	if _, ok := ks.Get(k.edKid); !ok {
+	if _, ok := ks.Get(k.EdKid); !ok {
 		t.Fatal("token key dropped by a revocation of an unpinned root")
 	}
 	// Revoked by the pinned root: the event key, the token key it signed,
@@ -120,7 +120,7 @@ func TestKeySet_RootKeys(t *testing.T) {
 			t.Fatalf("revoked event key %s still trusted", s.KeyID())
 		}
 	}
-	if _, ok := ks.Get(k.edKid); ok {
+	if _, ok := ks.Get(k.EdKid); ok {
 		t.Fatal("token key signed by a revoked event key still trusted")
 	}
 	if err := ks.Put(certify(root, event, now.Add(-time.Hour), time.Time{})); err == nil {
@@ -129,7 +129,7 @@ func TestKeySet_RootKeys(t *testing.T) {
 	if err := ks.Put(bus.EventKeyPrefix+pinned.KeyID(), pinnedJWK); err == nil {
 		t.Fatal("revoked pinned event key trusted again")
 	}
-	if err := ks.Put(k.edKid, entry); err == nil {
+	if err := ks.Put(k.EdKid, entry); err == nil {
 		t.Fatal("token key signed by a revoked event key trusted again")
 	}
 }
@@ -152,14 +152,14 @@ func TestKeySet_TokenKeysEndWithTheirEventKeyCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := newTestKeys(t)
-	entry, err := event.SignKey(mustJWK(t, k.edJWK))
+	entry, err := event.SignKey(mustJWK(t, k.EdJWK))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ks.Put(k.edKid, entry); err != nil {
+	if err := ks.Put(k.EdKid, entry); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := ks.Get(k.edKid); !ok {
+	if _, ok := ks.Get(k.EdKid); !ok {
 		t.Fatal("token key not trusted while its event key's certificate is valid")
 	}
 	bustest.WaitFor(t, 5*time.Second, func() error {
@@ -168,7 +168,7 @@ func TestKeySet_TokenKeysEndWithTheirEventKeyCertificate(t *testing.T) {
 		}
 		return nil
 	})
-	if _, ok := ks.Get(k.edKid); ok {
+	if _, ok := ks.Get(k.EdKid); ok {
 		t.Fatal("token key still trusted after its event key's certificate expired")
 	}
 }

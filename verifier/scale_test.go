@@ -35,7 +35,7 @@ func BenchmarkCatchUp1M(b *testing.B) {
 	srv := bustest.RunServer(b)
 	conn := bustest.Setup(b, srv, 20*time.Minute)
 	k := newTestKeys(b)
-	publishKey(b, conn, k.edKid, k.edJWK)
+	publishKey(b, conn, k.EdKid, k.EdJWK)
 
 	start := time.Now()
 	publishMany(b, conn, n)
@@ -71,7 +71,7 @@ func BenchmarkCatchUp1M(b *testing.B) {
 			if i%2 == 0 {
 				c["jti"] = fmt.Sprintf("bench-jti-%d", i*(n/len(toks))) // revoked
 			}
-			toks[i] = k.edToken(b, c)
+			toks[i] = k.EdToken(b, c)
 			v.Verify(b.Context(), toks[i])
 		}
 		verifyLat := make([]time.Duration, 0, 100_000)
@@ -86,7 +86,7 @@ func BenchmarkCatchUp1M(b *testing.B) {
 				jwtParseUnverified(tok, &c)
 			}
 			t0 = time.Now()
-			_ = v.checkDenylist(&c, k.edKid)
+			_ = v.checkDenylist(&c, k.EdKid)
 			denyLat = append(denyLat, time.Since(t0))
 		}
 		for _, l := range []struct {

@@ -87,7 +87,7 @@ func TestSidecar_ForgedEventsRefused(t *testing.T) {
 	publishRaw(bus.RevokeSubject(bus.KindAll), payload, sig)
 	// A key entry of the bucket, reattached as an event: its signature
 	// holds, but for the bucket.
-	entry, err := honest.SignKey(mustJWK(t, f.edJWK))
+	entry, err := honest.SignKey(mustJWK(t, f.EdJWK))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,9 +125,9 @@ func TestSidecar_ForgedEventsRefused(t *testing.T) {
 		}
 		return nil
 	})
-	_, err = v.Verify(t.Context(), f.edToken(t, victim))
+	_, err = v.Verify(t.Context(), f.EdToken(t, victim))
 	checkVerdict(t, err, ErrRevoked)
-	_, err = v.Verify(t.Context(), f.edToken(t, bystander)) // no forged "all" or subject revocation applied
+	_, err = v.Verify(t.Context(), f.EdToken(t, bystander)) // no forged "all" or subject revocation applied
 	checkVerdict(t, err, nil)
 	forged := signJWT(t, jwt.SigningMethodEdDSA, malloryTokenKey,
 		map[string]any{"typ": "at+jwt", "alg": bus.AlgEdDSA, "kid": malloryKid}, baseClaims(time.Now()))
@@ -173,17 +173,17 @@ func TestKeySet_EventKeyTrust(t *testing.T) {
 		}
 		// Signed by an event key not trusted yet: kept aside, then
 		// trusted with it.
-		if err := ks.Put(k.edKid, keyEntry(honest, k.edJWK)); err == nil {
+		if err := ks.Put(k.EdKid, keyEntry(honest, k.EdJWK)); err == nil {
 			t.Fatal("token key trusted before its event key")
 		}
 		name, data = eventEntry(honest)
 		if err := ks.Put(name, data); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := ks.Get(k.edKid); !ok {
+		if _, ok := ks.Get(k.EdKid); !ok {
 			t.Fatal("token key not trusted once its event key was")
 		}
-		if err := ks.Put(k.esKid, keyEntry(other, k.esJWK)); err == nil {
+		if err := ks.Put(k.EsKid, keyEntry(other, k.EsJWK)); err == nil {
 			t.Fatal("token key signed by an untrusted event key was trusted")
 		}
 	})
@@ -221,16 +221,16 @@ func TestKeySet_EventKeyTrust(t *testing.T) {
 		if err := ks.Put(bus.EventKeyPrefix+"x", data); err == nil {
 			t.Error("event key under another name was trusted")
 		}
-		if err := ks.Put(k.edKid, k.edJWK); err == nil {
+		if err := ks.Put(k.EdKid, k.EdJWK); err == nil {
 			t.Error("unsigned token key was trusted")
 		}
-		if err := ks.Put(k.esKid, keyEntry(honest, k.edJWK)); err == nil {
+		if err := ks.Put(k.EsKid, keyEntry(honest, k.EdJWK)); err == nil {
 			t.Error("signed key entry under another kid was trusted")
 		}
-		entry := keyEntry(honest, k.edJWK)
+		entry := keyEntry(honest, k.EdJWK)
 		parts := strings.Split(string(entry), ".")
 		tampered := parts[0] + "." + parts[1][:len(parts[1])-2] + "AA." + parts[2]
-		if err := ks.Put(k.edKid, []byte(tampered)); err == nil {
+		if err := ks.Put(k.EdKid, []byte(tampered)); err == nil {
 			t.Error("tampered key entry was trusted")
 		}
 		ks.Remove(name) // a deleted event key stays trusted

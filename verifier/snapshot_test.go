@@ -76,7 +76,7 @@ func snapshotBus(t *testing.T, maxAge time.Duration) (*natsserver.Server, *bus.C
 	srv := bustest.RunServer(t)
 	conn := bustest.Setup(t, srv, maxAge)
 	k := newTestKeys(t)
-	publishKey(t, conn, k.edKid, k.edJWK)
+	publishKey(t, conn, k.EdKid, k.EdJWK)
 	return srv, conn, k
 }
 
@@ -118,7 +118,7 @@ func TestSnapshot_FreshVerifier(t *testing.T) {
 
 	c := baseClaims(base.Add(-time.Second))
 	c["jti"] = "after-3"
-	if _, err := sc.Verifier().Verify(t.Context(), k.edToken(t, c)); err == nil {
+	if _, err := sc.Verifier().Verify(t.Context(), k.EdToken(t, c)); err == nil {
 		t.Fatal("token revoked after the snapshot verified")
 	}
 }

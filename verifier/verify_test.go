@@ -28,15 +28,15 @@ func TestVerifier_Verify(t *testing.T) {
 		return with(func(c map[string]any) { delete(c, name) })
 	}
 	hdr := func(mut func(h map[string]any)) map[string]any {
-		h := f.edHeader()
+		h := f.EdHeader()
 		mut(h)
 		return h
 	}
 	edWith := func(h map[string]any) string {
-		return signJWT(t, jwt.SigningMethodEdDSA, f.ed, h, baseClaims(now))
+		return signJWT(t, jwt.SigningMethodEdDSA, f.Ed, h, baseClaims(now))
 	}
 	unsigned := func(alg string) string {
-		h := f.edHeader()
+		h := f.EdHeader()
 		h["alg"] = alg
 		return encodeJWT(t, h, baseClaims(now)) + "."
 	}
@@ -44,7 +44,7 @@ func TestVerifier_Verify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	valid := f.edToken(t, baseClaims(now))
+	valid := f.EdToken(t, baseClaims(now))
 	parts := strings.Split(valid, ".")
 	forged := with(func(c map[string]any) { c["sub"] = "admin" })
 	tampered := parts[0] + "." + b64(mustJSON(t, forged)) + "." + parts[2]
@@ -55,13 +55,13 @@ func TestVerifier_Verify(t *testing.T) {
 		want  *Error
 	}{
 		{"valid EdDSA", valid, nil},
-		{"valid ES256", f.esToken(t, baseClaims(now)), nil},
+		{"valid ES256", f.EsToken(t, baseClaims(now)), nil},
 		{"typ application/at+jwt", edWith(hdr(func(h map[string]any) { h["typ"] = "application/at+jwt" })), nil},
 		{"typ case-insensitive", edWith(hdr(func(h map[string]any) { h["typ"] = "AT+JWT" })), nil},
-		{"aud array", f.edToken(t, with(func(c map[string]any) { c["aud"] = []string{"other", testAudience} })), nil},
+		{"aud array", f.EdToken(t, with(func(c map[string]any) { c["aud"] = []string{"other", testAudience} })), nil},
 
 		{"empty", "", ErrMissing},
-		{"oversized", f.edToken(t, with(func(c map[string]any) { c["pad"] = strings.Repeat("a", DefaultMaxTokenSize) })), ErrMalformed},
+		{"oversized", f.EdToken(t, with(func(c map[string]any) { c["pad"] = strings.Repeat("a", DefaultMaxTokenSize) })), ErrMalformed},
 		{"two parts", parts[0] + "." + parts[1], ErrMalformed},
 		{"four parts", valid + ".x", ErrMalformed},
 		{"garbage", "not a token", ErrMalformed},
@@ -73,15 +73,15 @@ func TestVerifier_Verify(t *testing.T) {
 		{"alg None", unsigned("None"), ErrAlgorithm},
 		{"alg NONE", unsigned("NONE"), ErrAlgorithm},
 		{"alg missing", edWith(hdr(func(h map[string]any) { delete(h, "alg") })), ErrAlgorithm},
-		{"HS256 with public key as secret", signJWT(t, jwt.SigningMethodHS256, []byte(f.ed.Public().(ed25519.PublicKey)),
+		{"HS256 with public key as secret", signJWT(t, jwt.SigningMethodHS256, []byte(f.Ed.Public().(ed25519.PublicKey)),
 			hdr(func(h map[string]any) { h["alg"] = "HS256" }), baseClaims(now)), ErrAlgorithm},
-		{"HS256 with JWK as secret", signJWT(t, jwt.SigningMethodHS256, f.edJWK,
+		{"HS256 with JWK as secret", signJWT(t, jwt.SigningMethodHS256, f.EdJWK,
 			hdr(func(h map[string]any) { h["alg"] = "HS256" }), baseClaims(now)), ErrAlgorithm},
 		{"RS256 header", edWith(hdr(func(h map[string]any) { h["alg"] = "RS256" })), ErrAlgorithm},
-		{"EdDSA header with ES256 kid", signJWT(t, jwt.SigningMethodEdDSA, f.ed,
-			hdr(func(h map[string]any) { h["kid"] = f.esKid }), baseClaims(now)), ErrAlgorithm},
-		{"ES256 header with EdDSA kid", signJWT(t, jwt.SigningMethodES256, f.es,
-			map[string]any{"typ": "at+jwt", "alg": bus.AlgES256, "kid": f.edKid}, baseClaims(now)), ErrAlgorithm},
+		{"EdDSA header with ES256 kid", signJWT(t, jwt.SigningMethodEdDSA, f.Ed,
+			hdr(func(h map[string]any) { h["kid"] = f.EsKid }), baseClaims(now)), ErrAlgorithm},
+		{"ES256 header with EdDSA kid", signJWT(t, jwt.SigningMethodES256, f.Es,
+			map[string]any{"typ": "at+jwt", "alg": bus.AlgES256, "kid": f.EdKid}, baseClaims(now)), ErrAlgorithm},
 
 		{"typ JWT", edWith(hdr(func(h map[string]any) { h["typ"] = "JWT" })), ErrType},
 		{"typ missing", edWith(hdr(func(h map[string]any) { delete(h, "typ") })), ErrType},
@@ -90,39 +90,39 @@ func TestVerifier_Verify(t *testing.T) {
 		{"jku", edWith(hdr(func(h map[string]any) { h["jku"] = "https://evil.test/jwks.json" })), ErrMalformed},
 		{"x5u", edWith(hdr(func(h map[string]any) { h["x5u"] = "https://evil.test/cert.pem" })), ErrMalformed},
 		{"x5c", edWith(hdr(func(h map[string]any) { h["x5c"] = []string{"MIIB"} })), ErrMalformed},
-		{"jwk", edWith(hdr(func(h map[string]any) { h["jwk"] = json.RawMessage(f.edJWK) })), ErrMalformed},
+		{"jwk", edWith(hdr(func(h map[string]any) { h["jwk"] = json.RawMessage(f.EdJWK) })), ErrMalformed},
 
 		{"unknown kid", edWith(hdr(func(h map[string]any) { h["kid"] = "no-such-key" })), ErrUnknownKey},
 		{"missing kid", edWith(hdr(func(h map[string]any) { delete(h, "kid") })), ErrUnknownKey},
 
-		{"other key, published kid", signJWT(t, jwt.SigningMethodEdDSA, otherKey, f.edHeader(), baseClaims(now)), ErrBadSignature},
+		{"other key, published kid", signJWT(t, jwt.SigningMethodEdDSA, otherKey, f.EdHeader(), baseClaims(now)), ErrBadSignature},
 		{"tampered payload", tampered, ErrBadSignature},
-		{"signature of another token", parts[0] + "." + parts[1] + "." + strings.Split(f.edToken(t, baseClaims(now)), ".")[2], ErrBadSignature},
+		{"signature of another token", parts[0] + "." + parts[1] + "." + strings.Split(f.EdToken(t, baseClaims(now)), ".")[2], ErrBadSignature},
 		{"empty signature", parts[0] + "." + parts[1] + ".", ErrBadSignature},
 
-		{"expired", f.edToken(t, with(func(c map[string]any) {
+		{"expired", f.EdToken(t, with(func(c map[string]any) {
 			c["iat"] = NewNumericDate(now.Add(-2 * time.Hour))
 			c["exp"] = now.Add(-time.Hour).Unix()
 		})), ErrExpired},
-		{"nbf in the future", f.edToken(t, with(func(c map[string]any) { c["nbf"] = now.Add(time.Hour).Unix() })), ErrNotYetValid},
-		{"iat in the future", f.edToken(t, with(func(c map[string]any) {
+		{"nbf in the future", f.EdToken(t, with(func(c map[string]any) { c["nbf"] = now.Add(time.Hour).Unix() })), ErrNotYetValid},
+		{"iat in the future", f.EdToken(t, with(func(c map[string]any) {
 			c["iat"] = NewNumericDate(now.Add(time.Hour))
 			c["exp"] = now.Add(2 * time.Hour).Unix()
 		})), ErrNotYetValid},
-		{"wrong iss", f.edToken(t, with(func(c map[string]any) { c["iss"] = "https://evil.test" })), ErrIssuer},
-		{"missing iss", f.edToken(t, without("iss")), ErrMalformed},
-		{"wrong aud", f.edToken(t, with(func(c map[string]any) { c["aud"] = "other" })), ErrAudience},
-		{"missing aud", f.edToken(t, without("aud")), ErrMalformed},
+		{"wrong iss", f.EdToken(t, with(func(c map[string]any) { c["iss"] = "https://evil.test" })), ErrIssuer},
+		{"missing iss", f.EdToken(t, without("iss")), ErrMalformed},
+		{"wrong aud", f.EdToken(t, with(func(c map[string]any) { c["aud"] = "other" })), ErrAudience},
+		{"missing aud", f.EdToken(t, without("aud")), ErrMalformed},
 
-		{"missing exp", f.edToken(t, without("exp")), ErrMalformed},
-		{"missing sub", f.edToken(t, without("sub")), ErrMalformed},
-		{"missing jti", f.edToken(t, without("jti")), ErrMalformed},
-		{"missing iat", f.edToken(t, without("iat")), ErrMalformed},
-		{"exp as string", f.edToken(t, with(func(c map[string]any) { c["exp"] = "9999999999" })), ErrMalformed},
-		{"exp 1e300", f.edToken(t, with(func(c map[string]any) { c["exp"] = json.RawMessage("1e300") })), ErrMalformed},
-		{"exp negative", f.edToken(t, with(func(c map[string]any) { c["exp"] = -1 })), ErrMalformed},
-		{"iat with ten fraction digits", f.edToken(t, with(func(c map[string]any) { c["iat"] = json.RawMessage("1795430832.1234567891") })), ErrMalformed},
-		{"claims not an object", signJWT(t, jwt.SigningMethodEdDSA, f.ed, f.edHeader(), nil), ErrMalformed},
+		{"missing exp", f.EdToken(t, without("exp")), ErrMalformed},
+		{"missing sub", f.EdToken(t, without("sub")), ErrMalformed},
+		{"missing jti", f.EdToken(t, without("jti")), ErrMalformed},
+		{"missing iat", f.EdToken(t, without("iat")), ErrMalformed},
+		{"exp as string", f.EdToken(t, with(func(c map[string]any) { c["exp"] = "9999999999" })), ErrMalformed},
+		{"exp 1e300", f.EdToken(t, with(func(c map[string]any) { c["exp"] = json.RawMessage("1e300") })), ErrMalformed},
+		{"exp negative", f.EdToken(t, with(func(c map[string]any) { c["exp"] = -1 })), ErrMalformed},
+		{"iat with ten fraction digits", f.EdToken(t, with(func(c map[string]any) { c["iat"] = json.RawMessage("1795430832.1234567891") })), ErrMalformed},
+		{"claims not an object", signJWT(t, jwt.SigningMethodEdDSA, f.Ed, f.EdHeader(), nil), ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,7 +138,7 @@ func TestVerifier_Verify(t *testing.T) {
 		iat := time.UnixMilli(now.UnixMilli())
 		want := baseClaims(iat)
 		want["aud"] = []string{testAudience}
-		c, err := v.Verify(t.Context(), f.edToken(t, want))
+		c, err := v.Verify(t.Context(), f.EdToken(t, want))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +168,7 @@ func TestVerifier_Verify(t *testing.T) {
 func TestVerifier_Leeway(t *testing.T) {
 	k := newTestKeys(t)
 	keys := NewKeySet(nil, nil)
-	if err := putKey(t, keys, k.edJWK); err != nil {
+	if err := putKey(t, keys, k.EdJWK); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Unix(1795430832, 0)
@@ -192,7 +192,7 @@ func TestVerifier_Leeway(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := baseClaims(now.Add(-time.Minute))
 			tt.mut(c)
-			_, err := v.Verify(t.Context(), k.edToken(t, c))
+			_, err := v.Verify(t.Context(), k.EdToken(t, c))
 			checkVerdict(t, err, tt.want)
 		})
 	}
@@ -201,14 +201,14 @@ func TestVerifier_Leeway(t *testing.T) {
 func TestVerifier_NotReady(t *testing.T) {
 	k := newTestKeys(t)
 	keys := NewKeySet(nil, nil)
-	if err := putKey(t, keys, k.edJWK); err != nil {
+	if err := putKey(t, keys, k.EdJWK); err != nil {
 		t.Fatal(err)
 	}
 	v, err := New(Config{Issuer: testIssuer, Audience: testAudience}, keys, nil, func() bool { return false })
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = v.Verify(t.Context(), k.edToken(t, baseClaims(time.Now())))
+	_, err = v.Verify(t.Context(), k.EdToken(t, baseClaims(time.Now())))
 	checkVerdict(t, err, ErrNotReady)
 }
 
@@ -228,15 +228,6 @@ func TestConfig_Validate(t *testing.T) {
 	}
 }
 
-func mustJSON(tb testing.TB, v any) []byte {
-	tb.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
-
 // TestVerifier_LifetimeBoundedByKeyEntry: a token whose exp - iat exceeds
 // the max lifetime its key's signed entry states (plus leeway) is refused,
 // whichever key signed it; an entry without the field bounds it to
@@ -244,7 +235,7 @@ func mustJSON(tb testing.TB, v any) []byte {
 func TestVerifier_LifetimeBoundedByKeyEntry(t *testing.T) {
 	k := newTestKeys(t)
 	keys := NewKeySet(nil, nil)
-	if err := putKey(t, keys, k.edJWK); err != nil { // an entry without max_ttl
+	if err := putKey(t, keys, k.EdJWK); err != nil { // an entry without max_ttl
 		t.Fatal(err)
 	}
 	now := time.Now()
@@ -255,7 +246,7 @@ func TestVerifier_LifetimeBoundedByKeyEntry(t *testing.T) {
 	token := func(life time.Duration) string {
 		c := baseClaims(now)
 		c["exp"] = now.Add(life).Unix()
-		return k.edToken(t, c)
+		return k.EdToken(t, c)
 	}
 	for _, tt := range []struct {
 		name string
@@ -274,7 +265,7 @@ func TestVerifier_LifetimeBoundedByKeyEntry(t *testing.T) {
 	// The issuer states its own bound in the signed entry.
 	signer := bustest.Signer(t)
 	signer.SetMaxTokenLifetime(time.Hour)
-	jwk := mustJWK(t, k.edJWK)
+	jwk := mustJWK(t, k.EdJWK)
 	entry, err := signer.SignKey(jwk)
 	if err != nil {
 		t.Fatal(err)

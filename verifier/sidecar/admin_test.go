@@ -22,7 +22,7 @@ import (
 // event keys and denylist size, answer only on the admin listener.
 func TestProxy_OwnEndpointsOffTheAppListener(t *testing.T) {
 	f, up := newProxyFixture(t)
-	tok := f.edToken(t, baseClaims(time.Now()))
+	tok := f.EdToken(t, baseClaims(time.Now()))
 	own := []string{"/v1/status", "/metrics", "/v1/verify", "/healthz", "/readyz"}
 	for _, path := range own {
 		before := up.calls.Load()

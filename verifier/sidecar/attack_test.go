@@ -17,7 +17,7 @@ import (
 func TestSidecar_HeaderAbuse(t *testing.T) {
 	f := newFixture(t)
 	addr := strings.TrimPrefix(f.sc.URL(), "http://")
-	valid := f.edToken(t, baseClaims(time.Now()))
+	valid := f.EdToken(t, baseClaims(time.Now()))
 	raw := func(t *testing.T, req string) *http.Response {
 		t.Helper()
 		conn, err := net.Dial("tcp", addr)

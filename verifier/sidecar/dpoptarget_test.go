@@ -15,8 +15,8 @@ import (
 func (f *fixture) boundToken(t *testing.T, k *dpopKey) string {
 	t.Helper()
 	c := baseClaims(time.Now().Add(-time.Second))
-	c["cnf"] = map[string]string{"jkt": k.jkt}
-	return f.edToken(t, c)
+	c["cnf"] = map[string]string{"jkt": k.JKT}
+	return f.EdToken(t, c)
 }
 
 // dpopDo sends method url with a DPoP-bound token, its proof and the extra
@@ -61,7 +61,7 @@ func TestDPoP_ProxyModeChecksTheRequestItself(t *testing.T) {
 
 	t.Run("proof for a GET elsewhere, sent as a DELETE", func(t *testing.T) {
 		before := up.calls.Load()
-		proof := k.proof(t, "GET", base+"/public/readonly", tok, nil)
+		proof := k.Proof(t, "GET", base+"/public/readonly", tok, nil)
 		code, wa := dpopDo(t, "DELETE", base+"/admin/users/42", tok, proof, forgedTarget("GET", strings.TrimPrefix(base, "http://"), "http", "/public/readonly"))
 		if code != http.StatusUnauthorized || !strings.Contains(wa, "invalid_dpop_proof") || up.calls.Load() != before {
 			t.Fatalf("DELETE with a proof for GET /public/readonly: %d %q (upstream calls %d→%d), want 401 invalid_dpop_proof", code, wa, before, up.calls.Load())
@@ -69,14 +69,14 @@ func TestDPoP_ProxyModeChecksTheRequestItself(t *testing.T) {
 	})
 	t.Run("proof for another site", func(t *testing.T) {
 		before := up.calls.Load()
-		proof := k.proof(t, "POST", "https://victim.example/x", tok, nil)
+		proof := k.Proof(t, "POST", "https://victim.example/x", tok, nil)
 		code, wa := dpopDo(t, "POST", base+"/transfer", tok, proof, forgedTarget("POST", "victim.example", "https", "/x"))
 		if code != http.StatusUnauthorized || !strings.Contains(wa, "invalid_dpop_proof") || up.calls.Load() != before {
 			t.Fatalf("POST /transfer with a proof for https://victim.example/x: %d %q, want 401 invalid_dpop_proof", code, wa)
 		}
 	})
 	t.Run("proof for the request", func(t *testing.T) {
-		proof := k.proof(t, "DELETE", base+"/admin/users/42", tok, nil)
+		proof := k.Proof(t, "DELETE", base+"/admin/users/42", tok, nil)
 		if code, wa := dpopDo(t, "DELETE", base+"/admin/users/42", tok, proof, nil); code != http.StatusOK {
 			t.Fatalf("honest DELETE: %d %q, want 200", code, wa)
 		}
@@ -95,7 +95,7 @@ func TestDPoP_ForwardAuthTrustsOnlyNamedProxies(t *testing.T) {
 	const original = "https://app.example/admin/users/42"
 
 	t.Run("loopback by default", func(t *testing.T) {
-		if code, wa := dpopDo(t, "GET", f.sc.URL()+"/v1/verify", tok, k.proof(t, "DELETE", original, tok, nil), forwarded); code != http.StatusOK {
+		if code, wa := dpopDo(t, "GET", f.sc.URL()+"/v1/verify", tok, k.Proof(t, "DELETE", original, tok, nil), forwarded); code != http.StatusOK {
 			t.Fatalf("forwarded request from loopback: %d %q, want 200", code, wa)
 		}
 	})
@@ -107,10 +107,10 @@ func TestDPoP_ForwardAuthTrustsOnlyNamedProxies(t *testing.T) {
 			sc, _ := startSidecarWith(t, f.conn, Config{DataDir: t.TempDir(),
 				Verifier: verifier.Config{Issuer: testIssuer, Audience: testAudience, TrustedProxies: trusted}})
 			waitReady(t, sc)
-			if code, _ := dpopDo(t, "GET", sc.URL()+"/v1/verify", tok, k.proof(t, "DELETE", original, tok, nil), forwarded); code != http.StatusUnauthorized {
+			if code, _ := dpopDo(t, "GET", sc.URL()+"/v1/verify", tok, k.Proof(t, "DELETE", original, tok, nil), forwarded); code != http.StatusUnauthorized {
 				t.Fatalf("forwarded headers from an untrusted peer believed: %d, want 401", code)
 			}
-			if code, wa := dpopDo(t, "GET", sc.URL()+"/v1/verify", tok, k.proof(t, "GET", sc.URL()+"/v1/verify", tok, nil), forwarded); code != http.StatusOK {
+			if code, wa := dpopDo(t, "GET", sc.URL()+"/v1/verify", tok, k.Proof(t, "GET", sc.URL()+"/v1/verify", tok, nil), forwarded); code != http.StatusOK {
 				t.Fatalf("proof for the /v1/verify request itself: %d %q, want 200", code, wa)
 			}
 		})

@@ -26,12 +26,12 @@ func TestBFF_RefreshedCookieSurvivesEarlyHints(t *testing.T) {
 	s := bustest.RunServer(t)
 	conn := bustest.Setup(t, s, 20*time.Minute)
 	k := newTestKeys(t)
-	publishKey(t, conn, k.edKid, k.edJWK)
+	publishKey(t, conn, k.EdKid, k.EdJWK)
 	c := baseClaims(time.Now().Add(-time.Second))
 	// The issuer's refresh endpoint, as the login handoff calls it.
 	iss := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]string{"access_token": k.edToken(t, c), "token_type": "Bearer",
+		json.NewEncoder(w).Encode(map[string]string{"access_token": k.EdToken(t, c), "token_type": "Bearer",
 			"refresh_token": "rt-2", "session_id": c["sid"].(string)})
 	}))
 	t.Cleanup(iss.Close)

@@ -19,7 +19,7 @@ func TestSidecar_Heartbeat(t *testing.T) {
 	s := bustest.RunServer(t)
 	conn := bustest.Setup(t, s, 20*time.Minute)
 	k := newTestKeys(t)
-	publishKey(t, conn, k.edKid, k.edJWK)
+	publishKey(t, conn, k.EdKid, k.EdJWK)
 	dir := t.TempDir()
 	cfg := Config{DataDir: dir, HeartbeatEvery: 50 * time.Millisecond, Version: "v-test"}
 	sc, stop := startSidecarWith(t, conn, cfg)

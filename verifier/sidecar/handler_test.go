@@ -83,7 +83,7 @@ func TestHandler(t *testing.T) {
 
 	t.Run("verify ok", func(t *testing.T) {
 		c := baseClaims(now)
-		resp, body := get(t, f.sc.URL()+"/v1/verify", f.edToken(t, c))
+		resp, body := get(t, f.sc.URL()+"/v1/verify", f.EdToken(t, c))
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("status = %d, want 200; body %s", resp.StatusCode, body)
 		}
@@ -125,7 +125,7 @@ func TestHandler(t *testing.T) {
 
 	t.Run("any method", func(t *testing.T) {
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, f.sc.URL()+"/v1/verify", strings.NewReader("x"))
-		req.Header.Set("Authorization", "Bearer "+f.edToken(t, baseClaims(now)))
+		req.Header.Set("Authorization", "Bearer "+f.EdToken(t, baseClaims(now)))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -138,7 +138,7 @@ func TestHandler(t *testing.T) {
 
 	t.Run("envoy path prefix", func(t *testing.T) {
 		// ext_authz appends the original path to path_prefix /v1/verify.
-		resp, body := get(t, f.sc.URL()+"/v1/verify/api/orders?id=1", f.edToken(t, baseClaims(now)))
+		resp, body := get(t, f.sc.URL()+"/v1/verify/api/orders?id=1", f.EdToken(t, baseClaims(now)))
 		if resp.StatusCode != http.StatusOK || resp.Header.Get(verifier.HeaderSubject) != "alice" {
 			t.Fatalf("status = %d, want 200; body %s", resp.StatusCode, body)
 		}
@@ -147,7 +147,7 @@ func TestHandler(t *testing.T) {
 	t.Run("expired", func(t *testing.T) {
 		c := baseClaims(now.Add(-2 * time.Hour))
 		c["exp"] = now.Add(-time.Hour).Unix()
-		resp, body := get(t, f.sc.URL()+"/v1/verify", f.edToken(t, c))
+		resp, body := get(t, f.sc.URL()+"/v1/verify", f.EdToken(t, c))
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("status = %d, want 401; body %s", resp.StatusCode, body)
 		}
@@ -248,7 +248,7 @@ func TestHandler_NotReady(t *testing.T) {
 	conn := bustest.Connect(t, s)
 	k := newTestKeys(t)
 	sc, _ := startSidecar(t, conn, t.TempDir())
-	tok := k.edToken(t, baseClaims(time.Now()))
+	tok := k.EdToken(t, baseClaims(time.Now()))
 
 	// Wait until the follower has tried and failed to find the stream.
 	bustest.WaitFor(t, 5*time.Second, func() error {
@@ -278,10 +278,10 @@ func TestHandler_NotReady(t *testing.T) {
 	}
 
 	admin := bustest.Setup(t, s, 20*time.Minute)
-	publishKey(t, admin, k.edKid, k.edJWK)
+	publishKey(t, admin, k.EdKid, k.EdJWK)
 	waitReady(t, sc)
 	bustest.WaitFor(t, 5*time.Second, func() error {
-		if _, ok := sc.keys.Get(k.edKid); !ok {
+		if _, ok := sc.keys.Get(k.EdKid); !ok {
 			return errors.New("key not loaded yet")
 		}
 		return nil

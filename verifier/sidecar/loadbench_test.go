@@ -36,7 +36,7 @@ func BenchmarkHTTPVerify(b *testing.B) {
 	srv := bustest.RunServer(b)
 	conn := bustest.Setup(b, srv, 20*time.Minute)
 	k := newTestKeys(b)
-	publishKey(b, conn, k.edKid, k.edJWK)
+	publishKey(b, conn, k.EdKid, k.EdJWK)
 	sc, stop := benchSidecarWith(b, conn, Config{DataDir: b.TempDir(), HTTPAddr: "127.0.0.1:0"})
 	defer stop()
 	if err := sc.WaitReady(b.Context()); err != nil {
@@ -44,7 +44,7 @@ func BenchmarkHTTPVerify(b *testing.B) {
 	}
 	toks := make([]string, 1000)
 	for i := range toks {
-		toks[i] = k.edToken(b, baseClaims(time.Now()))
+		toks[i] = k.EdToken(b, baseClaims(time.Now()))
 	}
 	url := sc.URL() + "/v1/verify"
 

@@ -30,12 +30,12 @@ func TestHandler_Metrics(t *testing.T) {
 	s := bustest.RunServer(t)
 	conn := bustest.Setup(t, s, 20*time.Minute)
 	k := newTestKeys(t)
-	publishKey(t, conn, k.edKid, k.edJWK)
+	publishKey(t, conn, k.EdKid, k.EdJWK)
 	sc, _ := startSidecarWith(t, conn, Config{DataDir: t.TempDir(), MeterProvider: mp,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
 	waitReady(t, sc)
 
-	tok := k.edToken(t, baseClaims(time.Now()))
+	tok := k.EdToken(t, baseClaims(time.Now()))
 	for range 3 {
 		get(t, sc.URL()+"/v1/verify", tok)
 	}

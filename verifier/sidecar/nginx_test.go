@@ -137,7 +137,7 @@ func TestNginx_AuthRequest(t *testing.T) {
 	base := startNginx(t, f.sc.Addr().String(), strings.TrimPrefix(app.URL, "http://"))
 
 	c := baseClaims(time.Now().Add(-time.Second))
-	tok := f.edToken(t, c)
+	tok := f.EdToken(t, c)
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/orders?id=1", strings.NewReader("body"))
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("X-Herald-Subject", "mallory")
@@ -181,7 +181,7 @@ func TestNginx_AuthRequest(t *testing.T) {
 		denied(t, "not.a.jwt", `error_description="malformed"`)
 		expired := baseClaims(time.Now().Add(-time.Hour))
 		expired["exp"] = time.Now().Add(-10 * time.Minute).Unix()
-		denied(t, f.edToken(t, expired), `error_description="expired"`)
+		denied(t, f.EdToken(t, expired), `error_description="expired"`)
 	})
 	t.Run("denied after revocation", func(t *testing.T) {
 		revoke(t, f.conn, f.sc, bus.KindSession, c["sid"].(string), time.Now())
@@ -205,7 +205,7 @@ func TestNginx_NoVerdict(t *testing.T) {
 	t.Cleanup(app.Close)
 	base := startNginx(t, sc.Addr().String(), strings.TrimPrefix(app.URL, "http://"))
 	k := newTestKeys(t)
-	resp, body := get(t, base+"/orders", k.edToken(t, baseClaims(time.Now())))
+	resp, body := get(t, base+"/orders", k.EdToken(t, baseClaims(time.Now())))
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("status %d, Retry-After %q, body %.80s; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
@@ -239,17 +239,17 @@ func TestNginx_DPoPTarget(t *testing.T) {
 		}
 	}
 	t.Run("proof for a GET elsewhere, sent as a DELETE", func(t *testing.T) {
-		refused(t, "DELETE", "/admin/users/42", k.proof(t, "GET", base+"/public/readonly", tok, nil),
+		refused(t, "DELETE", "/admin/users/42", k.Proof(t, "GET", base+"/public/readonly", tok, nil),
 			forgedTarget("GET", host, "http", "/public/readonly"))
 	})
 	t.Run("proof for another site", func(t *testing.T) {
-		refused(t, "POST", "/transfer", k.proof(t, "POST", "https://victim.example/x", tok, nil),
+		refused(t, "POST", "/transfer", k.Proof(t, "POST", "https://victim.example/x", tok, nil),
 			forgedTarget("POST", "victim.example", "https", "/x"))
 	})
 	t.Run("proof for the request", func(t *testing.T) {
 		for _, forged := range []map[string]string{nil, forgedTarget("GET", "victim.example", "https", "/public/readonly")} {
 			before := calls.Load()
-			proof := k.proof(t, "DELETE", base+"/admin/users/42", tok, nil)
+			proof := k.Proof(t, "DELETE", base+"/admin/users/42", tok, nil)
 			if code, wa := dpopDo(t, "DELETE", base+"/admin/users/42?x=1", tok, proof, forged); code != http.StatusOK || calls.Load() != before+1 {
 				t.Fatalf("honest DELETE (forged headers %v): %d %q, want 200", forged != nil, code, wa)
 			}

@@ -61,8 +61,8 @@ func newProxyFixture(t *testing.T) (*fixture, *echoUpstream) {
 	s := bustest.RunServer(t)
 	conn := bustest.Setup(t, s, 20*time.Minute)
 	f := &fixture{testKeys: newTestKeys(t), srv: s, conn: conn, dir: t.TempDir()}
-	publishKey(t, conn, f.edKid, f.edJWK)
-	publishKey(t, conn, f.esKid, f.esJWK)
+	publishKey(t, conn, f.EdKid, f.EdJWK)
+	publishKey(t, conn, f.EsKid, f.EsJWK)
 	up := &echoUpstream{}
 	srv := httptest.NewServer(up)
 	t.Cleanup(srv.Close)
@@ -74,7 +74,7 @@ func newProxyFixture(t *testing.T) (*fixture, *echoUpstream) {
 func TestProxy_Forward(t *testing.T) {
 	f, up := newProxyFixture(t)
 	c := baseClaims(time.Now())
-	tok := f.edToken(t, c)
+	tok := f.EdToken(t, c)
 
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, f.sc.URL()+"/echo?x=1", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
@@ -118,7 +118,7 @@ func TestProxy_Forward(t *testing.T) {
 
 	t.Run("refused", func(t *testing.T) {
 		before := up.calls.Load()
-		for _, tok := range []string{"", "a.b.c", f.edToken(t, func() map[string]any {
+		for _, tok := range []string{"", "a.b.c", f.EdToken(t, func() map[string]any {
 			c := baseClaims(time.Now())
 			c["aud"] = "other"
 			return c
@@ -140,7 +140,7 @@ func TestProxy_UpstreamDown(t *testing.T) {
 	s := bustest.RunServer(t)
 	conn := bustest.Setup(t, s, 20*time.Minute)
 	k := newTestKeys(t)
-	publishKey(t, conn, k.edKid, k.edJWK)
+	publishKey(t, conn, k.EdKid, k.EdJWK)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ func TestProxy_UpstreamDown(t *testing.T) {
 	ln.Close()
 	sc, _ := startSidecarWith(t, conn, Config{DataDir: t.TempDir(), Upstream: dead})
 	waitReady(t, sc)
-	if resp, body := get(t, sc.URL()+"/x", k.edToken(t, baseClaims(time.Now()))); resp.StatusCode != http.StatusBadGateway {
+	if resp, body := get(t, sc.URL()+"/x", k.EdToken(t, baseClaims(time.Now()))); resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("status = %d %s, want 502", resp.StatusCode, body)
 	}
 }
@@ -164,8 +164,8 @@ func TestProxy_LongLivedRevoked(t *testing.T) {
 	t.Run("SSE by session", func(t *testing.T) {
 		c := baseClaims(now)
 		other := baseClaims(now)
-		events := openSSE(t, f.sc.URL()+"/events", f.edToken(t, c))
-		otherEvents := openSSE(t, f.sc.URL()+"/events", f.edToken(t, other))
+		events := openSSE(t, f.sc.URL()+"/events", f.EdToken(t, c))
+		otherEvents := openSSE(t, f.sc.URL()+"/events", f.EdToken(t, other))
 		waitLive(t, f.sc, 2)
 		revoke(t, f.conn, f.sc, bus.KindSession, c["sid"].(string), time.Now())
 		waitClosed(t, events)
@@ -178,7 +178,7 @@ func TestProxy_LongLivedRevoked(t *testing.T) {
 	t.Run("upgrade by subject", func(t *testing.T) {
 		c := baseClaims(now)
 		c["sub"] = "ws-user"
-		conn, br := openUpgrade(t, f.sc.Addr().String(), f.edToken(t, c))
+		conn, br := openUpgrade(t, f.sc.Addr().String(), f.EdToken(t, c))
 		if _, err := conn.Write([]byte("ping\n")); err != nil {
 			t.Fatal(err)
 		}
@@ -194,8 +194,8 @@ func TestProxy_LongLivedRevoked(t *testing.T) {
 
 	t.Run("SSE by key", func(t *testing.T) {
 		c := baseClaims(now)
-		events := openSSE(t, f.sc.URL()+"/events", f.esToken(t, c))
-		revoke(t, f.conn, f.sc, bus.KindKey, f.esKid, time.Now())
+		events := openSSE(t, f.sc.URL()+"/events", f.EsToken(t, c))
+		revoke(t, f.conn, f.sc, bus.KindKey, f.EsKid, time.Now())
 		waitClosed(t, events)
 	})
 
@@ -276,8 +276,8 @@ func openUpgrade(t *testing.T, addr, token string) (net.Conn, *bufio.Reader) {
 // upgraded connections it proxies, so it stops at once.
 func TestProxy_ShutdownEndsStreams(t *testing.T) {
 	f, _ := newProxyFixture(t)
-	events := openSSE(t, f.sc.URL()+"/events", f.edToken(t, baseClaims(time.Now())))
-	conn, br := openUpgrade(t, f.sc.Addr().String(), f.edToken(t, baseClaims(time.Now())))
+	events := openSSE(t, f.sc.URL()+"/events", f.EdToken(t, baseClaims(time.Now())))
+	conn, br := openUpgrade(t, f.sc.Addr().String(), f.EdToken(t, baseClaims(time.Now())))
 	waitLive(t, f.sc, 2)
 	stopped := make(chan struct{})
 	go func() { f.stop(); close(stopped) }()

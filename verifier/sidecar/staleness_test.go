@@ -56,11 +56,11 @@ func TestSidecar_StaleDeny(t *testing.T) {
 	ns := newRestartable(t)
 	conn := bustest.Setup(t, ns.srv, 20*time.Minute)
 	k := newTestKeys(t)
-	publishKey(t, conn, k.edKid, k.edJWK)
+	publishKey(t, conn, k.EdKid, k.EdJWK)
 	sc, _ := startSidecarWith(t, conn, Config{DataDir: t.TempDir(), MaxStaleness: testMaxStaleness})
 	waitReady(t, sc)
 	c := baseClaims(time.Now().Add(-time.Second))
-	tok := k.edToken(t, c)
+	tok := k.EdToken(t, c)
 	if resp, body := get(t, sc.URL()+"/v1/verify", tok); resp.StatusCode != 200 {
 		t.Fatalf("verify = %d %s, want 200", resp.StatusCode, body)
 	}
@@ -93,7 +93,7 @@ func TestSidecar_StaleDeny(t *testing.T) {
 	// And it keeps following: a new revocation still arrives.
 	other := baseClaims(time.Now().Add(-time.Second))
 	revoke(t, conn, sc, bus.KindToken, other["jti"].(string), time.Now())
-	if _, err := sc.Verifier().Verify(t.Context(), k.edToken(t, other)); !errors.Is(err, verifier.ErrRevoked) {
+	if _, err := sc.Verifier().Verify(t.Context(), k.EdToken(t, other)); !errors.Is(err, verifier.ErrRevoked) {
 		t.Fatalf("Verify after a new revocation = %v, want verifier.ErrRevoked", err)
 	}
 }
@@ -105,12 +105,12 @@ func TestSidecar_StaleAllow(t *testing.T) {
 	ns := newRestartable(t)
 	conn := bustest.Setup(t, ns.srv, 20*time.Minute)
 	k := newTestKeys(t)
-	publishKey(t, conn, k.edKid, k.edJWK)
+	publishKey(t, conn, k.EdKid, k.EdJWK)
 	sc, _ := startSidecarWith(t, conn, Config{DataDir: t.TempDir(), MaxStaleness: testMaxStaleness, OnStale: StaleAllow})
 	waitReady(t, sc)
 	revoked := baseClaims(time.Now().Add(-time.Second))
 	revoke(t, conn, sc, bus.KindToken, revoked["jti"].(string), time.Now())
-	tok := k.edToken(t, baseClaims(time.Now().Add(-time.Second)))
+	tok := k.EdToken(t, baseClaims(time.Now().Add(-time.Second)))
 
 	ns.stop()
 	waitStatus(t, sc, "stale but giving verdicts", func(st Status) bool { return st.Stale && !st.Ready && st.Verdicts })
@@ -118,7 +118,7 @@ func TestSidecar_StaleAllow(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get(verifier.HeaderStale) != "true" {
 		t.Fatalf("verify while stale = %d %s (%s %q), want 200 marked stale", resp.StatusCode, body, verifier.HeaderStale, resp.Header.Get(verifier.HeaderStale))
 	}
-	if resp, _ := get(t, sc.URL()+"/v1/verify", k.edToken(t, revoked)); resp.StatusCode != http.StatusUnauthorized {
+	if resp, _ := get(t, sc.URL()+"/v1/verify", k.EdToken(t, revoked)); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("revoked token while stale = %d, want 401 from the last state", resp.StatusCode)
 	}
 	if resp, _ := get(t, sc.URL()+"/readyz", ""); resp.StatusCode != http.StatusServiceUnavailable {

@@ -63,7 +63,7 @@ func TestBFF_AnonymousRequestsKeepTheTimeouts(t *testing.T) {
 	s := bustest.RunServer(t)
 	conn := bustest.Setup(t, s, 20*time.Minute)
 	k := newTestKeys(t)
-	publishKey(t, conn, k.edKid, k.edJWK)
+	publishKey(t, conn, k.EdKid, k.EdJWK)
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		fmt.Fprintf(w, "read %d bytes\n", n)
@@ -81,7 +81,7 @@ func TestBFF_AnonymousRequestsKeepTheTimeouts(t *testing.T) {
 		t.Logf("anonymous slow POST /login cut off after %v (read timeout %v)", took, bound)
 	}
 	// A token-admitted upload may outlast the bound.
-	tok := k.edToken(t, baseClaims(time.Now()))
+	tok := k.EdToken(t, baseClaims(time.Now()))
 	if took := slowUpload(t, sc.Addr().String(), "/upload", "Bearer "+tok, 2*bound+bound/2); took < 2*bound {
 		t.Fatalf("a token-admitted slow upload was cut off after %v, within the read timeout's reach", took)
 	}

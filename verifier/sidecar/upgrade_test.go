@@ -68,13 +68,13 @@ func TestProxy_OnlyWebSocketUpgrades(t *testing.T) {
 	s := bustest.RunServer(t)
 	conn := bustest.Setup(t, s, 20*time.Minute)
 	k := newTestKeys(t)
-	publishKey(t, conn, k.edKid, k.edJWK)
+	publishKey(t, conn, k.EdKid, k.EdJWK)
 	up := &reparsingUpstream{}
 	srv := httptest.NewServer(up)
 	t.Cleanup(srv.Close)
 	sc, _ := startSidecarWith(t, conn, Config{DataDir: t.TempDir(), Upstream: srv.URL})
 	waitReady(t, sc)
-	tok := k.edToken(t, baseClaims(time.Now()))
+	tok := k.EdToken(t, baseClaims(time.Now()))
 
 	for _, proto := range []string{"h2c", "herald-test", "websocket, h2c", "TLS/1.0"} {
 		t.Run(proto, func(t *testing.T) {
