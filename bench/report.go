@@ -147,7 +147,7 @@ type Target struct {
 }
 
 // Targets judges the report against Herald's performance targets (the
-// README's "Benchmarks"), for the scenarios it holds.
+// "Benchmarks" of docs/operations.md), for the scenarios it holds.
 func (r *Report) Targets() []Target {
 	var ts []Target
 	for _, p := range r.Propagation {

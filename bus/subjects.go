@@ -3,7 +3,7 @@ package bus
 import "strings"
 
 // Stream, bucket and subject names. They are part of the public contract
-// (README, "Events"): dashboards, SIEMs and plain NATS consumers depend on them.
+// (docs/reference/bus.md, "Events"): dashboards, SIEMs and plain NATS consumers depend on them.
 const (
 	// StreamRevocations is the stream every verifier applies in order. It holds
 	// revocations only, so its sequence numbers are contiguous for verifiers

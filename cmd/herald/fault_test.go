@@ -21,7 +21,7 @@ import (
 	"github.com/heraldsec/herald/store/storetest"
 )
 
-// Fault injection with real processes (README "Crash safety"): every
+// Fault injection with real processes (docs/production.md, "Crash safety"): every
 // revocation the issuer acknowledged is enforced after any crash, and every
 // token not revoked still verifies. Helpers are in procs_test.go.
 

@@ -20,12 +20,15 @@ import (
 )
 
 // nginxExample is the deploy example the nginx test runs.
-const nginxExample = "../deploy/nginx/herald.conf"
+const nginxExample = "../../deploy/nginx/herald.conf"
 
 // findNginx returns the nginx binary. Without one the test is skipped, or
 // fails under CI (CI=true), where .ci/run installs it.
 func findNginx(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("an nginx test: skipped under -short")
+	}
 	if p, err := exec.LookPath("nginx"); err == nil {
 		return p
 	}
