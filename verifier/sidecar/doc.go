@@ -11,7 +11,7 @@
 // gives no verdict (503) until it has caught up with the stream, nor, by
 // default, once it has been cut off from the bus for longer than
 // Config.MaxStaleness. Requests in flight (proxied streams, WebSockets,
-// Middleware handlers) are ended when a revocation matching their token is
+// verifier.Middleware handlers) are ended when a revocation matching their token is
 // applied. Every sidecar reports a heartbeat to the HERALD_VERIFIERS
 // bucket (bus.Fleet).
 //

@@ -26,9 +26,9 @@ func newHandler(sc *Sidecar) *Handler {
 		return newAdminHandler(sc)
 	}
 	h := &Handler{sc: sc, mux: http.NewServeMux()}
-	if sc.bff != nil {
-		h.mux.Handle("/", sc.bff)
-		h.mux.HandleFunc(browser.OwnPrefix, sc.bff.ServeOwn)
+	if sc.sessions != nil {
+		h.mux.Handle("/", sc.sessions)
+		h.mux.HandleFunc(browser.OwnPrefix, sc.sessions.ServeOwn)
 	} else {
 		h.mux.Handle("/", sc.proxy)
 	}

@@ -21,7 +21,7 @@ import (
 // header the client sent is removed first; other requests get 401 (or 503
 // while the sidecar gives no verdict) and never reach the upstream.
 //
-// Requests it forwards are tracked (see LiveSet): a WebSocket, a
+// Requests it forwards are tracked (see verifier.LiveSet): a WebSocket, a
 // Server-Sent Events stream or any long response is cut when a revocation
 // matching its token is applied.
 type proxy struct {

@@ -60,7 +60,7 @@ type Config struct {
 	// Default DefaultHTTPAddr.
 	HTTPAddr string
 	// NoListen runs the sidecar without its HTTP server, for services that
-	// embed the verifier and use Middleware. HTTPAddr and Upstream are then
+	// embed the verifier and use verifier.Middleware. HTTPAddr and Upstream are then
 	// ignored.
 	NoListen bool
 	// Upstream, when set, is the http(s) URL of the application the sidecar
@@ -197,7 +197,7 @@ type Sidecar struct {
 	verifier *verifier.Verifier
 	live     *verifier.LiveSet
 	proxy    *proxy            // nil unless in proxy mode
-	bff      *browser.Sessions // nil unless cookie sessions are on
+	sessions *browser.Sessions // nil unless cookie sessions are on
 	ln       net.Listener      // nil with NoListen
 	adminLn  net.Listener      // the own endpoints' listener in proxy mode; else nil
 	log      *slog.Logger
@@ -263,7 +263,7 @@ func Open(cfg Config, conn *bus.Conn) (*Sidecar, error) {
 		sc.proxy = newProxy(u, sc.verifier, log)
 		if cfg.Cookies != nil {
 			up := browser.Upstream{Proxy: sc.proxy.rp, Forward: http.HandlerFunc(sc.proxy.forward), Bearer: sc.proxy}
-			if sc.bff, err = browser.New(*cfg.Cookies, sc.verifier, up, conn, log); err != nil {
+			if sc.sessions, err = browser.New(*cfg.Cookies, sc.verifier, up, conn, log); err != nil {
 				sc.metrics.close()
 				db.Close()
 				return nil, fmt.Errorf("open verifier: %w", err)
@@ -434,7 +434,7 @@ func (s *Sidecar) Status() Status {
 	if st.LastError == "" {
 		st.LastError = s.keys.LastError()
 	}
-	st.CookieSessions = s.bff != nil
+	st.CookieSessions = s.sessions != nil
 	_, _, st.CacheEntries = s.verifier.CacheStats()
 	st.Stale = time.Since(last) > s.cfg.MaxStaleness
 	st.Ready = st.KeysLoaded && st.CaughtUp && !st.Stale
@@ -472,8 +472,8 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		s.live.CloseAll(errShutdown)
 		return nil
 	})
-	if s.bff != nil {
-		run("cookie session timeouts", s.bff.Run)
+	if s.sessions != nil {
+		run("cookie session timeouts", s.sessions.Run)
 	}
 	run("ready", s.announce)
 	return g.Wait()
@@ -497,7 +497,7 @@ func (s *Sidecar) announce(ctx context.Context) error {
 	if s.adminLn != nil {
 		args = append(args, "admin_http", s.AdminURL())
 	}
-	if s.bff != nil {
+	if s.sessions != nil {
 		args = append(args, "cookie_sessions", true)
 	}
 	s.log.Info("verifier ready", args...)
