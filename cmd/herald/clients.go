@@ -37,15 +37,24 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("keys", "keys rotate | keys event-key FILE | keys root create | keys event certify|revoke|publish", stderr)
 	var c clientFlags
 	c.register(fs)
-	if len(args) == 2 && args[0] == "event-key" {
+	if len(args) > 0 && args[0] == "event-key" {
 		// The event key shared by issuer replicas: print its kid,
 		// creating the file first if needed. No issuer is involved.
-		kid, created, err := issuer.EventKeyFile(args[1])
+		efs := newFlagSet("keys event-key", "keys event-key FILE", stderr)
+		if err := parseFlags(efs, args[1:]); err != nil {
+			return err
+		}
+		if efs.NArg() != 1 {
+			efs.Usage()
+			return errors.New("keys event-key: want FILE")
+		}
+		file := efs.Arg(0)
+		kid, created, err := issuer.EventKeyFile(file)
 		if err != nil {
 			return err
 		}
 		if created {
-			fmt.Fprintf(stderr, "created %s (mode 0600); give it to every issuer replica with --event-key-file\n", args[1])
+			fmt.Fprintf(stderr, "created %s (mode 0600); give it to every issuer replica with --event-key-file\n", file)
 		}
 		fmt.Fprintln(stdout, kid)
 		return nil

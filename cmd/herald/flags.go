@@ -21,6 +21,16 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// isHelp reports whether arg asks for help as the flag package
+// understands it: -h or -help, with one dash or two.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--h", "--help":
+		return true
+	}
+	return false
+}
+
 // parseFlags parses args, then fills every flag not given on the command
 // line from the environment variable HERALD_<FLAG> (dashes become
 // underscores). Flags win over the environment.

@@ -46,6 +46,10 @@ func (r resourceCommand[T]) run(ctx context.Context, args []string, stdout, stde
 		return fmt.Errorf("%s: want create, list, rotate or delete", r.name)
 	}
 	verb := args[0]
+	if isHelp(verb) {
+		fs.Usage()
+		return flag.ErrHelp
+	}
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
