@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -191,7 +192,10 @@ func compareRates(ctx context.Context, rounds int, warmup, d time.Duration, p *P
 
 // runRate runs fn from workers goroutines for warmup+d and returns the
 // durations of the calls that started after the warm-up and finished
-// within d, and d in seconds. The first error stops every worker and is
+// within d, and d in seconds. On a machine so loaded that no call
+// finishes within d, the window stretches until the first one does, and
+// the seconds returned are the window's real length: a rate is never
+// measured from no call at all. The first error stops every worker and is
 // returned.
 func runRate(ctx context.Context, workers int, warmup, d time.Duration, fn func(ctx context.Context, worker, i int) error) ([]time.Duration, float64, error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -203,6 +207,8 @@ func runRate(ctx context.Context, workers int, warmup, d time.Duration, fn func(
 		mu       sync.Mutex
 		firstErr error
 		all      []time.Duration
+		measured atomic.Int64 // calls that started after the warm-up and finished
+		end      = until      // the window's end: until, or when the first call finished if later
 	)
 	for w := range workers {
 		wg.Add(1)
@@ -211,7 +217,7 @@ func runRate(ctx context.Context, workers int, warmup, d time.Duration, fn func(
 			var local []time.Duration
 			for i := 0; ; i++ {
 				t0 := time.Now()
-				if !t0.Before(until) || ctx.Err() != nil {
+				if (!t0.Before(until) && measured.Load() > 0) || ctx.Err() != nil {
 					break
 				}
 				if err := fn(ctx, w, i); err != nil {
@@ -224,8 +230,16 @@ func runRate(ctx context.Context, workers int, warmup, d time.Duration, fn func(
 					break
 				}
 				t1 := time.Now()
-				if !t0.Before(from) && !t1.After(until) {
+				switch {
+				case t0.Before(from):
+				case !t1.After(until):
 					local = append(local, t1.Sub(t0))
+					measured.Add(1)
+				case measured.CompareAndSwap(0, 1): // the first call of an overrun window
+					local = append(local, t1.Sub(t0))
+					mu.Lock()
+					end = t1
+					mu.Unlock()
 				}
 			}
 			mu.Lock()
@@ -240,5 +254,5 @@ func runRate(ctx context.Context, workers int, warmup, d time.Duration, fn func(
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
-	return all, d.Seconds(), nil
+	return all, end.Sub(from).Seconds(), nil
 }
