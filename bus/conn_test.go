@@ -19,86 +19,6 @@ import (
 	"github.com/heraldsec/herald/bus/bustest"
 )
 
-// revocationMaxAge is the HERALD retention of these tests: long enough that
-// nothing expires while a test runs.
-const revocationMaxAge = 10 * time.Minute
-
-// revocation returns a new valid revocation event of a token.
-func revocation(jti string) *bus.Event {
-	now := time.Now().UTC()
-	return &bus.Event{
-		ID: bus.NewID(), Type: bus.TypeRevocation, Time: now, Actor: "test",
-		Revocation: &bus.Revocation{Kind: bus.KindToken, Value: jti, At: now, Until: now.Add(revocationMaxAge)},
-	}
-}
-
-func publish(t testing.TB, c *bus.Conn, events ...*bus.Event) []uint64 {
-	t.Helper()
-	seqs := make([]uint64, len(events))
-	for i, e := range events {
-		seq, err := c.Publish(t.Context(), e)
-		if err != nil {
-			t.Fatalf("Publish: %v", err)
-		}
-		seqs[i] = seq
-	}
-	return seqs
-}
-
-func streamInfo(t testing.TB, c *bus.Conn, name string) *jetstream.StreamInfo {
-	t.Helper()
-	s, err := c.JetStream().Stream(t.Context(), name)
-	if err != nil {
-		t.Fatalf("stream %s: %v", name, err)
-	}
-	info, err := s.Info(t.Context())
-	if err != nil {
-		t.Fatalf("stream %s info: %v", name, err)
-	}
-	return info
-}
-
-// collector records deliveries of a Follow.
-type collector struct {
-	mu  sync.Mutex
-	got []bus.Delivery
-}
-
-func (c *collector) deliver(d bus.Delivery) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.got = append(c.got, d)
-}
-
-func (c *collector) deliveries() []bus.Delivery {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.got)
-}
-
-// waitLen waits until c has received n deliveries.
-func (c *collector) waitLen(t testing.TB, n int) []bus.Delivery {
-	t.Helper()
-	bustest.WaitFor(t, 5*time.Second, func() error {
-		if got := len(c.deliveries()); got != n {
-			return fmt.Errorf("%d deliveries, want %d", got, n)
-		}
-		return nil
-	})
-	return c.deliveries()
-}
-
-func follow(t testing.TB, c *bus.Conn, after uint64) (*collector, func()) {
-	t.Helper()
-	col := &collector{}
-	stop, err := c.Follow(t.Context(), bus.StreamRevocations, after, col.deliver)
-	if err != nil {
-		t.Fatalf("Follow(after %d): %v", after, err)
-	}
-	t.Cleanup(stop)
-	return col, stop
-}
-
 // checkDeliveries checks that got holds the events of seqs, in order.
 func checkDeliveries(t testing.TB, got []bus.Delivery, seqs []uint64, events []*bus.Event) {
 	t.Helper()
@@ -131,7 +51,7 @@ func checkDeliveries(t testing.TB, got []bus.Delivery, seqs []uint64, events []*
 func TestConn_EnsureStreams(t *testing.T) {
 	s := bustest.RunServer(t)
 	c := bustest.Connect(t, s)
-	cfg := bus.StreamConfig{RevocationMaxAge: revocationMaxAge}
+	cfg := bus.StreamConfig{RevocationMaxAge: bustest.RevocationMaxAge}
 	if err := c.EnsureStreams(t.Context(), cfg); err != nil {
 		t.Fatalf("EnsureStreams: %v", err)
 	}
@@ -141,14 +61,14 @@ func TestConn_EnsureStreams(t *testing.T) {
 	}
 
 	t.Run("HERALD", func(t *testing.T) {
-		sc := streamInfo(t, c, "HERALD").Config
+		sc := bustest.StreamInfo(t, c, "HERALD").Config
 		if got, want := sc.Subjects, []string{"herald.revoke.>"}; !slices.Equal(got, want) {
 			t.Errorf("subjects = %q, want %q", got, want)
 		}
 		if !sc.DenyDelete || !sc.DenyPurge {
 			t.Errorf("DenyDelete = %v, DenyPurge = %v; want both true", sc.DenyDelete, sc.DenyPurge)
 		}
-		if got, want := sc.MaxAge, revocationMaxAge; got != want {
+		if got, want := sc.MaxAge, bustest.RevocationMaxAge; got != want {
 			t.Errorf("MaxAge = %v, want %v", got, want)
 		}
 		if got, want := sc.Storage, jetstream.FileStorage; got != want {
@@ -157,13 +77,13 @@ func TestConn_EnsureStreams(t *testing.T) {
 		if got, want := sc.Retention, jetstream.LimitsPolicy; got != want {
 			t.Errorf("retention = %v, want %v", got, want)
 		}
-		if sc.Duplicates <= 0 || sc.Duplicates > revocationMaxAge {
-			t.Errorf("duplicates window = %v, want in (0, %v]", sc.Duplicates, revocationMaxAge)
+		if sc.Duplicates <= 0 || sc.Duplicates > bustest.RevocationMaxAge {
+			t.Errorf("duplicates window = %v, want in (0, %v]", sc.Duplicates, bustest.RevocationMaxAge)
 		}
 	})
 
 	t.Run("HERALD_AUDIT", func(t *testing.T) {
-		sc := streamInfo(t, c, "HERALD_AUDIT").Config
+		sc := bustest.StreamInfo(t, c, "HERALD_AUDIT").Config
 		want := []string{"herald.issue.>", "herald.session.>", "herald.key.>", "herald.admin.>"}
 		if got := slices.Sorted(slices.Values(sc.Subjects)); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
 			t.Errorf("subjects = %q, want %q", sc.Subjects, want)
@@ -200,10 +120,10 @@ func TestConn_EnsureStreams(t *testing.T) {
 	})
 
 	t.Run("update max age", func(t *testing.T) {
-		if err := c.EnsureStreams(t.Context(), bus.StreamConfig{RevocationMaxAge: 2 * revocationMaxAge}); err != nil {
+		if err := c.EnsureStreams(t.Context(), bus.StreamConfig{RevocationMaxAge: 2 * bustest.RevocationMaxAge}); err != nil {
 			t.Fatalf("EnsureStreams with a new max age: %v", err)
 		}
-		if got, want := streamInfo(t, c, "HERALD").Config.MaxAge, 2*revocationMaxAge; got != want {
+		if got, want := bustest.StreamInfo(t, c, "HERALD").Config.MaxAge, 2*bustest.RevocationMaxAge; got != want {
 			t.Errorf("MaxAge = %v, want %v", got, want)
 		}
 	})
@@ -217,8 +137,8 @@ func TestConn_EnsureStreams(t *testing.T) {
 
 func TestConn_DenyDeleteAndPurge(t *testing.T) {
 	s := bustest.RunServer(t)
-	c := bustest.Setup(t, s, revocationMaxAge)
-	publish(t, c, revocation("j1"), revocation("j2"))
+	c := bustest.Setup(t, s, bustest.RevocationMaxAge)
+	bustest.Publish(t, c, bustest.Revocation("j1"), bustest.Revocation("j2"))
 	for _, name := range []string{"HERALD", "HERALD_AUDIT"} {
 		t.Run(name, func(t *testing.T) {
 			st, err := c.JetStream().Stream(t.Context(), name)
@@ -236,17 +156,17 @@ func TestConn_DenyDeleteAndPurge(t *testing.T) {
 			}
 		})
 	}
-	if got, want := streamInfo(t, c, "HERALD").State.Msgs, uint64(2); got != want {
+	if got, want := bustest.StreamInfo(t, c, "HERALD").State.Msgs, uint64(2); got != want {
 		t.Fatalf("HERALD holds %d messages after delete and purge attempts, want %d", got, want)
 	}
 }
 
 func TestConn_Publish(t *testing.T) {
 	s := bustest.RunServer(t)
-	c := bustest.Setup(t, s, revocationMaxAge)
+	c := bustest.Setup(t, s, bustest.RevocationMaxAge)
 
-	events := []*bus.Event{revocation("j1"), revocation("j2"), revocation("j3")}
-	seqs := publish(t, c, events...)
+	events := []*bus.Event{bustest.Revocation("j1"), bustest.Revocation("j2"), bustest.Revocation("j3")}
+	seqs := bustest.Publish(t, c, events...)
 	if got, want := seqs, []uint64{1, 2, 3}; !slices.Equal(got, want) {
 		t.Fatalf("sequences = %v, want %v", got, want)
 	}
@@ -260,7 +180,7 @@ func TestConn_Publish(t *testing.T) {
 		if got, want := seq, seqs[1]; got != want {
 			t.Fatalf("republish seq = %d, want the original %d", got, want)
 		}
-		st := streamInfo(t, c, "HERALD").State
+		st := bustest.StreamInfo(t, c, "HERALD").State
 		if got, want := st.Msgs, uint64(3); got != want {
 			t.Fatalf("HERALD holds %d messages, want %d", got, want)
 		}
@@ -304,7 +224,7 @@ func TestConn_Publish(t *testing.T) {
 		if got, want := seq, uint64(1); got != want {
 			t.Errorf("HERALD_AUDIT seq = %d, want %d", got, want)
 		}
-		if got, want := streamInfo(t, c, "HERALD").State.Msgs, uint64(3); got != want {
+		if got, want := bustest.StreamInfo(t, c, "HERALD").State.Msgs, uint64(3); got != want {
 			t.Errorf("HERALD holds %d messages, want %d: audit events stay out of it", got, want)
 		}
 	})
@@ -312,9 +232,9 @@ func TestConn_Publish(t *testing.T) {
 
 func TestConn_PublishInvalid(t *testing.T) {
 	s := bustest.RunServer(t)
-	c := bustest.Setup(t, s, revocationMaxAge)
+	c := bustest.Setup(t, s, bustest.RevocationMaxAge)
 
-	bad := revocation("")
+	bad := bustest.Revocation("")
 	if seq, err := c.Publish(t.Context(), bad); err == nil {
 		t.Fatalf("Publish of a token revocation without value = seq %d, want an error", seq)
 	} else if !errors.Is(err, bus.ErrMalformed) {
@@ -323,19 +243,19 @@ func TestConn_PublishInvalid(t *testing.T) {
 	if seqs, err := c.PublishAll(t.Context(), bad); err == nil {
 		t.Fatalf("PublishAll of an invalid event = %v, want an error", seqs)
 	}
-	if got := streamInfo(t, c, "HERALD").State.Msgs; got != 0 {
+	if got := bustest.StreamInfo(t, c, "HERALD").State.Msgs; got != 0 {
 		t.Fatalf("HERALD holds %d messages after invalid publishes, want 0", got)
 	}
 }
 
 func TestConn_PublishAll(t *testing.T) {
 	s := bustest.RunServer(t)
-	c := bustest.Setup(t, s, revocationMaxAge)
-	publish(t, c, revocation("first"))
+	c := bustest.Setup(t, s, bustest.RevocationMaxAge)
+	bustest.Publish(t, c, bustest.Revocation("first"))
 
 	events := make([]*bus.Event, 20)
 	for i := range events {
-		events[i] = revocation(fmt.Sprintf("j%d", i))
+		events[i] = bustest.Revocation(fmt.Sprintf("j%d", i))
 	}
 	seqs, err := c.PublishAll(t.Context(), events...)
 	if err != nil {
@@ -371,13 +291,13 @@ func TestConn_PublishAll(t *testing.T) {
 
 func TestConn_Follow(t *testing.T) {
 	s := bustest.RunServer(t)
-	c := bustest.Setup(t, s, revocationMaxAge)
-	events := []*bus.Event{revocation("j1"), revocation("j2"), revocation("j3")}
-	seqs := publish(t, c, events...)
+	c := bustest.Setup(t, s, bustest.RevocationMaxAge)
+	events := []*bus.Event{bustest.Revocation("j1"), bustest.Revocation("j2"), bustest.Revocation("j3")}
+	seqs := bustest.Publish(t, c, events...)
 
 	t.Run("from start", func(t *testing.T) {
-		col, _ := follow(t, c, 0)
-		got := col.waitLen(t, 3)
+		col, _ := bustest.Follow(t, c, 0)
+		got := col.WaitLen(t, 3)
 		checkDeliveries(t, got, seqs, events)
 		for _, d := range got {
 			// Nothing was published meanwhile: every delivery sees head 3.
@@ -390,8 +310,8 @@ func TestConn_Follow(t *testing.T) {
 	t.Run("after", func(t *testing.T) {
 		for after := range uint64(3) {
 			t.Run(fmt.Sprint(after), func(t *testing.T) {
-				col, _ := follow(t, c, after)
-				got := col.waitLen(t, 3-int(after))
+				col, _ := bustest.Follow(t, c, after)
+				got := col.WaitLen(t, 3-int(after))
 				checkDeliveries(t, got, seqs[after:], events[after:])
 			})
 		}
@@ -399,13 +319,13 @@ func TestConn_Follow(t *testing.T) {
 
 	t.Run("after head then new", func(t *testing.T) {
 		// Published from here on: the last subtest, since it grows the stream.
-		col, _ := follow(t, c, 3)
-		more := []*bus.Event{revocation("j4"), revocation("j5")}
-		moreSeqs := publish(t, c, more...)
+		col, _ := bustest.Follow(t, c, 3)
+		more := []*bus.Event{bustest.Revocation("j4"), bustest.Revocation("j5")}
+		moreSeqs := bustest.Publish(t, c, more...)
 		if got, want := moreSeqs, []uint64{4, 5}; !slices.Equal(got, want) {
 			t.Fatalf("sequences = %v, want %v", got, want)
 		}
-		got := col.waitLen(t, 2)
+		got := col.WaitLen(t, 2)
 		checkDeliveries(t, got, moreSeqs, more)
 		last := got[len(got)-1]
 		_, head, err := c.StreamHead(t.Context(), "HERALD")
@@ -420,19 +340,19 @@ func TestConn_Follow(t *testing.T) {
 
 func TestConn_FollowLive(t *testing.T) {
 	s := bustest.RunServer(t)
-	c := bustest.Setup(t, s, revocationMaxAge)
-	col, _ := follow(t, c, 0)
+	c := bustest.Setup(t, s, bustest.RevocationMaxAge)
+	col, _ := bustest.Follow(t, c, 0)
 
 	var events []*bus.Event
 	var seqs []uint64
 	for i := range 10 {
-		e := revocation(fmt.Sprintf("j%d", i))
+		e := bustest.Revocation(fmt.Sprintf("j%d", i))
 		events = append(events, e)
-		seqs = append(seqs, publish(t, c, e)...)
+		seqs = append(seqs, bustest.Publish(t, c, e)...)
 		// Each one arrives on its own, not only in a batch with the rest.
-		col.waitLen(t, i+1)
+		col.WaitLen(t, i+1)
 	}
-	got := col.waitLen(t, len(events))
+	got := col.WaitLen(t, len(events))
 	checkDeliveries(t, got, seqs, events)
 	last := got[len(got)-1]
 	if got, want := last.Seq+last.Pending, seqs[len(seqs)-1]; got != want {
@@ -445,12 +365,12 @@ func TestConn_FollowLive(t *testing.T) {
 
 func TestConn_FollowStop(t *testing.T) {
 	s := bustest.RunServer(t)
-	c := bustest.Setup(t, s, revocationMaxAge)
-	publish(t, c, revocation("j1"), revocation("j2"))
+	c := bustest.Setup(t, s, bustest.RevocationMaxAge)
+	bustest.Publish(t, c, bustest.Revocation("j1"), bustest.Revocation("j2"))
 
 	before := consumerGoroutines()
-	stopped, stop := follow(t, c, 0)
-	stopped.waitLen(t, 2)
+	stopped, stop := bustest.Follow(t, c, 0)
+	stopped.WaitLen(t, 2)
 	if n := consumerGoroutines(); n <= before {
 		t.Fatalf("%d consumer goroutines while following, %d before: the leak check below would see nothing", n, before)
 	}
@@ -476,10 +396,10 @@ func TestConn_FollowStop(t *testing.T) {
 
 	// Publish more and wait until another follower has them all: had the
 	// stopped one still been running, it would have seen them by then.
-	witness, _ := follow(t, c, 0)
-	publish(t, c, revocation("j3"), revocation("j4"))
-	witness.waitLen(t, 4)
-	if got := stopped.deliveries(); len(got) != 2 {
+	witness, _ := bustest.Follow(t, c, 0)
+	bustest.Publish(t, c, bustest.Revocation("j3"), bustest.Revocation("j4"))
+	witness.WaitLen(t, 4)
+	if got := stopped.Deliveries(); len(got) != 2 {
 		t.Fatalf("%d deliveries after stop, want 2 (last seq %d)", len(got), got[len(got)-1].Seq)
 	}
 }
@@ -512,8 +432,8 @@ func consumerGoroutines() int {
 
 func TestConn_FollowStopWaitsForDeliver(t *testing.T) {
 	s := bustest.RunServer(t)
-	c := bustest.Setup(t, s, revocationMaxAge)
-	publish(t, c, revocation("j1"), revocation("j2"))
+	c := bustest.Setup(t, s, bustest.RevocationMaxAge)
+	bustest.Publish(t, c, bustest.Revocation("j1"), bustest.Revocation("j2"))
 
 	var (
 		inDeliver  atomic.Int32
@@ -561,7 +481,7 @@ func TestConn_Retention(t *testing.T) {
 	s := bustest.RunServer(t)
 	const maxAge = 250 * time.Millisecond
 	c := bustest.Setup(t, s, maxAge)
-	publish(t, c, revocation("j1"), revocation("j2"))
+	bustest.Publish(t, c, bustest.Revocation("j1"), bustest.Revocation("j2"))
 	bustest.WaitFor(t, 5*time.Second, func() error {
 		first, last, err := c.StreamHead(t.Context(), "HERALD")
 		if err != nil {
@@ -574,19 +494,19 @@ func TestConn_Retention(t *testing.T) {
 	})
 
 	// Keep what comes next for the rest of the test.
-	if err := c.EnsureStreams(t.Context(), bus.StreamConfig{RevocationMaxAge: revocationMaxAge}); err != nil {
+	if err := c.EnsureStreams(t.Context(), bus.StreamConfig{RevocationMaxAge: bustest.RevocationMaxAge}); err != nil {
 		t.Fatalf("EnsureStreams: %v", err)
 	}
-	e := revocation("j3")
-	seqs := publish(t, c, e)
+	e := bustest.Revocation("j3")
+	seqs := bustest.Publish(t, c, e)
 	if got, want := seqs[0], uint64(3); got != want {
 		t.Fatalf("seq after expiry = %d, want %d", got, want)
 	}
 	// Follow does not hide retention: the caller sees the jump.
 	for _, after := range []uint64{0, 1} {
 		t.Run(fmt.Sprintf("after %d", after), func(t *testing.T) {
-			col, _ := follow(t, c, after)
-			checkDeliveries(t, col.waitLen(t, 1), seqs, []*bus.Event{e})
+			col, _ := bustest.Follow(t, c, after)
+			checkDeliveries(t, col.WaitLen(t, 1), seqs, []*bus.Event{e})
 		})
 	}
 }
@@ -603,7 +523,7 @@ func TestConn_FollowMissingStream(t *testing.T) {
 
 func TestConn_StreamHead(t *testing.T) {
 	s := bustest.RunServer(t)
-	c := bustest.Setup(t, s, revocationMaxAge)
+	c := bustest.Setup(t, s, bustest.RevocationMaxAge)
 
 	t.Run("empty", func(t *testing.T) {
 		first, last, err := c.StreamHead(t.Context(), "HERALD")
@@ -621,7 +541,7 @@ func TestConn_StreamHead(t *testing.T) {
 	})
 
 	t.Run("non-empty", func(t *testing.T) {
-		publish(t, c, revocation("j1"), revocation("j2"), revocation("j3"))
+		bustest.Publish(t, c, bustest.Revocation("j1"), bustest.Revocation("j2"), bustest.Revocation("j3"))
 		first, last, err := c.StreamHead(t.Context(), "HERALD")
 		if err != nil {
 			t.Fatalf("StreamHead: %v", err)

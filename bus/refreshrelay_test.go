@@ -15,7 +15,7 @@ import (
 func TestRefreshRelay_BucketBounded(t *testing.T) {
 	s, files := bustest.RunSecureServer(t)
 	iss := bustest.ConnectAs(t, s, files, bus.RoleIssuer)
-	if err := iss.EnsureStreams(t.Context(), bus.StreamConfig{RevocationMaxAge: revocationMaxAge}); err != nil {
+	if err := iss.EnsureStreams(t.Context(), bus.StreamConfig{RevocationMaxAge: bustest.RevocationMaxAge}); err != nil {
 		t.Fatal(err)
 	}
 	if err := iss.EnsureRefreshRelay(t.Context(), bus.RefreshRelayConfig{}); err != nil {
@@ -69,10 +69,10 @@ func TestRefreshRelay_BucketBounded(t *testing.T) {
 	}
 
 	// Revocations still flow.
-	col, stop := follow(t, v, 0)
+	col, stop := bustest.Follow(t, v, 0)
 	defer stop()
-	seq := publish(t, iss, revocation("jti-after-the-flood"))[0]
-	if got := col.waitLen(t, int(seq)); got[len(got)-1].Seq != seq {
+	seq := bustest.Publish(t, iss, bustest.Revocation("jti-after-the-flood"))[0]
+	if got := col.WaitLen(t, int(seq)); got[len(got)-1].Seq != seq {
 		t.Fatalf("the follower got up to %d, want %d", got[len(got)-1].Seq, seq)
 	}
 }

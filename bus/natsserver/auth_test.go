@@ -81,13 +81,13 @@ func secureSetup(t *testing.T) (*natsserver.Server, natsserver.AuthFiles, *bus.C
 	t.Helper()
 	s, files := bustest.RunSecureServer(t)
 	iss := bustest.ConnectAs(t, s, files, bus.RoleIssuer)
-	if err := iss.EnsureStreams(t.Context(), bus.StreamConfig{RevocationMaxAge: revocationMaxAge}); err != nil {
+	if err := iss.EnsureStreams(t.Context(), bus.StreamConfig{RevocationMaxAge: bustest.RevocationMaxAge}); err != nil {
 		t.Fatal(err)
 	}
 	if err := iss.EnsureFleet(t.Context(), bus.FleetConfig{TTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	publish(t, iss, revocation("jti-1"))
+	bustest.Publish(t, iss, bustest.Revocation("jti-1"))
 	if _, err := iss.JetStream().Publish(t.Context(), bus.SubjectKeyPrefix+"published", []byte(`{"type":"key.published"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -376,8 +376,8 @@ func TestSecureServer_VerifierRole(t *testing.T) {
 	v, logs := connectLogged(t, s, files, bus.RoleVerifier)
 
 	// What a verifier does.
-	col, stop := follow(t, v, 0)
-	col.waitLen(t, 1)
+	col, stop := bustest.Follow(t, v, 0)
+	col.WaitLen(t, 1)
 	stop()
 	kv, err := v.Keys(t.Context())
 	if err != nil {
@@ -450,7 +450,7 @@ func TestSecureServer_VerifierRole(t *testing.T) {
 
 	// What a stolen verifier credential cannot do.
 	before := head(t, iss)
-	_, err = v.Publish(deniedCtx(t), revocation("forged"))
+	_, err = v.Publish(deniedCtx(t), bustest.Revocation("forged"))
 	checkDenied(t, logs, "publish a revocation", err, bus.SubjectRevokePrefix)
 	_, err = v.Publish(deniedCtx(t), bus.SnapshotChunks(bus.NewID(), 1, time.Time{}, nil, "forged", time.Now())[0])
 	checkDenied(t, logs, "publish a snapshot", err, bus.SubjectSnapshotPrefix)
@@ -487,8 +487,8 @@ func TestSecureServer_VerifierRole(t *testing.T) {
 	if _, err := ikv.Get(t.Context(), "forged-kid"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Errorf("forged key: %v, want not found", err)
 	}
-	if info := streamInfo(t, iss, bus.StreamRevocations); info.State.Msgs != 1 || info.Config.MaxAge != revocationMaxAge {
-		t.Errorf("HERALD holds %d messages, max age %s; want 1, %s", info.State.Msgs, info.Config.MaxAge, revocationMaxAge)
+	if info := bustest.StreamInfo(t, iss, bus.StreamRevocations); info.State.Msgs != 1 || info.Config.MaxAge != bustest.RevocationMaxAge {
+		t.Errorf("HERALD holds %d messages, max age %s; want 1, %s", info.State.Msgs, info.Config.MaxAge, bustest.RevocationMaxAge)
 	}
 	for _, name := range []string{"EVIL", "KV_" + bus.BucketKeys} {
 		_, err := iss.JetStream().Stream(t.Context(), name)
@@ -543,7 +543,7 @@ func TestSecureServer_DashboardRole(t *testing.T) {
 	checkAllowed(t, d, logs, "the dashboard")
 
 	before := head(t, iss)
-	_, err = d.Publish(deniedCtx(t), revocation("forged"))
+	_, err = d.Publish(deniedCtx(t), bustest.Revocation("forged"))
 	checkDenied(t, logs, "publish a revocation", err, bus.SubjectRevokePrefix)
 	_, err = kv.Put(deniedCtx(t), "forged-kid", []byte(`{"kty":"OKP"}`))
 	checkDenied(t, logs, "write a key", err, bus.SubjectKVPrefix(bus.BucketKeys))
@@ -730,7 +730,7 @@ func TestSecureServer_VerifierCannotCreateRefreshRelay(t *testing.T) {
 	cfg.MaxBytes = -1
 	_, err = js.UpdateStream(deniedCtx(t), cfg)
 	checkDenied(t, logs, "lift the refresh relay's limits", err, "$JS.API.STREAM.UPDATE."+relay)
-	if info := streamInfo(t, iss, relay); info.Config.MaxBytes != bus.DefaultRefreshRelayMaxBytes || info.Config.RePublish != nil {
+	if info := bustest.StreamInfo(t, iss, relay); info.Config.MaxBytes != bus.DefaultRefreshRelayMaxBytes || info.Config.RePublish != nil {
 		t.Errorf("the refresh relay holds %d bytes at most, republishes %+v; want %d, nothing",
 			info.Config.MaxBytes, info.Config.RePublish, bus.DefaultRefreshRelayMaxBytes)
 	}

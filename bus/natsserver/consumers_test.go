@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/bustest"
 )
 
 // TestSecureServer_VerifierConsumersBounded: with the verifier nkey, an
@@ -29,8 +30,8 @@ func TestSecureServer_VerifierConsumersBounded(t *testing.T) {
 	}
 	v, logs := connectLogged(t, s, files, bus.RoleVerifier)
 
-	col, stop := follow(t, v, 0)
-	col.waitLen(t, 1)
+	col, stop := bustest.Follow(t, v, 0)
+	col.WaitLen(t, 1)
 	stop()
 
 	_, err = v.NATS().Request("$JS.API.CONSUMER.DURABLE.CREATE.HERALD.mallory",
@@ -52,7 +53,7 @@ func TestSecureServer_VerifierConsumersBounded(t *testing.T) {
 
 	// A small limit, to reach it quickly.
 	const limit = 8
-	if err := iss.EnsureStreams(t.Context(), bus.StreamConfig{RevocationMaxAge: revocationMaxAge, MaxConsumers: limit}); err != nil {
+	if err := iss.EnsureStreams(t.Context(), bus.StreamConfig{RevocationMaxAge: bustest.RevocationMaxAge, MaxConsumers: limit}); err != nil {
 		t.Fatal(err)
 	}
 	created := 0
