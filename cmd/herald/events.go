@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,9 +11,10 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
-	"github.com/heraldsec/herald/issuer"
 )
 
+// runEvents runs the events command: it prints the issuer's event stream
+// (revocations, issuance, sessions, keys, admin actions), or follows it.
 func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("events", "events [--follow] [--type T,...] [--tenant T] [--json]", stderr)
 	var c clientFlags
@@ -143,33 +143,4 @@ func printEvent(w io.Writer, id, data string, asJSON bool) error {
 	}
 	_, err = fmt.Fprintf(w, "%s  %-16s %-18s actor=%s  %s\n", e.Time.Local().Format(time.DateTime), id, e.Type, e.Actor, strings.TrimSpace(what))
 	return err
-}
-
-// runCredential runs the credential command: admin API credentials.
-func runCredential(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return resourceCommand[issuer.Credential]{
-		name:      "credential",
-		synopsis:  "credential create NAME --scopes S,... | list | rotate NAME | delete NAME",
-		path:      "/v1/credentials",
-		listField: "credentials",
-		rotate:    "/rotate",
-		shownOnce: "The token is shown once; store it now.",
-		flags: func(fs *flag.FlagSet) func(string) any {
-			scopes := fs.String("scopes", "", "comma-separated: admin, revoke, sessions, read")
-			return func(name string) any { return issuer.CredentialRequest{Name: name, Scopes: splitList(*scopes)} }
-		},
-		deleted: func(name string) (answer, printed any) {
-			return nil, map[string]string{"deleted": name}
-		},
-	}.run(ctx, args, stdout, stderr)
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -30,6 +30,8 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}.run(ctx, args, stdout, stderr)
 }
 
+// runKeys runs the keys command: signing key rotation, the event key
+// file, and the root key commands of rootkeys.go.
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := runRootKeys(ctx, args, stdout, stderr); !errors.Is(err, errNotRootKeys) {
 		return err
