@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"io"
-	"strings"
 
 	"github.com/heraldsec/herald/issuer"
 )
@@ -26,15 +25,4 @@ func runCredential(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return nil, map[string]string{"deleted": name}
 		},
 	}.run(ctx, args, stdout, stderr)
-}
-
-// splitList splits a comma-separated list, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -53,21 +53,10 @@ func (f *natsFlags) register(fs *flag.FlagSet) {
 }
 
 // roots returns the root key kids of --root-keys.
-func (f *natsFlags) roots() []string { return splitKids(f.rootKeys) }
+func (f *natsFlags) roots() []string { return splitList(f.rootKeys) }
 
 // pins returns the event key kids of --event-keys.
-func (f *natsFlags) pins() []string { return splitKids(f.eventKeys) }
-
-// splitKids splits a comma-separated list of kids.
-func splitKids(list string) []string {
-	var kids []string
-	for _, kid := range strings.Split(list, ",") {
-		if kid = strings.TrimSpace(kid); kid != "" {
-			kids = append(kids, kid)
-		}
-	}
-	return kids
-}
+func (f *natsFlags) pins() []string { return splitList(f.eventKeys) }
 
 func (f *issuerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.http, "http", issuer.DefaultHTTPAddr, "issuer HTTP listen address (port 0 picks one)")
