@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/natsserver"
+	"github.com/heraldsec/herald/issuer"
+)
+
+// issuerFlags are the flags shared by dev and issuer.
+type issuerFlags struct {
+	http, data, natsURL, natsListen, issuerURL, audience, alg, logLevel string
+	eventKeyFile                                                        string
+	accessTTL, maxAccessTTL, sessionTTL, sessionIdle, keyRotation       time.Duration
+	snapshotInterval, eventStreamMaxAge                                 time.Duration
+	rateLimit, clientRateLimit                                          float64
+	replicas, snapshotEvery                                             int
+	nats                                                                natsFlags
+}
+
+func (f *issuerFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.http, "http", issuer.DefaultHTTPAddr, "issuer HTTP listen address (port 0 picks one)")
+	fs.StringVar(&f.data, "data", defaultDataDir, "data directory (keys, admin token, embedded NATS)")
+	fs.StringVar(&f.natsURL, "nats", "", "connect to this NATS (comma-separated URLs) instead of embedding a server")
+	fs.StringVar(&f.natsListen, "nats-listen", natsserver.DefaultListen, "listen address of the embedded NATS server")
+	fs.StringVar(&f.issuerURL, "issuer-url", "", "iss claim and issuer identifier (default http://<http address>)")
+	fs.StringVar(&f.audience, "audience", issuer.DefaultAudience, "aud claim of access tokens")
+	fs.StringVar(&f.alg, "algorithm", bus.AlgEdDSA, "signing algorithm: EdDSA or ES256")
+	fs.DurationVar(&f.accessTTL, "access-ttl", issuer.DefaultAccessTTL, "access token lifetime")
+	fs.DurationVar(&f.maxAccessTTL, "max-access-ttl", issuer.DefaultMaxAccessTTL, "longest access token lifetime; bounds how long revocations are kept")
+	fs.DurationVar(&f.sessionTTL, "session-ttl", issuer.DefaultSessionTTL, "absolute session lifetime: refresh stops after it")
+	fs.DurationVar(&f.sessionIdle, "session-idle", issuer.DefaultSessionIdle, "a session not refreshed for this long ends")
+	fs.DurationVar(&f.keyRotation, "key-rotation", 0, "rotate the signing key this often, e.g. 24h (0: only on demand)")
+	fs.Float64Var(&f.rateLimit, "rate-limit", issuer.DefaultRateLimit, "token endpoint requests per second per source address (-1: off)")
+	fs.Float64Var(&f.clientRateLimit, "client-rate-limit", issuer.DefaultClientRateLimit, "token endpoint requests per second per client (-1: off)")
+	fs.IntVar(&f.snapshotEvery, "snapshot-every", issuer.DefaultSnapshotEvery, "publish a denylist snapshot for fresh verifiers every this many revocation events (-1: off)")
+	fs.DurationVar(&f.snapshotInterval, "snapshot-interval", issuer.DefaultSnapshotInterval, "also publish one this long after the last if any revocation came since")
+	fs.DurationVar(&f.eventStreamMaxAge, "event-stream-max-age", issuer.DefaultEventStreamMaxAge, "longest a GET /v1/events stream lasts before the client reconnects with Last-Event-ID")
+	fs.IntVar(&f.replicas, "replicas", 1, "stream and bucket replicas (3 on a NATS cluster)")
+	fs.StringVar(&f.eventKeyFile, "event-key-file", "", "PEM private key (mode 0600) signing events, shared by the replicas of a deployment (default: created in <data>/event-key)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.nats.register(fs)
+}
+
+func (f *issuerFlags) config(log *slog.Logger, tel *telemetry) issuer.Config {
+	return issuer.Config{
+		MeterProvider:     tel.meter,
+		Metrics:           tel.metrics,
+		DataDir:           f.data,
+		HTTPAddr:          f.http,
+		IssuerURL:         f.issuerURL,
+		Audience:          f.audience,
+		Algorithm:         f.alg,
+		AccessTTL:         f.accessTTL,
+		MaxAccessTTL:      f.maxAccessTTL,
+		SessionTTL:        f.sessionTTL,
+		SessionIdle:       f.sessionIdle,
+		KeyRotation:       f.keyRotation,
+		SnapshotEvery:     f.snapshotEvery,
+		SnapshotInterval:  f.snapshotInterval,
+		EventStreamMaxAge: f.eventStreamMaxAge,
+		RateLimit:         f.rateLimit,
+		ClientRateLimit:   f.clientRateLimit,
+		AdminToken:        os.Getenv("HERALD_ADMIN_TOKEN"),
+		Replicas:          f.replicas,
+		EventKeys:         f.nats.pins(),
+		RootKeys:          f.nats.roots(),
+		EventKeyFile:      f.eventKeyFile,
+		Logger:            log,
+	}
+}
+
+// runIssuer runs the issuer, embedding a NATS server unless --nats is given.
+func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("issuer", "issuer [flags]", stderr)
+	var f issuerFlags
+	f.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Info("herald stopped") // after every deferred close below
+	b, err := connectBus(ctx, f.natsURL, f.natsListen, f.data, "herald-issuer", bus.RoleIssuer, f.nats, log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	if b.server != nil {
+		log.Info("nats ready", "nats", b.server.ClientURL())
+	}
+	tel, err := setupTelemetry(ctx, "herald-issuer", log)
+	if err != nil {
+		return err
+	}
+	defer tel.shutdown()
+	svc, err := issuer.Open(ctx, f.config(log, tel), b.conn)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	return svc.Run(ctx)
+}
