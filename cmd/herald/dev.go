@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/natsserver"
 	"github.com/heraldsec/herald/internal/tasks"
 	"github.com/heraldsec/herald/issuer"
@@ -25,26 +24,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, f.logLevel)
+	st, err := openIssuerStack(ctx, &f, "herald-dev", stderr)
 	if err != nil {
 		return err
 	}
-	defer log.Info("herald stopped") // after every deferred close below
-	b, err := connectBus(ctx, f.natsURL, f.natsListen, f.data, "herald-dev", bus.RoleIssuer, f.nats, log)
-	if err != nil {
-		return err
-	}
-	defer b.close() // last: after the verifier's denylist is closed
-	tel, err := setupTelemetry(ctx, "herald-issuer", log)
-	if err != nil {
-		return err
-	}
-	defer tel.shutdown()
-	svc, err := issuer.Open(ctx, f.config(log, tel), b.conn)
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
+	defer st.close() // after the verifier's denylist is closed: the bus last
+	log, b, tel, svc := st.log, st.bus, st.tel, st.svc
 	sc, err := sidecar.Open(sidecar.Config{
 		Verifier:      verifier.Config{Issuer: svc.IssuerURL(), Audience: f.audience},
 		EventKeys:     append([]string{svc.EventKeyID()}, f.nats.pins()...),

@@ -84,28 +84,63 @@ func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	st, err := openIssuerStack(ctx, &f, "herald-issuer", stderr)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	if st.bus.server != nil {
+		st.log.Info("nats ready", "nats", st.bus.server.ClientURL())
+	}
+	return st.svc.Run(ctx)
+}
+
+// issuerStack is what the issuer and dev commands run an issuer on: a
+// logger, the bus (with its embedded server, if any), telemetry, and the
+// issuer itself.
+type issuerStack struct {
+	log *slog.Logger
+	bus *natsBus
+	tel *telemetry
+	svc *issuer.Service
+}
+
+// openIssuerStack builds the stack in order, connecting to NATS as name.
+// On error it closes what it had built.
+func openIssuerStack(ctx context.Context, f *issuerFlags, name string, stderr io.Writer) (_ *issuerStack, err error) {
 	log, err := newLogger(stderr, f.logLevel)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer log.Info("herald stopped") // after every deferred close below
-	b, err := connectBus(ctx, f.natsURL, f.natsListen, f.data, "herald-issuer", bus.RoleIssuer, f.nats, log)
-	if err != nil {
-		return err
+	st := &issuerStack{log: log}
+	defer func() {
+		if err != nil {
+			st.close()
+		}
+	}()
+	if st.bus, err = connectBus(ctx, f.natsURL, f.natsListen, f.data, name, bus.RoleIssuer, f.nats, log); err != nil {
+		return nil, err
 	}
-	defer b.close()
-	if b.server != nil {
-		log.Info("nats ready", "nats", b.server.ClientURL())
+	if st.tel, err = setupTelemetry(ctx, "herald-issuer", log); err != nil {
+		return nil, err
 	}
-	tel, err := setupTelemetry(ctx, "herald-issuer", log)
-	if err != nil {
-		return err
+	if st.svc, err = issuer.Open(ctx, f.config(log, st.tel), st.bus.conn); err != nil {
+		return nil, err
 	}
-	defer tel.shutdown()
-	svc, err := issuer.Open(ctx, f.config(log, tel), b.conn)
-	if err != nil {
-		return err
+	return st, nil
+}
+
+// close closes what the stack holds in the reverse order of opening, the
+// bus last, then logs that Herald stopped.
+func (st *issuerStack) close() {
+	if st.svc != nil {
+		st.svc.Close()
 	}
-	defer svc.Close()
-	return svc.Run(ctx)
+	if st.tel != nil {
+		st.tel.shutdown()
+	}
+	if st.bus != nil {
+		st.bus.close()
+	}
+	st.log.Info("herald stopped")
 }
