@@ -44,15 +44,17 @@ var errUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorize
 	Description: "a valid admin bearer token is required"}
 
 // apiError maps any error to the API error reported to the client.
-// Internal details are logged, not sent.
+// Internal details are logged, not sent. A change that was committed is
+// answered as recorded whatever failed after the commit, even an error
+// that alone would say nothing was done.
 func apiError(err error) *Error {
 	var e *Error
 	switch {
-	case errors.As(err, &e):
-		return e
 	case errors.Is(err, errNotPublished):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable",
 			Description: "recorded, but the event bus did not acknowledge it yet; it will be published and enforced when the bus is back"}
+	case errors.As(err, &e):
+		return e
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return errUnavailable
 	}
