@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // TestDocs_NameRealTests: every test, fuzz target and benchmark that
@@ -72,4 +73,77 @@ func TestDocs_NameRealTests(t *testing.T) {
 	if checked < 50 {
 		t.Errorf("only %d test names cited in the documents: the pattern no longer matches them", checked)
 	}
+}
+
+// TestDocs_LinksResolve: every relative link of the README, SECURITY.md,
+// BENCHMARKS.md, deploy/README.md and docs/ names a file of the
+// repository, and every #anchor one of the target's headings.
+func TestDocs_LinksResolve(t *testing.T) {
+	root := filepath.Join("..", "..")
+	var docs []string
+	for _, pattern := range []string{"*.md", "docs/*.md", "docs/reference/*.md", "deploy/*.md"} {
+		m, err := filepath.Glob(filepath.Join(root, pattern))
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, m...)
+	}
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	heading := regexp.MustCompile(`(?m)^#+ (.+)$`)
+	anchors := func(path string) map[string]bool {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		set := map[string]bool{}
+		for _, h := range heading.FindAllSubmatch(b, -1) {
+			set[slug(string(h[1]))] = true
+		}
+		return set
+	}
+	checked := 0
+	for _, doc := range docs {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(root, doc)
+		for _, m := range link.FindAllSubmatch(b, -1) {
+			target := string(m[1])
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			checked++
+			file, anchor, _ := strings.Cut(target, "#")
+			path := doc
+			if file != "" {
+				path = filepath.Join(filepath.Dir(doc), file)
+				if _, err := os.Stat(path); err != nil {
+					t.Errorf("%s links to %s, which does not exist", rel, target)
+					continue
+				}
+			}
+			if anchor != "" && strings.HasSuffix(path, ".md") && !anchors(path)[anchor] {
+				t.Errorf("%s links to %s, whose target has no heading #%s", rel, target, anchor)
+			}
+		}
+	}
+	if checked < 50 {
+		t.Errorf("only %d relative links checked: the pattern no longer matches them", checked)
+	}
+}
+
+// slug is the anchor GitHub gives a Markdown heading: lower case, spaces
+// as dashes, punctuation dropped.
+func slug(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
