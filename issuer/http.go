@@ -51,6 +51,7 @@ func newHandler(s *Service) *handler {
 	h.mux.HandleFunc("POST "+SessionEndPath, h.limited(h.endSessionByToken))
 	h.mux.HandleFunc("POST /oauth2/introspect", h.limited(h.introspect))
 	h.mux.HandleFunc("GET /.well-known/oauth-authorization-server", h.metadata)
+	h.mux.HandleFunc("GET /.well-known/openid-configuration", h.openIDConfiguration)
 	h.mux.HandleFunc("GET /.well-known/jwks.json", h.jwks)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

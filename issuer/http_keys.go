@@ -8,7 +8,9 @@ import (
 	"github.com/heraldsec/herald/verifier"
 )
 
-func (h *handler) jwks(w http.ResponseWriter, _ *http.Request) {
+// publishedKeys are the keys the JWKS serves: the trusted set once it is
+// loaded, this replica's keyring until then.
+func (h *handler) publishedKeys() []*verifier.Key {
 	keys := h.s.trusted.Keys()
 	if !h.s.trusted.Loaded() {
 		keys = keys[:0]
@@ -16,6 +18,28 @@ func (h *handler) jwks(w http.ResponseWriter, _ *http.Request) {
 			keys = append(keys, &verifier.Key{ID: k.kid, Algorithm: k.alg, JWK: k.jwk})
 		}
 	}
+	return keys
+}
+
+// signingAlgorithms are the algorithms of the published keys, sorted, and
+// the configured algorithm, which signs every new token.
+func (h *handler) signingAlgorithms() []string {
+	seen := map[string]bool{h.s.cfg.Algorithm: true}
+	for _, k := range h.publishedKeys() {
+		if k.Algorithm != "" {
+			seen[k.Algorithm] = true
+		}
+	}
+	algs := make([]string, 0, len(seen))
+	for a := range seen {
+		algs = append(algs, a)
+	}
+	sort.Strings(algs)
+	return algs
+}
+
+func (h *handler) jwks(w http.ResponseWriter, _ *http.Request) {
+	keys := h.publishedKeys()
 	out := struct {
 		Keys []bus.JWK `json:"keys"`
 	}{Keys: make([]bus.JWK, 0, len(keys))}

@@ -226,9 +226,40 @@ func (h *handler) introspect(w http.ResponseWriter, r *http.Request) {
 
 // metadata is the RFC 8414 authorization server metadata.
 func (h *handler) metadata(w http.ResponseWriter, _ *http.Request) {
-	iss := h.s.cfg.IssuerURL
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	writeJSON(w, http.StatusOK, map[string]any{
+	writeJSON(w, http.StatusOK, h.metadataDoc())
+}
+
+// openIDConfiguration is the OpenID Connect Discovery 1.0 document, for
+// tooling that validates Herald's access tokens as OIDC bearer tokens
+// (oauth2-proxy, Istio, Envoy, Kong, Traefik). It is the RFC 8414
+// document plus the fields OIDC requires that Herald can honour:
+//
+//   - id_token_signing_alg_values_supported names the algorithms of the
+//     keys in the JWKS. Herald mints no ID tokens, but OIDC libraries
+//     check bearer access tokens against this list (go-oidc falls back
+//     to RS256 alone when it is missing, and so refuses EdDSA and ES256).
+//   - subject_types_supported is "public": a token's sub is the session's
+//     subject, the same for every client.
+//
+// authorization_endpoint, which the specification requires, is left out:
+// Herald has no authorization endpoint, and advertising one would send
+// browsers to a 404. go-oidc and oauth2-proxy need only issuer and
+// jwks_uri to verify bearer tokens; response_types_supported stays the
+// empty list of the RFC 8414 document for the same reason.
+func (h *handler) openIDConfiguration(w http.ResponseWriter, _ *http.Request) {
+	doc := h.metadataDoc()
+	doc["id_token_signing_alg_values_supported"] = h.signingAlgorithms()
+	doc["subject_types_supported"] = []string{"public"}
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, doc)
+}
+
+// metadataDoc builds the fields shared by the RFC 8414 and OpenID Connect
+// discovery documents.
+func (h *handler) metadataDoc() map[string]any {
+	iss := h.s.cfg.IssuerURL
+	return map[string]any{
 		"issuer":                                        iss,
 		"jwks_uri":                                      iss + "/.well-known/jwks.json",
 		"token_endpoint":                                iss + "/oauth2/token",
@@ -240,7 +271,7 @@ func (h *handler) metadata(w http.ResponseWriter, _ *http.Request) {
 		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "none"},
 		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"scopes_supported":                              []string{},
-	})
+	}
 }
 
 // retryAfter sets the Retry-After header of a 429 or 503 to wait, in whole

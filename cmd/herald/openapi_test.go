@@ -267,6 +267,7 @@ func TestOpenAPI_Binary(t *testing.T) {
 		d.refused(t, 404, newReq(t, "GET", I+"/dashboard/nothing.js", nil), true)
 		d.must(t, 200, newReq(t, "GET", I+"/.well-known/jwks.json", nil))
 		d.must(t, 200, newReq(t, "GET", I+"/.well-known/oauth-authorization-server", nil))
+		d.must(t, 200, newReq(t, "GET", I+"/.well-known/openid-configuration", nil))
 
 		// Sessions.
 		var s1, s2 struct {
