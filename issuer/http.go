@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/internal/jsonstrict"
 )
 
@@ -54,7 +55,7 @@ func newHandler(s *Service) *handler {
 	h.mux.HandleFunc("GET /.well-known/openid-configuration", h.openIDConfiguration)
 	h.mux.HandleFunc("GET /.well-known/jwks.json", h.jwks)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		httpserve.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -110,7 +111,7 @@ func (h *handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !ready {
 		code = http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, map[string]bool{"ready": ready, "connected": connected, "caught_up": caughtUp, "event_key_revoked": revoked})
+	httpserve.WriteJSON(w, code, map[string]bool{"ready": ready, "connected": connected, "caught_up": caughtUp, "event_key_revoked": revoked})
 }
 
 // decodeBody reads a bounded JSON body with no unknown members into v.
@@ -157,13 +158,7 @@ func (h *handler) writeError(w http.ResponseWriter, err error) {
 	if e.Status >= 500 {
 		h.s.log.Error("request failed", "status", e.Status, "err", err)
 	}
-	writeJSON(w, e.Status, map[string]string{"error": e.Code, "error_description": e.Description})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
+	httpserve.WriteJSON(w, e.Status, map[string]string{"error": e.Code, "error_description": e.Description})
 }
 
 type principalKey struct{}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/internal/httpserve"
 )
 
 // parseListFilter reads the query of a list request; a since given as a
@@ -50,5 +51,5 @@ func (h *handler) listAudit(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"audit": out})
+	httpserve.WriteJSON(w, http.StatusOK, map[string]any{"audit": out})
 }

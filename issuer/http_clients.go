@@ -2,6 +2,8 @@ package issuer
 
 import (
 	"net/http"
+
+	"github.com/heraldsec/herald/internal/httpserve"
 )
 
 func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
@@ -15,7 +17,7 @@ func (h *handler) createClient(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, c)
+	httpserve.WriteJSON(w, http.StatusCreated, c)
 }
 
 func (h *handler) listClients(w http.ResponseWriter, _ *http.Request) {
@@ -24,7 +26,7 @@ func (h *handler) listClients(w http.ResponseWriter, _ *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"clients": out})
+	httpserve.WriteJSON(w, http.StatusOK, map[string]any{"clients": out})
 }
 
 func (h *handler) rotateClientSecret(w http.ResponseWriter, r *http.Request) {
@@ -33,7 +35,7 @@ func (h *handler) rotateClientSecret(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	httpserve.WriteJSON(w, http.StatusOK, c)
 }
 
 // deleteClient revokes a client: its tokens stop verifying and it gets no
@@ -53,5 +55,5 @@ func (h *handler) deleteClient(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	httpserve.WriteJSON(w, http.StatusOK, res)
 }

@@ -1,6 +1,10 @@
 package issuer
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/heraldsec/herald/internal/httpserve"
+)
 
 func (h *handler) createCredential(w http.ResponseWriter, r *http.Request) {
 	var req CredentialRequest
@@ -13,7 +17,7 @@ func (h *handler) createCredential(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, c)
+	httpserve.WriteJSON(w, http.StatusCreated, c)
 }
 
 func (h *handler) listCredentials(w http.ResponseWriter, _ *http.Request) {
@@ -22,7 +26,7 @@ func (h *handler) listCredentials(w http.ResponseWriter, _ *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"credentials": out})
+	httpserve.WriteJSON(w, http.StatusOK, map[string]any{"credentials": out})
 }
 
 func (h *handler) rotateCredential(w http.ResponseWriter, r *http.Request) {
@@ -31,7 +35,7 @@ func (h *handler) rotateCredential(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	httpserve.WriteJSON(w, http.StatusOK, c)
 }
 
 func (h *handler) deleteCredential(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/verifier"
 )
 
@@ -48,7 +49,7 @@ func (h *handler) jwks(w http.ResponseWriter, _ *http.Request) {
 	}
 	sort.Slice(out.Keys, func(i, j int) bool { return out.Keys[i].Kid < out.Keys[j].Kid })
 	w.Header().Set("Cache-Control", "public, max-age=60")
-	writeJSON(w, http.StatusOK, out)
+	httpserve.WriteJSON(w, http.StatusOK, out)
 }
 
 func (h *handler) rotateKey(w http.ResponseWriter, r *http.Request) {
@@ -57,5 +58,5 @@ func (h *handler) rotateKey(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	httpserve.WriteJSON(w, http.StatusOK, res)
 }

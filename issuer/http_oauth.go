@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/internal/ratelimit"
 	"github.com/heraldsec/herald/verifier"
 )
@@ -112,7 +113,7 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	httpserve.WriteJSON(w, http.StatusOK, resp)
 }
 
 // revokeToken is the RFC 7009 revocation endpoint. A refresh token ends
@@ -221,13 +222,13 @@ func (h *handler) introspect(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	httpserve.WriteJSON(w, http.StatusOK, res)
 }
 
 // metadata is the RFC 8414 authorization server metadata.
 func (h *handler) metadata(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	writeJSON(w, http.StatusOK, h.metadataDoc())
+	httpserve.WriteJSON(w, http.StatusOK, h.metadataDoc())
 }
 
 // openIDConfiguration is the OpenID Connect Discovery 1.0 document, for
@@ -252,7 +253,7 @@ func (h *handler) openIDConfiguration(w http.ResponseWriter, _ *http.Request) {
 	doc["id_token_signing_alg_values_supported"] = h.signingAlgorithms()
 	doc["subject_types_supported"] = []string{"public"}
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	writeJSON(w, http.StatusOK, doc)
+	httpserve.WriteJSON(w, http.StatusOK, doc)
 }
 
 // metadataDoc builds the fields shared by the RFC 8414 and OpenID Connect

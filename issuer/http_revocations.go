@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/heraldsec/herald/internal/httpserve"
 )
 
 func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
@@ -19,7 +21,7 @@ func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
 			h.writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, br)
+		httpserve.WriteJSON(w, http.StatusOK, br)
 		return
 	}
 	if ws := r.URL.Query().Get("wait"); ws != "" {
@@ -36,7 +38,7 @@ func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	httpserve.WriteJSON(w, http.StatusOK, res)
 }
 
 // revokeAndWait revokes, then waits until every live verifier confirms.
@@ -67,7 +69,7 @@ func (h *handler) revokeAndWait(w http.ResponseWriter, r *http.Request, req Revo
 		body.Error = "not_confirmed"
 		body.Description = "the revocation is in force, but not every live verifier confirmed it in time"
 	}
-	writeJSON(w, code, body)
+	httpserve.WriteJSON(w, code, body)
 }
 
 func (h *handler) listRevocations(w http.ResponseWriter, r *http.Request) {
@@ -81,5 +83,5 @@ func (h *handler) listRevocations(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"revocations": out})
+	httpserve.WriteJSON(w, http.StatusOK, map[string]any{"revocations": out})
 }

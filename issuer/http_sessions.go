@@ -1,6 +1,10 @@
 package issuer
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/heraldsec/herald/internal/httpserve"
+)
 
 func (h *handler) createSession(w http.ResponseWriter, r *http.Request) {
 	var req SessionRequest
@@ -13,7 +17,7 @@ func (h *handler) createSession(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	httpserve.WriteJSON(w, http.StatusOK, resp)
 }
 
 func (h *handler) listSessions(w http.ResponseWriter, r *http.Request) {
@@ -22,7 +26,7 @@ func (h *handler) listSessions(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+	httpserve.WriteJSON(w, http.StatusOK, map[string]any{"sessions": out})
 }
 
 func (h *handler) endSession(w http.ResponseWriter, r *http.Request) {
@@ -31,7 +35,7 @@ func (h *handler) endSession(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	httpserve.WriteJSON(w, http.StatusOK, res)
 }
 
 // endSessionByToken serves SessionEndPath: form-encoded session_id and
@@ -61,5 +65,5 @@ func (h *handler) endSessionByToken(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	httpserve.WriteJSON(w, http.StatusOK, res)
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/internal/httpserve"
 )
 
 // fleetMember is one verifier in GET /v1/verifiers: its last heartbeat,
@@ -61,5 +62,5 @@ func (h *handler) verifiers(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Verifiers = append(out.Verifiers, m)
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpserve.WriteJSON(w, http.StatusOK, out)
 }

@@ -2,11 +2,12 @@ package verifier
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/heraldsec/herald/internal/httpserve"
 )
 
 // HeaderStale is set, to "true", on verdicts given while the verifier is
@@ -89,7 +90,7 @@ func WriteRefusal(w http.ResponseWriter, err error) {
 	w.Header().Set("Cache-Control", "no-store")
 	if errors.Is(err, ErrNotReady) {
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
+		httpserve.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{
 			"error": "temporarily_unavailable", "error_description": ErrNotReady.Error(),
 		})
 		return
@@ -101,7 +102,7 @@ func WriteRefusal(w http.ResponseWriter, err error) {
 	} else {
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="herald", error="invalid_token", error_description=%q`, reason))
 	}
-	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": reason})
+	httpserve.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": reason})
 }
 
 // isHeraldHeader reports whether a header name would reach an application
@@ -154,10 +155,4 @@ func BearerToken(r *http.Request) (string, error) {
 		return "", ErrMissing
 	}
 	return tok, err
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
 }

@@ -5,6 +5,7 @@ package httpserve
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -78,4 +79,12 @@ func ServeWith(ctx context.Context, ln net.Listener, h http.Handler, t Timeouts)
 		return fmt.Errorf("shut down http on %s: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// WriteJSON answers with status code and v encoded as JSON. An encoding
+// error means the client went away: there is nothing left to tell it.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
 }

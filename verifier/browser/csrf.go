@@ -3,6 +3,8 @@ package browser
 import (
 	"errors"
 	"net/http"
+
+	"github.com/heraldsec/herald/internal/httpserve"
 )
 
 // CSRF headers of cookie sessions.
@@ -69,5 +71,5 @@ func (g *csrfGuard) checkToken(r *http.Request, st *cookieState) error {
 // writeForbidden answers a request refused as cross-site.
 func writeForbidden(w http.ResponseWriter, err error) {
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "error_description": err.Error()})
+	httpserve.WriteJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "error_description": err.Error()})
 }

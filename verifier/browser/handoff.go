@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/heraldsec/herald/internal/httpserve"
 )
 
 // maxHandoffBytes bounds the refresh token an upstream hands over.
@@ -87,7 +89,7 @@ func (b *Sessions) upstreamError(w http.ResponseWriter, r *http.Request, err err
 	if errors.As(err, &he) {
 		b.log.Warn("login handoff failed", "path", r.URL.Path, "err", he.err)
 		w.Header().Set("Cache-Control", "no-store")
-		writeJSON(w, http.StatusBadGateway, map[string]string{
+		httpserve.WriteJSON(w, http.StatusBadGateway, map[string]string{
 			"error": "bad_gateway", "error_description": "the login could not create a session",
 		})
 		return

@@ -1,6 +1,10 @@
 package browser
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/heraldsec/herald/internal/httpserve"
+)
 
 // ServeOwn serves the browser session endpoints under OwnPrefix (POST
 // LogoutPath); mount it there, beside the Sessions handler on "/".
@@ -11,7 +15,7 @@ func (b *Sessions) ServeOwn(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed", "error_description": "logout is a POST"})
+		httpserve.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed", "error_description": "logout is a POST"})
 		return
 	}
 	b.logout(w, r)
@@ -46,7 +50,7 @@ func (b *Sessions) logout(w http.ResponseWriter, r *http.Request) {
 		if err := b.end(r.Context(), st, "logout"); err != nil {
 			// The cookie stays, so that the user can try again.
 			w.Header().Set("Cache-Control", "no-store")
-			writeJSON(w, http.StatusBadGateway, map[string]string{
+			httpserve.WriteJSON(w, http.StatusBadGateway, map[string]string{
 				"error": "bad_gateway", "error_description": "the session could not be ended at the issuer; try again",
 			})
 			return

@@ -1,9 +1,9 @@
 package sidecar
 
 import (
-	"encoding/json"
 	"net/http"
 
+	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/verifier"
 	"github.com/heraldsec/herald/verifier/browser"
 )
@@ -47,7 +47,7 @@ func newAdminHandler(sc *Sidecar) *Handler {
 	h.mux.HandleFunc("GET /v1/status", h.status)
 	h.mux.HandleFunc("GET /metrics", h.metrics)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		httpserve.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	return h
@@ -70,11 +70,11 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(verifier.HeaderStale, "true")
 	}
 	verifier.SetIdentity(w.Header(), c)
-	writeJSON(w, http.StatusOK, c)
+	httpserve.WriteJSON(w, http.StatusOK, c)
 }
 
 func (h *Handler) status(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, h.sc.Status())
+	httpserve.WriteJSON(w, http.StatusOK, h.sc.Status())
 }
 
 func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
@@ -83,14 +83,8 @@ func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !st.Ready {
 		code = http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, map[string]any{"ready": st.Ready, "caught_up": st.CaughtUp, "connected": st.Connected,
+	httpserve.WriteJSON(w, code, map[string]any{"ready": st.Ready, "caught_up": st.CaughtUp, "connected": st.Connected,
 		"stale": st.Stale, "keys_loaded": st.KeysLoaded})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
 }
 
 // metrics serves /metrics with the handler the program configured.

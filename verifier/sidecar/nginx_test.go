@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/verifier"
 )
 
@@ -134,7 +135,7 @@ func TestNginx_AuthRequest(t *testing.T) {
 	var calls atomic.Int64
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
-		writeJSON(w, http.StatusOK, r.Header)
+		httpserve.WriteJSON(w, http.StatusOK, r.Header)
 	}))
 	t.Cleanup(app.Close)
 	base := startNginx(t, f.sc.Addr().String(), strings.TrimPrefix(app.URL, "http://"))
@@ -225,7 +226,7 @@ func TestNginx_DPoPTarget(t *testing.T) {
 	var calls atomic.Int64
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
-		writeJSON(w, http.StatusOK, r.Header)
+		httpserve.WriteJSON(w, http.StatusOK, r.Header)
 	}))
 	t.Cleanup(app.Close)
 	base := startNginx(t, f.sc.Addr().String(), strings.TrimPrefix(app.URL, "http://"))

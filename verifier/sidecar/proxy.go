@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/verifier"
 )
 
@@ -97,7 +98,7 @@ func (p *proxy) forward(w http.ResponseWriter, r *http.Request) {
 	if up := upgradeType(r.Header); up != "" && !strings.EqualFold(up, "websocket") {
 		p.log.Debug("upgrade refused", "upgrade", up, "path", r.URL.Path, "remote", r.RemoteAddr)
 		w.Header().Set("Connection", "close")
-		writeJSON(w, http.StatusBadRequest, map[string]string{
+		httpserve.WriteJSON(w, http.StatusBadRequest, map[string]string{
 			"error": "invalid_request", "error_description": "only WebSocket upgrades are proxied",
 		})
 		return
@@ -188,7 +189,7 @@ func (p *proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		return
 	}
 	p.log.Warn("upstream unreachable", "path", r.URL.Path, "err", err)
-	writeJSON(w, http.StatusBadGateway, map[string]string{
+	httpserve.WriteJSON(w, http.StatusBadGateway, map[string]string{
 		"error": "bad_gateway", "error_description": "the upstream did not answer",
 	})
 }

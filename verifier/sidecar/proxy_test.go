@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/verifier"
 )
 
@@ -51,7 +52,7 @@ func (u *echoUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		brw.Flush()
 		io.Copy(conn, brw) // echo until the proxy closes
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"path": r.URL.Path, "host": r.Host, "headers": r.Header})
+		httpserve.WriteJSON(w, http.StatusOK, map[string]any{"path": r.URL.Path, "host": r.Host, "headers": r.Header})
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/verifier"
 )
 
@@ -26,7 +27,7 @@ type reparsingUpstream struct {
 func (u *reparsingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.record(r)
 	if r.Header.Get("Upgrade") == "" {
-		writeJSON(w, http.StatusOK, map[string]string{"subject": r.Header.Get(verifier.HeaderSubject)})
+		httpserve.WriteJSON(w, http.StatusOK, map[string]string{"subject": r.Header.Get(verifier.HeaderSubject)})
 		return
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
