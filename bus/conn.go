@@ -369,6 +369,7 @@ func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
 		Subjects: []string{
 			SubjectIssuePrefix + ">", SubjectSessionPrefix + ">",
 			SubjectKeyPrefix + ">", SubjectAdminPrefix + ">",
+			SubjectSignalPrefix + ">",
 		},
 		Retention:  jetstream.LimitsPolicy,
 		Discard:    jetstream.DiscardOld,

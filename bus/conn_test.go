@@ -84,7 +84,7 @@ func TestConn_EnsureStreams(t *testing.T) {
 
 	t.Run("HERALD_AUDIT", func(t *testing.T) {
 		sc := bustest.StreamInfo(t, c, "HERALD_AUDIT").Config
-		want := []string{"herald.issue.>", "herald.session.>", "herald.key.>", "herald.admin.>"}
+		want := []string{"herald.issue.>", "herald.session.>", "herald.key.>", "herald.admin.>", "herald.signal.>"}
 		if got := slices.Sorted(slices.Values(sc.Subjects)); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
 			t.Errorf("subjects = %q, want %q", sc.Subjects, want)
 		}

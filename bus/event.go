@@ -38,6 +38,10 @@ const (
 	TypeAdminCredential Type = "admin.credential"
 	// TypeAdminSession reports a session ended by an admin.
 	TypeAdminSession Type = "admin.session"
+	// TypeSignalReceived reports a security signal received from outside:
+	// an OpenID Connect back-channel logout token or a Shared Signals SET,
+	// with what it caused.
+	TypeSignalReceived Type = "signal.received"
 )
 
 // MaxValueLen bounds revocation values, subjects, tenants and other
@@ -70,6 +74,7 @@ type Event struct {
 	Key        *Key        `json:"key,omitempty"`
 	Admin      *Admin      `json:"admin,omitempty"`
 	Snapshot   *Snapshot   `json:"snapshot,omitempty"`
+	Signal     *Signal     `json:"signal,omitempty"`
 
 	// SET holds the Security Event Token claims, filled when the event is
 	// signed (see HeaderSignature).
@@ -92,6 +97,10 @@ type Revocation struct {
 	// Until is when the revocation can be forgotten: At plus the longest
 	// access token lifetime plus leeway.
 	Until time.Time `json:"until"`
+	// Issuer, if set, limits the revocation to the tokens whose iss it
+	// is: Herald's own issuer or a trusted external one. Without it a
+	// revocation matches the tokens of every issuer.
+	Issuer string `json:"iss,omitempty"`
 }
 
 // Session is the body of a TypeSessionCreated event.
@@ -130,6 +139,10 @@ type Key struct {
 	// max_access_ttl. Verifiers refuse longer tokens; an entry without it
 	// means DefaultMaxTokenLifetime.
 	MaxTTL int64 `json:"max_ttl,omitempty"`
+	// Issuer, in the entry of a trusted external issuer's key
+	// (ExternalKeyPrefix), is that issuer: the key verifies only tokens
+	// whose iss it is. Empty for Herald's own keys.
+	Issuer string `json:"iss,omitempty"`
 }
 
 // Admin is the body of admin events: who did what, from where, and why.
@@ -171,6 +184,8 @@ func (e *Event) Subject() string {
 		return SubjectAdminPrefix + strings.TrimPrefix(string(e.Type), "admin.")
 	case TypeSnapshotChunk:
 		return SnapshotSubject(e.Snapshot.Index)
+	case TypeSignalReceived:
+		return SubjectSignalPrefix + "received"
 	}
 	return ""
 }
@@ -211,7 +226,7 @@ func (e *Event) Validate() error {
 		}
 	}
 	bodies := 0
-	for _, present := range []bool{e.Revocation != nil, e.Session != nil, e.Token != nil, e.Key != nil, e.Admin != nil, e.Snapshot != nil} {
+	for _, present := range []bool{e.Revocation != nil, e.Session != nil, e.Token != nil, e.Key != nil, e.Admin != nil, e.Snapshot != nil, e.Signal != nil} {
 		if present {
 			bodies++
 		}
@@ -250,6 +265,15 @@ func (e *Event) Validate() error {
 			break
 		}
 		checkValue("kid", e.Key.ID, true)
+		checkValue("key iss", e.Key.Issuer, false)
+	case TypeSignalReceived:
+		if e.Signal == nil {
+			bad("signal body is missing")
+			break
+		}
+		if err := e.Signal.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	case TypeAdminRevoke, TypeAdminClient, TypeAdminKey, TypeAdminCredential, TypeAdminSession:
 		if e.Admin == nil {
 			bad("admin body is missing")
@@ -310,6 +334,9 @@ func (r *Revocation) Validate() error {
 	}
 	if !utf8.ValidString(r.Value) || !utf8.ValidString(r.Reason) {
 		errs = append(errs, errors.New("value and reason must be valid UTF-8"))
+	}
+	if err := CheckIssuer(r.Issuer); r.Issuer != "" && err != nil {
+		errs = append(errs, err)
 	}
 	if len(r.Reason) > 1024 {
 		errs = append(errs, errors.New("reason is longer than 1024 bytes"))

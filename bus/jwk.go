@@ -5,11 +5,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"time"
 )
 
@@ -17,6 +19,21 @@ import (
 const (
 	AlgEdDSA = "EdDSA"
 	AlgES256 = "ES256"
+)
+
+// Signing algorithms of the identity providers Herald trusts (RFC 7518):
+// their keys reach HERALD_KEYS bound to their issuer (ExternalKeyName);
+// Herald itself never signs with them.
+const (
+	AlgRS256 = "RS256"
+	AlgPS256 = "PS256"
+)
+
+// RSA key sizes accepted in HERALD_KEYS, in bits (RFC 8725 section 3.5
+// and NIST SP 800-131A: at least 2048).
+const (
+	MinRSABits = 2048
+	MaxRSABits = 4096
 )
 
 // DefaultMaxTokenLifetime bounds the lifetime (exp - iat) of tokens signed
@@ -28,19 +45,22 @@ const DefaultMaxTokenLifetime = 15 * time.Minute
 const MaxKeySize = 4 << 10
 
 // JWK is a public key as stored in HERALD_KEYS and served in JWKS (RFC 7517).
-// Only OKP/Ed25519 and EC/P-256 keys exist in Herald.
+// Herald's own keys are OKP/Ed25519 and EC/P-256; a trusted identity
+// provider's may also be RSA (N and E).
 type JWK struct {
 	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
+	Crv string `json:"crv,omitempty"`
+	X   string `json:"x,omitempty"`
 	Y   string `json:"y,omitempty"`
+	N   string `json:"n,omitempty"`
+	E   string `json:"e,omitempty"`
 	Kid string `json:"kid"`
 	Alg string `json:"alg"`
 	Use string `json:"use"`
 }
 
-// NewJWK returns the JWK of an Ed25519 or ECDSA P-256 public key, with its
-// kid set to its RFC 7638 thumbprint.
+// NewJWK returns the JWK of an Ed25519, ECDSA P-256 or RSA public key,
+// with its kid set to its RFC 7638 thumbprint. An RSA key's alg is RS256.
 func NewJWK(pub crypto.PublicKey) (JWK, error) {
 	var k JWK
 	switch p := pub.(type) {
@@ -55,6 +75,8 @@ func NewJWK(pub crypto.PublicKey) (JWK, error) {
 			return JWK{}, fmt.Errorf("new jwk: %w", err)
 		}
 		k = JWK{Kty: "EC", Crv: "P-256", X: b64(raw[1:33]), Y: b64(raw[33:]), Alg: AlgES256}
+	case *rsa.PublicKey:
+		k = JWK{Kty: "RSA", N: b64(p.N.Bytes()), E: b64(big.NewInt(int64(p.E)).Bytes()), Alg: AlgRS256}
 	default:
 		return JWK{}, fmt.Errorf("new jwk: unsupported key type %T", pub)
 	}
@@ -66,9 +88,12 @@ func NewJWK(pub crypto.PublicKey) (JWK, error) {
 // Thumbprint returns the RFC 7638 SHA-256 thumbprint of k, base64url.
 func (k JWK) Thumbprint() string {
 	var members string
-	if k.Kty == "EC" {
+	switch k.Kty {
+	case "EC":
 		members = fmt.Sprintf(`{"crv":%q,"kty":%q,"x":%q,"y":%q}`, k.Crv, k.Kty, k.X, k.Y)
-	} else {
+	case "RSA":
+		members = fmt.Sprintf(`{"e":%q,"kty":%q,"n":%q}`, k.E, k.Kty, k.N)
+	default:
 		members = fmt.Sprintf(`{"crv":%q,"kty":%q,"x":%q}`, k.Crv, k.Kty, k.X)
 	}
 	sum := sha256.Sum256([]byte(members))
@@ -77,8 +102,12 @@ func (k JWK) Thumbprint() string {
 
 // PublicKey returns the key k describes after checking that its members are
 // consistent: the algorithm matches the key type and curve, the point is
-// valid, and the kid is the key's thumbprint.
+// valid, and the kid is the key's thumbprint. Only Herald's own kinds of
+// key (Ed25519, P-256) pass; ExternalPublicKey also takes RSA.
 func (k JWK) PublicKey() (crypto.PublicKey, error) {
+	if k.Kty == "RSA" {
+		return nil, fmt.Errorf("jwk %s: RSA keys are only trusted for external issuers", k.Kid)
+	}
 	pub, err := k.key()
 	if err != nil {
 		return nil, err
@@ -110,10 +139,54 @@ func (k JWK) key() (crypto.PublicKey, error) {
 			return nil, fmt.Errorf("jwk %s: %w", k.Kid, err)
 		}
 		pub = p
+	case k.Kty == "RSA" && k.Crv == "" && (k.Alg == AlgRS256 || k.Alg == AlgPS256):
+		p, err := k.rsaKey()
+		if err != nil {
+			return nil, err
+		}
+		pub = p
 	default:
 		return nil, fmt.Errorf("jwk %s: unsupported kty %q crv %q alg %q", k.Kid, k.Kty, k.Crv, k.Alg)
 	}
 	return pub, nil
+}
+
+// rsaKey decodes the RSA public key of k: a modulus of MinRSABits to
+// MaxRSABits bits without leading zero bytes, and an odd public exponent
+// from 3 to 2^31-1.
+func (k JWK) rsaKey() (*rsa.PublicKey, error) {
+	n, errN := unb64(k.N)
+	e, errE := unb64(k.E)
+	if errN != nil || errE != nil || len(n) == 0 || n[0] == 0 || len(e) == 0 || len(e) > 4 || e[0] == 0 {
+		return nil, fmt.Errorf("jwk %s: bad RSA modulus or exponent", truncateKid(k.Kid))
+	}
+	mod := new(big.Int).SetBytes(n)
+	if bits := mod.BitLen(); bits < MinRSABits || bits > MaxRSABits {
+		return nil, fmt.Errorf("jwk %s: RSA key of %d bits, want %d to %d", truncateKid(k.Kid), bits, MinRSABits, MaxRSABits)
+	}
+	exp := new(big.Int).SetBytes(e).Int64()
+	if exp < 3 || exp > 1<<31-1 || exp%2 == 0 {
+		return nil, fmt.Errorf("jwk %s: bad RSA exponent", truncateKid(k.Kid))
+	}
+	return &rsa.PublicKey{N: mod, E: int(exp)}, nil
+}
+
+// truncateKid shortens a kid from outside Herald for an error message.
+func truncateKid(kid string) string {
+	if len(kid) > 64 {
+		return kid[:64] + "..."
+	}
+	return kid
+}
+
+// ExternalPublicKey returns the key k describes, as PublicKey does, for a
+// key of a trusted identity provider: its kid is the provider's own name
+// for it (1 to MaxValueLen bytes), not its thumbprint.
+func (k JWK) ExternalPublicKey() (crypto.PublicKey, error) {
+	if k.Kid == "" || len(k.Kid) > MaxValueLen {
+		return nil, fmt.Errorf("jwk: kid must be 1 to %d bytes", MaxValueLen)
+	}
+	return k.key()
 }
 
 // ProofKey decodes the public key a DPoP proof carries in its jwk header

@@ -222,6 +222,10 @@ type KeyEntry struct {
 	MaxLifetime time.Duration
 	// EventKid is the kid of the event key that signed the entry.
 	EventKid string
+	// Issuer is, for an external issuer's key (ExternalKeyPrefix), that
+	// issuer: the only iss the key verifies tokens of. Empty for Herald's
+	// own keys.
+	Issuer string
 }
 
 // OpenKey checks a token key entry of BucketKeys stored under name and
@@ -234,7 +238,8 @@ func OpenKey(name string, value []byte, keys EventKeyFunc) (JWK, crypto.PublicKe
 // OpenKeyEntry checks a token key entry of BucketKeys stored under name
 // and returns it. It refuses entries that are not a SET of type
 // key.published signed by a trusted event key for BucketKeys and name,
-// and keys whose kid is not their thumbprint.
+// Herald keys whose kid is not their thumbprint, and external issuers'
+// keys not stored under ExternalKeyName.
 func OpenKeyEntry(name string, value []byte, keys EventKeyFunc) (KeyEntry, error) {
 	if len(value) > MaxKeySize {
 		return KeyEntry{}, fmt.Errorf("%w: key entry of %d bytes, limit %d", ErrMalformed, len(value), MaxKeySize)
@@ -259,13 +264,24 @@ func OpenKeyEntry(name string, value []byte, keys EventKeyFunc) (KeyEntry, error
 		return KeyEntry{}, fmt.Errorf("%w: key entry of type %s without a key", ErrMalformed, e.Type)
 	}
 	k := *e.Key.JWK
-	if e.Audience != BucketKeys || e.Key.ID != name || k.Kid != name || k.Alg != e.Key.Algorithm {
+	external := e.Key.Issuer != ""
+	wantName := k.Kid
+	if external {
+		wantName = ExternalKeyName(e.Key.Issuer, k)
+	}
+	if e.Audience != BucketKeys || name != wantName || k.Kid != e.Key.ID || k.Alg != e.Key.Algorithm ||
+		external != strings.HasPrefix(name, ExternalKeyPrefix) {
 		return KeyEntry{}, fmt.Errorf("%w: key %s signed for %s in %s", ErrMisplaced, name, e.Key.ID, e.Audience)
 	}
 	if e.Key.MaxTTL < 0 {
 		return KeyEntry{}, fmt.Errorf("%w: key %s: negative max_ttl", ErrMalformed, name)
 	}
-	pub, err := k.PublicKey()
+	var pub crypto.PublicKey
+	if external {
+		pub, err = k.ExternalPublicKey()
+	} else {
+		pub, err = k.PublicKey()
+	}
 	if err != nil {
 		return KeyEntry{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
@@ -273,7 +289,7 @@ func OpenKeyEntry(name string, value []byte, keys EventKeyFunc) (KeyEntry, error
 	if e.Key.MaxTTL > 0 {
 		life = time.Duration(min(e.Key.MaxTTL, int64(maxStatedLifetime/time.Second))) * time.Second
 	}
-	return KeyEntry{JWK: k, Public: pub, MaxLifetime: life, EventKid: signer}, nil
+	return KeyEntry{JWK: k, Public: pub, MaxLifetime: life, EventKid: signer, Issuer: e.Key.Issuer}, nil
 }
 
 // maxStatedLifetime caps the max_ttl a key entry may state, so that the

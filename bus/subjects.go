@@ -35,6 +35,13 @@ const (
 	SubjectKeyPrefix = "herald.key."
 	// SubjectAdminPrefix prefixes admin action subjects: herald.admin.<action>.
 	SubjectAdminPrefix = "herald.admin."
+	// SubjectSignalPrefix prefixes the subjects of signals received from
+	// outside (TypeSignalReceived): herald.signal.received.
+	SubjectSignalPrefix = "herald.signal."
+	// SubjectKeyRequest is where a verifier asks, over core NATS, for the
+	// keys of a trusted external issuer to be fetched again: it met a kid
+	// it does not know (KeyRequest). Issuers answer at a bounded rate.
+	SubjectKeyRequest = "herald.keyrequest"
 
 	// NoTenant is the subject token used for events without a tenant, since a
 	// NATS subject token cannot be empty.

@@ -71,7 +71,8 @@ func VerifierPermissions(id string) *server.Permissions {
 		self = id
 	}
 	pub := []string{"$JS.API.INFO", "$JS.API.STREAM.INFO." + streamVerifiers,
-		bus.SubjectKVPrefix(bus.BucketVerifiers) + self, bus.SubjectFleetPrefix + self}
+		bus.SubjectKVPrefix(bus.BucketVerifiers) + self, bus.SubjectFleetPrefix + self,
+		bus.SubjectKeyRequest}
 	pub = append(pub, readStream(bus.StreamRevocations)...)
 	pub = append(pub, readStream(bus.StreamSnapshots)...)
 	pub = append(pub, readStream(streamKeys)...)
