@@ -30,6 +30,11 @@ type Key struct {
 	// NotAfter, for an event key trusted by a root certificate that
 	// expires, is that expiry.
 	NotAfter time.Time
+	// Issuer is, for a trusted external issuer's key, that issuer: the
+	// only iss whose tokens the key verifies. Empty for Herald's keys.
+	Issuer string
+	// entry is the bucket entry name the key came from.
+	entry string
 }
 
 // KeySet holds the public keys published in HERALD_KEYS. Keys come only
@@ -66,11 +71,17 @@ type KeySet struct {
 	untrusted    map[string]bool
 	tofu         bool // trust on first use still open
 	denied       func(kid string) bool
-	log          *slog.Logger
-	loaded       atomic.Bool
-	ready        chan struct{} // closed once loaded
-	lastErr      atomic.Pointer[string]
-	bad          atomic.Uint64
+	// trusts holds the trusted external issuers, by issuer, and external
+	// their keys, by issuer then provider kid (external.go).
+	trusts     map[string]*trusted
+	trustNames map[string]string // trust entry name -> issuer
+	external   map[string]map[string]*Key
+	extNames   map[string]*Key // external key entry name -> key
+	log        *slog.Logger
+	loaded     atomic.Bool
+	ready      chan struct{} // closed once loaded
+	lastErr    atomic.Pointer[string]
+	bad        atomic.Uint64
 }
 
 // NewKeySet returns an empty key set. denied, if not nil, reports keys that
@@ -81,7 +92,9 @@ func NewKeySet(denied func(kid string) bool, log *slog.Logger) *KeySet {
 	}
 	return &KeySet{keys: make(map[string]*Key), events: make(map[string]*Key), pending: make(map[string][]byte),
 		pins: make(map[string]bool), revoked: make(map[string]bool), roots: make(map[string]bool),
-		eventRevoked: make(map[string]bool), untrusted: make(map[string]bool), tofu: true, denied: denied, log: log, ready: make(chan struct{})}
+		eventRevoked: make(map[string]bool), untrusted: make(map[string]bool), tofu: true, denied: denied, log: log, ready: make(chan struct{}),
+		trusts: make(map[string]*trusted), trustNames: make(map[string]string),
+		external: make(map[string]map[string]*Key), extNames: make(map[string]*Key)}
 }
 
 // TrustEventKeys pins the event keys the set trusts, by kid (the key's RFC
@@ -246,7 +259,9 @@ func (ks *KeySet) Loaded() bool {
 }
 
 // Put parses and adds an entry of HERALD_KEYS stored under name: an event
-// key, or a token key signed by a trusted event key. An entry that fails to
+// key, a token key signed by a trusted event key, or, signed the same way,
+// the trust entry of an external issuer (bus.TrustPrefix) or one of its
+// keys (bus.ExternalKeyPrefix). An entry that fails to
 // parse, is stored under another name, is signed by no trusted event key,
 // or is a revoked key, is refused. A token key signed by an event key not
 // trusted yet is kept aside and added if that key becomes trusted.
@@ -273,6 +288,9 @@ func (ks *KeySet) Put(name string, data []byte) error {
 		ks.Revoke(kid)
 		return nil
 	}
+	if strings.HasPrefix(name, bus.TrustPrefix) {
+		return ks.putTrust(name, data)
+	}
 	entry, err := bus.OpenKeyEntry(name, data, ks.EventKey)
 	jwk := entry.JWK
 	if errors.Is(err, bus.ErrUntrusted) {
@@ -282,6 +300,9 @@ func (ks *KeySet) Put(name string, data []byte) error {
 	}
 	if err != nil {
 		return err
+	}
+	if entry.Issuer != "" {
+		return ks.putExternalKey(name, entry)
 	}
 	if ks.denied != nil && ks.denied(jwk.Kid) {
 		return fmt.Errorf("key %s: revoked", jwk.Kid)
@@ -294,7 +315,7 @@ func (ks *KeySet) Put(name string, data []byte) error {
 	}
 	delete(ks.pending, name)
 	ks.keys[jwk.Kid] = &Key{ID: jwk.Kid, Algorithm: jwk.Alg, Public: entry.Public, JWK: jwk,
-		MaxLifetime: entry.MaxLifetime, EventKid: entry.EventKid}
+		MaxLifetime: entry.MaxLifetime, EventKid: entry.EventKid, entry: name}
 	ks.mu.Unlock()
 	return nil
 }
@@ -345,6 +366,7 @@ func (ks *KeySet) revokeEventKey(kid string) {
 			dropped++
 		}
 	}
+	dropped += ks.dropSignedBy(kid)
 	ks.mu.Unlock()
 	ks.log.Warn("event key revoked by a root key", "event_kid", kid, "token_keys_dropped", dropped)
 }
@@ -410,14 +432,34 @@ func (ks *KeySet) Revoked(kid string) bool {
 	return ks.revoked[kid]
 }
 
-// Remove drops the key stored under name. Event keys stay trusted for as
-// long as the set lives: deleting one from the bucket must not make a
+// Remove drops the key stored under name, or the trust entry: the
+// issuer's tokens are refused from then on. Event keys stay trusted for
+// as long as the set lives: deleting one from the bucket must not make a
 // verifier drop the revocations it signed.
 func (ks *KeySet) Remove(name string) {
 	ks.mu.Lock()
 	delete(ks.keys, name)
 	delete(ks.pending, name)
+	ks.removeExternal(name)
 	ks.mu.Unlock()
+}
+
+// names returns the names of the entries the set holds keys and trusts
+// from, but event keys.
+func (ks *KeySet) names() []string {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	out := make([]string, 0, len(ks.keys)+len(ks.trustNames)+len(ks.extNames))
+	for kid := range ks.keys {
+		out = append(out, kid)
+	}
+	for name := range ks.trustNames {
+		out = append(out, name)
+	}
+	for name := range ks.extNames {
+		out = append(out, name)
+	}
+	return out
 }
 
 // Watch follows the HERALD_KEYS bucket until ctx ends, keeping the set equal
@@ -463,9 +505,9 @@ func (ks *KeySet) watch(ctx context.Context, conn *bus.Conn) error {
 			if e == nil { // end of the initial values
 				if initial {
 					// Keys deleted while we were not watching are gone.
-					for _, k := range ks.Keys() {
-						if !seen[k.ID] {
-							ks.Remove(k.ID)
+					for _, name := range ks.names() {
+						if !seen[name] {
+							ks.Remove(name)
 						}
 					}
 					initial = false

@@ -11,12 +11,15 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,4 +242,153 @@ func (k *DPoPKey) RawProof(tb testing.TB, header, claims string) string {
 		tb.Fatal(err)
 	}
 	return input + "." + B64(sig)
+}
+
+// IdP is an external identity provider as a test sees it: its issuer,
+// its signing keys of every algorithm Herald accepts from outside, each
+// under a kid of the provider's own, and the signed HERALD_KEYS entries an
+// issuer publishes for it (a trust entry, one entry per key).
+type IdP struct {
+	Issuer string
+	RSA    *rsa.PrivateKey
+	Es     *ecdsa.PrivateKey
+	Ed     ed25519.PrivateKey
+	// Prefix starts the kids of the provider's keys.
+	Prefix string
+}
+
+// rsaKey is one 2048-bit RSA key per test binary: generating one costs
+// tens of milliseconds, hundreds under the race detector.
+var rsaKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) })
+
+// NewIdP returns a provider with issuer iss and new EC and Ed25519 keys;
+// its RSA key is the test binary's one.
+func NewIdP(tb testing.TB, iss string) *IdP {
+	tb.Helper()
+	rk, err := rsaKey()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	es, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &IdP{Issuer: iss, RSA: rk, Es: es, Ed: ed, Prefix: RandomID()[:8] + "-"}
+}
+
+// Kid returns the provider's kid of its key for alg. RS256 and PS256 use
+// the same RSA key under two kids, as a provider publishing both would.
+func (p *IdP) Kid(alg string) string { return p.Prefix + strings.ToLower(alg) }
+
+// JWK returns the public key for alg as the provider's JWKS lists it.
+func (p *IdP) JWK(tb testing.TB, alg string) bus.JWK {
+	tb.Helper()
+	var pub any
+	switch alg {
+	case bus.AlgRS256, bus.AlgPS256:
+		pub = &p.RSA.PublicKey
+	case bus.AlgES256:
+		pub = &p.Es.PublicKey
+	case bus.AlgEdDSA:
+		pub = p.Ed.Public()
+	default:
+		tb.Fatalf("no key for %s", alg)
+	}
+	k, err := bus.NewJWK(pub)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	k.Alg, k.Kid = alg, p.Kid(alg)
+	return k
+}
+
+// KeyEntry returns the HERALD_KEYS entry of the provider's key for alg,
+// signed by signer, and the name it is stored under; its tokens live at
+// most maxTTL.
+func (p *IdP) KeyEntry(tb testing.TB, signer *bus.Signer, alg string, maxTTL time.Duration) (name string, value []byte) {
+	tb.Helper()
+	name, value, err := signer.SignExternalKey(p.Issuer, p.JWK(tb, alg), maxTTL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return name, value
+}
+
+// Trust returns a trust entry for the provider accepting every algorithm,
+// tokens of up to an hour, and the default claim names.
+func (p *IdP) Trust() bus.Trust {
+	return bus.Trust{Issuer: p.Issuer, Algorithms: bus.ExternalAlgorithms(), MaxTTL: 3600}
+}
+
+// TrustEntry returns t's HERALD_KEYS entry, signed by signer, and the name
+// it is stored under.
+func TrustEntry(tb testing.TB, signer *bus.Signer, t bus.Trust) (name string, value []byte) {
+	tb.Helper()
+	name, value, err := signer.SignTrust(t)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return name, value
+}
+
+// Claims returns the claims of a valid access token of the provider for
+// Audience, issued at iat, as Keycloak writes them.
+func (p *IdP) Claims(iat time.Time) map[string]any {
+	return map[string]any{
+		"iss":          p.Issuer,
+		"sub":          "user-" + RandomID()[:8],
+		"aud":          Audience,
+		"exp":          iat.Add(5 * time.Minute).Unix(),
+		"iat":          iat.Unix(),
+		"jti":          RandomID(),
+		"azp":          "spa",
+		"sid":          "kc-" + RandomID(),
+		"scope":        "openid profile",
+		"typ":          "Bearer",
+		"realm_access": map[string]any{"roles": []string{"user"}},
+	}
+}
+
+// Token signs claims with the provider's key for alg, under a header with
+// its kid and typ JWT; edit, if not nil, changes the header first.
+func (p *IdP) Token(tb testing.TB, alg string, claims map[string]any, edit func(h map[string]any)) string {
+	tb.Helper()
+	h := map[string]any{"alg": alg, "kid": p.Kid(alg), "typ": "JWT"}
+	if edit != nil {
+		edit(h)
+	}
+	var (
+		method jwt.SigningMethod
+		key    any
+	)
+	switch alg {
+	case bus.AlgRS256:
+		method, key = jwt.SigningMethodRS256, p.RSA
+	case bus.AlgPS256:
+		method, key = jwt.SigningMethodPS256, p.RSA
+	case bus.AlgES256:
+		method, key = jwt.SigningMethodES256, p.Es
+	case bus.AlgEdDSA:
+		method, key = jwt.SigningMethodEdDSA, p.Ed
+	default:
+		tb.Fatalf("no key for %s", alg)
+	}
+	return SignJWT(tb, method, key, h, claims)
+}
+
+// PublishEntry puts a signed HERALD_KEYS entry (KeyEntry, TrustEntry) in
+// the bucket through conn.
+func PublishEntry(tb testing.TB, conn *bus.Conn, name string, value []byte) {
+	tb.Helper()
+	kv, err := conn.Keys(tb.Context())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := kv.Put(tb.Context(), name, value); err != nil {
+		tb.Fatalf("put %s: %v", name, err)
+	}
 }
