@@ -156,6 +156,8 @@ type Admin struct {
 	Seq uint64 `json:"seq,omitempty"`
 	// Count is how many values a bulk action covered.
 	Count int `json:"count,omitempty"`
+	// Issuer is the iss a revocation was limited to, if any.
+	Issuer string `json:"iss,omitempty"`
 }
 
 // NewID returns a new event id: 32 hex digits, a millisecond timestamp then

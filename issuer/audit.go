@@ -19,6 +19,8 @@ type RevocationRecord struct {
 	Actor  string    `json:"actor"`
 	At     time.Time `json:"at"`
 	Until  time.Time `json:"until"`
+	// Issuer is the issuer the revocation is limited to, if any.
+	Issuer string `json:"iss,omitempty"`
 }
 
 // AuditRecord is an admin action, as GET /v1/audit lists it.
@@ -34,6 +36,9 @@ type AuditRecord struct {
 	Kind   bus.Kind  `json:"kind,omitempty"`
 	Value  string    `json:"value,omitempty"`
 	Count  int       `json:"count,omitempty"`
+	// Issuer is the issuer a revocation was limited to, or the issuer of
+	// a received signal.
+	Issuer string `json:"iss,omitempty"`
 }
 
 // listFilter is the query of the list endpoints.
@@ -72,24 +77,32 @@ func (s *Service) ListRevocations(ctx context.Context, f listFilter) ([]Revocati
 			return true
 		}
 		out = keepLast(out, RevocationRecord{ID: e.ID, Seq: d.Seq, Kind: r.Kind, Value: r.Value, Count: len(r.Values),
-			Reason: r.Reason, Actor: e.Actor, At: r.At, Until: r.Until}, f.limit)
+			Reason: r.Reason, Actor: e.Actor, At: r.At, Until: r.Until, Issuer: r.Issuer}, f.limit)
 		return true
 	})
 	slices.Reverse(out)
 	return out, err
 }
 
-// ListAudit returns the admin actions HERALD_AUDIT holds, newest first,
-// filtered.
+// ListAudit returns the admin actions and the signals received from
+// outside that HERALD_AUDIT holds, newest first, filtered. A signal is
+// listed with action signal.<format> (signal.logout, signal.push,
+// signal.poll), its sender as source and what it caused.
 func (s *Service) ListAudit(ctx context.Context, f listFilter) ([]AuditRecord, error) {
 	out := []AuditRecord{}
-	opts := bus.ReadOptions{Subjects: []string{bus.SubjectAdminPrefix + ">"}, Since: f.since}
+	opts := bus.ReadOptions{Subjects: []string{bus.SubjectAdminPrefix + ">", bus.SubjectSignalPrefix + ">"}, Since: f.since}
 	err := s.conn.Read(ctx, bus.StreamAudit, opts, func(d bus.Delivery) bool {
 		e, err := s.openEvent(d, bus.StreamAudit)
-		if err != nil || e.Admin == nil {
+		if err != nil {
 			return true
 		}
 		a := e.Admin
+		if sg := e.Signal; sg != nil {
+			a = &bus.Admin{Action: "signal." + sg.Format, Source: sg.Sender, Reason: sg.Note, Kind: sg.Kind, Value: sg.Value, Issuer: sg.Issuer}
+		}
+		if a == nil {
+			return true
+		}
 		switch {
 		case f.kind != 0 && a.Kind != f.kind,
 			f.actor != "" && e.Actor != f.actor,
@@ -98,7 +111,7 @@ func (s *Service) ListAudit(ctx context.Context, f listFilter) ([]AuditRecord, e
 			return true
 		}
 		out = keepLast(out, AuditRecord{ID: e.ID, Seq: d.Seq, Type: e.Type, Time: e.Time, Actor: e.Actor,
-			Action: a.Action, Source: a.Source, Reason: a.Reason, Kind: a.Kind, Value: a.Value, Count: a.Count}, f.limit)
+			Action: a.Action, Source: a.Source, Reason: a.Reason, Kind: a.Kind, Value: a.Value, Count: a.Count, Issuer: a.Issuer}, f.limit)
 		return true
 	})
 	slices.Reverse(out)

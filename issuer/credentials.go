@@ -24,9 +24,12 @@ const (
 	ScopeRevoke   = "revoke"   // revocations and ending sessions, and read
 	ScopeSessions = "sessions" // creating sessions (a login service)
 	ScopeRead     = "read"     // lists, fleet, events
+	// ScopeSignals pushes Shared Signals SETs (POST /ssf/push): the
+	// credential a transmitter is given, which can do nothing else.
+	ScopeSignals = "signals"
 )
 
-var validScopes = []string{ScopeAdmin, ScopeRevoke, ScopeSessions, ScopeRead}
+var validScopes = []string{ScopeAdmin, ScopeRevoke, ScopeSessions, ScopeRead, ScopeSignals}
 
 // BootstrapCredential is the name of the credential from HERALD_ADMIN_TOKEN
 // or admin.token: it has every scope.
@@ -180,11 +183,11 @@ func (c *credentials) set(old, hash string, p *principal) {
 
 func checkScopes(scopes []string) error {
 	if len(scopes) == 0 {
-		return badRequest("scopes are required: admin, revoke, sessions or read")
+		return badRequest("scopes are required: admin, revoke, sessions, read or signals")
 	}
 	for _, sc := range scopes {
 		if !slices.Contains(validScopes, sc) {
-			return badRequest(fmt.Sprintf("unknown scope %q: want admin, revoke, sessions or read", sc))
+			return badRequest(fmt.Sprintf("unknown scope %q: want admin, revoke, sessions, read or signals", sc))
 		}
 	}
 	return nil

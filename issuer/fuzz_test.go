@@ -147,7 +147,7 @@ func FuzzRevocationRequest(f *testing.F) {
 			t.Fatalf("dry run accepted %q, checkRevocation refuses it: %v", body, err)
 		}
 		now := svc.now()
-		for _, e := range svc.revocationEvents(now, "fuzz", kind, values, req.Reason) {
+		for _, e := range svc.revocationEvents(now, "fuzz", kind, values, req.Reason, "") {
 			if _, err := bus.Encode(e); err != nil {
 				t.Fatalf("accepted %q, but its event is invalid on the bus: %v", body, err)
 			}

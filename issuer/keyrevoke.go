@@ -202,7 +202,7 @@ func (s *Service) replaceAllKeys(ctx context.Context, actor, source string) (str
 		for _, k := range old {
 			// Verifiers drop the old keys from the ordered stream too, and
 			// say why they refuse their tokens.
-			c.emit(s.revocationEvent(now, actor, bus.KindKey, k.kid, "revoke all"))
+			c.emit(s.revocationEvent(now, actor, bus.KindKey, k.kid, "revoke all", ""))
 			c.emit(&bus.Event{ID: bus.NewID(), Type: bus.TypeKeyRemoved, Time: now, Actor: actor,
 				Key: &bus.Key{ID: k.kid, Algorithm: k.alg}})
 		}
@@ -248,7 +248,7 @@ func (s *Service) trustedHas(kid string) bool {
 // Event keys are revoked only with a root key (herald keys event revoke).
 func (s *Service) checkTokenKeys(kids []string) error {
 	for _, kid := range kids {
-		for _, prefix := range []string{bus.EventKeyPrefix, bus.RevokedKeyPrefix, bus.EventCertPrefix} {
+		for _, prefix := range []string{bus.EventKeyPrefix, bus.RevokedKeyPrefix, bus.EventCertPrefix, bus.TrustPrefix, bus.ExternalKeyPrefix} {
 			if strings.HasPrefix(kid, prefix) {
 				return badRequest(fmt.Sprintf("key %q is not a token key: event keys are revoked with a root key (herald keys event revoke)", kid))
 			}

@@ -27,6 +27,10 @@ type RevocationRequest struct {
 	// events of up to bus.MaxBulkValues each.
 	Values []string `json:"values,omitempty"`
 	Reason string   `json:"reason,omitempty"`
+	// Issuer, if set, limits the revocation to the tokens of that issuer:
+	// Herald's own (its issuer URL) or a trusted external one. Without
+	// it the revocation matches the tokens of every issuer.
+	Issuer string `json:"iss,omitempty"`
 }
 
 // MaxBulkRequest bounds the values of one bulk revocation request.
@@ -48,11 +52,12 @@ type RevocationResult struct {
 	Rotated string `json:"rotated_to,omitempty"`
 }
 
-// revocationEvent returns the event of a revocation made now.
-func (s *Service) revocationEvent(now time.Time, actor string, k bus.Kind, value, reason string) *bus.Event {
+// revocationEvent returns the event of a revocation made now, limited to
+// the tokens of issuer iss if it is not empty.
+func (s *Service) revocationEvent(now time.Time, actor string, k bus.Kind, value, reason, iss string) *bus.Event {
 	return &bus.Event{
 		ID: bus.NewID(), Type: bus.TypeRevocation, Time: now, Actor: actor,
-		Revocation: &bus.Revocation{Kind: k, Value: value, Reason: reason,
+		Revocation: &bus.Revocation{Kind: k, Value: value, Reason: reason, Issuer: iss,
 			At: now, Until: now.Add(s.cfg.revocationLifetime())},
 	}
 }
@@ -66,11 +71,27 @@ func (s *Service) revocationEvent(now time.Time, actor string, k bus.Kind, value
 // cover for as long as those sessions live; a client revocation refuses
 // the client new tokens, and a key revocation first makes sure another,
 // already published key signs, then removes the key from HERALD_KEYS.
+//
+// A revocation limited to an external issuer (RevocationRequest.Issuer)
+// changes nothing of Herald's own: no key rotates, no session of Herald's
+// ends; verifiers enforce it on that issuer's tokens.
 func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, source string) (*RevocationResult, error) {
+	return s.revoke(ctx, req, actor, source, nil)
+}
+
+// revoke is Revoke. signal, if not nil, is the signal received from
+// outside that asked for the revocation: its audit event takes the place
+// of admin.revoke, in the same commit, so that the one is never recorded
+// without the other.
+func (s *Service) revoke(ctx context.Context, req RevocationRequest, actor, source string, signal *bus.Signal) (*RevocationResult, error) {
 	kind, values, err := checkRevocation(req)
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkIssuer(req.Issuer); err != nil {
+		return nil, err
+	}
+	own := s.ownTokens(req.Issuer)
 	ctx, span := tracer().Start(ctx, "herald.issuer.Revoke", trace.WithAttributes(
 		attribute.String("herald.kind", kind.String()), attribute.Int("herald.values", len(values))))
 	defer span.End()
@@ -80,7 +101,7 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 		}
 	}
 	res := &RevocationResult{}
-	if kind == bus.KindKey || kind == bus.KindAll {
+	if own && (kind == bus.KindKey || kind == bus.KindAll) {
 		s.keyMu.Lock()
 		defer s.keyMu.Unlock()
 		before := s.keys.Current().kid
@@ -102,10 +123,13 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 		}
 	}
 	now := s.now()
-	events := s.revocationEvents(now, actor, kind, values, req.Reason)
+	events := s.revocationEvents(now, actor, kind, values, req.Reason, req.Issuer)
 	seqs, err := s.outbox.commit(ctx, func(c *change) error {
 		c.keep()
 		for _, v := range values {
+			if !own {
+				break
+			}
 			if err := s.applyRevocation(c, kind, v, now); err != nil {
 				return err
 			}
@@ -113,7 +137,11 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 		for _, e := range events {
 			c.emit(e)
 		}
-		audit := &bus.Admin{Action: "revoke", Source: source, Reason: req.Reason, Kind: kind}
+		if signal != nil {
+			c.emit(&bus.Event{ID: bus.NewID(), Type: bus.TypeSignalReceived, Time: now, Actor: actor, Signal: signal})
+			return nil
+		}
+		audit := &bus.Admin{Action: "revoke", Source: source, Reason: req.Reason, Kind: kind, Issuer: req.Issuer}
 		if len(req.Values) > 0 {
 			audit.Count = len(values)
 		} else {
@@ -125,8 +153,10 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 	if err != nil {
 		return nil, err // if it was recorded, Run publishes it and shares its cut-offs
 	}
-	if err := s.shareCutoffs(ctx, kind, values, now); err != nil {
-		return nil, fmt.Errorf("%w: %w", errNotPublished, err) // recorded: Run retries
+	if own {
+		if err := s.shareCutoffs(ctx, kind, values, now); err != nil {
+			return nil, fmt.Errorf("%w: %w", errNotPublished, err) // recorded: Run retries
+		}
 	}
 	res.ID, res.Seq, res.At = events[0].ID, seqs[len(events)-1], now
 	s.metrics.revoked(ctx, kind, len(values))
@@ -134,14 +164,14 @@ func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, sour
 	if len(req.Values) > 0 {
 		res.Events, res.Count = len(events), len(values)
 	}
-	s.log.Info("revoked", "kind", kind, "values", len(values), "events", len(events), "seq", res.Seq, "actor", actor)
-	if kind == bus.KindKey {
+	s.log.Info("revoked", "kind", kind, "values", len(values), "events", len(events), "seq", res.Seq, "actor", actor, "iss", req.Issuer)
+	if own && kind == bus.KindKey {
 		for _, kid := range values {
 			s.recordRevokedKey(ctx, kid, now, req.Reason)
 			s.removeKey(ctx, kid)
 		}
 	}
-	if kind == bus.KindAll {
+	if own && kind == bus.KindAll {
 		if err := s.allHandled(now); err != nil {
 			s.log.Error("revoke all not recorded as handled", "err", err)
 		}
@@ -385,9 +415,9 @@ const bulkBytes = bus.MaxEventSize - 16<<10
 
 // revocationEvents returns the events of a revocation of values: one for
 // a single value, else as few bulk events as the size bounds allow.
-func (s *Service) revocationEvents(now time.Time, actor string, k bus.Kind, values []string, reason string) []*bus.Event {
+func (s *Service) revocationEvents(now time.Time, actor string, k bus.Kind, values []string, reason, iss string) []*bus.Event {
 	if len(values) == 1 {
-		return []*bus.Event{s.revocationEvent(now, actor, k, values[0], reason)}
+		return []*bus.Event{s.revocationEvent(now, actor, k, values[0], reason, iss)}
 	}
 	var out []*bus.Event
 	for len(values) > 0 {
@@ -400,7 +430,7 @@ func (s *Service) revocationEvents(now time.Time, actor string, k bus.Kind, valu
 			size += len(b) + 1
 			n++
 		}
-		e := s.revocationEvent(now, actor, k, "", reason)
+		e := s.revocationEvent(now, actor, k, "", reason, iss)
 		e.Revocation.Values = values[:n]
 		out = append(out, e)
 		values = values[n:]
@@ -458,6 +488,8 @@ type BlastRadius struct {
 	DryRun bool   `json:"dry_run"`
 	Kind   string `json:"kind"`
 	Values int    `json:"values"`
+	// Issuer is the issuer the revocation would be limited to, if any.
+	Issuer string `json:"iss,omitempty"`
 	// Sessions, Subjects and Clients count the live sessions the
 	// revocation would end and their distinct subjects and clients.
 	Sessions int `json:"sessions"`
@@ -474,16 +506,23 @@ func (s *Service) DryRun(ctx context.Context, req RevocationRequest) (*BlastRadi
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkIssuer(req.Issuer); err != nil {
+		return nil, err
+	}
 	if kind == bus.KindKey {
 		if err := s.checkTokenKeys(values); err != nil {
 			return nil, err
 		}
 	}
+	if !s.ownTokens(req.Issuer) {
+		return &BlastRadius{DryRun: true, Kind: kind.String(), Values: len(values), Issuer: req.Issuer,
+			Note: "tokens of an external issuer: Herald holds none of its sessions, so it cannot count them; verifiers refuse every matching token of " + req.Issuer}, nil
+	}
 	set := make(map[string]bool, len(values))
 	for _, v := range values {
 		set[v] = true
 	}
-	br := &BlastRadius{DryRun: true, Kind: kind.String(), Values: len(values)}
+	br := &BlastRadius{DryRun: true, Kind: kind.String(), Values: len(values), Issuer: req.Issuer}
 	current := s.keys.Current().kid
 	switch kind {
 	case bus.KindToken:
@@ -523,3 +562,23 @@ func (s *Service) DryRun(ctx context.Context, req RevocationRequest) (*BlastRadi
 	br.Subjects, br.Clients = len(subjects), len(clients)
 	return br, err
 }
+
+// checkIssuer refuses a revocation limited to an issuer whose tokens no
+// verifier accepts: neither Herald's own issuer nor a trusted one.
+func (s *Service) checkIssuer(iss string) error {
+	if iss == "" || iss == s.cfg.IssuerURL {
+		return nil
+	}
+	if err := bus.CheckIssuer(iss); err != nil {
+		return badRequest(err.Error())
+	}
+	if _, ok := s.cfg.externalLifetimes()[iss]; !ok {
+		return badRequest(fmt.Sprintf("issuer %q is neither this issuer nor a trusted one (--trust-issuer)", iss))
+	}
+	return nil
+}
+
+// ownTokens reports whether a revocation limited to iss (none when
+// empty) covers Herald's own tokens, so that Herald's own state (keys,
+// sessions, cut-offs) follows it.
+func (s *Service) ownTokens(iss string) bool { return iss == "" || iss == s.cfg.IssuerURL }

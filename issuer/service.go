@@ -179,6 +179,9 @@ func ensureBus(ctx context.Context, cfg Config, conn *bus.Conn) (jetstream.KeyVa
 	if err := conn.EnsureRefreshRelay(ctx, bus.RefreshRelayConfig{Replicas: cfg.Replicas}); err != nil {
 		return nil, err
 	}
+	if err := conn.EnsureSignals(ctx, bus.DefaultSignalsTTL, cfg.Replicas); err != nil {
+		return nil, err
+	}
 	err = conn.EnsureSessions(ctx, bus.SessionsConfig{TTL: cfg.SessionTTL + sessionsMargin, Replicas: cfg.Replicas})
 	if err != nil {
 		return nil, err

@@ -283,7 +283,7 @@ func (s *Service) refreshSessionID(token string) (string, error) {
 func (s *Service) endSession(sess *sessionRecord, now time.Time, why, actor string) *sessionWrite {
 	sess.Ended, sess.EndedWhy = true, why
 	return &sessionWrite{keep: true, events: []*bus.Event{
-		s.revocationEvent(now, actor, bus.KindSession, sess.ID, why),
+		s.revocationEvent(now, actor, bus.KindSession, sess.ID, why, ""),
 		{
 			ID: bus.NewID(), Type: bus.TypeSessionEnded, Time: now, Actor: actor,
 			Session: &bus.Session{ID: sess.ID, Subject: sess.Subject, Tenant: sess.Tenant, ClientID: sess.ClientID,

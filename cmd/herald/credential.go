@@ -18,7 +18,7 @@ func runCredential(ctx context.Context, args []string, stdout, stderr io.Writer)
 		rotate:    "/rotate",
 		shownOnce: "The token is shown once; store it now.",
 		flags: func(fs *flag.FlagSet) func(string) any {
-			scopes := fs.String("scopes", "", "comma-separated: admin, revoke, sessions, read")
+			scopes := fs.String("scopes", "", "comma-separated: admin, revoke, sessions, read, signals")
 			return func(name string) any { return issuer.CredentialRequest{Name: name, Scopes: splitList(*scopes)} }
 		},
 		deleted: func(name string) (answer, printed any) {

@@ -129,8 +129,23 @@ func printEvent(w io.Writer, id, data string, asJSON bool) error {
 		if len(r.Values) > 0 {
 			what = fmt.Sprintf("%s ×%d", r.Kind, len(r.Values))
 		}
+		if r.Issuer != "" {
+			what += " iss=" + r.Issuer
+		}
 		if r.Reason != "" {
 			what += fmt.Sprintf(" (%s)", r.Reason)
+		}
+	case e.Signal != nil:
+		g := e.Signal
+		what = fmt.Sprintf("%s iss=%s jti=%s %s", g.Format, g.Issuer, g.JTI, g.Outcome)
+		if g.Kind.Valid() {
+			what += fmt.Sprintf(" %s %s", g.Kind, g.Value)
+		}
+		if g.Note != "" {
+			what += fmt.Sprintf(" (%s)", g.Note)
+		}
+		if g.Sender != "" {
+			what += " via " + g.Sender
 		}
 	case e.Session != nil:
 		what = fmt.Sprintf("sid=%s sub=%s tenant=%s %s", e.Session.ID, e.Session.Subject, e.Session.Tenant, e.Session.Reason)

@@ -25,6 +25,7 @@ func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var c clientFlags
 	c.register(fs)
 	reason := fs.String("reason", "", "why; recorded in the audit trail")
+	iss := fs.String("iss", "", "revoke only the tokens of this issuer (Herald's or a trusted one); default: every issuer's")
 	fromFile := fs.String("from-file", "", "revoke every value in FILE, one per line ('-' reads standard input)")
 	dryRun := fs.Bool("dry-run", false, "report the blast radius (live sessions, subjects, clients) without revoking")
 	wait := fs.Duration("wait", 0, "wait until every live verifier has applied the revocation, at most this long")
@@ -37,7 +38,7 @@ func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return errors.New("revoke: want KIND [VALUE], or KIND --from-file FILE")
 	}
-	req := issuer.RevocationRequest{Kind: positional[0], Reason: *reason}
+	req := issuer.RevocationRequest{Kind: positional[0], Reason: *reason, Issuer: *iss}
 	if len(positional) == 2 {
 		req.Value = positional[1]
 	}

@@ -289,13 +289,21 @@
   }
 
   function summary(e) {
-    const r = e.revocation, s = e.session, t = e.token, k = e.key, a = e.admin;
+    const r = e.revocation, s = e.session, t = e.token, k = e.key, a = e.admin, g = e.signal;
     if (r) {
       let what;
       if (r.kind === 'all') what = 'every token issued so far';
       else if (Array.isArray(r.values)) what = `${plural(r.values.length, r.kind)} (bulk)`;
       else what = `${r.kind} ${r.value}`;
+      if (r.iss) what += ` of ${r.iss}`;
       return r.reason ? `${what} — ${r.reason}` : what;
+    }
+    if (g) {
+      let out = `${g.format} from ${g.iss}`;
+      out += g.outcome === 'revoked' ? `: revoked ${g.kind} ${g.value || ''}` : ': recorded';
+      if (g.note) out += ` — ${g.note}`;
+      if (g.sender) out += ` (via ${g.sender})`;
+      return out;
     }
     if (t) return `jti ${t.jti} for ${who(t.sub, t.tenant, t.client_id)}`;
     if (s) {
@@ -309,6 +317,7 @@
       else if (a.kind) parts.push(a.kind);
       else if (a.value) parts.push(a.value);
       if (a.count) parts.push(plural(a.count, 'value'));
+      if (a.iss) parts.push(`of ${a.iss}`);
       let out = parts.join(' ');
       if (a.reason) out += ` — ${a.reason}`;
       if (a.source) out += ` (from ${a.source})`;
@@ -507,6 +516,8 @@
     if (req.kind !== 'all') req.value = $('value').value.trim();
     const reason = $('reason').value.trim();
     if (reason) req.reason = reason;
+    const iss = $('iss').value.trim();
+    if (iss) req.iss = iss;
     return req;
   }
 
@@ -541,7 +552,8 @@
   }
 
   function describe(req) {
-    return req.kind === 'all' ? 'every token issued up to now' : `${req.kind} ${req.value}`;
+    const what = req.kind === 'all' ? 'every token issued up to now' : `${req.kind} ${req.value}`;
+    return req.iss ? `${what} of issuer ${req.iss}` : what;
   }
 
   async function onReview(ev) {
@@ -563,7 +575,7 @@
       if (st !== state) return;
       let text = `Revoking ${describe(req)} cuts off ${plural(br.sessions, 'live session')}`
         + ` of ${plural(br.subjects, 'subject')} and ${plural(br.clients, 'client')}.`;
-      if (req.kind === 'all') text += ' The signing key is rotated in the same step.';
+      if (req.kind === 'all' && !req.iss) text += ' The signing key is rotated in the same step.';
       $('blast').textContent = text;
       $('blast-note').textContent = br.note || '';
       $('blast-note').hidden = !br.note;
@@ -680,6 +692,7 @@
     $('kind').addEventListener('change', onKindChange);
     $('value').addEventListener('input', clearPending);
     $('reason').addEventListener('input', clearPending);
+    $('iss').addEventListener('input', clearPending);
     $('revoke-form').addEventListener('submit', onReview);
     $('confirm').addEventListener('click', onConfirm);
     $('cancel').addEventListener('click', () => { clearPending(); $('revoke').focus(); });
