@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"sync"
 	"sync/atomic"
+
+	"github.com/heraldsec/herald/bus"
 )
 
 // DefaultCacheSize is how many verified tokens a Verifier remembers.
@@ -34,8 +36,9 @@ type cacheShard struct {
 
 type cacheEntry struct {
 	claims Claims
-	key    *Key  // the key the signature verified with
-	exp    int64 // the token's exp, unix nanoseconds
+	key    *Key       // the key the signature verified with
+	trust  *bus.Trust // for an external issuer's token, its trust entry
+	exp    int64      // the token's exp, unix nanoseconds
 }
 
 // newTokenCache returns a cache of at most size entries (rounded up to a

@@ -12,7 +12,9 @@ import (
 	"github.com/heraldsec/herald/internal/jsonstrict"
 )
 
-// Claims are the claims of a Herald access token (RFC 9068 section 2.2).
+// Claims are the claims of a Herald access token (RFC 9068 section 2.2),
+// or those of a trusted external issuer's access token mapped to them as
+// its trust entry says (bus.TrustClaims).
 type Claims struct {
 	Issuer    string           `json:"iss"`
 	Subject   string           `json:"sub"`
@@ -25,6 +27,10 @@ type Claims struct {
 	SessionID string           `json:"sid,omitempty"`
 	Scope     string           `json:"scope,omitempty"`
 	Tenant    string           `json:"tenant,omitempty"`
+	// Email is, in a trusted external issuer's token whose trust entry
+	// names an email claim, that claim: subject revocations match it as
+	// well as sub. Empty in Herald's tokens.
+	Email string `json:"email,omitempty"`
 	// Confirmation binds the token to a DPoP key (RFC 9449 section 6).
 	Confirmation *Confirmation `json:"cnf,omitempty"`
 }

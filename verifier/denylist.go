@@ -14,10 +14,26 @@ import (
 // for programs (the issuer) that consult a denylist this package fills.
 func DenyKey(k bus.Kind, value string) string { return denyKey(k, value) }
 
+// DenyKeyFor returns the denylist key of a revocation of kind k for value
+// limited to the tokens of issuer iss (bus.Revocation.Issuer), or, with
+// iss empty, of one for every issuer (DenyKey).
+func DenyKeyFor(k bus.Kind, iss, value string) string { return denyKeyFor(k, iss, value) }
+
 // denyKey returns the store key of a revocation of kind k for value. Each
 // kind has its own one-byte prefix so values of different kinds never collide.
 func denyKey(k bus.Kind, value string) string {
 	return string(rune('0'+k)) + ":" + value
+}
+
+// denyKeyFor returns the store key of a revocation of kind k for value
+// limited to issuer iss: the kind's byte, '@' where an unlimited one has
+// ':', the issuer, a NUL (which bus.CheckIssuer keeps out of issuers),
+// then the value. With iss empty it is denyKey.
+func denyKeyFor(k bus.Kind, iss, value string) string {
+	if iss == "" {
+		return denyKey(k, value)
+	}
+	return string(rune('0'+k)) + "@" + iss + "\x00" + value
 }
 
 // entryFor returns the denylist entry that enforces revocation r for one

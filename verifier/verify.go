@@ -23,6 +23,9 @@ import (
 const (
 	DefaultLeeway       = 30 * time.Second
 	DefaultMaxTokenSize = 8 << 10
+	// DefaultUnknownKeyInterval is how often, at most, Config.OnUnknownKey
+	// is called for one external issuer.
+	DefaultUnknownKeyInterval = 10 * time.Second
 )
 
 // Config configures a Verifier.
@@ -61,6 +64,16 @@ type Config struct {
 	// from the bus for too long; admitted requests then carry HeaderStale.
 	// Nil: never stale. A sidecar sets it.
 	Stale func() bool
+	// OnUnknownKey, if set, is called when a token of a trusted external
+	// issuer names a kid the key set does not hold for that issuer (the
+	// provider rotated its keys and no issuer published the new one yet):
+	// at most once per issuer per UnknownKeyInterval, however many such
+	// tokens arrive. It must not block. A sidecar publishes a
+	// bus.KeyRequest.
+	OnUnknownKey func(iss, kid string)
+	// UnknownKeyInterval spaces the calls of OnUnknownKey for one issuer.
+	// Default DefaultUnknownKeyInterval.
+	UnknownKeyInterval time.Duration
 }
 
 // DefaultTrustedProxies returns the default Config.TrustedProxies: the
@@ -88,6 +101,9 @@ func (c *Config) setDefaults() {
 	if c.TrustedProxies == nil {
 		c.TrustedProxies = DefaultTrustedProxies()
 	}
+	if c.UnknownKeyInterval == 0 {
+		c.UnknownKeyInterval = DefaultUnknownKeyInterval
+	}
 }
 
 // Validate reports every problem with c at once.
@@ -109,6 +125,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxTokenSize < 0 {
 		errs = append(errs, errors.New("max token size must not be negative"))
+	}
+	if c.UnknownKeyInterval < 0 {
+		errs = append(errs, errors.New("unknown key interval must not be negative"))
 	}
 	if c.CacheSize > 1<<24 {
 		errs = append(errs, errors.New("cache size must be at most 16777216 entries"))
@@ -134,6 +153,7 @@ type Verifier struct {
 	cache   *tokenCache  // nil when disabled
 	replay  *ReplayCache // DPoP proof ids seen
 	metrics *verifyMetrics
+	unknown *keyRequests // nil without Config.OnUnknownKey
 }
 
 // New returns a Verifier that trusts the keys in keys and refuses what deny
@@ -151,6 +171,9 @@ func New(cfg Config, keys *KeySet, deny *store.DB, ready func() bool) (*Verifier
 	v.parser = v.newParser()
 	v.cache = newTokenCache(cfg.CacheSize)
 	v.replay = NewReplayCache(dpopReplayMax)
+	if cfg.OnUnknownKey != nil {
+		v.unknown = newKeyRequests(cfg.OnUnknownKey, cfg.UnknownKeyInterval)
+	}
 	var err error
 	if v.metrics, err = newVerifyMetrics(cfg.MeterProvider); err != nil {
 		return nil, err
@@ -250,7 +273,7 @@ func (v *Verifier) verify(token string) (*Claims, string, error) {
 	if v.cache != nil {
 		sum = sha256.Sum256([]byte(token))
 		if e, ok := v.cache.get(&sum, v.cfg.Now().UnixNano()); ok {
-			if k, _ := v.keys.Get(e.key.ID); k == e.key {
+			if v.stillTrusted(e) {
 				if err := v.checkDenylist(&e.claims, e.key.ID); err != nil {
 					return nil, "", err
 				}
@@ -259,12 +282,12 @@ func (v *Verifier) verify(token string) (*Claims, string, error) {
 			}
 		}
 	}
-	c, key, err := v.verifyToken(token)
+	c, key, trust, err := v.verifyToken(token)
 	if err != nil {
 		return nil, "", err
 	}
 	if v.cache != nil {
-		v.cache.put(&sum, &cacheEntry{claims: *c, key: key, exp: c.ExpiresAt.UnixNano()})
+		v.cache.put(&sum, &cacheEntry{claims: *c, key: key, trust: trust, exp: c.ExpiresAt.UnixNano()})
 	}
 	if err := v.checkDenylist(c, key.ID); err != nil {
 		return nil, "", err
@@ -272,59 +295,100 @@ func (v *Verifier) verify(token string) (*Claims, string, error) {
 	return c, key.ID, nil
 }
 
-// verifyToken runs every check but the denylist.
-func (v *Verifier) verifyToken(token string) (*Claims, *Key, error) {
+// stillTrusted reports whether the key (and, for an external issuer's
+// token, the trust entry) that verified the token of cache entry e is
+// still the one the key set holds.
+func (v *Verifier) stillTrusted(e *cacheEntry) bool {
+	if e.key.Issuer == "" {
+		k, _ := v.keys.Get(e.key.ID)
+		return k == e.key
+	}
+	k, t, _ := v.keys.External(e.key.Issuer, e.key.ID)
+	return k == e.key && t == e.trust
+}
+
+// verifyToken runs every check but the denylist. It returns the key that
+// verified the token and, for a trusted external issuer's token, that
+// issuer's trust entry.
+func (v *Verifier) verifyToken(token string) (*Claims, *Key, *bus.Trust, error) {
 	if strings.Count(token, ".") != 2 {
-		return nil, nil, fmt.Errorf("%w: want three dot-separated parts", ErrMalformed)
+		return nil, nil, nil, fmt.Errorf("%w: want three dot-separated parts", ErrMalformed)
 	}
 	// Base64 decoders skip CR and LF, even strict ones, so they would give
 	// a token many spellings (in the signature, where the signing input
 	// does not cover them): one token, one string.
 	if strings.IndexByte(token, '\n') >= 0 || strings.IndexByte(token, '\r') >= 0 {
-		return nil, nil, fmt.Errorf("%w: line break in token", ErrMalformed)
+		return nil, nil, nil, fmt.Errorf("%w: line break in token", ErrMalformed)
 	}
 	hdr, rest, _ := strings.Cut(token, ".")
 	payload, _, _ := strings.Cut(rest, ".")
-	key, err := v.checkHeader(hdr)
-	if err != nil {
-		return nil, nil, err
-	}
 	// golang-jwt decodes the claims with encoding/json, which matches
 	// names case-insensitively and keeps the last of duplicates; check
 	// the same bytes first.
+	var rawErr error
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(payload)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: claims are not base64url", ErrMalformed)
+		rawErr = fmt.Errorf("%w: claims are not base64url", ErrMalformed)
+	} else if err := jsonstrict.CheckMembers(raw, claimNames); err != nil {
+		rawErr = fmt.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
-	if err := jsonstrict.CheckMembers(raw, claimNames); err != nil {
-		return nil, nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
+	// The unverified iss chooses the keys: Herald's own, or those of the
+	// trusted external issuer it names, and no other. Claims that fail the
+	// strict checks name no issuer and are refused below; claims without
+	// an iss go the way of Herald's tokens, to be refused as they were.
+	if iss, ok := peekIssuer(raw, rawErr); ok && iss != v.cfg.Issuer {
+		t, trusted := v.keys.Trust(iss)
+		if !trusted {
+			return nil, nil, nil, fmt.Errorf("%w: %q is not a trusted issuer", ErrIssuer, truncate(iss, 64))
+		}
+		return v.verifyExternal(token, hdr, raw, t)
 	}
+	if rawErr != nil {
+		if _, err := parseHeader(hdr); err != nil {
+			return nil, nil, nil, err
+		}
+		return nil, nil, nil, rawErr
+	}
+	key, err := v.checkHeader(hdr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c, err := v.parseHerald(token, key)
+	return c, key, nil, err
+}
+
+// parseHerald checks the signature and claims of a token of Herald's
+// issuer, whose header chose key.
+func (v *Verifier) parseHerald(token string, key *Key) (*Claims, error) {
 	var c Claims
-	_, err = v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+	_, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
 		if t.Method.Alg() != key.Algorithm {
 			return nil, ErrAlgorithm
 		}
 		return key.Public, nil
 	})
 	if err != nil {
-		return nil, nil, mapJWTError(err)
+		return nil, mapJWTError(err)
 	}
 	switch {
 	case c.Subject == "":
-		return nil, nil, fmt.Errorf("%w: sub is missing", ErrMalformed)
+		return nil, fmt.Errorf("%w: sub is missing", ErrMalformed)
 	case c.ID == "":
-		return nil, nil, fmt.Errorf("%w: jti is missing", ErrMalformed)
+		return nil, fmt.Errorf("%w: jti is missing", ErrMalformed)
 	case c.IssuedAt == nil:
-		return nil, nil, fmt.Errorf("%w: iat is missing", ErrMalformed)
+		return nil, fmt.Errorf("%w: iat is missing", ErrMalformed)
 	case c.ExpiresAt == nil: // golang-jwt requires it already; the cache relies on it
-		return nil, nil, fmt.Errorf("%w: exp is missing", ErrMalformed)
+		return nil, fmt.Errorf("%w: exp is missing", ErrMalformed)
 	}
 	// Whoever holds a signing key must not mint tokens that outlive every
 	// revocation: the key's signed entry bounds their lifetime.
 	if life, limit := c.ExpiresAt.Sub(c.IssuedAt.Time), key.maxLifetime()+v.cfg.Leeway; life > limit {
-		return nil, nil, fmt.Errorf("%w: lifetime %s exceeds the issuer's max %s", ErrMalformed, life, limit)
+		return nil, fmt.Errorf("%w: lifetime %s exceeds the issuer's max %s", ErrMalformed, life, limit)
 	}
-	return &c, key, nil
+	// Email is what an external issuer's trust entry names; Herald's
+	// tokens carry none that revocations match.
+	c.Email = ""
+	return &c, nil
 }
 
 // CacheStats reports the fast path's hits and misses since start and how
@@ -336,7 +400,8 @@ func (v *Verifier) CacheStats() (hits, misses uint64, size int) {
 	return v.cache.hits.Load(), v.cache.misses.Load(), v.cache.len()
 }
 
-func (v *Verifier) checkHeader(seg string) (*Key, error) {
+// parseHeader decodes the JOSE header seg of a token.
+func parseHeader(seg string) (*header, error) {
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(seg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: header is not base64url", ErrMalformed)
@@ -347,6 +412,16 @@ func (v *Verifier) checkHeader(seg string) (*Key, error) {
 	var h header
 	if err := json.Unmarshal(raw, &h); err != nil {
 		return nil, fmt.Errorf("%w: header is not a JSON object", ErrMalformed)
+	}
+	return &h, nil
+}
+
+// checkHeader checks the header seg of a token of Herald's issuer and
+// returns the key it names.
+func (v *Verifier) checkHeader(seg string) (*Key, error) {
+	h, err := parseHeader(seg)
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case !v.allowed[h.Alg]:
