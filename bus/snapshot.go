@@ -64,6 +64,9 @@ type SnapshotEntry struct {
 	Value string    `json:"value,omitempty"`
 	At    time.Time `json:"at"`
 	Until time.Time `json:"until"`
+	// Issuer, if set, limits the entry to the tokens of that issuer, as
+	// Revocation.Issuer does.
+	Issuer string `json:"iss,omitempty"`
 }
 
 // SnapshotSubject returns the subject chunk index of a snapshot is
@@ -87,7 +90,7 @@ func (s *Snapshot) Validate() error {
 		errs = append(errs, fmt.Errorf("snapshot names %d event keys, at most %d", len(s.EventKeys), MaxSnapshotEventKeys))
 	}
 	for i, e := range s.Entries {
-		r := Revocation{Kind: e.Kind, Value: e.Value, At: e.At, Until: e.Until}
+		r := Revocation{Kind: e.Kind, Value: e.Value, At: e.At, Until: e.Until, Issuer: e.Issuer}
 		if err := r.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("entries[%d]: %w", i, err))
 			break
@@ -97,8 +100,8 @@ func (s *Snapshot) Validate() error {
 }
 
 // snapshotEntryBound is an upper bound of an encoded SnapshotEntry beside
-// its value: braces, member names, the longest kind and two RFC 3339
-// times with nanoseconds and an offset.
+// its value and issuer: braces, member names, the longest kind and two
+// RFC 3339 times with nanoseconds and an offset.
 const snapshotEntryBound = 160
 
 // SnapshotChunks splits entries into the chunks of snapshot id (at most
@@ -120,7 +123,7 @@ func SnapshotChunks(id string, seq uint64, created time.Time, entries []Snapshot
 	}
 	for i, e := range entries {
 		// JSON escapes a byte as at most 6 (\u00XX).
-		n := snapshotEntryBound + 6*len(e.Value)
+		n := snapshotEntryBound + 6*(len(e.Value)+len(e.Issuer))
 		if size+n > budget {
 			flush(i)
 		}

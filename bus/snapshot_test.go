@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// TestSnapshotChunks_Bounded splits entries whose values encode to six
-// bytes a byte into chunks that all encode under MaxEventSize, decode
+// TestSnapshotChunks_Bounded splits entries whose values and issuers
+// encode to six bytes a byte into chunks that all encode under MaxEventSize, decode
 // back to the same entries in order, and agree on id, sequence and count.
 func TestSnapshotChunks_Bounded(t *testing.T) {
 	at := time.Date(2026, 11, 23, 14, 0, 0, 123456789, time.FixedZone("x", 3600))
@@ -18,7 +18,11 @@ func TestSnapshotChunks_Bounded(t *testing.T) {
 		if i%3 == 0 {
 			v = "jti-" + strings.Repeat("x", i%50)
 		}
-		entries = append(entries, SnapshotEntry{Kind: KindToken, Value: v, At: at, Until: at.Add(time.Hour)})
+		e := SnapshotEntry{Kind: KindToken, Value: v, At: at, Until: at.Add(time.Hour)}
+		if i%5 == 0 {
+			e.Issuer = strings.Repeat("<", MaxValueLen) // \u003c each
+		}
+		entries = append(entries, e)
 	}
 	entries = append(entries, SnapshotEntry{Kind: KindAll, At: at, Until: at.Add(time.Hour)})
 	chunks := SnapshotChunks(NewID(), 42, time.Time{}, entries, "test", time.Now())
@@ -48,7 +52,8 @@ func TestSnapshotChunks_Bounded(t *testing.T) {
 		t.Fatalf("%d entries decoded, want %d", len(got), len(entries))
 	}
 	for i := range got {
-		if got[i].Kind != entries[i].Kind || got[i].Value != entries[i].Value || !got[i].At.Equal(entries[i].At) || !got[i].Until.Equal(entries[i].Until) {
+		if got[i].Kind != entries[i].Kind || got[i].Value != entries[i].Value || got[i].Issuer != entries[i].Issuer ||
+			!got[i].At.Equal(entries[i].At) || !got[i].Until.Equal(entries[i].Until) {
 			t.Fatalf("entry %d = %+v, want %+v", i, got[i], entries[i])
 		}
 	}
@@ -68,17 +73,18 @@ func TestSnapshot_Validate(t *testing.T) {
 		t.Fatalf("valid chunk: %v", err)
 	}
 	for name, edit := range map[string]func(s *Snapshot){
-		"no id":            func(s *Snapshot) { s.ID = "" },
-		"no seq":           func(s *Snapshot) { s.Seq = 0 },
-		"index past count": func(s *Snapshot) { s.Index = 1 },
-		"negative index":   func(s *Snapshot) { s.Index = -1 },
-		"no count":         func(s *Snapshot) { s.Count = 0 },
-		"too many chunks":  func(s *Snapshot) { s.Count = MaxSnapshotChunks + 1 },
-		"bad kind":         func(s *Snapshot) { s.Entries[0].Kind = 0 },
-		"no value":         func(s *Snapshot) { s.Entries[0].Value = "" },
-		"value for all":    func(s *Snapshot) { s.Entries[0].Kind = KindAll },
-		"until before at":  func(s *Snapshot) { s.Entries[0].Until = at.Add(-time.Second) },
-		"long value":       func(s *Snapshot) { s.Entries[0].Value = strings.Repeat("v", MaxValueLen+1) },
+		"no id":             func(s *Snapshot) { s.ID = "" },
+		"no seq":            func(s *Snapshot) { s.Seq = 0 },
+		"index past count":  func(s *Snapshot) { s.Index = 1 },
+		"negative index":    func(s *Snapshot) { s.Index = -1 },
+		"no count":          func(s *Snapshot) { s.Count = 0 },
+		"too many chunks":   func(s *Snapshot) { s.Count = MaxSnapshotChunks + 1 },
+		"bad kind":          func(s *Snapshot) { s.Entries[0].Kind = 0 },
+		"no value":          func(s *Snapshot) { s.Entries[0].Value = "" },
+		"value for all":     func(s *Snapshot) { s.Entries[0].Kind = KindAll },
+		"until before at":   func(s *Snapshot) { s.Entries[0].Until = at.Add(-time.Second) },
+		"long value":        func(s *Snapshot) { s.Entries[0].Value = strings.Repeat("v", MaxValueLen+1) },
+		"issuer with a NUL": func(s *Snapshot) { s.Entries[0].Issuer = "https://idp.test\x00x" },
 	} {
 		s := ok()
 		edit(s)
