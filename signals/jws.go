@@ -85,12 +85,15 @@ func splitToken(raw string, max int) (*token, error) {
 		return nil, invalid("header is not a JOSE header")
 	}
 	hd := &t.hdr
-	for name, v := range map[string]json.RawMessage{
-		"crit": hd.Crit, "jku": hd.Jku, "x5u": hd.X5u, "x5c": hd.X5c, "jwk": hd.JWK,
-		"cty": hd.Cty, "b64": hd.B64, "zip": hd.Zip, "enc": hd.Enc,
+	for _, p := range []struct {
+		name string
+		v    json.RawMessage
+	}{
+		{"crit", hd.Crit}, {"jku", hd.Jku}, {"x5u", hd.X5u}, {"x5c", hd.X5c}, {"jwk", hd.JWK},
+		{"cty", hd.Cty}, {"b64", hd.B64}, {"zip", hd.Zip}, {"enc", hd.Enc},
 	} {
-		if v != nil {
-			return nil, invalid("header parameter %s is not accepted", name)
+		if p.v != nil {
+			return nil, invalid("header parameter %s is not accepted", p.name)
 		}
 	}
 	if hd.Typ != nil {

@@ -121,6 +121,8 @@ func TestParseLogoutToken_Refused(t *testing.T) {
 		"HS256 keyed with the public key": {hs256, signals.CodeInvalidKey},
 		"alg other than the key's": {signRaw(t, f.keys["a-rs"], mustJSON(t, map[string]any{"alg": "PS256", "kid": "a-ps"}), mustJSON(t, logoutClaims())),
 			signals.CodeInvalidKey},
+		"alg RS256 naming the PS256 key": {signRaw(t, f.keys["a-rs"], mustJSON(t, map[string]any{"alg": "RS256", "kid": "a-ps"}), mustJSON(t, logoutClaims())),
+			signals.CodeInvalidKey},
 		"RS256 signature under the PS256 key's kid": {sign(t, f.keys["a-rs"], map[string]any{"kid": "a-ps", "alg": "PS256"}, logoutClaims()), signals.CodeInvalidKey},
 		"missing kid":          {sign(t, ed, map[string]any{"kid": nil}, logoutClaims()), signals.CodeInvalidKey},
 		"tampered payload":     {tampered, signals.CodeInvalidKey},
@@ -145,6 +147,7 @@ func TestParseLogoutToken_Refused(t *testing.T) {
 			if got := signals.Code(err); got != tc.code {
 				t.Fatalf("code = %q (%v), want %q", got, err, tc.code)
 			}
+			t.Log(err)
 			checkShort(t, err, tc.raw)
 		})
 	}

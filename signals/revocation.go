@@ -142,7 +142,7 @@ func (s *SET) target(action Action, emailClaim string) Outcome {
 		fallthrough
 	case session:
 		return Outcome{Revoke: true, Kind: bus.KindSession, Value: sub.Session.ID, Issuer: s.Issuer,
-			Note: "session of a complex subject without a user" + ignored}
+			Note: "session of a complex subject without a usable user" + ignored}
 	}
 	return Outcome{Note: "complex subject names no user or opaque session" + ignored}
 }

@@ -65,7 +65,7 @@ func parseSubject(raw json.RawMessage, nested bool) (*Subject, error) {
 			return invalid("%s subject identifier has no %s", format, name)
 		}
 		if err := json.Unmarshal(v, dst); err != nil || *dst == "" {
-			return invalid("%s of a %s subject identifier must be a non-empty string", name, format)
+			return invalid("member %s of the %s subject identifier must be a non-empty string", name, format)
 		}
 		return checkString(format+" "+name, *dst)
 	}
