@@ -58,6 +58,9 @@ type logoutClaims struct {
 //
 // Replays (a jti seen before) are not detected here.
 func ParseLogoutToken(raw string, cfg *Config) (*Logout, error) {
+	if cfg == nil {
+		return nil, fail(CodeInvalidIssuer, "no sources are configured")
+	}
 	t, err := splitToken(raw, cfg.maxTokenSize())
 	if err != nil {
 		return nil, err

@@ -99,6 +99,11 @@ type Outcome struct {
 // for unknown types) and its subject. emailClaim is the source's
 // Source.EmailClaim: without one, email subjects revoke nothing. It fails
 // only when events is invalid. The package documentation has the table.
+//
+// For iss_sub and jwt_id subjects Outcome.Issuer is the subject's iss,
+// which may differ from s.Issuer (a transmitter speaking for its
+// authorization servers): a caller that must keep each source to its own
+// tokens compares the two before revoking.
 func (s *SET) Revocation(events map[string]Action, emailClaim string) (Outcome, error) {
 	if err := ValidateEvents(events); err != nil {
 		return Outcome{}, fmt.Errorf("signals: event overrides: %w", err)

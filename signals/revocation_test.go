@@ -188,6 +188,20 @@ func TestConfig_Validate(t *testing.T) {
 	}
 }
 
+func TestParse_NilConfig(t *testing.T) {
+	f := newFixture(t)
+	if _, err := signals.ParseSET(sign(t, f.keys["a-ed"], setTyp, setClaims()), nil); signals.Code(err) != signals.CodeInvalidIssuer {
+		t.Fatalf("ParseSET without a config: %v", err)
+	}
+	if _, err := signals.ParseLogoutToken(sign(t, f.keys["a-ed"], nil, logoutClaims()), nil); signals.Code(err) != signals.CodeInvalidIssuer {
+		t.Fatalf("ParseLogoutToken without a config: %v", err)
+	}
+	f.cfg.Keys = nil
+	if _, err := signals.ParseSET(sign(t, f.keys["a-ed"], setTyp, setClaims()), f.cfg); signals.Code(err) != signals.CodeInvalidKey {
+		t.Fatalf("ParseSET without keys: %v", err)
+	}
+}
+
 func TestCode(t *testing.T) {
 	e := &signals.Error{Code: signals.CodeInvalidKey, Description: "x"}
 	cases := []struct {

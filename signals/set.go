@@ -64,6 +64,9 @@ type setClaims struct {
 //
 // Replays (a jti seen before) are not detected here.
 func ParseSET(raw string, cfg *Config) (*SET, error) {
+	if cfg == nil {
+		return nil, fail(CodeInvalidIssuer, "no sources are configured")
+	}
 	t, err := splitToken(raw, cfg.maxTokenSize())
 	if err != nil {
 		return nil, err
