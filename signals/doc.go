@@ -13,8 +13,9 @@
 // Both parsers check the JWS before anything is believed: size, compact
 // form, header (no crit, jku, x5u, x5c, jwk, cty, b64, zip, enc), alg one
 // of RS256, PS256, ES256 and EdDSA and equal to the key's, kid required,
-// key looked up only among the keys of the token's iss, signature. Claims
-// are checked after the signature, except iss, which picks the keys.
+// key looked up only among the keys of the token's iss, signature. The
+// claims are decoded before (iss picks the keys) but judged only after the
+// signature verifies.
 //
 // # From signals to revocations
 //
