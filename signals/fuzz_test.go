@@ -79,3 +79,44 @@ func FuzzParseSET(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseLogoutToken does for ParseLogoutToken what FuzzParseSET does
+// for ParseSET: the input as a token, and the input as claims behind a
+// valid signature of source A.
+func FuzzParseLogoutToken(f *testing.F) {
+	fx := newFixture(f)
+	key := fx.keys["a-ed"]
+	hdr := mustJSON(f, map[string]any{"alg": "EdDSA", "kid": "a-ed", "typ": "logout+jwt"})
+	for _, changes := range []map[string]any{nil, {"sid": nil}, {"sub": nil}, {"nonce": "n"}, {"exp": now.Unix() - 60}, {"aud": []string{"x", "herald"}}} {
+		payload := mustJSON(f, with(logoutClaims(), changes))
+		f.Add(payload)
+		f.Add([]byte(signRaw(f, key, hdr, payload)))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		check := func(raw string) {
+			l, err := signals.ParseLogoutToken(raw, fx.cfg)
+			if err != nil {
+				switch signals.Code(err) {
+				case signals.CodeInvalidRequest, signals.CodeInvalidKey, signals.CodeInvalidIssuer, signals.CodeInvalidAudience:
+				default:
+					t.Fatalf("error without a parser code: %v", err)
+				}
+				if msg := err.Error(); len(msg) > 300 || !utf8.ValidString(msg) {
+					t.Fatalf("error of %d bytes: %q", len(msg), msg)
+				}
+				return
+			}
+			if _, ok := fx.cfg.Source(l.Issuer); !ok || l.JTI == "" || l.SessionID == "" && l.Subject == "" {
+				t.Fatalf("accepted an incomplete logout: %+v", l)
+			}
+			o := l.Revocation()
+			if !o.Revoke || !o.Kind.NeedsValue() || o.Value == "" || len(o.Value) > bus.MaxValueLen || o.Issuer != l.Issuer {
+				t.Fatalf("bad revocation %+v from %+v", o, l)
+			}
+		}
+		check(string(data))
+		if len(data) > 0 && strings.HasPrefix(strings.TrimSpace(string(data)), "{") {
+			check(signRaw(t, key, hdr, data))
+		}
+	})
+}
