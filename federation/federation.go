@@ -36,6 +36,9 @@ const (
 	// DefaultMinPromptInterval is the shortest time between a refresh and
 	// one prompted by a key request or an unknown kid.
 	DefaultMinPromptInterval = 30 * time.Second
+	// DefaultBusTimeout bounds one publication of an issuer's entries, or
+	// one removal pass, on the bus.
+	DefaultBusTimeout = 30 * time.Second
 	// QueueGroup is the queue group of the issuers' subscription to
 	// bus.SubjectKeyRequest: one replica answers each request.
 	QueueGroup = "herald-federation"
@@ -63,6 +66,10 @@ type Config struct {
 	HTTP *http.Client
 	// FetchTimeout bounds each HTTP request. Default DefaultFetchTimeout.
 	FetchTimeout time.Duration
+	// BusTimeout bounds one publication of an issuer's entries, or one
+	// removal pass, so that a bus outage fails a refresh (retried with
+	// backoff) rather than holds it. Default DefaultBusTimeout.
+	BusTimeout time.Duration
 	// Log receives refresh failures and recoveries. Default slog.Default().
 	Log *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -117,7 +124,7 @@ func (cfg *Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{"min refresh": cfg.MinRefresh, "max refresh": cfg.MaxRefresh,
 		"refresh": cfg.Refresh, "min retry": cfg.RetryMin, "max retry": cfg.RetryMax,
-		"min prompt interval": cfg.MinPromptInterval, "fetch timeout": cfg.FetchTimeout} {
+		"min prompt interval": cfg.MinPromptInterval, "fetch timeout": cfg.FetchTimeout, "bus timeout": cfg.BusTimeout} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
@@ -141,6 +148,7 @@ func (cfg *Config) withDefaults() {
 	def(&cfg.RetryMax, DefaultRetryMax)
 	def(&cfg.MinPromptInterval, DefaultMinPromptInterval)
 	def(&cfg.FetchTimeout, DefaultFetchTimeout)
+	def(&cfg.BusTimeout, DefaultBusTimeout)
 	if cfg.Signer == nil && cfg.Conn != nil {
 		cfg.Signer = cfg.Conn.Signer()
 	}

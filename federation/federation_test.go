@@ -655,3 +655,54 @@ func TestNew_Refused(t *testing.T) {
 		t.Errorf("refresh of an unknown issuer: %v", err)
 	}
 }
+
+func TestFederation_Schedule(t *testing.T) {
+	b := newBucket(t)
+	p := newIDP(t, "", edKey(t, "k1", nil))
+	is := tokenIssuer(p)
+	// The real clock, and a schedule of milliseconds: the loop refreshes
+	// on its own.
+	f, err := New(Config{Issuers: []Issuer{is}, Conn: b.conn, Log: slog.New(slog.DiscardHandler),
+		MinRefresh: 10 * time.Millisecond, MaxRefresh: 10 * time.Millisecond, Refresh: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, f)
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		if n := p.jwksHits.Load(); n < 3 {
+			return fmt.Errorf("%d fetches", n)
+		}
+		return nil
+	})
+	before := b.revisions(t)
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		if n := p.jwksHits.Load(); n < 6 {
+			return fmt.Errorf("%d fetches", n)
+		}
+		return nil
+	})
+	if after := b.revisions(t); !maps.Equal(before, after) {
+		t.Errorf("unchanged keys rewritten: %v, then %v", before, after)
+	}
+}
+
+func TestFederation_BusDownKeepsKeys(t *testing.T) {
+	b := newBucket(t)
+	p := newIDP(t, "", edKey(t, "k1", nil))
+	is := tokenIssuer(p)
+	f := newFed(t, b, newClock(), func(cfg *Config) { cfg.BusTimeout = 200 * time.Millisecond }, is)
+	refresh(t, f, is.URL)
+	b.srv.Shutdown()
+	p.set(func(p *idp) { p.keys = append(p.keys, edKey(t, "k2", nil)) })
+	if err := f.Refresh(context.Background(), is.URL); err == nil {
+		t.Fatal("refresh succeeded with the bus down")
+	}
+	s := status(f, is.URL)
+	if s.LastError == "" || s.NextRefresh.Sub(s.ErrorSince) != DefaultRetryMin {
+		t.Errorf("status = %+v", s)
+	}
+	// The fetched keys are served to the signals receiver all the same.
+	if _, _, ok := f.Key(is.URL, "k2"); !ok {
+		t.Error("Key(k2) not found")
+	}
+}

@@ -24,6 +24,8 @@ const maxBucketEntries = 16 << 10
 // keys write nothing. Writes are compare-and-set on the revision read:
 // when two replicas race, one write is enough.
 func (f *Federation) publish(ctx context.Context, st *issuerState, keys []key) error {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.BusTimeout)
+	defer cancel()
 	is := st.cfg
 	kv, err := f.cfg.Conn.Keys(ctx)
 	if err != nil {
@@ -186,6 +188,8 @@ func readEntries(ctx context.Context, kv jetstream.KeyValue, filter string) ([]j
 // under another name than a configured token issuer's, and keys bound to
 // an issuer that is not one. Entries it cannot open are left alone.
 func (f *Federation) prune(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.BusTimeout)
+	defer cancel()
 	kv, err := f.cfg.Conn.Keys(ctx)
 	if err != nil {
 		return err
