@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -34,7 +35,7 @@ const (
 	// MaxIssuers bounds the issuers one deployment trusts.
 	MaxIssuers = 64
 	// MaxEvents bounds the event types an issuer's Events overrides.
-	MaxEvents = 32
+	MaxEvents = 64
 	// maxTrustFile bounds a trust file, in bytes.
 	maxTrustFile = 1 << 20
 )
@@ -202,6 +203,15 @@ func (is Issuer) WithDefaults() Issuer {
 	if is.MaxTokenLifetime == 0 {
 		is.MaxTokenLifetime = DefaultMaxTokenLifetime
 	}
+	return is
+}
+
+// clone returns is with its own copies of its slices and map.
+func (is Issuer) clone() Issuer {
+	is.Audience = slices.Clone(is.Audience)
+	is.Algorithms = slices.Clone(is.Algorithms)
+	is.Claims.Client = slices.Clone(is.Claims.Client)
+	is.Events = maps.Clone(is.Events)
 	return is
 }
 

@@ -220,7 +220,7 @@ func New(cfg Config) (*Federation, error) {
 		byURL: make(map[string]*issuerState, len(cfg.Issuers))}
 	f.fetch = &fetcher{client: newHTTPClient(cfg.HTTP), timeout: cfg.FetchTimeout, now: cfg.Now}
 	for _, is := range cfg.Issuers {
-		st := &issuerState{cfg: is, prompt: make(chan struct{}, 1), missing: make(map[string]time.Time)}
+		st := &issuerState{cfg: is.clone(), prompt: make(chan struct{}, 1), missing: make(map[string]time.Time)}
 		f.issuers = append(f.issuers, st)
 		f.byURL[is.URL] = st
 	}
@@ -394,20 +394,22 @@ func (f *Federation) schedule(sets ...*keySet) time.Duration {
 	return min(max(d, f.cfg.MinRefresh), f.cfg.MaxRefresh)
 }
 
-// Issuer returns the configuration of trusted issuer iss.
+// Issuer returns the configuration of trusted issuer iss, a copy the
+// caller may keep.
 func (f *Federation) Issuer(iss string) (Issuer, bool) {
 	st, ok := f.byURL[iss]
 	if !ok {
 		return Issuer{}, false
 	}
-	return st.cfg, true
+	return st.cfg.clone(), true
 }
 
-// Issuers returns the configured issuers, in order.
+// Issuers returns the configured issuers, in order, copies the caller may
+// keep.
 func (f *Federation) Issuers() []Issuer {
 	out := make([]Issuer, len(f.issuers))
 	for i, st := range f.issuers {
-		out[i] = st.cfg
+		out[i] = st.cfg.clone()
 	}
 	return out
 }

@@ -195,6 +195,14 @@ func TestFederation_Publishes(t *testing.T) {
 	if _, _, ok := f.Key("https://other.example", "r1"); ok {
 		t.Error("Key of an untrusted issuer found")
 	}
+	got, ok := f.Issuer(is.URL)
+	if !ok || got.Audience[0] != "api" {
+		t.Fatalf("Issuer = %+v, %v", got, ok)
+	}
+	got.Audience[0] = "changed"
+	if again, _ := f.Issuer(is.URL); again.Audience[0] != "api" {
+		t.Error("Issuer returns the Federation's own slice")
+	}
 }
 
 func TestFederation_DocumentIssuerMismatch(t *testing.T) {
