@@ -311,7 +311,11 @@ func (f *Federation) refresh(ctx context.Context, st *issuerState) error {
 		if signals != nil {
 			st.signalKeys = signals.keys
 		}
-		st.skipped = append(skippedOf(tokens), skippedOf(signals)...)
+		skipped := append(skippedOf(tokens), skippedOf(signals)...)
+		if !slices.Equal(skipped, st.skipped) && len(skipped) > 0 {
+			f.log.Warn("external issuer keys left out", "issuer", is.URL, "skipped", skipped)
+		}
+		st.skipped = skipped
 		st.mu.Unlock()
 		if is.Tokens {
 			err = f.publish(ctx, st, tokens.keys)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -712,5 +713,30 @@ func TestFederation_BusDownKeepsKeys(t *testing.T) {
 	// The fetched keys are served to the signals receiver all the same.
 	if _, _, ok := f.Key(is.URL, "k2"); !ok {
 		t.Error("Key(k2) not found")
+	}
+}
+
+func TestFederation_UnusableKeysNotPublished(t *testing.T) {
+	b := newBucket(t)
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newIDP(t, "", rawKey(t, weak.Public(), "weak", nil), ecKey(t, "leak", map[string]any{"d": "AAAA"}),
+		ecKey(t, "p384", map[string]any{"crv": "P-384"}), edKey(t, "good", nil))
+	is := tokenIssuer(p)
+	f := newFed(t, b, newClock(), nil, is)
+	refresh(t, f, is.URL)
+	if got := kids(b.extKeys(t, is.URL)); got != "[good]" {
+		t.Fatalf("published %s, want [good]", got)
+	}
+	s := status(f, is.URL)
+	if s.Keys != 1 || len(s.Skipped) != 3 {
+		t.Fatalf("status = %+v", s)
+	}
+	for i, want := range []string{`"weak"`, `"leak"`, `"p384"`} {
+		if !strings.Contains(s.Skipped[i], want) {
+			t.Errorf("skipped[%d] = %s, want %s", i, s.Skipped[i], want)
+		}
 	}
 }
