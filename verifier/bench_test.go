@@ -3,6 +3,7 @@ package verifier
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,11 +136,28 @@ func BenchmarkVerifyCachedParallel(b *testing.B) {
 // BenchmarkDenylistCheck measures the denylist part of every Verify: the
 // lookups of one token's jti, sid, kid, sub, client, tenant and "all",
 // from memory, against denylists of 10k and 1M unrelated entries.
+//
+// The scoped case adds revocations limited to the token's issuer (none
+// matching it): every kind is then looked up twice, for every issuer and
+// for the token's.
 func BenchmarkDenylistCheck(b *testing.B) {
 	k := newTestKeys(b)
-	for _, n := range []int{10_000, 1_000_000} {
-		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
+	for _, n := range []int{10_000, 1_000_000, -10_000} {
+		name := fmt.Sprintf("entries=%d", n)
+		if n < 0 {
+			n = -n
+			name = fmt.Sprintf("entries=%d,scoped", n)
+		}
+		scoped := strings.HasSuffix(name, "scoped")
+		b.Run(name, func(b *testing.B) {
 			db := benchDenylist(b, n)
+			if scoped {
+				now := time.Now()
+				r := &bus.Revocation{Kind: bus.KindSubject, Value: "unrelated", At: now, Until: now.Add(time.Hour), Issuer: testIssuer}
+				if err := db.Apply(2, entriesFor(nil, r)); err != nil {
+					b.Fatal(err)
+				}
+			}
 			v, err := New(Config{Issuer: testIssuer, Audience: testAudience}, NewKeySet(nil, nil), db, nil)
 			if err != nil {
 				b.Fatal(err)

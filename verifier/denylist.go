@@ -36,10 +36,29 @@ func denyKeyFor(k bus.Kind, iss, value string) string {
 	return string(rune('0'+k)) + "@" + iss + "\x00" + value
 }
 
+// scopeMarker returns the key of the denylist entry that records that
+// revocations limited to issuer iss may be in force: one is written with
+// each of them, with the latest Until of theirs, so that while none is,
+// checkDenylist skips their lookups for that issuer's tokens. Its first
+// byte is no kind's.
+func scopeMarker(iss string) string { return "~" + iss }
+
 // entryFor returns the denylist entry that enforces revocation r for one
 // of its values.
 func entryFor(r *bus.Revocation, value string) store.Entry {
-	return store.Entry{Key: denyKey(r.Kind, value), At: r.At, Until: r.Until}
+	return store.Entry{Key: denyKeyFor(r.Kind, r.Issuer, value), At: r.At, Until: r.Until}
+}
+
+// entriesFor appends to entries those that enforce revocation r: one per
+// value, and, for a revocation limited to an issuer, its scope marker.
+func entriesFor(entries []store.Entry, r *bus.Revocation) []store.Entry {
+	for _, v := range r.AllValues() {
+		entries = append(entries, entryFor(r, v))
+	}
+	if r.Issuer != "" {
+		entries = append(entries, store.Entry{Key: scopeMarker(r.Issuer), At: r.At, Until: r.Until})
+	}
+	return entries
 }
 
 // checkDenylist reports whether a verified token is revoked, as the README's
@@ -48,26 +67,44 @@ func entryFor(r *bus.Revocation, value string) store.Entry {
 // issued at or before the revocation. Herald's iat has milliseconds; a
 // token from another issuer with whole-second iat is compared as issued at
 // the start of its second, so a same-second token is rejected.
+//
+// Each kind matches by its entry for every issuer and by the one limited
+// to the token's issuer; the latter are looked up only while the scope
+// marker of that issuer says one may be in force. A subject revocation
+// also matches the token's Email (an external issuer's email claim).
 func (v *Verifier) checkDenylist(c *Claims, kid string) error {
 	if v.deny == nil {
 		return nil
 	}
-	if v.deny.Contains(denyKey(bus.KindToken, c.ID)) {
+	iss := ""
+	if c.Issuer != "" && v.deny.Contains(v.scopeMarker(c.Issuer)) {
+		iss = c.Issuer
+	}
+	has := func(k bus.Kind, value string) bool {
+		return v.deny.Contains(denyKey(k, value)) || iss != "" && v.deny.Contains(denyKeyFor(k, iss, value))
+	}
+	if c.ID != "" && has(bus.KindToken, c.ID) {
 		return fmt.Errorf("%w: token", ErrRevoked)
 	}
-	if c.SessionID != "" && v.deny.Contains(denyKey(bus.KindSession, c.SessionID)) {
+	if c.SessionID != "" && has(bus.KindSession, c.SessionID) {
 		return fmt.Errorf("%w: session", ErrRevoked)
 	}
-	if v.deny.Contains(denyKey(bus.KindKey, kid)) {
+	if has(bus.KindKey, kid) {
 		return fmt.Errorf("%w: key", ErrRevoked)
 	}
 	iat := c.IssuedAt.Time
 	byIssuedAt := func(k bus.Kind, value string) bool {
-		e, ok := v.deny.Lookup(denyKey(k, value))
+		if e, ok := v.deny.Lookup(denyKey(k, value)); ok && !iat.After(e.At) {
+			return true
+		}
+		if iss == "" {
+			return false
+		}
+		e, ok := v.deny.Lookup(denyKeyFor(k, iss, value))
 		return ok && !iat.After(e.At)
 	}
 	switch {
-	case byIssuedAt(bus.KindSubject, c.Subject):
+	case byIssuedAt(bus.KindSubject, c.Subject), c.Email != "" && byIssuedAt(bus.KindSubject, c.Email):
 		return fmt.Errorf("%w: subject", ErrRevoked)
 	case c.ClientID != "" && byIssuedAt(bus.KindClient, c.ClientID):
 		return fmt.Errorf("%w: client", ErrRevoked)
@@ -77,6 +114,15 @@ func (v *Verifier) checkDenylist(c *Claims, kid string) error {
 		return fmt.Errorf("%w: all", ErrRevoked)
 	}
 	return nil
+}
+
+// scopeMarker returns the scope marker of iss, Herald's own without
+// building it.
+func (v *Verifier) scopeMarker(iss string) string {
+	if iss == v.cfg.Issuer {
+		return v.ownMarker
+	}
+	return scopeMarker(iss)
 }
 
 // OpenDenylist opens the denylist in dir and reads all of it. One that

@@ -7,6 +7,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/store"
 )
 
 // A token's dimensions, each of which one revocation kind can target.
@@ -193,5 +194,46 @@ func TestVerifier_RevokedKeyNotReadded(t *testing.T) {
 	_, err := f.sc.Verifier().Verify(t.Context(), f.EdToken(t, baseClaims(time.Now())))
 	if err == nil {
 		t.Fatal("token signed with a revoked key verified")
+	}
+}
+
+// TestDenyKeyFor: a key limited to an issuer differs from every key for
+// every issuer, and SnapshotEntries reads both back, without the scope
+// markers.
+func TestDenyKeyFor(t *testing.T) {
+	if DenyKeyFor(bus.KindSubject, "", "u") != DenyKey(bus.KindSubject, "u") {
+		t.Fatal("DenyKeyFor without an issuer is not DenyKey")
+	}
+	// Whatever the value, an unlimited key has ':' where a limited one
+	// has '@'.
+	scoped := DenyKeyFor(bus.KindSubject, idpIssuer, "u")
+	for _, v := range []string{"u", "@" + idpIssuer + "\x00u", idpIssuer + "\x00u"} {
+		if DenyKey(bus.KindSubject, v) == scoped {
+			t.Fatalf("value %q collides with a limited key", v)
+		}
+	}
+	// The NUL ends the issuer: no issuer holds one.
+	if bus.CheckIssuer(idpIssuer+"\x00x") == nil {
+		t.Fatal("an issuer with a NUL is valid: the issuer and value of a limited key could run together")
+	}
+	at := time.Now().UTC()
+	r := &bus.Revocation{Kind: bus.KindSession, Value: "s", At: at, Until: at.Add(time.Hour), Issuer: idpIssuer}
+	entries := entriesFor(nil, r)
+	entries = entriesFor(entries, &bus.Revocation{Kind: bus.KindAll, At: at, Until: at.Add(time.Hour), Issuer: otherIssuer})
+	if len(entries) != 4 {
+		t.Fatalf("%d entries, want 2 and their 2 scope markers", len(entries))
+	}
+	se, err := SnapshotEntries(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(se) != 2 || se[0].Issuer != idpIssuer || se[0].Value != "s" || se[0].Kind != bus.KindSession ||
+		se[1].Issuer != otherIssuer || se[1].Kind != bus.KindAll || se[1].Value != "" {
+		t.Fatalf("snapshot entries = %+v", se)
+	}
+	for _, bad := range []string{"3@no-nul", "3@bad issuer\x00v", "3@\x00v", "3?v"} {
+		if _, err := SnapshotEntries([]store.Entry{{Key: bad, At: at, Until: at}}); err == nil {
+			t.Errorf("%q read as a denylist key", bad)
+		}
 	}
 }

@@ -494,11 +494,11 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 			spans = append(spans, span)
 		}
 		f.bound(e.Revocation, d.Seq)
-		for _, v := range e.Revocation.AllValues() {
-			entries = append(entries, entryFor(e.Revocation, v))
-			if e.Revocation.Kind == bus.KindKey {
-				revokedKeys = append(revokedKeys, v)
-			}
+		entries = entriesFor(entries, e.Revocation)
+		if e.Revocation.Kind == bus.KindKey && e.Revocation.Issuer == "" {
+			// Herald's keys by kid; a revocation limited to one issuer
+			// is enforced by the denylist alone.
+			revokedKeys = append(revokedKeys, e.Revocation.AllValues()...)
 		}
 		revs = append(revs, e.Revocation)
 	}

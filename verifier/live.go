@@ -14,7 +14,8 @@ import (
 // token's claims, so that a revocation applied while one runs ends it:
 // a WebSocket, a Server-Sent Events stream or any long response opened with
 // a token is closed when a revocation matching that token arrives, not only
-// requests made after it. It matches exactly as checkDenylist does. A
+// requests made after it. It matches exactly as checkDenylist does,
+// revocations limited to one issuer included. A
 // Verifier whose Config.Live is set tracks the requests it admits in it
 // (Middleware, ServeAdmitted); whoever applies revocations (a sidecar's
 // Follower) calls Revoke. It is safe for concurrent use.
@@ -29,6 +30,7 @@ type LiveSet struct {
 // liveRequest is one tracked request.
 type liveRequest struct {
 	iat    time.Time
+	iss    string
 	keys   []string
 	cancel context.CancelCauseFunc
 }
@@ -41,17 +43,27 @@ func NewLiveSet() *LiveSet {
 // add tracks a request admitted by claims c of a token signed with kid;
 // cancel ends it. Call remove when the request is over.
 func (l *LiveSet) add(c *Claims, kid string, cancel context.CancelCauseFunc) *liveRequest {
-	r := &liveRequest{iat: c.IssuedAt.Time, cancel: cancel, keys: make([]string, 0, 6)}
-	r.keys = append(r.keys, denyKey(bus.KindToken, c.ID), denyKey(bus.KindSubject, c.Subject), denyKey(bus.KindKey, kid))
-	if c.SessionID != "" {
-		r.keys = append(r.keys, denyKey(bus.KindSession, c.SessionID))
+	r := &liveRequest{iat: c.IssuedAt.Time, iss: c.Issuer, cancel: cancel, keys: make([]string, 0, 14)}
+	// Each dimension by its key for every issuer and its key limited to
+	// the token's issuer.
+	dim := func(k bus.Kind, value string) {
+		if value == "" {
+			return
+		}
+		r.keys = append(r.keys, denyKey(k, value))
+		if c.Issuer != "" {
+			r.keys = append(r.keys, denyKeyFor(k, c.Issuer, value))
+		}
 	}
-	if c.ClientID != "" {
-		r.keys = append(r.keys, denyKey(bus.KindClient, c.ClientID))
+	dim(bus.KindToken, c.ID)
+	dim(bus.KindSubject, c.Subject)
+	if c.Email != c.Subject {
+		dim(bus.KindSubject, c.Email)
 	}
-	if c.Tenant != "" {
-		r.keys = append(r.keys, denyKey(bus.KindTenant, c.Tenant))
-	}
+	dim(bus.KindKey, kid)
+	dim(bus.KindSession, c.SessionID)
+	dim(bus.KindClient, c.ClientID)
+	dim(bus.KindTenant, c.Tenant)
 	l.opened.Add(1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -109,12 +121,14 @@ func (l *LiveSet) Revoke(revs []*bus.Revocation) int {
 	for _, rev := range revs {
 		if rev.Kind == bus.KindAll {
 			for r := range l.all {
-				end(r, rev)
+				if rev.Issuer == "" || r.iss == rev.Issuer {
+					end(r, rev)
+				}
 			}
 			continue
 		}
 		for _, v := range rev.AllValues() {
-			for r := range l.byKey[denyKey(rev.Kind, v)] {
+			for r := range l.byKey[denyKeyFor(rev.Kind, rev.Issuer, v)] {
 				if _, ok := l.all[r]; ok {
 					end(r, rev)
 				}

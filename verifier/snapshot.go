@@ -22,29 +22,44 @@ var (
 	errSnapshotsEmpty = errors.New("the snapshot stream is empty")
 )
 
-// parseDenyKey returns the kind and value of a denylist key made by denyKey.
-func parseDenyKey(key string) (bus.Kind, string, bool) {
-	if len(key) < 2 || key[1] != ':' {
-		return 0, "", false
+// parseDenyKey returns the kind, issuer (empty for every issuer) and
+// value of a denylist key made by denyKeyFor.
+func parseDenyKey(key string) (k bus.Kind, iss, value string, ok bool) {
+	if len(key) < 2 {
+		return 0, "", "", false
 	}
-	k := bus.Kind(key[0] - '0')
+	k = bus.Kind(key[0] - '0')
 	if !k.Valid() {
-		return 0, "", false
+		return 0, "", "", false
 	}
-	return k, key[2:], true
+	switch key[1] {
+	case ':':
+		return k, "", key[2:], true
+	case '@':
+		iss, value, found := strings.Cut(key[2:], "\x00")
+		if !found || bus.CheckIssuer(iss) != nil {
+			return 0, "", "", false
+		}
+		return k, iss, value, true
+	}
+	return 0, "", "", false
 }
 
 // SnapshotEntries turns the entries of a denylist this package fills into
 // the entries of a snapshot: applied by a Follower, they give back
-// exactly these entries. A key this package did not make is an error.
+// exactly these entries (scope markers are written again with the
+// entries they go with). A key this package did not make is an error.
 func SnapshotEntries(entries []store.Entry) ([]bus.SnapshotEntry, error) {
-	out := make([]bus.SnapshotEntry, len(entries))
-	for i, e := range entries {
-		k, v, ok := parseDenyKey(e.Key)
+	out := make([]bus.SnapshotEntry, 0, len(entries))
+	for _, e := range entries {
+		if strings.HasPrefix(e.Key, scopeMarker("")) {
+			continue
+		}
+		k, iss, v, ok := parseDenyKey(e.Key)
 		if !ok {
 			return nil, fmt.Errorf("snapshot entries: %q is not a denylist key", e.Key)
 		}
-		out[i] = bus.SnapshotEntry{Kind: k, Value: v, At: e.At.UTC(), Until: e.Until.UTC()}
+		out = append(out, bus.SnapshotEntry{Kind: k, Value: v, At: e.At.UTC(), Until: e.Until.UTC(), Issuer: iss})
 	}
 	return out, nil
 }
@@ -187,13 +202,13 @@ func (f *Follower) restore(ctx context.Context, first, last uint64) (uint64, err
 		f.log.Log(ctx, level, "no denylist snapshot to start from; replaying the whole revocation stream", "err", err)
 		return 0, nil
 	}
-	entries := make([]store.Entry, len(snap.entries))
+	entries := make([]store.Entry, 0, len(snap.entries))
 	var revokedKeys []string
-	for i, e := range snap.entries {
-		r := bus.Revocation{Kind: e.Kind, At: e.At, Until: e.Until}
+	for _, e := range snap.entries {
+		r := bus.Revocation{Kind: e.Kind, Value: e.Value, At: e.At, Until: e.Until, Issuer: e.Issuer}
 		f.bound(&r, snap.seq)
-		entries[i] = entryFor(&r, e.Value)
-		if e.Kind == bus.KindKey {
+		entries = entriesFor(entries, &r)
+		if e.Kind == bus.KindKey && e.Issuer == "" {
 			revokedKeys = append(revokedKeys, e.Value)
 		}
 	}

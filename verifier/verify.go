@@ -154,6 +154,8 @@ type Verifier struct {
 	replay  *ReplayCache // DPoP proof ids seen
 	metrics *verifyMetrics
 	unknown *keyRequests // nil without Config.OnUnknownKey
+	// ownMarker is the scope marker of Config.Issuer (scopeMarker).
+	ownMarker string
 }
 
 // New returns a Verifier that trusts the keys in keys and refuses what deny
@@ -164,7 +166,7 @@ func New(cfg Config, keys *KeySet, deny *store.DB, ready func() bool) (*Verifier
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("verifier config: %w", err)
 	}
-	v := &Verifier{cfg: cfg, keys: keys, deny: deny, ready: ready, allowed: make(map[string]bool)}
+	v := &Verifier{cfg: cfg, keys: keys, deny: deny, ready: ready, allowed: make(map[string]bool), ownMarker: scopeMarker(cfg.Issuer)}
 	for _, a := range cfg.Algorithms {
 		v.allowed[a] = true
 	}
@@ -436,7 +438,7 @@ func (v *Verifier) checkHeader(seg string) (*Key, error) {
 		return nil, fmt.Errorf("%w: kid is missing", ErrUnknownKey)
 	}
 	key, ok := v.keys.Get(h.Kid)
-	if !ok && v.deny != nil && v.deny.Contains(denyKey(bus.KindKey, h.Kid)) {
+	if !ok && v.deny != nil && (v.deny.Contains(denyKey(bus.KindKey, h.Kid)) || v.deny.Contains(denyKeyFor(bus.KindKey, v.cfg.Issuer, h.Kid))) {
 		return nil, fmt.Errorf("%w: key", ErrRevoked)
 	}
 	if !ok {

@@ -184,9 +184,17 @@ func PublishKey(tb testing.TB, conn *bus.Conn, kid string, data []byte) {
 // minutes, and returns its stream sequence.
 func PublishRevocation(tb testing.TB, conn *bus.Conn, kind bus.Kind, value string, at time.Time) uint64 {
 	tb.Helper()
+	return PublishIssuerRevocation(tb, conn, "", kind, value, at)
+}
+
+// PublishIssuerRevocation publishes a revocation limited to the tokens of
+// issuer iss (none: every issuer's), made at at, in force for 20 minutes,
+// and returns its stream sequence.
+func PublishIssuerRevocation(tb testing.TB, conn *bus.Conn, iss string, kind bus.Kind, value string, at time.Time) uint64 {
+	tb.Helper()
 	seq, err := conn.Publish(tb.Context(), &bus.Event{
 		ID: bus.NewID(), Type: bus.TypeRevocation, Time: at, Actor: "test",
-		Revocation: &bus.Revocation{Kind: kind, Value: value, At: at, Until: at.Add(20 * time.Minute)},
+		Revocation: &bus.Revocation{Kind: kind, Value: value, At: at, Until: at.Add(20 * time.Minute), Issuer: iss},
 	})
 	if err != nil {
 		tb.Fatalf("publish %s revocation: %v", kind, err)
