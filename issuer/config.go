@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/federation"
 )
 
 // Defaults for Config.
@@ -137,6 +138,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Trust lists the external issuers this issuer trusts
+	// (federation.LoadFile, federation.FromURLs): it publishes the keys of
+	// those whose tokens verifiers accept, and takes their back-channel
+	// logout tokens and Shared Signals SETs.
+	Trust []federation.Issuer
+	// SSFPolls lists the Shared Signals streams this issuer polls for
+	// SETs (RFC 8936).
+	SSFPolls []SSFPoll
 }
 
 func (c *Config) setDefaults() {
@@ -237,6 +246,25 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if _, err := federation.Merge(c.Trust); err != nil {
+		errs = append(errs, err)
+	}
+	for _, is := range c.Trust {
+		if err := is.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("trusted issuer %.128s: %w", is.URL, err))
+		}
+		if c.IssuerURL != "" && is.URL == c.IssuerURL {
+			errs = append(errs, fmt.Errorf("trusted issuer %.128s is this issuer", is.URL))
+		}
+	}
+	for _, p := range c.SSFPolls {
+		if err := federation.CheckURL(p.URL); err != nil {
+			errs = append(errs, fmt.Errorf("SSF poll URL: %w", err))
+		}
+		if p.Token == "" {
+			errs = append(errs, fmt.Errorf("SSF poll %.128s: a bearer token is required", p.URL))
+		}
+	}
 	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
 		errs = append(errs, fmt.Errorf("replicas must be 1, 3 or 5, not %d", c.Replicas))
 	}
@@ -265,8 +293,13 @@ func (c *Config) revocationLifetime() time.Duration {
 }
 
 // externalLifetimes returns the trusted external issuers whose tokens
-// verifiers accept or whose signals the issuer receives, each with the
-// longest lifetime of its tokens.
+// verifiers accept, each with the longest lifetime of its tokens.
 func (c *Config) externalLifetimes() map[string]time.Duration {
-	return nil
+	out := make(map[string]time.Duration, len(c.Trust))
+	for _, is := range c.Trust {
+		if is.Tokens {
+			out[is.URL] = is.MaxTokenLifetime
+		}
+	}
+	return out
 }

@@ -51,6 +51,8 @@ func newHandler(s *Service) *handler {
 	h.mux.HandleFunc("POST /oauth2/revoke", h.limited(h.revokeToken))
 	h.mux.HandleFunc("POST "+SessionEndPath, h.limited(h.endSessionByToken))
 	h.mux.HandleFunc("POST /oauth2/introspect", h.limited(h.introspect))
+	h.mux.HandleFunc("POST "+BackChannelLogoutPath, h.limited(h.backChannelLogout))
+	h.mux.HandleFunc("POST "+SSFPushPath, h.ssfPush)
 	h.mux.HandleFunc("GET /.well-known/oauth-authorization-server", h.metadata)
 	h.mux.HandleFunc("GET /.well-known/openid-configuration", h.openIDConfiguration)
 	h.mux.HandleFunc("GET /.well-known/jwks.json", h.jwks)
@@ -111,7 +113,13 @@ func (h *handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !ready {
 		code = http.StatusServiceUnavailable
 	}
-	httpserve.WriteJSON(w, code, map[string]bool{"ready": ready, "connected": connected, "caught_up": caughtUp, "event_key_revoked": revoked})
+	body := map[string]any{"ready": ready, "connected": connected, "caught_up": caughtUp, "event_key_revoked": revoked}
+	// A trusted issuer that cannot be reached does not make this issuer
+	// unready (verifiers keep its last good keys); it shows here.
+	if st := h.s.TrustStatus(); len(st) > 0 {
+		body["trusted_issuers"] = st
+	}
+	httpserve.WriteJSON(w, code, body)
 }
 
 // decodeBody reads a bounded JSON body with no unknown members into v.

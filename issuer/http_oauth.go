@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/internal/ratelimit"
 	"github.com/heraldsec/herald/verifier"
@@ -292,6 +293,7 @@ var maxParamLen = map[string]int{
 	"scope":           1024,
 	"token":           16 << 10,
 	"token_type_hint": 64,
+	"logout_token":    bus.MaxSignalToken,
 }
 
 // Bounds of client credentials: client ids are at most what a session may

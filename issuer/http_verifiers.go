@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/federation"
 	"github.com/heraldsec/herald/internal/httpserve"
 )
 
@@ -45,7 +46,10 @@ func (h *handler) verifiers(w http.ResponseWriter, r *http.Request) {
 		// ClockOffsetMS is this issuer's clock minus the NATS server's.
 		ClockOffsetMS *int64        `json:"clock_offset_ms,omitempty"`
 		Verifiers     []fleetMember `json:"verifiers"`
-	}{StreamHead: head, Verifiers: make([]fleetMember, 0, len(list))}
+		// TrustedIssuers is the state of each trusted external issuer's
+		// keys, which the issuer distributes to the fleet.
+		TrustedIssuers []federation.IssuerStatus `json:"trusted_issuers,omitempty"`
+	}{StreamHead: head, Verifiers: make([]fleetMember, 0, len(list)), TrustedIssuers: h.s.TrustStatus()}
 	off, offErr := h.s.conn.ClockOffset(ctx, h.s.now)
 	if offErr == nil {
 		ms := off.Milliseconds()

@@ -15,8 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/federation"
 	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/internal/tasks"
+	"github.com/heraldsec/herald/signals"
 	"github.com/heraldsec/herald/store"
 	"github.com/heraldsec/herald/verifier"
 )
@@ -49,6 +51,11 @@ type Service struct {
 	dummy     []byte // bcrypt hash compared against for unknown clients
 
 	closeOnce sync.Once
+
+	fed           *federation.Federation // nil without trusted issuers
+	signalKV      jetstream.KeyValue     // HERALD_SIGNALS
+	signalSources []signals.Source       // whose logout tokens and SETs are taken
+	signalRefetch refetchLimit           // key set fetches for signals with unknown kids
 
 	audiences   audienceVerifiers // introspection's checks for other audiences
 	clientGuard *clientGuard      // bounds on client authentication
@@ -128,7 +135,8 @@ func open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	if s.trusted, err = newKeySet(ctx, cfg, conn, s.eventKey, log); err != nil {
 		return nil, err
 	}
-	if err := signEvents(ctx, cfg, conn, s.eventKey); err != nil {
+	signer, err := signEvents(ctx, cfg, conn, s.eventKey)
+	if err != nil {
 		return nil, err
 	}
 	if created {
@@ -148,6 +156,12 @@ func open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	s.follow = verifier.NewFollower(conn, s.deny, s.trusted, log)
 	s.follow.OnApply(s.noteRevocations) // reads s.keys
 	if s.creds, err = openCredentials(cfg, s.state, s.now, log); err != nil {
+		return nil, err
+	}
+	if s.signalKV, err = conn.Signals(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.openFederation(signer); err != nil {
 		return nil, err
 	}
 	s.limits = newLimiter(cfg.RateLimit, cfg.ClientRateLimit, s.now)
@@ -217,16 +231,16 @@ func newKeySet(ctx context.Context, cfg Config, conn *bus.Conn, own *signingKey,
 
 // signEvents makes conn sign with the event key k and publishes its
 // public half under bus.EventKeyPrefix.
-func signEvents(ctx context.Context, cfg Config, conn *bus.Conn, k *signingKey) error {
+func signEvents(ctx context.Context, cfg Config, conn *bus.Conn, k *signingKey) (*bus.Signer, error) {
 	signer, err := bus.NewSigner(k.priv, cfg.IssuerURL)
 	if err != nil {
-		return fmt.Errorf("event signer: %w", err)
+		return nil, fmt.Errorf("event signer: %w", err)
 	}
 	// Verifiers refuse tokens that live longer than the key entries say,
 	// whoever signed them.
 	signer.SetMaxTokenLifetime(cfg.MaxAccessTTL)
 	conn.SetSigner(signer)
-	return conn.PublishEventKey(ctx)
+	return signer, conn.PublishEventKey(ctx)
 }
 
 // EventKeyID returns the kid of the key that signs this issuer's events:
@@ -316,6 +330,12 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go("snapshots", s.runSnapshots)
 	g.Go("clock skew", s.watchSkew)
 	g.Go("shared cut-offs", s.flushShares)
+	if s.fed != nil {
+		g.Go("trusted issuers", s.fed.Run)
+	}
+	for _, p := range s.cfg.SSFPolls {
+		g.Go("ssf poll "+p.URL, func(ctx context.Context) error { return s.pollSSF(ctx, p) })
+	}
 	g.Go("http", func(ctx context.Context) error { return httpserve.Serve(ctx, s.ln, newHandler(s)) })
 	s.log.Info("issuer ready", "http", s.URL(), "kid", s.keys.Current().kid, "event_kid", s.eventKey.kid, "issuer", s.cfg.IssuerURL)
 	return g.Wait()

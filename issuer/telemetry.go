@@ -29,6 +29,7 @@ type issuerMetrics struct {
 	revocations metric.Int64Counter // by kind
 	issued      metric.Int64Counter // by grant
 	refused     metric.Int64Counter // events the feed dropped, by stream and reason
+	signals     metric.Int64Counter // signals received, by format and result
 	reg         metric.Registration
 }
 
@@ -49,6 +50,10 @@ func newIssuerMetrics(mp metric.MeterProvider, s *Service) (*issuerMetrics, erro
 	}
 	if m.refused, err = meter.Int64Counter("herald.events.refused",
 		metric.WithDescription("Events the issuer's event feed (GET /v1/events) left out for their signature: unsigned, forged, by an untrusted key, or signed for another stream; by stream and reason.")); err != nil {
+		return nil, fmt.Errorf("issuer metrics: %w", err)
+	}
+	if m.signals, err = meter.Int64Counter("herald.signals.received",
+		metric.WithDescription("Logout tokens and SETs received from outside, by format (logout, push, poll) and result (ok, or the RFC 8935 error code).")); err != nil {
 		return nil, fmt.Errorf("issuer metrics: %w", err)
 	}
 	pending, err := meter.Int64ObservableGauge("herald.outbox.pending",
@@ -90,6 +95,15 @@ func (m *issuerMetrics) issue(ctx context.Context, grant string) {
 
 func (m *issuerMetrics) refuse(ctx context.Context, stream, reason string) {
 	m.refused.Add(ctx, 1, metric.WithAttributes(attribute.String("stream", stream), attribute.String("reason", reason)))
+}
+
+// signal counts a signal received as format; code is its refusal's RFC
+// 8935 error code, or "" when it was taken.
+func (m *issuerMetrics) signal(ctx context.Context, format, code string) {
+	if code == "" {
+		code = "ok"
+	}
+	m.signals.Add(ctx, 1, metric.WithAttributes(attribute.String("format", format), attribute.String("result", code)))
 }
 
 func (m *issuerMetrics) close() {

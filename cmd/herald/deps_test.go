@@ -11,16 +11,20 @@ import (
 // the others; bench may use all. Within the verifier, the sidecar process
 // (verifier/sidecar) assembles the library (verifier) and the browser
 // session layer (verifier/browser): the library imports neither, the
-// browser layer not the sidecar, and the issuer only the library.
+// browser layer not the sidecar, and the issuer only the library. Trust
+// in external issuers (federation) and the signals they send (signals)
+// are the issuer's, built on bus alone: verifiers never import them.
 func TestDependencyDirection(t *testing.T) {
 	const mod = "github.com/heraldsec/herald/"
 	forbidden := map[string][]string{
 		"store":            {"bus", "verifier", "issuer", "bench", "cmd"},
 		"bus":              {"store", "verifier", "issuer", "bench", "cmd"},
-		"verifier":         {"verifier/sidecar", "verifier/browser", "issuer", "bench", "cmd"},
-		"verifier/browser": {"verifier/sidecar", "issuer", "bench", "cmd"},
-		"verifier/sidecar": {"issuer", "bench", "cmd"},
+		"verifier":         {"verifier/sidecar", "verifier/browser", "issuer", "federation", "signals", "bench", "cmd"},
+		"verifier/browser": {"verifier/sidecar", "issuer", "federation", "signals", "bench", "cmd"},
+		"verifier/sidecar": {"issuer", "federation", "signals", "bench", "cmd"},
 		"issuer":           {"verifier/sidecar", "verifier/browser", "bench", "cmd"},
+		"federation":       {"store", "verifier", "issuer", "signals", "bench", "cmd"},
+		"signals":          {"store", "verifier", "issuer", "federation", "bench", "cmd"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", mod+pkg).Output()
@@ -44,7 +48,7 @@ func TestDependencyDirection(t *testing.T) {
 // module but a test pulls in Kubernetes or a browser driver.
 func TestLibraryDependencies(t *testing.T) {
 	const mod = "github.com/heraldsec/herald/"
-	for _, pkg := range []string{"verifier/...", "bus", "store/...", "issuer/...", "internal/..."} {
+	for _, pkg := range []string{"verifier/...", "bus", "store/...", "issuer/...", "internal/...", "federation", "signals"} {
 		for _, dep := range goListDeps(t, mod+pkg) {
 			if strings.HasPrefix(dep, "github.com/nats-io/nats-server/") {
 				t.Errorf("%s imports %s; only cmd, bench and tests may run a NATS server", pkg, dep)

@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/natsserver"
+	"github.com/heraldsec/herald/federation"
+	"github.com/heraldsec/herald/internal/secretfile"
 	"github.com/heraldsec/herald/issuer"
 )
 
@@ -17,6 +22,7 @@ import (
 type issuerFlags struct {
 	http, data, natsURL, natsListen, issuerURL, audience, alg, logLevel string
 	eventKeyFile                                                        string
+	trustIssuer, trustIssuersFile, ssfPoll, ssfPollTokenFile            string
 	accessTTL, maxAccessTTL, sessionTTL, sessionIdle, keyRotation       time.Duration
 	snapshotInterval, eventStreamMaxAge                                 time.Duration
 	rateLimit, clientRateLimit                                          float64
@@ -45,11 +51,25 @@ func (f *issuerFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.replicas, "replicas", 1, "stream and bucket replicas (3 on a NATS cluster)")
 	fs.StringVar(&f.eventKeyFile, "event-key-file", "", "PEM private key (mode 0600) signing events, shared by the replicas of a deployment (default: created in <data>/event-key)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&f.trustIssuer, "trust-issuer", "", "trust these external issuers (comma-separated issuer URLs): verifiers accept their access tokens, and their logout tokens and SETs revoke")
+	fs.StringVar(&f.trustIssuersFile, "trust-issuers-file", "", "JSON file of trusted external issuers with their settings (audience, claims, algorithms, signals); see docs/federation.md")
+	fs.StringVar(&f.ssfPoll, "ssf-poll", "", "poll this Shared Signals endpoint for SETs (RFC 8936); the transmitter must be a trusted issuer")
+	fs.StringVar(&f.ssfPollTokenFile, "ssf-poll-token-file", "", "file (mode 0600) holding the bearer token for --ssf-poll")
 	f.nats.register(fs)
 }
 
-func (f *issuerFlags) config(log *slog.Logger, tel *telemetry) issuer.Config {
+func (f *issuerFlags) config(log *slog.Logger, tel *telemetry) (issuer.Config, error) {
+	trust, err := f.trust()
+	if err != nil {
+		return issuer.Config{}, err
+	}
+	polls, err := f.polls()
+	if err != nil {
+		return issuer.Config{}, err
+	}
 	return issuer.Config{
+		Trust:             trust,
+		SSFPolls:          polls,
 		MeterProvider:     tel.meter,
 		Metrics:           tel.metrics,
 		DataDir:           f.data,
@@ -73,7 +93,38 @@ func (f *issuerFlags) config(log *slog.Logger, tel *telemetry) issuer.Config {
 		RootKeys:          f.nats.roots(),
 		EventKeyFile:      f.eventKeyFile,
 		Logger:            log,
+	}, nil
+}
+
+// trust returns the trusted issuers of --trust-issuer and
+// --trust-issuers-file.
+func (f *issuerFlags) trust() ([]federation.Issuer, error) {
+	byURL, err := federation.FromURLs(splitList(f.trustIssuer))
+	if err != nil {
+		return nil, fmt.Errorf("--trust-issuer: %w", err)
 	}
+	var fromFile []federation.Issuer
+	if f.trustIssuersFile != "" {
+		if fromFile, err = federation.LoadFile(f.trustIssuersFile); err != nil {
+			return nil, fmt.Errorf("--trust-issuers-file: %w", err)
+		}
+	}
+	return federation.Merge(byURL, fromFile)
+}
+
+// polls returns the SSF stream of --ssf-poll, with its token.
+func (f *issuerFlags) polls() ([]issuer.SSFPoll, error) {
+	switch {
+	case f.ssfPoll == "" && f.ssfPollTokenFile == "":
+		return nil, nil
+	case f.ssfPoll == "" || f.ssfPollTokenFile == "":
+		return nil, errors.New("--ssf-poll and --ssf-poll-token-file go together")
+	}
+	tok, err := secretfile.Read("SSF poll token", f.ssfPollTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	return []issuer.SSFPoll{{URL: f.ssfPoll, Token: strings.TrimSpace(string(tok))}}, nil
 }
 
 // runIssuer runs the issuer, embedding a NATS server unless --nats is given.
@@ -124,7 +175,11 @@ func openIssuerStack(ctx context.Context, f *issuerFlags, name string, stderr io
 	if st.tel, err = setupTelemetry(ctx, "herald-issuer", log); err != nil {
 		return nil, err
 	}
-	if st.svc, err = issuer.Open(ctx, f.config(log, st.tel), st.bus.conn); err != nil {
+	cfg, err := f.config(log, st.tel)
+	if err != nil {
+		return nil, err
+	}
+	if st.svc, err = issuer.Open(ctx, cfg, st.bus.conn); err != nil {
 		return nil, err
 	}
 	return st, nil

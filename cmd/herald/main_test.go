@@ -199,7 +199,11 @@ func TestIssuerFlags_EventStreamMaxAge(t *testing.T) {
 	if err := parseFlags(fs, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := f.config(slog.New(slog.DiscardHandler), &telemetry{}).EventStreamMaxAge, 5*time.Minute; got != want {
+	cfg, err := f.config(slog.New(slog.DiscardHandler), &telemetry{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.EventStreamMaxAge, 5*time.Minute; got != want {
 		t.Fatalf("EventStreamMaxAge = %s, want %s from HERALD_EVENT_STREAM_MAX_AGE", got, want)
 	}
 }

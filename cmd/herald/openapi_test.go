@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -246,7 +247,13 @@ func TestOpenAPI_Binary(t *testing.T) {
 	issuerDoc, sidecarDoc := loadAPIDoc(t, "issuer"), loadAPIDoc(t, "sidecar")
 	f := newFleet(t)
 	dir := t.TempDir()
-	iss := f.startIssuer(filepath.Join(dir, "issuer"), freeAddr(t))
+	idp := newFakeIdP(t)
+	trustFile := filepath.Join(dir, "trust.json")
+	trust := fmt.Sprintf(`{"issuers": [{"issuer": %q, "push_credential": "transmitter"}]}`, idp.URL)
+	if err := os.WriteFile(trustFile, []byte(trust), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	iss := f.startIssuer(filepath.Join(dir, "issuer"), freeAddr(t), "--trust-issuers-file", trustFile)
 	_, verURL := f.readyVerifier(filepath.Join(dir, "verifier"), iss.nats, "--heartbeat", "200ms")
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "app") }))
 	defer app.Close()
@@ -359,6 +366,24 @@ func TestOpenAPI_Binary(t *testing.T) {
 		d.refused(t, 400, formReq(t, I+"/v1/sessions/end", url.Values{"session_id": {s3.ID}, "refresh_token": {rotated.Refresh}}), true)
 		d.must(t, 200, formReq(t, I+"/v1/sessions/end", url.Values{"session_id": {s3.ID}, "refresh_token": {s3.Refresh}, "reason": {"logout"}}))
 		d.must(t, 200, jsonReq(t, "DELETE", I+"/v1/sessions/"+s1.ID+"?reason=test", admin, nil))
+
+		// Signals from a trusted identity provider.
+		var transmitter struct {
+			Token string `json:"token"`
+		}
+		_, b = d.must(t, 201, jsonReq(t, "POST", I+"/v1/credentials", admin, map[string]any{"name": "transmitter", "scopes": []string{"signals"}}))
+		decodeInto(t, b, &transmitter)
+		d.must(t, 200, formReq(t, I+"/oidc/backchannel-logout", url.Values{"logout_token": {idp.logoutToken(t, "idp-session-1")}}))
+		d.refused(t, 400, formReq(t, I+"/oidc/backchannel-logout", url.Values{"logout_token": {"not-a-token"}}), true)
+		pushSET := func(cred, set string) *http.Request {
+			r := newReq(t, "POST", I+"/ssf/push", strings.NewReader(set))
+			r.Header.Set("Content-Type", "application/secevent+jwt")
+			r.Header.Set("Authorization", "Bearer "+cred)
+			return r
+		}
+		d.must(t, 202, pushSET(transmitter.Token, idp.set(t, "idp-session-2")))
+		d.refused(t, 400, pushSET(transmitter.Token, "not-a-set"), true)
+		d.refused(t, 401, pushSET("hrld_wrong", idp.set(t, "idp-session-3")), true)
 
 		// Revocations.
 		d.must(t, 200, jsonReq(t, "POST", I+"/v1/revocations", admin, map[string]any{"kind": "subject", "value": "bob", "reason": "test"}))

@@ -490,6 +490,22 @@
     if (skew) sum += ` · ${skew} with clock skew over ${SKEW_WARNING_MS / 1000} s`;
     sum += ` · stream head ${f.stream_head}`;
     $('fleet-summary').textContent = sum;
+    renderTrusted(f.trusted_issuers || []);
+  }
+
+  // renderTrusted shows each trusted external issuer: its keys, when they
+  // were fetched, and the last error while its provider is unreachable.
+  function renderTrusted(list) {
+    $('trusted').hidden = list.length === 0;
+    $('trusted-body').replaceChildren(...list.map((t) => {
+      const failing = !!t.last_error;
+      const state = failing ? `failing since ${t.error_since || '?'}: ${t.last_error}` : (t.last_refresh ? 'ok' : 'not fetched yet');
+      return el('tr', { 'data-issuer': t.issuer, 'data-failing': String(failing) },
+        el('td', { class: 'mono' }, t.issuer),
+        el('td', { class: 'n' }, t.keys),
+        el('td', {}, t.last_refresh || '–'),
+        el('td', { class: failing ? 'lag-high' : '' }, state));
+    }));
   }
 
   async function pollFleet(st) {

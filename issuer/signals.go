@@ -1,0 +1,163 @@
+package issuer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/signals"
+)
+
+// Signals received from outside: OpenID Connect back-channel logout
+// tokens (POST /oidc/backchannel-logout) and Shared Signals SETs, pushed
+// (POST /ssf/push, RFC 8935) or polled (RFC 8936). Each is checked by the
+// signals package, claimed once across the replicas in HERALD_SIGNALS
+// (by a hash of its iss and jti), turned into a revocation limited to its
+// issuer, or only recorded, and audited as a signal.received event with
+// the raw token, in the same commit as the revocation it caused.
+
+// signalRecord is the value of a replay record in HERALD_SIGNALS: the
+// hash of the token received under that iss and jti, and whether acting
+// on it is done.
+type signalRecord struct {
+	Hash string `json:"hash"`
+	Done bool   `json:"done"`
+}
+
+// errSignalReplayed refuses a token whose iss and jti came before with
+// another token.
+var errSignalReplayed = &signals.Error{Code: signals.CodeInvalidRequest, Description: "jti already received with another token (replay)"}
+
+// errSignalInProgress answers a token another request is acting on: its
+// sender should retry.
+var errSignalInProgress = errors.New("the same token is being processed; retry")
+
+// signalOutcome is what receiving a signal did.
+type signalOutcome struct {
+	// Duplicate: the same token was received and acted on before; nothing
+	// was done again.
+	Duplicate bool
+	Signal    *bus.Signal
+	Seq       uint64
+}
+
+// signalWork is one received token, checked, and what it asks for.
+type signalWork struct {
+	format, sender, raw string
+	iss, jti            string
+	events              []string
+	// revoke is the revocation to make; nil records the signal only, for
+	// the reason note.
+	revoke *RevocationRequest
+	note   string
+}
+
+// receiveSignal claims w's iss and jti in HERALD_SIGNALS, acts on it, and
+// records it. The claim is made first, so that of two replicas receiving
+// the same token exactly one acts; if acting fails the claim is dropped,
+// so that the sender's retry is acted on.
+func (s *Service) receiveSignal(ctx context.Context, w *signalWork) (*signalOutcome, error) {
+	key := bus.SignalKey(w.iss, w.jti)
+	sum := sha256.Sum256([]byte(w.raw))
+	rec := signalRecord{Hash: hex.EncodeToString(sum[:])}
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	rev, err := s.signalKV.Create(ctx, key, val)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return s.seenSignal(ctx, key, rec.Hash)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim signal %s: %w", w.jti, err)
+	}
+	out, err := s.actOnSignal(ctx, w)
+	if err != nil {
+		if derr := s.signalKV.Delete(context.WithoutCancel(ctx), key, jetstream.LastRevision(rev)); derr != nil {
+			s.log.Error("claim of a failed signal not released; the sender's retry will be refused as in progress until it expires",
+				"iss", w.iss, "jti", w.jti, "err", derr)
+		}
+		return nil, err
+	}
+	rec.Done = true
+	if val, err = json.Marshal(rec); err == nil {
+		if _, err = s.signalKV.Update(ctx, key, val, rev); err != nil {
+			// The revocation is durable; only a retry of the same token
+			// would be answered as in progress rather than done.
+			s.log.Warn("signal acted on, record not marked done", "iss", w.iss, "jti", w.jti, "err", err)
+		}
+	}
+	return out, nil
+}
+
+// seenSignal answers a token whose iss and jti are claimed already: the
+// same token acted on is a duplicate, the same token being acted on is
+// in progress, another token is a replay.
+func (s *Service) seenSignal(ctx context.Context, key, hash string) (*signalOutcome, error) {
+	e, err := s.signalKV.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read signal record: %w", err)
+	}
+	var prev signalRecord
+	if err := json.Unmarshal(e.Value(), &prev); err != nil || prev.Hash != hash {
+		return nil, errSignalReplayed
+	}
+	if !prev.Done {
+		return nil, errSignalInProgress
+	}
+	return &signalOutcome{Duplicate: true}, nil
+}
+
+// actOnSignal makes the revocation w asks for, or records w, with its
+// audit event in the same commit.
+func (s *Service) actOnSignal(ctx context.Context, w *signalWork) (*signalOutcome, error) {
+	sg := &bus.Signal{Format: w.format, Issuer: w.iss, JTI: w.jti, Sender: w.sender, Events: w.events,
+		Token: w.raw, Outcome: "recorded", Note: w.note}
+	actor := "signal:" + w.iss
+	if len(actor) > bus.MaxValueLen {
+		actor = actor[:bus.MaxValueLen]
+	}
+	if w.revoke != nil {
+		kind, err := bus.ParseKind(w.revoke.Kind)
+		if err != nil {
+			return nil, err
+		}
+		sg.Outcome, sg.Kind, sg.Value = "revoked", kind, w.revoke.Value
+		res, err := s.revoke(ctx, *w.revoke, actor, w.sender, sg)
+		if err != nil {
+			return nil, err
+		}
+		s.log.Info("signal received", "format", w.format, "iss", w.iss, "jti", w.jti, "kind", kind, "seq", res.Seq)
+		return &signalOutcome{Signal: sg, Seq: res.Seq}, nil
+	}
+	now := s.now()
+	e := &bus.Event{ID: bus.NewID(), Type: bus.TypeSignalReceived, Time: now, Actor: actor, Signal: sg}
+	if _, err := s.outbox.commit(ctx, func(c *change) error {
+		c.emit(e)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	s.log.Info("signal received and recorded", "format", w.format, "iss", w.iss, "jti", w.jti, "note", w.note)
+	return &signalOutcome{Signal: sg}, nil
+}
+
+// signalMaxAge bounds how old a signal may be, by how it arrives: a logout
+// token or pushed SET is fresh; a polled one may have waited at the
+// transmitter while this issuer was down, up to the replay records' life.
+func signalMaxAge(format string) time.Duration {
+	switch format {
+	case bus.SignalPoll:
+		return bus.DefaultSignalsTTL - time.Hour
+	case bus.SignalPush:
+		return time.Hour
+	}
+	return signals.DefaultMaxAge
+}

@@ -1,0 +1,191 @@
+package issuer
+
+import (
+	"context"
+	"crypto"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/federation"
+	"github.com/heraldsec/herald/signals"
+	"github.com/heraldsec/herald/verifier"
+)
+
+// Trusted external issuers (Config.Trust): the federation publishes the
+// keys of those whose access tokens verifiers accept, and finds the keys
+// their logout tokens and SETs are checked with.
+
+// openFederation starts trusting cfg.Trust: nil when it is empty.
+func (s *Service) openFederation(signer *bus.Signer) error {
+	sources := make([]signals.Source, 0, len(s.cfg.Trust))
+	for _, is := range s.cfg.Trust {
+		src := signals.Source{Issuer: is.URL, ClientID: is.ClientID, EmailClaim: is.Claims.Email,
+			Audiences: []string{s.cfg.IssuerURL, s.cfg.IssuerURL + SSFPushPath}}
+		if len(is.Events) > 0 {
+			src.Events = make(map[string]signals.Action, len(is.Events))
+			for typ, a := range is.Events {
+				src.Events[typ] = signals.Action(a)
+			}
+		}
+		sources = append(sources, src)
+	}
+	s.signalSources = sources
+	if len(s.cfg.Trust) == 0 {
+		return nil
+	}
+	fed, err := federation.New(federation.Config{Issuers: s.cfg.Trust, Conn: s.conn, Signer: signer,
+		EventKeys: s.trusted.EventKey, Log: s.log.With("component", "federation"), Now: s.cfg.Now,
+		Revoked: s.externalKeyRevoked, MeterProvider: s.cfg.MeterProvider})
+	if err != nil {
+		return fmt.Errorf("trusted issuers: %w", err)
+	}
+	s.fed = fed
+	return nil
+}
+
+// externalKeyRevoked reports whether key kid of external issuer iss was
+// revoked: by a key revocation limited to iss, or one for every issuer.
+func (s *Service) externalKeyRevoked(iss, kid string) bool {
+	return s.deny.Contains(verifier.DenyKey(bus.KindKey, kid)) ||
+		s.deny.Contains(verifier.DenyKeyFor(bus.KindKey, iss, kid))
+}
+
+// signalConfig returns what checks the signals that arrive as format.
+// A kid the issuer's last key set lacks makes it fetch the key set again
+// before the token is refused (a provider's new key, or keys not fetched
+// yet after a start), at most once per issuer every signalKeyRetry.
+func (s *Service) signalConfig(ctx context.Context, format string) *signals.Config {
+	keys := func(iss, kid string) (bus.JWK, crypto.PublicKey, bool) {
+		if s.fed == nil {
+			return bus.JWK{}, nil, false
+		}
+		k, pub, ok := s.fed.Key(iss, kid)
+		if _, trusted := s.trustedIssuer(iss); ok || !trusted || !s.signalRefetch.allow(iss, s.now()) {
+			return k, pub, ok
+		}
+		if err := s.fed.Refresh(ctx, iss); err != nil {
+			s.log.Warn("key set of a signal's issuer not fetched", "iss", iss, "err", err)
+		}
+		return s.fed.Key(iss, kid)
+	}
+	return &signals.Config{Sources: s.signalSources, Keys: keys, Now: s.cfg.Now, MaxAge: signalMaxAge(format)}
+}
+
+// signalKeyRetry is the shortest time between two fetches of an issuer's
+// key set that signals with unknown kids cause.
+const signalKeyRetry = 30 * time.Second
+
+// refetchLimit allows a fetch per issuer every signalKeyRetry. It is
+// asked only for trusted issuers: its size is bounded by the
+// configuration.
+type refetchLimit struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// allow reports whether iss may be fetched again at now, and if so
+// records it.
+func (l *refetchLimit) allow(iss string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if last, ok := l.last[iss]; ok && now.Sub(last) < signalKeyRetry {
+		return false
+	}
+	if l.last == nil {
+		l.last = make(map[string]time.Time)
+	}
+	l.last[iss] = now
+	return true
+}
+
+// revocationFor returns req if verifiers can enforce it: limited to
+// Herald's own issuer or to one whose tokens they accept. Otherwise it
+// returns nil and says why in note: the signal is only recorded.
+func (s *Service) revocationFor(req *RevocationRequest, note *string) *RevocationRequest {
+	if req.Value == "" && req.Kind != bus.KindAll.String() {
+		*note = "the signal names no value to revoke"
+		return nil
+	}
+	if err := s.checkIssuer(req.Issuer); err != nil {
+		*note = fmt.Sprintf("tokens of %.128s are not accepted here: nothing to revoke", req.Issuer)
+		return nil
+	}
+	return req
+}
+
+// receiveSET checks a SET delivered as format (push or poll) by sender,
+// and acts on it as receiveSignal does. A pushed SET's iss must name the
+// pushing credential as its push_credential.
+func (s *Service) receiveSET(ctx context.Context, raw, format, sender string) (*signalOutcome, error) {
+	set, err := signals.ParseSET(raw, s.signalConfig(ctx, format))
+	if err != nil {
+		s.metrics.signal(ctx, format, signals.Code(err))
+		return nil, err
+	}
+	if format == bus.SignalPush {
+		is, ok := s.trustedIssuer(set.Issuer)
+		if !ok || is.PushCredential == "" || is.PushCredential != sender {
+			err := &signals.Error{Code: signals.CodeAccessDenied,
+				Description: fmt.Sprintf("credential %s may not push SETs of %.128s (push_credential)", sender, set.Issuer)}
+			s.metrics.signal(ctx, format, err.Code)
+			return nil, err
+		}
+	}
+	src, _ := s.signalSource(set.Issuer) // ParseSET found it
+	o, err := set.Revocation(src.Events, src.EmailClaim)
+	if err != nil {
+		return nil, err
+	}
+	w := &signalWork{format: format, sender: sender, raw: raw, iss: set.Issuer, jti: set.JTI,
+		events: []string{set.EventType}, note: o.Note}
+	if o.Revoke {
+		w.revoke = s.revocationFor(&RevocationRequest{Kind: o.Kind.String(), Value: o.Value, Issuer: o.Issuer,
+			Reason: reasonOf(set.EventType)}, &w.note)
+		if o.Kind == bus.KindAll {
+			w.revoke = nil // no signal revokes every token of an issuer
+			w.note = "a signal may not revoke every token of an issuer"
+		}
+	}
+	out, err := s.receiveSignal(ctx, w)
+	s.metrics.signal(ctx, format, signals.Code(err))
+	return out, err
+}
+
+// reasonOf names an event type URI briefly, for a revocation's reason:
+// its last path segment.
+func reasonOf(eventType string) string {
+	return "signal " + eventType[strings.LastIndexByte(eventType, '/')+1:]
+}
+
+// trustedIssuer returns the trusted issuer iss.
+func (s *Service) trustedIssuer(iss string) (federation.Issuer, bool) {
+	i := slices.IndexFunc(s.cfg.Trust, func(is federation.Issuer) bool { return is.URL == iss })
+	if i < 0 {
+		return federation.Issuer{}, false
+	}
+	return s.cfg.Trust[i], true
+}
+
+// signalSource returns the signals source of iss.
+func (s *Service) signalSource(iss string) (*signals.Source, bool) {
+	for i := range s.signalSources {
+		if s.signalSources[i].Issuer == iss {
+			return &s.signalSources[i], true
+		}
+	}
+	return nil, false
+}
+
+// TrustStatus returns the state of each trusted external issuer's keys:
+// when they were last fetched, and the last error if the last fetch
+// failed. Empty without trusted issuers.
+func (s *Service) TrustStatus() []federation.IssuerStatus {
+	if s.fed == nil {
+		return nil
+	}
+	return s.fed.Status()
+}
