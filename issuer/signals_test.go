@@ -155,7 +155,7 @@ func TestBackChannelLogout_RevokesTheSessionEverywhere(t *testing.T) {
 	}
 	for _, sc := range scs {
 		bustest.WaitFor(t, 10*time.Second, func() error { return wantVerdict(t, sc, gone, http.StatusUnauthorized, "revoked") })
-		for _, tok := range []string{kept} {
+		for _, tok := range []string{kept, herald.AccessToken} {
 			if err := wantVerdict(t, sc, tok, http.StatusOK, ""); err != nil {
 				t.Error(err)
 			}
