@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/federation"
 	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
@@ -63,6 +64,7 @@ type fleetList struct {
 		Live  bool  `json:"live"`
 		AgeMS int64 `json:"age_ms"`
 	} `json:"verifiers"`
+	TrustedIssuers []federation.IssuerStatus `json:"trusted_issuers,omitempty"`
 }
 
 // printFleet lists the verifiers the issuer knows of, with their lag.
@@ -112,5 +114,15 @@ func printFleet(ctx context.Context, c *clientFlags, asJSON bool, stdout io.Writ
 		return err
 	}
 	fmt.Fprintf(stdout, "%d verifiers; stream head %d\n", len(list.Verifiers), list.StreamHead)
+	for _, is := range list.TrustedIssuers {
+		state := "ok"
+		switch {
+		case is.LastError != "":
+			state = fmt.Sprintf("failing since %s: %s", is.ErrorSince.Local().Format(time.DateTime), is.LastError)
+		case is.LastRefresh.IsZero():
+			state = "not fetched yet"
+		}
+		fmt.Fprintf(stdout, "trusted issuer %s: %d keys; %s\n", is.Issuer, is.Keys, state)
+	}
 	return nil
 }
