@@ -130,6 +130,7 @@ func StripHeaders(h http.Header) {
 // SetIdentity sets the identity headers (HeaderSubject and the others) of
 // c on h.
 func SetIdentity(h http.Header, c *Claims) {
+	h.Set(HeaderIssuer, c.Issuer)
 	h.Set(HeaderSubject, c.Subject)
 	h.Set(HeaderSession, c.SessionID)
 	h.Set(HeaderClient, c.ClientID)
@@ -138,7 +139,10 @@ func SetIdentity(h http.Header, c *Claims) {
 }
 
 // Identity headers set on a verified request. Proxies copy them upstream.
+// HeaderIssuer names the token's issuer: Herald's own, or a trusted
+// external one, whose subjects, sessions and clients are its own.
 const (
+	HeaderIssuer  = "X-Herald-Issuer"
 	HeaderSubject = "X-Herald-Subject"
 	HeaderSession = "X-Herald-Session"
 	HeaderClient  = "X-Herald-Client"

@@ -80,6 +80,7 @@ func TestProxy_Forward(t *testing.T) {
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, f.sc.URL()+"/echo?x=1", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("X-Herald-Subject", "mallory")
+	req.Header.Set("X-Herald-Issuer", "https://evil.test")
 	req.Header.Set("x-herald-tenant", "evil")
 	req.Header["X_Herald_Scope"] = []string{"admin"}
 	req.Header.Set("X-Herald-Extra", "forged")
@@ -99,7 +100,7 @@ func TestProxy_Forward(t *testing.T) {
 		t.Fatalf("proxied GET = %d, %v", resp.StatusCode, err)
 	}
 	want := map[string]string{
-		verifier.HeaderSubject: "alice", verifier.HeaderTenant: "acme", verifier.HeaderScope: "read write",
+		verifier.HeaderIssuer: testIssuer, verifier.HeaderSubject: "alice", verifier.HeaderTenant: "acme", verifier.HeaderScope: "read write",
 		verifier.HeaderSession: c["sid"].(string), verifier.HeaderClient: "web", "X-Other": "kept",
 		"Authorization": "Bearer " + tok, "X-Forwarded-Host": "app.example",
 	}

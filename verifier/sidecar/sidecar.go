@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -246,6 +247,9 @@ func Open(cfg Config, conn *bus.Conn) (*Sidecar, error) {
 	}
 	vcfg.Live = sc.live
 	vcfg.Stale = func() bool { return !sc.Ready() }
+	if vcfg.OnUnknownKey == nil {
+		vcfg.OnUnknownKey = sc.requestKey
+	}
 	sc.verifier, err = verifier.New(vcfg, keys, db, sc.givesVerdicts)
 	if err != nil {
 		db.Close()
@@ -304,6 +308,23 @@ func (s *Sidecar) revokeLive(revs []*bus.Revocation) {
 	if err := s.conn.Announce(s.Heartbeat()); err != nil {
 		s.log.Debug("announce applied revocations", "err", err)
 	}
+}
+
+// requestKey asks the issuers, on bus.SubjectKeyRequest, for the key kid
+// of trusted external issuer iss that a token named and the key set does
+// not hold; the verifier calls it at a bounded rate
+// (verifier.Config.UnknownKeyInterval). Publishing on core NATS does not
+// block.
+func (s *Sidecar) requestKey(iss, kid string) {
+	data, err := json.Marshal(bus.KeyRequest{Issuer: iss, Kid: kid})
+	if err == nil {
+		err = s.conn.NATS().Publish(bus.SubjectKeyRequest, data)
+	}
+	if err != nil {
+		s.log.Warn("ask the issuers for an external issuer's key", "iss", iss, "err", err)
+		return
+	}
+	s.log.Info("asked the issuers for an unknown key of an external issuer", "iss", iss)
 }
 
 // errShutdown ends the requests in flight when the sidecar stops.
@@ -399,6 +420,10 @@ type Status struct {
 	Verdicts   bool `json:"verdicts"`
 	KeysLoaded bool `json:"keys_loaded"`
 	Keys       int  `json:"keys"`
+	// TrustedIssuers counts the external issuers whose tokens are
+	// accepted, ExternalKeys their keys held.
+	TrustedIssuers int `json:"trusted_issuers"`
+	ExternalKeys   int `json:"external_keys"`
 	// EventKeys are the kids of the event keys whose events are applied.
 	EventKeys    []string `json:"event_keys"`
 	Denylist     int      `json:"denylist_size"`
@@ -423,6 +448,8 @@ func (s *Sidecar) Status() Status {
 		OnStale:        s.cfg.OnStale,
 		KeysLoaded:     s.keys.Loaded(),
 		Keys:           len(s.keys.Keys()),
+		TrustedIssuers: len(s.keys.Trusted()),
+		ExternalKeys:   s.keys.ExternalKeys(),
 		EventKeys:      s.keys.EventKeys(),
 		Denylist:       s.db.Len(),
 		LiveRequests:   s.live.Len(),
