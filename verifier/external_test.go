@@ -217,3 +217,22 @@ func signKeyEntryByHand(tb testing.TB, iss string, jwk bus.JWK) (name string, va
 	sig := ed25519.Sign(bustest.EventKey(tb), []byte(input))
 	return bus.ExternalKeyName(iss, jwk), []byte(input + "." + b64(sig))
 }
+
+// TestKeySet_ExternalEventKeyRevoked: when a root key revokes the event
+// key that signed an external issuer's entries, the trust and the keys go
+// with it.
+func TestKeySet_ExternalEventKeyRevoked(t *testing.T) {
+	idp := verifiertest.NewIdP(t, idpIssuer)
+	ks := NewKeySet(nil, nil)
+	putIdP(t, ks, idp, nil)
+	if _, _, ok := ks.External(idpIssuer, idp.Kid(bus.AlgES256)); !ok {
+		t.Fatal("provider's key not held")
+	}
+	ks.revokeEventKey(bustest.Signer(t).KeyID())
+	if _, ok := ks.Trust(idpIssuer); ok {
+		t.Fatal("trust signed by a revoked event key still held")
+	}
+	if n := ks.ExternalKeys(); n != 0 {
+		t.Fatalf("%d keys signed by a revoked event key still held", n)
+	}
+}

@@ -18,6 +18,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/verifier/verifiertest"
 )
 
 var update = flag.Bool("update", false, "rewrite the seed corpora in testdata/fuzz")
@@ -145,4 +150,70 @@ func TestFuzzCorpora(t *testing.T) {
 			write(fmt.Sprintf("%03d-%s", i+1, a.name), a.token)
 		}
 	}
+}
+
+// FuzzVerifyExternal feeds arbitrary tokens to a Verify that also trusts
+// an external issuer, whose claims are arbitrary JSON. None may panic,
+// every refusal carries a reason, and an accepted token names that
+// issuer (or Herald's) and was signed by one of its keys.
+func FuzzVerifyExternal(f *testing.F) {
+	k := fuzzKeys(f) // the provider's keys, under its own kids
+	ks := NewKeySet(nil, nil)
+	signer := trustEventKey(f, ks)
+	tr := bus.Trust{Issuer: idpIssuer, Algorithms: []string{bus.AlgEdDSA, bus.AlgES256}, MaxTTL: 3600,
+		Claims: bus.TrustClaims{Tenant: "tid", Email: "email"}}
+	name, value := verifiertest.TrustEntry(f, signer, tr)
+	if err := ks.Put(name, value); err != nil {
+		f.Fatal(err)
+	}
+	for kid, pub := range map[string]any{"ed": k.Ed.Public(), "es": &k.Es.PublicKey} {
+		jwk, err := bus.NewJWK(pub)
+		if err != nil {
+			f.Fatal(err)
+		}
+		jwk.Kid = kid
+		name, value, err := signer.SignExternalKey(idpIssuer, jwk, time.Hour)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if err := ks.Put(name, value); err != nil {
+			f.Fatal(err)
+		}
+	}
+	v, err := New(Config{Issuer: testIssuer, Audience: testAudience, CacheSize: -1,
+		Now: func() time.Time { return fuzzNow }, OnUnknownKey: func(string, string) {}}, ks, nil, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	claims := map[string]any{"iss": idpIssuer, "sub": "u", "aud": testAudience, "iat": fuzzNow.Unix(),
+		"exp": fuzzNow.Add(time.Minute).Unix(), "sid": "s", "azp": "c", "tid": "t", "email": "e@x",
+		"groups": []any{"a", map[string]any{"b": nil}}, "scp": []string{"x", "y"}}
+	f.Add(signJWT(f, jwt.SigningMethodEdDSA, k.Ed, map[string]any{"alg": "EdDSA", "kid": "ed", "typ": "JWT"}, claims))
+	f.Add(signJWT(f, jwt.SigningMethodES256, k.Es, map[string]any{"alg": "ES256", "kid": "es"}, claims))
+	claims["sid"], claims["tid"] = 7, []int{1}
+	f.Add(signJWT(f, jwt.SigningMethodEdDSA, k.Ed, map[string]any{"alg": "EdDSA", "kid": "ed", "typ": "at+jwt"}, claims))
+	f.Fuzz(func(t *testing.T, token string) {
+		c, err := v.Verify(t.Context(), token)
+		if err != nil {
+			var e *Error
+			if c != nil || !errors.As(err, &e) {
+				t.Fatalf("claims %v, error %v without a reason", c, err)
+			}
+			return
+		}
+		parts := strings.Split(token, ".")
+		sig, err := b64Strict(parts[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		input := []byte(parts[0] + "." + parts[1])
+		digest := sha256.Sum256(input)
+		if !ed25519.Verify(k.Ed.Public().(ed25519.PublicKey), input, sig) && (len(sig) != 64 ||
+			!ecdsa.Verify(&k.Es.PublicKey, digest[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:]))) {
+			t.Fatalf("accepted a token no trusted key signed: %q", token)
+		}
+		if c.Issuer != idpIssuer && c.Issuer != testIssuer || c.Subject == "" {
+			t.Fatalf("accepted claims %+v", c)
+		}
+	})
 }
