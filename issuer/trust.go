@@ -145,9 +145,15 @@ func (s *Service) receiveSET(ctx context.Context, raw, format, sender string) (*
 	if o.Revoke {
 		w.revoke = s.revocationFor(&RevocationRequest{Kind: o.Kind.String(), Value: o.Value, Issuer: o.Issuer,
 			Reason: reasonOf(set.EventType)}, &w.note)
-		if o.Kind == bus.KindAll {
+		switch {
+		case o.Kind == bus.KindAll:
 			w.revoke = nil // no signal revokes every token of an issuer
 			w.note = "a signal may not revoke every token of an issuer"
+		case s.ownTokens(o.Issuer):
+			// An iss_sub or jwt_id subject may name another issuer than
+			// the SET's, but no transmitter speaks for Herald itself.
+			w.revoke = nil
+			w.note = "the subject names this issuer's own tokens, which a transmitter may not revoke"
 		}
 	}
 	out, err := s.receiveSignal(ctx, w)

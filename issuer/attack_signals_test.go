@@ -1,0 +1,131 @@
+package issuer_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/federation"
+	"github.com/heraldsec/herald/issuer"
+)
+
+// TestAttackSET_CannotRevokeHeraldsOwnTokens: a trusted transmitter's SET
+// whose subject names Herald's own issuer (iss_sub or jwt_id, even inside
+// a complex subject) is only recorded: no external transmitter speaks for
+// Herald, so it can neither revoke Herald's tokens nor end Herald's
+// sessions. The same SET naming the transmitter's own issuer revokes.
+func TestAttackSET_CannotRevokeHeraldsOwnTokens(t *testing.T) {
+	idp := newTestIdP(t)
+	svc, scs := runTrusting(t, 1, func(is *federation.Issuer) { is.PushCredential = "idp-ssf" }, idp)
+	cred := credential(t, svc, "idp-ssf", issuer.ScopeSignals)
+	own := createSession(t, svc, issuer.SessionRequest{Subject: "alice"})
+	heraldIss := svc.IssuerURL()
+	jti := claimsOf(t, own.AccessToken).ID
+	before := revocationSeq(t, svc)
+	for name, sub := range map[string]map[string]any{
+		"iss_sub of Herald":          {"format": "iss_sub", "iss": heraldIss, "sub": "alice"},
+		"jwt_id of Herald":           {"format": "jwt_id", "iss": heraldIss, "jti": jti},
+		"complex user iss_sub":       {"format": "complex", "user": map[string]any{"format": "iss_sub", "iss": heraldIss, "sub": "alice"}},
+		"complex user jwt_id Herald": {"format": "complex", "user": map[string]any{"format": "jwt_id", "iss": heraldIss, "jti": jti}},
+	} {
+		code, body := push(t, svc, cred, "application/secevent+jwt", idp.set(t, credentialChange, sub, nil))
+		if code != http.StatusAccepted {
+			t.Errorf("%s: %d %s, want 202 (recorded)", name, code, body)
+		}
+	}
+	if after := revocationSeq(t, svc); after != before {
+		t.Errorf("a provider's SETs revoked Herald's own tokens: seq %d -> %d", before, after)
+	}
+	// A revocation the provider may make, pushed after: once it reached
+	// the sidecar, anything published before it has too.
+	bob := idp.accessToken(t, "bob", "b-1")
+	if code, body := push(t, svc, cred, "application/secevent+jwt",
+		idp.set(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "bob"}, nil)); code != http.StatusAccepted {
+		t.Fatalf("own subject: %d %s", code, body)
+	}
+	bustest.WaitFor(t, 10*time.Second, func() error { return wantVerdict(t, scs[0], bob, http.StatusUnauthorized, "revoked") })
+	if err := wantVerdict(t, scs[0], own.AccessToken, http.StatusOK, ""); err != nil {
+		t.Errorf("Herald's own token after a provider's SET naming it: %v", err)
+	}
+	code, raw := call(t, "GET", svc.URL()+"/v1/audit?action=signal.push", adminToken, nil)
+	if code != http.StatusOK || strings.Count(string(raw), "this issuer's own tokens") != 4 {
+		t.Errorf("audit of the SETs naming Herald: %d %s, want four recorded with a note", code, raw)
+	}
+}
+
+// TestAttackLogout_ConcurrentReplicas: the same logout token posted many
+// times at once, half to each of two issuer replicas, gets exactly one
+// 200 and causes exactly one revocation.
+func TestAttackLogout_ConcurrentReplicas(t *testing.T) {
+	idp := newTestIdP(t)
+	s := bustest.RunServer(t)
+	trust := []federation.Issuer{federation.Issuer{URL: idp.URL, Tokens: true}.WithDefaults()}
+	a, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{Trust: trust})
+	b, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{Trust: trust})
+	sc := runFleet(t, s, a, 1)[0]
+	gone := idp.accessToken(t, "erin", "e-1")
+	bustest.WaitFor(t, 10*time.Second, func() error { return wantVerdict(t, sc, gone, http.StatusOK, "") })
+	before := revocationSeq(t, a)
+	tok := idp.logoutToken(t, func(c jwt.MapClaims) { c["sid"] = "e-1" })
+
+	const n = 16
+	codes := make(chan int, n)
+	start := make(chan struct{})
+	for i := range n {
+		svc := a
+		if i%2 == 1 {
+			svc = b
+		}
+		go func() {
+			<-start
+			code, _, _ := postLogout(t, svc, tok)
+			codes <- code
+		}()
+	}
+	close(start)
+	ok := 0
+	for range n {
+		switch c := <-codes; c {
+		case http.StatusOK:
+			ok++
+		case http.StatusBadRequest:
+		default:
+			t.Errorf("logout answered %d", c)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d of %d identical logouts answered 200, want exactly 1", ok, n)
+	}
+	bustest.WaitFor(t, 10*time.Second, func() error { return wantVerdict(t, sc, gone, http.StatusUnauthorized, "revoked") })
+	code, raw := call(t, "GET", a.URL()+"/v1/revocations?limit=100", adminToken, nil)
+	if code != http.StatusOK {
+		t.Fatalf("revocations: %d %s", code, raw)
+	}
+	if got := strings.Count(string(raw), `"e-1"`); got != 1 {
+		t.Errorf("%d revocations of session e-1, want 1 (seq before %d): %s", got, before, raw)
+	}
+}
+
+// TestAttackPush_AnotherTransmittersCredential: two trusted transmitters,
+// each with its own push credential: one's credential cannot push the
+// other's SETs, even genuine ones (403), and nothing is revoked.
+func TestAttackPush_AnotherTransmittersCredential(t *testing.T) {
+	a, b := newTestIdP(t), newTestIdP(t)
+	svc, _ := runTrusting(t, 1, func(is *federation.Issuer) {
+		is.PushCredential = "ssf-" + map[bool]string{true: "a", false: "b"}[is.URL == a.URL]
+	}, a, b)
+	_ = credential(t, svc, "ssf-a", issuer.ScopeSignals)
+	credB := credential(t, svc, "ssf-b", issuer.ScopeSignals)
+	before := revocationSeq(t, svc)
+	set := a.set(t, credentialChange, map[string]any{"format": "iss_sub", "iss": a.URL, "sub": "bob"}, nil)
+	if code, body := push(t, svc, credB, "application/secevent+jwt", set); code != http.StatusForbidden || !strings.Contains(body, "access_denied") {
+		t.Errorf("b's credential pushing a's SET: %d %s, want 403 access_denied", code, body)
+	}
+	if after := revocationSeq(t, svc); after != before {
+		t.Errorf("seq %d -> %d", before, after)
+	}
+}
