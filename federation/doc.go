@@ -55,7 +55,7 @@
 //	issuers, err := federation.LoadFile(path)
 //	fed, err := federation.New(federation.Config{Issuers: issuers, Conn: conn})
 //	g.Go("federation", fed.Run)
-//	k, pub, ok := fed.Key(iss, kid) // the signals receiver
+//	k, pub, ok := fed.KeyOrRefresh(ctx, iss, kid) // the signals receiver
 //
 // # Concurrency
 //

@@ -451,6 +451,51 @@ func (f *Federation) Key(iss, kid string) (bus.JWK, crypto.PublicKey, bool) {
 	return bus.JWK{}, nil, false
 }
 
+// KeyOrRefresh returns the key kid of trusted issuer iss as Key does,
+// but when the kid is unknown it fetches the issuer's key sets before
+// answering (or waits for a refresh under way), at most once per
+// MinPromptInterval, the limit prompted refreshes and key requests share
+// too: a flood of unknown kids,
+// whichever way they arrive, costs the provider one fetch per interval.
+// It is for the signals receiver, whose senders do not retry: a logout
+// signed by a key the provider has just published is checked with it.
+func (f *Federation) KeyOrRefresh(ctx context.Context, iss, kid string) (bus.JWK, crypto.PublicKey, bool) {
+	st, ok := f.byURL[iss]
+	if !ok {
+		return bus.JWK{}, nil, false
+	}
+	if _, ok := st.find(kid); !ok {
+		if f.allowRefresh(st) {
+			if err := f.refresh(ctx, st); err != nil {
+				f.log.Warn("key set of a signal's issuer not fetched", "issuer", iss, "err", err)
+			}
+		} else {
+			// A refresh under way (the first after a start) may bring it.
+			st.refreshMu.Lock()
+			st.refreshMu.Unlock()
+		}
+	}
+	k, ok := st.find(kid)
+	if !ok || f.cfg.Revoked(iss, kid) {
+		return bus.JWK{}, nil, false
+	}
+	return k.jwk, k.pub, true
+}
+
+// allowRefresh reports whether st may be refreshed now for an unknown
+// kid, none having started less than MinPromptInterval ago, and if so
+// records the attempt.
+func (f *Federation) allowRefresh(st *issuerState) bool {
+	now := f.now()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.lastAttempt.IsZero() && now.Sub(st.lastAttempt) < f.cfg.MinPromptInterval {
+		return false
+	}
+	st.lastAttempt = now
+	return true
+}
+
 // find returns the key kid of st's last good key sets.
 func (st *issuerState) find(kid string) (key, bool) {
 	st.mu.Lock()
@@ -466,14 +511,9 @@ func (st *issuerState) find(kid string) (key, bool) {
 // prompt asks st's loop for a refresh unless one started less than
 // MinPromptInterval ago, and reports whether it did.
 func (f *Federation) prompt(st *issuerState) bool {
-	now := f.now()
-	st.mu.Lock()
-	if !st.lastAttempt.IsZero() && now.Sub(st.lastAttempt) < f.cfg.MinPromptInterval {
-		st.mu.Unlock()
+	if !f.allowRefresh(st) {
 		return false
 	}
-	st.lastAttempt = now
-	st.mu.Unlock()
 	select {
 	case st.prompt <- struct{}{}:
 	default: // one is pending already

@@ -55,7 +55,6 @@ type Service struct {
 	fed           *federation.Federation // nil without trusted issuers
 	signalKV      jetstream.KeyValue     // HERALD_SIGNALS
 	signalSources []signals.Source       // whose logout tokens and SETs are taken
-	signalRefetch refetchLimit           // key set fetches for signals with unknown kids
 
 	audiences   audienceVerifiers // introspection's checks for other audiences
 	clientGuard *clientGuard      // bounds on client authentication

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/federation"
@@ -57,49 +55,15 @@ func (s *Service) externalKeyRevoked(iss, kid string) bool {
 // signalConfig returns what checks the signals that arrive as format.
 // A kid the issuer's last key set lacks makes it fetch the key set again
 // before the token is refused (a provider's new key, or keys not fetched
-// yet after a start), at most once per issuer every signalKeyRetry.
+// yet after a start), at the rate the federation allows each issuer.
 func (s *Service) signalConfig(ctx context.Context, format string) *signals.Config {
 	keys := func(iss, kid string) (bus.JWK, crypto.PublicKey, bool) {
 		if s.fed == nil {
 			return bus.JWK{}, nil, false
 		}
-		k, pub, ok := s.fed.Key(iss, kid)
-		if _, trusted := s.trustedIssuer(iss); ok || !trusted || !s.signalRefetch.allow(iss, s.now()) {
-			return k, pub, ok
-		}
-		if err := s.fed.Refresh(ctx, iss); err != nil {
-			s.log.Warn("key set of a signal's issuer not fetched", "iss", iss, "err", err)
-		}
-		return s.fed.Key(iss, kid)
+		return s.fed.KeyOrRefresh(ctx, iss, kid)
 	}
 	return &signals.Config{Sources: s.signalSources, Keys: keys, Now: s.cfg.Now, MaxAge: signalMaxAge(format)}
-}
-
-// signalKeyRetry is the shortest time between two fetches of an issuer's
-// key set that signals with unknown kids cause.
-const signalKeyRetry = 30 * time.Second
-
-// refetchLimit allows a fetch per issuer every signalKeyRetry. It is
-// asked only for trusted issuers: its size is bounded by the
-// configuration.
-type refetchLimit struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-// allow reports whether iss may be fetched again at now, and if so
-// records it.
-func (l *refetchLimit) allow(iss string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if last, ok := l.last[iss]; ok && now.Sub(last) < signalKeyRetry {
-		return false
-	}
-	if l.last == nil {
-		l.last = make(map[string]time.Time)
-	}
-	l.last[iss] = now
-	return true
 }
 
 // revocationFor returns req if verifiers can enforce it: limited to
