@@ -451,8 +451,8 @@ func (b *idpBrowser) login(p *oidcProvider, c *idpClient, user string) *idpSessi
 	}
 	s := &idpSession{b: b, ctx: ctx, user: user}
 
-	state, nonce, verifier := randomSecret(t), randomSecret(t), randomSecret(t)+randomSecret(t)
-	challenge := sha256.Sum256([]byte(verifier))
+	state, nonce, codeVerifier := randomSecret(t), randomSecret(t), randomSecret(t)+randomSecret(t)
+	challenge := sha256.Sum256([]byte(codeVerifier))
 	q := url.Values{
 		"client_id":             {p.cfg.ClientID},
 		"response_type":         {"code"},
@@ -488,7 +488,7 @@ func (b *idpBrowser) login(p *oidcProvider, c *idpClient, user string) *idpSessi
 		"code":          {code},
 		"redirect_uri":  {c.redirectURI()},
 		"resource":      {p.cfg.Resource},
-		"code_verifier": {verifier},
+		"code_verifier": {codeVerifier},
 	}
 	req, err := http.NewRequestWithContext(t.Context(), "POST", p.meta.TokenEndpoint, strings.NewReader(form.Encode()))
 	if err != nil {
