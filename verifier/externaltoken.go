@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -123,6 +124,12 @@ func (ec *externalClaims) UnmarshalJSON(b []byte) error {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {
 		return err
+	}
+	// A back-channel logout token or a SET of the provider carries events;
+	// no access token does (RFC 8725 section 3.12): one sent to Herald's
+	// client id, untyped or typed JWT, must not pass as its user's token.
+	if _, ok := m["events"]; ok {
+		return errors.New("claim events: a security event or logout token is not an access token")
 	}
 	c := &ec.Claims
 	for name, dst := range map[string]any{
