@@ -73,9 +73,11 @@ func (s *Service) receiveSignal(ctx context.Context, w *signalWork) (*signalOutc
 	}
 	rev, err := s.signalKV.Create(ctx, key, val)
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		return s.seenSignal(ctx, key, rec.Hash)
-	}
-	if err != nil {
+		var out *signalOutcome
+		if out, rev, err = s.seenSignal(ctx, key, rec.Hash, val); out != nil || err != nil {
+			return out, err
+		}
+	} else if err != nil {
 		return nil, fmt.Errorf("claim signal %s: %w", w.jti, err)
 	}
 	out, err := s.actOnSignal(ctx, w)
@@ -97,22 +99,37 @@ func (s *Service) receiveSignal(ctx context.Context, w *signalWork) (*signalOutc
 	return out, nil
 }
 
+// signalClaimTimeout is how old a claim not done must be to be taken
+// over: longer than any request acting on it could take, so that its
+// replica has stopped (a crash between claiming and acting).
+const signalClaimTimeout = 5 * time.Minute
+
 // seenSignal answers a token whose iss and jti are claimed already: the
 // same token acted on is a duplicate, the same token being acted on is
-// in progress, another token is a replay.
-func (s *Service) seenSignal(ctx context.Context, key, hash string) (*signalOutcome, error) {
+// in progress, another token is a replay. The same token claimed
+// signalClaimTimeout ago and not done was abandoned: seenSignal claims it
+// again with val and returns the claim's revision, for the caller to act.
+func (s *Service) seenSignal(ctx context.Context, key, hash string, val []byte) (*signalOutcome, uint64, error) {
 	e, err := s.signalKV.Get(ctx, key)
 	if err != nil {
-		return nil, fmt.Errorf("read signal record: %w", err)
+		return nil, 0, fmt.Errorf("read signal record: %w", err)
 	}
 	var prev signalRecord
 	if err := json.Unmarshal(e.Value(), &prev); err != nil || prev.Hash != hash {
-		return nil, errSignalReplayed
+		return nil, 0, errSignalReplayed
 	}
-	if !prev.Done {
-		return nil, errSignalInProgress
+	if prev.Done {
+		return &signalOutcome{Duplicate: true}, 0, nil
 	}
-	return &signalOutcome{Duplicate: true}, nil
+	if s.now().Sub(e.Created()) < signalClaimTimeout {
+		return nil, 0, errSignalInProgress
+	}
+	rev, err := s.signalKV.Update(ctx, key, val, e.Revision())
+	if err != nil {
+		return nil, 0, errSignalInProgress // another replica took it over first
+	}
+	s.log.Warn("signal claimed long ago and never acted on; acting on it now", "key", key, "claimed", e.Created())
+	return nil, rev, nil
 }
 
 // actOnSignal makes the revocation w asks for, or records w, with its
