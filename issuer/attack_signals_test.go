@@ -129,3 +129,33 @@ func TestAttackPush_AnotherTransmittersCredential(t *testing.T) {
 		t.Errorf("seq %d -> %d", before, after)
 	}
 }
+
+// TestAttackSET_SubjectOfAnotherProvider: a transmitter's iss_sub
+// subject may name another trusted provider (a transmitter speaking for
+// its authorization servers, as the documentation says): the revocation
+// is limited to that provider's tokens of the subject, and touches
+// neither the transmitter's own tokens of a user of the same sub nor
+// Herald's; the audit names the transmitter as the signal's issuer.
+func TestAttackSET_SubjectOfAnotherProvider(t *testing.T) {
+	a, b := newTestIdP(t), newTestIdP(t)
+	svc, scs := runTrusting(t, 1, func(is *federation.Issuer) {
+		is.PushCredential = "ssf-" + map[bool]string{true: "a", false: "b"}[is.URL == a.URL]
+	}, a, b)
+	cred := credential(t, svc, "ssf-b", issuer.ScopeSignals)
+	own := createSession(t, svc, issuer.SessionRequest{Subject: "carol"})
+	ofA, ofB := a.accessToken(t, "carol", "a-1"), b.accessToken(t, "carol", "b-1")
+	if code, body := push(t, svc, cred, "application/secevent+jwt",
+		b.set(t, credentialChange, map[string]any{"format": "iss_sub", "iss": a.URL, "sub": "carol"}, nil)); code != http.StatusAccepted {
+		t.Fatalf("push: %d %s", code, body)
+	}
+	bustest.WaitFor(t, 10*time.Second, func() error { return wantVerdict(t, scs[0], ofA, http.StatusUnauthorized, "revoked") })
+	for name, tok := range map[string]string{"the transmitter's own token": ofB, "Herald's token": own.AccessToken} {
+		if err := wantVerdict(t, scs[0], tok, http.StatusOK, ""); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	code, raw := call(t, "GET", svc.URL()+"/v1/audit?action=signal.push", adminToken, nil)
+	if code != http.StatusOK || !strings.Contains(string(raw), `"actor":"signal:`+b.URL+`"`) {
+		t.Errorf("audit: %d %s, want the transmitter %s as the actor", code, raw, b.URL)
+	}
+}
