@@ -188,9 +188,19 @@ func (f *fetcher) metadata(ctx context.Context, iss, u string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var m metadata
-	if err := json.Unmarshal(body, &m); err != nil {
+	// Members by their exact names: encoding/json would also fill a field
+	// from "ISSUER" or "Jwks_Uri", the last of them winning.
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil {
 		return "", fmt.Errorf("read %s: %w", u, err)
+	}
+	var m metadata
+	for name, dst := range map[string]*string{"issuer": &m.Issuer, "jwks_uri": &m.JWKSURI} {
+		if v, ok := members[name]; ok {
+			if err := json.Unmarshal(v, dst); err != nil {
+				return "", fmt.Errorf("read %s: %s: %w", u, name, err)
+			}
+		}
 	}
 	if m.Issuer != iss {
 		return "", fmt.Errorf("read %s: it names issuer %.128q, not %s", u, m.Issuer, iss)
