@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/natsserver"
+	"github.com/heraldsec/herald/federation"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
 	"github.com/heraldsec/herald/verifier/sidecar"
@@ -45,7 +46,7 @@ type core struct {
 
 // startCore starts NATS and an issuer storing under dir. Close stops them.
 func startCore(ctx context.Context, dir string) (*core, error) {
-	return startCoreWith(ctx, dir, true)
+	return startCoreWith(ctx, dir, true, nil)
 }
 
 // startBus starts NATS alone, with Herald's streams and bucket, for the
@@ -55,7 +56,7 @@ func startCore(ctx context.Context, dir string) (*core, error) {
 // minutes. Reading the stream, which is what scale measures, is the same
 // either way.
 func startBus(ctx context.Context, dir string) (*core, error) {
-	return startCoreWith(ctx, dir, false)
+	return startCoreWith(ctx, dir, false, nil)
 }
 
 // natsServer is an embedded NATS server: Herald's (natsserver.Server) or the
@@ -65,7 +66,9 @@ type natsServer interface {
 	Shutdown()
 }
 
-func startCoreWith(ctx context.Context, dir string, withIssuer bool) (_ *core, err error) {
+// startCoreWith starts NATS and, if withIssuer, an issuer that trusts the
+// external issuers trust.
+func startCoreWith(ctx context.Context, dir string, withIssuer bool, trust []federation.Issuer) (_ *core, err error) {
 	c := &core{dir: dir, log: quietLogger()}
 	defer func() {
 		if err != nil {
@@ -97,6 +100,7 @@ func startCoreWith(ctx context.Context, dir string, withIssuer bool) (_ *core, e
 	c.svc, err = issuer.Open(ctx, issuer.Config{
 		DataDir: filepath.Join(dir, "issuer"), HTTPAddr: "127.0.0.1:0", IssuerURL: benchIssuer,
 		Audience: benchAudience, AdminToken: benchAdminToken, RateLimit: -1, ClientRateLimit: -1, Logger: c.log,
+		Trust: trust,
 	}, c.conn)
 	if err != nil {
 		return nil, fmt.Errorf("start issuer: %w", err)

@@ -23,6 +23,7 @@ type Report struct {
 	Baseline    *BaselineResult      `json:"baseline,omitempty"`
 	Scale       *ScaleResult         `json:"scale,omitempty"`
 	Issue       *IssueResult         `json:"issue,omitempty"`
+	Logout      *LogoutResult        `json:"logout,omitempty"`
 }
 
 // Meta describes the run: what ran, when, on what.
@@ -210,6 +211,16 @@ func (r *Report) Targets() []Target {
 				fmtDur(pt.VerifyCached.Latency.P99), fmtDur(s.TimerOverhead.Latency.P50)),
 		})
 	}
+	if l := r.Logout; l != nil {
+		ts = append(ts, Target{
+			Name:     fmt.Sprintf("back-channel logout to %d verifiers within 1.2x of a native session revocation", l.Verifiers),
+			Goal:     "≤ 1.2x (p50 and p99)",
+			Measured: fmt.Sprintf("p50 %s, p99 %s", fmtRatio(l.P50Ratio), fmtRatio(l.P99Ratio)),
+			Met:      l.Logout.N > 0 && l.P50Ratio <= 1.2 && l.P99Ratio <= 1.2,
+			Detail: fmt.Sprintf("logout p50 %s p99 %s; native p50 %s p99 %s; %d of each",
+				fmtDur(l.Logout.P50), fmtDur(l.Logout.P99), fmtDur(l.Native.P50), fmtDur(l.Native.P99), l.Logouts),
+		})
+	}
 	return ts
 }
 
@@ -248,6 +259,18 @@ func (r *Report) WriteMarkdown(w io.Writer, plots string) error {
 		fmt.Fprintf(&b, "\np99 ratio, Herald after return over raw fan-out: **%s** (from the call: %s). Detection: %s.\n",
 			fmtRatio(p.P99Ratio), fmtRatio(p.P99RatioFromCall), p.Detection)
 		img("propagation-"+p.Mode+".svg", "propagation CDF, "+p.Mode)
+	}
+	if l := r.Logout; l != nil {
+		fmt.Fprintf(&b, "\n### Identity provider logout: %d verifiers, %d back-channel logouts and %d native session revocations\n\n", l.Verifiers, l.Logouts, l.Logouts)
+		b.WriteString("| measure | samples | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n")
+		row := func(name string, s Summary) {
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", name, s.N, fmtDur(s.P50), fmtDur(s.P90), fmtDur(s.P99), fmtDur(s.Max))
+		}
+		row("back-channel logout POST → every verifier refuses", l.Logout)
+		row("native session revocation POST → every verifier refuses", l.Native)
+		row("the logout POST itself", l.LogoutCall)
+		row("the revocation POST itself", l.NativeCall)
+		fmt.Fprintf(&b, "\nLogout over native: p50 **%s**, p99 **%s**. Detection: %s.\n", fmtRatio(l.P50Ratio), fmtRatio(l.P99Ratio), l.Detection)
 	}
 	if v := r.Verify; v != nil {
 		fmt.Fprintf(&b, "\n### Verify in process (%d tokens in turn, denylist of %s unrelated entries)\n\n", v.Tokens, fmtCount(v.Denylist))

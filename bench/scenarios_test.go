@@ -3,6 +3,7 @@ package bench
 import (
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -115,5 +116,23 @@ func TestIssue_Small(t *testing.T) {
 	}
 	if res.Sessions.N == 0 || res.Publish.N == 0 || len(res.Sign) != 2 || res.SignRatio <= 0 || res.PublishRatio <= 0 {
 		t.Fatalf("issue: %+v", res)
+	}
+}
+
+// TestLogout_Small: a short logout run measures both paths, with a ratio
+// and a target, and a logout that is not refused by every verifier would
+// fail it (Arm's watchers require ErrRevoked).
+func TestLogout_Small(t *testing.T) {
+	t.Parallel()
+	res, err := Logout(t.Context(), LogoutConfig{Dir: t.TempDir(), Logouts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Logout.N != 3 || res.Native.N != 3 || res.Verifiers != DefaultLogoutVerifiers || res.P50Ratio <= 0 || res.P99Ratio <= 0 {
+		t.Fatalf("logout: %+v", res)
+	}
+	r := &Report{Logout: res}
+	if ts := r.Targets(); len(ts) != 1 || !strings.Contains(ts[0].Name, "back-channel logout") {
+		t.Fatalf("targets: %+v", ts)
 	}
 }

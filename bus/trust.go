@@ -246,6 +246,14 @@ func (s *Signer) SignExternalKey(iss string, k JWK, maxTTL time.Duration) (name 
 	return ExternalKeyName(iss, k), value, nil
 }
 
+// RevokedExternalKid returns the name, after RevokedKeyPrefix, of the
+// permanent record of the revocation of key kid of external issuer iss:
+// an issuer never publishes that key again, whatever the provider's key
+// set says.
+func RevokedExternalKid(iss, kid string) string {
+	return "ext-" + hashName(iss+"\x00"+kid)
+}
+
 // KeyRequest is the message a verifier publishes on SubjectKeyRequest when
 // a token names a kid it does not hold for a trusted external issuer.
 type KeyRequest struct {

@@ -65,7 +65,15 @@ type change struct {
 	order  []string
 	events []*bus.Event
 	kept   bool
+	gate   func() error
 }
+
+// waitFor makes the commit, once its state is written, wait for gate
+// before publishing: if gate fails, the change is undone, nothing is
+// published, and commit returns gate's error. Work that must succeed
+// before the events go out (a claim on a shared record) thus overlaps
+// the synced write instead of preceding it.
+func (c *change) waitFor(gate func() error) { c.gate = gate }
 
 // keep marks the change as one to keep even if its events cannot be
 // published now: revocations are better late than never.
@@ -157,6 +165,12 @@ func (o *outbox) commit(ctx context.Context, fn func(c *change) error) ([]uint64
 			return nil, err
 		}
 	}
+	if c.gate != nil {
+		if gerr := c.gate(); gerr != nil {
+			o.undo(c, keys)
+			return nil, gerr
+		}
+	}
 	seqs, perr := o.publish(ctx, keys, c.events)
 	if perr == nil {
 		return seqs, nil
@@ -167,7 +181,13 @@ func (o *outbox) commit(ctx context.Context, fn func(c *change) error) ([]uint64
 	if c.kept {
 		return nil, fmt.Errorf("%w: %w", errNotPublished, perr)
 	}
-	err = o.db.Update(func(tx *store.Tx) error {
+	o.undo(c, keys)
+	return nil, errUnavailable
+}
+
+// undo reverts the state c changed and drops its outbox entries keys.
+func (o *outbox) undo(c *change, keys []string) {
+	err := o.db.Update(func(tx *store.Tx) error {
 		for _, k := range c.order {
 			if old := c.undo[k]; old != nil {
 				tx.Set(k, old)
@@ -183,7 +203,6 @@ func (o *outbox) commit(ctx context.Context, fn func(c *change) error) ([]uint64
 	if err != nil {
 		o.log.Error("undo change after failed publish", "err", err)
 	}
-	return nil, errUnavailable
 }
 
 // put writes events into the outbox within tx and returns their keys and

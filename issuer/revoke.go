@@ -76,14 +76,15 @@ func (s *Service) revocationEvent(now time.Time, actor string, k bus.Kind, value
 // changes nothing of Herald's own: no key rotates, no session of Herald's
 // ends; verifiers enforce it on that issuer's tokens.
 func (s *Service) Revoke(ctx context.Context, req RevocationRequest, actor, source string) (*RevocationResult, error) {
-	return s.revoke(ctx, req, actor, source, nil)
+	return s.revoke(ctx, req, actor, source, nil, nil)
 }
 
 // revoke is Revoke. signal, if not nil, is the signal received from
 // outside that asked for the revocation: its audit event takes the place
 // of admin.revoke, in the same commit, so that the one is never recorded
-// without the other.
-func (s *Service) revoke(ctx context.Context, req RevocationRequest, actor, source string, signal *bus.Signal) (*RevocationResult, error) {
+// without the other. gate, if not nil, must succeed before the
+// revocation is published (change.waitFor).
+func (s *Service) revoke(ctx context.Context, req RevocationRequest, actor, source string, signal *bus.Signal, gate func() error) (*RevocationResult, error) {
 	kind, values, err := checkRevocation(req)
 	if err != nil {
 		return nil, err
@@ -122,6 +123,10 @@ func (s *Service) revoke(ctx context.Context, req RevocationRequest, actor, sour
 			res.Rotated = cur
 		}
 	}
+	var external []string // permanent records of external keys revoked
+	if kind == bus.KindKey {
+		external = s.revokedExternalKeys(req.Issuer, values)
+	}
 	now := s.now()
 	events := s.revocationEvents(now, actor, kind, values, req.Reason, req.Issuer)
 	seqs, err := s.outbox.commit(ctx, func(c *change) error {
@@ -136,6 +141,9 @@ func (s *Service) revoke(ctx context.Context, req RevocationRequest, actor, sour
 		}
 		for _, e := range events {
 			c.emit(e)
+		}
+		if gate != nil {
+			c.waitFor(gate)
 		}
 		if signal != nil {
 			c.emit(&bus.Event{ID: bus.NewID(), Type: bus.TypeSignalReceived, Time: now, Actor: actor, Signal: signal})
@@ -170,6 +178,9 @@ func (s *Service) revoke(ctx context.Context, req RevocationRequest, actor, sour
 			s.recordRevokedKey(ctx, kid, now, req.Reason)
 			s.removeKey(ctx, kid)
 		}
+	}
+	for _, name := range external {
+		s.recordRevokedKey(ctx, name, now, req.Reason)
 	}
 	if own && kind == bus.KindAll {
 		if err := s.allHandled(now); err != nil {

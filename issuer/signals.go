@@ -35,10 +35,6 @@ type signalRecord struct {
 // another token.
 var errSignalReplayed = &signals.Error{Code: signals.CodeInvalidRequest, Description: "jti already received with another token (replay)"}
 
-// errSignalInProgress answers a token another request is acting on: its
-// sender should retry.
-var errSignalInProgress = errors.New("the same token is being processed; retry")
-
 // signalOutcome is what receiving a signal did.
 type signalOutcome struct {
 	// Duplicate: the same token was received and acted on before; nothing
@@ -60,9 +56,12 @@ type signalWork struct {
 }
 
 // receiveSignal claims w's iss and jti in HERALD_SIGNALS, acts on it, and
-// records it. The claim is made first, so that of two replicas receiving
-// the same token exactly one acts; if acting fails the claim is dropped,
-// so that the sender's retry is acted on.
+// records it. Of two replicas receiving the same token exactly one acts:
+// the claim is a create, and what the signal causes is published only
+// once the claim succeeded. The claim is made while the issuer writes its
+// own state for the signal (change.waitFor), so that it overlaps that
+// synced write rather than preceding it. If acting fails after the claim,
+// the claim is dropped, so that the sender's retry is acted on.
 func (s *Service) receiveSignal(ctx context.Context, w *signalWork) (*signalOutcome, error) {
 	key := bus.SignalKey(w.iss, w.jti)
 	sum := sha256.Sum256([]byte(w.raw))
@@ -71,26 +70,60 @@ func (s *Service) receiveSignal(ctx context.Context, w *signalWork) (*signalOutc
 	if err != nil {
 		return nil, err
 	}
-	rev, err := s.signalKV.Create(ctx, key, val)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		var out *signalOutcome
-		if out, rev, err = s.seenSignal(ctx, key, rec.Hash, val); out != nil || err != nil {
-			return out, err
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("claim signal %s: %w", w.jti, err)
+	type claim struct {
+		rev  uint64
+		seen *signalOutcome // the same token, acted on before
+		err  error
 	}
-	out, err := s.actOnSignal(ctx, w)
-	if err != nil {
-		if derr := s.signalKV.Delete(context.WithoutCancel(ctx), key, jetstream.LastRevision(rev)); derr != nil {
+	claimed := make(chan claim, 1)
+	go func() {
+		cctx, cancel := context.WithTimeout(ctx, signalClaimWait)
+		defer cancel()
+		rev, err := s.signalKV.Create(cctx, key, val)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyExists):
+			seen, rev, err := s.seenSignal(cctx, key, rec.Hash, val)
+			claimed <- claim{rev: rev, seen: seen, err: err}
+		case err != nil:
+			claimed <- claim{err: fmt.Errorf("claim signal %s: %w", w.jti, err)}
+		default:
+			claimed <- claim{rev: rev}
+		}
+	}()
+	var got *claim
+	wait := func() claim {
+		if got == nil {
+			c := <-claimed
+			got = &c
+		}
+		return *got
+	}
+	gate := func() error {
+		switch c := wait(); {
+		case c.seen != nil:
+			return errSignalSeen
+		case c.err != nil:
+			return c.err
+		}
+		return nil
+	}
+	out, err := s.actOnSignal(ctx, w, gate)
+	c := wait()
+	switch {
+	case errors.Is(err, errSignalSeen):
+		return c.seen, nil
+	case err != nil && c.err == nil:
+		if derr := s.signalKV.Delete(context.WithoutCancel(ctx), key, jetstream.LastRevision(c.rev)); derr != nil {
 			s.log.Error("claim of a failed signal not released; the sender's retry will be refused as in progress until it expires",
 				"iss", w.iss, "jti", w.jti, "err", derr)
 		}
 		return nil, err
+	case err != nil:
+		return nil, err
 	}
 	rec.Done = true
 	if val, err = json.Marshal(rec); err == nil {
-		if _, err = s.signalKV.Update(ctx, key, val, rev); err != nil {
+		if _, err = s.signalKV.Update(ctx, key, val, c.rev); err != nil {
 			// The revocation is durable; only a retry of the same token
 			// would be answered as in progress rather than done.
 			s.log.Warn("signal acted on, record not marked done", "iss", w.iss, "jti", w.jti, "err", err)
@@ -98,6 +131,13 @@ func (s *Service) receiveSignal(ctx context.Context, w *signalWork) (*signalOutc
 	}
 	return out, nil
 }
+
+// signalClaimWait bounds the claim of a signal, well within the time
+// after which the outbox publishes an entry on its own (outboxGrace).
+const signalClaimWait = 5 * time.Second
+
+// errSignalSeen stops acting on a signal received and acted on before.
+var errSignalSeen = errors.New("signal acted on already")
 
 // signalClaimTimeout is how old a claim not done must be to be taken
 // over: longer than any request acting on it could take, so that its
@@ -132,9 +172,13 @@ func (s *Service) seenSignal(ctx context.Context, key, hash string, val []byte) 
 	return nil, rev, nil
 }
 
+// errSignalInProgress answers a token another request is acting on: its
+// sender should retry.
+var errSignalInProgress = errors.New("the same token is being processed; retry")
+
 // actOnSignal makes the revocation w asks for, or records w, with its
-// audit event in the same commit.
-func (s *Service) actOnSignal(ctx context.Context, w *signalWork) (*signalOutcome, error) {
+// audit event in the same commit, published once gate succeeded.
+func (s *Service) actOnSignal(ctx context.Context, w *signalWork, gate func() error) (*signalOutcome, error) {
 	sg := &bus.Signal{Format: w.format, Issuer: w.iss, JTI: w.jti, Sender: w.sender, Events: w.events,
 		Token: w.raw, Outcome: "recorded", Note: w.note}
 	actor := "signal:" + w.iss
@@ -147,7 +191,7 @@ func (s *Service) actOnSignal(ctx context.Context, w *signalWork) (*signalOutcom
 			return nil, err
 		}
 		sg.Outcome, sg.Kind, sg.Value = "revoked", kind, w.revoke.Value
-		res, err := s.revoke(ctx, *w.revoke, actor, w.sender, sg)
+		res, err := s.revoke(ctx, *w.revoke, actor, w.sender, sg, gate)
 		if err != nil {
 			return nil, err
 		}
@@ -157,6 +201,7 @@ func (s *Service) actOnSignal(ctx context.Context, w *signalWork) (*signalOutcom
 	now := s.now()
 	e := &bus.Event{ID: bus.NewID(), Type: bus.TypeSignalReceived, Time: now, Actor: actor, Signal: sg}
 	if _, err := s.outbox.commit(ctx, func(c *change) error {
+		c.waitFor(gate)
 		c.emit(e)
 		return nil
 	}); err != nil {

@@ -448,3 +448,42 @@ func TestSSFPoll_AcknowledgesOnceActedOn(t *testing.T) {
 		t.Errorf("resent SET revoked again: seq %d -> %d", seq, again)
 	}
 }
+
+// TestRevoke_ExternalKeyForGood: revoking a trusted provider's key, with
+// or without naming the provider, refuses its tokens on every verifier
+// and records the revocation for good in HERALD_KEYS, so that neither the
+// issuer nor a verifier trusts the key again after the revocation itself
+// has expired. Herald's own keys are untouched.
+func TestRevoke_ExternalKeyForGood(t *testing.T) {
+	for _, scoped := range []bool{true, false} {
+		t.Run(fmt.Sprintf("scoped=%v", scoped), func(t *testing.T) {
+			idp := newTestIdP(t)
+			s := bustest.RunServer(t)
+			trust := []federation.Issuer{federation.Issuer{URL: idp.URL, Tokens: true}.WithDefaults()}
+			svc, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{Trust: trust})
+			sc := runFleet(t, s, svc, 1)[0]
+			tok := idp.accessToken(t, "erin", "e-1")
+			bustest.WaitFor(t, 10*time.Second, func() error { return wantVerdict(t, sc, tok, http.StatusOK, "") })
+			herald := createSession(t, svc, issuer.SessionRequest{Subject: "erin"})
+
+			req := issuer.RevocationRequest{Kind: "key", Value: idp.kid, Reason: "leaked"}
+			if scoped {
+				req.Issuer = idp.URL
+			}
+			if code, body := call(t, "POST", svc.URL()+"/v1/revocations", adminToken, req); code != http.StatusOK {
+				t.Fatalf("revoke key: %d %s", code, body)
+			}
+			bustest.WaitFor(t, 10*time.Second, func() error { return wantVerdict(t, sc, tok, http.StatusUnauthorized, "revoked") })
+			if err := wantVerdict(t, sc, herald.AccessToken, http.StatusOK, ""); err != nil {
+				t.Error(err)
+			}
+			kv, err := bustest.Connect(t, s).Keys(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := kv.Get(t.Context(), bus.RevokedKeyPrefix+bus.RevokedExternalKid(idp.URL, idp.kid)); err != nil {
+				t.Fatalf("no permanent record of the revoked key: %v", err)
+			}
+		})
+	}
+}

@@ -46,10 +46,36 @@ func (s *Service) openFederation(signer *bus.Signer) error {
 }
 
 // externalKeyRevoked reports whether key kid of external issuer iss was
-// revoked: by a key revocation limited to iss, or one for every issuer.
+// revoked: for good (its record in HERALD_KEYS), or by a key revocation
+// still in force, limited to iss or for every issuer.
 func (s *Service) externalKeyRevoked(iss, kid string) bool {
-	return s.deny.Contains(verifier.DenyKey(bus.KindKey, kid)) ||
+	return s.trusted.Revoked(bus.RevokedExternalKid(iss, kid)) ||
+		s.deny.Contains(verifier.DenyKey(bus.KindKey, kid)) ||
 		s.deny.Contains(verifier.DenyKeyFor(bus.KindKey, iss, kid))
+}
+
+// revokedExternalKeys returns the names of the permanent records a key
+// revocation of kids limited to iss makes: for each kid, the record of
+// that key of iss, or, when iss is empty, of every trusted issuer that
+// publishes a key of that kid now. It is called before the revocation is
+// published, which would hide the keys it revokes.
+func (s *Service) revokedExternalKeys(iss string, kids []string) []string {
+	if s.fed == nil || iss == s.cfg.IssuerURL {
+		return nil
+	}
+	var names []string
+	for _, is := range s.cfg.Trust {
+		if !is.Tokens || (iss != "" && is.URL != iss) {
+			continue
+		}
+		for _, kid := range kids {
+			if _, _, known := s.fed.Key(is.URL, kid); iss == "" && !known {
+				continue
+			}
+			names = append(names, bus.RevokedExternalKid(is.URL, kid))
+		}
+	}
+	return names
 }
 
 // signalConfig returns what checks the signals that arrive as format.

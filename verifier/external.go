@@ -70,6 +70,9 @@ func (ks *KeySet) putExternalKey(name string, e bus.KeyEntry) error {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	delete(ks.pending, name)
+	if ks.revoked[bus.RevokedExternalKid(e.Issuer, e.JWK.Kid)] {
+		return fmt.Errorf("key %s of %s: revoked", truncate(e.JWK.Kid, 64), e.Issuer)
+	}
 	keys := ks.external[e.Issuer]
 	if keys == nil {
 		if len(ks.external) >= MaxTrustedIssuers {

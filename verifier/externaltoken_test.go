@@ -463,3 +463,43 @@ func reasonOf(e *Error) string {
 	}
 	return e.Reason
 }
+
+// TestExternal_RevokedForGood: the permanent record of an external key's
+// revocation (bus.RevokedExternalKid) makes the verifier drop the key,
+// refuse its tokens (cached ones included), and refuse the key's entry if
+// an issuer published it again; the same kid of another issuer is not
+// affected.
+func TestExternal_RevokedForGood(t *testing.T) {
+	f := newFixture(t)
+	v := f.sc.Verifier()
+	idp, other := verifiertest.NewIdP(t, idpIssuer), verifiertest.NewIdP(t, "https://other.idp.test")
+	signer := bustest.Signer(t)
+	for _, p := range []*verifiertest.IdP{idp, other} {
+		tname, tvalue := verifiertest.TrustEntry(t, signer, p.Trust())
+		kname, kvalue := p.KeyEntry(t, signer, bus.AlgES256, time.Hour)
+		verifiertest.PublishEntry(t, f.conn, tname, tvalue)
+		verifiertest.PublishEntry(t, f.conn, kname, kvalue)
+	}
+	tok := idp.Token(t, bus.AlgES256, idp.Claims(time.Now()), nil)
+	otherTok := other.Token(t, bus.AlgES256, other.Claims(time.Now()), nil)
+	waitVerdict(t, v, tok, nil)
+	waitVerdict(t, v, otherTok, nil)
+
+	kid := idp.Kid(bus.AlgES256)
+	rec, err := signer.SignRevokedKey(bus.RevokedKey{Kid: bus.RevokedExternalKid(idpIssuer, kid), At: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifiertest.PublishEntry(t, f.conn, bus.RevokedKeyPrefix+bus.RevokedExternalKid(idpIssuer, kid), rec)
+	waitVerdict(t, v, tok, ErrUnknownKey)
+	if _, err := v.Verify(t.Context(), otherTok); err != nil {
+		t.Fatalf("the same kid of another issuer: %v", err)
+	}
+	kname, kvalue := idp.KeyEntry(t, signer, bus.AlgES256, time.Hour) // published again
+	if err := f.sc.keys.Put(kname, kvalue); err == nil {
+		t.Fatal("a revoked external key was trusted again")
+	}
+	if _, err := v.Verify(t.Context(), tok); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("after the key was published again: %v, want unknown key", err)
+	}
+}

@@ -416,12 +416,19 @@ func (ks *KeySet) retryPending(entries map[string][]byte) {
 }
 
 // Revoke drops token key kid and refuses it from then on, for as long as
-// the set lives, whatever the bucket holds later.
+// the set lives, whatever the bucket holds later. kid may also be
+// bus.RevokedExternalKid of an external issuer's key, which is dropped and
+// refused the same way.
 func (ks *KeySet) Revoke(kid string) {
 	ks.mu.Lock()
 	ks.revoked[kid] = true
 	delete(ks.keys, kid)
 	delete(ks.pending, kid)
+	for name, k := range ks.extNames {
+		if bus.RevokedExternalKid(k.Issuer, k.ID) == kid {
+			ks.removeExternal(name)
+		}
+	}
 	ks.mu.Unlock()
 }
 

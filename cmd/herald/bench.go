@@ -23,6 +23,7 @@ Scenarios (each measures Herald and its baselines in the same run):
   baseline     Herald against a shared Redis denylist and central introspection (RFC 7662)
   scale        10k, 100k, 1M active revocations: catch-up, memory, lookups, stream size
   issue        sessions per second with events acknowledged, against raw signing and publishing
+  logout       an identity provider's back-channel logout → every verifier refuses, against a native session revocation
   all          every scenario above, in one run
   report       render a --json result as Markdown (and charts) again
 
@@ -42,7 +43,7 @@ type benchFlags struct {
 	keep, quiet                                bool
 	verifiers, revocations, clients, tokens    int
 	denylist, trials, workers, rounds          int
-	snapshotTail                               int
+	snapshotTail, logouts                      int
 	micro, load, issue                         time.Duration
 }
 
@@ -60,7 +61,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return bench.RunFanoutConsumer(ctx, rest, stdout)
 	case "report":
 		return runBenchReport(rest, stdout, stderr)
-	case "propagation", "verify", "baseline", "scale", "issue", "all":
+	case "propagation", "verify", "baseline", "scale", "issue", "logout", "all":
 	default:
 		fmt.Fprint(stderr, benchUsage)
 		return fmt.Errorf("bench: unknown scenario %q", scenario)
@@ -87,6 +88,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.workers, "workers", bench.DefaultIssueWorkers, "issue: concurrent callers")
 	fs.DurationVar(&f.issue, "issue-duration", bench.DefaultIssueDuration, "issue: how long each rate is measured")
 	fs.IntVar(&f.rounds, "rounds", bench.DefaultRounds, "baseline, issue: rounds the compared loads take turns in")
+	fs.IntVar(&f.logouts, "logouts", bench.DefaultLogouts, "logout: back-channel logouts measured, and as many native revocations, one at a time")
 	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
@@ -153,6 +155,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				return err
 			}
 			report.Propagation = append(report.Propagation, res)
+		}
+	}
+	if run("logout") {
+		if report.Logout, err = bench.Logout(ctx, bench.LogoutConfig{Dir: sub("logout"), Logouts: f.logouts,
+			Progress: progress}); err != nil {
+			return err
 		}
 	}
 	if run("scale") {
