@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -43,5 +44,42 @@ func TestAttack_DiscoveryMembersByExactName(t *testing.T) {
 	}
 	if uri, err := f.discover(ctx, srv.URL+"/jwks-shadow"); err != nil || uri != srv.URL+"/jwks" {
 		t.Errorf("/jwks-shadow: %q, %v; want the jwks_uri member's own value", uri, err)
+	}
+}
+
+// TestAttack_AbandonedSignalRefresh: a sender whose token names an
+// unknown kid and who hangs up while the key set is being fetched does
+// not waste the issuer's one refresh per interval: the fetch completes
+// for the next signal, which the provider's new key then verifies.
+func TestAttack_AbandonedSignalRefresh(t *testing.T) {
+	b := newBucket(t)
+	p := newIDP(t, "", edKey(t, "k1", nil), edKey(t, "k2", nil))
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	serve := p.srv.Config.Handler
+	p.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/jwks" {
+			once.Do(func() {
+				close(entered)
+				<-release
+			})
+		}
+		serve.ServeHTTP(w, r)
+	})
+	is := tokenIssuer(p)
+	f := newFed(t, b, newClock(), nil, is)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan bool)
+	go func() {
+		_, _, ok := f.KeyOrRefresh(ctx, is.URL, "k2")
+		done <- ok
+	}()
+	<-entered
+	cancel() // the sender hangs up
+	close(release)
+	<-done
+	if _, _, ok := f.KeyOrRefresh(context.Background(), is.URL, "k2"); !ok {
+		t.Fatalf("the next signal's key k2 is unknown: %+v", status(f, is.URL))
 	}
 }

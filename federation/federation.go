@@ -466,7 +466,10 @@ func (f *Federation) KeyOrRefresh(ctx context.Context, iss, kid string) (bus.JWK
 	}
 	if _, ok := st.find(kid); !ok {
 		if f.allowRefresh(st) {
-			if err := f.refresh(ctx, st); err != nil {
+			// Not cancelled with the sender's request: the one refresh of
+			// the interval serves the signals after it (each fetch and
+			// publication is bounded).
+			if err := f.refresh(context.WithoutCancel(ctx), st); err != nil {
 				f.log.Warn("key set of a signal's issuer not fetched", "issuer", iss, "err", err)
 			}
 		} else {
