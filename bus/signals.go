@@ -2,6 +2,8 @@ package bus
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -50,6 +52,16 @@ func (c *Conn) Signals(ctx context.Context) (jetstream.KeyValue, error) {
 		return nil, fmt.Errorf("open bucket %s: %w", BucketSignals, err)
 	}
 	return kv, nil
+}
+
+// SignalEventID returns the id of the event of kind part (a revocation,
+// its audit record) that the token with issuer iss and id jti causes: the
+// same on every issuer replica, so that JetStream stores the events of
+// two replicas acting on the same token at once a single time (their
+// Nats-Msg-Id). 32 hex digits, as NewID's.
+func SignalEventID(iss, jti, part string) string {
+	sum := sha256.Sum256([]byte(iss + "\x00" + jti + "\x00" + part))
+	return hex.EncodeToString(sum[:16])
 }
 
 // SignalKey returns the key in BucketSignals of the replay record of the

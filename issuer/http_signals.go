@@ -35,6 +35,7 @@ func (h *handler) backChannelLogout(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, badRequest("logout_token is required"))
 		return
 	}
+	pre := h.s.prefetchSignal(r.Context(), raw)
 	lt, err := signals.ParseLogoutToken(raw, h.s.signalConfig(r.Context(), bus.SignalLogout))
 	if err != nil {
 		h.s.metrics.signal(r.Context(), bus.SignalLogout, signals.Code(err))
@@ -43,7 +44,7 @@ func (h *handler) backChannelLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	o := lt.Revocation()
 	work := &signalWork{format: bus.SignalLogout, sender: ratelimit.Source(r.RemoteAddr), raw: raw,
-		iss: lt.Issuer, jti: lt.JTI, events: []string{signals.EventBackchannelLogout}, note: o.Note}
+		iss: lt.Issuer, jti: lt.JTI, events: []string{signals.EventBackchannelLogout}, note: o.Note, lookup: pre}
 	work.revoke = h.s.revocationFor(&RevocationRequest{Kind: o.Kind.String(), Value: o.Value, Issuer: o.Issuer,
 		Reason: "back-channel logout"}, &work.note)
 	out, err := h.s.receiveSignal(r.Context(), work)

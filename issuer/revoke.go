@@ -129,6 +129,9 @@ func (s *Service) revoke(ctx context.Context, req RevocationRequest, actor, sour
 	}
 	now := s.now()
 	events := s.revocationEvents(now, actor, kind, values, req.Reason, req.Issuer)
+	if signal != nil && len(events) == 1 {
+		events[0].ID = bus.SignalEventID(signal.Issuer, signal.JTI, "revocation")
+	}
 	seqs, err := s.outbox.commit(ctx, func(c *change) error {
 		c.keep()
 		for _, v := range values {
@@ -146,7 +149,8 @@ func (s *Service) revoke(ctx context.Context, req RevocationRequest, actor, sour
 			c.waitFor(gate)
 		}
 		if signal != nil {
-			c.emit(&bus.Event{ID: bus.NewID(), Type: bus.TypeSignalReceived, Time: now, Actor: actor, Signal: signal})
+			c.emit(&bus.Event{ID: bus.SignalEventID(signal.Issuer, signal.JTI, "signal"), Type: bus.TypeSignalReceived,
+				Time: now, Actor: actor, Signal: signal})
 			return nil
 		}
 		audit := &bus.Admin{Action: "revoke", Source: source, Reason: req.Reason, Kind: kind, Issuer: req.Issuer}

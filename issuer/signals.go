@@ -3,10 +3,12 @@ package issuer
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -53,123 +55,197 @@ type signalWork struct {
 	// the reason note.
 	revoke *RevocationRequest
 	note   string
+	// lookup, if not nil, is the read of the token's record started
+	// before its checks (prefetchSignal).
+	lookup *signalLookup
 }
 
-// receiveSignal claims w's iss and jti in HERALD_SIGNALS, acts on it, and
-// records it. Of two replicas receiving the same token exactly one acts:
-// the claim is a create, and what the signal causes is published only
-// once the claim succeeded. The claim is made while the issuer writes its
-// own state for the signal (change.waitFor), so that it overlaps that
-// synced write rather than preceding it. If acting fails after the claim,
-// the claim is dropped, so that the sender's retry is acted on.
+// receiveSignal acts on w and records it in HERALD_SIGNALS, so that a
+// token received again, on any replica, is not acted on twice: the same
+// token is a duplicate, another one with its iss and jti a replay.
+//
+// Nothing is written before the signal's own events, so that a logout
+// reaches verifiers as fast as a revocation made in Herald. The record is
+// read while the issuer writes its state for the signal (change.waitFor)
+// and written once the events are acknowledged; two replicas acting on
+// the same token at the same moment publish events with the same ids
+// (bus.SignalEventID), which JetStream stores once, and the second to
+// write the record answers as for a duplicate.
 func (s *Service) receiveSignal(ctx context.Context, w *signalWork) (*signalOutcome, error) {
 	key := bus.SignalKey(w.iss, w.jti)
 	sum := sha256.Sum256([]byte(w.raw))
-	rec := signalRecord{Hash: hex.EncodeToString(sum[:])}
-	val, err := json.Marshal(rec)
+	hash := hex.EncodeToString(sum[:])
+	val, err := json.Marshal(signalRecord{Hash: hash, Done: true})
 	if err != nil {
 		return nil, err
 	}
-	type claim struct {
-		rev  uint64
-		seen *signalOutcome // the same token, acted on before
+	pre := w.lookup
+	if pre == nil || pre.iss != w.iss || pre.jti != w.jti {
+		pre = s.lookupSignal(ctx, w.iss, w.jti)
+	}
+	type lookup struct {
+		prev jetstream.KeyValueEntry // nil: never received
+		seen *signalOutcome          // the same token, acted on before
 		err  error
 	}
-	claimed := make(chan claim, 1)
+	looked := make(chan lookup, 1)
 	go func() {
-		cctx, cancel := context.WithTimeout(ctx, signalClaimWait)
-		defer cancel()
-		rev, err := s.signalKV.Create(cctx, key, val)
+		<-pre.done
 		switch {
-		case errors.Is(err, jetstream.ErrKeyExists):
-			seen, rev, err := s.seenSignal(cctx, key, rec.Hash, val)
-			claimed <- claim{rev: rev, seen: seen, err: err}
-		case err != nil:
-			claimed <- claim{err: fmt.Errorf("claim signal %s: %w", w.jti, err)}
+		case pre.err != nil:
+			looked <- lookup{err: pre.err}
+		case pre.prev == nil:
+			looked <- lookup{}
 		default:
-			claimed <- claim{rev: rev}
+			seen, err := s.judgeSeen(pre.prev, hash)
+			looked <- lookup{prev: pre.prev, seen: seen, err: err}
 		}
 	}()
-	var got *claim
-	wait := func() claim {
+	var got *lookup
+	wait := func() lookup {
 		if got == nil {
-			c := <-claimed
-			got = &c
+			l := <-looked
+			got = &l
 		}
 		return *got
 	}
 	gate := func() error {
-		switch c := wait(); {
-		case c.seen != nil:
+		switch l := wait(); {
+		case l.seen != nil:
 			return errSignalSeen
-		case c.err != nil:
-			return c.err
+		case l.err != nil:
+			return l.err
 		}
 		return nil
 	}
 	out, err := s.actOnSignal(ctx, w, gate)
-	c := wait()
-	switch {
-	case errors.Is(err, errSignalSeen):
-		return c.seen, nil
-	case err != nil && c.err == nil:
-		if derr := s.signalKV.Delete(context.WithoutCancel(ctx), key, jetstream.LastRevision(c.rev)); derr != nil {
-			s.log.Error("claim of a failed signal not released; the sender's retry will be refused as in progress until it expires",
-				"iss", w.iss, "jti", w.jti, "err", derr)
-		}
-		return nil, err
-	case err != nil:
+	l := wait()
+	if errors.Is(err, errSignalSeen) {
+		return l.seen, nil
+	}
+	if err != nil {
 		return nil, err
 	}
-	rec.Done = true
-	if val, err = json.Marshal(rec); err == nil {
-		if _, err = s.signalKV.Update(ctx, key, val, c.rev); err != nil {
-			// The revocation is durable; only a retry of the same token
-			// would be answered as in progress rather than done.
-			s.log.Warn("signal acted on, record not marked done", "iss", w.iss, "jti", w.jti, "err", err)
+	if l.prev != nil { // an abandoned record of an earlier version, taken over
+		_, err = s.signalKV.Update(ctx, key, val, l.prev.Revision())
+	} else {
+		_, err = s.signalKV.Create(ctx, key, val)
+	}
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists), err != nil && l.prev != nil:
+		// Another replica acted on the same token at the same moment;
+		// JetStream stored their events once.
+		e, gerr := s.signalKV.Get(ctx, key)
+		if gerr != nil {
+			return nil, fmt.Errorf("read signal record: %w", gerr)
 		}
+		if seen, serr := s.judgeSeen(e, hash); seen != nil || serr != nil {
+			return seen, serr
+		}
+	case err != nil:
+		s.log.Warn("signal acted on; its record not written, so the same token received again would be acted on again",
+			"iss", w.iss, "jti", w.jti, "err", err)
 	}
 	return out, nil
 }
 
-// signalClaimWait bounds the claim of a signal, well within the time
-// after which the outbox publishes an entry on its own (outboxGrace).
-const signalClaimWait = 5 * time.Second
+// signalLookup is the read of a signal's record in HERALD_SIGNALS, under
+// way: prev (nil when there is none) and err are set once done is closed.
+type signalLookup struct {
+	iss, jti string
+	done     chan struct{}
+	prev     jetstream.KeyValueEntry
+	err      error
+}
+
+// lookupSignal starts reading the record of the token with issuer iss
+// and id jti, bounded by signalLookupWait.
+func (s *Service) lookupSignal(ctx context.Context, iss, jti string) *signalLookup {
+	l := &signalLookup{iss: iss, jti: jti, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		lctx, cancel := context.WithTimeout(ctx, signalLookupWait)
+		defer cancel()
+		e, err := s.signalKV.Get(lctx, bus.SignalKey(iss, jti))
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			l.err = fmt.Errorf("read signal record: %w", err)
+		default:
+			l.prev = e
+		}
+	}()
+	return l
+}
+
+// prefetchSignal starts reading the record of raw, a logout token or SET
+// not checked yet, as its unverified claims name it, so that the read
+// overlaps the token's checks: receiveSignal uses it if the checked token
+// names the same iss and jti. Only for a configured issuer: whatever
+// else raw claims starts nothing.
+func (s *Service) prefetchSignal(ctx context.Context, raw string) *signalLookup {
+	iss, jti, ok := peekSignal(raw)
+	if !ok {
+		return nil
+	}
+	if _, trusted := s.signalSource(iss); !trusted {
+		return nil
+	}
+	return s.lookupSignal(ctx, iss, jti)
+}
+
+// peekSignal returns the iss and jti claims of a compact JWS, unverified.
+func peekSignal(raw string) (iss, jti string, ok bool) {
+	_, rest, ok1 := strings.Cut(raw, ".")
+	payload, _, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || len(payload) > bus.MaxSignalToken {
+		return "", "", false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return "", "", false
+	}
+	var c struct {
+		Iss string `json:"iss"`
+		JTI string `json:"jti"`
+	}
+	if json.Unmarshal(b, &c) != nil || c.Iss == "" || c.JTI == "" || len(c.JTI) > bus.MaxValueLen {
+		return "", "", false
+	}
+	return c.Iss, c.JTI, true
+}
+
+// signalLookupWait bounds the read of a signal's record, well within the
+// time after which the outbox publishes an entry on its own (outboxGrace).
+const signalLookupWait = 5 * time.Second
 
 // errSignalSeen stops acting on a signal received and acted on before.
 var errSignalSeen = errors.New("signal acted on already")
 
-// signalClaimTimeout is how old a claim not done must be to be taken
+// signalClaimTimeout is how old a record not done must be to be taken
 // over: longer than any request acting on it could take, so that its
-// replica has stopped (a crash between claiming and acting).
+// replica has stopped. (Issuers of earlier versions claimed a signal
+// before acting on it.)
 const signalClaimTimeout = 5 * time.Minute
 
-// seenSignal answers a token whose iss and jti are claimed already: the
-// same token acted on is a duplicate, the same token being acted on is
-// in progress, another token is a replay. The same token claimed
-// signalClaimTimeout ago and not done was abandoned: seenSignal claims it
-// again with val and returns the claim's revision, for the caller to act.
-func (s *Service) seenSignal(ctx context.Context, key, hash string, val []byte) (*signalOutcome, uint64, error) {
-	e, err := s.signalKV.Get(ctx, key)
-	if err != nil {
-		return nil, 0, fmt.Errorf("read signal record: %w", err)
-	}
+// judgeSeen answers a token whose iss and jti have record e: the same
+// token acted on is a duplicate (an outcome), another token a replay,
+// the same token claimed and not acted on is in progress, or, claimed
+// signalClaimTimeout ago, abandoned: judgeSeen then returns nothing, for
+// the caller to act.
+func (s *Service) judgeSeen(e jetstream.KeyValueEntry, hash string) (*signalOutcome, error) {
 	var prev signalRecord
 	if err := json.Unmarshal(e.Value(), &prev); err != nil || prev.Hash != hash {
-		return nil, 0, errSignalReplayed
+		return nil, errSignalReplayed
 	}
 	if prev.Done {
-		return &signalOutcome{Duplicate: true}, 0, nil
+		return &signalOutcome{Duplicate: true}, nil
 	}
 	if s.now().Sub(e.Created()) < signalClaimTimeout {
-		return nil, 0, errSignalInProgress
+		return nil, errSignalInProgress
 	}
-	rev, err := s.signalKV.Update(ctx, key, val, e.Revision())
-	if err != nil {
-		return nil, 0, errSignalInProgress // another replica took it over first
-	}
-	s.log.Warn("signal claimed long ago and never acted on; acting on it now", "key", key, "claimed", e.Created())
-	return nil, rev, nil
+	s.log.Warn("signal claimed long ago and never acted on; acting on it now", "key", e.Key(), "claimed", e.Created())
+	return nil, nil
 }
 
 // errSignalInProgress answers a token another request is acting on: its
@@ -199,7 +275,7 @@ func (s *Service) actOnSignal(ctx context.Context, w *signalWork, gate func() er
 		return &signalOutcome{Signal: sg, Seq: res.Seq}, nil
 	}
 	now := s.now()
-	e := &bus.Event{ID: bus.NewID(), Type: bus.TypeSignalReceived, Time: now, Actor: actor, Signal: sg}
+	e := &bus.Event{ID: bus.SignalEventID(w.iss, w.jti, "signal"), Type: bus.TypeSignalReceived, Time: now, Actor: actor, Signal: sg}
 	if _, err := s.outbox.commit(ctx, func(c *change) error {
 		c.waitFor(gate)
 		c.emit(e)

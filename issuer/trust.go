@@ -111,6 +111,7 @@ func (s *Service) revocationFor(req *RevocationRequest, note *string) *Revocatio
 // and acts on it as receiveSignal does. A pushed SET's iss must name the
 // pushing credential as its push_credential.
 func (s *Service) receiveSET(ctx context.Context, raw, format, sender string) (*signalOutcome, error) {
+	pre := s.prefetchSignal(ctx, raw)
 	set, err := signals.ParseSET(raw, s.signalConfig(ctx, format))
 	if err != nil {
 		s.metrics.signal(ctx, format, signals.Code(err))
@@ -130,7 +131,7 @@ func (s *Service) receiveSET(ctx context.Context, raw, format, sender string) (*
 	if err != nil {
 		return nil, err
 	}
-	w := &signalWork{format: format, sender: sender, raw: raw, iss: set.Issuer, jti: set.JTI,
+	w := &signalWork{format: format, sender: sender, raw: raw, iss: set.Issuer, jti: set.JTI, lookup: pre,
 		events: []string{set.EventType}, note: o.Note}
 	if o.Revoke {
 		w.revoke = s.revocationFor(&RevocationRequest{Kind: o.Kind.String(), Value: o.Value, Issuer: o.Issuer,
