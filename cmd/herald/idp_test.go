@@ -190,7 +190,7 @@ func startIDPStack(t *testing.T, key idpKey) *idpStack {
 // call sends token to v as a client of the upstream would: through the
 // proxy, or as a forward-auth request. It returns the status and, when
 // the request was let through, the identity headers the upstream saw or
-// the verifier answered.
+// the verifier answered; otherwise the verifier's WWW-Authenticate.
 func (st *idpStack) call(v idpVerifier, token string) (int, map[string]string) {
 	st.t.Helper()
 	target := v.url + "/orders"
@@ -210,7 +210,7 @@ func (st *idpStack) call(v idpVerifier, token string) (int, map[string]string) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return resp.StatusCode, nil
+		return resp.StatusCode, map[string]string{"WWW-Authenticate": resp.Header.Get("WWW-Authenticate")}
 	}
 	seen := map[string]string{}
 	if v.proxy {
@@ -242,11 +242,13 @@ func (st *idpStack) accepted(s *idpSession) error {
 	return nil
 }
 
-// refused reports nil when every verifier refuses s's access token.
+// refused reports nil when every verifier refuses s's access token as
+// revoked.
 func (st *idpStack) refused(s *idpSession) error {
 	for _, v := range st.verifiers {
-		if code, _ := st.call(v, s.tokens.AccessToken); code != http.StatusUnauthorized {
-			return fmt.Errorf("%s answers %d to the token of sid %s, want 401", v.name, code, s.claims.SID)
+		code, seen := st.call(v, s.tokens.AccessToken)
+		if code != http.StatusUnauthorized || !strings.Contains(seen["WWW-Authenticate"], `error_description="revoked"`) {
+			return fmt.Errorf("%s answers %d %v to the token of sid %s, want 401 revoked", v.name, code, seen, s.claims.SID)
 		}
 	}
 	return nil
