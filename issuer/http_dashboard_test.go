@@ -128,75 +128,8 @@ func TestDashboard_RevokeSessionInChromium(t *testing.T) {
 
 	link := newLink(t, svc.Addr().String()) // the browser reaches the issuer through it
 
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(exe),
-		chromedp.Headless,
-		chromedp.NoSandbox, // tests run as root
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-	)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("start %s: %v", exe, err)
-	}
-
-	// Collect what the page writes to the console: an exception or a
-	// Content-Security-Policy violation fails the test.
-	var (
-		mu       sync.Mutex
-		problems []string
-	)
-	consoleCtx, stopConsole := context.WithCancel(bctx)
-	consoleDone := make(chan struct{})
-	messages := chromedp.Console(consoleCtx)
-	go func() {
-		defer close(consoleDone)
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.IsException() || m.Source == "security" || strings.Contains(m.Text, "Content Security Policy") {
-				mu.Lock()
-				problems = append(problems, m.String())
-				mu.Unlock()
-			}
-		}
-	}()
-	defer func() { stopConsole(); <-consoleDone }()
-
-	// do runs one step with its own deadline, and on failure shows what
-	// the page says.
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(bctx, 15*time.Second)
-		defer cancel()
-		if err := chromedp.Do(sctx, actions...); err != nil {
-			t.Fatalf("%s: %v\npage:\n%s", what, err, pageText(bctx))
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(bctx, 5*time.Second)
-		defer cancel()
-		s, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return s
-	}
-
+	b := openBrowser(t, exe)
+	bctx, do, text := b.ctx, b.do, b.text
 	do("open the dashboard",
 		chromedp.Navigate("http://"+link.addr()+"/"),
 		chromedp.WaitVisible(chromedp.CSS("#token")))
@@ -293,13 +226,114 @@ func TestDashboard_RevokeSessionInChromium(t *testing.T) {
 		t.Errorf("session storage holds %d items after sign-out, want 0", kept)
 	}
 
-	stopConsole()
-	<-consoleDone
-	mu.Lock()
-	defer mu.Unlock()
-	for _, p := range problems {
-		t.Errorf("page console: %s", p)
+	b.checkConsole()
+}
+
+// browser is headless Chromium driven through chromedp, collecting what
+// the page writes to the console: an exception or a
+// Content-Security-Policy violation fails the test (checkConsole).
+type browser struct {
+	t            *testing.T
+	ctx          context.Context
+	mu           sync.Mutex
+	problems     []string
+	stopConsole  func()
+	consoleDone  chan struct{}
+	consoleCheck sync.Once
+}
+
+// openBrowser starts the Chromium at exe for the test; it ends with it.
+func openBrowser(t *testing.T, exe string) *browser {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	t.Cleanup(cancel)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(exe),
+		chromedp.Headless,
+		chromedp.NoSandbox, // tests run as root
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+	)
+	t.Cleanup(cancelAlloc)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	t.Cleanup(cancelBrowser)
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("start %s: %v", exe, err)
 	}
+	b := &browser{t: t, ctx: bctx, consoleDone: make(chan struct{})}
+	consoleCtx, stopConsole := context.WithCancel(bctx)
+	b.stopConsole = stopConsole
+	messages := chromedp.Console(consoleCtx)
+	go func() {
+		defer close(b.consoleDone)
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.IsException() || m.Source == "security" || strings.Contains(m.Text, "Content Security Policy") {
+				b.mu.Lock()
+				b.problems = append(b.problems, m.String())
+				b.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { stopConsole(); <-b.consoleDone })
+	return b
+}
+
+// do runs one step with its own deadline, and on failure shows what the
+// page says.
+func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	sctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(sctx, actions...); err != nil {
+		b.t.Fatalf("%s: %v\npage:\n%s", what, err, pageText(b.ctx))
+	}
+}
+
+// text returns the text of the element sel.
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	sctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("text of %s: %v", sel, err)
+	}
+	return s
+}
+
+// checkConsole stops collecting the console and fails the test for what
+// it collected.
+func (b *browser) checkConsole() {
+	b.stopConsole()
+	<-b.consoleDone
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range b.problems {
+		b.t.Errorf("page console: %s", p)
+	}
+}
+
+// signIn opens the dashboard at addr and signs in with the admin token.
+func (b *browser) signIn(addr string) {
+	b.t.Helper()
+	b.do("open the dashboard",
+		chromedp.Navigate("http://"+addr+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#token")))
+	b.do("sign in",
+		chromedp.SendKeys(chromedp.CSS("#token"), adminToken),
+		chromedp.Click(chromedp.CSS("#signin")),
+		chromedp.WaitVisible(chromedp.CSS("#app")))
 }
 
 // link is a TCP proxy to the issuer that the test can cut, to make the
