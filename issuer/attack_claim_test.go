@@ -11,6 +11,7 @@ import (
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/federation"
+	"github.com/heraldsec/herald/federation/federationtest"
 	"github.com/heraldsec/herald/issuer"
 )
 
@@ -21,7 +22,7 @@ import (
 // request could take, the claim is taken over and the SET acted on:
 // the signal is not lost for the replay records' 24 hours.
 func TestAttackPush_AbandonedClaimIsTakenOver(t *testing.T) {
-	idp := newTestIdP(t)
+	idp := federationtest.NewIdP(t)
 	clock := &fakeClock{now: time.Now()}
 	s := bustest.RunServer(t)
 	conn := bustest.Connect(t, s)
@@ -29,10 +30,10 @@ func TestAttackPush_AbandonedClaimIsTakenOver(t *testing.T) {
 	svc, _ := runIssuerOn(t, conn, issuer.Config{Trust: trust, Now: clock.Now})
 	sc := runFleet(t, s, svc, 1)[0]
 	cred := credential(t, svc, "idp-ssf", issuer.ScopeSignals)
-	bob := idp.accessToken(t, "bob", "b-1")
+	bob := idp.AccessToken(t, "bob", "b-1")
 	bustest.WaitFor(t, 10*time.Second, func() error { return wantVerdict(t, sc, bob, http.StatusOK, "") })
 
-	set := idp.set(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "bob"}, nil)
+	set := idp.SET(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "bob"}, nil)
 	// The claim a crashed replica left.
 	kv, err := conn.JetStream().KeyValue(t.Context(), bus.BucketSignals)
 	if err != nil {

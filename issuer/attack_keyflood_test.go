@@ -13,6 +13,7 @@ import (
 
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/federation"
+	"github.com/heraldsec/herald/federation/federationtest"
 	"github.com/heraldsec/herald/issuer"
 )
 
@@ -40,7 +41,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // logout endpoint's fetch before refusing and the refresh it prompts are
 // one, not two.
 func TestAttackLogout_UnknownKidFloodFetchesOnce(t *testing.T) {
-	idp := newTestIdP(t)
+	idp := federationtest.NewIdP(t)
 	var hits atomic.Int64
 	counted := idp.Config.Handler
 	idp.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -66,7 +67,7 @@ func TestAttackLogout_UnknownKidFloodFetchesOnce(t *testing.T) {
 				"iat": clock.Now().Unix(), "jti": rand.Text(), "sid": "s", "events": map[string]any{
 					"http://schemas.openid.net/event/backchannel-logout": map[string]any{}}})
 			tok.Header["kid"] = rand.Text() // a kid the provider never published
-			raw, err := tok.SignedString(idp.key)
+			raw, err := tok.SignedString(idp.Key)
 			if err != nil {
 				t.Fatal(err)
 			}

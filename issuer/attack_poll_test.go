@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/federation"
+	"github.com/heraldsec/herald/federation/federationtest"
 	"github.com/heraldsec/herald/issuer"
 )
 
@@ -19,13 +20,13 @@ import (
 // than asked for, one larger than the bound, or one that is not JSON is
 // refused whole: nothing in it is acted on, and polling goes on.
 func TestAttackPoll_MaliciousTransmitter(t *testing.T) {
-	idp := newTestIdP(t)
+	idp := federationtest.NewIdP(t)
 	many := make(map[string]string)
 	for i := range 101 {
-		set := idp.set(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": fmt.Sprintf("u%d", i)}, nil)
+		set := idp.SET(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": fmt.Sprintf("u%d", i)}, nil)
 		many[jtiOf(t, set)] = set
 	}
-	one := idp.set(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "victim"}, nil)
+	one := idp.SET(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "victim"}, nil)
 	for name, body := range map[string]func(w http.ResponseWriter){
 		"more SETs than asked": func(w http.ResponseWriter) {
 			json.NewEncoder(w).Encode(map[string]any{"sets": many})
@@ -74,7 +75,7 @@ func TestAttackPoll_MaliciousTransmitter(t *testing.T) {
 // holds a poll open, but stopping the issuer ends it at once: the poller
 // is owned and stopped with the service.
 func TestAttackPoll_SlowTransmitterStops(t *testing.T) {
-	idp := newTestIdP(t)
+	idp := federationtest.NewIdP(t)
 	held := make(chan struct{}, 1)
 	tr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)

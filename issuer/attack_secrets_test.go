@@ -14,6 +14,7 @@ import (
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/federation"
+	"github.com/heraldsec/herald/federation/federationtest"
 	"github.com/heraldsec/herald/issuer"
 )
 
@@ -71,10 +72,10 @@ func streamText(t *testing.T, conn *bus.Conn, stream string) string {
 // neither the push credential's secret nor the poll bearer token appears
 // in any stream, bucket entry or log line.
 func TestAttackAudit_NoCredentials(t *testing.T) {
-	idp := newTestIdP(t)
+	idp := federationtest.NewIdP(t)
 	const pollToken = "poll-bearer-token-that-must-stay-secret"
 	tr := newPollTransmitter(t, pollToken)
-	polled := idp.set(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "polled-user"}, nil)
+	polled := idp.SET(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "polled-user"}, nil)
 	jti := tr.add(t, polled)
 	s := bustest.RunServer(t)
 	logs := &lockedBuffer{}
@@ -83,7 +84,7 @@ func TestAttackAudit_NoCredentials(t *testing.T) {
 	svc, _ := runIssuerOn(t, conn, issuer.Config{Trust: trust, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		SSFPolls: []issuer.SSFPoll{{URL: tr.URL, Token: pollToken}}})
 	secret := credential(t, svc, "idp-ssf", issuer.ScopeSignals)
-	pushed := idp.set(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "pushed-user"}, nil)
+	pushed := idp.SET(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "pushed-user"}, nil)
 	if code, body := push(t, svc, secret, "application/secevent+jwt", pushed); code != 202 {
 		t.Fatalf("push: %d %s", code, body)
 	}

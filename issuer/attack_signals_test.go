@@ -10,6 +10,7 @@ import (
 
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/federation"
+	"github.com/heraldsec/herald/federation/federationtest"
 	"github.com/heraldsec/herald/issuer"
 )
 
@@ -19,7 +20,7 @@ import (
 // Herald, so it can neither revoke Herald's tokens nor end Herald's
 // sessions. The same SET naming the transmitter's own issuer revokes.
 func TestAttackSET_CannotRevokeHeraldsOwnTokens(t *testing.T) {
-	idp := newTestIdP(t)
+	idp := federationtest.NewIdP(t)
 	svc, scs := runTrusting(t, 1, func(is *federation.Issuer) { is.PushCredential = "idp-ssf" }, idp)
 	cred := credential(t, svc, "idp-ssf", issuer.ScopeSignals)
 	own := createSession(t, svc, issuer.SessionRequest{Subject: "alice"})
@@ -32,7 +33,7 @@ func TestAttackSET_CannotRevokeHeraldsOwnTokens(t *testing.T) {
 		"complex user iss_sub":       {"format": "complex", "user": map[string]any{"format": "iss_sub", "iss": heraldIss, "sub": "alice"}},
 		"complex user jwt_id Herald": {"format": "complex", "user": map[string]any{"format": "jwt_id", "iss": heraldIss, "jti": jti}},
 	} {
-		code, body := push(t, svc, cred, "application/secevent+jwt", idp.set(t, credentialChange, sub, nil))
+		code, body := push(t, svc, cred, "application/secevent+jwt", idp.SET(t, credentialChange, sub, nil))
 		if code != http.StatusAccepted {
 			t.Errorf("%s: %d %s, want 202 (recorded)", name, code, body)
 		}
@@ -42,9 +43,9 @@ func TestAttackSET_CannotRevokeHeraldsOwnTokens(t *testing.T) {
 	}
 	// A revocation the provider may make, pushed after: once it reached
 	// the sidecar, anything published before it has too.
-	bob := idp.accessToken(t, "bob", "b-1")
+	bob := idp.AccessToken(t, "bob", "b-1")
 	if code, body := push(t, svc, cred, "application/secevent+jwt",
-		idp.set(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "bob"}, nil)); code != http.StatusAccepted {
+		idp.SET(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "bob"}, nil)); code != http.StatusAccepted {
 		t.Fatalf("own subject: %d %s", code, body)
 	}
 	bustest.WaitFor(t, 10*time.Second, func() error { return wantVerdict(t, scs[0], bob, http.StatusUnauthorized, "revoked") })
@@ -61,16 +62,16 @@ func TestAttackSET_CannotRevokeHeraldsOwnTokens(t *testing.T) {
 // times at once, half to each of two issuer replicas, gets exactly one
 // 200 and causes exactly one revocation.
 func TestAttackLogout_ConcurrentReplicas(t *testing.T) {
-	idp := newTestIdP(t)
+	idp := federationtest.NewIdP(t)
 	s := bustest.RunServer(t)
 	trust := []federation.Issuer{federation.Issuer{URL: idp.URL, Tokens: true}.WithDefaults()}
 	a, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{Trust: trust})
 	b, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{Trust: trust})
 	sc := runFleet(t, s, a, 1)[0]
-	gone := idp.accessToken(t, "erin", "e-1")
+	gone := idp.AccessToken(t, "erin", "e-1")
 	bustest.WaitFor(t, 10*time.Second, func() error { return wantVerdict(t, sc, gone, http.StatusOK, "") })
 	before := revocationSeq(t, a)
-	tok := idp.logoutToken(t, func(c jwt.MapClaims) { c["sid"] = "e-1" })
+	tok := idp.LogoutToken(t, func(c jwt.MapClaims) { c["sid"] = "e-1" })
 
 	const n = 16
 	codes := make(chan int, n)
@@ -114,14 +115,14 @@ func TestAttackLogout_ConcurrentReplicas(t *testing.T) {
 // each with its own push credential: one's credential cannot push the
 // other's SETs, even genuine ones (403), and nothing is revoked.
 func TestAttackPush_AnotherTransmittersCredential(t *testing.T) {
-	a, b := newTestIdP(t), newTestIdP(t)
+	a, b := federationtest.NewIdP(t), federationtest.NewIdP(t)
 	svc, _ := runTrusting(t, 1, func(is *federation.Issuer) {
 		is.PushCredential = "ssf-" + map[bool]string{true: "a", false: "b"}[is.URL == a.URL]
 	}, a, b)
 	_ = credential(t, svc, "ssf-a", issuer.ScopeSignals)
 	credB := credential(t, svc, "ssf-b", issuer.ScopeSignals)
 	before := revocationSeq(t, svc)
-	set := a.set(t, credentialChange, map[string]any{"format": "iss_sub", "iss": a.URL, "sub": "bob"}, nil)
+	set := a.SET(t, credentialChange, map[string]any{"format": "iss_sub", "iss": a.URL, "sub": "bob"}, nil)
 	if code, body := push(t, svc, credB, "application/secevent+jwt", set); code != http.StatusForbidden || !strings.Contains(body, "access_denied") {
 		t.Errorf("b's credential pushing a's SET: %d %s, want 403 access_denied", code, body)
 	}
@@ -137,15 +138,15 @@ func TestAttackPush_AnotherTransmittersCredential(t *testing.T) {
 // neither the transmitter's own tokens of a user of the same sub nor
 // Herald's; the audit names the transmitter as the signal's issuer.
 func TestAttackSET_SubjectOfAnotherProvider(t *testing.T) {
-	a, b := newTestIdP(t), newTestIdP(t)
+	a, b := federationtest.NewIdP(t), federationtest.NewIdP(t)
 	svc, scs := runTrusting(t, 1, func(is *federation.Issuer) {
 		is.PushCredential = "ssf-" + map[bool]string{true: "a", false: "b"}[is.URL == a.URL]
 	}, a, b)
 	cred := credential(t, svc, "ssf-b", issuer.ScopeSignals)
 	own := createSession(t, svc, issuer.SessionRequest{Subject: "carol"})
-	ofA, ofB := a.accessToken(t, "carol", "a-1"), b.accessToken(t, "carol", "b-1")
+	ofA, ofB := a.AccessToken(t, "carol", "a-1"), b.AccessToken(t, "carol", "b-1")
 	if code, body := push(t, svc, cred, "application/secevent+jwt",
-		b.set(t, credentialChange, map[string]any{"format": "iss_sub", "iss": a.URL, "sub": "carol"}, nil)); code != http.StatusAccepted {
+		b.SET(t, credentialChange, map[string]any{"format": "iss_sub", "iss": a.URL, "sub": "carol"}, nil)); code != http.StatusAccepted {
 		t.Fatalf("push: %d %s", code, body)
 	}
 	bustest.WaitFor(t, 10*time.Second, func() error { return wantVerdict(t, scs[0], ofA, http.StatusUnauthorized, "revoked") })

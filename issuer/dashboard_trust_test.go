@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/federation"
+	"github.com/heraldsec/herald/federation/federationtest"
 	"github.com/heraldsec/herald/issuer"
 )
 
@@ -24,7 +25,7 @@ import (
 // the feed.
 func TestDashboard_TrustedIssuersAndSignals(t *testing.T) {
 	exe := chromium(t)
-	idp := newTestIdP(t)
+	idp := federationtest.NewIdP(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -38,9 +39,9 @@ func TestDashboard_TrustedIssuersAndSignals(t *testing.T) {
 	}
 	svc, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{Trust: trust})
 	sc := runFleet(t, s, svc, 1)[0]
-	tok := idp.accessToken(t, "frank", "f-1")
+	tok := idp.AccessToken(t, "frank", "f-1")
 	bustest.WaitFor(t, 10*time.Second, func() error { return wantVerdict(t, sc, tok, http.StatusOK, "") })
-	if code, body, _ := postLogout(t, svc, idp.logoutToken(t, func(c jwt.MapClaims) { c["sid"] = "f-0" })); code != http.StatusOK {
+	if code, body, _ := postLogout(t, svc, idp.LogoutToken(t, func(c jwt.MapClaims) { c["sid"] = "f-0" })); code != http.StatusOK {
 		t.Fatalf("logout: %d %s", code, body)
 	}
 

@@ -1,8 +1,6 @@
 package issuer_test
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -18,72 +16,10 @@ import (
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/federation"
+	"github.com/heraldsec/herald/federation/federationtest"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier/sidecar"
 )
-
-// testIdP is an OpenID provider standing in for Keycloak or Okta: its
-// discovery document, its key set (one RSA key), and the tokens it signs.
-type testIdP struct {
-	*httptest.Server
-	key *rsa.PrivateKey
-	kid string
-}
-
-func newTestIdP(t *testing.T) *testIdP {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idp := &testIdP{key: key, kid: "idp-key-1"}
-	mux := http.NewServeMux()
-	idp.Server = httptest.NewServer(mux)
-	t.Cleanup(idp.Close)
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		json.NewEncoder(w).Encode(map[string]string{"issuer": idp.URL, "jwks_uri": idp.URL + "/jwks"})
-	})
-	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, _ *http.Request) {
-		k, err := bus.NewJWK(&idp.key.PublicKey)
-		if err != nil {
-			t.Error(err)
-		}
-		k.Kid = idp.kid
-		json.NewEncoder(w).Encode(map[string]any{"keys": []bus.JWK{k}})
-	})
-	return idp
-}
-
-// sign returns claims signed by the provider's key, with typ.
-func (idp *testIdP) sign(t *testing.T, typ string, claims jwt.MapClaims) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
-	tok.Header["kid"] = idp.kid
-	tok.Header["typ"] = typ
-	s, err := tok.SignedString(idp.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// accessToken returns an access token of the provider for sub in session
-// sid, for Herald's default audience.
-func (idp *testIdP) accessToken(t *testing.T, sub, sid string) string {
-	now := time.Now()
-	return idp.sign(t, "JWT", jwt.MapClaims{"iss": idp.URL, "sub": sub, "sid": sid, "aud": issuer.DefaultAudience,
-		"azp": "web", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "jti": bus.NewID()})
-}
-
-// logoutToken returns a back-channel logout token of the provider.
-func (idp *testIdP) logoutToken(t *testing.T, edit func(jwt.MapClaims)) string {
-	c := jwt.MapClaims{"iss": idp.URL, "aud": "herald", "iat": time.Now().Unix(), "jti": bus.NewID(),
-		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}}}
-	if edit != nil {
-		edit(c)
-	}
-	return idp.sign(t, "logout+jwt", c)
-}
 
 // postLogout posts a logout token to the issuer's back-channel endpoint.
 func postLogout(t *testing.T, svc *issuer.Service, token string) (int, string, http.Header) {
@@ -109,7 +45,7 @@ func jsonBody(t *testing.T, resp *http.Response) string {
 
 // runTrusting runs an issuer trusting the providers idps, and n sidecars
 // ready and holding the providers' keys.
-func runTrusting(t *testing.T, n int, edit func(*federation.Issuer), idps ...*testIdP) (*issuer.Service, []*sidecar.Sidecar) {
+func runTrusting(t *testing.T, n int, edit func(*federation.Issuer), idps ...*federationtest.IdP) (*issuer.Service, []*sidecar.Sidecar) {
 	t.Helper()
 	s := bustest.RunServer(t)
 	var trust []federation.Issuer
@@ -123,7 +59,7 @@ func runTrusting(t *testing.T, n int, edit func(*federation.Issuer), idps ...*te
 	svc, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{Trust: trust})
 	scs := runFleet(t, s, svc, n)
 	for _, idp := range idps {
-		tok := idp.accessToken(t, "probe", "probe")
+		tok := idp.AccessToken(t, "probe", "probe")
 		for _, sc := range scs {
 			bustest.WaitFor(t, 10*time.Second, func() error { return wantVerdict(t, sc, tok, http.StatusOK, "") })
 		}
@@ -138,18 +74,18 @@ func runTrusting(t *testing.T, n int, edit func(*federation.Issuer), idps ...*te
 // and a Herald session with the same sid keep working: the revocation is
 // limited to the provider's tokens. The logout is in the audit trail.
 func TestBackChannelLogout_RevokesTheSessionEverywhere(t *testing.T) {
-	idp := newTestIdP(t)
+	idp := federationtest.NewIdP(t)
 	svc, scs := runTrusting(t, 3, nil, idp)
 	herald := createSession(t, svc, issuer.SessionRequest{Subject: "alice"})
-	gone := idp.accessToken(t, "alice", herald.SessionID) // the provider's sid collides with Herald's
-	kept := idp.accessToken(t, "alice", "other-session")
+	gone := idp.AccessToken(t, "alice", herald.SessionID) // the provider's sid collides with Herald's
+	kept := idp.AccessToken(t, "alice", "other-session")
 	for _, sc := range scs {
 		if err := wantVerdict(t, sc, gone, http.StatusOK, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	code, body, h := postLogout(t, svc, idp.logoutToken(t, func(c jwt.MapClaims) { c["sid"] = herald.SessionID }))
+	code, body, h := postLogout(t, svc, idp.LogoutToken(t, func(c jwt.MapClaims) { c["sid"] = herald.SessionID }))
 	if code != http.StatusOK || h.Get("Cache-Control") != "no-store" {
 		t.Fatalf("logout: %d %s (Cache-Control %q), want 200 no-store", code, body, h.Get("Cache-Control"))
 	}
@@ -173,27 +109,27 @@ func TestBackChannelLogout_RevokesTheSessionEverywhere(t *testing.T) {
 // misdirected, stale or replayed logout token gets 400 and publishes
 // nothing.
 func TestBackChannelLogout_BadTokensChangeNothing(t *testing.T) {
-	idp, other, stranger := newTestIdP(t), newTestIdP(t), newTestIdP(t)
+	idp, other, stranger := federationtest.NewIdP(t), federationtest.NewIdP(t), federationtest.NewIdP(t)
 	svc, _ := runTrusting(t, 1, nil, idp, other)
-	good := idp.logoutToken(t, func(c jwt.MapClaims) { c["sid"] = "s-1" })
+	good := idp.LogoutToken(t, func(c jwt.MapClaims) { c["sid"] = "s-1" })
 	if code, body, _ := postLogout(t, svc, good); code != http.StatusOK {
 		t.Fatalf("good logout: %d %s", code, body)
 	}
 	seqBefore := revocationSeq(t, svc)
 	// other's key signing a token that claims idp's iss.
-	crossed := other.sign(t, "logout+jwt", jwt.MapClaims{"iss": idp.URL, "aud": "herald", "iat": time.Now().Unix(),
+	crossed := other.Sign(t, "logout+jwt", jwt.MapClaims{"iss": idp.URL, "aud": "herald", "iat": time.Now().Unix(),
 		"jti": bus.NewID(), "sid": "s-2", "events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}}})
 	for name, tok := range map[string]string{
 		"replayed":          good,
-		"untrusted issuer":  stranger.logoutToken(t, func(c jwt.MapClaims) { c["sid"] = "s-2" }),
+		"untrusted issuer":  stranger.LogoutToken(t, func(c jwt.MapClaims) { c["sid"] = "s-2" }),
 		"another's key":     crossed,
-		"wrong audience":    idp.logoutToken(t, func(c jwt.MapClaims) { c["sid"] = "s-2"; c["aud"] = "someone-else" }),
-		"nonce present":     idp.logoutToken(t, func(c jwt.MapClaims) { c["sid"] = "s-2"; c["nonce"] = "n" }),
-		"stale iat":         idp.logoutToken(t, func(c jwt.MapClaims) { c["sid"] = "s-2"; c["iat"] = time.Now().Add(-time.Hour).Unix() }),
-		"no sid nor sub":    idp.logoutToken(t, nil),
-		"no logout event":   idp.logoutToken(t, func(c jwt.MapClaims) { c["sid"] = "s-2"; c["events"] = map[string]any{"x": map[string]any{}} }),
-		"no jti":            idp.logoutToken(t, func(c jwt.MapClaims) { c["sid"] = "s-2"; delete(c, "jti") }),
-		"an access token":   idp.accessToken(t, "alice", "s-2"),
+		"wrong audience":    idp.LogoutToken(t, func(c jwt.MapClaims) { c["sid"] = "s-2"; c["aud"] = "someone-else" }),
+		"nonce present":     idp.LogoutToken(t, func(c jwt.MapClaims) { c["sid"] = "s-2"; c["nonce"] = "n" }),
+		"stale iat":         idp.LogoutToken(t, func(c jwt.MapClaims) { c["sid"] = "s-2"; c["iat"] = time.Now().Add(-time.Hour).Unix() }),
+		"no sid nor sub":    idp.LogoutToken(t, nil),
+		"no logout event":   idp.LogoutToken(t, func(c jwt.MapClaims) { c["sid"] = "s-2"; c["events"] = map[string]any{"x": map[string]any{}} }),
+		"no jti":            idp.LogoutToken(t, func(c jwt.MapClaims) { c["sid"] = "s-2"; delete(c, "jti") }),
+		"an access token":   idp.AccessToken(t, "alice", "s-2"),
 		"not a JWT":         "garbage",
 		"oversized":         strings.Repeat("a", bus.MaxSignalToken+1),
 		"signature removed": good[:strings.LastIndexByte(good, '.')+1],
@@ -239,16 +175,6 @@ func revocationSeq(t *testing.T, svc *issuer.Service) uint64 {
 	return list.Revocations[0].Seq
 }
 
-// set returns a SET of the provider with one event about subject.
-func (idp *testIdP) set(t *testing.T, event string, subject map[string]any, edit func(jwt.MapClaims)) string {
-	c := jwt.MapClaims{"iss": idp.URL, "aud": "herald", "iat": time.Now().Unix(), "jti": bus.NewID(),
-		"sub_id": subject, "events": map[string]any{event: map[string]any{"event_timestamp": time.Now().Unix()}}}
-	if edit != nil {
-		edit(c)
-	}
-	return idp.sign(t, "secevent+jwt", c)
-}
-
 const credentialChange = "https://schemas.openid.net/secevent/caep/event-type/credential-change"
 
 // push posts a SET to the issuer's push endpoint with credential cred.
@@ -286,13 +212,13 @@ func credential(t *testing.T, svc *issuer.Service, name string, scopes ...string
 // provider on every verifier (202), a retransmission is accepted without
 // a second revocation, and the other errors are RFC 8935's.
 func TestSSFPush_RevokesTheSubject(t *testing.T) {
-	idp := newTestIdP(t)
+	idp := federationtest.NewIdP(t)
 	svc, scs := runTrusting(t, 2, func(is *federation.Issuer) { is.PushCredential = "idp-ssf" }, idp)
 	cred := credential(t, svc, "idp-ssf", issuer.ScopeSignals)
 	reader := credential(t, svc, "reader", issuer.ScopeRead)
 	otherSignals := credential(t, svc, "other-ssf", issuer.ScopeSignals)
-	bob, carol := idp.accessToken(t, "bob", "b-1"), idp.accessToken(t, "carol", "c-1")
-	set := idp.set(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "bob"}, nil)
+	bob, carol := idp.AccessToken(t, "bob", "b-1"), idp.AccessToken(t, "carol", "c-1")
+	set := idp.SET(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "bob"}, nil)
 
 	before := revocationSeq(t, svc)
 	for name, tc := range map[string]struct {
@@ -306,11 +232,11 @@ func TestSSFPush_RevokesTheSubject(t *testing.T) {
 		"another's credential":  {otherSignals, "application/secevent+jwt", set, 403, "access_denied"},
 		"wrong content type":    {cred, "application/jwt", set, 400, "invalid_request"},
 		"oversized":             {cred, "application/secevent+jwt", strings.Repeat("a", bus.MaxSignalToken+1), 413, "invalid_request"},
-		"wrong audience":        {cred, "application/secevent+jwt", idp.set(t, credentialChange, map[string]any{"format": "opaque", "id": "bob"}, func(c jwt.MapClaims) { c["aud"] = "x" }), 400, "invalid_audience"},
-		"sub claim":             {cred, "application/secevent+jwt", idp.set(t, credentialChange, map[string]any{"format": "opaque", "id": "bob"}, func(c jwt.MapClaims) { c["sub"] = "bob" }), 400, "invalid_request"},
-		"unsupported subject":   {cred, "application/secevent+jwt", idp.set(t, credentialChange, map[string]any{"format": "phone_number", "phone_number": "+1"}, nil), 400, "invalid_request"},
-		"untrusted transmitter": {cred, "application/secevent+jwt", newTestIdP(t).set(t, credentialChange, map[string]any{"format": "opaque", "id": "bob"}, nil), 400, "invalid_issuer"},
-		"typ JWT, not secevent": {cred, "application/secevent+jwt", idp.sign(t, "JWT", jwt.MapClaims{"iss": idp.URL}), 400, "invalid_request"},
+		"wrong audience":        {cred, "application/secevent+jwt", idp.SET(t, credentialChange, map[string]any{"format": "opaque", "id": "bob"}, func(c jwt.MapClaims) { c["aud"] = "x" }), 400, "invalid_audience"},
+		"sub claim":             {cred, "application/secevent+jwt", idp.SET(t, credentialChange, map[string]any{"format": "opaque", "id": "bob"}, func(c jwt.MapClaims) { c["sub"] = "bob" }), 400, "invalid_request"},
+		"unsupported subject":   {cred, "application/secevent+jwt", idp.SET(t, credentialChange, map[string]any{"format": "phone_number", "phone_number": "+1"}, nil), 400, "invalid_request"},
+		"untrusted transmitter": {cred, "application/secevent+jwt", federationtest.NewIdP(t).SET(t, credentialChange, map[string]any{"format": "opaque", "id": "bob"}, nil), 400, "invalid_issuer"},
+		"typ JWT, not secevent": {cred, "application/secevent+jwt", idp.Sign(t, "JWT", jwt.MapClaims{"iss": idp.URL}), 400, "invalid_request"},
 	} {
 		code, body := push(t, svc, tc.cred, tc.ct, tc.set)
 		if code != tc.code || !strings.Contains(body, `"err":"`+tc.err+`"`) {
@@ -337,7 +263,7 @@ func TestSSFPush_RevokesTheSubject(t *testing.T) {
 	if again := revocationSeq(t, svc); again != seq {
 		t.Errorf("retransmission revoked again: seq %d -> %d", seq, again)
 	}
-	replay := idp.set(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "carol"},
+	replay := idp.SET(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "carol"},
 		func(c jwt.MapClaims) { c["jti"] = jtiOf(t, set) })
 	if code, body := push(t, svc, cred, "application/secevent+jwt", replay); code != http.StatusBadRequest || !strings.Contains(body, "invalid_request") {
 		t.Errorf("another SET with the same jti: %d %s, want 400 invalid_request", code, body)
@@ -414,17 +340,17 @@ func (p *pollTransmitter) state(jti string) (acked int, err string) {
 // it was acted on (its acknowledgement lost) is acknowledged without a
 // second revocation.
 func TestSSFPoll_AcknowledgesOnceActedOn(t *testing.T) {
-	idp := newTestIdP(t)
+	idp := federationtest.NewIdP(t)
 	tr := newPollTransmitter(t, "poll-token")
 	s := bustest.RunServer(t)
 	trust := []federation.Issuer{federation.Issuer{URL: idp.URL, Tokens: true}.WithDefaults()}
-	set := idp.set(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "dave"}, nil)
+	set := idp.SET(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "dave"}, nil)
 	good := tr.add(t, set)
-	bad := tr.add(t, idp.set(t, credentialChange, map[string]any{"format": "opaque", "id": "x"}, func(c jwt.MapClaims) { c["aud"] = "nobody" }))
+	bad := tr.add(t, idp.SET(t, credentialChange, map[string]any{"format": "opaque", "id": "x"}, func(c jwt.MapClaims) { c["aud"] = "nobody" }))
 	svc, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{Trust: trust,
 		SSFPolls: []issuer.SSFPoll{{URL: tr.URL, Token: "poll-token"}}})
 	sc := runFleet(t, s, svc, 1)[0]
-	dave := idp.accessToken(t, "dave", "d-1")
+	dave := idp.AccessToken(t, "dave", "d-1")
 	bustest.WaitFor(t, 10*time.Second, func() error {
 		if n, _ := tr.state(good); n != 1 {
 			return fmt.Errorf("good SET acknowledged %d times", n)
@@ -457,16 +383,16 @@ func TestSSFPoll_AcknowledgesOnceActedOn(t *testing.T) {
 func TestRevoke_ExternalKeyForGood(t *testing.T) {
 	for _, scoped := range []bool{true, false} {
 		t.Run(fmt.Sprintf("scoped=%v", scoped), func(t *testing.T) {
-			idp := newTestIdP(t)
+			idp := federationtest.NewIdP(t)
 			s := bustest.RunServer(t)
 			trust := []federation.Issuer{federation.Issuer{URL: idp.URL, Tokens: true}.WithDefaults()}
 			svc, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{Trust: trust})
 			sc := runFleet(t, s, svc, 1)[0]
-			tok := idp.accessToken(t, "erin", "e-1")
+			tok := idp.AccessToken(t, "erin", "e-1")
 			bustest.WaitFor(t, 10*time.Second, func() error { return wantVerdict(t, sc, tok, http.StatusOK, "") })
 			herald := createSession(t, svc, issuer.SessionRequest{Subject: "erin"})
 
-			req := issuer.RevocationRequest{Kind: "key", Value: idp.kid, Reason: "leaked"}
+			req := issuer.RevocationRequest{Kind: "key", Value: idp.Kid, Reason: "leaked"}
 			if scoped {
 				req.Issuer = idp.URL
 			}
@@ -481,7 +407,7 @@ func TestRevoke_ExternalKeyForGood(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := kv.Get(t.Context(), bus.RevokedKeyPrefix+bus.RevokedExternalKid(idp.URL, idp.kid)); err != nil {
+			if _, err := kv.Get(t.Context(), bus.RevokedKeyPrefix+bus.RevokedExternalKid(idp.URL, idp.Kid)); err != nil {
 				t.Fatalf("no permanent record of the revoked key: %v", err)
 			}
 		})

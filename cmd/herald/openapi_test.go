@@ -6,6 +6,9 @@ import (
 	"bytes"
 	"encoding/json"
 
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/heraldsec/herald/federation/federationtest"
+
 	"fmt"
 	"io"
 	"net/http"
@@ -243,11 +246,14 @@ func decodeInto(t *testing.T, body []byte, v any) {
 	}
 }
 
+// caepSessionRevoked is the CAEP 1.0 event type of a revoked session.
+const caepSessionRevoked = "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+
 func TestOpenAPI_Binary(t *testing.T) {
 	issuerDoc, sidecarDoc := loadAPIDoc(t, "issuer"), loadAPIDoc(t, "sidecar")
 	f := newFleet(t)
 	dir := t.TempDir()
-	idp := newFakeIdP(t)
+	idp := federationtest.NewIdP(t)
 	trustFile := filepath.Join(dir, "trust.json")
 	trust := fmt.Sprintf(`{"issuers": [{"issuer": %q, "push_credential": "transmitter"}]}`, idp.URL)
 	if err := os.WriteFile(trustFile, []byte(trust), 0o600); err != nil {
@@ -373,7 +379,7 @@ func TestOpenAPI_Binary(t *testing.T) {
 		}
 		_, b = d.must(t, 201, jsonReq(t, "POST", I+"/v1/credentials", admin, map[string]any{"name": "transmitter", "scopes": []string{"signals"}}))
 		decodeInto(t, b, &transmitter)
-		d.must(t, 200, formReq(t, I+"/oidc/backchannel-logout", url.Values{"logout_token": {idp.logoutToken(t, "idp-session-1")}}))
+		d.must(t, 200, formReq(t, I+"/oidc/backchannel-logout", url.Values{"logout_token": {idp.LogoutToken(t, func(c jwt.MapClaims) { c["sid"] = "idp-session-1" })}}))
 		d.refused(t, 400, formReq(t, I+"/oidc/backchannel-logout", url.Values{"logout_token": {"not-a-token"}}), true)
 		pushSET := func(cred, set string) *http.Request {
 			r := newReq(t, "POST", I+"/ssf/push", strings.NewReader(set))
@@ -381,9 +387,9 @@ func TestOpenAPI_Binary(t *testing.T) {
 			r.Header.Set("Authorization", "Bearer "+cred)
 			return r
 		}
-		d.must(t, 202, pushSET(transmitter.Token, idp.set(t, "idp-session-2")))
+		d.must(t, 202, pushSET(transmitter.Token, idp.SET(t, caepSessionRevoked, map[string]any{"format": "opaque", "id": "idp-session-2"}, nil)))
 		d.refused(t, 400, pushSET(transmitter.Token, "not-a-set"), true)
-		d.refused(t, 401, pushSET("hrld_wrong", idp.set(t, "idp-session-3")), true)
+		d.refused(t, 401, pushSET("hrld_wrong", idp.SET(t, caepSessionRevoked, map[string]any{"format": "opaque", "id": "idp-session-3"}, nil)), true)
 
 		// Revocations.
 		d.must(t, 200, jsonReq(t, "POST", I+"/v1/revocations", admin, map[string]any{"kind": "subject", "value": "bob", "reason": "test"}))

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldsec/herald/federation/federationtest"
+
 	"github.com/heraldsec/herald/bus/bustest"
 )
 
@@ -76,7 +78,7 @@ func TestStatus_TrustedIssuers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the herald binary")
 	}
-	idp := newFakeIdP(t)
+	idp := federationtest.NewIdP(t)
 	f := newFleet(t)
 	iss := f.startIssuer(filepath.Join(t.TempDir(), "issuer"), freeAddr(t), "--trust-issuer", idp.URL)
 	t.Setenv("HERALD_ADMIN_TOKEN", f.admin)
