@@ -251,8 +251,11 @@ func (s *Signer) SignExternalKey(iss string, k JWK, maxTTL time.Duration) (name 
 // an issuer never publishes that key again, whatever the provider's key
 // set says.
 func RevokedExternalKid(iss, kid string) string {
-	return "ext-" + hashName(iss+"\x00"+kid)
+	return RevokedExternalPrefix + hashName(iss+"\x00"+kid)
 }
+
+// RevokedExternalPrefix starts every RevokedExternalKid.
+const RevokedExternalPrefix = "ext-"
 
 // KeyRequest is the message a verifier publishes on SubjectKeyRequest when
 // a token names a kid it does not hold for a trusted external issuer.

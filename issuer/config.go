@@ -286,20 +286,21 @@ func checkAdminTokenLen(n int) error {
 // matches theirs.
 func (c *Config) revocationLifetime() time.Duration {
 	longest := c.MaxAccessTTL
-	for _, life := range c.externalLifetimes() {
-		longest = max(longest, life)
+	for _, is := range c.Trust {
+		if is.Tokens {
+			longest = max(longest, is.MaxTokenLifetime)
+		}
 	}
 	return longest + c.Leeway
 }
 
-// externalLifetimes returns the trusted external issuers whose tokens
-// verifiers accept, each with the longest lifetime of its tokens.
-func (c *Config) externalLifetimes() map[string]time.Duration {
-	out := make(map[string]time.Duration, len(c.Trust))
+// trustsTokensOf reports whether verifiers accept the tokens of external
+// issuer iss.
+func (c *Config) trustsTokensOf(iss string) bool {
 	for _, is := range c.Trust {
-		if is.Tokens {
-			out[is.URL] = is.MaxTokenLifetime
+		if is.Tokens && is.URL == iss {
+			return true
 		}
 	}
-	return out
+	return false
 }

@@ -587,7 +587,7 @@ func (s *Service) checkIssuer(iss string) error {
 	if err := bus.CheckIssuer(iss); err != nil {
 		return badRequest(err.Error())
 	}
-	if _, ok := s.cfg.externalLifetimes()[iss]; !ok {
+	if !s.cfg.trustsTokensOf(iss) {
 		return badRequest(fmt.Sprintf("issuer %q is neither this issuer nor a trusted one (--trust-issuer)", iss))
 	}
 	return nil

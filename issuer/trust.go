@@ -56,9 +56,9 @@ func (s *Service) externalKeyRevoked(iss, kid string) bool {
 
 // revokedExternalKeys returns the names of the permanent records a key
 // revocation of kids limited to iss makes: for each kid, the record of
-// that key of iss, or, when iss is empty, of every trusted issuer that
-// publishes a key of that kid now. It is called before the revocation is
-// published, which would hide the keys it revokes.
+// that key of iss, or, when iss is empty, of every trusted issuer whose
+// key of that kid is in HERALD_KEYS now. It reads the issuer's own view
+// of the bucket, so revoking a key asks no provider for anything.
 func (s *Service) revokedExternalKeys(iss string, kids []string) []string {
 	if s.fed == nil || iss == s.cfg.IssuerURL {
 		return nil
@@ -69,7 +69,7 @@ func (s *Service) revokedExternalKeys(iss string, kids []string) []string {
 			continue
 		}
 		for _, kid := range kids {
-			if _, _, known := s.fed.Key(is.URL, kid); iss == "" && !known {
+			if _, _, known := s.trusted.External(is.URL, kid); iss == "" && !known {
 				continue
 			}
 			names = append(names, bus.RevokedExternalKid(is.URL, kid))

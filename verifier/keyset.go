@@ -424,9 +424,11 @@ func (ks *KeySet) Revoke(kid string) {
 	ks.revoked[kid] = true
 	delete(ks.keys, kid)
 	delete(ks.pending, kid)
-	for name, k := range ks.extNames {
-		if bus.RevokedExternalKid(k.Issuer, k.ID) == kid {
-			ks.removeExternal(name)
+	if strings.HasPrefix(kid, bus.RevokedExternalPrefix) {
+		for name, k := range ks.extNames {
+			if bus.RevokedExternalKid(k.Issuer, k.ID) == kid {
+				ks.removeExternal(name)
+			}
 		}
 	}
 	ks.mu.Unlock()
