@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -83,56 +84,39 @@ func (s *Service) receiveSignal(ctx context.Context, w *signalWork) (*signalOutc
 	if pre == nil || pre.iss != w.iss || pre.jti != w.jti {
 		pre = s.lookupSignal(ctx, w.iss, w.jti)
 	}
-	type lookup struct {
-		prev jetstream.KeyValueEntry // nil: never received
-		seen *signalOutcome          // the same token, acted on before
-		err  error
-	}
-	looked := make(chan lookup, 1)
-	go func() {
+	// judge reads the lookup's answer once: the same token acted on
+	// before (a duplicate), or an error (a replay, one in progress, the
+	// bus down).
+	judge := sync.OnceValues(func() (*signalOutcome, error) {
 		<-pre.done
-		switch {
-		case pre.err != nil:
-			looked <- lookup{err: pre.err}
-		case pre.prev == nil:
-			looked <- lookup{}
-		default:
-			seen, err := s.judgeSeen(pre.prev, hash)
-			looked <- lookup{prev: pre.prev, seen: seen, err: err}
+		if pre.err != nil || pre.prev == nil {
+			return nil, pre.err
 		}
-	}()
-	var got *lookup
-	wait := func() lookup {
-		if got == nil {
-			l := <-looked
-			got = &l
-		}
-		return *got
-	}
+		return s.judgeSeen(pre.prev, hash)
+	})
 	gate := func() error {
-		switch l := wait(); {
-		case l.seen != nil:
+		seen, err := judge()
+		if seen != nil {
 			return errSignalSeen
-		case l.err != nil:
-			return l.err
 		}
-		return nil
+		return err
 	}
 	out, err := s.actOnSignal(ctx, w, gate)
-	l := wait()
 	if errors.Is(err, errSignalSeen) {
-		return l.seen, nil
+		seen, _ := judge()
+		return seen, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	if l.prev != nil { // an abandoned record of an earlier version, taken over
-		_, err = s.signalKV.Update(ctx, key, val, l.prev.Revision())
+	<-pre.done           // the gate let the events out: the lookup is over
+	if pre.prev != nil { // an abandoned record of an earlier version, taken over
+		_, err = s.signalKV.Update(ctx, key, val, pre.prev.Revision())
 	} else {
 		_, err = s.signalKV.Create(ctx, key, val)
 	}
 	switch {
-	case errors.Is(err, jetstream.ErrKeyExists), err != nil && l.prev != nil:
+	case errors.Is(err, jetstream.ErrKeyExists), err != nil && pre.prev != nil:
 		// Another replica acted on the same token at the same moment;
 		// JetStream stored their events once.
 		e, gerr := s.signalKV.Get(ctx, key)
