@@ -61,8 +61,10 @@ type pendingMsg struct {
 	JTIs  []string `json:"jtis"`
 }
 
-func pendingMsgKey(id string, seq uint64) string { return "m." + id + "." + strconv.FormatUint(seq, 10) }
-func pendingJTIKey(id, jti string) string        { return "j." + id + "." + jti }
+func pendingMsgKey(id string, seq uint64) string {
+	return "m." + id + "." + strconv.FormatUint(seq, 10)
+}
+func pendingJTIKey(id, jti string) string { return "j." + id + "." + jti }
 
 // validJTI reports whether jti could be one the transmitter issued,
 // before it names a bucket key.
