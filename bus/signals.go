@@ -10,9 +10,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// DefaultSignalsTTL is how long BucketSignals keeps an entry: far longer
-// than the iat bound of a logout token or pushed SET, so a replay within
-// it is caught by its record and one after it by its iat.
+// DefaultSignalsTTL is how long BucketSignals keeps an entry: longer than
+// the iat bound of any signal (5 minutes for a logout token, 23 hours for
+// a SET), so a replay within it is caught by its record and one after it
+// by its iat.
 const DefaultSignalsTTL = 24 * time.Hour
 
 // MaxSignalsEntry bounds an entry of BucketSignals, in bytes.

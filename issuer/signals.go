@@ -272,14 +272,16 @@ func (s *Service) actOnSignal(ctx context.Context, w *signalWork, gate func() er
 }
 
 // signalMaxAge bounds how old a signal may be, by how it arrives: a logout
-// token or pushed SET is fresh; a polled one may have waited at the
-// transmitter while this issuer was down, up to the replay records' life.
+// token is fresh; a SET, pushed or polled, may have waited at the
+// transmitter while this issuer was away, and a transmitter that sets iat
+// to the event's time (so that a retransmission is byte-identical, as
+// Herald's own does) sends it again with that iat. The bound stays an hour
+// below the replay records' life, so a SET is refused as too old before
+// its record could expire and let it be acted on twice.
 func signalMaxAge(format string) time.Duration {
 	switch format {
-	case bus.SignalPoll:
+	case bus.SignalPoll, bus.SignalPush:
 		return bus.DefaultSignalsTTL - time.Hour
-	case bus.SignalPush:
-		return time.Hour
 	}
 	return signals.DefaultMaxAge
 }

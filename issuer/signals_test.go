@@ -273,6 +273,42 @@ func TestSSFPush_RevokesTheSubject(t *testing.T) {
 	}
 }
 
+// TestSSFPush_LateSETWithinTheReplayRecordsLife: a pushed SET whose iat
+// is the event's time, hours ago (a transmitter that kept it while this
+// issuer was away, and retransmits it byte for byte), is acted on; one
+// older than 23 hours, which a replay record might no longer catch, is
+// refused and changes nothing.
+func TestSSFPush_LateSETWithinTheReplayRecordsLife(t *testing.T) {
+	idp := federationtest.NewIdP(t)
+	svc, scs := runTrusting(t, 1, func(is *federation.Issuer) { is.PushCredential = "idp-ssf" }, idp)
+	cred := credential(t, svc, "idp-ssf", issuer.ScopeSignals)
+	bob := idp.AccessToken(t, "bob", "b-1")
+	aged := func(sub string, age time.Duration) string {
+		return idp.SET(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": sub},
+			func(c jwt.MapClaims) { c["iat"] = time.Now().Add(-age).Unix() })
+	}
+
+	before := revocationSeq(t, svc)
+	if code, body := push(t, svc, cred, "application/secevent+jwt", aged("carol", 23*time.Hour+time.Minute)); code != http.StatusBadRequest || !strings.Contains(body, "invalid_request") {
+		t.Fatalf("a SET 23 hours and a minute old: %d %s, want 400 invalid_request", code, body)
+	}
+	if after := revocationSeq(t, svc); after != before {
+		t.Fatalf("a refused SET published a revocation: seq %d -> %d", before, after)
+	}
+	late := aged("bob", 22*time.Hour)
+	if code, body := push(t, svc, cred, "application/secevent+jwt", late); code != http.StatusAccepted {
+		t.Fatalf("a SET 22 hours old: %d %s, want 202", code, body)
+	}
+	bustest.WaitFor(t, 10*time.Second, func() error { return wantVerdict(t, scs[0], bob, http.StatusUnauthorized, "revoked") })
+	seq := revocationSeq(t, svc)
+	if code, body := push(t, svc, cred, "application/secevent+jwt", late); code != http.StatusAccepted {
+		t.Errorf("its retransmission: %d %s, want 202", code, body)
+	}
+	if again := revocationSeq(t, svc); again != seq {
+		t.Errorf("the retransmission revoked again: seq %d -> %d", seq, again)
+	}
+}
+
 func jtiOf(t *testing.T, token string) string {
 	t.Helper()
 	var c struct{ JTI string }
@@ -347,10 +383,12 @@ func TestSSFPoll_AcknowledgesOnceActedOn(t *testing.T) {
 	set := idp.SET(t, credentialChange, map[string]any{"format": "iss_sub", "iss": idp.URL, "sub": "dave"}, nil)
 	good := tr.add(t, set)
 	bad := tr.add(t, idp.SET(t, credentialChange, map[string]any{"format": "opaque", "id": "x"}, func(c jwt.MapClaims) { c["aud"] = "nobody" }))
+	// dave's token is issued before the issuer polls: a subject revocation
+	// ends the tokens issued up to it, not one minted a second later.
+	dave := idp.AccessToken(t, "dave", "d-1")
 	svc, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{Trust: trust,
 		SSFPolls: []issuer.SSFPoll{{URL: tr.URL, Token: "poll-token"}}})
 	sc := runFleet(t, s, svc, 1)[0]
-	dave := idp.AccessToken(t, "dave", "d-1")
 	bustest.WaitFor(t, 10*time.Second, func() error {
 		if n, _ := tr.state(good); n != 1 {
 			return fmt.Errorf("good SET acknowledged %d times", n)
