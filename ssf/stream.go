@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -131,7 +132,8 @@ func ParseStreamRequest(body []byte) (*StreamRequest, error) {
 		return nil, badRequest("stream configuration is not a JSON object")
 	}
 	r := &StreamRequest{}
-	for name, v := range m {
+	for _, name := range slices.Sorted(maps.Keys(m)) { // the same error for the same body
+		v := m[name]
 		var err error
 		switch name {
 		case "stream_id":
@@ -209,7 +211,8 @@ func parseDelivery(v json.RawMessage) (*Delivery, error) {
 	if _, ok := m["method"]; !ok {
 		return nil, fmt.Errorf("method is required")
 	}
-	for name, v := range m {
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		v := m[name]
 		var err error
 		switch name {
 		case "method":

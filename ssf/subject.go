@@ -94,7 +94,8 @@ func parseSubject(raw json.RawMessage, nested bool) (map[string]any, error) {
 		if nested {
 			return nil, fmt.Errorf("a member of a complex subject must be a simple subject")
 		}
-		for name, v := range members {
+		for _, name := range slices.Sorted(maps.Keys(members)) { // the same error for the same subject
+			v := members[name]
 			if name == "format" {
 				continue
 			}
@@ -117,7 +118,7 @@ func parseSubject(raw json.RawMessage, nested bool) (map[string]any, error) {
 	if !ok {
 		return nil, fmt.Errorf("format %q is not supported", truncate(format, 64))
 	}
-	for name := range members {
+	for _, name := range slices.Sorted(maps.Keys(members)) {
 		if name != "format" && !slices.Contains(want, name) {
 			return nil, fmt.Errorf("%q is not a member of the %s format (want %s)", truncate(name, 64), format, strings.Join(want, ", "))
 		}
