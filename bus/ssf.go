@@ -69,7 +69,7 @@ func (c *Conn) EnsureSSF(ctx context.Context, cfg SSFConfig) error {
 		MaxAge:       cfg.Retention,
 		Storage:      jetstream.FileStorage,
 		Replicas:     cfg.Replicas,
-		Duplicates:   DefaultDuplicates,
+		Duplicates:   min(DefaultDuplicates, cfg.Retention),
 		DenyDelete:   true,
 		DenyPurge:    true,
 		MaxConsumers: cfg.MaxConsumers,
