@@ -3,12 +3,12 @@ package ssf
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -24,13 +24,6 @@ import (
 
 const testIssuer = "https://issuer.test"
 
-var testKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
 
 // rig is one bus with Herald's streams and the event signer of bustest.
 type rig struct {
@@ -42,6 +35,18 @@ func newRig(t *testing.T) *rig {
 	t.Helper()
 	s := bustest.RunServer(t)
 	return &rig{srv: s, conn: bustest.Setup(t, s, bustest.RevocationMaxAge)}
+}
+
+// waitStatus waits until tr's view of stream id (what its push workers
+// act on) has status.
+func waitStatus(t *testing.T, tr *Transmitter, id, status string) {
+	t.Helper()
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		if r := tr.record(id); r == nil || r.Status != status {
+			return fmt.Errorf("stream %s not %s yet", id, status)
+		}
+		return nil
+	})
 }
 
 // transmitter starts a Transmitter on its own connection (a replica);
@@ -64,7 +69,7 @@ func (g *rig) transmitter(t *testing.T, edit func(*Config)) (tr *Transmitter, co
 			})
 		},
 		RetryMin: 5 * time.Millisecond, RetryMax: 40 * time.Millisecond, AckWait: 2 * time.Second,
-		MinVerificationInterval: time.Hour}
+		MinVerificationInterval: time.Hour, Log: slog.New(slog.DiscardHandler)}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -167,10 +172,13 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	rc.mu.Lock()
 	rc.tries++
+	n, answer := rc.tries, rc.answer
+	rc.mu.Unlock()
 	code := http.StatusAccepted
-	if rc.answer != nil {
-		code = rc.answer(rc.tries, g)
+	if answer != nil {
+		code = answer(n, g)
 	}
+	rc.mu.Lock()
 	if code == http.StatusAccepted {
 		rc.took = append(rc.took, g)
 	}

@@ -25,6 +25,8 @@ type worker struct {
 	wake   chan struct{} // the stream's record changed; capacity 1
 	cancel context.CancelFunc
 	done   chan struct{}
+	// sentNotice is the stream-updated SET this worker last sent.
+	sentNotice string
 }
 
 // counters are what this replica knows of a stream's deliveries.
@@ -164,8 +166,9 @@ func (t *Transmitter) pushLoop(ctx context.Context, w *worker) {
 		if r == nil || r.Stream.Delivery.Method != MethodPush {
 			return
 		}
-		if r.Notice != nil {
+		if r.Notice != nil && r.Notice.ID != w.sentNotice {
 			t.pushNotice(ctx, r)
+			w.sentNotice = r.Notice.ID // the view may show it a moment longer
 			continue
 		}
 		if r.Status != StatusEnabled {
@@ -223,8 +226,11 @@ func (t *Transmitter) deliver(ctx context.Context, id string, m jetstream.Msg) {
 		return
 	}
 	for _, s := range sets {
-		switch t.pushWithRetry(ctx, r, m, s) {
-		case pushStop:
+		if cur := t.record(id); cur == nil || cur.Status != StatusEnabled {
+			_ = m.Nak() // paused or deleted meanwhile: held, or dropped with the consumer
+			return
+		}
+		if t.pushWithRetry(ctx, r, m, s) == pushStop {
 			_ = m.Nak()
 			return
 		}
@@ -257,6 +263,9 @@ func (t *Transmitter) sets(r *record, m jetstream.Msg, meta *jetstream.MsgMetada
 			Header: m.Headers(), Data: m.Data()})
 		if err != nil {
 			return nil, err
+		}
+		if e.Time.Before(r.Since) {
+			return nil, nil // made before the stream began
 		}
 		items, eventID, at = Map(e, t.cfg.Issuer), e.ID, e.Time
 	}

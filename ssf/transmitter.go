@@ -211,7 +211,12 @@ type record struct {
 	// StartSeq is the first sequence of HERALD_SSF the stream's consumer
 	// reads: the stream's end when it was created or re-enabled after
 	// being disabled.
-	StartSeq uint64    `json:"start_seq"`
+	StartSeq uint64 `json:"start_seq"`
+	// Since is when the stream was created or re-enabled after being
+	// disabled: it transmits the revocations made from then on. HERALD_SSF
+	// copies HERALD a moment later, so a revocation made just before may
+	// lie past StartSeq; its time tells it apart.
+	Since time.Time `json:"since"`
 	Verified time.Time `json:"verified,omitzero"` // the last verification request
 	// Notice is a stream-updated SET owed to the receiver: Herald, not
 	// the receiver, changed the status.
@@ -422,7 +427,7 @@ func (t *Transmitter) Create(ctx context.Context, receiver Receiver, req *Stream
 	r := &record{Stream: Stream{ID: id, Issuer: t.cfg.Issuer, Audience: []string{receiver},
 		EventsSupported: EventsSupported, EventsRequested: requested, EventsDelivered: Delivered(requested),
 		Delivery: d, MinVerificationInterval: int(t.cfg.MinVerificationInterval / time.Second), Description: description},
-		Receiver: receiver, Status: StatusEnabled, Default: t.cfg.DefaultSubjects, Created: now, Updated: now}
+		Receiver: receiver, Status: StatusEnabled, Default: t.cfg.DefaultSubjects, Created: now, Updated: now, Since: now}
 	if r.StartSeq, err = t.end(ctx); err != nil {
 		return nil, err
 	}
@@ -614,7 +619,7 @@ func (t *Transmitter) SetStatus(ctx context.Context, receiver Receiver, st Strea
 	r, err := t.change(ctx, receiver, st.ID, func(r *record) error {
 		restart = r.Status == StatusDisabled && st.Status != StatusDisabled
 		if restart {
-			r.StartSeq = end
+			r.StartSeq, r.Since = end, t.cfg.Now().UTC()
 		}
 		r.Status, r.Reason = st.Status, st.Reason
 		if st.Status == StatusEnabled {

@@ -214,19 +214,18 @@ func TestPush_ReplicaKilledMidDelivery(t *testing.T) {
 	}
 	// Only replica 1 runs: it takes the first SET, and the receiver
 	// holds the request until the replica's connection is gone.
-	release := make(chan struct{})
+	holding, release := make(chan struct{}), make(chan struct{})
 	var first atomic.Bool
 	first.Store(true)
 	rc.setAnswer(func(n int, s got) int {
 		if first.CompareAndSwap(true, false) {
-			rc.mu.Unlock()
+			close(holding)
 			<-release
-			rc.mu.Lock()
 		}
 		return http.StatusAccepted
 	})
 	e1 := g.revoke(t, bus.KindSession, "sid-1")
-	<-rc.seen
+	<-holding
 	conn1.Close() // killed: it cannot acknowledge what it sent
 	tr2, _, _ := g.transmitter(t, shortAck)
 	_ = tr2
@@ -354,6 +353,7 @@ func TestSubjects_DefaultNone(t *testing.T) {
 	}
 	g.revoke(t, bus.KindSubject, "bob")
 	alice := g.revoke(t, bus.KindSubject, "alice")
+	rc.waitFor(t, 1)
 	if err := tr.RemoveSubject(t.Context(), "receiver-a", st.ID, IssSub(testIssuer, "alice")); err != nil {
 		t.Fatal(err)
 	}
@@ -437,6 +437,7 @@ func TestGap_ReportedNotSkippedSilently(t *testing.T) {
 	if _, err := tr.SetStatus(t.Context(), "receiver-a", StreamStatus{ID: st.ID, Status: StatusPaused}); err != nil {
 		t.Fatal(err)
 	}
+	waitStatus(t, tr, st.ID, StatusPaused)
 	g.revoke(t, bus.KindSession, "expires-1")
 	g.revoke(t, bus.KindSession, "expires-2")
 	bustest.WaitFor(t, 10*time.Second, func() error {
