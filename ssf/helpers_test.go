@@ -24,7 +24,6 @@ import (
 
 const testIssuer = "https://issuer.test"
 
-
 // rig is one bus with Herald's streams and the event signer of bustest.
 type rig struct {
 	srv  *natsserver.Server

@@ -216,7 +216,7 @@ type record struct {
 	// disabled: it transmits the revocations made from then on. HERALD_SSF
 	// copies HERALD a moment later, so a revocation made just before may
 	// lie past StartSeq; its time tells it apart.
-	Since time.Time `json:"since"`
+	Since    time.Time `json:"since"`
 	Verified time.Time `json:"verified,omitzero"` // the last verification request
 	// Notice is a stream-updated SET owed to the receiver: Herald, not
 	// the receiver, changed the status.
