@@ -251,6 +251,22 @@ func (s *Signer) Sign(c *Claims) (string, error) {
 	case len(c.Audience) == 0:
 		return "", errors.New("ssf: sign: aud is required")
 	}
+	payload, err := encodeClaims(c)
+	if err != nil {
+		return "", err
+	}
+	signing := s.header + "." + base64.RawURLEncoding.EncodeToString(payload)
+	sum := sha256.Sum256([]byte(signing))
+	sig, err := rsa.SignPKCS1v15(nil, s.key, crypto.SHA256, sum[:])
+	if err != nil {
+		return "", fmt.Errorf("ssf: sign: %w", err)
+	}
+	return signing + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+}
+
+// encodeClaims returns the JSON of c, members in the order Sign
+// documents.
+func encodeClaims(c *Claims) ([]byte, error) {
 	var aud any = c.Audience
 	if len(c.Audience) == 1 {
 		aud = c.Audience[0]
@@ -269,15 +285,9 @@ func (s *Signer) Sign(c *Claims) (string, error) {
 		Events map[string]map[string]any `json:"events"`
 	}{c.Issuer, c.JTI, c.IssuedAt, aud, c.TXN, c.Subject, map[string]map[string]any{c.Type: ev}})
 	if err != nil {
-		return "", fmt.Errorf("ssf: sign: encode claims: %w", err)
+		return nil, fmt.Errorf("ssf: sign: encode claims: %w", err)
 	}
-	signing := s.header + "." + base64.RawURLEncoding.EncodeToString(payload)
-	sum := sha256.Sum256([]byte(signing))
-	sig, err := rsa.SignPKCS1v15(nil, s.key, crypto.SHA256, sum[:])
-	if err != nil {
-		return "", fmt.Errorf("ssf: sign: %w", err)
-	}
-	return signing + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+	return payload, nil
 }
 
 // JWKS returns the JSON Web Key Set served at the transmitter's jwks_uri:
