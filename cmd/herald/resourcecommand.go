@@ -50,27 +50,27 @@ func (r resourceCommand[T]) run(ctx context.Context, args []string, stdout, stde
 		fs.Usage()
 		return flag.ErrHelp
 	}
-	if err := parseFlags(fs, args[1:]); err != nil {
+	positional, err := parseFlagsAround(fs, args[1:])
+	if err != nil {
 		return err
 	}
-	if n, ok := resourceVerbs[verb]; !ok || fs.NArg() != n {
+	if n, ok := resourceVerbs[verb]; !ok || len(positional) != n {
 		fs.Usage()
 		return fmt.Errorf("%s %s: wrong arguments", r.name, verb)
 	}
 	var out any
-	var err error
 	switch verb {
 	case "create":
-		out, err = r.create(ctx, &c, createBody(fs.Arg(0)), stderr)
+		out, err = r.create(ctx, &c, createBody(positional[0]), stderr)
 	case "list":
 		out, err = r.list(ctx, &c)
 	case "rotate":
 		var item T
-		err = c.post(ctx, r.itemPath(fs.Arg(0))+r.rotate, nil, &item)
+		err = c.post(ctx, r.itemPath(positional[0])+r.rotate, nil, &item)
 		out = item
 	case "delete":
-		answer, printed := r.deleted(fs.Arg(0))
-		err = c.call(ctx, http.MethodDelete, r.itemPath(fs.Arg(0)), nil, answer)
+		answer, printed := r.deleted(positional[0])
+		err = c.call(ctx, http.MethodDelete, r.itemPath(positional[0]), nil, answer)
 		out = printed
 	}
 	if err != nil {
@@ -103,6 +103,25 @@ func (r resourceCommand[T]) list(ctx context.Context, c *clientFlags) ([]T, erro
 		}
 	}
 	return items, nil
+}
+
+// parseFlagsAround parses flags that come before or after the positional
+// arguments (herald credential create NAME --scopes signals, as well as
+// herald credential create --scopes signals NAME) and returns the
+// positional ones.
+func parseFlagsAround(fs *flag.FlagSet, args []string) ([]string, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	var positional []string
+	for fs.NArg() > 0 {
+		rest := fs.Args()
+		positional = append(positional, rest[0])
+		if err := fs.Parse(rest[1:]); err != nil {
+			return nil, err
+		}
+	}
+	return positional, nil
 }
 
 // itemPath is the admin API path of the item id.

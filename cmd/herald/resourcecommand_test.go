@@ -164,6 +164,28 @@ func TestRun_ResourceCommands(t *testing.T) {
 			stderr: "The token is shown once; store it now.\n",
 		},
 		{
+			name: "credential create, flags after the name",
+			args: []string{"credential", "create", "soc", "--scopes", "revoke,read"},
+			req:  &request{"POST", "/v1/credentials", `{"name":"soc","scopes":["revoke","read"]}`},
+			stdout: `{
+  "name": "soc",
+  "scopes": [
+    "revoke",
+    "read"
+  ],
+  "created": "2026-01-02T03:04:05Z",
+  "token": "hrld_x"
+}
+`,
+			stderr: "The token is shown once; store it now.\n",
+		},
+		{
+			name:   "client create with two names",
+			args:   []string{"client", "create", "billing", "--scope", "a", "other"},
+			stderr: "usage: herald client create",
+			err:    "client create: wrong arguments",
+		},
+		{
 			name: "credential create without scopes",
 			args: []string{"credential", "create", "soc"},
 			req:  &request{"POST", "/v1/credentials", `{"name":"soc","scopes":null}`},
