@@ -18,7 +18,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -98,47 +97,11 @@ func (k idpKey) jwk() map[string]string {
 	}
 }
 
-var errNoNode = errors.New("node and npm are not installed")
-
-// installOIDCProvider copies the provider's package into a temporary
-// directory and installs it there with npm. Without node or npm the test
-// is skipped; when CI is set it fails instead, so CI never passes without
-// running it.
+// installOIDCProvider installs the provider's package into a temporary
+// directory (see installNodePackage).
 func installOIDCProvider(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("a browser test with an OpenID provider: skipped under -short")
-	}
-	missing := func(err error) {
-		t.Helper()
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must run the identity provider tests: %v", err)
-		}
-		t.Skipf("skipping the identity provider test: %v", err)
-	}
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing(fmt.Errorf("%w: %s: %v", errNoNode, tool, err))
-		}
-	}
-	dir := t.TempDir()
-	for _, name := range []string{"package.json", "package-lock.json", "provider.mjs"} {
-		b, err := os.ReadFile(filepath.Join(oidcProviderSource, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "npm", "install", "--no-audit", "--no-fund")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		missing(fmt.Errorf("npm install oidc-provider: %v\n%s", err, out))
-	}
-	return dir
+	return installNodePackage(t, oidcProviderSource, "the identity provider tests")
 }
 
 // oidcProvider is a running OpenID provider.
