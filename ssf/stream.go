@@ -201,7 +201,7 @@ func CheckStreamID(id string) error {
 // parseDelivery reads a delivery object: its members' types and sizes.
 func parseDelivery(v json.RawMessage) (*Delivery, error) {
 	if err := jsonstrict.CheckMembers(v, deliveryMembers); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("is invalid: %w", err)
 	}
 	var m map[string]json.RawMessage
 	if isNull(v) || json.Unmarshal(v, &m) != nil {

@@ -96,7 +96,7 @@ func TestParseStreamRequestRefuses(t *testing.T) {
 		{"description number", `{"description":5}`, "description must be a string"},
 		{"description null", `{"description":null}`, "description must be a string"},
 		{"huge description", `{"description":"` + strings.Repeat("d", MaxDescription+1) + `"}`, "more than 1024"},
-		{"delivery string", `{"delivery":"push"}`, "delivery not a JSON object"},
+		{"delivery string", `{"delivery":"push"}`, "delivery is invalid: not a JSON object"},
 		{"delivery null", `{"delivery":null}`, "delivery"},
 		{"delivery without method", `{"delivery":{"endpoint_url":"https://r.example"}}`, "method is required"},
 		{"delivery method number", `{"delivery":{"method":8935}}`, "method must be a string"},
