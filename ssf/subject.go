@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -221,19 +222,49 @@ func (s Subject) Format() string {
 // isComplex reports whether s is a complex subject.
 func (s Subject) isComplex() bool { return s.Format() == "complex" }
 
-// members returns the canonical form of each member of complex subject
-// s, by name.
-func (s Subject) members() map[string]string {
-	out := make(map[string]string, len(s.m))
-	for name, v := range s.m {
-		if name == "format" {
-			continue
+// equalValue reports whether the decoded JSON values a and b are
+// identical: what comparing their keys tells, without encoding them (the
+// transmitter compares every event with every subject of a stream).
+func equalValue(a, b any) bool {
+	switch x := a.(type) {
+	case string:
+		y, ok := b.(string)
+		return ok && x == y
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
 		}
-		if sub, ok := v.(map[string]any); ok {
-			out[name] = Subject{m: sub}.Key()
+		for i := range x {
+			if !equalValue(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			if w, ok := y[k]; !ok || !equalValue(v, w) {
+				return false
+			}
+		}
+		return true
+	}
+	return reflect.DeepEqual(a, b) // numbers and booleans, in no subject Herald reads or makes
+}
+
+// hasMember reports whether complex subject s has a member identical to
+// simple subject sub.
+func (s Subject) hasMember(sub Subject) bool {
+	for name, v := range s.m {
+		if name != "format" && equalValue(v, sub.m) {
+			return true
 		}
 	}
-	return out
+	return false
 }
 
 // Matches reports whether an event about subject ev concerns added
@@ -257,13 +288,15 @@ func (s Subject) Matches(ev Subject) bool {
 	}
 	switch sc, ec := s.isComplex(), ev.isComplex(); {
 	case !sc && !ec:
-		return s.Key() == ev.Key()
+		return equalValue(s.m, ev.m)
 	case sc && ec:
-		a, b := s.members(), ev.members()
 		common := false
-		for name, k := range a {
-			if other, ok := b[name]; ok {
-				if other != k {
+		for name, v := range s.m {
+			if name == "format" {
+				continue
+			}
+			if w, ok := ev.m[name]; ok {
+				if !equalValue(v, w) {
 					return false
 				}
 				common = true
@@ -271,9 +304,9 @@ func (s Subject) Matches(ev Subject) bool {
 		}
 		return common
 	case sc:
-		return slices.Contains(slices.Collect(maps.Values(s.members())), ev.Key())
+		return s.hasMember(ev)
 	default:
-		return slices.Contains(slices.Collect(maps.Values(ev.members())), s.Key())
+		return ev.hasMember(s)
 	}
 }
 
