@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -167,7 +168,7 @@ func ParseStreamRequest(body []byte) (*StreamRequest, error) {
 			}
 		default:
 			err = fmt.Errorf("is not a member of a stream configuration (known: %s)", strings.Join(known, ", "))
-			name = truncate(name, 64)
+			name = strconv.Quote(truncate(name, 64))
 		}
 		if err != nil {
 			return nil, badRequest("%s %v", name, err)
@@ -229,7 +230,7 @@ func parseDelivery(v json.RawMessage) (*Delivery, error) {
 			}
 		default:
 			err = fmt.Errorf("is not a delivery parameter (known: %s)", strings.Join(deliveryMembers, ", "))
-			name = truncate(name, 64)
+			name = strconv.Quote(truncate(name, 64))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s %w", name, err)
