@@ -146,6 +146,21 @@ type Config struct {
 	// SSFPolls lists the Shared Signals streams this issuer polls for
 	// SETs (RFC 8936).
 	SSFPolls []SSFPoll
+
+	// DisableSSF turns off the SSF transmitter (package ssf), which is
+	// on when IssuerURL is https or http on a loopback host: receivers
+	// then create streams of Herald's revocations as CAEP SETs.
+	DisableSSF bool
+	// SSFKeyFile is the transmitter's RSA key (PKCS#8 PEM, mode 0600),
+	// which signs SETs; every replica must use the same one. Empty: a
+	// 2048-bit key created in DataDir/ssf-key.pem.
+	SSFKeyFile string
+	// SSFDefaultSubjects is the default_subjects of new streams: ALL
+	// (the default) or NONE.
+	SSFDefaultSubjects string
+	// SSFRetention is how long HERALD_SSF keeps events for receivers
+	// that are away or paused. Default 7 days (ssf.Config.Retention).
+	SSFRetention time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -265,6 +280,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("SSF poll %.128s: a bearer token is required", p.URL))
 		}
 	}
+	errs = append(errs, c.validateSSF()...)
 	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
 		errs = append(errs, fmt.Errorf("replicas must be 1, 3 or 5, not %d", c.Replicas))
 	}

@@ -52,6 +52,9 @@ func runIssuerOn(t *testing.T, conn *bus.Conn, cfg issuer.Config) (*issuer.Servi
 	if cfg.EventKeyFile == "" {
 		cfg.EventKeyFile = bustest.EventKeyFile(t)
 	}
+	if cfg.SSFKeyFile == "" {
+		cfg.SSFKeyFile = bustest.SSFKeyFile(t)
+	}
 	svc, err := issuer.Open(t.Context(), cfg, conn)
 	if err != nil {
 		t.Fatalf("open issuer: %v", err)

@@ -67,6 +67,7 @@ func newHandler(s *Service) *handler {
 		}
 		s.cfg.Metrics.ServeHTTP(w, r)
 	})
+	h.mountSSF()
 	h.mux.HandleFunc("GET /{$}", serveDashboardIndex)
 	h.mux.HandleFunc("GET /dashboard/{file}", serveDashboardAsset)
 	return h

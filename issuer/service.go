@@ -19,6 +19,7 @@ import (
 	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/internal/tasks"
 	"github.com/heraldsec/herald/signals"
+	"github.com/heraldsec/herald/ssf"
 	"github.com/heraldsec/herald/store"
 	"github.com/heraldsec/herald/verifier"
 )
@@ -55,6 +56,8 @@ type Service struct {
 	fed           *federation.Federation // nil without trusted issuers
 	signalKV      jetstream.KeyValue     // HERALD_SIGNALS
 	signalSources []signals.Source       // whose logout tokens and SETs are taken
+
+	transmitter *ssf.Transmitter // the SSF transmitter; nil when off
 
 	audiences   audienceVerifiers // introspection's checks for other audiences
 	clientGuard *clientGuard      // bounds on client authentication
@@ -172,6 +175,9 @@ func open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 	introCfg := verifier.Config{Issuer: cfg.IssuerURL, Audience: cfg.Audience, Leeway: cfg.Leeway}
 	if s.intro, err = newIntrospector(introCfg, s.trusted, s.deny, s.follow); err != nil {
 		return nil, fmt.Errorf("introspection: %w", err)
+	}
+	if err := s.openSSF(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -334,6 +340,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	for _, p := range s.cfg.SSFPolls {
 		g.Go("ssf poll "+p.URL, func(ctx context.Context) error { return s.pollSSF(ctx, p) })
+	}
+	if s.transmitter != nil {
+		g.Go("ssf transmitter", s.runTransmitter)
 	}
 	g.Go("http", func(ctx context.Context) error { return httpserve.Serve(ctx, s.ln, newHandler(s)) })
 	s.log.Info("issuer ready", "http", s.URL(), "kid", s.keys.Current().kid, "event_kid", s.eventKey.kid, "issuer", s.cfg.IssuerURL)

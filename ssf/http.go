@@ -36,7 +36,7 @@ const (
 	RemoveSubjectPath = "/ssf/subjects:remove"
 	VerifyPath        = "/ssf/verify"
 	// PollPath is followed by the stream id: the endpoint_url of a poll
-	// stream (PollURL).
+	// stream (Transmitter.PollURL).
 	PollPath = "/ssf/poll/"
 )
 
@@ -50,12 +50,6 @@ const maxJTILen = 256
 // maxState bounds the state of a verification request, in bytes: it is
 // echoed in a SET.
 const maxState = 1024
-
-// PollURL returns the endpoint_url of poll stream id of the transmitter
-// whose issuer URL is issuer.
-func PollURL(issuer, id string) string {
-	return strings.TrimSuffix(issuer, "/") + PollPath + url.PathEscape(id)
-}
 
 // Configuration is the transmitter configuration metadata (SSF 1.0
 // section 7.1) served at /.well-known/ssf-configuration.
@@ -291,11 +285,9 @@ func allow(rt route) string {
 // create request), no body at all stands for {}: a poll stream of every
 // event.
 func readBody(w http.ResponseWriter, r *http.Request, emptyOK bool) ([]byte, error) {
-	if emptyOK && r.ContentLength == 0 && r.Header.Get("Content-Type") == "" {
-		return []byte("{}"), nil
-	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return nil, &Error{Status: http.StatusUnsupportedMediaType, Code: "invalid_request", Description: "the body must be application/json"}
+	ctype := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ctype); ctype != "" && (err != nil || mt != "application/json") {
+		return nil, errMediaType
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
@@ -306,8 +298,16 @@ func readBody(w http.ResponseWriter, r *http.Request, emptyOK bool) ([]byte, err
 		}
 		return nil, badRequest("the body could not be read")
 	}
-	return b, nil
+	switch {
+	case ctype != "":
+		return b, nil
+	case emptyOK && len(b) == 0:
+		return []byte("{}"), nil
+	}
+	return nil, errMediaType
 }
+
+var errMediaType = &Error{Status: http.StatusUnsupportedMediaType, Code: "invalid_request", Description: "the body must be application/json"}
 
 // decodeStrict decodes the JSON object b into v, refusing unknown,
 // duplicate and case-variant members and trailing data.

@@ -303,9 +303,6 @@ func TestMetadata(t *testing.T) {
 	if m := Metadata("https://h.example/", SubjectsNone); m.DefaultSubjects != "NONE" || m.Issuer != "https://h.example/" || m.StatusEndpoint != "https://h.example/ssf/status" {
 		t.Errorf("NONE, trailing slash: %+v", m)
 	}
-	if got := PollURL("https://h.example", "s/1"); got != "https://h.example/ssf/poll/s%2F1" {
-		t.Errorf("PollURL %q", got)
-	}
 }
 
 func TestBearerToken(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"os"
@@ -185,4 +186,33 @@ func ForeignConn(tb testing.TB, s *natsserver.Server) *bus.Conn {
 	c := Connect(tb, s)
 	c.SetSigner(signer)
 	return c
+}
+
+var ssfKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) })
+
+// SSFKey returns the SSF transmitter test key: one 2048-bit RSA key per
+// test binary, so that issuer replicas share it (as deployments must) and
+// tests pay for one key generation.
+func SSFKey(tb testing.TB) *rsa.PrivateKey {
+	tb.Helper()
+	k, err := ssfKey()
+	if err != nil {
+		tb.Fatalf("ssf key: %v", err)
+	}
+	return k
+}
+
+// SSFKeyFile writes SSFKey as a PKCS#8 PEM file of mode 0600 in a
+// temporary directory and returns its path (issuer.Config.SSFKeyFile).
+func SSFKeyFile(tb testing.TB) string {
+	tb.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(SSFKey(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(tb.TempDir(), "ssf-key.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }

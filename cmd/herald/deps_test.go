@@ -13,7 +13,8 @@ import (
 // session layer (verifier/browser): the library imports neither, the
 // browser layer not the sidecar, and the issuer only the library. Trust
 // in external issuers (federation) and the signals they send (signals)
-// are the issuer's, built on bus alone: verifiers never import them.
+// are the issuer's, built on bus alone: verifiers never import them. So is
+// the SSF transmitter (ssf), which the issuer hands its checks.
 func TestDependencyDirection(t *testing.T) {
 	const mod = "github.com/heraldsec/herald/"
 	forbidden := map[string][]string{
@@ -25,6 +26,7 @@ func TestDependencyDirection(t *testing.T) {
 		"issuer":           {"verifier/sidecar", "verifier/browser", "bench", "cmd"},
 		"federation":       {"store", "verifier", "issuer", "signals", "bench", "cmd"},
 		"signals":          {"store", "verifier", "issuer", "federation", "bench", "cmd"},
+		"ssf":              {"store", "verifier", "issuer", "federation", "signals", "bench", "cmd"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", mod+pkg).Output()

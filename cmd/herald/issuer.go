@@ -16,6 +16,7 @@ import (
 	"github.com/heraldsec/herald/federation"
 	"github.com/heraldsec/herald/internal/secretfile"
 	"github.com/heraldsec/herald/issuer"
+	"github.com/heraldsec/herald/ssf"
 )
 
 // issuerFlags are the flags shared by dev and issuer.
@@ -23,6 +24,8 @@ type issuerFlags struct {
 	http, data, natsURL, natsListen, issuerURL, audience, alg, logLevel string
 	eventKeyFile                                                        string
 	trustIssuer, trustIssuersFile, ssfPoll, ssfPollTokenFile            string
+	ssfKeyFile, ssfDefaultSubjects                                      string
+	ssfRetention                                                        time.Duration
 	accessTTL, maxAccessTTL, sessionTTL, sessionIdle, keyRotation       time.Duration
 	snapshotInterval, eventStreamMaxAge                                 time.Duration
 	rateLimit, clientRateLimit                                          float64
@@ -55,6 +58,9 @@ func (f *issuerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.trustIssuersFile, "trust-issuers-file", "", "JSON file of trusted external issuers with their settings (audience, claims, algorithms, signals); see docs/federation.md")
 	fs.StringVar(&f.ssfPoll, "ssf-poll", "", "poll this Shared Signals endpoint for SETs (RFC 8936); the transmitter must be a trusted issuer")
 	fs.StringVar(&f.ssfPollTokenFile, "ssf-poll-token-file", "", "file (mode 0600) holding the bearer token for --ssf-poll")
+	fs.StringVar(&f.ssfKeyFile, "ssf-key-file", "", "PEM RSA private key (mode 0600) signing the SETs Herald transmits as an SSF transmitter, shared by the replicas of a deployment (default: created in <data>/ssf-key.pem)")
+	fs.StringVar(&f.ssfDefaultSubjects, "ssf-default-subjects", ssf.SubjectsAll, "subjects of new SSF streams until receivers add or remove some: ALL or NONE")
+	fs.DurationVar(&f.ssfRetention, "ssf-retention", bus.DefaultSSFRetention, "how long revocations are kept for SSF receivers that are away or paused")
 	f.nats.register(fs)
 }
 
@@ -68,31 +74,34 @@ func (f *issuerFlags) config(log *slog.Logger, tel *telemetry) (issuer.Config, e
 		return issuer.Config{}, err
 	}
 	return issuer.Config{
-		Trust:             trust,
-		SSFPolls:          polls,
-		MeterProvider:     tel.meter,
-		Metrics:           tel.metrics,
-		DataDir:           f.data,
-		HTTPAddr:          f.http,
-		IssuerURL:         f.issuerURL,
-		Audience:          f.audience,
-		Algorithm:         f.alg,
-		AccessTTL:         f.accessTTL,
-		MaxAccessTTL:      f.maxAccessTTL,
-		SessionTTL:        f.sessionTTL,
-		SessionIdle:       f.sessionIdle,
-		KeyRotation:       f.keyRotation,
-		SnapshotEvery:     f.snapshotEvery,
-		SnapshotInterval:  f.snapshotInterval,
-		EventStreamMaxAge: f.eventStreamMaxAge,
-		RateLimit:         f.rateLimit,
-		ClientRateLimit:   f.clientRateLimit,
-		AdminToken:        os.Getenv("HERALD_ADMIN_TOKEN"),
-		Replicas:          f.replicas,
-		EventKeys:         f.nats.pins(),
-		RootKeys:          f.nats.roots(),
-		EventKeyFile:      f.eventKeyFile,
-		Logger:            log,
+		Trust:              trust,
+		SSFPolls:           polls,
+		MeterProvider:      tel.meter,
+		Metrics:            tel.metrics,
+		DataDir:            f.data,
+		HTTPAddr:           f.http,
+		IssuerURL:          f.issuerURL,
+		Audience:           f.audience,
+		Algorithm:          f.alg,
+		AccessTTL:          f.accessTTL,
+		MaxAccessTTL:       f.maxAccessTTL,
+		SessionTTL:         f.sessionTTL,
+		SessionIdle:        f.sessionIdle,
+		KeyRotation:        f.keyRotation,
+		SnapshotEvery:      f.snapshotEvery,
+		SnapshotInterval:   f.snapshotInterval,
+		EventStreamMaxAge:  f.eventStreamMaxAge,
+		RateLimit:          f.rateLimit,
+		ClientRateLimit:    f.clientRateLimit,
+		AdminToken:         os.Getenv("HERALD_ADMIN_TOKEN"),
+		Replicas:           f.replicas,
+		EventKeys:          f.nats.pins(),
+		RootKeys:           f.nats.roots(),
+		EventKeyFile:       f.eventKeyFile,
+		SSFKeyFile:         f.ssfKeyFile,
+		SSFDefaultSubjects: f.ssfDefaultSubjects,
+		SSFRetention:       f.ssfRetention,
+		Logger:             log,
 	}, nil
 }
 

@@ -46,6 +46,7 @@ Clients (talk to a running issuer or verifier):
   credential named admin credentials: create NAME --scopes revoke | list | rotate NAME | delete NAME
   events     print or --follow the event stream (revocations, issuance, sessions, keys, admin actions)
   status     show a verifier's status
+  ssf        the SSF streams receivers created: streams [--json] | streams pause|enable|disable|delete ID
   bench      measure Herald against its baselines: propagation | verify | baseline | scale | issue | all
   nats-permissions  print a bus role's NATS permissions as nsc flags: issuer | verifier [--id ID] | dashboard
 
@@ -83,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runEvents(ctx, rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
+	case "ssf":
+		return runSSF(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
 	case "nats-permissions":

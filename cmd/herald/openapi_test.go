@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/federation/federationtest"
 
 	"fmt"
@@ -391,6 +392,75 @@ func TestOpenAPI_Binary(t *testing.T) {
 		d.refused(t, 400, pushSET(transmitter.Token, "not-a-set"), true)
 		d.refused(t, 401, pushSET("hrld_wrong", idp.SET(t, caepSessionRevoked, map[string]any{"format": "opaque", "id": "idp-session-3"}, nil)), true)
 
+		// The SSF transmitter: a receiver's streams, and the operator's view.
+		var rcv struct {
+			ID     string `json:"client_id"`
+			Secret string `json:"client_secret"`
+		}
+		_, b = d.must(t, 201, jsonReq(t, "POST", I+"/v1/clients", admin, map[string]any{"name": "receiver", "scope": "ssf.manage ssf.read"}))
+		decodeInto(t, b, &rcv)
+		rcc := formReq(t, I+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}})
+		rcc.SetBasicAuth(rcv.ID, rcv.Secret)
+		_, b = d.must(t, 200, rcc)
+		var rtok struct {
+			Access string `json:"access_token"`
+		}
+		decodeInto(t, b, &rtok)
+		R := rtok.Access
+		d.must(t, 200, newReq(t, "GET", I+"/.well-known/ssf-configuration", nil))
+		d.must(t, 200, newReq(t, "GET", I+"/ssf/jwks.json", nil))
+		bustest.WaitFor(t, 20*time.Second, func() error { // the transmitter sets up the bus as the issuer starts
+			if code, _, b := d.call(t, jsonReq(t, "GET", I+"/ssf/stream", R, nil), true); code != http.StatusOK {
+				return fmt.Errorf("list streams: %d %s", code, b)
+			}
+			return nil
+		})
+		d.refused(t, 401, jsonReq(t, "GET", I+"/ssf/stream", "not-a-token", nil), true)
+		d.refused(t, 400, jsonReq(t, "GET", I+"/ssf/stream?access_token="+R, "", nil), false)
+		bcc := formReq(t, I+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}})
+		bcc.SetBasicAuth(client.ID, client.Secret)
+		_, b = d.must(t, 200, bcc) // billing's token: no SSF scope
+		decodeInto(t, b, &ccTok)
+		d.refused(t, 403, jsonReq(t, "POST", I+"/ssf/stream", ccTok.Access, map[string]any{}), true)
+		var st struct {
+			ID string `json:"stream_id"`
+		}
+		_, b = d.must(t, 201, jsonReq(t, "POST", I+"/ssf/stream", R, map[string]any{"description": "a poll stream"}))
+		decodeInto(t, b, &st)
+		q := "?stream_id=" + url.QueryEscape(st.ID)
+		d.must(t, 200, jsonReq(t, "GET", I+"/ssf/stream"+q, R, nil))
+		d.must(t, 200, jsonReq(t, "PATCH", I+"/ssf/stream", R, map[string]any{"stream_id": st.ID, "description": "renamed"}))
+		d.must(t, 200, jsonReq(t, "PUT", I+"/ssf/stream", R, map[string]any{"stream_id": st.ID,
+			"delivery": map[string]any{"method": "urn:ietf:rfc:8936"}, "events_requested": []string{caepSessionRevoked}}))
+		d.refused(t, 404, jsonReq(t, "GET", I+"/ssf/stream?stream_id=nosuchstream", R, nil), true)
+		d.must(t, 200, jsonReq(t, "GET", I+"/ssf/status"+q, R, nil))
+		d.must(t, 200, jsonReq(t, "POST", I+"/ssf/status", R, map[string]any{"stream_id": st.ID, "status": "enabled"}))
+		d.refused(t, 400, jsonReq(t, "POST", I+"/ssf/status", R, map[string]any{"stream_id": st.ID, "status": "stopped"}), false)
+		subject := map[string]any{"format": "opaque", "id": "s-1"}
+		d.must(t, 200, jsonReq(t, "POST", I+"/ssf/subjects:add", R, map[string]any{"stream_id": st.ID, "subject": subject, "verified": true}))
+		d.must(t, 204, jsonReq(t, "POST", I+"/ssf/subjects:remove", R, map[string]any{"stream_id": st.ID, "subject": subject}))
+		d.must(t, 204, jsonReq(t, "POST", I+"/ssf/verify", R, map[string]any{"stream_id": st.ID, "state": "st-1"}))
+		d.refused(t, 429, jsonReq(t, "POST", I+"/ssf/verify", R, map[string]any{"stream_id": st.ID, "state": "st-2"}), true)
+		_, b = d.must(t, 200, jsonReq(t, "POST", I+"/ssf/poll/"+st.ID, R, map[string]any{"maxEvents": 1}))
+		var polled struct {
+			Sets map[string]string `json:"sets"`
+		}
+		decodeInto(t, b, &polled)
+		if len(polled.Sets) != 1 {
+			t.Fatalf("poll after a verification request: %s, want its SET", b)
+		}
+		for jti := range polled.Sets {
+			d.must(t, 200, jsonReq(t, "POST", I+"/ssf/poll/"+st.ID, R, map[string]any{"ack": []string{jti}, "returnImmediately": true}))
+		}
+		d.must(t, 200, jsonReq(t, "GET", I+"/v1/ssf/streams", admin, nil))
+		d.must(t, 200, jsonReq(t, "POST", I+"/v1/ssf/streams/"+st.ID+"/status", admin, map[string]any{"status": "paused", "reason": "maintenance"}))
+		d.refused(t, 404, jsonReq(t, "DELETE", I+"/v1/ssf/streams/nosuchstream", admin, nil), true)
+		d.must(t, 204, jsonReq(t, "DELETE", I+"/v1/ssf/streams/"+st.ID, admin, nil))
+		_, b = d.must(t, 201, jsonReq(t, "POST", I+"/ssf/stream", R, nil))
+		decodeInto(t, b, &st)
+		d.must(t, 204, jsonReq(t, "DELETE", I+"/ssf/stream?stream_id="+url.QueryEscape(st.ID), R, nil))
+		d.refused(t, 404, jsonReq(t, "DELETE", I+"/ssf/stream?stream_id="+url.QueryEscape(st.ID), R, nil), true)
+
 		// Revocations.
 		d.must(t, 200, jsonReq(t, "POST", I+"/v1/revocations", admin, map[string]any{"kind": "subject", "value": "bob", "reason": "test"}))
 		d.must(t, 200, jsonReq(t, "POST", I+"/v1/revocations?dry_run=true", admin, map[string]any{"kind": "subject", "value": "alice"}))
@@ -459,6 +529,9 @@ func TestOpenAPI_Binary(t *testing.T) {
 		"POST /v1/revocations": {400},
 		"POST /oauth2/token":   {400, 401},
 		"POST /v1/credentials": {400, 409},
+		"GET /ssf/stream":      {400, 401, 404},
+		"POST /ssf/stream":     {403},
+		"POST /ssf/verify":     {429},
 	})
 	sidecarDoc.checkCovered(t, map[string][]int{
 		"GET /v1/verify":            {401},
@@ -483,7 +556,7 @@ func TestOpenAPI_EveryRouteDocumented(t *testing.T) {
 	docs := []*apiDoc{loadAPIDoc(t, "issuer"), loadAPIDoc(t, "sidecar")}
 	srcs := map[string][]string{} // directory -> its non-test sources
 	consts := map[string]string{} // string constants of every scanned package, by name
-	for _, root := range []string{"../../issuer", "../../verifier"} {
+	for _, root := range []string{"../../issuer", "../../verifier", "../../ssf"} {
 		err := filepath.WalkDir(root, func(path string, e os.DirEntry, err error) error {
 			if err != nil || e.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 				return err

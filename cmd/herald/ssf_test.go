@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldsec/herald/ssf"
+)
+
+// TestRun_SSFStreams runs herald ssf streams against a fake issuer and
+// checks the request each verb sends and what it prints.
+func TestRun_SSFStreams(t *testing.T) {
+	type request struct{ method, path, body string }
+	var (
+		mu   sync.Mutex
+		reqs []request
+	)
+	now := time.Now().UTC()
+	streams := []ssf.Info{
+		{ID: "s1", Receiver: "cl_saas", Method: ssf.MethodPush, Endpoint: "https://saas.example/events", Status: ssf.StatusEnabled,
+			Created: now.Add(-time.Hour), Lag: 0, LastDelivered: now.Add(-90 * time.Second)},
+		{ID: "s2", Receiver: "cl_partner", Method: ssf.MethodPoll, Status: ssf.StatusPaused, Reason: "receiver answered 401",
+			Created: now.Add(-time.Hour), Lag: 12, LastError: "401 Unauthorized", LastErrorAt: now.Add(-5 * time.Minute),
+			Gap: "events 3 to 9 expired before delivery"},
+	}
+	list, err := json.Marshal(streams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answers := map[string]struct {
+		code int
+		body string
+	}{
+		"GET /v1/ssf/streams":               {200, string(list)},
+		"POST /v1/ssf/streams/s2/status":    {200, `{"stream_id":"s2","status":"enabled"}`},
+		"POST /v1/ssf/streams/s%2F1/status": {200, `{"stream_id":"s/1","status":"paused","reason":"maintenance"}`},
+		"DELETE /v1/ssf/streams/s1":         {204, ``},
+		"DELETE /v1/ssf/streams/nope":       {404, `{"error":"not_found","error_description":"no such stream"}`},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		reqs = append(reqs, request{r.Method, r.URL.EscapedPath(), string(b)})
+		mu.Unlock()
+		if r.Header.Get("Authorization") != "Bearer test-admin" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		a, ok := answers[r.Method+" "+r.URL.EscapedPath()]
+		if !ok {
+			t.Errorf("unexpected request %s %s", r.Method, r.URL.EscapedPath())
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(a.code)
+		io.WriteString(w, a.body)
+	}))
+	defer srv.Close()
+	t.Setenv("HERALD_ADMIN_TOKEN", "test-admin")
+
+	runSSFCmd := func(args ...string) (string, string, error) {
+		t.Helper()
+		mu.Lock()
+		reqs = nil
+		mu.Unlock()
+		var out, errOut bytes.Buffer
+		err := run(t.Context(), append(append([]string{"ssf"}, args...), "--issuer-url", srv.URL), &out, &errOut)
+		return out.String(), errOut.String(), err
+	}
+	lastReq := func() request {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(reqs) != 1 {
+			t.Fatalf("%d requests, want 1: %v", len(reqs), reqs)
+		}
+		return reqs[0]
+	}
+
+	t.Run("table", func(t *testing.T) {
+		out, _, err := runSSFCmd("streams")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := lastReq(); r != (request{"GET", "/v1/ssf/streams", ""}) {
+			t.Errorf("request %v", r)
+		}
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		want := []*regexp.Regexp{
+			regexp.MustCompile(`^STREAM +RECEIVER +METHOD +STATUS +LAG +LAST DELIVERED +LAST ERROR$`),
+			regexp.MustCompile(`^s1 +cl_saas +push +enabled +0 +1m3[01]s ago +-$`),
+			regexp.MustCompile(`^s2 +cl_partner +poll +paused \(receiver answered 401\) +12 +- +401 Unauthorized \(5m[01]s ago\)$`),
+			regexp.MustCompile(`^stream s2 missed events: events 3 to 9 expired before delivery$`),
+		}
+		if len(lines) != len(want) {
+			t.Fatalf("output:\n%s\nwant %d lines", out, len(want))
+		}
+		for i, re := range want {
+			if !re.MatchString(lines[i]) {
+				t.Errorf("line %d %q, want %s", i, lines[i], re)
+			}
+		}
+		// The columns line up.
+		if i := strings.Index(lines[0], "RECEIVER"); lines[1][i:i+7] != "cl_saas" || lines[2][i:i+10] != "cl_partner" {
+			t.Errorf("columns do not line up:\n%s", out)
+		}
+	})
+	t.Run("json", func(t *testing.T) {
+		out, _, err := runSSFCmd("streams", "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []ssf.Info
+		if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != 2 || got[1].Gap != streams[1].Gap || !got[0].LastDelivered.Equal(streams[0].LastDelivered) {
+			t.Errorf("json output %s: %v", out, err)
+		}
+	})
+	t.Run("enable", func(t *testing.T) {
+		out, _, err := runSSFCmd("streams", "enable", "s2")
+		if err != nil || out != "stream s2 enabled\n" {
+			t.Errorf("enable: %q %v", out, err)
+		}
+		if r := lastReq(); r != (request{"POST", "/v1/ssf/streams/s2/status", `{"status":"enabled"}`}) {
+			t.Errorf("request %v", r)
+		}
+	})
+	t.Run("pause with a reason, flags after the id", func(t *testing.T) {
+		out, _, err := runSSFCmd("streams", "pause", "s/1", "--reason", "maintenance")
+		if err != nil || out != "stream s/1 paused (maintenance)\n" {
+			t.Errorf("pause: %q %v", out, err)
+		}
+		if r := lastReq(); r != (request{"POST", "/v1/ssf/streams/s%2F1/status", `{"status":"paused","reason":"maintenance"}`}) {
+			t.Errorf("request %v", r)
+		}
+	})
+	t.Run("delete", func(t *testing.T) {
+		out, _, err := runSSFCmd("streams", "delete", "s1")
+		if err != nil || out != "stream s1 deleted\n" {
+			t.Errorf("delete: %q %v", out, err)
+		}
+		if r := lastReq(); r != (request{"DELETE", "/v1/ssf/streams/s1", ""}) {
+			t.Errorf("request %v", r)
+		}
+		_, _, err = runSSFCmd("streams", "delete", "nope")
+		if err == nil || !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "no such stream") {
+			t.Errorf("delete of an unknown stream: %v, want the API's 404", err)
+		}
+	})
+	t.Run("wrong arguments send nothing", func(t *testing.T) {
+		for _, args := range [][]string{{"streams", "pause"}, {"streams", "stop", "s1"}, {"streams", "delete", "s1", "s2"}, {"stream"}, {}} {
+			mu.Lock()
+			reqs = nil
+			mu.Unlock()
+			var out, errOut bytes.Buffer
+			err := run(t.Context(), append([]string{"ssf"}, args...), &out, &errOut)
+			if err == nil || !strings.Contains(errOut.String(), "usage: herald ssf") {
+				t.Errorf("ssf %q: %v, stderr %q; want an error and the usage", args, err, errOut.String())
+			}
+			mu.Lock()
+			if len(reqs) != 0 {
+				t.Errorf("ssf %q sent %v", args, reqs)
+			}
+			mu.Unlock()
+		}
+	})
+}
