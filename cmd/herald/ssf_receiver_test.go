@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -112,6 +113,7 @@ type ssfReceiver struct {
 type ssfRecord struct {
 	Via        string         `json:"via"`
 	JTI        string         `json:"jti"`
+	Token      string         `json:"token"` // the compact SET
 	Header     map[string]any `json:"header"`
 	Claims     map[string]any `json:"claims"`
 	Type       string         `json:"type"`
@@ -121,8 +123,35 @@ type ssfRecord struct {
 
 // ssfReceived is what the receiver got.
 type ssfReceived struct {
-	Sets       []ssfRecord `json:"sets"`
-	Violations []string    `json:"violations"`
+	Sets       []ssfRecord  `json:"sets"`
+	Violations []string     `json:"violations"`
+	Attempts   []ssfAttempt `json:"attempts"`
+}
+
+// ssfAttempt is one push the receiver answered.
+type ssfAttempt struct {
+	Status int    `json:"status"`
+	Token  string `json:"token"`
+}
+
+// answer makes the receiver answer its next count pushes with status,
+// without checking them.
+func (r *ssfReceiver) answer(status, count int) {
+	r.t.Helper()
+	if c := ssfHTTP(r.t, "POST", r.url+"/answer", "", map[string]int{"status": status, "count": count}); c.code != http.StatusOK {
+		r.t.Fatalf("receiver /answer: %d %s", c.code, c.body)
+	}
+}
+
+// attempts returns the status of each push of SET token, in order.
+func (got ssfReceived) attempts(token string) []int {
+	var out []int
+	for _, a := range got.Attempts {
+		if a.Token == token {
+			out = append(out, a.Status)
+		}
+	}
+	return out
 }
 
 // startSSFReceiver installs and starts the receiver for transmitter
@@ -449,6 +478,16 @@ func TestSSFReceiver_FlagsEveryBrokenRule(t *testing.T) {
 	}
 	if got := r2.received(nil); len(got.Violations) == 0 || !strings.Contains(strings.Join(got.Violations, "; "), "2048") {
 		t.Errorf("a SET signed with a 1024-bit key: violations %q, want one about 2048 bits", got.Violations)
+	}
+
+	// A receiver that is down: the push is answered as the test asked,
+	// and recorded.
+	r.answer(http.StatusServiceUnavailable, 1)
+	if code := push(good, auth, "application/secevent+jwt"); code != http.StatusServiceUnavailable {
+		t.Errorf("a push while asked to answer 503: %d", code)
+	}
+	if got := r.received(nil).attempts(good); !slices.Equal(got, []int{202, 503}) {
+		t.Errorf("the good SET's pushes were answered %v, want [202 503]", got)
 	}
 
 	// Pushes without the stream's authorization or content type.

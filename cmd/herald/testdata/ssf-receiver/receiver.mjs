@@ -25,13 +25,18 @@
 //   POST /verify   {endpoint, token, stream_id, state}: asks the
 //                  transmitter's verification endpoint for a verification
 //                  event carrying state; answers {status, body}
-//   GET  /received {sets: [record...], violations: [text...]}: every SET
-//                  received, in order, and every rule broken; with txn=X
+//   POST /answer   {status, count}: answer the next count pushes with
+//                  status (an RFC 8935 error body with it) instead of
+//                  checking them, as a receiver that is down or refuses
+//   GET  /received {sets: [record...], violations: [text...], attempts:
+//                  [{status, token}...]}: every SET received, in order,
+//                  every rule broken, and every push with the status it
+//                  was answered (the token as sent); with txn=X
 //                  or state=S it first waits (at most wait_ms, default
 //                  20000) until a SET with that txn claim, or a
 //                  verification event with that state, has arrived
 //
-// A record is {via, jti, header, claims, type, event, violations}.
+// A record is {via, jti, token, header, claims, type, event, violations}.
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 
@@ -49,6 +54,8 @@ const SIMPLE_FORMATS = { iss_sub: ['iss', 'sub'], opaque: ['id'], email: ['email
 const COMPLEX_MEMBERS = ['user', 'device', 'session', 'application', 'tenant', 'org_unit', 'group'];
 
 const received = []; // every record, in order
+const attempts = []; // every push: {status, token}
+let planned = { status: 0, count: 0 }; // the answer of the next pushes, set by POST /answer
 const violations = []; // every broken rule, as text
 const requestedStates = new Set(); // states this receiver asked verification events for
 let transmitter; // {config, jwks}: the transmitter's metadata, read on first use
@@ -170,7 +177,7 @@ function checkEvent(type, event, out) {
 // are also added to the receiver's.
 async function check(token, via) {
   const v = [];
-  const rec = { via, jti: '', header: null, claims: null, type: '', event: null, violations: v };
+  const rec = { via, jti: '', token, header: null, claims: null, type: '', event: null, violations: v };
   try {
     rec.header = decodeProtectedHeader(token);
     rec.claims = decodeJwt(token);
@@ -236,9 +243,17 @@ async function push(req, res) {
     violations.push(`a push with Content-Type ${req.headers['content-type']}`);
     return send(res, 400, { err: 'invalid_request', description: 'want application/secevent+jwt' });
   }
-  const rec = await check(body.trim(), 'push');
+  const token = body.trim();
+  if (planned.count > 0) {
+    planned.count--;
+    attempts.push({ status: planned.status, token });
+    return send(res, planned.status, { err: planned.status === 401 ? 'authentication_failed' : 'unavailable', description: 'as the test asked' });
+  }
+  const rec = await check(token, 'push');
   record(rec);
-  if (rec.violations.length > 0) return send(res, 400, { err: 'invalid_request', description: rec.violations.join('; ') });
+  const status = rec.violations.length > 0 ? 400 : 202;
+  attempts.push({ status, token });
+  if (status !== 202) return send(res, status, { err: 'invalid_request', description: rec.violations.join('; ') });
   send(res, 202);
 }
 
@@ -293,7 +308,7 @@ async function list(req, res) {
   const ms = Number(q.get('wait_ms') ?? 20000);
   if (q.has('txn')) await arrived((r) => r.claims?.txn === q.get('txn'), ms);
   if (q.has('state')) await arrived((r) => r.type === VERIFICATION && r.event?.state === q.get('state'), ms);
-  send(res, 200, { sets: received, violations });
+  send(res, 200, { sets: received, violations, attempts });
 }
 
 const server = createServer(async (req, res) => {
@@ -302,6 +317,11 @@ const server = createServer(async (req, res) => {
     if (req.method === 'POST' && path === '/push') return await push(req, res);
     if (req.method === 'POST' && path === '/poll') return await poll(req, res);
     if (req.method === 'POST' && path === '/verify') return await verify(req, res);
+    if (req.method === 'POST' && path === '/answer') {
+      const p = JSON.parse(await readBody(req));
+      planned = { status: p.status, count: p.count };
+      return send(res, 200, planned);
+    }
     if (req.method === 'GET' && path === '/received') return await list(req, res);
     send(res, 404, { error: 'not_found' });
   } catch (err) {
