@@ -508,10 +508,53 @@
     }));
   }
 
+  // SSF_METHODS names the SSF delivery methods.
+  const SSF_METHODS = { 'urn:ietf:rfc:8935': 'push', 'urn:ietf:rfc:8936': 'poll' };
+
+  // SSF_STATUS_BADGE is the badge class of each SSF stream status.
+  const SSF_STATUS_BADGE = { enabled: 'ready', paused: 'catching-up', disabled: 'silent' };
+
+  // ago shows how long ago an RFC 3339 time was, or a dash for none.
+  function ago(t) {
+    return t ? fmtAge(Date.now() - Date.parse(t)) : '–';
+  }
+
+  // renderSSF shows each stream receivers created on the SSF transmitter:
+  // its receiver, delivery method, status, lag and last delivery or error.
+  // The table stays hidden while there is none, or the transmitter is off.
+  function renderSSF(st, list) {
+    if (st !== state) return;
+    $('ssf').hidden = list.length === 0;
+    $('ssf-body').replaceChildren(...list.map((s) => {
+      const status = s.reason ? `${s.status}: ${s.reason}` : s.status;
+      const err = s.last_error ? `${s.last_error} (${ago(s.last_error_at)})` : '–';
+      return el('tr', { 'data-stream': s.stream_id, 'data-status': s.status, 'data-lag': s.lag },
+        el('td', { class: 'mono', title: s.endpoint_url || undefined }, s.stream_id),
+        el('td', { class: 'mono' }, s.receiver),
+        el('td', {}, SSF_METHODS[s.method] || s.method),
+        el('td', {}, el('span', { class: `badge ${SSF_STATUS_BADGE[s.status] || 'silent'}`, title: status }, status)),
+        el('td', { class: s.lag > 0 ? 'n lag-high' : 'n' }, s.lag),
+        el('td', {}, ago(s.last_delivered)),
+        el('td', { class: s.last_error ? 'lag-high' : '' }, s.gap ? `${err}; ${s.gap}` : err));
+    }));
+  }
+
+  // pollSSF reads the SSF streams once; 404 means the transmitter is off.
+  async function pollSSF(st) {
+    try {
+      renderSSF(st, await api(st, 'GET', '/v1/ssf/streams'));
+    } catch (e) {
+      if (failed(st, e)) return;
+      if (!(e instanceof APIError && e.status === 404)) throw e;
+      renderSSF(st, []);
+    }
+  }
+
   async function pollFleet(st) {
     while (st === state) {
       try {
         renderFleet(st, await api(st, 'GET', '/v1/verifiers'));
+        await pollSSF(st);
         showError('fleet-error', '');
       } catch (e) {
         if (failed(st, e)) return;
