@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -332,4 +333,136 @@ func TestBearerToken(t *testing.T) {
 			t.Errorf("%q: %v, want status %d", h, err, want)
 		}
 	}
+}
+
+// TestHandler_RoundTrip drives every endpoint of the handler over a real
+// transmitter on an embedded NATS: a receiver creates, reads, changes and
+// deletes its poll stream, sets its status, adds and removes a subject,
+// asks for a verification SET and polls it; another receiver sees none of
+// it.
+func TestHandler_RoundTrip(t *testing.T) {
+	g := newRig(t)
+	tr, _, _ := g.transmitter(t, nil)
+	auth := func(r *http.Request) (string, []string, error) {
+		tok, err := BearerToken(r)
+		if err != nil {
+			return "", nil, err
+		}
+		switch tok {
+		case "a":
+			return "rcv-a", []string{ScopeManage}, nil
+		case "b":
+			return "rcv-b", []string{ScopeManage, ScopeRead}, nil
+		}
+		return "", nil, &Error{Status: http.StatusUnauthorized, Code: "invalid_token", Description: "token not valid"}
+	}
+	h := NewHandler(tr, auth, testIssuer)
+	do := func(c call, want int) []byte {
+		t.Helper()
+		w := c.do(t, h)
+		if w.Code != want {
+			t.Fatalf("%s %s: %d %s, want %d", c.method, c.path, w.Code, w.Body, want)
+		}
+		if cc := w.Header().Get("Cache-Control"); cc != "no-store" {
+			t.Errorf("%s %s: Cache-Control %q", c.method, c.path, cc)
+		}
+		return w.Body.Bytes()
+	}
+
+	// A create without a body is a poll stream of every event.
+	var st Stream
+	if err := json.Unmarshal(do(call{method: "POST", path: StreamPath, token: "a"}, http.StatusCreated), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.ID == "" || st.Issuer != testIssuer || !reflect.DeepEqual(st.Audience, []string{"rcv-a"}) ||
+		st.Delivery.Method != MethodPoll || st.Delivery.EndpointURL != testIssuer+PollPath+st.ID ||
+		!reflect.DeepEqual(st.EventsDelivered, EventsSupported) {
+		t.Errorf("created %+v", st)
+	}
+	q := "?stream_id=" + url.QueryEscape(st.ID)
+	var one Stream
+	if err := json.Unmarshal(do(call{method: "GET", path: StreamPath + q, token: "a"}, http.StatusOK), &one); err != nil || !reflect.DeepEqual(one, st) {
+		t.Errorf("read %+v (%v), want %+v", one, err, st)
+	}
+	var list []Stream
+	if err := json.Unmarshal(do(call{method: "GET", path: StreamPath, token: "a"}, http.StatusOK), &list); err != nil || len(list) != 1 || list[0].ID != st.ID {
+		t.Errorf("list %+v (%v)", list, err)
+	}
+	if got := do(call{method: "GET", path: StreamPath, token: "b"}, http.StatusOK); string(got) != "[]\n" {
+		t.Errorf("another receiver's list %s, want []", got)
+	}
+
+	// PATCH changes what it holds; PUT replaces every receiver-supplied member.
+	var changed Stream
+	json.Unmarshal(do(call{method: "PATCH", path: StreamPath, token: "a", ctype: jsonType,
+		body: `{"stream_id":"` + st.ID + `","description":"renamed"}`}, http.StatusOK), &changed)
+	if changed.Description != "renamed" || changed.Delivery != st.Delivery {
+		t.Errorf("patched %+v", changed)
+	}
+	changed = Stream{}
+	json.Unmarshal(do(call{method: "PUT", path: StreamPath, token: "a", ctype: jsonType,
+		body: `{"stream_id":"` + st.ID + `","delivery":{"method":"` + MethodPoll + `"},"events_requested":["` + EventSessionRevoked + `"]}`}, http.StatusOK), &changed)
+	if changed.Description != "" || !reflect.DeepEqual(changed.EventsRequested, []string{EventSessionRevoked}) {
+		t.Errorf("replaced %+v", changed)
+	}
+
+	// Status.
+	want := `{"stream_id":"` + st.ID + `","status":"enabled"}` + "\n"
+	if got := do(call{method: "GET", path: StatusPath + q, token: "a"}, http.StatusOK); string(got) != want {
+		t.Errorf("status %s, want %s", got, want)
+	}
+	want = `{"stream_id":"` + st.ID + `","status":"paused","reason":"maintenance"}` + "\n"
+	if got := do(call{method: "POST", path: StatusPath, token: "a", ctype: jsonType,
+		body: `{"stream_id":"` + st.ID + `","status":"paused","reason":"maintenance"}`}, http.StatusOK); string(got) != want {
+		t.Errorf("set status %s, want %s", got, want)
+	}
+	if got := do(call{method: "GET", path: StatusPath + q, token: "a"}, http.StatusOK); string(got) != want {
+		t.Errorf("status after pause %s, want %s", got, want)
+	}
+	do(call{method: "POST", path: StatusPath, token: "a", ctype: jsonType, body: `{"stream_id":"` + st.ID + `","status":"enabled"}`}, http.StatusOK)
+
+	// Subjects: 200 with an empty body, 204.
+	sub := `{"stream_id":"` + st.ID + `","subject":{"format":"opaque","id":"s-1"}`
+	if got := do(call{method: "POST", path: AddSubjectPath, token: "a", ctype: jsonType, body: sub + `,"verified":true}`}, http.StatusOK); len(got) != 0 {
+		t.Errorf("add subject answered %q, want an empty body", got)
+	}
+	do(call{method: "POST", path: RemoveSubjectPath, token: "a", ctype: jsonType, body: sub + `}`}, http.StatusNoContent)
+
+	// Another receiver's stream does not exist for it.
+	for _, c := range []call{
+		{method: "GET", path: StreamPath + q},
+		{method: "GET", path: StatusPath + q},
+		{method: "POST", path: VerifyPath, ctype: jsonType, body: `{"stream_id":"` + st.ID + `"}`},
+		{method: "POST", path: AddSubjectPath, ctype: jsonType, body: sub + `}`},
+		{method: "POST", path: PollPath + st.ID, ctype: jsonType, body: `{"returnImmediately":true}`},
+		{method: "DELETE", path: StreamPath + q},
+	} {
+		c.token = "b"
+		wantError(t, c.do(t, h), http.StatusNotFound, "not_found")
+	}
+
+	// Verification, once per interval, and its SET by poll.
+	do(call{method: "POST", path: VerifyPath, token: "a", ctype: jsonType, body: `{"stream_id":"` + st.ID + `","state":"st-1"}`}, http.StatusNoContent)
+	wantError(t, call{method: "POST", path: VerifyPath, token: "a", ctype: jsonType, body: `{"stream_id":"` + st.ID + `","state":"st-2"}`}.do(t, h),
+		http.StatusTooManyRequests, "slow_down")
+	var polled PollResponse
+	if err := json.Unmarshal(do(call{method: "POST", path: PollPath + st.ID, token: "a", ctype: jsonType, body: `{"maxEvents":5}`}, http.StatusOK), &polled); err != nil {
+		t.Fatal(err)
+	}
+	if len(polled.Sets) != 1 {
+		t.Fatalf("poll: %+v, want the verification SET", polled)
+	}
+	for jti, set := range polled.Sets {
+		got, err := verifySET(set, &testKey().PublicKey)
+		if err != nil || got.jti() != jti || got.eventType() != EventVerification || got.event()["state"] != "st-1" {
+			t.Errorf("polled SET %v (%v), want the verification echoing st-1", got.claims, err)
+		}
+		body := do(call{method: "POST", path: PollPath + st.ID, token: "a", ctype: jsonType, body: `{"ack":["` + jti + `"],"returnImmediately":true}`}, http.StatusOK)
+		if string(body) != `{"sets":{}}`+"\n" {
+			t.Errorf("poll after the ack: %s, want no SET", body)
+		}
+	}
+
+	do(call{method: "DELETE", path: StreamPath + q, token: "a"}, http.StatusNoContent)
+	wantError(t, call{method: "GET", path: StreamPath + q, token: "a"}.do(t, h), http.StatusNotFound, "not_found")
 }
