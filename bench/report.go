@@ -24,6 +24,7 @@ type Report struct {
 	Scale       *ScaleResult         `json:"scale,omitempty"`
 	Issue       *IssueResult         `json:"issue,omitempty"`
 	Logout      *LogoutResult        `json:"logout,omitempty"`
+	SSF         *SSFResult           `json:"ssf,omitempty"`
 }
 
 // Meta describes the run: what ran, when, on what.
@@ -271,6 +272,24 @@ func (r *Report) WriteMarkdown(w io.Writer, plots string) error {
 		row("the logout POST itself", l.LogoutCall)
 		row("the revocation POST itself", l.NativeCall)
 		fmt.Fprintf(&b, "\nLogout over native: p50 **%s**, p99 **%s**. Detection: %s.\n", fmtRatio(l.P50Ratio), fmtRatio(l.P99Ratio), l.Detection)
+	}
+	if x := r.SSF; x != nil {
+		fmt.Fprintf(&b, "\n### SSF transmitter: %d session revocations, %d verifiers and one push receiver (RFC 8935)\n\n", x.Revocations, x.Verifiers)
+		b.WriteString("| measure | samples | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n")
+		row := func(name string, s Summary) {
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", name, s.N, fmtDur(s.P50), fmtDur(s.P90), fmtDur(s.P99), fmtDur(s.Max))
+		}
+		row("session revocation POST → every verifier refuses", x.Refused)
+		row("session revocation POST → its session-revoked SET arrives at the receiver", x.SET)
+		row("the revocation POST itself", x.RevokeCall)
+		fmt.Fprintf(&b, "\nSET over verifiers: p50 **%s**, p99 **%s**. Detection: %s.\n", fmtRatio(x.P50Ratio), fmtRatio(x.P99Ratio), x.Detection)
+		fmt.Fprintf(&b, "\nCatch-up: the receiver answered 503 for %s (%d pushes refused) while %s sessions were revoked, then 202 again.\n\n",
+			fmtDur(time.Duration(x.OutageSeconds*float64(time.Second))), x.RefusedPushes, fmtCount(x.Backlog))
+		b.WriteString("| measure | SETs | seconds | SETs/s |\n|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| catch-up: first SET accepted after the outage → last | %s | %s | %s |\n", fmtCount(x.Backlog+x.Duplicates), sig3(x.CatchUpSeconds), fmtRate(x.CatchUpRate))
+		fmt.Fprintf(&b, "| floor: sequential POSTs of one pre-signed SET (%s) to the same receiver | %s | %s | %s |\n", fmtBytes(int64(x.SETBytes)), fmtCount(x.Backlog), sig3(x.FloorSeconds), fmtRate(x.FloorRate))
+		fmt.Fprintf(&b, "\nCatch-up over floor: **%s**. Backoff before the first retry after the receiver came back (not in the catch-up): %s. SETs delivered twice: %d.\n",
+			fmtRatio(x.CatchUpRatio), fmtDur(x.BackoffWait), x.Duplicates)
 	}
 	if v := r.Verify; v != nil {
 		fmt.Fprintf(&b, "\n### Verify in process (%d tokens in turn, denylist of %s unrelated entries)\n\n", v.Tokens, fmtCount(v.Denylist))

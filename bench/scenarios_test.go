@@ -136,3 +136,31 @@ func TestLogout_Small(t *testing.T) {
 		t.Fatalf("targets: %+v", ts)
 	}
 }
+
+// TestSSF_Small: a short SSF run has every SET of its revocations and of
+// its backlog arrive (SSF fails otherwise: the receiver checks each SET's
+// signature, iss, aud and event, and every backlog session is looked up),
+// every verifier refuse each token (Arm's watchers require ErrRevoked),
+// the outage refuse pushes, and both rates positive.
+func TestSSF_Small(t *testing.T) {
+	t.Parallel()
+	res, err := SSF(t.Context(), SSFConfig{Dir: t.TempDir(), Revocations: 3, Backlog: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Refused.N != 3 || res.SET.N != 3 || res.RevokeCall.N != 3 || res.Verifiers != DefaultSSFVerifiers ||
+		res.P50Ratio <= 0 || res.P99Ratio <= 0 {
+		t.Fatalf("latency: %+v", res)
+	}
+	if res.Backlog != 20 || res.RefusedPushes < 1 || res.Duplicates < 0 || res.CatchUpRate <= 0 || res.FloorRate <= 0 ||
+		res.CatchUpRatio <= 0 || res.SETBytes == 0 || res.OutageSeconds <= 0 {
+		t.Fatalf("catch-up: %+v", res)
+	}
+	var md strings.Builder
+	if err := (&Report{SSF: res}).WriteMarkdown(&md, ""); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "### SSF transmitter: 3 session revocations, 3 verifiers") {
+		t.Fatalf("markdown:\n%s", md.String())
+	}
+}

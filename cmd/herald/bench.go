@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +25,7 @@ Scenarios (each measures Herald and its baselines in the same run):
   scale        10k, 100k, 1M active revocations: catch-up, memory, lookups, stream size
   issue        sessions per second with events acknowledged, against raw signing and publishing
   logout       an identity provider's back-channel logout → every verifier refuses, against a native session revocation
+  ssf          a session revocation → every verifier refuses and its SET reaches an SSF push receiver; catch-up after the receiver's outage, against sequential POSTs
   all          every scenario above, in one run
   report       render a --json result as Markdown (and charts) again
 
@@ -43,7 +45,7 @@ type benchFlags struct {
 	keep, quiet                                bool
 	verifiers, revocations, clients, tokens    int
 	denylist, trials, workers, rounds          int
-	snapshotTail, logouts                      int
+	snapshotTail, logouts, backlog             int
 	micro, load, issue                         time.Duration
 }
 
@@ -61,7 +63,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return bench.RunFanoutConsumer(ctx, rest, stdout)
 	case "report":
 		return runBenchReport(rest, stdout, stderr)
-	case "propagation", "verify", "baseline", "scale", "issue", "logout", "all":
+	case "propagation", "verify", "baseline", "scale", "issue", "logout", "ssf", "all":
 	default:
 		fmt.Fprint(stderr, benchUsage)
 		return fmt.Errorf("bench: unknown scenario %q", scenario)
@@ -74,8 +76,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.plotDir, "plot", "", "write SVG charts to this directory (and link them from the Markdown)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
 	fs.StringVar(&f.mode, "mode", "both", "propagation: verifiers in this process (inproc), as herald verifier processes (procs), or both; scale: inproc skips the verifier process")
-	fs.IntVar(&f.verifiers, "verifiers", bench.DefaultVerifiers, "propagation: verifiers (and raw consumers)")
-	fs.IntVar(&f.revocations, "revocations", bench.DefaultRevocations, "propagation: revocations measured, one at a time")
+	fs.IntVar(&f.verifiers, "verifiers", bench.DefaultVerifiers, "propagation: verifiers (and raw consumers); ssf: verifiers when given, else 3")
+	fs.IntVar(&f.revocations, "revocations", bench.DefaultRevocations, "propagation, ssf: revocations measured, one at a time")
 	fs.DurationVar(&f.micro, "micro-duration", bench.DefaultMicroDuration, "verify, baseline, scale: how long each in-process measurement runs")
 	fs.DurationVar(&f.load, "load-duration", bench.DefaultLoadDuration, "verify, baseline: how long each HTTP load runs (after a 0.5s warm-up)")
 	fs.IntVar(&f.clients, "clients", bench.DefaultClients, "verify, baseline: concurrent keep-alive HTTP clients")
@@ -89,9 +91,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&f.issue, "issue-duration", bench.DefaultIssueDuration, "issue: how long each rate is measured")
 	fs.IntVar(&f.rounds, "rounds", bench.DefaultRounds, "baseline, issue: rounds the compared loads take turns in")
 	fs.IntVar(&f.logouts, "logouts", bench.DefaultLogouts, "logout: back-channel logouts measured, and as many native revocations, one at a time")
+	fs.IntVar(&f.backlog, "backlog", bench.DefaultSSFBacklog, "ssf: SETs held while the push receiver is down, then timed as it catches up")
 	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
+	ssfVerifiers := 0 // ssf's own default unless --verifiers is given
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "verifiers" {
+			ssfVerifiers = f.verifiers
+		}
+	})
 	if fs.NArg() > 0 {
 		fs.Usage()
 		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
@@ -160,6 +169,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if run("logout") {
 		if report.Logout, err = bench.Logout(ctx, bench.LogoutConfig{Dir: sub("logout"), Logouts: f.logouts,
 			Progress: progress}); err != nil {
+			return err
+		}
+	}
+	if run("ssf") {
+		if report.SSF, err = bench.SSF(ctx, bench.SSFConfig{Dir: sub("ssf"), Verifiers: ssfVerifiers,
+			Revocations: f.revocations, Backlog: f.backlog, Progress: progress}); err != nil {
 			return err
 		}
 	}

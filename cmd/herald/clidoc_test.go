@@ -121,7 +121,7 @@ func TestCLIReference(t *testing.T) {
 
 // benchScenarios are the scenarios of herald bench, which all take the
 // flags the reference lists under "herald bench".
-var benchScenarios = []string{"propagation", "verify", "baseline", "scale", "issue", "all"}
+var benchScenarios = []string{"propagation", "verify", "baseline", "scale", "issue", "logout", "ssf", "all"}
 
 // checkFlags compares the flags `herald <words> -h` prints with want.
 func checkFlags(t *testing.T, words string, want map[string]docFlag) {
