@@ -462,13 +462,7 @@ func (t *Transmitter) pauseFor(ctx context.Context, r *record, why string) {
 }
 
 // item returns the stream-updated event of n.
-func (n *notice) item(streamID string) Item {
-	ev := map[string]any{"status": n.Status}
-	if n.Reason != "" {
-		ev["reason"] = n.Reason
-	}
-	return Item{Type: EventStreamUpdated, Subject: Opaque(streamID), Event: ev}
-}
+func (n *notice) item(streamID string) Item { return StreamUpdated(streamID, n.Status, n.Reason) }
 
 // pushNotice sends the stream-updated SET owed to stream r's receiver, a
 // few times at most, then forgets it.

@@ -390,6 +390,9 @@ func (t *Transmitter) Create(ctx context.Context, receiver Receiver, req *Stream
 	if req.ID != "" {
 		return nil, badRequest("stream_id is supplied by the transmitter")
 	}
+	if err := req.CheckTransmitterSupplied(nil); err != nil {
+		return nil, err
+	}
 	d := Delivery{Method: MethodPoll}
 	if req.Delivery != nil {
 		d = *req.Delivery
@@ -736,13 +739,7 @@ func (t *Transmitter) publishControl(ctx context.Context, id string, c *control)
 }
 
 // item returns what a control message becomes.
-func (c *control) item(streamID string) Item {
-	ev := map[string]any{}
-	if c.State != "" {
-		ev["state"] = c.State
-	}
-	return Item{Type: c.Type, Subject: Opaque(streamID), Event: ev}
-}
+func (c *control) item(streamID string) Item { return Verification(streamID, c.State) }
 
 // Info is the operator's view of one stream.
 type Info struct {

@@ -1,8 +1,12 @@
 package ssf
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"sync/atomic"
@@ -144,9 +148,16 @@ func TestPush_ReceiverRefusingTheStreamPausesIt(t *testing.T) {
 		}
 		return nil
 	})
-	rc.mu.Lock()
-	tries := rc.tries
-	rc.mu.Unlock()
+	// The refused SET, then the stream-updated SET telling the receiver
+	// it is paused (refused too).
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		if rc.tries < 2 {
+			return fmt.Errorf("%d attempts", rc.tries)
+		}
+		return nil
+	})
 	second := g.revoke(t, bus.KindSession, "sid-2")
 	in, _ := tr.Operator(t.Context(), st.ID)
 	if in.Status != StatusPaused || in.LastError == "" || in.Reason == "" {
@@ -165,10 +176,12 @@ func TestPush_ReceiverRefusingTheStreamPausesIt(t *testing.T) {
 	if got, w := txns(gs[1:3]), ids(first, second); !slices.Equal(got, w) {
 		t.Errorf("held events %v, want %v", got, w)
 	}
-	// While paused it was not retried: the attempts before the pause
-	// were one (403), plus at most the stream-updated SET telling so.
-	if tries > 2 {
-		t.Errorf("%d attempts against a refusing receiver", tries)
+	// While paused nothing was retried: the refused SET, the paused
+	// notice, then, enabled, the enabled notice and the two held SETs.
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.tries != 5 {
+		t.Errorf("%d attempts, want 5", rc.tries)
 	}
 }
 
@@ -462,4 +475,76 @@ func TestGap_ReportedNotSkippedSilently(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A receiver slower than the push timeout gets the SET again, the same
+// bytes, and nothing after it overtakes it.
+func TestPush_SlowReceiverGetsTheSameSETAgain(t *testing.T) {
+	g := newRig(t)
+	tr, _, _ := g.transmitter(t, func(c *Config) { c.PushTimeout = 200 * time.Millisecond })
+	rc := newReceiver(t)
+	var slow atomic.Int32
+	slow.Store(2)
+	stalled := make(chan string, 4)
+	rc.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slow.Add(-1) >= 0 {
+			io.Copy(io.Discard, r.Body) // the server notices the client leave only once it read the body
+			<-r.Context().Done()        // answers only after the transmitter gave up
+			stalled <- "stalled"
+			return
+		}
+		rc.serve(w, r)
+	})
+	if _, err := tr.Create(t.Context(), "receiver-a", pushRequest(rc.srv.URL)); err != nil {
+		t.Fatal(err)
+	}
+	e1 := g.revoke(t, bus.KindSession, "sid-1")
+	e2 := g.revoke(t, bus.KindSession, "sid-2")
+	gs := rc.waitFor(t, 2)
+	if got := txns(gs); !slices.Equal(got, ids(e1, e2)) {
+		t.Errorf("order %v, want %v", got, ids(e1, e2))
+	}
+	if len(stalled) != 2 {
+		t.Errorf("%d stalled attempts, want 2", len(stalled))
+	}
+}
+
+// Every replica's jwks_uri serves the transmitter keys all replicas
+// published, and a replica's own key before it has started.
+func TestJWKS_ServesEveryReplicasKey(t *testing.T) {
+	g := newRig(t)
+	tr, _, _ := g.transmitter(t, nil)
+	var set struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	if err := json.Unmarshal(tr.JWKS(t.Context()), &set); err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Keys) != 1 || set.Keys[0]["kid"] != tr.Signer().KeyID() || set.Keys[0]["alg"] != "RS256" {
+		t.Fatalf("jwks %v", set.Keys)
+	}
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr2, _, _ := g.transmitter(t, func(c *Config) {
+		s, err := NewSigner(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Signer = s
+	})
+	if err := json.Unmarshal(tr.JWKS(t.Context()), &set); err != nil {
+		t.Fatal(err)
+	}
+	var kids []string
+	for _, k := range set.Keys {
+		kids = append(kids, k["kid"].(string))
+	}
+	slices.Sort(kids)
+	want := []string{tr.Signer().KeyID(), tr2.Signer().KeyID()}
+	slices.Sort(want)
+	if !slices.Equal(kids, want) {
+		t.Errorf("kids %v, want %v", kids, want)
+	}
 }
