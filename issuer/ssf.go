@@ -106,8 +106,8 @@ func (s *Service) openRevocation(d bus.Delivery) (*bus.Event, error) {
 // ssfReceiver authenticates a receiver calling the SSF management API or
 // the poll endpoint: an access token this issuer signed (with its DPoP
 // proof when bound), for this issuer's audience, by the client
-// credentials grant (sub is the client id, no session), of a registered
-// client. The receiver is the client id; the scopes those of the token.
+// credentials grant (sub is the client id, no session), of a client not
+// revoked. The receiver is the client id; the scopes those of the token.
 func (s *Service) ssfReceiver(r *http.Request) (string, []string, error) {
 	c, _, err := s.intro.VerifyRequest(r, false)
 	switch {
@@ -124,12 +124,16 @@ func (s *Service) ssfReceiver(r *http.Request) (string, []string, error) {
 	case c.SessionID != "" || c.ClientID == "" || c.Subject != c.ClientID:
 		return "", nil, invalidSSFToken("a client credentials access token is required")
 	}
+	// Clients are registered per replica: one registered on another
+	// replica is known here only by its token. Revoking a client is a
+	// client revocation, which every replica's denylist (checked above)
+	// applies to the tokens it holds.
 	rec, ok, err := s.client(c.ClientID)
 	switch {
 	case err != nil:
 		return "", nil, fmt.Errorf("read client: %w", err)
-	case !ok || rec.Revoked:
-		return "", nil, invalidSSFToken("the client is not registered")
+	case ok && rec.Revoked:
+		return "", nil, invalidSSFToken("the client is revoked")
 	}
 	return c.ClientID, strings.Fields(c.Scope), nil
 }
