@@ -14,7 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/federation"
+	"github.com/heraldsec/herald/federation/federationtest"
 	"github.com/heraldsec/herald/issuer"
 )
 
@@ -295,4 +299,28 @@ func TestSSF_Receivers(t *testing.T) {
 	if code, body := call(t, "GET", base+"/v1/ssf/streams", adminToken, nil); code != http.StatusOK || string(body) != "[]\n" {
 		t.Errorf("operator's list after delete: %d %s, want []", code, body)
 	}
+}
+
+// TestSSF_ExternalTokenRefused: a trusted provider's access token that
+// names a registered client as its subject and client, with the SSF
+// scopes, verifies as the provider's, but is not a receiver's token of
+// this issuer.
+func TestSSF_ExternalTokenRefused(t *testing.T) {
+	idp := federationtest.NewIdP(t)
+	s := bustest.RunServer(t)
+	svc, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{
+		Trust: []federation.Issuer{federation.Issuer{URL: idp.URL, Tokens: true}.WithDefaults()}})
+	rx, own := ssfClient(t, svc, "receiver-x", "ssf.manage ssf.read")
+	now := time.Now()
+	forged := idp.Sign(t, "JWT", jwt.MapClaims{"iss": idp.URL, "sub": rx.ID, "client_id": rx.ID, "azp": rx.ID,
+		"aud": idp.Audience, "scope": "ssf.manage ssf.read", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": "ext-1"})
+	bustest.WaitFor(t, 10*time.Second, func() error { // the issuer has fetched the provider's keys
+		if in := introspectAt(t, svc, forged); !in.Active || in.Iss != idp.URL {
+			return fmt.Errorf("the provider's token is not active yet: %+v", in)
+		}
+		return nil
+	})
+	waitTransmitter(t, svc.URL(), own)
+	code, h, body := ssfCall(t, "GET", svc.URL()+"/ssf/stream", forged, "")
+	wantSSFError(t, "a trusted provider's token", code, h, body, http.StatusUnauthorized, "invalid_token")
 }
