@@ -144,7 +144,7 @@ func TestLogout_Small(t *testing.T) {
 // the outage refuse pushes, and both rates positive.
 func TestSSF_Small(t *testing.T) {
 	t.Parallel()
-	res, err := SSF(t.Context(), SSFConfig{Dir: t.TempDir(), Revocations: 3, Backlog: 20})
+	res, err := SSF(t.Context(), SSFConfig{Dir: t.TempDir(), Revocations: 3, Backlog: 20, MicroDuration: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,8 @@ func TestSSF_Small(t *testing.T) {
 		t.Fatalf("latency: %+v", res)
 	}
 	if res.Backlog != 20 || res.RefusedPushes < 1 || res.Duplicates < 0 || res.CatchUpRate <= 0 || res.FloorRate <= 0 ||
-		res.CatchUpRatio <= 0 || res.SETBytes == 0 || res.OutageSeconds <= 0 {
+		res.CatchUpRatio <= 0 || res.SETBytes == 0 || res.OutageSeconds <= 0 || res.Sign.NsPerOp <= 0 ||
+		res.SignedFloorRate <= 0 || res.SignedFloorRate >= res.FloorRate {
 		t.Fatalf("catch-up: %+v", res)
 	}
 	var md strings.Builder

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,9 @@ type SSFConfig struct {
 	Dir string
 	// SettleTimeout bounds one revocation. Default DefaultSettleTimeout.
 	SettleTimeout time.Duration
+	// MicroDuration is how long signing a SET is measured. Default
+	// DefaultMicroDuration.
+	MicroDuration time.Duration
 	// Progress, if not nil, receives progress lines.
 	Progress *Progress
 }
@@ -91,6 +95,12 @@ type SSFResult struct {
 	FloorSeconds float64 `json:"floor_seconds"`
 	// CatchUpRatio is CatchUpRate over FloorRate.
 	CatchUpRatio float64 `json:"catch_up_ratio"`
+	// Sign is the cost of signing one such SET (RS256) with the
+	// transmitter's key, in this process: a push signs every SET it sends.
+	Sign Micro `json:"sign"`
+	// SignedFloorRate is the floor with a signature per SET added:
+	// 1 / (1/FloorRate + Sign).
+	SignedFloorRate float64 `json:"signed_floor_per_second"`
 }
 
 // SSF measures Herald as a Shared Signals transmitter. It runs an issuer
@@ -124,6 +134,9 @@ func SSF(ctx context.Context, cfg SSFConfig) (*SSFResult, error) {
 	}
 	if cfg.SettleTimeout <= 0 {
 		cfg.SettleTimeout = DefaultSettleTimeout
+	}
+	if cfg.MicroDuration <= 0 {
+		cfg.MicroDuration = DefaultMicroDuration
 	}
 	if cfg.Dir == "" {
 		return nil, errors.New("ssf: dir is required")
@@ -215,7 +228,40 @@ func SSF(ctx context.Context, cfg SSFConfig) (*SSFResult, error) {
 	if err := catchUp(ctx, cfg, client, issuerURL, rx, res); err != nil {
 		return nil, fmt.Errorf("ssf: %w", err)
 	}
+	p.Phasef("ssf: signing a SET with the transmitter key, %s", cfg.MicroDuration)
+	if res.Sign, err = measureSign(ctx, cfg, receiver); err != nil {
+		return nil, fmt.Errorf("ssf: %w", err)
+	}
+	if res.FloorRate > 0 {
+		res.SignedFloorRate = ratio(1, 1/res.FloorRate+res.Sign.NsPerOp/1e9)
+	}
 	return res, nil
+}
+
+// measureSign measures signing a backlog SET with the issuer's
+// transmitter key, as the transmitter does for each SET it pushes.
+func measureSign(ctx context.Context, cfg SSFConfig, receiver string) (Micro, error) {
+	key, _, err := ssf.LoadOrCreateKey(filepath.Join(cfg.Dir, "issuer", "ssf-key.pem"))
+	if err != nil {
+		return Micro{}, fmt.Errorf("transmitter key: %w", err)
+	}
+	signer, err := ssf.NewSigner(key)
+	if err != nil {
+		return Micro{}, err
+	}
+	now := time.Now()
+	e := &bus.Event{ID: bus.NewID(), Type: bus.TypeRevocation, Time: now, Actor: "admin",
+		Revocation: &bus.Revocation{Kind: bus.KindSession, Value: backlogSID(0), Reason: "bench", At: now, Until: now.Add(time.Hour)}}
+	items := ssf.Map(e, benchIssuer)
+	if len(items) != 1 {
+		return Micro{}, fmt.Errorf("a session revocation maps to %d SETs", len(items))
+	}
+	it := items[0]
+	return measureMicro(ctx, cfg.MicroDuration, func(i int) error {
+		_, err := signer.Sign(&ssf.Claims{Issuer: benchIssuer, JTI: ssf.JTI("bench", e.ID, i), IssuedAt: now.Unix(),
+			Audience: []string{receiver}, TXN: e.ID, Subject: it.Subject, Type: it.Type, Event: it.Event})
+		return err
+	})
 }
 
 // backlogSID is the session id of the backlog's i-th revocation: all the

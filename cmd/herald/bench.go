@@ -78,7 +78,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.mode, "mode", "both", "propagation: verifiers in this process (inproc), as herald verifier processes (procs), or both; scale: inproc skips the verifier process")
 	fs.IntVar(&f.verifiers, "verifiers", bench.DefaultVerifiers, "propagation: verifiers (and raw consumers); ssf: verifiers when given, else 3")
 	fs.IntVar(&f.revocations, "revocations", bench.DefaultRevocations, "propagation, ssf: revocations measured, one at a time")
-	fs.DurationVar(&f.micro, "micro-duration", bench.DefaultMicroDuration, "verify, baseline, scale: how long each in-process measurement runs")
+	fs.DurationVar(&f.micro, "micro-duration", bench.DefaultMicroDuration, "verify, baseline, scale, ssf: how long each in-process measurement runs")
 	fs.DurationVar(&f.load, "load-duration", bench.DefaultLoadDuration, "verify, baseline: how long each HTTP load runs (after a 0.5s warm-up)")
 	fs.IntVar(&f.clients, "clients", bench.DefaultClients, "verify, baseline: concurrent keep-alive HTTP clients")
 	fs.IntVar(&f.tokens, "tokens", bench.DefaultTokens, "verify, baseline: distinct tokens presented in turn")
@@ -174,7 +174,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if run("ssf") {
 		if report.SSF, err = bench.SSF(ctx, bench.SSFConfig{Dir: sub("ssf"), Verifiers: ssfVerifiers,
-			Revocations: f.revocations, Backlog: f.backlog, Progress: progress}); err != nil {
+			Revocations: f.revocations, Backlog: f.backlog, MicroDuration: f.micro, Progress: progress}); err != nil {
 			return err
 		}
 	}
