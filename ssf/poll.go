@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -93,14 +94,32 @@ func (t *Transmitter) Poll(ctx context.Context, receiver Receiver, id string, re
 		}
 		n = min(*req.MaxEvents, MaxPollEvents)
 	}
+	// Every jti is checked before any is acted on: a request refused
+	// changes nothing.
+	for _, jti := range req.Ack {
+		if !validJTI(jti) {
+			return nil, badRequest("ack: %.80q is not a jti this transmitter issued", jti)
+		}
+	}
+	refused := slices.Sorted(maps.Keys(req.SetErrs)) // the same record for the same request
+	for _, jti := range refused {
+		if !validJTI(jti) {
+			return nil, badRequest("setErrs: %.80q is not a jti this transmitter issued", jti)
+		}
+	}
 	for _, jti := range req.Ack {
 		if err := t.ack(ctx, r, jti, false); err != nil {
 			return nil, err
 		}
 	}
-	for jti, e := range req.SetErrs {
-		t.log.Warn("receiver refused a SET", "stream", id, "jti", jti, "err", e.Err)
-		t.noteError(ctx, id, fmt.Sprintf("receiver refused SET %.64s: %.32s: %.200s", jti, e.Err, e.Description))
+	if len(refused) > 0 {
+		// One record and one log line per poll, however many SETs it
+		// reports.
+		e := req.SetErrs[refused[0]]
+		t.log.Warn("receiver refused SETs", "stream", id, "count", len(refused), "jti", refused[0], "err", truncate(e.Err, 32))
+		t.noteError(ctx, id, fmt.Sprintf("receiver refused %d SET(s), first %s: %s: %s", len(refused), refused[0], truncate(e.Err, 32), truncate(e.Description, 200)))
+	}
+	for _, jti := range refused {
 		if err := t.ack(ctx, r, jti, true); err != nil {
 			return nil, err
 		}

@@ -37,12 +37,13 @@ const (
 
 // Bounds on what a receiver may send.
 const (
-	MaxBodyBytes       = 64 << 10 // a management request body
-	MaxDescription     = 1024     // bytes of a stream's description
-	MaxEventsRequested = 64       // URIs in events_requested
-	MaxURILen          = 2048     // an endpoint_url or event type URI
-	MaxAuthorization   = 4096     // an authorization_header
-	MaxStreamIDLen     = 64       // a stream_id
+	MaxBodyBytes       = 64 << 10  // a management request body
+	MaxDescription     = 1024      // bytes of a stream's description
+	MaxEventsRequested = 64        // URIs in events_requested
+	MaxURILen          = 2048      // an endpoint_url or event type URI
+	MaxAuthorization   = 4096      // an authorization_header
+	MaxStreamIDLen     = 64        // a stream_id
+	MaxSubjectsBytes   = 256 << 10 // the subjects a stream lists, encoded
 )
 
 // EventsSupported is what Herald transmits, for every stream.

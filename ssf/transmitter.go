@@ -352,6 +352,13 @@ func (t *Transmitter) change(ctx context.Context, receiver Receiver, id string, 
 	return nil, fmt.Errorf("update stream %s: too many concurrent changes", id)
 }
 
+// isConsumerLimit reports whether err is HERALD_SSF's bound on consumers
+// (MaxStreams, enforced by JetStream whatever the replicas do).
+func isConsumerLimit(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeMaximumConsumersLimit
+}
+
 func isConflict(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
@@ -411,10 +418,18 @@ func (t *Transmitter) Create(ctx context.Context, receiver Receiver, req *Stream
 		}
 	}
 	if mine >= t.cfg.MaxStreamsPerReceiver || len(all) >= t.cfg.MaxStreams {
-		return nil, &Error{Status: http.StatusConflict, Code: "too_many_streams",
-			Description: fmt.Sprintf("at most %d streams per receiver and %d in all", t.cfg.MaxStreamsPerReceiver, t.cfg.MaxStreams)}
+		return nil, errTooManyStreams(&t.cfg)
 	}
 	id := newStreamID()
+	if err := t.claimSlot(ctx, receiver, id); err != nil {
+		return nil, err
+	}
+	created := false
+	defer func() {
+		if !created {
+			t.releaseSlot(context.WithoutCancel(ctx), receiver, id)
+		}
+	}()
 	if d.Method == MethodPoll {
 		d.EndpointURL = t.PollURL(id)
 	}
@@ -435,6 +450,9 @@ func (t *Transmitter) Create(ctx context.Context, receiver Receiver, req *Stream
 		return nil, err
 	}
 	if err := t.ensureConsumer(ctx, r); err != nil {
+		if isConsumerLimit(err) {
+			return nil, errTooManyStreams(&t.cfg)
+		}
 		return nil, err
 	}
 	b, err := json.Marshal(r)
@@ -445,6 +463,7 @@ func (t *Transmitter) Create(ctx context.Context, receiver Receiver, req *Stream
 		t.deleteConsumer(ctx, id)
 		return nil, fmt.Errorf("create stream: %w", err)
 	}
+	created = true
 	t.log.Info("stream created", "stream", id, "receiver", receiver, "method", d.Method)
 	return r.public(), nil
 }
@@ -580,13 +599,15 @@ func (t *Transmitter) Update(ctx context.Context, receiver Receiver, req *Stream
 
 // Delete deletes receiver's stream id and its position.
 func (t *Transmitter) Delete(ctx context.Context, receiver Receiver, id string) error {
-	if _, _, err := t.load(ctx, receiver, id); err != nil {
+	r, _, err := t.load(ctx, receiver, id)
+	if err != nil {
 		return err
 	}
 	if err := t.streams.Purge(ctx, streamKey(id)); err != nil {
 		return fmt.Errorf("delete stream %s: %w", id, err)
 	}
 	t.deleteConsumer(ctx, id)
+	t.releaseSlot(ctx, r.Receiver, id)
 	t.log.Info("stream deleted", "stream", id, "receiver", receiver)
 	return nil
 }
@@ -676,7 +697,14 @@ func (t *Transmitter) subjects(ctx context.Context, receiver Receiver, id string
 	_, err := t.change(ctx, receiver, id, func(r *record) error {
 		listed := r.Default == SubjectsNone // the list holds added subjects
 		key := sub.Key()
-		i := slices.IndexFunc(r.Subjects, func(s Subject) bool { return s.Key() == key })
+		i, size := -1, len(key)
+		for j, s := range r.Subjects {
+			k := s.Key()
+			if k == key {
+				i = j
+			}
+			size += len(k)
+		}
 		if add == listed {
 			if i >= 0 {
 				return nil
@@ -684,6 +712,13 @@ func (t *Transmitter) subjects(ctx context.Context, receiver Receiver, id string
 			if len(r.Subjects) >= t.cfg.MaxSubjects {
 				return &Error{Status: http.StatusBadRequest, Code: "invalid_request",
 					Description: fmt.Sprintf("a stream lists at most %d subjects", t.cfg.MaxSubjects)}
+			}
+			// The stream's record, subjects included, must stay well
+			// below what the bus stores in one message, with room left
+			// for its status and errors.
+			if size > MaxSubjectsBytes {
+				return &Error{Status: http.StatusBadRequest, Code: "invalid_request",
+					Description: fmt.Sprintf("a stream's subjects total at most %d bytes", MaxSubjectsBytes)}
 			}
 			r.Subjects = append(r.Subjects, sub)
 		} else if i >= 0 {
