@@ -6,12 +6,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/ssf"
 )
 
@@ -171,4 +174,90 @@ func TestRun_SSFStreams(t *testing.T) {
 			mu.Unlock()
 		}
 	})
+}
+
+// TestSSF_StreamsOfARealIssuer runs herald issuer with the SSF flags: the
+// configuration metadata names the default subjects of
+// --ssf-default-subjects, the key set holds the key of --ssf-key-file, a
+// client of `herald client create --scope "ssf.manage ssf.read"` creates
+// a stream, and herald ssf streams lists, pauses (the receiver sees the
+// status and reason) and deletes it.
+func TestSSF_StreamsOfARealIssuer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the herald binary")
+	}
+	f := newFleet(t)
+	iss := f.startIssuer(filepath.Join(t.TempDir(), "issuer"), freeAddr(t),
+		"--ssf-default-subjects", "NONE", "--ssf-key-file", bustest.SSFKeyFile(t), "--ssf-retention", "48h")
+	t.Setenv("HERALD_ADMIN_TOKEN", f.admin)
+	get := func(url, tok string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+
+	var meta ssf.Configuration
+	if code, b := get(iss.url+"/.well-known/ssf-configuration", ""); code != http.StatusOK || json.Unmarshal(b, &meta) != nil ||
+		meta.DefaultSubjects != ssf.SubjectsNone || meta.Issuer != testIssuer {
+		t.Fatalf("configuration: %d %s", code, b)
+	}
+	signer, err := ssf.NewSigner(bustest.SSFKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, b := get(iss.url+"/ssf/jwks.json", ""); code != http.StatusOK || !strings.Contains(string(b), `"kid":"`+signer.KeyID()+`"`) {
+		t.Errorf("key set %d %s, want the key of --ssf-key-file (%s)", code, b, signer.KeyID())
+	}
+
+	var cl struct {
+		ID     string `json:"client_id"`
+		Secret string `json:"client_secret"`
+	}
+	if err := json.Unmarshal([]byte(runCmd(t, "client", "create", "acme", "--scope", "ssf.manage ssf.read", "--issuer-url", iss.url)), &cl); err != nil {
+		t.Fatal(err)
+	}
+	tokReq, _ := http.NewRequestWithContext(t.Context(), "POST", iss.url+"/oauth2/token",
+		strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"ssf.manage ssf.read"}}.Encode()))
+	tokReq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	tokReq.SetBasicAuth(cl.ID, cl.Secret)
+	var tok struct {
+		Access string `json:"access_token"`
+	}
+	if err := doJSON(tokReq, &tok); err != nil || tok.Access == "" {
+		t.Fatalf("client credentials: %v", err)
+	}
+
+	var st ssf.Stream
+	bustest.WaitFor(t, 20*time.Second, func() error { // the transmitter sets up the bus as the issuer starts
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", iss.url+"/ssf/stream", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.Access)
+		return doJSON(req, &st)
+	})
+	out := runCmd(t, "ssf", "streams", "--issuer-url", iss.url)
+	if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(st.ID) + ` +` + regexp.QuoteMeta(cl.ID) + ` +poll +enabled +0 +- +-$`).MatchString(out) {
+		t.Errorf("herald ssf streams:\n%s\nwant the stream %s of %s, poll, enabled", out, st.ID, cl.ID)
+	}
+	if out := runCmd(t, "ssf", "streams", "pause", st.ID, "--reason", "maintenance", "--issuer-url", iss.url); out != "stream "+st.ID+" paused (maintenance)\n" {
+		t.Errorf("pause: %q", out)
+	}
+	want := `{"stream_id":"` + st.ID + `","status":"paused","reason":"maintenance"}`
+	if code, b := get(iss.url+"/ssf/status?stream_id="+st.ID, tok.Access); code != http.StatusOK || strings.TrimSpace(string(b)) != want {
+		t.Errorf("the receiver's status: %d %s, want %s", code, b, want)
+	}
+	runCmd(t, "ssf", "streams", "delete", st.ID, "--issuer-url", iss.url)
+	if out := runCmd(t, "ssf", "streams", "--issuer-url", iss.url); out != "no SSF streams\n" {
+		t.Errorf("after delete: %q", out)
+	}
+	if code, b := get(iss.url+"/ssf/stream?stream_id="+st.ID, tok.Access); code != http.StatusNotFound {
+		t.Errorf("the deleted stream: %d %s, want 404", code, b)
+	}
 }
