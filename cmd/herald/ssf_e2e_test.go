@@ -156,6 +156,8 @@ type ssfMetadata struct {
 	JWKSURI               string `json:"jwks_uri"`
 	ConfigurationEndpoint string `json:"configuration_endpoint"`
 	StatusEndpoint        string `json:"status_endpoint"`
+	AddSubjectEndpoint    string `json:"add_subject_endpoint"`
+	RemoveSubjectEndpoint string `json:"remove_subject_endpoint"`
 	VerificationEndpoint  string `json:"verification_endpoint"`
 }
 
@@ -190,12 +192,13 @@ func rsaBits(t *testing.T, n string) int {
 // transmitter checks against 'herald dev', with a receiver Herald did not
 // write: the metadata and key set; the management API's authorization
 // (no token, a bad token, a token in the query, a read-only token, another
-// receiver's stream); a push stream created, read, its status and
-// deleted; verification over push and over poll (poll only, poll and
-// acknowledge, acknowledge only); a session and a subject revocation
-// arrive as CAEP session-revoked SETs, and a revocation no event fits (a
-// key, a token) is not sent. Every SET passes every check of the
-// receiver.
+// receiver's stream); a push stream created, read, updated, paused and
+// enabled, and deleted; verification over push and over poll (poll only,
+// poll and acknowledge, acknowledge only); a session and a subject
+// revocation arrive as CAEP session-revoked SETs, and a revocation no
+// event fits (a key, a token) is not sent; a removed subject's
+// revocations are not sent until it is added again. Every SET passes
+// every check of the receiver.
 func TestSSF_ConformancePlan(t *testing.T) {
 	d := startHeraldDev(t, "herald")
 
@@ -409,6 +412,33 @@ func TestSSF_ConformancePlan(t *testing.T) {
 			t.Errorf("a revocation no event fits was sent: %+v", s)
 		}
 	}
+
+	// Subjects: with default_subjects ALL, a removed subject's events are
+	// not sent (the pushes are in order: frank's would have arrived before
+	// erin's), and once added again they are.
+	frank := map[string]any{"format": "iss_sub", "iss": d.issuer, "sub": "frank"}
+	for name, tc := range map[string]struct {
+		token string
+		code  int
+	}{"read-only token": {read, 403}, "another receiver": {otherManage, 404}} {
+		if c := ssfHTTP(t, "POST", m.RemoveSubjectEndpoint, tc.token, map[string]any{"stream_id": push.ID, "subject": frank}); c.code != tc.code {
+			t.Errorf("remove a subject with a %s: %d %s, want %d", name, c.code, c.body, tc.code)
+		}
+	}
+	if c := ssfHTTP(t, "POST", m.RemoveSubjectEndpoint, manage, map[string]any{"stream_id": push.ID, "subject": frank}); c.code != http.StatusNoContent {
+		t.Fatalf("remove subject frank: %d %s, want 204", c.code, c.body)
+	}
+	frankTxn := d.revoke("subject", "frank", "test")
+	r.waitSET(d.revoke("subject", "erin", "test"))
+	for _, s := range r.received(nil).Sets {
+		if s.Claims["txn"] == frankTxn {
+			t.Errorf("a removed subject's revocation was sent: %+v", s)
+		}
+	}
+	if c := ssfHTTP(t, "POST", m.AddSubjectEndpoint, manage, map[string]any{"stream_id": push.ID, "subject": frank}); c.code != http.StatusOK {
+		t.Fatalf("add subject frank: %d %s, want 200", c.code, c.body)
+	}
+	checkSessionRevoked(t, r.waitSET(d.revoke("subject", "frank", "added again")), d.issuer, rp.ID, frank, "added again")
 
 	// A poll stream: verification, then RFC 8936's three kinds of request.
 	c = ssfHTTP(t, "POST", m.ConfigurationEndpoint, manage, map[string]any{"delivery": map[string]any{"method": ssfPoll}})
