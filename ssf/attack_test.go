@@ -1,12 +1,14 @@
 package ssf
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/heraldsec/herald/bus"
 )
@@ -138,5 +140,72 @@ func TestAttack_SubjectsBoundedInBytes(t *testing.T) {
 	}
 	if err := tr.Verify(ctx, "receiver-a", st.ID, "still-works"); err != nil {
 		t.Errorf("stream after the refusal: %v", err)
+	}
+}
+
+// TestAttack_LongPollsBounded: a receiver opening many long polls on a
+// stream holds at most MaxPollWaiters of them at a replica; the others
+// are answered at once, empty, as with returnImmediately.
+func TestAttack_LongPollsBounded(t *testing.T) {
+	g := newRig(t)
+	tr, _, _ := g.transmitter(t, nil)
+	st, err := tr.Create(t.Context(), "receiver-a", &StreamRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	const n = 3 * MaxPollWaiters
+	done := make(chan error, n)
+	for range n {
+		go func() {
+			resp, err := tr.Poll(ctx, "receiver-a", st.ID, &PollRequest{})
+			if err == nil && len(resp.Sets) != 0 {
+				err = fmt.Errorf("%d SETs", len(resp.Sets))
+			}
+			done <- err
+		}()
+	}
+	timeout := time.After(MaxPollWait / 2)
+	for i := range n - MaxPollWaiters {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-timeout:
+			t.Fatalf("%d polls answered at once, want %d: every long poll holds the server", i, n-MaxPollWaiters)
+		}
+	}
+	cancel()
+	for range MaxPollWaiters {
+		<-done
+	}
+}
+
+// TestAttack_PushEndpointRefusedAtCreation: an endpoint_url no push can
+// ever reach (a port out of range) is refused when the stream is
+// created, not retried for ever; so are http hosts that only look like
+// loopback, user information and fragments. Redirects are not followed.
+func TestAttack_PushEndpointRefusedAtCreation(t *testing.T) {
+	for _, u := range []string{
+		"https://[::1]:99999/events", "https://example.com:0/events", "https://example.com:65536/",
+		"http://localhost.attacker.example/events", "http://127.0.0.1.nip.io/events", "http://0.0.0.0/events",
+		"http://[fe80::1%25lo]/events", "https://user:pw@example.com/events", "https://example.com/events#x",
+		"ftp://example.com/events", "//example.com/events", "https:///events",
+	} {
+		if err := CheckDelivery(&Delivery{Method: MethodPush, EndpointURL: u}); err == nil {
+			t.Errorf("%s accepted", u)
+		}
+	}
+	for _, u := range []string{"https://example.com:443/events", "http://[::1]:8080/events", "http://127.0.0.1/events", "http://localhost:1/x"} {
+		if err := CheckDelivery(&Delivery{Method: MethodPush, EndpointURL: u}); err != nil {
+			t.Errorf("%s refused: %v", u, err)
+		}
+	}
+	for _, a := range []string{"Bearer x\r\nX-Injected: 1", "Bearer x\n", "Bearer \x00", "Bearer \xff", "Bearer \x7f"} {
+		if err := CheckDelivery(&Delivery{Method: MethodPush, EndpointURL: "https://example.com/", AuthorizationHeader: a}); err == nil {
+			t.Errorf("authorization_header %q accepted", a)
+		}
 	}
 }

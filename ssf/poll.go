@@ -27,6 +27,10 @@ const (
 	// MaxPollWait is the longest a poll without returnImmediately waits
 	// for a SET.
 	MaxPollWait = 25 * time.Second
+	// MaxPollWaiters bounds the polls of one stream that wait at one
+	// replica; a poll past it is answered at once, as with
+	// returnImmediately.
+	MaxPollWaiters = 4
 )
 
 // PollRequest is an RFC 8936 poll request.
@@ -140,7 +144,13 @@ func (t *Transmitter) Poll(ctx context.Context, receiver Receiver, id string, re
 	if err != nil {
 		return nil, fmt.Errorf("position of stream %s: %w", id, err)
 	}
-	msgs, err := fetch(ctx, cons, n, !req.ReturnImmediately && len(resp.Sets) == 0)
+	wait := !req.ReturnImmediately && len(resp.Sets) == 0
+	if wait {
+		if wait = t.enterWait(id); wait {
+			defer t.leaveWait(id)
+		}
+	}
+	msgs, err := fetch(ctx, cons, n, wait)
 	if err != nil {
 		return nil, fmt.Errorf("read stream %s: %w", id, err)
 	}
@@ -290,4 +300,25 @@ func (t *Transmitter) ack(ctx context.Context, r *record, jti string, refused bo
 	_ = t.pending.Delete(ctx, pendingJTIKey(id, jti))
 	t.metrics.count(ctx, id, result)
 	return nil
+}
+
+// enterWait takes one of stream id's MaxPollWaiters places for a poll
+// that waits; false when they are all taken.
+func (t *Transmitter) enterWait(id string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.waiting[id] >= MaxPollWaiters {
+		return false
+	}
+	t.waiting[id]++
+	return true
+}
+
+// leaveWait gives back the place enterWait took.
+func (t *Transmitter) leaveWait(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.waiting[id]--; t.waiting[id] <= 0 {
+		delete(t.waiting, id)
+	}
 }

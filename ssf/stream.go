@@ -410,10 +410,23 @@ func checkEndpoint(raw string) error {
 		return fmt.Errorf("must not hold user information: send credentials in authorization_header")
 	case u.Fragment != "" || strings.Contains(raw, "#"):
 		return fmt.Errorf("must not hold a fragment")
+	case !validPort(u.Port()):
+		return fmt.Errorf("port must be 1 to 65535")
 	case u.Scheme == "http" && !isLoopback(u.Hostname()):
 		return fmt.Errorf("must be an https URL (http only to a loopback host)")
 	}
 	return nil
+}
+
+// validPort reports whether port, a URL's (digits, url.Parse checked),
+// can be dialled: none (the scheme's), or 1 to 65535. Any other would
+// fail every push, for ever.
+func validPort(port string) bool {
+	if port == "" {
+		return true
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 // isLoopback reports whether host is localhost or a loopback address

@@ -158,6 +158,7 @@ type Transmitter struct {
 	recs    map[string]*record   // the streams, as the bucket's watch last showed them
 	workers map[string]*worker   // a push worker per push stream
 	stats   map[string]*counters // this replica's deliveries, per stream
+	waiting map[string]int       // polls waiting at this replica, per stream
 }
 
 // New returns a Transmitter for cfg. It touches the bus only in Run.
@@ -168,7 +169,7 @@ func New(cfg Config) (*Transmitter, error) {
 	}
 	t := &Transmitter{cfg: cfg, log: cfg.Log.With("component", "ssf"), js: cfg.Conn.JetStream(),
 		ready: make(chan struct{}), recs: make(map[string]*record), workers: make(map[string]*worker),
-		stats: make(map[string]*counters)}
+		stats: make(map[string]*counters), waiting: make(map[string]int)}
 	m, err := newMetrics(cfg.MeterProvider, t)
 	if err != nil {
 		return nil, fmt.Errorf("ssf: %w", err)
