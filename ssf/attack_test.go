@@ -209,3 +209,71 @@ func TestAttack_PushEndpointRefusedAtCreation(t *testing.T) {
 		}
 	}
 }
+
+// TestAttack_RevokedReceiverStopsReceiving: once the receiver's own
+// client is revoked (its credential stolen, say), its push stream is
+// paused after the revocation itself: the endpoint it registered gets
+// nothing more, whatever it answers. The operator sees why.
+func TestAttack_RevokedReceiverStopsReceiving(t *testing.T) {
+	g := newRig(t)
+	tr, _, _ := g.transmitter(t, nil)
+	rc := newReceiver(t)
+	st, err := tr.Create(t.Context(), "cl_receiver", pushRequest(rc.srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := g.revoke(t, bus.KindSession, "sid-before")
+	g.revoke(t, bus.KindClient, "cl_other") // another client: nothing changes
+	revoked := g.revoke(t, bus.KindClient, "cl_receiver")
+	g.revoke(t, bus.KindSession, "sid-after")
+	waitStatus(t, tr, st.ID, StatusPaused)
+	got := rc.received()
+	if len(got) < 3 || got[0].txn() != before.ID || got[len(got)-1].txn() != revoked.ID {
+		t.Errorf("received %v, want up to the receiver's own revocation %s", txns(got), revoked.ID)
+	}
+	in, err := tr.Operator(t.Context(), st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Status != StatusPaused || !strings.Contains(in.Reason, "revoked") {
+		t.Errorf("operator sees %s %q", in.Status, in.Reason)
+	}
+	// Nothing held is pushed while paused, nor what comes next.
+	g.revoke(t, bus.KindSession, "sid-later")
+	if err := tr.Verify(t.Context(), "cl_receiver", st.ID, "probe"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rc.received()); n != len(got) {
+		t.Errorf("%d SETs pushed after the pause", n-len(got))
+	}
+}
+
+// TestAttack_RevokedReceiverPollStops: a poll stream stops at its
+// receiver's revocation too, should a poll still get through.
+func TestAttack_RevokedReceiverPollStops(t *testing.T) {
+	g := newRig(t)
+	tr, _, _ := g.transmitter(t, nil)
+	st, err := tr.Create(t.Context(), "cl_receiver", &StreamRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := g.revoke(t, bus.KindClient, "cl_receiver")
+	after := g.revoke(t, bus.KindSession, "sid-after")
+	var sets map[string]string
+	for len(sets) == 0 {
+		resp, err := tr.Poll(t.Context(), "cl_receiver", st.ID, &PollRequest{MaxEvents: ptr(10)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sets = resp.Sets
+	}
+	if _, ok := sets[JTI(st.ID, revoked.ID, 0)]; !ok || len(sets) != 1 {
+		t.Errorf("polled %d SETs, want only the receiver's revocation", len(sets))
+	}
+	if _, ok := sets[JTI(st.ID, after.ID, 0)]; ok {
+		t.Error("a SET past the receiver's revocation was returned")
+	}
+	if s, _ := tr.Status(t.Context(), "cl_receiver", st.ID); s == nil || s.Status != StatusPaused {
+		t.Errorf("status %+v, want paused", s)
+	}
+}

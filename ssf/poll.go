@@ -154,7 +154,12 @@ func (t *Transmitter) Poll(ctx context.Context, receiver Receiver, id string, re
 	if err != nil {
 		return nil, fmt.Errorf("read stream %s: %w", id, err)
 	}
+	stopped := false // the stream's receiver was revoked
 	for _, m := range msgs {
+		if stopped {
+			_ = m.Nak() // handed back: the stream is paused
+			continue
+		}
 		meta, err := m.Metadata()
 		if err != nil {
 			_ = m.Term()
@@ -166,7 +171,16 @@ func (t *Transmitter) Poll(ctx context.Context, receiver Receiver, id string, re
 			c.last.Store(meta.Sequence.Stream)
 		}
 		resp.MoreAvailable = meta.NumPending > 0
-		sets, err := t.sets(r, m, meta)
+		sets, revoked, err := t.sets(r, m, meta)
+		if revoked {
+			// Nothing past the receiver's own revocation: the stream is
+			// paused, what this poll took after it is handed back.
+			stopped = true
+			if err := t.pauseRevoked(ctx, r); err != nil {
+				_ = m.Nak()
+				return nil, err
+			}
+		}
 		if err != nil {
 			t.log.Error("event refused: not transmitted", "stream", id, "seq", meta.Sequence.Stream, "err", err)
 			t.metrics.count(ctx, id, "refused_event")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -218,7 +219,7 @@ func (t *Transmitter) deliver(ctx context.Context, id string, m jetstream.Msg) {
 		return
 	}
 	t.checkGap(ctx, r, meta.Sequence.Stream)
-	sets, err := t.sets(r, m, meta)
+	sets, revoked, err := t.sets(r, m, meta)
 	if err != nil {
 		t.log.Error("event refused: not transmitted", "stream", id, "seq", meta.Sequence.Stream, "err", err)
 		t.metrics.count(ctx, id, "refused_event")
@@ -235,6 +236,14 @@ func (t *Transmitter) deliver(ctx context.Context, id string, m jetstream.Msg) {
 			return
 		}
 	}
+	if revoked {
+		// Paused before the acknowledgement: a replica stopping in
+		// between sends this message again, never the next one.
+		if err := t.pauseRevoked(ctx, r); err != nil {
+			_ = m.Nak()
+			return
+		}
+	}
 	if err := m.DoubleAck(ctx); err != nil {
 		t.log.Warn("acknowledge delivered message", "stream", id, "err", err)
 		return
@@ -242,32 +251,65 @@ func (t *Transmitter) deliver(ctx context.Context, id string, m jetstream.Msg) {
 	t.counters(id).last.Store(meta.Sequence.Stream)
 }
 
+// revokesReceiver reports whether e is Herald's revocation of the
+// client that is stream r's receiver.
+func (t *Transmitter) revokesReceiver(r *record, e *bus.Event) bool {
+	rv := e.Revocation
+	if e.Type != bus.TypeRevocation || rv == nil || rv.Kind != bus.KindClient || (rv.Issuer != "" && rv.Issuer != t.cfg.Issuer) {
+		return false
+	}
+	return slices.Contains(rv.AllValues(), r.Receiver)
+}
+
+// pauseRevoked pauses stream r because its receiver's client was
+// revoked: whoever holds its endpoint or its credential is sent nothing
+// more (not even a stream-updated SET) until an operator enables it.
+func (t *Transmitter) pauseRevoked(ctx context.Context, r *record) error {
+	const reason = "paused by the transmitter: the receiver's client was revoked"
+	_, err := t.change(ctx, "", r.Stream.ID, func(r *record) error {
+		if r.Status == StatusEnabled {
+			r.Status, r.Reason = StatusPaused, reason
+		}
+		return nil
+	})
+	if err != nil {
+		t.log.Error("pause the stream of a revoked receiver", "stream", r.Stream.ID, "err", err)
+		return err
+	}
+	t.log.Warn("stream paused: its receiver's client was revoked", "stream", r.Stream.ID, "receiver", r.Receiver)
+	t.metrics.count(ctx, r.Stream.ID, "paused")
+	return nil
+}
+
 // signed is one SET ready to send.
 type signed struct {
 	jti, token, typ string
 }
 
-// sets returns the SETs message m becomes on stream r, signed.
-func (t *Transmitter) sets(r *record, m jetstream.Msg, meta *jetstream.MsgMetadata) ([]signed, error) {
+// sets returns the SETs message m becomes on stream r, signed, and
+// whether m revokes the stream's receiver (revokesReceiver).
+func (t *Transmitter) sets(r *record, m jetstream.Msg, meta *jetstream.MsgMetadata) ([]signed, bool, error) {
 	var items []Item
 	var eventID string
 	var at time.Time
+	var revoked bool
 	if strings.HasPrefix(m.Subject(), bus.SubjectSSFPrefix) {
 		var c control
 		if err := json.Unmarshal(m.Data(), &c); err != nil {
-			return nil, fmt.Errorf("control message: %w", err)
+			return nil, false, fmt.Errorf("control message: %w", err)
 		}
 		items, eventID, at = []Item{c.item(r.Stream.ID)}, c.ID, c.Time
 	} else {
 		e, err := t.cfg.Open(bus.Delivery{Seq: meta.Sequence.Stream, Time: meta.Timestamp, Subject: m.Subject(),
 			Header: m.Headers(), Data: m.Data()})
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if e.Time.Before(r.Since) {
-			return nil, nil // made before the stream began
+			return nil, false, nil // made before the stream began
 		}
 		items, eventID, at = Map(e, t.cfg.Issuer), e.ID, e.Time
+		revoked = t.revokesReceiver(r, e)
 	}
 	var out []signed
 	for _, it := range items {
@@ -276,11 +318,11 @@ func (t *Transmitter) sets(r *record, m jetstream.Msg, meta *jetstream.MsgMetada
 		}
 		s, err := t.sign(r, eventID, at, it)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		out = append(out, s)
 	}
-	return out, nil
+	return out, revoked, nil
 }
 
 // sign addresses it to stream r and signs it. Its jti and iat come from
