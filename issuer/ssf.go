@@ -43,8 +43,12 @@ func (c *Config) validateSSF() []error {
 // openSSF loads or creates the transmitter key and builds the SSF
 // transmitter, when it is enabled. Run runs it.
 func (s *Service) openSSF() error {
-	if !s.cfg.ssfEnabled() {
-		s.log.Info("SSF transmitter off: the issuer URL is not https", "issuer", s.cfg.IssuerURL)
+	switch {
+	case s.cfg.DisableSSF:
+		s.log.Info("SSF transmitter off")
+		return nil
+	case !s.cfg.ssfEnabled():
+		s.log.Info("SSF transmitter off: the issuer URL is not https (or http on a loopback host)", "issuer", s.cfg.IssuerURL)
 		return nil
 	}
 	path := s.cfg.SSFKeyFile
@@ -161,7 +165,7 @@ func (h *handler) ssfJWKS(w http.ResponseWriter, r *http.Request) {
 // errNoTransmitter answers the operator's SSF API when the transmitter is
 // off.
 var errNoTransmitter = &Error{Status: http.StatusNotFound, Code: "not_found",
-	Description: "the SSF transmitter is off (the issuer URL is not https)"}
+	Description: "the SSF transmitter is off (--ssf=false, or the issuer URL is not https)"}
 
 // ssfAPIError is the issuer's answer for an error of the transmitter.
 func ssfAPIError(err error) error {

@@ -155,14 +155,21 @@ func TestSSF_Discovery(t *testing.T) {
 
 func TestSSF_OffWithoutHTTPS(t *testing.T) {
 	s := bustest.RunServer(t)
-	svc, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{IssuerURL: "http://issuer.example"})
-	for _, path := range []string{"/.well-known/ssf-configuration", "/ssf/jwks.json", "/ssf/stream"} {
-		if code, _, body := ssfCall(t, "GET", svc.URL()+path, "", ""); code != http.StatusNotFound {
-			t.Errorf("GET %s with SSF off: %d %s, want 404", path, code, body)
-		}
-	}
-	if code, body := call(t, "GET", svc.URL()+"/v1/ssf/streams", adminToken, nil); code != http.StatusNotFound {
-		t.Errorf("GET /v1/ssf/streams with SSF off: %d %s, want 404", code, body)
+	for name, cfg := range map[string]issuer.Config{
+		"http issuer URL": {IssuerURL: "http://issuer.example"},
+		"turned off":      {DisableSSF: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			svc, _ := runIssuerOn(t, bustest.Connect(t, s), cfg)
+			for _, path := range []string{"/.well-known/ssf-configuration", "/ssf/jwks.json", "/ssf/stream"} {
+				if code, _, body := ssfCall(t, "GET", svc.URL()+path, "", ""); code != http.StatusNotFound {
+					t.Errorf("GET %s with SSF off: %d %s, want 404", path, code, body)
+				}
+			}
+			if code, body := call(t, "GET", svc.URL()+"/v1/ssf/streams", adminToken, nil); code != http.StatusNotFound {
+				t.Errorf("GET /v1/ssf/streams with SSF off: %d %s, want 404", code, body)
+			}
+		})
 	}
 }
 

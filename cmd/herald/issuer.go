@@ -30,6 +30,7 @@ type issuerFlags struct {
 	snapshotInterval, eventStreamMaxAge                                 time.Duration
 	rateLimit, clientRateLimit                                          float64
 	replicas, snapshotEvery                                             int
+	ssf                                                                 bool
 	nats                                                                natsFlags
 }
 
@@ -58,6 +59,7 @@ func (f *issuerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.trustIssuersFile, "trust-issuers-file", "", "JSON file of trusted external issuers with their settings (audience, claims, algorithms, signals); see docs/federation.md")
 	fs.StringVar(&f.ssfPoll, "ssf-poll", "", "poll this Shared Signals endpoint for SETs (RFC 8936); the transmitter must be a trusted issuer")
 	fs.StringVar(&f.ssfPollTokenFile, "ssf-poll-token-file", "", "file (mode 0600) holding the bearer token for --ssf-poll")
+	fs.BoolVar(&f.ssf, "ssf", true, "run the SSF transmitter: receivers create streams of Herald's revocations as CAEP SETs (only when the issuer URL is https, or http on a loopback host)")
 	fs.StringVar(&f.ssfKeyFile, "ssf-key-file", "", "PEM RSA private key (mode 0600) signing the SETs Herald transmits as an SSF transmitter, shared by the replicas of a deployment (default: created in <data>/ssf-key.pem)")
 	fs.StringVar(&f.ssfDefaultSubjects, "ssf-default-subjects", ssf.SubjectsAll, "subjects of new SSF streams until receivers add or remove some: ALL or NONE")
 	fs.DurationVar(&f.ssfRetention, "ssf-retention", bus.DefaultSSFRetention, "how long revocations are kept for SSF receivers that are away or paused")
@@ -98,6 +100,7 @@ func (f *issuerFlags) config(log *slog.Logger, tel *telemetry) (issuer.Config, e
 		EventKeys:          f.nats.pins(),
 		RootKeys:           f.nats.roots(),
 		EventKeyFile:       f.eventKeyFile,
+		DisableSSF:         !f.ssf,
 		SSFKeyFile:         f.ssfKeyFile,
 		SSFDefaultSubjects: f.ssfDefaultSubjects,
 		SSFRetention:       f.ssfRetention,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
+	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/ssf"
 )
 
@@ -259,5 +262,42 @@ func TestSSF_StreamsOfARealIssuer(t *testing.T) {
 	}
 	if code, b := get(iss.url+"/ssf/stream?stream_id="+st.ID, tok.Access); code != http.StatusNotFound {
 		t.Errorf("the deleted stream: %d %s, want 404", code, b)
+	}
+}
+
+// TestIssuerFlags_SSF: the transmitter's flags and their environment
+// variables reach the issuer's configuration; by default it is on, with
+// its defaults.
+func TestIssuerFlags_SSF(t *testing.T) {
+	parse := func(args ...string) issuer.Config {
+		t.Helper()
+		var f issuerFlags
+		fs := newFlagSet("issuer", "issuer", io.Discard)
+		f.register(fs)
+		if err := parseFlags(fs, args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.config(slog.New(slog.DiscardHandler), &telemetry{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	if cfg := parse(); cfg.DisableSSF || cfg.SSFKeyFile != "" || cfg.SSFDefaultSubjects != ssf.SubjectsAll || cfg.SSFRetention != bus.DefaultSSFRetention {
+		t.Errorf("defaults: DisableSSF %v, key file %q, default subjects %q, retention %v", cfg.DisableSSF, cfg.SSFKeyFile, cfg.SSFDefaultSubjects, cfg.SSFRetention)
+	}
+	cfg := parse("--ssf=false", "--ssf-key-file", "/k.pem", "--ssf-default-subjects", "NONE", "--ssf-retention", "36h")
+	if !cfg.DisableSSF || cfg.SSFKeyFile != "/k.pem" || cfg.SSFDefaultSubjects != ssf.SubjectsNone || cfg.SSFRetention != 36*time.Hour {
+		t.Errorf("flags: DisableSSF %v, key file %q, default subjects %q, retention %v", cfg.DisableSSF, cfg.SSFKeyFile, cfg.SSFDefaultSubjects, cfg.SSFRetention)
+	}
+	t.Setenv("HERALD_SSF", "false")
+	t.Setenv("HERALD_SSF_DEFAULT_SUBJECTS", "NONE")
+	if cfg := parse(); !cfg.DisableSSF || cfg.SSFDefaultSubjects != ssf.SubjectsNone {
+		t.Errorf("environment: DisableSSF %v, default subjects %q", cfg.DisableSSF, cfg.SSFDefaultSubjects)
+	}
+	// A wrong value is refused when the issuer's configuration is checked.
+	bad := parse("--ssf-default-subjects", "SOME")
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "SSF default subjects") {
+		t.Errorf("default subjects SOME: %v, want an error naming it", err)
 	}
 }
