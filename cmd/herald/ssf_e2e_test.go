@@ -39,6 +39,7 @@ var devReady = regexp.MustCompile(`msg="herald dev ready" issuer=(\S+) verifier=
 type devHerald struct {
 	t        *testing.T
 	bin      string
+	args     []string
 	proc     *proc
 	dir      string
 	issuer   string // the issuer's URL, also its iss
@@ -52,12 +53,31 @@ func startHeraldDev(t *testing.T, name string, extra ...string) *devHerald {
 	d := &devHerald{t: t, bin: heraldBinary(t), dir: filepath.Join(t.TempDir(), name)}
 	args := append([]string{"dev", "--data", d.dir, "--http", "127.0.0.1:0", "--verifier-http", "127.0.0.1:0",
 		"--nats-listen", "127.0.0.1:0"}, extra...)
+	d.args = args
+	d.start(name)
+	return d
+}
+
+// start starts the process and waits for its ready line.
+func (d *devHerald) start(name string) {
+	d.t.Helper()
 	// The admin token is the one herald dev writes to its data directory,
 	// not one of the test's environment.
-	d.proc = startProc(t, name, []string{"HERALD_ADMIN_TOKEN="}, d.bin, args...)
+	d.proc = startProc(d.t, name, []string{"HERALD_ADMIN_TOKEN="}, d.bin, d.args...)
 	m := d.proc.waitLog(devReady, 30*time.Second)
 	d.issuer, d.verifier = m[1], m[2]
-	return d
+}
+
+// restart starts the deployment again after its process was killed, on
+// the same data and flags.
+func (d *devHerald) restart() {
+	d.t.Helper()
+	d.proc.kill()
+	issuer := d.issuer
+	d.start(d.proc.name)
+	if d.issuer != issuer {
+		d.t.Fatalf("%s restarted as %s, was %s", d.proc.name, d.issuer, issuer)
+	}
 }
 
 // herald runs the herald CLI command (as "client create") with args
@@ -554,27 +574,21 @@ func checkSessionRevoked(t *testing.T, s ssfRecord, iss, aud string, subject map
 	}
 }
 
-// TestSSF_HeraldToHerald: two complete deployments, A and B, each a
-// 'herald dev' with its own NATS and data. B trusts A's tokens and
-// receives A's Shared Signals: B's admin registers B as a receiver at A
-// (a client of A with ssf.manage) and creates a push stream at A towards
-// B's push endpoint, authenticated with a push credential of B. A user
-// signed in at A calls a service behind B's verifier with A's token;
-// when A revokes the session, B's verifier refuses it, while the same
-// user's other session at A stays accepted. When A revokes a subject, B
-// refuses that subject's tokens of A, and keeps accepting its own tokens
-// for a subject of the same name.
-func TestSSF_HeraldToHerald(t *testing.T) {
-	a := startHeraldDev(t, "herald-a")
+// startHeraldPair starts two deployments, A and B, as the README's
+// walkthrough does: B trusts A's tokens and SETs, and B's admin created a
+// push stream at A towards B's push endpoint. B listens on a fixed
+// address, so that it can be restarted where A pushes.
+func startHeraldPair(t *testing.T) (a, b *devHerald) {
+	t.Helper()
+	a = startHeraldDev(t, "herald-a")
 	receiverAtA := a.createClient("herald-b", "ssf.manage ssf.read")
-
 	trust := filepath.Join(t.TempDir(), "trust.json")
 	if err := os.WriteFile(trust, []byte(mustJSON(t, map[string]any{"issuers": []map[string]any{{
 		"issuer": a.issuer, "tokens": true, "ssf": true, "client_id": receiverAtA.ID, "push_credential": "herald-a-ssf",
 	}}})), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b := startHeraldDev(t, "herald-b", "--trust-issuers-file", trust)
+	b = startHeraldDev(t, "herald-b", "--trust-issuers-file", trust, "--http", freeAddr(t))
 	var cred issuer.Credential
 	b.heraldJSON(&cred, "credential create", "herald-a-ssf", "--scopes", "signals")
 	if cred.Token == "" {
@@ -590,20 +604,75 @@ func TestSSF_HeraldToHerald(t *testing.T) {
 	if c.code != http.StatusCreated {
 		t.Fatalf("create the stream at A: %d %s", c.code, c.body)
 	}
+	return a, b
+}
+
+// acceptsFrom returns a check that d's verifier accepts the access token
+// of a session of a.
+func (d *devHerald) acceptsFrom(a *devHerald) func(session) error {
+	return func(s session) error {
+		if code, www := tryVerifyWWW(d.verifier, s.Access); code != http.StatusOK {
+			return fmt.Errorf("%s's verifier answers %d %s to %s's token of session %s, want 200", d.proc.name, code, www, a.proc.name, s.ID)
+		}
+		return nil
+	}
+}
+
+// refusesFrom returns a check that d's verifier refuses the access token
+// of a session of a as revoked.
+func (d *devHerald) refusesFrom(a *devHerald) func(session) error {
+	return func(s session) error {
+		if code, www := tryVerifyWWW(d.verifier, s.Access); code != http.StatusUnauthorized || !strings.Contains(www, `error_description="revoked"`) {
+			return fmt.Errorf("%s's verifier answers %d %s to %s's token of session %s, want 401 revoked", d.proc.name, code, www, a.proc.name, s.ID)
+		}
+		return nil
+	}
+}
+
+// TestSSF_HeraldToHerald_ReceiverAway: while B is down, A's push of a
+// session revocation fails and A keeps the SET (its stream shows the
+// error); once B is back, on the same address and data, A delivers it
+// and B's verifier refuses the session's token.
+func TestSSF_HeraldToHerald_ReceiverAway(t *testing.T) {
+	a, b := startHeraldPair(t)
+	alice := a.login("alice")
+	bustest.WaitFor(t, 20*time.Second, func() error { return b.acceptsFrom(a)(alice) })
+
+	b.proc.kill()
+	a.revoke("session", alice.ID, "stolen laptop")
+	// A's push fails while B is away; there is no event to wait on but
+	// the stream's last error.
+	bustest.WaitFor(t, 20*time.Second, func() error {
+		var info []struct {
+			LastError string `json:"last_error"`
+			Lag       uint64 `json:"lag"`
+		}
+		a.heraldJSON(&info, "ssf streams", "--json")
+		if len(info) != 1 || info[0].LastError == "" || info[0].Lag == 0 {
+			return fmt.Errorf("A's stream %+v: want a push error and the SET still owed", info)
+		}
+		return nil
+	})
+
+	b.restart()
+	bustest.WaitFor(t, 30*time.Second, func() error { return b.refusesFrom(a)(alice) })
+}
+
+// TestSSF_HeraldToHerald: two complete deployments, A and B, each a
+// 'herald dev' with its own NATS and data. B trusts A's tokens and
+// receives A's Shared Signals: B's admin registers B as a receiver at A
+// (a client of A with ssf.manage) and creates a push stream at A towards
+// B's push endpoint, authenticated with a push credential of B. A user
+// signed in at A calls a service behind B's verifier with A's token;
+// when A revokes the session, B's verifier refuses it, while the same
+// user's other session at A stays accepted. When A revokes a subject, B
+// refuses that subject's tokens of A, and keeps accepting its own tokens
+// for a subject of the same name.
+func TestSSF_HeraldToHerald(t *testing.T) {
+	a, b := startHeraldPair(t)
+	accepted, refused := b.acceptsFrom(a), b.refusesFrom(a)
 
 	laptop, phone, bob := a.login("alice"), a.login("alice"), a.login("bob")
-	accepted := func(s session) error {
-		if code, www := tryVerifyWWW(b.verifier, s.Access); code != http.StatusOK {
-			return fmt.Errorf("B's verifier answers %d %s to A's token of session %s, want 200", code, www, s.ID)
-		}
-		return nil
-	}
-	refused := func(s session) error {
-		if code, www := tryVerifyWWW(b.verifier, s.Access); code != http.StatusUnauthorized || !strings.Contains(www, `error_description="revoked"`) {
-			return fmt.Errorf("B's verifier answers %d %s to A's token of session %s, want 401 revoked", code, www, s.ID)
-		}
-		return nil
-	}
 	// B's verifier learns A's keys from B's bus, soon after B's issuer
 	// fetched them.
 	bustest.WaitFor(t, 20*time.Second, func() error { return accepted(laptop) })
