@@ -615,6 +615,8 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		w.Header().Set("Retry-After", "5")
 		e = &Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable",
 			Description: "the transmitter could not serve the request; retry"}
+	} else if e.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1") // starting, or catching up: soon
 	}
 	httpserve.WriteJSON(w, e.Status, map[string]string{"error": e.Code, "error_description": e.Description})
 }

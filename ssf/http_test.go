@@ -12,6 +12,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/heraldsec/herald/bus"
 )
 
 // fakeAuth accepts the bearer tokens of tokens (token -> scopes) as
@@ -124,6 +126,9 @@ func TestHandler_Authentication(t *testing.T) {
 		h, logs := newTestHandler(t, "")
 		w := call{method: "GET", path: StreamPath, token: "broken"}.do(t, h)
 		wantError(t, w, http.StatusServiceUnavailable, "temporarily_unavailable")
+		if w.Header().Get("Retry-After") == "" {
+			t.Error("503 without Retry-After")
+		}
 		if !strings.Contains(logs.String(), "ssf request failed") {
 			t.Errorf("not logged: %q", logs)
 		}
@@ -465,4 +470,25 @@ func TestHandler_RoundTrip(t *testing.T) {
 
 	do(call{method: "DELETE", path: StreamPath + q, token: "a"}, http.StatusNoContent)
 	wantError(t, call{method: "GET", path: StreamPath + q, token: "a"}.do(t, h), http.StatusNotFound, "not_found")
+}
+
+// TestHandler_StartingIsRetried: before the transmitter has set up the bus
+// its refusal is a 503 with Retry-After.
+func TestHandler_StartingIsRetried(t *testing.T) {
+	g := newRig(t)
+	signer, err := NewSigner(testKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := New(Config{Conn: g.conn, Issuer: testIssuer, Signer: signer, Log: slog.New(slog.DiscardHandler),
+		Open: func(bus.Delivery) (*bus.Event, error) { return nil, errors.New("not used") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHandler(tr, fakeAuth(map[string][]string{"manage": {ScopeManage}}), "")
+	w := call{method: "GET", path: StreamPath, token: "manage"}.do(t, h)
+	wantError(t, w, http.StatusServiceUnavailable, "temporarily_unavailable")
+	if got := w.Header().Get("Retry-After"); got != "1" {
+		t.Errorf("Retry-After %q, want 1", got)
+	}
 }
