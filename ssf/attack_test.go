@@ -277,3 +277,49 @@ func TestAttack_RevokedReceiverPollStops(t *testing.T) {
 		t.Errorf("status %+v, want paused", s)
 	}
 }
+
+// TestAttack_AckOfAnotherReceiversJTI: a receiver acknowledging the jti
+// of another receiver's SET, on its own stream or on the other's,
+// acknowledges nothing of the other's: that SET stays pending.
+func TestAttack_AckOfAnotherReceiversJTI(t *testing.T) {
+	g := newRig(t)
+	tr, _, _ := g.transmitter(t, nil)
+	ctx := t.Context()
+	a, err := tr.Create(ctx, "receiver-a", &StreamRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tr.Create(ctx, "receiver-b", &StreamRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := g.revoke(t, bus.KindSession, "sid-1")
+	for _, st := range []*Stream{a, b} {
+		for {
+			resp, err := tr.Poll(ctx, st.Audience[0], st.ID, &PollRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(resp.Sets) > 0 {
+				break
+			}
+		}
+	}
+	jtiA := JTI(a.ID, e.ID, 0)
+	zero := 0
+	if _, err := tr.Poll(ctx, "receiver-b", b.ID, &PollRequest{MaxEvents: &zero, Ack: []string{jtiA}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Poll(ctx, "receiver-b", a.ID, &PollRequest{MaxEvents: &zero, Ack: []string{jtiA}}); !isStatus(err, http.StatusNotFound) {
+		t.Errorf("b acknowledging on a's stream: %v, want 404", err)
+	}
+	for _, st := range []*Stream{a, b} {
+		in, err := tr.Operator(ctx, st.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.Lag != 1 {
+			t.Errorf("stream of %s: lag %d, want its SET still pending", st.Audience[0], in.Lag)
+		}
+	}
+}

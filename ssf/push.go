@@ -195,7 +195,19 @@ func (t *Transmitter) pushLoop(ctx context.Context, w *worker) {
 			continue
 		}
 		for m := range batch.Messages() {
-			t.deliver(ctx, w.id, m)
+			if t.deliver(ctx, w.id, m) {
+				// Stopped, maybe paused here: nothing more goes until
+				// this replica's view of the stream is the bucket's.
+				for ctx.Err() == nil {
+					if r := t.record(w.id); r == nil || r.Status != StatusEnabled {
+						break
+					}
+					if r, _, err := t.load(ctx, "", w.id); err == nil && r.Status == StatusEnabled {
+						break
+					}
+					idle(t.cfg.RetryMin)
+				}
+			}
 		}
 		cancel()
 	}
@@ -205,18 +217,19 @@ func (t *Transmitter) pushLoop(ctx context.Context, w *worker) {
 // order, and acknowledges m once the receiver took all of it (or refused
 // a SET for itself). A receiver that must not be sent more (paused,
 // deleted, refusing the stream) or a replica stopping leaves m to the
-// consumer, which hands it out again.
-func (t *Transmitter) deliver(ctx context.Context, id string, m jetstream.Msg) {
+// consumer, which hands it out again. It reports whether it stopped the
+// stream's delivery (paused, refused or changed).
+func (t *Transmitter) deliver(ctx context.Context, id string, m jetstream.Msg) (paused bool) {
 	r := t.record(id)
 	if r == nil {
 		_ = m.Nak()
-		return
+		return false
 	}
 	meta, err := m.Metadata()
 	if err != nil {
 		t.log.Error("message without metadata", "stream", id, "err", err)
 		_ = m.Term()
-		return
+		return false
 	}
 	t.checkGap(ctx, r, meta.Sequence.Stream)
 	sets, revoked, err := t.sets(r, m, meta)
@@ -224,16 +237,16 @@ func (t *Transmitter) deliver(ctx context.Context, id string, m jetstream.Msg) {
 		t.log.Error("event refused: not transmitted", "stream", id, "seq", meta.Sequence.Stream, "err", err)
 		t.metrics.count(ctx, id, "refused_event")
 		_ = m.Term()
-		return
+		return false
 	}
 	for _, s := range sets {
 		if cur := t.record(id); cur == nil || cur.Status != StatusEnabled {
 			_ = m.Nak() // paused or deleted meanwhile: held, or dropped with the consumer
-			return
+			return false
 		}
 		if t.pushWithRetry(ctx, r, m, s) == pushStop {
 			_ = m.Nak()
-			return
+			return ctx.Err() == nil
 		}
 	}
 	if revoked {
@@ -241,14 +254,16 @@ func (t *Transmitter) deliver(ctx context.Context, id string, m jetstream.Msg) {
 		// between sends this message again, never the next one.
 		if err := t.pauseRevoked(ctx, r); err != nil {
 			_ = m.Nak()
-			return
+			return false
 		}
+		paused = true
 	}
 	if err := m.DoubleAck(ctx); err != nil {
 		t.log.Warn("acknowledge delivered message", "stream", id, "err", err)
-		return
+		return paused
 	}
 	t.counters(id).last.Store(meta.Sequence.Stream)
+	return paused
 }
 
 // revokesReceiver reports whether e is Herald's revocation of the
