@@ -323,3 +323,43 @@ func TestAttack_AckOfAnotherReceiversJTI(t *testing.T) {
 		}
 	}
 }
+
+// TestAttack_CreateDeleteLoopLeavesNothing: a receiver creating and
+// deleting streams in a loop leaves nothing growing in the streams
+// bucket once the transmitter has tidied it: each deleted stream's
+// marker goes, live streams stay.
+func TestAttack_CreateDeleteLoopLeavesNothing(t *testing.T) {
+	g := newRig(t)
+	tr, conn, _ := g.transmitter(t, nil)
+	ctx := t.Context()
+	keep, err := tr.Create(ctx, "receiver-a", &StreamRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 40 {
+		st, err := tr.Create(ctx, "receiver-a", &StreamRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Delete(ctx, "receiver-a", st.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tr.dropMarkers(ctx, -1); err != nil {
+		t.Fatal(err)
+	}
+	s, err := conn.JetStream().Stream(ctx, "KV_"+bus.BucketSSFStreams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The live stream, its slot and the transmitter key.
+	if n := s.CachedInfo().State.Msgs; n > 4 {
+		t.Errorf("%d messages left in %s after 40 creates and deletes", n, bus.BucketSSFStreams)
+	}
+	if _, err := tr.Get(ctx, "receiver-a", keep.ID); err != nil {
+		t.Errorf("the live stream: %v", err)
+	}
+	if _, err := tr.Create(ctx, "receiver-a", &StreamRequest{}); err != nil {
+		t.Errorf("create after tidying: %v", err)
+	}
+}

@@ -61,10 +61,16 @@ func (t *Transmitter) Run(ctx context.Context) error {
 	close(t.ready)
 	t.log.Info("transmitter started", "iss", t.cfg.Issuer, "kid", t.cfg.Signer.KeyID(), "default_subjects", t.cfg.DefaultSubjects)
 	defer t.stopWorkers()
+	tidy := time.NewTicker(tidyEvery)
+	defer tidy.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-tidy.C:
+			if err := t.dropMarkers(ctx, markerAge); err != nil && ctx.Err() == nil {
+				t.log.Warn("drop the markers of deleted streams", "err", err)
+			}
 		case e, ok := <-watch.Updates():
 			if !ok {
 				return errors.New("ssf: the watch of the streams ended")

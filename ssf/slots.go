@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldsec/herald/bus"
 )
 
 // A receiver's streams are bounded by slots: bucket keys
@@ -85,4 +87,50 @@ func (t *Transmitter) releaseSlot(ctx context.Context, receiver Receiver, id str
 		}
 		return
 	}
+}
+
+// markerAge is how long the marker of a deleted stream or slot stays in
+// the streams bucket before the transmitter drops it: long enough for
+// every replica's watch to have seen it. Without this, a receiver
+// creating and deleting streams in a loop would grow the bucket for
+// ever.
+const markerAge = 30 * time.Minute
+
+// tidyEvery is how often Run drops old markers.
+const tidyEvery = 10 * time.Minute
+
+// dropMarkers removes the streams bucket's deletion markers older than
+// olderThan (all of them when negative). Each key is purged only up to
+// its marker: a value written after it (a slot taken again) stays.
+func (t *Transmitter) dropMarkers(ctx context.Context, olderThan time.Duration) error {
+	w, err := t.streams.WatchAll(ctx, jetstream.MetaOnly())
+	if err != nil {
+		return fmt.Errorf("list deleted streams: %w", err)
+	}
+	var markers []jetstream.KeyValueEntry
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		if op := e.Operation(); (op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge) &&
+			(olderThan < 0 || t.cfg.Now().Sub(e.Created()) >= olderThan) {
+			markers = append(markers, e)
+		}
+	}
+	_ = w.Stop()
+	if len(markers) == 0 {
+		return nil
+	}
+	s, err := t.js.Stream(ctx, "KV_"+bus.BucketSSFStreams)
+	if err != nil {
+		return fmt.Errorf("drop deleted streams: %w", err)
+	}
+	for _, e := range markers {
+		err := s.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bus.BucketSSFStreams+"."+e.Key()),
+			jetstream.WithPurgeSequence(e.Revision()+1))
+		if err != nil {
+			return fmt.Errorf("drop deleted stream %s: %w", e.Key(), err)
+		}
+	}
+	return nil
 }
