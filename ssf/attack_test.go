@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/bustest"
 )
 
 // TestAttack_ConcurrentCreatesKeepTheBounds: a receiver firing many
@@ -361,5 +362,51 @@ func TestAttack_CreateDeleteLoopLeavesNothing(t *testing.T) {
 	}
 	if _, err := tr.Create(ctx, "receiver-a", &StreamRequest{}); err != nil {
 		t.Errorf("create after tidying: %v", err)
+	}
+}
+
+// TestAttack_OnlyHeraldsOwnSessionRevocationsGo: over a real stream,
+// revocations of tokens, keys and everything, and revocations limited to
+// an external issuer (even of a client id equal to the receiver's) are
+// never transmitted nor pause the stream; every SET pushed has a kid,
+// typ secevent+jwt, one event, no sub and no exp (verifySET).
+func TestAttack_OnlyHeraldsOwnSessionRevocationsGo(t *testing.T) {
+	g := newRig(t)
+	tr, _, _ := g.transmitter(t, nil)
+	rc := newReceiver(t)
+	st, err := tr.Create(t.Context(), "cl_receiver", pushRequest(rc.srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(kind bus.Kind, iss string, values ...string) *bus.Event {
+		now := time.Now().UTC()
+		r := &bus.Revocation{Kind: kind, Issuer: iss, Reason: "test", At: now, Until: now.Add(bustest.RevocationMaxAge)}
+		if len(values) == 1 {
+			r.Value = values[0]
+		} else if len(values) > 1 {
+			r.Values = values
+		}
+		e := &bus.Event{ID: bus.NewID(), Type: bus.TypeRevocation, Time: now, Actor: "admin:test", Revocation: r}
+		bustest.Publish(t, g.conn, e)
+		return e
+	}
+	const ext = "https://idp.example"
+	publish(bus.KindToken, "", "jti-1")
+	publish(bus.KindToken, "", "jti-2", "jti-3")
+	publish(bus.KindKey, "", "kid-1")
+	publish(bus.KindAll, "")
+	publish(bus.KindSubject, ext, "alice")
+	publish(bus.KindSession, ext, "sid-x", "sid-y")
+	publish(bus.KindClient, ext, "cl_receiver")
+	last := publish(bus.KindSession, "", "sid-1")
+	gs := rc.waitFor(t, 1)
+	if len(gs) != 1 || gs[0].txn() != last.ID {
+		t.Fatalf("received %v, want only %s", txns(gs), last.ID)
+	}
+	if kid, _ := gs[0].header["kid"].(string); kid == "" || kid != tr.Signer().KeyID() {
+		t.Errorf("kid %q, want the transmitter key's %q", kid, tr.Signer().KeyID())
+	}
+	if s, err := tr.Status(t.Context(), "cl_receiver", st.ID); err != nil || s.Status != StatusEnabled {
+		t.Errorf("status %+v (%v), want enabled", s, err)
 	}
 }
