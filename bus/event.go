@@ -38,6 +38,9 @@ const (
 	TypeAdminCredential Type = "admin.credential"
 	// TypeAdminSession reports a session ended by an admin.
 	TypeAdminSession Type = "admin.session"
+	// TypeAdminSSF reports an operator's change to a receiver's SSF
+	// stream: its status set, or the stream deleted.
+	TypeAdminSSF Type = "admin.ssf"
 	// TypeSignalReceived reports a security signal received from outside:
 	// an OpenID Connect back-channel logout token or a Shared Signals SET,
 	// with what it caused.
@@ -182,7 +185,7 @@ func (e *Event) Subject() string {
 		return SubjectSessionPrefix + strings.TrimPrefix(string(e.Type), "session.")
 	case TypeKeyPublished, TypeKeyRetired, TypeKeyRemoved:
 		return SubjectKeyPrefix + strings.TrimPrefix(string(e.Type), "key.")
-	case TypeAdminRevoke, TypeAdminClient, TypeAdminKey, TypeAdminCredential, TypeAdminSession:
+	case TypeAdminRevoke, TypeAdminClient, TypeAdminKey, TypeAdminCredential, TypeAdminSession, TypeAdminSSF:
 		return SubjectAdminPrefix + strings.TrimPrefix(string(e.Type), "admin.")
 	case TypeSnapshotChunk:
 		return SnapshotSubject(e.Snapshot.Index)
@@ -276,7 +279,7 @@ func (e *Event) Validate() error {
 		if err := e.Signal.Validate(); err != nil {
 			errs = append(errs, err)
 		}
-	case TypeAdminRevoke, TypeAdminClient, TypeAdminKey, TypeAdminCredential, TypeAdminSession:
+	case TypeAdminRevoke, TypeAdminClient, TypeAdminKey, TypeAdminCredential, TypeAdminSession, TypeAdminSSF:
 		if e.Admin == nil {
 			bad("admin body is missing")
 			break
