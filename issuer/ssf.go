@@ -230,7 +230,7 @@ func (h *handler) ssfSetStatus(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, ssfAPIError(err))
 		return
 	}
-	h.s.log.Info("SSF stream status set by the operator", "stream", id, "status", st.Status, "actor", actor(r))
+	h.s.auditSSF(r.Context(), "ssf."+st.Status, id, req.Reason, actor(r), r.RemoteAddr)
 	httpserve.WriteJSON(w, http.StatusOK, st)
 }
 
@@ -245,8 +245,23 @@ func (h *handler) ssfDelete(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, ssfAPIError(err))
 		return
 	}
-	h.s.log.Info("SSF stream deleted by the operator", "stream", id, "actor", actor(r))
+	h.s.auditSSF(r.Context(), "ssf.delete", id, "", actor(r), r.RemoteAddr)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// auditSSF records an operator's change to SSF stream id, made already,
+// in HERALD_AUDIT (action ssf.enabled, ssf.paused, ssf.disabled or
+// ssf.delete). A record the bus does not take is logged: the change
+// stands.
+func (s *Service) auditSSF(ctx context.Context, action, id, reason, actor, source string) {
+	s.log.Info("SSF stream changed by the operator", "action", action, "stream", id, "actor", actor)
+	_, err := s.outbox.commit(ctx, func(c *change) error {
+		c.emit(s.adminEvent(s.now(), bus.TypeAdminSSF, actor, source, action, id, reason))
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNotPublished) {
+		s.log.Error("SSF operator action not audited", "action", action, "stream", id, "actor", actor, "err", err)
+	}
 }
 
 // mountSSF adds the transmitter's endpoints to h when it is on: the

@@ -306,6 +306,24 @@ func TestSSF_Receivers(t *testing.T) {
 	if code, body := call(t, "GET", base+"/v1/ssf/streams", adminToken, nil); code != http.StatusOK || string(body) != "[]\n" {
 		t.Errorf("operator's list after delete: %d %s, want []", code, body)
 	}
+
+	// The operator's changes are audited; the refused ones are not.
+	code, raw = call(t, "GET", base+"/v1/audit?actor=admin", adminToken, nil)
+	var audit struct {
+		Audit []issuer.AuditRecord `json:"audit"`
+	}
+	if code != http.StatusOK || json.Unmarshal(raw, &audit) != nil {
+		t.Fatalf("audit: %d %s", code, raw)
+	}
+	var got []string
+	for _, a := range audit.Audit {
+		if a.Type == "admin.ssf" {
+			got = append(got, a.Action+" "+a.Value+" "+a.Reason)
+		}
+	}
+	if want := []string{"ssf.delete " + st.ID + " ", "ssf.paused " + st.ID + " maintenance"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("audited SSF actions %q, want %q (newest first)", got, want)
+	}
 }
 
 // TestSSF_ExternalTokenRefused: a trusted provider's access token that
