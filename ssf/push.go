@@ -99,9 +99,10 @@ func (t *Transmitter) apply(ctx context.Context, e jetstream.KeyValueEntry) {
 	w := t.workers[id]
 	if r == nil {
 		delete(t.recs, id)
+		delete(t.revs, id)
 		delete(t.stats, id)
-	} else {
-		t.recs[id] = r
+	} else if e.Revision() > t.revs[id] {
+		t.recs[id], t.revs[id] = r, e.Revision()
 	}
 	push := r != nil && r.Stream.Delivery.Method == MethodPush
 	switch {
@@ -135,6 +136,25 @@ func (t *Transmitter) stopWorkers() {
 	t.mu.Unlock()
 	for _, w := range ws {
 		<-w.done
+	}
+}
+
+// observe takes a change this replica made to stream id (at bucket
+// revision rev) into its view at once, so that its workers act on it
+// before the watch brings it; an older update the watch brings later is
+// not taken.
+func (t *Transmitter) observe(id string, r *record, rev uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.recs[id]; !ok || rev <= t.revs[id] {
+		return
+	}
+	t.recs[id], t.revs[id] = r, rev
+	if w := t.workers[id]; w != nil {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 

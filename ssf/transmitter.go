@@ -156,6 +156,7 @@ type Transmitter struct {
 
 	mu      sync.Mutex
 	recs    map[string]*record   // the streams, as the bucket's watch last showed them
+	revs    map[string]uint64    // the bucket revision of each of recs
 	workers map[string]*worker   // a push worker per push stream
 	stats   map[string]*counters // this replica's deliveries, per stream
 	waiting map[string]int       // polls waiting at this replica, per stream
@@ -168,7 +169,7 @@ func New(cfg Config) (*Transmitter, error) {
 		return nil, fmt.Errorf("ssf: %w", err)
 	}
 	t := &Transmitter{cfg: cfg, log: cfg.Log.With("component", "ssf"), js: cfg.Conn.JetStream(),
-		ready: make(chan struct{}), recs: make(map[string]*record), workers: make(map[string]*worker),
+		ready: make(chan struct{}), recs: make(map[string]*record), revs: make(map[string]uint64), workers: make(map[string]*worker),
 		stats: make(map[string]*counters), waiting: make(map[string]int)}
 	m, err := newMetrics(cfg.MeterProvider, t)
 	if err != nil {
@@ -342,12 +343,14 @@ func (t *Transmitter) change(ctx context.Context, receiver Receiver, id string, 
 		if err != nil {
 			return nil, err
 		}
-		if _, err := t.streams.Update(ctx, streamKey(id), b, rev); err != nil {
+		next, err := t.streams.Update(ctx, streamKey(id), b, rev)
+		if err != nil {
 			if isConflict(err) {
 				continue
 			}
 			return nil, fmt.Errorf("update stream %s: %w", id, err)
 		}
+		t.observe(id, r, next)
 		return r, nil
 	}
 	return nil, fmt.Errorf("update stream %s: too many concurrent changes", id)
