@@ -408,6 +408,19 @@ func (f *Federation) Issuer(iss string) (Issuer, bool) {
 	return st.cfg.clone(), true
 }
 
+// TokenEndpoint reads the token_endpoint of trusted issuer iss from its
+// OpenID Connect discovery document or, if it has none, its RFC 8414
+// authorization server metadata, as its keys are found: no redirect
+// followed, bounded in size and time, the document naming iss exactly,
+// the endpoint https (or http on a loopback host). It is read afresh on
+// each call.
+func (f *Federation) TokenEndpoint(ctx context.Context, iss string) (string, error) {
+	if _, ok := f.byURL[iss]; !ok {
+		return "", fmt.Errorf("%.128s is not a trusted issuer", iss)
+	}
+	return f.fetch.discoverMember(ctx, iss, pickTokenEndpoint)
+}
+
 // Issuers returns the configured issuers, in order, copies the caller may
 // keep.
 func (f *Federation) Issuers() []Issuer {

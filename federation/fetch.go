@@ -118,16 +118,50 @@ func (e *statusError) Error() string {
 // metadata is what Herald reads of a discovery or SSF configuration
 // document.
 type metadata struct {
-	Issuer  string `json:"issuer"`
-	JWKSURI string `json:"jwks_uri"`
+	Issuer        string
+	JWKSURI       string
+	TokenEndpoint string
+}
+
+// pick returns the member of a metadata document read from u that the
+// caller needs, checked.
+type pick func(u string, m metadata) (string, error)
+
+// pickJWKS picks the jwks_uri.
+func pickJWKS(u string, m metadata) (string, error) {
+	if m.JWKSURI == "" {
+		return "", fmt.Errorf("read %s: no jwks_uri", u)
+	}
+	if err := CheckURL(m.JWKSURI); err != nil {
+		return "", fmt.Errorf("read %s: jwks_uri: %w", u, err)
+	}
+	return m.JWKSURI, nil
+}
+
+// pickTokenEndpoint picks the token_endpoint.
+func pickTokenEndpoint(u string, m metadata) (string, error) {
+	if m.TokenEndpoint == "" {
+		return "", fmt.Errorf("read %s: no token_endpoint", u)
+	}
+	if err := CheckURL(m.TokenEndpoint); err != nil {
+		return "", fmt.Errorf("read %s: token_endpoint: %w", u, err)
+	}
+	return m.TokenEndpoint, nil
 }
 
 // discover reads the provider's OpenID Connect discovery document, or,
 // if there is none, its RFC 8414 authorization server metadata, and
 // returns its jwks_uri.
 func (f *fetcher) discover(ctx context.Context, iss string) (string, error) {
+	return f.discoverMember(ctx, iss, pickJWKS)
+}
+
+// discoverMember reads the provider's OpenID Connect discovery document,
+// or, if there is none, its RFC 8414 authorization server metadata, and
+// returns the member p picks.
+func (f *fetcher) discoverMember(ctx context.Context, iss string, p pick) (string, error) {
 	oidc := strings.TrimSuffix(iss, "/") + wellKnownOIDC
-	uri, err := f.metadata(ctx, iss, oidc)
+	uri, err := f.metadata(ctx, iss, oidc, p)
 	if err == nil {
 		return uri, nil
 	}
@@ -141,7 +175,7 @@ func (f *fetcher) discover(ctx context.Context, iss string) (string, error) {
 	if uerr != nil {
 		return "", uerr
 	}
-	uri, err2 := f.metadata(ctx, iss, oauth)
+	uri, err2 := f.metadata(ctx, iss, oauth, p)
 	if err2 != nil {
 		return "", fmt.Errorf("discover %s: %w; %w", iss, err, err2)
 	}
@@ -157,13 +191,13 @@ func (f *fetcher) ssfConfiguration(ctx context.Context, iss string) (string, err
 	if err != nil {
 		return "", err
 	}
-	uri, err := f.metadata(ctx, iss, inserted)
+	uri, err := f.metadata(ctx, iss, inserted, pickJWKS)
 	appended := strings.TrimSuffix(iss, "/") + wellKnownSSF
 	var se *statusError
 	if err == nil || appended == inserted || !errors.As(err, &se) {
 		return uri, err
 	}
-	uri, err2 := f.metadata(ctx, iss, appended)
+	uri, err2 := f.metadata(ctx, iss, appended, pickJWKS)
 	if err2 != nil {
 		return "", fmt.Errorf("ssf configuration of %s: %w; %w", iss, err, err2)
 	}
@@ -180,10 +214,10 @@ func insertWellKnown(iss, wk string) (string, error) {
 	return u.Scheme + "://" + u.Host + wk + strings.TrimSuffix(u.EscapedPath(), "/"), nil
 }
 
-// metadata reads the metadata document at u of issuer iss and returns its
-// jwks_uri. The document must name iss exactly (OpenID Connect Discovery
-// 1.0 section 4.3, RFC 8414 section 3.3).
-func (f *fetcher) metadata(ctx context.Context, iss, u string) (string, error) {
+// metadata reads the metadata document at u of issuer iss and returns
+// the member p picks. The document must name iss exactly (OpenID Connect
+// Discovery 1.0 section 4.3, RFC 8414 section 3.3).
+func (f *fetcher) metadata(ctx context.Context, iss, u string, p pick) (string, error) {
 	body, _, err := f.get(ctx, u)
 	if err != nil {
 		return "", err
@@ -195,7 +229,7 @@ func (f *fetcher) metadata(ctx context.Context, iss, u string) (string, error) {
 		return "", fmt.Errorf("read %s: %w", u, err)
 	}
 	var m metadata
-	for name, dst := range map[string]*string{"issuer": &m.Issuer, "jwks_uri": &m.JWKSURI} {
+	for name, dst := range map[string]*string{"issuer": &m.Issuer, "jwks_uri": &m.JWKSURI, "token_endpoint": &m.TokenEndpoint} {
 		if v, ok := members[name]; ok {
 			if err := json.Unmarshal(v, dst); err != nil {
 				return "", fmt.Errorf("read %s: %s: %w", u, name, err)
@@ -205,13 +239,7 @@ func (f *fetcher) metadata(ctx context.Context, iss, u string) (string, error) {
 	if m.Issuer != iss {
 		return "", fmt.Errorf("read %s: it names issuer %.128q, not %s", u, m.Issuer, iss)
 	}
-	if m.JWKSURI == "" {
-		return "", fmt.Errorf("read %s: no jwks_uri", u)
-	}
-	if err := CheckURL(m.JWKSURI); err != nil {
-		return "", fmt.Errorf("read %s: jwks_uri: %w", u, err)
-	}
-	return m.JWKSURI, nil
+	return p(u, m)
 }
 
 // jwks reads the key set at u and keeps the keys Herald can verify

@@ -222,3 +222,57 @@ func TestSSFConfiguration(t *testing.T) {
 		t.Fatalf("mismatch: err = %v", err)
 	}
 }
+
+// TestDiscoverTokenEndpoint: the token endpoint is read from the OpenID
+// configuration, else from RFC 8414 metadata, and refused when the
+// document names another issuer, has none, names one that is neither
+// https nor loopback http, or redirects.
+func TestDiscoverTokenEndpoint(t *testing.T) {
+	var docs map[string]func(iss string) (int, string)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, ok := docs[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		code, body := h("http://" + r.Host)
+		if code/100 == 3 {
+			w.Header().Set("Location", body)
+		}
+		w.WriteHeader(code)
+		fmt.Fprint(w, body)
+	}))
+	defer srv.Close()
+	doc := func(members string) func(string) (int, string) {
+		return func(iss string) (int, string) {
+			return 200, strings.ReplaceAll(`{"issuer":"ISS",`+members+`}`, "ISS", iss)
+		}
+	}
+	for name, tc := range map[string]struct {
+		docs map[string]func(string) (int, string)
+		want string // the endpoint, or a part of the error
+	}{
+		"oidc":     {map[string]func(string) (int, string){wellKnownOIDC: doc(`"token_endpoint":"ISS/oauth2/token"`)}, "/oauth2/token"},
+		"rfc 8414": {map[string]func(string) (int, string){wellKnownOAuth: doc(`"token_endpoint":"ISS/token"`)}, "/token"},
+		"none":     {map[string]func(string) (int, string){wellKnownOIDC: doc(`"jwks_uri":"ISS/jwks"`)}, "no token_endpoint"},
+		"plain":    {map[string]func(string) (int, string){wellKnownOIDC: doc(`"token_endpoint":"http://idp.example/token"`)}, "token_endpoint: "},
+		"other iss": {map[string]func(string) (int, string){wellKnownOIDC: func(string) (int, string) {
+			return 200, `{"issuer":"https://evil.example","token_endpoint":"https://evil.example/t"}`
+		}}, "names issuer"},
+		"redirect": {map[string]func(string) (int, string){wellKnownOIDC: func(string) (int, string) { return 302, "https://evil.example/doc" }}, "not followed"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			docs = tc.docs
+			got, err := testFetcher().discoverMember(t.Context(), srv.URL, pickTokenEndpoint)
+			if strings.HasPrefix(tc.want, "/") {
+				if err != nil || got != srv.URL+tc.want {
+					t.Fatalf("token endpoint = %q, %v; want %s%s", got, err, srv.URL, tc.want)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("token endpoint = %q, %v; want an error containing %q", got, err, tc.want)
+			}
+		})
+	}
+}
