@@ -100,7 +100,7 @@ func startCoreWith(ctx context.Context, dir string, withIssuer bool, trust []fed
 	c.svc, err = issuer.Open(ctx, issuer.Config{
 		DataDir: filepath.Join(dir, "issuer"), HTTPAddr: "127.0.0.1:0", IssuerURL: benchIssuer,
 		Audience: benchAudience, AdminToken: benchAdminToken, RateLimit: -1, ClientRateLimit: -1, Logger: c.log,
-		Trust: trust,
+		Trust: trust, SSFLoopbackPush: true, // the push receivers run in this process
 	}, c.conn)
 	if err != nil {
 		return nil, fmt.Errorf("start issuer: %w", err)

@@ -102,7 +102,8 @@ func TestSSFAttack_SecretsNeverShownOrLogged(t *testing.T) {
 	defer rx.Close()
 	logs := &lockedBuffer{}
 	s := bustest.RunServer(t)
-	svc, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	svc, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{SSFLoopbackPush: true,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	_, tok := ssfClient(t, svc, "receiver-x", "ssf.manage ssf.read")
 	waitTransmitter(t, svc.URL(), tok)
 	body := fmt.Sprintf(`{"delivery":{"method":"urn:ietf:rfc:8935","endpoint_url":%q,"authorization_header":%q}}`, rx.URL+"/events", pushSecret)

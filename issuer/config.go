@@ -161,6 +161,10 @@ type Config struct {
 	// SSFRetention is how long HERALD_SSF keeps events for receivers
 	// that are away or paused. Default 7 days (ssf.Config.Retention).
 	SSFRetention time.Duration
+	// SSFLoopbackPush lets receivers push to endpoints on a loopback
+	// host though IssuerURL is not on one (ssf.Config.LoopbackPush): for
+	// tests and benchmarks whose receivers run beside the issuer.
+	SSFLoopbackPush bool
 }
 
 func (c *Config) setDefaults() {

@@ -73,6 +73,7 @@ func (s *Service) openSSF() error {
 		Open:            s.openRevocation,
 		DefaultSubjects: s.cfg.SSFDefaultSubjects,
 		Retention:       s.cfg.SSFRetention,
+		LoopbackPush:    s.cfg.SSFLoopbackPush,
 		Replicas:        s.cfg.Replicas,
 		Log:             s.log.With("component", "ssf"),
 		MeterProvider:   s.cfg.MeterProvider,

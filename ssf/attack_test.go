@@ -410,3 +410,34 @@ func TestAttack_OnlyHeraldsOwnSessionRevocationsGo(t *testing.T) {
 		t.Errorf("status %+v (%v), want enabled", s, err)
 	}
 }
+
+// TestAttack_NoPushToTheIssuersOwnHost: a receiver cannot have a
+// transmitter that is not a development one POST, with a header of its
+// choosing, to services on the issuer's own host (an Envoy sidecar's
+// admin port answers POST /quitquitquit): endpoints on a loopback host
+// are refused, over http or https. A transmitter whose issuer URL is on
+// loopback (herald dev) takes them.
+func TestAttack_NoPushToTheIssuersOwnHost(t *testing.T) {
+	g := newRig(t)
+	tr, _, _ := g.transmitter(t, func(c *Config) { c.LoopbackPush = false })
+	ctx := t.Context()
+	for _, u := range []string{"http://127.0.0.1:15000/quitquitquit", "http://localhost:8222/", "http://[::1]:15000/",
+		"https://127.0.0.1/events", "https://LOCALHOST/events", "http://[::ffff:127.0.0.1]/"} {
+		if _, err := tr.Create(ctx, "receiver-a", pushRequest(u)); !isStatus(err, http.StatusBadRequest) {
+			t.Errorf("%s: %v, want 400", u, err)
+		}
+	}
+	st, err := tr.Create(ctx, "receiver-a", pushRequest("https://receiver.example/events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := pushRequest("http://127.0.0.1:15000/quitquitquit")
+	patch.ID = st.ID
+	if _, err := tr.Update(ctx, "receiver-a", patch, false); !isStatus(err, http.StatusBadRequest) {
+		t.Errorf("update to a loopback endpoint: %v, want 400", err)
+	}
+	dev, _, _ := g.transmitter(t, func(c *Config) { c.Issuer = "http://127.0.0.1:8080"; c.LoopbackPush = false })
+	if _, err := dev.Create(ctx, "receiver-b", pushRequest("http://127.0.0.1:9000/events")); err != nil {
+		t.Errorf("a development transmitter refuses a loopback receiver: %v", err)
+	}
+}

@@ -68,7 +68,7 @@ func (g *rig) transmitter(t *testing.T, edit func(*Config)) (tr *Transmitter, co
 			})
 		},
 		RetryMin: 5 * time.Millisecond, RetryMax: 40 * time.Millisecond, AckWait: 2 * time.Second,
-		MinVerificationInterval: time.Hour, Log: slog.New(slog.DiscardHandler)}
+		MinVerificationInterval: time.Hour, Log: slog.New(slog.DiscardHandler), LoopbackPush: true}
 	if edit != nil {
 		edit(&cfg)
 	}

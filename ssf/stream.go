@@ -391,6 +391,21 @@ func CheckDelivery(d *Delivery) error {
 	return nil
 }
 
+// checkDelivery is CheckDelivery, and refuses a push endpoint on a
+// loopback host unless Config.LoopbackPush.
+func (t *Transmitter) checkDelivery(d *Delivery) error {
+	if err := CheckDelivery(d); err != nil {
+		return err
+	}
+	if d.Method != MethodPush || t.cfg.LoopbackPush {
+		return nil
+	}
+	if u, err := url.Parse(d.EndpointURL); err == nil && isLoopback(u.Hostname()) {
+		return badRequest("delivery endpoint_url must not be on a loopback host: this transmitter is not a development one")
+	}
+	return nil
+}
+
 // checkEndpoint checks a push endpoint_url: an absolute https URL, or
 // http to a loopback host, without user info or fragment.
 func checkEndpoint(raw string) error {

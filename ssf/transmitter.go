@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -49,6 +50,14 @@ type Config struct {
 	HTTP *http.Client
 	// PushTimeout bounds one push. Default 10 s.
 	PushTimeout time.Duration
+	// LoopbackPush lets receivers push to an endpoint on a loopback host
+	// (http://localhost:8080/..., https://127.0.0.1/...). Without it,
+	// only a transmitter whose issuer URL is itself on a loopback host (a
+	// development deployment) accepts them: elsewhere a receiver would
+	// have the transmitter POST, with a header of its choosing, to the
+	// services listening on the issuer's own host (a sidecar's admin
+	// port, say).
+	LoopbackPush bool
 	// MaxStreams bounds the streams of the deployment (default 1000),
 	// MaxStreamsPerReceiver those of one receiver (default 10),
 	// MaxSubjects the subjects added to or removed from one stream
@@ -86,6 +95,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.PushTimeout <= 0 {
 		c.PushTimeout = 10 * time.Second
+	}
+	if u, err := url.Parse(c.Issuer); err == nil && isLoopback(u.Hostname()) {
+		c.LoopbackPush = true
 	}
 	if c.HTTP == nil {
 		c.HTTP = &http.Client{Timeout: c.PushTimeout, CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -408,7 +420,7 @@ func (t *Transmitter) Create(ctx context.Context, receiver Receiver, req *Stream
 	if req.Delivery != nil {
 		d = *req.Delivery
 	}
-	if err := CheckDelivery(&d); err != nil {
+	if err := t.checkDelivery(&d); err != nil {
 		return nil, err
 	}
 	all, err := t.all(ctx)
@@ -564,7 +576,7 @@ func (t *Transmitter) Update(ctx context.Context, receiver Receiver, req *Stream
 			if d.Method == MethodPoll && d.EndpointURL == t.PollURL(s.ID) {
 				d.EndpointURL = "" // the receiver repeated what it was given
 			}
-			if err := CheckDelivery(&d); err != nil {
+			if err := t.checkDelivery(&d); err != nil {
 				return err
 			}
 			if d.Method == MethodPoll {
