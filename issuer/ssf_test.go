@@ -85,7 +85,7 @@ func wantSSFError(t *testing.T, what string, code int, h http.Header, body []byt
 // set up the bus and answers tok's calls.
 func waitTransmitter(t *testing.T, base, tok string) {
 	t.Helper()
-	bustest.WaitFor(t, 10*time.Second, func() error {
+	bustest.WaitFor(t, 30*time.Second, func() error {
 		if code, _, body := ssfCall(t, "GET", base+"/ssf/stream", tok, ""); code != http.StatusOK {
 			return fmt.Errorf("list streams: %d %s", code, body)
 		}
@@ -339,7 +339,7 @@ func TestSSF_ExternalTokenRefused(t *testing.T) {
 	now := time.Now()
 	forged := idp.Sign(t, "JWT", jwt.MapClaims{"iss": idp.URL, "sub": rx.ID, "client_id": rx.ID, "azp": rx.ID,
 		"aud": idp.Audience, "scope": "ssf.manage ssf.read", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": "ext-1"})
-	bustest.WaitFor(t, 10*time.Second, func() error { // the issuer has fetched the provider's keys
+	bustest.WaitFor(t, 30*time.Second, func() error { // the issuer has fetched the provider's keys
 		if in := introspectAt(t, svc, forged); !in.Active || in.Iss != idp.URL {
 			return fmt.Errorf("the provider's token is not active yet: %+v", in)
 		}
