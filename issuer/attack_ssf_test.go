@@ -154,3 +154,34 @@ func replaceKeepsSecret(t *testing.T, base, tok, id, endpoint string) (int, stri
 		fmt.Sprintf(`{"stream_id":%q,"delivery":{"method":"urn:ietf:rfc:8935","endpoint_url":%q}}`, id, endpoint))
 	return code, string(b)
 }
+
+// TestSSFAttack_CallsLimitedPerReceiver: a receiver flooding the SSF API
+// (each call reads, and most write, its stream records on the bus, which
+// every replica then reads) is answered 429 slow_down past its client's
+// rate, like the token endpoint; another receiver is not slowed.
+func TestSSFAttack_CallsLimitedPerReceiver(t *testing.T) {
+	s := bustest.RunServer(t)
+	svc, _ := runIssuerOn(t, bustest.Connect(t, s), issuer.Config{ClientRateLimit: 1})
+	_, flood := ssfClient(t, svc, "receiver-flood", "ssf.manage")
+	_, calm := ssfClient(t, svc, "receiver-calm", "ssf.manage")
+	_, other := ssfClient(t, svc, "receiver-other", "ssf.manage")
+	// The transmitter answers (calm's calls, not flood's, are spent).
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		if code, _, body := ssfCall(t, "GET", svc.URL()+"/ssf/stream", calm, ""); code != http.StatusOK {
+			return fmt.Errorf("list streams: %d %s", code, body)
+		}
+		return nil
+	})
+	var last int
+	var h http.Header
+	var body []byte
+	for range 5 {
+		if last, h, body = ssfCall(t, "GET", svc.URL()+"/ssf/stream", flood, ""); last == http.StatusTooManyRequests {
+			break
+		}
+	}
+	wantSSFError(t, "a flooding receiver", last, h, body, http.StatusTooManyRequests, "slow_down")
+	if code, _, body := ssfCall(t, "GET", svc.URL()+"/ssf/stream", other, ""); code != http.StatusOK {
+		t.Errorf("another receiver: %d %s", code, body)
+	}
+}

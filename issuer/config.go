@@ -87,7 +87,8 @@ type Config struct {
 	RateLimit float64
 	// ClientRateLimit bounds token-endpoint requests per second per
 	// registered client (a client id that is not registered is limited by
-	// source address only). Default DefaultClientRateLimit; negative
+	// source address only), and, apart, an SSF receiver's calls of the
+	// transmitter's API. Default DefaultClientRateLimit; negative
 	// disables.
 	ClientRateLimit float64
 	// ClientSecretCost is the bcrypt cost of client secrets: slow enough

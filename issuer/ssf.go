@@ -140,8 +140,22 @@ func (s *Service) ssfReceiver(r *http.Request) (string, []string, error) {
 	case ok && rec.Revoked:
 		return "", nil, invalidSSFToken("the client is revoked")
 	}
+	// Each call reads, and most write, the receiver's stream records on
+	// the bus, which every replica then reads: a receiver's calls are
+	// limited like its token requests (Config.ClientRateLimit), in a
+	// bucket of their own.
+	if l := s.limits.perClient; l != nil {
+		if ok, _ := l.Allow(ssfLimitKey + c.ClientID); !ok {
+			return "", nil, &ssf.Error{Status: http.StatusTooManyRequests, Code: "slow_down",
+				Description: "too many requests from this receiver; retry later"}
+		}
+	}
 	return c.ClientID, strings.Fields(c.Scope), nil
 }
+
+// ssfLimitKey prefixes a receiver's client id in the per-client rate
+// limiter, apart from its token requests.
+const ssfLimitKey = "ssf\x00"
 
 func invalidSSFToken(desc string) *ssf.Error {
 	return &ssf.Error{Status: http.StatusUnauthorized, Code: "invalid_token", Description: desc}
