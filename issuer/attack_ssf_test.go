@@ -120,7 +120,7 @@ func TestSSFAttack_SecretsNeverShownOrLogged(t *testing.T) {
 		map[string]any{"kind": "session", "value": "sid-1", "reason": "test"}); code != http.StatusOK && code != http.StatusCreated {
 		t.Fatalf("revoke: %d %s", code, body)
 	}
-	bustest.WaitFor(t, 20*time.Second, func() error {
+	bustest.WaitFor(t, 30*time.Second, func() error {
 		if code, _, body := ssfCall(t, "GET", svc.URL()+"/ssf/status?stream_id="+st.ID, tok, ""); !strings.Contains(string(body), `"paused"`) {
 			return fmt.Errorf("status %d %s", code, body)
 		}
@@ -166,7 +166,7 @@ func TestSSFAttack_CallsLimitedPerReceiver(t *testing.T) {
 	_, calm := ssfClient(t, svc, "receiver-calm", "ssf.manage")
 	_, other := ssfClient(t, svc, "receiver-other", "ssf.manage")
 	// The transmitter answers (calm's calls, not flood's, are spent).
-	bustest.WaitFor(t, 10*time.Second, func() error {
+	bustest.WaitFor(t, 30*time.Second, func() error {
 		if code, _, body := ssfCall(t, "GET", svc.URL()+"/ssf/stream", calm, ""); code != http.StatusOK {
 			return fmt.Errorf("list streams: %d %s", code, body)
 		}
