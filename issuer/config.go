@@ -278,12 +278,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, p := range c.SSFPolls {
-		if err := federation.CheckURL(p.URL); err != nil {
-			errs = append(errs, fmt.Errorf("SSF poll URL: %w", err))
-		}
-		if p.Token == "" {
-			errs = append(errs, fmt.Errorf("SSF poll %.128s: a bearer token is required", p.URL))
-		}
+		errs = append(errs, p.validate(c.Trust)...)
 	}
 	errs = append(errs, c.validateSSF()...)
 	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {

@@ -42,7 +42,10 @@ func runIssuerOn(t *testing.T, conn *bus.Conn, cfg issuer.Config) (*issuer.Servi
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}
-	cfg.HTTPAddr, cfg.AdminToken, cfg.ClientSecretCost = "127.0.0.1:0", adminToken, 4
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:0"
+	}
+	cfg.AdminToken, cfg.ClientSecretCost = adminToken, 4
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/federation"
 	"github.com/heraldsec/herald/signals"
 )
 
@@ -20,8 +22,59 @@ import (
 type SSFPoll struct {
 	// URL is the transmitter's poll endpoint.
 	URL string
-	// Token is the bearer token the transmitter gave Herald for it.
+	// Token is the bearer token the transmitter gave Herald for it. Set
+	// either Token or ClientID and ClientSecret.
 	Token string
+	// ClientID and ClientSecret are Herald's OAuth client at the
+	// transmitter: the poller gets its bearer tokens from the
+	// transmitter's token endpoint with the client credentials grant
+	// (client_secret_basic), keeps each until shortly before it expires,
+	// and replaces one the poll endpoint refuses.
+	ClientID, ClientSecret string
+	// Scope is the scope asked for. Default DefaultSSFPollScope.
+	Scope string
+	// TokenURL is the token endpoint. Default: the token_endpoint of the
+	// OpenID configuration (or RFC 8414 metadata) of the trusted issuer
+	// at URL's origin, which must then exist.
+	TokenURL string
+}
+
+// credentials reports whether p authenticates with client credentials.
+func (p SSFPoll) credentials() bool { return p.ClientID != "" || p.ClientSecret != "" }
+
+// validate reports what is wrong with p, given the trusted issuers.
+func (p SSFPoll) validate(trust []federation.Issuer) []error {
+	var errs []error
+	if err := federation.CheckURL(p.URL); err != nil {
+		errs = append(errs, fmt.Errorf("SSF poll URL: %w", err))
+	}
+	switch {
+	case p.Token != "" && p.credentials():
+		errs = append(errs, fmt.Errorf("SSF poll %.128s: a bearer token or client credentials, not both", p.URL))
+	case p.Token == "" && !p.credentials():
+		errs = append(errs, fmt.Errorf("SSF poll %.128s: a bearer token or client credentials are required", p.URL))
+	case p.Token != "" && (p.Scope != "" || p.TokenURL != ""):
+		errs = append(errs, fmt.Errorf("SSF poll %.128s: a scope and token URL go with client credentials, not a bearer token", p.URL))
+	case p.Token != "":
+	case p.ClientID == "" || p.ClientSecret == "":
+		errs = append(errs, fmt.Errorf("SSF poll %.128s: client credentials need both a client id and a secret", p.URL))
+	case hasCtl(p.ClientID) || hasCtl(p.Scope) || strings.TrimSpace(p.Scope) != p.Scope:
+		errs = append(errs, fmt.Errorf("SSF poll %.128s: client id or scope has control characters or surrounding spaces", p.URL))
+	case p.TokenURL != "":
+		if err := federation.CheckURL(p.TokenURL); err != nil {
+			errs = append(errs, fmt.Errorf("SSF poll %.128s: token URL: %w", p.URL, err))
+		}
+	default:
+		if _, ok := pollIssuer(trust, p.URL); !ok {
+			errs = append(errs, fmt.Errorf("SSF poll %.128s: no trusted issuer at its origin to discover the token endpoint of: set the token URL", p.URL))
+		}
+	}
+	return errs
+}
+
+// hasCtl reports whether s has an ASCII control character.
+func hasCtl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 // Poll bounds.
@@ -75,6 +128,7 @@ func pollKey(url string) string { return bus.SignalKey("poll", url) }
 // on is acknowledged without acting again (its replay record).
 func (s *Service) pollSSF(ctx context.Context, p SSFPoll) error {
 	client := &http.Client{Timeout: pollTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	auth := s.newPollAuth(p)
 	state, err := s.loadPollState(ctx, p.URL)
 	if err != nil {
 		return err
@@ -86,7 +140,7 @@ func (s *Service) pollSSF(ctx context.Context, p SSFPoll) error {
 			return nil
 		case <-time.After(wait):
 		}
-		resp, err := s.poll(ctx, client, p, state)
+		resp, err := s.pollAuthorized(ctx, client, auth, state)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -122,19 +176,47 @@ func (s *Service) pollSSF(ctx context.Context, p SSFPoll) error {
 	}
 }
 
-// poll sends one poll request carrying state and returns the response.
-func (s *Service) poll(ctx context.Context, client *http.Client, p SSFPoll, state pollState) (*pollResponse, error) {
+// pollAuthorized sends one poll request carrying state with auth's token.
+// If the poll endpoint refuses a token that was not just obtained, a new
+// one is obtained and the request sent again, once.
+func (s *Service) pollAuthorized(ctx context.Context, client *http.Client, auth *pollAuth, state pollState) (*pollResponse, error) {
+	token, fresh, err := auth.get(ctx, s.log)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.poll(ctx, client, auth.p.URL, token, state)
+	if !errors.Is(err, errPollUnauthorized) || !auth.renewable() {
+		return resp, err
+	}
+	auth.drop()
+	if fresh {
+		return nil, fmt.Errorf("%w, with a token just obtained", err)
+	}
+	s.log.Debug("SSF poll token refused; obtaining another", "url", auth.p.URL)
+	if token, _, err = auth.get(ctx, s.log); err != nil {
+		return nil, err
+	}
+	resp, err = s.poll(ctx, client, auth.p.URL, token, state)
+	if errors.Is(err, errPollUnauthorized) {
+		auth.drop()
+	}
+	return resp, err
+}
+
+// poll sends one poll request to url carrying state, with token, and
+// returns the response.
+func (s *Service) poll(ctx context.Context, client *http.Client, url, token string, state pollState) (*pollResponse, error) {
 	body, err := json.Marshal(pollRequest{MaxEvents: pollMaxEvents, ReturnImmediately: true, Ack: state.Ack, SetErrs: state.SetErrs})
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Authorization", "Bearer "+p.Token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
@@ -143,6 +225,9 @@ func (s *Service) poll(ctx context.Context, client *http.Client, p SSFPoll, stat
 	data, err := io.ReadAll(io.LimitReader(resp.Body, pollMaxResponse+1))
 	if err != nil {
 		return nil, fmt.Errorf("read poll response: %w", err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, errPollUnauthorized
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("poll answered %s", resp.Status)

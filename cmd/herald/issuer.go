@@ -24,6 +24,8 @@ type issuerFlags struct {
 	http, data, natsURL, natsListen, issuerURL, audience, alg, logLevel string
 	eventKeyFile                                                        string
 	trustIssuer, trustIssuersFile, ssfPoll, ssfPollTokenFile            string
+	ssfPollClientID, ssfPollClientSecretFile, ssfPollScope              string
+	ssfPollTokenURL                                                     string
 	ssfKeyFile, ssfDefaultSubjects                                      string
 	ssfRetention                                                        time.Duration
 	accessTTL, maxAccessTTL, sessionTTL, sessionIdle, keyRotation       time.Duration
@@ -59,6 +61,10 @@ func (f *issuerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.trustIssuersFile, "trust-issuers-file", "", "JSON file of trusted external issuers with their settings (audience, claims, algorithms, signals); see docs/federation.md")
 	fs.StringVar(&f.ssfPoll, "ssf-poll", "", "poll this Shared Signals endpoint for SETs (RFC 8936); the transmitter must be a trusted issuer")
 	fs.StringVar(&f.ssfPollTokenFile, "ssf-poll-token-file", "", "file (mode 0600) holding the bearer token for --ssf-poll")
+	fs.StringVar(&f.ssfPollClientID, "ssf-poll-client-id", "", "OAuth client id at the transmitter: --ssf-poll gets short-lived tokens with client credentials instead of --ssf-poll-token-file")
+	fs.StringVar(&f.ssfPollClientSecretFile, "ssf-poll-client-secret-file", "", "file (mode 0600) holding the client secret of --ssf-poll-client-id")
+	fs.StringVar(&f.ssfPollScope, "ssf-poll-scope", issuer.DefaultSSFPollScope, "scope --ssf-poll-client-id asks for")
+	fs.StringVar(&f.ssfPollTokenURL, "ssf-poll-token-url", "", "token endpoint for --ssf-poll-client-id (default: the token_endpoint of the trusted issuer at the poll URL's origin)")
 	fs.BoolVar(&f.ssf, "ssf", true, "run the SSF transmitter: receivers create streams of Herald's revocations as CAEP SETs (only when the issuer URL is https, or http on a loopback host)")
 	fs.StringVar(&f.ssfKeyFile, "ssf-key-file", "", "PEM RSA private key (mode 0600) signing the SETs Herald transmits as an SSF transmitter, shared by the replicas of a deployment (default: created in <data>/ssf-key.pem)")
 	fs.StringVar(&f.ssfDefaultSubjects, "ssf-default-subjects", ssf.SubjectsAll, "subjects of new SSF streams until receivers add or remove some: ALL or NONE")
@@ -124,19 +130,37 @@ func (f *issuerFlags) trust() ([]federation.Issuer, error) {
 	return federation.Merge(byURL, fromFile)
 }
 
-// polls returns the SSF stream of --ssf-poll, with its token.
+// polls returns the SSF stream of --ssf-poll, with its token or client
+// credentials.
 func (f *issuerFlags) polls() ([]issuer.SSFPoll, error) {
+	creds := f.ssfPollClientID != "" || f.ssfPollClientSecretFile != ""
 	switch {
-	case f.ssfPoll == "" && f.ssfPollTokenFile == "":
+	case f.ssfPoll == "" && f.ssfPollTokenFile == "" && !creds:
 		return nil, nil
-	case f.ssfPoll == "" || f.ssfPollTokenFile == "":
-		return nil, errors.New("--ssf-poll and --ssf-poll-token-file go together")
+	case f.ssfPollTokenFile != "" && creds:
+		return nil, errors.New("--ssf-poll-token-file and --ssf-poll-client-id go separately: a static token or client credentials")
+	case f.ssfPoll == "":
+		return nil, errors.New("--ssf-poll-token-file and --ssf-poll-client-id need --ssf-poll")
+	case f.ssfPollTokenFile == "" && !creds:
+		return nil, errors.New("--ssf-poll needs --ssf-poll-token-file, or --ssf-poll-client-id and --ssf-poll-client-secret-file")
+	case creds && (f.ssfPollClientID == "" || f.ssfPollClientSecretFile == ""):
+		return nil, errors.New("--ssf-poll-client-id and --ssf-poll-client-secret-file go together")
+	case f.ssfPollTokenFile != "":
+		if f.ssfPollTokenURL != "" || f.ssfPollScope != issuer.DefaultSSFPollScope {
+			return nil, errors.New("--ssf-poll-token-url and --ssf-poll-scope go with --ssf-poll-client-id")
+		}
+		tok, err := secretfile.Read("SSF poll token", f.ssfPollTokenFile)
+		if err != nil {
+			return nil, err
+		}
+		return []issuer.SSFPoll{{URL: f.ssfPoll, Token: strings.TrimSpace(string(tok))}}, nil
 	}
-	tok, err := secretfile.Read("SSF poll token", f.ssfPollTokenFile)
+	secret, err := secretfile.Read("SSF poll client secret", f.ssfPollClientSecretFile)
 	if err != nil {
 		return nil, err
 	}
-	return []issuer.SSFPoll{{URL: f.ssfPoll, Token: strings.TrimSpace(string(tok))}}, nil
+	return []issuer.SSFPoll{{URL: f.ssfPoll, ClientID: f.ssfPollClientID, ClientSecret: strings.TrimSpace(string(secret)),
+		Scope: f.ssfPollScope, TokenURL: f.ssfPollTokenURL}}, nil
 }
 
 // runIssuer runs the issuer, embedding a NATS server unless --nats is given.

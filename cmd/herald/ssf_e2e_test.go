@@ -701,6 +701,67 @@ func TestSSF_HeraldToHerald(t *testing.T) {
 	}
 }
 
+// TestSSF_HeraldToHerald_Poll: B polls A instead of A pushing to B. B's
+// admin registers B as a receiver at A and creates a poll stream; B polls
+// it with its client credentials at A, getting A's access tokens from the
+// token endpoint of A's OpenID configuration. A's tokens live 6 seconds,
+// so B obtains new ones while the test runs. A session A revokes is
+// refused on B's verifier, the same user's other session stays accepted,
+// and B never logs its secret.
+func TestSSF_HeraldToHerald_Poll(t *testing.T) {
+	a := startHeraldDev(t, "herald-a", "--access-ttl", "6s")
+	receiverAtA := a.createClient("herald-b", "ssf.manage ssf.read")
+	var meta ssfMetadata
+	getJSON(t, a.issuer+"/.well-known/ssf-configuration", &meta)
+	c := ssfHTTP(t, "POST", meta.ConfigurationEndpoint, a.clientToken(receiverAtA, "ssf.manage"),
+		map[string]any{"delivery": map[string]any{"method": ssfPoll}})
+	var stream ssfStream
+	c.json(t, &stream)
+	if c.code != http.StatusCreated || stream.Delivery.Method != ssfPoll || stream.Delivery.EndpointURL == "" {
+		t.Fatalf("create a poll stream at A: %d %s", c.code, c.body)
+	}
+
+	dir := t.TempDir()
+	trust, secret := filepath.Join(dir, "trust.json"), filepath.Join(dir, "herald-a.secret")
+	if err := os.WriteFile(trust, []byte(mustJSON(t, map[string]any{"issuers": []map[string]any{{
+		"issuer": a.issuer, "tokens": true, "ssf": true, "client_id": receiverAtA.ID,
+	}}})), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(secret, []byte(receiverAtA.Secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := startHeraldDev(t, "herald-b", "--trust-issuers-file", trust, "--log-level", "debug",
+		"--ssf-poll", stream.Delivery.EndpointURL, "--ssf-poll-client-id", receiverAtA.ID, "--ssf-poll-client-secret-file", secret)
+	accepted, refused := b.acceptsFrom(a), b.refusesFrom(a)
+
+	// A's tokens here outlive the test, A's client credentials tokens not.
+	login := func(sub string) session {
+		var s session
+		a.heraldJSON(&s, "token", "--json", "--ttl", "10m", sub)
+		return s
+	}
+	laptop, phone := login("alice"), login("alice")
+	bustest.WaitFor(t, 20*time.Second, func() error { return accepted(laptop) })
+	a.revoke("session", laptop.ID, "stolen laptop")
+	bustest.WaitFor(t, 20*time.Second, func() error { return refused(laptop) })
+	if err := accepted(phone); err != nil {
+		t.Fatalf("after the laptop's session was revoked at A: %v", err)
+	}
+
+	// B obtained a token, and another once the first was due for renewal.
+	b.proc.waitLog(regexp.MustCompile(`(?s)msg="SSF poll token obtained".*msg="SSF poll token obtained"`), 30*time.Second)
+	a.revoke("session", phone.ID, "stolen phone")
+	bustest.WaitFor(t, 20*time.Second, func() error { return refused(phone) })
+	logs := b.proc.logs.String()
+	if !strings.Contains(logs, "token_url="+a.issuer+"/oauth2/token") {
+		t.Errorf("B's logs do not show A's token endpoint:\n%s", lastLines(logs, 40))
+	}
+	if strings.Contains(logs, receiverAtA.Secret) {
+		t.Errorf("B's logs show its client secret at A")
+	}
+}
+
 // tryVerifyWWW asks a verifier about a token: the status code and the
 // WWW-Authenticate header, or 0 if the verifier does not answer.
 func tryVerifyWWW(url, token string) (int, string) {
