@@ -181,6 +181,9 @@ func TestSSFAttack_CallsLimitedPerReceiver(t *testing.T) {
 		}
 	}
 	wantSSFError(t, "a flooding receiver", last, h, body, http.StatusTooManyRequests, "slow_down")
+	if ra := h.Get("Retry-After"); ra == "" || ra == "0" {
+		t.Errorf("429 with Retry-After %q", ra)
+	}
 	if code, _, body := ssfCall(t, "GET", svc.URL()+"/ssf/stream", other, ""); code != http.StatusOK {
 		t.Errorf("another receiver: %d %s", code, body)
 	}

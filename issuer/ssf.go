@@ -145,9 +145,9 @@ func (s *Service) ssfReceiver(r *http.Request) (string, []string, error) {
 	// limited like its token requests (Config.ClientRateLimit), in a
 	// bucket of their own.
 	if l := s.limits.perClient; l != nil {
-		if ok, _ := l.Allow(ssfLimitKey + c.ClientID); !ok {
+		if ok, wait := l.Allow(ssfLimitKey + c.ClientID); !ok {
 			return "", nil, &ssf.Error{Status: http.StatusTooManyRequests, Code: "slow_down",
-				Description: "too many requests from this receiver; retry later"}
+				Description: "too many requests from this receiver; retry later", RetryAfter: wait}
 		}
 	}
 	return c.ClientID, strings.Fields(c.Scope), nil

@@ -3,6 +3,7 @@ package ssf
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -439,5 +440,34 @@ func TestAttack_NoPushToTheIssuersOwnHost(t *testing.T) {
 	dev, _, _ := g.transmitter(t, func(c *Config) { c.Issuer = "http://127.0.0.1:8080"; c.LoopbackPush = false })
 	if _, err := dev.Create(ctx, "receiver-b", pushRequest("http://127.0.0.1:9000/events")); err != nil {
 		t.Errorf("a development transmitter refuses a loopback receiver: %v", err)
+	}
+}
+
+// TestAttack_VerificationFloodTold: verification requests past the
+// first within min_verification_interval are refused 429 with how long
+// to wait, and queue nothing.
+func TestAttack_VerificationFloodTold(t *testing.T) {
+	g := newRig(t)
+	tr, _, _ := g.transmitter(t, func(c *Config) { c.MinVerificationInterval = time.Hour })
+	st, err := tr.Create(t.Context(), "receiver-a", &StreamRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Verify(t.Context(), "receiver-a", st.ID, "one"); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		err := tr.Verify(t.Context(), "receiver-a", st.ID, "again")
+		var e *Error
+		if !errors.As(err, &e) || e.Status != http.StatusTooManyRequests || e.RetryAfter <= 50*time.Minute {
+			t.Fatalf("verification within the interval: %v", err)
+		}
+	}
+	in, err := tr.Operator(t.Context(), st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Lag != 1 {
+		t.Errorf("lag %d, want the one verification queued", in.Lag)
 	}
 }

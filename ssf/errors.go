@@ -3,6 +3,7 @@ package ssf
 import (
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Error is a refusal the HTTP layer turns into a status and a JSON body
@@ -11,6 +12,8 @@ type Error struct {
 	Status      int
 	Code        string
 	Description string
+	// RetryAfter, when positive, is sent as Retry-After (a 429).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("ssf: %s: %s", e.Code, e.Description) }

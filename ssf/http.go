@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/heraldsec/herald/internal/httpserve"
@@ -617,6 +619,8 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 			Description: "the transmitter could not serve the request; retry"}
 	} else if e.Status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1") // starting, or catching up: soon
+	} else if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 	}
 	httpserve.WriteJSON(w, e.Status, map[string]string{"error": e.Code, "error_description": e.Description})
 }

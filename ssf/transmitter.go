@@ -745,8 +745,12 @@ func (t *Transmitter) subjects(ctx context.Context, receiver Receiver, id string
 	return err
 }
 
-var errTooSoon = &Error{Status: http.StatusTooManyRequests, Code: "slow_down",
-	Description: "verification requested again within min_verification_interval"}
+// errTooSoon is the refusal of a verification wait before the next is
+// allowed.
+func errTooSoon(wait time.Duration) *Error {
+	return &Error{Status: http.StatusTooManyRequests, Code: "slow_down",
+		Description: "verification requested again within min_verification_interval", RetryAfter: wait}
+}
 
 // Verify queues a verification SET echoing state on receiver's stream id
 // (429 within MinVerificationInterval of the last one). It is transmitted
@@ -758,7 +762,7 @@ func (t *Transmitter) Verify(ctx context.Context, receiver Receiver, id, state s
 	now := t.cfg.Now().UTC()
 	_, err := t.change(ctx, receiver, id, func(r *record) error {
 		if !r.Verified.IsZero() && now.Sub(r.Verified) < t.cfg.MinVerificationInterval {
-			return errTooSoon
+			return errTooSoon(t.cfg.MinVerificationInterval - now.Sub(r.Verified))
 		}
 		r.Verified = now
 		return nil
