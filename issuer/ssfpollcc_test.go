@@ -294,3 +294,90 @@ func TestSSFPoll_ClientCredentials_Config(t *testing.T) {
 		t.Errorf("client credentials with the trusted issuer at the poll URL's origin: %v", err)
 	}
 }
+
+// TestSSFPoll_ClientCredentials_TokenResponses: the token request is the
+// client credentials grant with client_secret_basic (id and secret
+// form-encoded) and the scope; a token response that is too large, not a
+// Bearer token, or not a token is refused with a clear error, and never
+// used.
+func TestSSFPoll_ClientCredentials_TokenResponses(t *testing.T) {
+	const id, secret = "herald b:1", "s:é/cret"
+	for name, tc := range map[string]struct {
+		body string
+		want string // part of the failure logged; empty: polls succeed
+	}{
+		"good":       {`{"access_token":"tok-1","token_type":"bearer","expires_in":300}`, ""},
+		"too large":  {`{"access_token":"tok-1","token_type":"Bearer","pad":"` + strings.Repeat("x", 70<<10) + `"}`, "larger than 65536 bytes"},
+		"dpop":       {`{"access_token":"tok-1","token_type":"DPoP"}`, `DPoP\", want Bearer`}, // as the text log escapes it
+		"not token":  {`{"access_token":"tok 1\r\nX: y","token_type":"Bearer"}`, "is not a bearer token"},
+		"no token":   {`{"token_type":"Bearer"}`, "no access_token"},
+		"refused":    {"", "invalid_client"},
+		"expires_in": {`{"access_token":"tok-1","token_type":"Bearer","expires_in":-1}`, "negative expires_in"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var form url.Values
+			var user, pass string
+			var mu sync.Mutex
+			te := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				r.ParseForm()
+				mu.Lock()
+				form = r.PostForm
+				user, pass, _ = r.BasicAuth()
+				mu.Unlock()
+				w.Header().Set("Content-Type", "application/json")
+				if tc.body == "" {
+					w.WriteHeader(http.StatusUnauthorized)
+					fmt.Fprint(w, `{"error":"invalid_client","error_description":"client authentication failed"}`)
+					return
+				}
+				fmt.Fprint(w, tc.body)
+			}))
+			defer te.Close()
+			polled := make(chan struct{}, 1)
+			pe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Authorization") != "Bearer tok-1" {
+					w.WriteHeader(http.StatusUnauthorized)
+					return
+				}
+				fmt.Fprint(w, `{"sets":{},"moreAvailable":false}`)
+				select {
+				case polled <- struct{}{}:
+				default:
+				}
+			}))
+			defer pe.Close()
+			logs := &lockedBuffer{}
+			runIssuerOn(t, bustest.Connect(t, bustest.RunServer(t)), issuer.Config{
+				SSFPolls: []issuer.SSFPoll{{URL: pe.URL + "/poll", ClientID: id, ClientSecret: secret, TokenURL: te.URL + "/token"}},
+				Logger:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+			if tc.want == "" {
+				select {
+				case <-polled:
+				case <-time.After(30 * time.Second):
+					t.Fatalf("no poll with the token:\n%s", logs.String())
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if form.Get("grant_type") != "client_credentials" || form.Get("scope") != "ssf.manage" ||
+					user != url.QueryEscape(id) || pass != url.QueryEscape(secret) {
+					t.Errorf("token request %v, basic %q %q; want client_credentials, ssf.manage, the form-encoded id and secret", form, user, pass)
+				}
+				return
+			}
+			bustest.WaitFor(t, 30*time.Second, func() error {
+				if !strings.Contains(logs.String(), tc.want) {
+					return fmt.Errorf("no failure logged with %q", tc.want)
+				}
+				return nil
+			})
+			select {
+			case <-polled:
+				t.Errorf("polled with a refused token response")
+			default:
+			}
+			if out := logs.String(); strings.Contains(out, "s:é/cret") || strings.Contains(out, url.QueryEscape(secret)) {
+				t.Errorf("the logs show the secret:\n%s", out)
+			}
+		})
+	}
+}
