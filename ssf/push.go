@@ -37,43 +37,88 @@ type counters struct {
 
 // Run creates HERALD_SSF and its buckets if needed, publishes the
 // transmitter key, then pushes the SETs of every push stream until ctx
-// ends.
+// ends. While the bus cannot be set up or watched (NATS down, a leader
+// being elected) it tries again rather than stop the issuer; it returns
+// nil once ctx ends.
 func (t *Transmitter) Run(ctx context.Context) error {
-	err := t.cfg.Conn.EnsureSSF(ctx, bus.SSFConfig{Retention: t.cfg.Retention, PendingTTL: 2 * t.cfg.PollAckWait,
-		Replicas: t.cfg.Replicas, MaxConsumers: t.cfg.MaxStreams})
-	if err != nil {
-		return fmt.Errorf("ssf: %w", err)
+	if !t.setUp(ctx) {
+		return nil
 	}
-	if t.streams, err = t.js.KeyValue(ctx, bus.BucketSSFStreams); err != nil {
-		return fmt.Errorf("ssf: %w", err)
-	}
-	if t.pending, err = t.js.KeyValue(ctx, bus.BucketSSFPending); err != nil {
-		return fmt.Errorf("ssf: %w", err)
-	}
-	if err := t.publishKey(ctx); err != nil {
-		return fmt.Errorf("ssf: %w", err)
-	}
-	watch, err := t.streams.Watch(ctx, "stream.*")
-	if err != nil {
-		return fmt.Errorf("ssf: watch streams: %w", err)
-	}
-	defer watch.Stop()
 	close(t.ready)
 	t.log.Info("transmitter started", "iss", t.cfg.Issuer, "kid", t.cfg.Signer.KeyID(), "default_subjects", t.cfg.DefaultSubjects)
 	defer t.stopWorkers()
 	tidy := time.NewTicker(tidyEvery)
 	defer tidy.Stop()
+	wait := t.cfg.RetryMin
+	for ctx.Err() == nil {
+		watch, err := t.streams.Watch(ctx, "stream.*")
+		if err != nil {
+			t.log.Warn("watch the streams; retrying", "err", err)
+			sleep(ctx, wait)
+			wait = min(2*wait, 30*time.Second)
+			continue
+		}
+		wait = t.cfg.RetryMin
+		t.follow(ctx, watch, tidy.C)
+		_ = watch.Stop()
+	}
+	return nil
+}
+
+// setUp creates HERALD_SSF and its buckets if needed and publishes the
+// transmitter key, trying again while the bus cannot (NATS down or
+// electing a leader) rather than stopping the issuer. It reports false
+// when ctx ended first.
+func (t *Transmitter) setUp(ctx context.Context) bool {
+	wait := t.cfg.RetryMin
+	for {
+		err := t.trySetUp(ctx)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		t.log.Warn("set up the transmitter's stream and buckets; retrying", "err", err, "in", wait)
+		if !sleep(ctx, wait) {
+			return false
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+func (t *Transmitter) trySetUp(ctx context.Context) error {
+	err := t.cfg.Conn.EnsureSSF(ctx, bus.SSFConfig{Retention: t.cfg.Retention, PendingTTL: 2 * t.cfg.PollAckWait,
+		Replicas: t.cfg.Replicas, MaxConsumers: t.cfg.MaxStreams})
+	if err != nil {
+		return err
+	}
+	if t.streams, err = t.js.KeyValue(ctx, bus.BucketSSFStreams); err != nil {
+		return err
+	}
+	if t.pending, err = t.js.KeyValue(ctx, bus.BucketSSFPending); err != nil {
+		return err
+	}
+	return t.publishKey(ctx)
+}
+
+// follow applies the changes watch brings to the transmitter's view until
+// the watch or ctx ends, and tidies the bucket on every tick.
+func (t *Transmitter) follow(ctx context.Context, watch jetstream.KeyWatcher, tick <-chan time.Time) {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-tidy.C:
+			return
+		case <-tick:
 			if err := t.dropMarkers(ctx, markerAge); err != nil && ctx.Err() == nil {
 				t.log.Warn("drop the markers of deleted streams", "err", err)
 			}
 		case e, ok := <-watch.Updates():
 			if !ok {
-				return errors.New("ssf: the watch of the streams ended")
+				if ctx.Err() == nil {
+					t.log.Warn("the watch of the streams ended; watching again")
+				}
+				return
 			}
 			if e != nil {
 				t.apply(ctx, e)
@@ -81,6 +126,10 @@ func (t *Transmitter) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// Ready is closed once Run has set up the bus and the management API
+// answers.
+func (t *Transmitter) Ready() <-chan struct{} { return t.ready }
 
 // apply takes a change of the streams bucket into the transmitter's view
 // and starts or stops the stream's push worker.
