@@ -48,6 +48,24 @@ func TestAttack_ConcurrentCreatesKeepTheBounds(t *testing.T) {
 	if len(list) > 3 || len(list) == 0 {
 		t.Errorf("receiver-a has %d streams, bound 3", len(list))
 	}
+	// Again once they are deleted: the freed slots race the same way.
+	for _, st := range list {
+		if err := tr1.Delete(t.Context(), "receiver-a", st.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		wg.Go(func() { _, errs[i] = tr2.Create(t.Context(), "receiver-a", &StreamRequest{}) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && !isStatus(err, http.StatusConflict) {
+			t.Errorf("create in a freed slot: %v", err)
+		}
+	}
+	if list, err = tr1.List(t.Context(), "receiver-a"); err != nil || len(list) > 3 || len(list) == 0 {
+		t.Errorf("receiver-a has %d streams (%v), bound 3", len(list), err)
+	}
 	// The deployment's bound holds the same way across receivers.
 	for i := range n {
 		wg.Go(func() { _, _ = tr1.Create(t.Context(), fmt.Sprintf("receiver-%d", i), &StreamRequest{}) })
