@@ -232,6 +232,9 @@ type record struct {
 	// lie past StartSeq; its time tells it apart.
 	Since    time.Time `json:"since"`
 	Verified time.Time `json:"verified,omitzero"` // the last verification request
+	// Held records that the operator paused or disabled the stream: the
+	// receiver may not enable it again.
+	Held bool `json:"held_by_operator,omitempty"`
 	// Notice is a stream-updated SET owed to the receiver: Herald, not
 	// the receiver, changed the status.
 	Notice *notice `json:"notice,omitempty"`
@@ -637,11 +640,17 @@ func (t *Transmitter) Status(ctx context.Context, receiver Receiver, id string) 
 	return &StreamStatus{ID: id, Status: r.Status, Reason: r.Reason}, nil
 }
 
+// errHeld refuses a receiver enabling a stream the operator paused or
+// disabled (SSF 1.0 section 8.1.2.2 allows a 403 there).
+var errHeld = &Error{Status: http.StatusForbidden, Code: "access_denied",
+	Description: "the transmitter's operator paused or disabled this stream; only the operator enables it again"}
+
 // SetStatus changes the status of receiver's stream st.ID. An empty
 // receiver is the operator (any stream): then Herald, not the receiver,
 // changed it, and the receiver is sent a stream-updated SET before
-// anything else. A stream disabled then enabled again starts at the end
-// of HERALD_SSF: a disabled stream holds nothing.
+// anything else; a stream the operator paused or disabled only the
+// operator enables again. A stream disabled then enabled again starts at
+// the end of HERALD_SSF: a disabled stream holds nothing.
 func (t *Transmitter) SetStatus(ctx context.Context, receiver Receiver, st StreamStatus) (*StreamStatus, error) {
 	switch st.Status {
 	case StatusEnabled, StatusPaused, StatusDisabled:
@@ -657,6 +666,12 @@ func (t *Transmitter) SetStatus(ctx context.Context, receiver Receiver, st Strea
 	}
 	var restart bool
 	r, err := t.change(ctx, receiver, st.ID, func(r *record) error {
+		if receiver != "" && r.Held && st.Status == StatusEnabled {
+			return errHeld
+		}
+		if receiver == "" {
+			r.Held = st.Status != StatusEnabled
+		}
 		restart = r.Status == StatusDisabled && st.Status != StatusDisabled
 		if restart {
 			r.StartSeq, r.Since = end, t.cfg.Now().UTC()

@@ -548,3 +548,38 @@ func TestJWKS_ServesEveryReplicasKey(t *testing.T) {
 		t.Errorf("kids %v, want %v", kids, want)
 	}
 }
+
+// A stream the operator paused stays paused until the operator enables
+// it: the receiver cannot undo the operator.
+func TestStatus_OperatorPauseIsBinding(t *testing.T) {
+	g := newRig(t)
+	tr, _, _ := g.transmitter(t, nil)
+	st, err := tr.Create(t.Context(), "receiver-a", &StreamRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.SetStatus(t.Context(), "", StreamStatus{ID: st.ID, Status: StatusPaused, Reason: "abuse"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.SetStatus(t.Context(), "receiver-a", StreamStatus{ID: st.ID, Status: StatusEnabled}); !isStatus(err, http.StatusForbidden) {
+		t.Errorf("the receiver enables a stream the operator paused: %v", err)
+	}
+	if _, err := tr.SetStatus(t.Context(), "receiver-a", StreamStatus{ID: st.ID, Status: StatusDisabled}); err != nil {
+		t.Errorf("the receiver disables it: %v", err)
+	}
+	if _, err := tr.SetStatus(t.Context(), "receiver-a", StreamStatus{ID: st.ID, Status: StatusEnabled}); !isStatus(err, http.StatusForbidden) {
+		t.Errorf("the receiver enables it after disabling it: %v", err)
+	}
+	if s, _ := tr.Status(t.Context(), "receiver-a", st.ID); s.Status != StatusDisabled {
+		t.Errorf("status %v", s)
+	}
+	if _, err := tr.SetStatus(t.Context(), "", StreamStatus{ID: st.ID, Status: StatusEnabled}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.SetStatus(t.Context(), "receiver-a", StreamStatus{ID: st.ID, Status: StatusPaused}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.SetStatus(t.Context(), "receiver-a", StreamStatus{ID: st.ID, Status: StatusEnabled}); err != nil {
+		t.Errorf("the receiver enables what it paused itself: %v", err)
+	}
+}
