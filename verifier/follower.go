@@ -505,7 +505,14 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 	if seq == applied {
 		return gap
 	}
+	// Counted before the denylist shows seq applied, so that whoever sees
+	// seq in Status also sees its events counted.
+	n := uint64(seq - applied)
+	f.events.Add(n)
 	err := f.db.Apply(seq, entries)
+	if err != nil {
+		f.events.Add(-n)
+	}
 	for _, span := range spans { // each revocation's trace ends once it is enforced here
 		if err != nil {
 			span.RecordError(err)
@@ -522,7 +529,6 @@ func (f *Follower) apply(batch []bus.Delivery) error {
 		f.onApply(revs)
 	}
 	f.notifyApplied()
-	f.events.Add(uint64(seq - applied))
 	if gap != nil {
 		return gap
 	}
