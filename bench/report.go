@@ -136,7 +136,7 @@ func procField(path, name string) string {
 	return ""
 }
 
-// Target is one of the issue's targets, judged on a report's figures.
+// Target is one of Herald's performance targets, judged on a report's figures.
 type Target struct {
 	Name string `json:"name"`
 	// Goal states the target, e.g. "at most 2x".
