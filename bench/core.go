@@ -151,45 +151,59 @@ func (c *core) Close() error {
 	return errors.Join(errs...)
 }
 
-// sessions creates n sessions, from workers goroutines, and returns them in
+// sessions creates n sessions, from 16 goroutines, and returns them in
 // order. Subjects are prefix-0 to prefix-(n-1).
 func (c *core) sessions(ctx context.Context, n int, prefix string, p *Progress) ([]*issuer.SessionResponse, error) {
 	out := make([]*issuer.SessionResponse, n)
+	err := forEach(n, 16, func(i int) error {
+		s, err := c.svc.CreateSession(ctx, issuer.SessionRequest{Subject: fmt.Sprintf("%s-%d", prefix, i)}, "bench")
+		if err != nil {
+			return fmt.Errorf("create session %d: %w", i, err)
+		}
+		out[i] = s
+		p.Step("sessions", i+1, n)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// forEach calls fn for 0 to n-1 from at most workers goroutines, each
+// index once, and returns the first error; after one, no new call starts.
+func forEach(n, workers int, fn func(i int) error) error {
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		next int
-		errs []error
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		next  int
+		first error
 	)
-	for range min(n, 16) {
+	for range min(n, workers) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
 				mu.Lock()
-				i := next
+				i, failed := next, first != nil
 				next++
-				failed := len(errs) > 0
 				mu.Unlock()
 				if i >= n || failed {
 					return
 				}
-				s, err := c.svc.CreateSession(ctx, issuer.SessionRequest{Subject: fmt.Sprintf("%s-%d", prefix, i)}, "bench")
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, fmt.Errorf("create session %d: %w", i, err))
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
 				}
-				out[i] = s
-				mu.Unlock()
-				p.Step("sessions", i+1, n)
 			}
 		}()
 	}
 	wg.Wait()
-	if len(errs) > 0 {
-		return nil, errs[0]
-	}
-	return out, nil
+	return first
 }
 
 // benchSidecar is an in-process verifier sidecar and the goroutine running it.

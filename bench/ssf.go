@@ -342,37 +342,13 @@ func catchUp(ctx context.Context, cfg SSFConfig, client *http.Client, issuerURL 
 // revokeAll revokes the sessions sids, one POST each, from a few
 // concurrent callers.
 func revokeAll(ctx context.Context, client *http.Client, issuerURL string, sids []string, p *Progress) error {
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		next int
-		errs []error
-	)
-	for range min(len(sids), 8) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				i := next
-				next++
-				failed := len(errs) > 0
-				mu.Unlock()
-				if i >= len(sids) || failed {
-					return
-				}
-				if err := postRevocation(ctx, client, issuerURL, sids[i]); err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("revoke %s: %w", sids[i], err))
-					mu.Unlock()
-					return
-				}
-				p.Step("backlog revocations", i+1, len(sids))
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return forEach(len(sids), 8, func(i int) error {
+		if err := postRevocation(ctx, client, issuerURL, sids[i]); err != nil {
+			return fmt.Errorf("revoke %s: %w", sids[i], err)
+		}
+		p.Step("backlog revocations", i+1, len(sids))
+		return nil
+	})
 }
 
 // createPushStream registers a client with scope ssf.manage, takes an
