@@ -238,10 +238,7 @@ func TestAttack_RevokedReceiverStopsReceiving(t *testing.T) {
 	g := newRig(t)
 	tr, _, _ := g.transmitter(t, nil)
 	rc := newReceiver(t)
-	st, err := tr.Create(t.Context(), "cl_receiver", pushRequest(rc.srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := pushStream(t, tr, "cl_receiver", rc)
 	before := g.revoke(t, bus.KindSession, "sid-before")
 	g.revoke(t, bus.KindClient, "cl_other") // another client: nothing changes
 	revoked := g.revoke(t, bus.KindClient, "cl_receiver")
@@ -393,10 +390,7 @@ func TestAttack_OnlyHeraldsOwnSessionRevocationsGo(t *testing.T) {
 	g := newRig(t)
 	tr, _, _ := g.transmitter(t, nil)
 	rc := newReceiver(t)
-	st, err := tr.Create(t.Context(), "cl_receiver", pushRequest(rc.srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := pushStream(t, tr, "cl_receiver", rc)
 	publish := func(kind bus.Kind, iss string, values ...string) *bus.Event {
 		now := time.Now().UTC()
 		r := &bus.Revocation{Kind: kind, Issuer: iss, Reason: "test", At: now, Until: now.Add(bustest.RevocationMaxAge)}

@@ -259,6 +259,16 @@ func verifySET(tok string, pub *rsa.PublicKey) (got, error) {
 	return g, nil
 }
 
+// pushStream creates a push stream of receiver to rc on tr.
+func pushStream(t *testing.T, tr *Transmitter, receiver string, rc *receiver) *Stream {
+	t.Helper()
+	st, err := tr.Create(t.Context(), receiver, pushRequest(rc.srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 func pushRequest(url string) *StreamRequest {
 	return &StreamRequest{Delivery: &Delivery{Method: MethodPush, EndpointURL: url, AuthorizationHeader: "Bearer push-secret"}}
 }

@@ -38,10 +38,7 @@ func TestPush_DeliversRevocationsInOrder(t *testing.T) {
 	g := newRig(t)
 	tr, _, _ := g.transmitter(t, nil)
 	rc := newReceiver(t)
-	st, err := tr.Create(t.Context(), "receiver-a", pushRequest(rc.srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := pushStream(t, tr, "receiver-a", rc)
 	if st.Delivery.AuthorizationHeader != "" {
 		t.Error("the push authorization is shown back")
 	}
@@ -86,10 +83,7 @@ func TestPush_ReceiverDownGetsEverythingInOrderWhenBack(t *testing.T) {
 		}
 		return http.StatusAccepted
 	})
-	st, err := tr.Create(t.Context(), "receiver-a", pushRequest(rc.srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := pushStream(t, tr, "receiver-a", rc)
 	var want []*bus.Event
 	for i := range 20 {
 		want = append(want, g.revoke(t, bus.KindSession, fmt.Sprintf("sid-%d", i)))
@@ -136,10 +130,7 @@ func TestPush_ReceiverRefusingTheStreamPausesIt(t *testing.T) {
 		}
 		return http.StatusAccepted
 	})
-	st, err := tr.Create(t.Context(), "receiver-a", pushRequest(rc.srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := pushStream(t, tr, "receiver-a", rc)
 	first := g.revoke(t, bus.KindSession, "sid-1")
 	bustest.WaitFor(t, 10*time.Second, func() error {
 		s, err := tr.Status(t.Context(), "receiver-a", st.ID)
@@ -198,10 +189,7 @@ func TestPush_SETRefusedByReceiverIsSkipped(t *testing.T) {
 		}
 		return http.StatusAccepted
 	})
-	st, err := tr.Create(t.Context(), "receiver-a", pushRequest(rc.srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := pushStream(t, tr, "receiver-a", rc)
 	g.revoke(t, bus.KindSession, "sid-1")
 	ok := g.revoke(t, bus.KindSession, "sid-2")
 	gs := rc.waitFor(t, 1)
@@ -221,10 +209,7 @@ func TestPush_ReplicaKilledMidDelivery(t *testing.T) {
 	rc := newReceiver(t)
 	shortAck := func(c *Config) { c.AckWait = 500 * time.Millisecond }
 	tr1, conn1, stop1 := g.transmitter(t, shortAck)
-	st, err := tr1.Create(t.Context(), "receiver-a", pushRequest(rc.srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := pushStream(t, tr1, "receiver-a", rc)
 	// Only replica 1 runs: it takes the first SET, and the receiver
 	// holds the request until the replica's connection is gone.
 	holding, release := make(chan struct{}), make(chan struct{})
@@ -334,10 +319,7 @@ func TestVerification(t *testing.T) {
 	g := newRig(t)
 	tr, _, _ := g.transmitter(t, func(c *Config) { c.MinVerificationInterval = time.Hour })
 	rc := newReceiver(t)
-	st, err := tr.Create(t.Context(), "receiver-a", pushRequest(rc.srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := pushStream(t, tr, "receiver-a", rc)
 	if err := tr.Verify(t.Context(), "receiver-a", st.ID, "state-123"); err != nil {
 		t.Fatal(err)
 	}
@@ -357,10 +339,7 @@ func TestSubjects_DefaultNone(t *testing.T) {
 	g := newRig(t)
 	tr, _, _ := g.transmitter(t, func(c *Config) { c.DefaultSubjects = SubjectsNone })
 	rc := newReceiver(t)
-	st, err := tr.Create(t.Context(), "receiver-a", pushRequest(rc.srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := pushStream(t, tr, "receiver-a", rc)
 	if err := tr.AddSubject(t.Context(), "receiver-a", st.ID, IssSub(testIssuer, "alice")); err != nil {
 		t.Fatal(err)
 	}
@@ -418,10 +397,7 @@ func TestStatus_DisabledHoldsNothing(t *testing.T) {
 	g := newRig(t)
 	tr, _, _ := g.transmitter(t, nil)
 	rc := newReceiver(t)
-	st, err := tr.Create(t.Context(), "receiver-a", pushRequest(rc.srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := pushStream(t, tr, "receiver-a", rc)
 	if _, err := tr.SetStatus(t.Context(), "receiver-a", StreamStatus{ID: st.ID, Status: StatusDisabled}); err != nil {
 		t.Fatal(err)
 	}
@@ -443,10 +419,7 @@ func TestGap_ReportedNotSkippedSilently(t *testing.T) {
 	g := newRig(t)
 	tr, _, _ := g.transmitter(t, func(c *Config) { c.Retention = 2 * time.Second })
 	rc := newReceiver(t)
-	st, err := tr.Create(t.Context(), "receiver-a", pushRequest(rc.srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := pushStream(t, tr, "receiver-a", rc)
 	if _, err := tr.SetStatus(t.Context(), "receiver-a", StreamStatus{ID: st.ID, Status: StatusPaused}); err != nil {
 		t.Fatal(err)
 	}
