@@ -174,7 +174,7 @@ func (h *handler) ssfJWKS(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(h.s.transmitter.JWKS(r.Context())) // the client went away; nothing to do
+	_, _ = w.Write(h.s.transmitter.JWKS()) // the client went away; nothing to do
 }
 
 // errNoTransmitter answers the operator's SSF API when the transmitter is

@@ -78,27 +78,37 @@ func (t *Transmitter) keyEntries(ctx context.Context) (map[string]keyEntry, erro
 	return out, nil
 }
 
+// applyKey takes a change of a published transmitter key into the view
+// JWKS serves from.
+func (t *Transmitter) applyKey(e jetstream.KeyValueEntry) {
+	kid := strings.TrimPrefix(e.Key(), "key.")
+	var ke keyEntry
+	ok := e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &ke) == nil
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ok {
+		t.keys[kid] = ke
+	} else {
+		delete(t.keys, kid)
+	}
+}
+
 // JWKS returns the JSON Web Key Set the jwks_uri serves: this replica's
 // transmitter key and those other replicas published, newest first, at
-// most maxPublishedKeys. Before Run has started it holds this replica's
-// key only.
-func (t *Transmitter) JWKS(ctx context.Context) []byte {
-	if t.started() != nil {
-		return t.cfg.Signer.JWKS()
-	}
-	entries, err := t.keyEntries(ctx)
-	if err != nil {
-		t.log.Warn("read published transmitter keys", "err", err)
-		return t.cfg.Signer.JWKS()
-	}
+// most maxPublishedKeys, from the view the bucket's watch keeps: serving
+// it reads nothing from the bus. Until the watch has brought this
+// replica's own key it holds that key only.
+func (t *Transmitter) JWKS() []byte {
 	type named struct {
 		kid string
 		keyEntry
 	}
-	var all []named
-	for kid, e := range entries {
+	t.mu.Lock()
+	all := make([]named, 0, len(t.keys))
+	for kid, e := range t.keys {
 		all = append(all, named{kid, e})
 	}
+	t.mu.Unlock()
 	slices.SortFunc(all, func(a, b named) int { return b.Time.Compare(a.Time) })
 	keys := []json.RawMessage{}
 	own := false

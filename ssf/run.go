@@ -27,7 +27,7 @@ func (t *Transmitter) Run(ctx context.Context) error {
 	defer tidy.Stop()
 	wait := t.cfg.RetryMin
 	for ctx.Err() == nil {
-		watch, err := t.streams.Watch(ctx, "stream.*")
+		watch, err := t.streams.WatchFiltered(ctx, []string{"stream.*", "key.*"})
 		if err != nil {
 			t.log.Warn("watch the streams; retrying", "err", err)
 			sleep(ctx, wait)
@@ -96,7 +96,11 @@ func (t *Transmitter) follow(ctx context.Context, watch jetstream.KeyWatcher, ti
 				}
 				return
 			}
-			if e != nil {
+			switch {
+			case e == nil:
+			case strings.HasPrefix(e.Key(), "key."):
+				t.applyKey(e)
+			default:
 				t.apply(ctx, e)
 			}
 		}

@@ -168,6 +168,7 @@ type Transmitter struct {
 
 	mu      sync.Mutex
 	recs    map[string]*record   // the streams, as the bucket's watch last showed them
+	keys    map[string]keyEntry  // the published transmitter keys, by kid, as the watch showed them
 	revs    map[string]uint64    // the bucket revision of each of recs
 	workers map[string]*worker   // a push worker per push stream
 	stats   map[string]*counters // this replica's deliveries, per stream
@@ -181,7 +182,7 @@ func New(cfg Config) (*Transmitter, error) {
 		return nil, fmt.Errorf("ssf: %w", err)
 	}
 	t := &Transmitter{cfg: cfg, log: cfg.Log.With("component", "ssf"), js: cfg.Conn.JetStream(),
-		ready: make(chan struct{}), recs: make(map[string]*record), revs: make(map[string]uint64), workers: make(map[string]*worker),
+		ready: make(chan struct{}), recs: make(map[string]*record), keys: make(map[string]keyEntry), revs: make(map[string]uint64), workers: make(map[string]*worker),
 		stats: make(map[string]*counters), waiting: make(map[string]int)}
 	m, err := newMetrics(cfg.MeterProvider, t)
 	if err != nil {
