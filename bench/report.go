@@ -247,41 +247,35 @@ func (r *Report) WriteMarkdown(w io.Writer, plots string) error {
 	}
 	for _, p := range r.Propagation {
 		fmt.Fprintf(&b, "\n### Propagation: %d verifiers (%s), %d revocations\n\n", p.Verifiers, p.Mode, p.Revocations)
-		b.WriteString("| measure | samples | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n")
-		row := func(name string, s Summary) {
-			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", name, s.N, fmtDur(s.P50), fmtDur(s.P90), fmtDur(s.P99), fmtDur(s.Max))
-		}
-		row("Herald: revoke call returned → verifier refuses", p.HeraldAfterReturn)
-		row("Herald: revoke call made → verifier refuses", p.Herald)
-		row("Herald: the revoke call itself", p.RevokeCall)
-		row("raw JetStream: publish call → consumer receives (floor)", p.RawFanOut)
-		row("raw JetStream: publish acknowledged → consumer receives", p.RawAfterAck)
-		row("raw JetStream: the publish call itself", p.PublishCall)
+		summaryTable(&b,
+			namedSummary{"Herald: revoke call returned → verifier refuses", p.HeraldAfterReturn},
+			namedSummary{"Herald: revoke call made → verifier refuses", p.Herald},
+			namedSummary{"Herald: the revoke call itself", p.RevokeCall},
+			namedSummary{"raw JetStream: publish call → consumer receives (floor)", p.RawFanOut},
+			namedSummary{"raw JetStream: publish acknowledged → consumer receives", p.RawAfterAck},
+			namedSummary{"raw JetStream: the publish call itself", p.PublishCall},
+		)
 		fmt.Fprintf(&b, "\np99 ratio, Herald after return over raw fan-out: **%s** (from the call: %s). Detection: %s.\n",
 			fmtRatio(p.P99Ratio), fmtRatio(p.P99RatioFromCall), p.Detection)
 		img("propagation-"+p.Mode+".svg", "propagation CDF, "+p.Mode)
 	}
 	if l := r.Logout; l != nil {
 		fmt.Fprintf(&b, "\n### Identity provider logout: %d verifiers, %d back-channel logouts and %d native session revocations\n\n", l.Verifiers, l.Logouts, l.Logouts)
-		b.WriteString("| measure | samples | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n")
-		row := func(name string, s Summary) {
-			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", name, s.N, fmtDur(s.P50), fmtDur(s.P90), fmtDur(s.P99), fmtDur(s.Max))
-		}
-		row("back-channel logout POST → every verifier refuses", l.Logout)
-		row("native session revocation POST → every verifier refuses", l.Native)
-		row("the logout POST itself", l.LogoutCall)
-		row("the revocation POST itself", l.NativeCall)
+		summaryTable(&b,
+			namedSummary{"back-channel logout POST → every verifier refuses", l.Logout},
+			namedSummary{"native session revocation POST → every verifier refuses", l.Native},
+			namedSummary{"the logout POST itself", l.LogoutCall},
+			namedSummary{"the revocation POST itself", l.NativeCall},
+		)
 		fmt.Fprintf(&b, "\nLogout over native: p50 **%s**, p99 **%s**. Detection: %s.\n", fmtRatio(l.P50Ratio), fmtRatio(l.P99Ratio), l.Detection)
 	}
 	if x := r.SSF; x != nil {
 		fmt.Fprintf(&b, "\n### SSF transmitter: %d session revocations, %d verifiers and one push receiver (RFC 8935)\n\n", x.Revocations, x.Verifiers)
-		b.WriteString("| measure | samples | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n")
-		row := func(name string, s Summary) {
-			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", name, s.N, fmtDur(s.P50), fmtDur(s.P90), fmtDur(s.P99), fmtDur(s.Max))
-		}
-		row("session revocation POST → every verifier refuses", x.Refused)
-		row("session revocation POST → its session-revoked SET arrives at the receiver", x.SET)
-		row("the revocation POST itself", x.RevokeCall)
+		summaryTable(&b,
+			namedSummary{"session revocation POST → every verifier refuses", x.Refused},
+			namedSummary{"session revocation POST → its session-revoked SET arrives at the receiver", x.SET},
+			namedSummary{"the revocation POST itself", x.RevokeCall},
+		)
 		fmt.Fprintf(&b, "\nSET over verifiers: p50 **%s**, p99 **%s**. Detection: %s.\n", fmtRatio(x.P50Ratio), fmtRatio(x.P99Ratio), x.Detection)
 		fmt.Fprintf(&b, "\nCatch-up: the receiver answered 503 for %s (pushes refused: %d) while %s sessions were revoked, then 202 again.\n\n",
 			fmtDur(time.Duration(x.OutageSeconds*float64(time.Second))), x.RefusedPushes, fmtCount(x.Backlog))
@@ -472,4 +466,19 @@ func fmtBytes(n int64) string {
 		return sig3(float64(n)/(1<<10)) + " KiB"
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// namedSummary is one row of a summaryTable.
+type namedSummary struct {
+	name string
+	s    Summary
+}
+
+// summaryTable writes a Markdown table of latency summaries, a row each,
+// in order.
+func summaryTable(b *strings.Builder, rows ...namedSummary) {
+	b.WriteString("| measure | samples | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s |\n", r.name, r.s.N, fmtDur(r.s.P50), fmtDur(r.s.P90), fmtDur(r.s.P99), fmtDur(r.s.Max))
+	}
 }
