@@ -114,7 +114,10 @@ func TestPropagation_NoGoroutineLeft(t *testing.T) {
 		Mode: ModeProcs, Command: testCommand(t)}); err != nil {
 		t.Fatal(err)
 	}
-	bustest.WaitFor(t, 10*time.Second, func() error {
+	// nats-server's setup of a stream source (HERALD_SSF sources HERALD)
+	// waits up to 30 s for its consumer's reply, whether or not the
+	// server has shut down meanwhile: its goroutine ends by itself then.
+	bustest.WaitFor(t, 40*time.Second, func() error {
 		if n := runtime.NumGoroutine(); n > before {
 			return fmt.Errorf("%d goroutines, %d before:\n%s", n, before, stacks())
 		}
