@@ -24,6 +24,10 @@ const (
 var (
 	keyApplied = []byte("m/applied")
 	keyCount   = []byte("m/count") // entries held; absent in denylists written before it
+	// keyLoading marks a denylist being filled by a Loader: written before
+	// its first entries and deleted with the batch that sets the applied
+	// sequence, so that Open empties a load cut short by a crash.
+	keyLoading = []byte("m/loading")
 )
 
 // ErrClosed is returned by operations on a closed DB.
@@ -46,6 +50,12 @@ type Options struct {
 	// ErrCorrupt) rather than found later, by a compaction. It costs a
 	// read of everything at Open.
 	Verify bool
+	// CacheSize is the size in bytes of Pebble's block cache. Zero keeps
+	// Pebble's default (8 MiB).
+	CacheSize int64
+	// MemTableSize is the size in bytes of each of Pebble's memtables.
+	// Zero keeps Pebble's default (4 MiB).
+	MemTableSize uint64
 }
 
 // DB is a Pebble database holding a denylist and its applied sequence.
@@ -61,8 +71,11 @@ type DB struct {
 	life    sync.RWMutex // held shared by Update, exclusively by Close
 	closed  bool
 
-	mu      sync.RWMutex
-	entries map[string]value
+	mu      sync.RWMutex // guards idx and pdbGone; hits is filled under it shared
+	idx     index
+	hits    hitCache
+	pdbGone bool // Close has begun closing Pebble: lookups must not read it
+	loading bool // a Loader is filling the denylist; under writeMu
 
 	applied atomic.Uint64
 }
@@ -92,7 +105,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		opts.Now = time.Now
 	}
 	db.now, db.log = opts.Now, opts.Logger.With("component", "store", "dir", dir)
-	db.write, db.entries = pebble.NoSync, make(map[string]value)
+	db.write, db.idx = pebble.NoSync, newIndex(newHash())
 	if opts.Sync {
 		db.write = pebble.Sync
 	}
@@ -107,11 +120,20 @@ func Open(dir string, opts Options) (*DB, error) {
 
 // open opens Pebble and reads the database into memory.
 func (db *DB) open(dir string, opts Options) error {
+	var cache *pebble.Cache
+	if opts.CacheSize > 0 {
+		cache = pebble.NewCache(opts.CacheSize)
+	}
 	pdb, err := pebble.Open(dir, &pebble.Options{
 		FS:            opts.FS,
 		Logger:        pebbleLogger{opts.Logger.With("component", "pebble", "dir", dir)},
 		EventListener: &pebble.EventListener{DataCorruption: db.corruption},
+		Cache:         cache,
+		MemTableSize:  opts.MemTableSize,
 	})
+	if cache != nil {
+		cache.Unref() // pdb holds its own reference
+	}
 	if err != nil {
 		return err
 	}
@@ -136,6 +158,22 @@ func (db *DB) open(dir string, opts Options) error {
 }
 
 func (db *DB) load() error {
+	switch _, closer, err := db.pdb.Get(keyLoading); {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("read load marker: %w", err)
+	default:
+		closer.Close()
+		// A Loader stopped before Finish: what it wrote is a part of a
+		// snapshot without its sequence. Start empty, as before it.
+		db.log.Warn("a denylist load was cut short; emptying the denylist to start again")
+		b := resetBatch(db.pdb)
+		err := db.commit(b, pebble.Sync)
+		b.Close()
+		if err != nil {
+			return fmt.Errorf("empty an interrupted load: %w", err)
+		}
+	}
 	v, closer, err := db.pdb.Get(keyApplied)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -164,7 +202,7 @@ func (db *DB) load() error {
 			it.Close()
 			return fmt.Errorf("load entry %q: %w", it.Key()[1:], err)
 		}
-		db.entries[string(it.Key()[1:])] = v
+		db.idx.add(db.idx.hash(string(it.Key()[1:])), v.until, true)
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("load entries: %w", err)
@@ -179,8 +217,8 @@ func (db *DB) load() error {
 		if len(v) != 8 {
 			return fmt.Errorf("read entry count: %d bytes, want 8", len(v))
 		}
-		if n := binary.BigEndian.Uint64(v); n != uint64(len(db.entries)) {
-			return fmt.Errorf("%d entries found, %d recorded: entries were lost", len(db.entries), n)
+		if n := binary.BigEndian.Uint64(v); n != uint64(db.idx.n) {
+			return fmt.Errorf("%d entries found, %d recorded: entries were lost", db.idx.n, n)
 		}
 	}
 	return nil
@@ -207,6 +245,9 @@ func (db *DB) Close() error {
 	if db.release != nil {
 		defer db.release()
 	}
+	db.mu.Lock() // lookups in flight finish their reads of Pebble first
+	db.pdbGone = true
+	db.mu.Unlock()
 	if err := db.pdb.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}

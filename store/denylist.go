@@ -1,11 +1,9 @@
 package store
 
 import (
-	"cmp"
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -32,33 +30,71 @@ func (db *DB) Apply(seq uint64, entries []Entry) error {
 	if db.closed {
 		return ErrClosed
 	}
+	if db.loading {
+		return fmt.Errorf("store: apply sequence %d: a load is in progress", seq)
+	}
 	if prev := db.applied.Load(); seq <= prev {
 		return fmt.Errorf("store: apply sequence %d: already applied %d", seq, prev)
 	}
-	now := db.now().UnixNano()
 	b := db.pdb.NewBatch()
 	defer b.Close()
-	updates := make(map[string]value, len(entries))
-	added := 0 // keys new to the denylist
-	db.mu.RLock()
+	st, err := db.stage(b, entries)
+	if err != nil {
+		return fmt.Errorf("store: apply sequence %d: %w", seq, err)
+	}
+	setCount(b, db.idx.n+st.added)
+	setApplied(b, seq)
+	if err := db.commit(b, db.write); err != nil {
+		return fmt.Errorf("store: apply sequence %d: %w", seq, err)
+	}
+	db.publish(st)
+	db.applied.Store(seq)
+	return nil
+}
+
+// staged is what a batch changes in the denylist, to show in memory once
+// the batch is committed.
+type staged struct {
+	updates map[string]update
+	added   int // keys new to the denylist
+}
+
+type update struct {
+	v     value
+	fp    uint64
+	fresh bool // the key was not held before
+}
+
+// stage writes to b what merging entries into the denylist changes. It
+// reads the entries they merge with from Pebble (only keys whose
+// fingerprint is held: an update, or another key's) and changes nothing
+// in memory. The caller holds writeMu, so only it changes the index.
+func (db *DB) stage(b *pebble.Batch, entries []Entry) (staged, error) {
+	now := db.now().UnixNano()
+	st := staged{updates: make(map[string]update, len(entries))}
 	for _, e := range entries {
 		v := value{at: e.At.UnixNano(), until: e.Until.UnixNano()}
 		if v.until <= now {
 			continue
 		}
-		old, ok := updates[e.Key]
+		u, ok := st.updates[e.Key]
+		old := u.v
 		if !ok {
-			if old, ok = db.entries[e.Key]; !ok {
-				added++
+			u.fp = db.idx.hash(e.Key)
+			u.fresh = true
+			if _, maybe := db.idx.until[u.fp]; maybe {
+				var err error
+				if old, ok, err = db.read(e.Key); err != nil {
+					return staged{}, err
+				}
+				u.fresh = !ok
+			}
+			if u.fresh {
+				st.added++
 			}
 		}
 		if ok {
-			if old.at > v.at {
-				v.at = old.at
-			}
-			if old.until > v.until {
-				v.until = old.until
-			}
+			v.at, v.until = max(old.at, v.at), max(old.until, v.until)
 			if old == v {
 				continue
 			}
@@ -66,107 +102,194 @@ func (db *DB) Apply(seq uint64, entries []Entry) error {
 				_ = b.Delete(expiryKey(old.until, e.Key), nil)
 			}
 		}
-		updates[e.Key] = v
+		u.v = v
+		st.updates[e.Key] = u
 		_ = b.Set(entryKey(e.Key), encodeValue(v), nil)
 		_ = b.Set(expiryKey(v.until, e.Key), nil, nil)
 	}
-	setCount(b, len(db.entries)+added)
-	db.mu.RUnlock()
-	var seqb [8]byte
-	binary.BigEndian.PutUint64(seqb[:], seq)
-	_ = b.Set(keyApplied, seqb[:], nil)
-	if err := db.commit(b, db.write); err != nil {
-		return fmt.Errorf("store: apply sequence %d: %w", seq, err)
+	return st, nil
+}
+
+// publish shows a committed batch's changes in memory.
+func (db *DB) publish(st staged) {
+	if len(st.updates) == 0 {
+		return
 	}
-	if len(updates) > 0 {
-		db.mu.Lock()
-		for k, v := range updates {
-			db.entries[k] = v
+	db.mu.Lock()
+	for k, u := range st.updates {
+		db.idx.add(u.fp, u.v.until, u.fresh)
+		db.hits.drop(u.fp, k)
+	}
+	db.mu.Unlock()
+}
+
+// read returns the entry Pebble holds for key.
+func (db *DB) read(key string) (value, bool, error) {
+	val, closer, err := db.pdb.Get(entryKey(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return value{}, false, nil
+	}
+	if err != nil {
+		return value{}, false, fmt.Errorf("read entry %q: %w", key, err)
+	}
+	defer closer.Close()
+	v, err := decodeValue(val)
+	if err != nil {
+		return value{}, false, fmt.Errorf("read entry %q: %w", key, err)
+	}
+	return v, true, nil
+}
+
+// loadBatch bounds the entries Load writes in one batch.
+const loadBatch = 8192
+
+// Load fills an empty denylist with entries and sets the applied sequence
+// to seq, as Apply would on an empty denylist: entries for the same key
+// merge as in Apply; expired ones are not stored. It writes them through
+// a Loader, in bounded batches, so a crash before it returns leaves an
+// empty denylist once reopened. It refuses a denylist that holds entries
+// or an applied sequence.
+func (db *DB) Load(seq uint64, entries []Entry) error {
+	l, err := db.NewLoader()
+	if err != nil {
+		return fmt.Errorf("store: load sequence %d: %w", seq, err)
+	}
+	for len(entries) > 0 {
+		n := min(len(entries), loadBatch)
+		if err := l.Add(entries[:n]); err != nil {
+			l.Abort()
+			return fmt.Errorf("store: load sequence %d: %w", seq, err)
 		}
-		db.mu.Unlock()
+		entries = entries[n:]
 	}
+	if err := l.Finish(seq); err != nil {
+		l.Abort()
+		return fmt.Errorf("store: load sequence %d: %w", seq, err)
+	}
+	return nil
+}
+
+// Loader fills an empty denylist batch by batch, for a snapshot too large
+// to hold at once, and sets its applied sequence last. Until Finish the
+// denylist has no applied sequence and is marked as being loaded: Open
+// empties one whose load a crash cut short, and Apply refuses to write
+// to it. Entries added are visible to Lookup as soon as Add returns.
+// A Loader is used from one goroutine.
+type Loader struct {
+	db   *DB
+	done bool
+}
+
+// NewLoader starts filling an empty denylist. It refuses a denylist that
+// holds entries or an applied sequence, or that another Loader is filling.
+func (db *DB) NewLoader() (*Loader, error) {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if db.closed {
+		return nil, ErrClosed
+	}
+	if prev := db.applied.Load(); prev != 0 || db.idx.n != 0 || db.loading {
+		return nil, fmt.Errorf("store: load: denylist not empty (applied %d, %d entries, loading %v)", prev, db.idx.n, db.loading)
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	_ = b.Set(keyLoading, nil, nil)
+	if err := db.commit(b, pebble.NoSync); err != nil {
+		return nil, fmt.Errorf("store: load: %w", err)
+	}
+	db.loading = true
+	return &Loader{db: db}, nil
+}
+
+// Add writes entries in one batch, merged with those added before as
+// Apply merges them; expired ones are not stored. The batch is not
+// synced: Finish is.
+func (l *Loader) Add(entries []Entry) error {
+	db := l.db
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if err := l.check(); err != nil {
+		return err
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	st, err := db.stage(b, entries)
+	if err != nil {
+		return fmt.Errorf("store: load: %w", err)
+	}
+	if err := db.commit(b, pebble.NoSync); err != nil {
+		return fmt.Errorf("store: load: %w", err)
+	}
+	db.publish(st)
+	return nil
+}
+
+// Len returns the number of entries the denylist holds so far.
+func (l *Loader) Len() int {
+	l.db.mu.RLock()
+	defer l.db.mu.RUnlock()
+	return l.db.idx.n
+}
+
+// Finish sets the applied sequence to seq, which must not be zero, and
+// ends the load, in one batch, durable when the DB was opened with Sync.
+func (l *Loader) Finish(seq uint64) error {
+	db := l.db
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	if err := l.check(); err != nil {
+		return err
+	}
+	if seq == 0 {
+		return errors.New("store: load: sequence 0")
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	setCount(b, db.idx.n)
+	setApplied(b, seq)
+	_ = b.Delete(keyLoading, nil)
+	if err := db.commit(b, db.write); err != nil {
+		return fmt.Errorf("store: load sequence %d: %w", seq, err)
+	}
+	l.done, db.loading = true, false
 	db.applied.Store(seq)
 	return nil
 }
 
-// Load fills an empty denylist with entries and sets the applied sequence
-// to seq, in one atomic batch, as Apply would on an empty denylist but
-// faster for a large one: entries sorted by key (as Entries' caller may
-// sort them) are written in Pebble's order. Entries for the same key
-// merge as in Apply; expired ones are not stored. It refuses a denylist
-// that holds entries or an applied sequence.
-func (db *DB) Load(seq uint64, entries []Entry) error {
+// Abort empties the denylist of what the Loader added, as Reset does, and
+// ends the load. It does nothing after Finish or Abort.
+func (l *Loader) Abort() error {
+	db := l.db
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
+	if l.done || !db.loading {
+		return nil
+	}
 	if db.closed {
 		return ErrClosed
 	}
-	db.mu.RLock()
-	held := len(db.entries)
-	db.mu.RUnlock()
-	if prev := db.applied.Load(); prev != 0 || held != 0 || seq == 0 {
-		return fmt.Errorf("store: load sequence %d: denylist not empty (applied %d, %d entries)", seq, prev, held)
+	if err := db.reset(); err != nil {
+		return fmt.Errorf("store: abort load: %w", err)
 	}
-	byKey := func(a, b Entry) int { return strings.Compare(a.Key, b.Key) }
-	if !slices.IsSortedFunc(entries, byKey) {
-		entries = slices.Clone(entries)
-		slices.SortFunc(entries, byKey)
+	l.done = true
+	return nil
+}
+
+// check reports why l cannot write. The caller holds writeMu.
+func (l *Loader) check() error {
+	switch {
+	case l.db.closed:
+		return ErrClosed
+	case l.done || !l.db.loading:
+		return errors.New("store: load: ended")
 	}
-	now := db.now().UnixNano()
-	type kept struct {
-		key string
-		v   value
-	}
-	merged := make([]kept, 0, len(entries))
-	for _, e := range entries {
-		v := value{at: e.At.UnixNano(), until: e.Until.UnixNano()}
-		if v.until <= now {
-			continue
-		}
-		if n := len(merged); n > 0 && merged[n-1].key == e.Key {
-			last := &merged[n-1].v
-			last.at, last.until = max(last.at, v.at), max(last.until, v.until)
-			continue
-		}
-		merged = append(merged, kept{e.Key, v})
-	}
-	b := db.pdb.NewBatch()
-	defer b.Close()
-	m := make(map[string]value, len(merged))
-	for _, k := range merged {
-		_ = b.Set(entryKey(k.key), encodeValue(k.v), nil)
-		m[k.key] = k.v
-	}
-	byExpiry := func(a, b kept) int {
-		if c := cmp.Compare(a.v.until, b.v.until); c != 0 {
-			return c
-		}
-		return strings.Compare(a.key, b.key)
-	}
-	if !slices.IsSortedFunc(merged, byExpiry) {
-		slices.SortFunc(merged, byExpiry)
-	}
-	for _, k := range merged {
-		_ = b.Set(expiryKey(k.v.until, k.key), nil, nil)
-	}
-	setCount(b, len(merged))
-	var seqb [8]byte
-	binary.BigEndian.PutUint64(seqb[:], seq)
-	_ = b.Set(keyApplied, seqb[:], nil)
-	if err := db.commit(b, db.write); err != nil {
-		return fmt.Errorf("store: load sequence %d: %w", seq, err)
-	}
-	db.mu.Lock()
-	db.entries = m
-	db.mu.Unlock()
-	db.applied.Store(seq)
 	return nil
 }
 
 // Entries returns every entry that has not expired and the applied
 // sequence they are the state at, read together so that no Apply falls
 // between them: what a replay of the stream up to seq would hold. The
-// order of entries is unspecified. It reads memory only.
+// order of entries is unspecified. It reads them from Pebble.
 func (db *DB) Entries() (seq uint64, entries []Entry, err error) {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
@@ -174,24 +297,38 @@ func (db *DB) Entries() (seq uint64, entries []Entry, err error) {
 		return 0, nil, ErrClosed
 	}
 	now := db.now().UnixNano()
-	db.mu.RLock()
-	defer db.mu.RUnlock()
-	entries = make([]Entry, 0, len(db.entries))
-	for k, v := range db.entries {
-		if v.until > now {
-			entries = append(entries, Entry{Key: k, At: time.Unix(0, v.at), Until: time.Unix(0, v.until)})
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixEntry}, UpperBound: []byte{prefixEntry + 1}})
+	if err != nil {
+		return 0, nil, fmt.Errorf("store: entries: %w", err)
+	}
+	entries = make([]Entry, 0, db.idx.n)
+	for it.First(); it.Valid(); it.Next() {
+		val, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return 0, nil, fmt.Errorf("store: entries: %w", err)
 		}
+		v, err := decodeValue(val)
+		if err != nil {
+			it.Close()
+			return 0, nil, fmt.Errorf("store: entry %q: %w", it.Key()[1:], err)
+		}
+		if v.until > now {
+			entries = append(entries, Entry{Key: string(it.Key()[1:]), At: time.Unix(0, v.at), Until: time.Unix(0, v.until)})
+		}
+	}
+	if err := it.Close(); err != nil {
+		return 0, nil, fmt.Errorf("store: entries: %w", err)
 	}
 	return db.applied.Load(), entries, nil
 }
 
 // Lookup returns the entry for key if there is one that has not expired.
-// It reads memory only.
+// A key the denylist does not hold is answered from memory; one it holds
+// is read from Pebble, unless looked up recently.
 func (db *DB) Lookup(key string) (Entry, bool) {
-	db.mu.RLock()
-	v, ok := db.entries[key]
-	db.mu.RUnlock()
-	if !ok || v.until <= db.now().UnixNano() {
+	v, ok := db.lookup(key)
+	if !ok {
 		return Entry{}, false
 	}
 	return Entry{Key: key, At: time.Unix(0, v.at), Until: time.Unix(0, v.until)}, true
@@ -200,17 +337,54 @@ func (db *DB) Lookup(key string) (Entry, bool) {
 // Contains reports whether key has an entry that has not expired; the same
 // as Lookup without building an Entry.
 func (db *DB) Contains(key string) bool {
+	_, ok := db.lookup(key)
+	return ok
+}
+
+func (db *DB) lookup(key string) (value, bool) {
+	fp := db.idx.hash(key)
 	db.mu.RLock()
-	v, ok := db.entries[key]
+	until, ok := db.idx.until[fp]
+	if !ok {
+		db.mu.RUnlock()
+		return value{}, false
+	}
+	now := db.now().UnixNano()
+	if until <= now { // every key with this fingerprint has expired
+		db.mu.RUnlock()
+		return value{}, false
+	}
+	v, ok := db.confirm(fp, key, until)
 	db.mu.RUnlock()
-	return ok && v.until > db.now().UnixNano()
+	return v, ok && v.until > now
+}
+
+// confirm returns the entry of key, whose fingerprint fp the index holds
+// with latest Until until, from the hits cache or Pebble. The caller holds
+// mu shared. A key that cannot be read (a closed or damaged DB) is
+// reported held, dated until: it refuses rather than lets through.
+func (db *DB) confirm(fp uint64, key string, until int64) (value, bool) {
+	if v, ok := db.hits.get(fp, key); ok {
+		return v, true
+	}
+	if db.pdbGone {
+		return value{at: until, until: until}, true
+	}
+	v, ok, err := db.read(key)
+	if err != nil {
+		return value{at: until, until: until}, true
+	}
+	if ok {
+		db.hits.put(fp, key, v)
+	}
+	return v, ok
 }
 
 // Len returns the number of entries held, including expired ones not yet pruned.
 func (db *DB) Len() int {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
-	return len(db.entries)
+	return db.idx.n
 }
 
 // Applied returns the last applied sequence, 0 if none.
@@ -246,51 +420,60 @@ func (db *DB) Prune() (int, error) {
 	if len(keys) == 0 {
 		return 0, nil
 	}
-	remaining := 0
-	db.mu.RLock()
-	for _, k := range keys {
-		if v, ok := db.entries[k]; ok && v.until <= now {
-			remaining--
-		}
-	}
-	remaining += len(db.entries)
-	db.mu.RUnlock()
-	setCount(b, remaining)
+	setCount(b, db.idx.n-len(keys))
 	if err := db.commit(b, db.write); err != nil {
 		return 0, fmt.Errorf("store: prune: %w", err)
 	}
 	db.mu.Lock()
 	for _, k := range keys {
-		if v, ok := db.entries[k]; ok && v.until <= now {
-			delete(db.entries, k)
-		}
+		fp := db.idx.hash(k)
+		db.idx.remove(fp)
+		db.hits.drop(fp, k)
 	}
 	db.mu.Unlock()
 	return len(keys), nil
 }
 
 // Reset deletes every entry and the applied sequence in one batch, for a
-// rebuild from the start of the stream.
+// rebuild from the start of the stream. It also ends a load in progress.
 func (db *DB) Reset() error {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
 	if db.closed {
 		return ErrClosed
 	}
-	b := db.pdb.NewBatch()
+	if err := db.reset(); err != nil {
+		return fmt.Errorf("store: reset: %w", err)
+	}
+	return nil
+}
+
+// reset empties the denylist. The caller holds writeMu.
+func (db *DB) reset() error {
+	b := resetBatch(db.pdb)
 	defer b.Close()
+	if err := db.commit(b, db.write); err != nil {
+		return err
+	}
+	db.mu.Lock()
+	db.idx = newIndex(db.idx.hash)
+	db.hits.clear()
+	db.mu.Unlock()
+	db.applied.Store(0)
+	db.loading = false
+	return nil
+}
+
+// resetBatch returns a batch that deletes every entry, the applied
+// sequence and a load's mark.
+func resetBatch(pdb *pebble.DB) *pebble.Batch {
+	b := pdb.NewBatch()
 	_ = b.DeleteRange([]byte{prefixEntry}, []byte{prefixEntry + 1}, nil)
 	_ = b.DeleteRange([]byte{prefixExpiry}, []byte{prefixExpiry + 1}, nil)
 	_ = b.Delete(keyApplied, nil)
+	_ = b.Delete(keyLoading, nil)
 	setCount(b, 0)
-	if err := db.commit(b, db.write); err != nil {
-		return fmt.Errorf("store: reset: %w", err)
-	}
-	db.mu.Lock()
-	db.entries = make(map[string]value)
-	db.mu.Unlock()
-	db.applied.Store(0)
-	return nil
+	return b
 }
 
 // setCount records in b how many entries the denylist holds once b is
@@ -302,4 +485,10 @@ func setCount(b *pebble.Batch, n int) {
 	var nb [8]byte
 	binary.BigEndian.PutUint64(nb[:], uint64(n))
 	_ = b.Set(keyCount, nb[:], nil)
+}
+
+func setApplied(b *pebble.Batch, seq uint64) {
+	var seqb [8]byte
+	binary.BigEndian.PutUint64(seqb[:], seq)
+	_ = b.Set(keyApplied, seqb[:], nil)
 }

@@ -4,9 +4,14 @@
 // covers so that a crash never applies an event twice or skips one.
 //
 // The store knows nothing of events or tokens: the verifier decides what the
-// keys mean. Lookups are served from an in-memory index rebuilt from Pebble
-// at Open, so a check costs a map lookup, and an entry applied by Apply is
-// visible to Lookup as soon as Apply returns.
+// keys mean. Lookups go through an in-memory index of 64-bit fingerprints
+// of the keys, rebuilt from Pebble at Open: a key not held (the answer of
+// almost every lookup) costs a hash and a map lookup, and a key held is
+// confirmed, with its entry, from Pebble, or from a small cache of the
+// keys recently found. The index holds no key, so a million entries take
+// tens of MiB. An entry applied by Apply is visible to Lookup as soon as
+// Apply returns. A Loader fills an empty denylist from a snapshot in
+// bounded batches, setting the applied sequence last.
 //
 // A DB whose disk write failed or whose data Pebble found damaged is
 // broken: writes fail with ErrBroken from then on, and the program should
@@ -16,5 +21,5 @@
 // # Concurrency
 //
 // A DB is safe for concurrent use. Apply, Reset and Prune are serialized
-// with each other; Lookup never waits on disk.
+// with each other; Lookup waits on disk only to confirm a key it holds.
 package store
