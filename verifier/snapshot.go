@@ -64,108 +64,135 @@ func SnapshotEntries(entries []store.Entry) ([]bus.SnapshotEntry, error) {
 	return out, nil
 }
 
-// snapshot is a complete snapshot whose chunks all verified.
-type snapshot struct {
-	id      string
+// snapshotParts is what the verified chunks of one snapshot say of it.
+type snapshotParts struct {
 	seq     uint64
-	entries []bus.SnapshotEntry
+	created time.Time
+	count   int
+	keys    []string
+	have    []bool // by index
+	bad     bool   // chunks that disagree: signed, but not one snapshot
 }
 
-// readSnapshot reads StreamSnapshots and returns its latest complete
-// snapshot, every chunk of it signed by a key that keys trusts, that a
-// denylist may start from: one of the HERALD stream created at created
-// whose sequence lies between first - 1 and last of it, so that the events
-// after it are all there.
-// Chunks that fail their signature check are left out, and so is every
-// snapshot they would belong to.
-//
-// The snapshot must also name the event keys its publisher trusted, and
-// they must include every key in trusted, the kids of the keys this
-// verifier trusts: otherwise its publisher may have skipped events this
-// verifier would apply.
-func readSnapshot(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, trusted []string, created time.Time, first, last uint64) (*snapshot, error) {
-	var msgs []bus.Delivery
+// snapshotScan is what scanSnapshots found on StreamSnapshots.
+type snapshotScan struct {
+	byID    map[string]*snapshotParts
+	msgs    int
+	refused []error
+}
+
+// snapshotReadAhead is how many chunks are read and checked at once: up
+// to a MiB each, on every CPU.
+const snapshotReadAhead = 8
+
+// scanSnapshots reads StreamSnapshots and checks every chunk's signature,
+// keeping only what each says of its snapshot. The chunks of snapshot
+// load, if not empty, that agree with the chunks of it before them go to
+// apply, in stream order, as they are read: nothing holds the whole
+// snapshot. Chunks that fail their check are left out. An error of apply
+// stops the scan and is returned as it is; others wrap errNoSnapshot.
+func scanSnapshots(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, load string, apply func(*bus.Snapshot) error) (*snapshotScan, error) {
+	sc := &snapshotScan{byID: map[string]*snapshotParts{}}
+	var applyErr error
+	batch := make([]bus.Delivery, 0, snapshotReadAhead)
+	flush := func() {
+		for i, o := range openEvents(batch, bus.StreamSnapshots, keys, 0) {
+			if o.err == nil && o.e.Type != bus.TypeSnapshotChunk {
+				o.err = fmt.Errorf("%w: type %s on the snapshot stream", bus.ErrMalformed, o.e.Type)
+			}
+			if o.err != nil {
+				sc.refused = append(sc.refused, fmt.Errorf("chunk at %d: %s: %w", batch[i].Seq, bus.Reason(o.err), o.err))
+				continue
+			}
+			c := o.e.Snapshot
+			p := sc.byID[c.ID]
+			if p == nil {
+				p = &snapshotParts{seq: c.Seq, created: c.StreamCreated, count: c.Count, keys: c.EventKeys, have: make([]bool, c.Count)}
+				sc.byID[c.ID] = p
+			}
+			if c.Seq != p.seq || !c.StreamCreated.Equal(p.created) || c.Count != p.count || p.have[c.Index] ||
+				!slices.Equal(c.EventKeys, p.keys) {
+				p.bad = true
+				continue
+			}
+			p.have[c.Index] = true
+			if c.ID == load && !p.bad && applyErr == nil {
+				applyErr = apply(c)
+			}
+		}
+		batch = batch[:0]
+	}
 	// Chunks are up to a MiB each: ask for a few at a time, or the server
 	// may cut off a reader that falls behind.
 	err := conn.Read(ctx, bus.StreamSnapshots, bus.ReadOptions{MaxBytes: 8 * bus.MaxEventSize}, func(d bus.Delivery) bool {
-		msgs = append(msgs, d)
-		return true
+		sc.msgs++
+		if batch = append(batch, d); len(batch) == cap(batch) {
+			flush()
+		}
+		return applyErr == nil
 	})
+	if applyErr == nil && err == nil {
+		flush()
+	}
+	if applyErr != nil {
+		return nil, applyErr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errNoSnapshot, err)
 	}
-	type parts struct {
-		seq     uint64
-		created time.Time
-		count   int
-		keys    []string
-		chunks  []*bus.Snapshot // by index
-		bad     bool
+	return sc, nil
+}
+
+// unusable reports why snapshot id, as its chunks describe it, is not one
+// a denylist may start from: one of the HERALD stream created at created
+// whose sequence lies between first - 1 and last of it, so that the
+// events after it are all there, naming every event key in trusted among
+// those its publisher trusted (otherwise its publisher may have skipped
+// events this verifier would apply). Completeness is not checked.
+func (p *snapshotParts) unusable(id string, trusted []string, created time.Time, first, last uint64) error {
+	switch {
+	case p.bad:
+		return fmt.Errorf("snapshot %s: inconsistent chunks", id)
+	case !p.created.Equal(created):
+		return fmt.Errorf("snapshot %s: of a HERALD stream created at %s, not this one of %s", id, p.created, created)
+	case p.seq > last:
+		return fmt.Errorf("snapshot %s at %d: beyond the stream head %d", id, p.seq, last)
+	case first > 0 && p.seq < first-1:
+		return fmt.Errorf("snapshot %s at %d: stale, the stream starts at %d", id, p.seq, first)
+	case len(p.keys) == 0:
+		return fmt.Errorf("snapshot %s at %d: names no event keys its publisher trusted (an older issuer)", id, p.seq)
 	}
-	byID := map[string]*parts{}
-	var refused []error
-	for i, o := range openEvents(msgs, bus.StreamSnapshots, keys, 0) {
-		if o.err == nil && o.e.Type != bus.TypeSnapshotChunk {
-			o.err = fmt.Errorf("%w: type %s on the snapshot stream", bus.ErrMalformed, o.e.Type)
-		}
-		if o.err != nil {
-			refused = append(refused, fmt.Errorf("chunk at %d: %s: %w", msgs[i].Seq, bus.Reason(o.err), o.err))
-			continue
-		}
-		c := o.e.Snapshot
-		p := byID[c.ID]
-		if p == nil {
-			p = &parts{seq: c.Seq, created: c.StreamCreated, count: c.Count, keys: c.EventKeys, chunks: make([]*bus.Snapshot, c.Count)}
-			byID[c.ID] = p
-		}
-		if c.Seq != p.seq || !c.StreamCreated.Equal(p.created) || c.Count != p.count || p.chunks[c.Index] != nil ||
-			!slices.Equal(c.EventKeys, p.keys) {
-			p.bad = true // chunks that disagree: signed, but not one snapshot
-			continue
-		}
-		p.chunks[c.Index] = c
+	if kid, ok := untrustedBy(p.keys, trusted); ok {
+		return fmt.Errorf("snapshot %s at %d: its publisher did not trust event key %s, which this verifier trusts", id, p.seq, kid)
 	}
-	var best *snapshot
+	return nil
+}
+
+// best returns the latest complete snapshot of the scan, every chunk of it
+// signed by a trusted key, that a denylist may start from (unusable), or
+// an error wrapping errNoSnapshot that says why there is none.
+func (sc *snapshotScan) best(trusted []string, created time.Time, first, last uint64) (id string, seq uint64, err error) {
 	var why []error
-	for id, p := range byID {
-		switch {
-		case p.bad:
-			why = append(why, fmt.Errorf("snapshot %s: inconsistent chunks", id))
-			continue
-		case slices.Contains(p.chunks, nil):
-			why = append(why, fmt.Errorf("snapshot %s at %d: incomplete", id, p.seq))
-			continue
-		case !p.created.Equal(created):
-			why = append(why, fmt.Errorf("snapshot %s: of a HERALD stream created at %s, not this one of %s", id, p.created, created))
-			continue
-		case p.seq > last:
-			why = append(why, fmt.Errorf("snapshot %s at %d: beyond the stream head %d", id, p.seq, last))
-			continue
-		case first > 0 && p.seq < first-1:
-			why = append(why, fmt.Errorf("snapshot %s at %d: stale, the stream starts at %d", id, p.seq, first))
-			continue
-		case len(p.keys) == 0:
-			why = append(why, fmt.Errorf("snapshot %s at %d: names no event keys its publisher trusted (an older issuer)", id, p.seq))
+	for pid, p := range sc.byID {
+		if err := p.unusable(pid, trusted, created, first, last); err != nil {
+			why = append(why, err)
 			continue
 		}
-		if kid, ok := untrustedBy(p.keys, trusted); ok {
-			why = append(why, fmt.Errorf("snapshot %s at %d: its publisher did not trust event key %s, which this verifier trusts", id, p.seq, kid))
+		if slices.Contains(p.have, false) {
+			why = append(why, fmt.Errorf("snapshot %s at %d: incomplete", pid, p.seq))
 			continue
 		}
-		if best == nil || p.seq > best.seq || (p.seq == best.seq && id > best.id) {
-			best = &snapshot{id: id, seq: p.seq}
-			for _, c := range p.chunks {
-				best.entries = append(best.entries, c.Entries...)
-			}
+		if id == "" || p.seq > seq || (p.seq == seq && pid > id) {
+			id, seq = pid, p.seq
 		}
 	}
-	if best == nil {
-		if len(msgs) == 0 {
+	if id == "" {
+		if sc.msgs == 0 {
 			why = append(why, errSnapshotsEmpty)
 		}
-		return nil, fmt.Errorf("%w: %w", errNoSnapshot, errors.Join(append(refused, why...)...))
+		return "", 0, fmt.Errorf("%w: %w", errNoSnapshot, errors.Join(append(sc.refused, why...)...))
 	}
-	return best, nil
+	return id, seq, nil
 }
 
 // untrustedBy returns a kid of trusted that publisher does not hold.
@@ -178,51 +205,146 @@ func untrustedBy(publisher, trusted []string) (string, bool) {
 	return "", false
 }
 
-// restore starts an empty denylist from the latest usable snapshot: it
-// applies its entries and its sequence in one batch and returns that
-// sequence, from which following continues. Without a usable snapshot it
-// returns 0 and the stream is replayed from its start. Only store and bus
-// errors are returned.
+// newestSnapshot returns the snapshot of the chunk last published on
+// StreamSnapshots, if it passes its signature check: the one a scan
+// usually finds best, loaded while it is read.
+func (f *Follower) newestSnapshot(ctx context.Context) string {
+	d, ok, err := f.conn.LastSnapshotChunk(ctx)
+	if err != nil || !ok {
+		return ""
+	}
+	e, err := bus.OpenEvent(d, bus.StreamSnapshots, f.keys.EventKey)
+	if err != nil || e.Type != bus.TypeSnapshotChunk {
+		return ""
+	}
+	return e.Snapshot.ID
+}
+
+// snapshotPasses bounds the reads of StreamSnapshots a start from a
+// snapshot makes: the first loads the newest snapshot while it looks for
+// the best; if another is best, the second loads that one.
+const snapshotPasses = 2
+
+// restore starts an empty denylist from the latest usable snapshot,
+// writing it chunk by chunk as it is read, with its sequence last, and
+// returns that sequence, from which following continues. Without a usable
+// snapshot it returns 0, with the denylist empty, and the stream is
+// replayed from its start. Only store and bus errors are returned.
 func (f *Follower) restore(ctx context.Context, first, last uint64) (uint64, error) {
 	started := time.Now()
 	created, err := f.conn.StreamCreated(ctx, bus.StreamRevocations)
 	if err != nil {
 		return 0, err
 	}
-	snap, err := readSnapshot(ctx, f.conn, f.keys.EventKey, f.keys.EventKeys(), created, first, last)
+	trusted := f.keys.EventKeys()
+	load := f.newestSnapshot(ctx)
+	var why error
+	for range snapshotPasses {
+		res, next, err := f.loadSnapshot(ctx, load, trusted, created, first, last)
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			if !errors.Is(err, errNoSnapshot) {
+				return 0, err
+			}
+			why = err
+			break
+		}
+		if res.id == "" {
+			load = next // another snapshot than the one loaded is best
+			continue
+		}
+		for _, kid := range res.revokedKeys {
+			f.keys.Remove(kid)
+		}
+		f.snapSeq.Store(res.seq)
+		f.notifyApplied()
+		f.log.Info("denylist started from a snapshot", "snapshot", res.id, "seq", res.seq,
+			"entries", res.entries, "took", time.Since(started).Round(time.Millisecond))
+		return res.seq, nil
+	}
+	if why == nil {
+		why = fmt.Errorf("%w: the snapshots changed while they were read", errNoSnapshot)
+	}
+	f.snapFallbacks.Add(1)
+	level := slog.LevelWarn
+	if errors.Is(why, errSnapshotsEmpty) || errors.Is(why, jetstream.ErrStreamNotFound) { // none yet, or an older issuer
+		level = slog.LevelInfo
+	}
+	f.log.Log(ctx, level, "no denylist snapshot to start from; replaying the whole revocation stream", "err", why)
+	return 0, nil
+}
+
+// loadedSnapshot is a snapshot a denylist started from.
+type loadedSnapshot struct {
+	id          string
+	seq         uint64
+	entries     int
+	revokedKeys []string // Herald's keys it revokes, by kid
+}
+
+// loadSnapshot scans StreamSnapshots and loads snapshot load, if not
+// empty, into the empty denylist as it reads it. If load is the best
+// snapshot (snapshotScan.best), it sets the denylist's sequence to that
+// snapshot's and returns it; otherwise it empties the denylist again and
+// returns next, the best snapshot, to load instead. Without a usable
+// snapshot it returns an error wrapping errNoSnapshot; store errors are
+// returned as they are. The denylist is empty after every error.
+func (f *Follower) loadSnapshot(ctx context.Context, load string, trusted []string, created time.Time, first, last uint64) (
+	res loadedSnapshot, next string, err error) {
+	l, err := f.db.NewLoader()
 	if err != nil {
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
+		return loadedSnapshot{}, "", err
+	}
+	defer func() {
+		if res.id == "" {
+			if aerr := l.Abort(); aerr != nil {
+				err = errors.Join(err, fmt.Errorf("empty the denylist after a snapshot load: %w", aerr))
+			}
 		}
-		f.snapFallbacks.Add(1)
-		level := slog.LevelWarn
-		if errors.Is(err, errSnapshotsEmpty) || errors.Is(err, jetstream.ErrStreamNotFound) { // none yet, or an older issuer
-			level = slog.LevelInfo
+	}()
+	var entries []store.Entry
+	skip := false // load is not usable: what it writes would be emptied
+	apply := func(c *bus.Snapshot) error {
+		if skip {
+			return nil
 		}
-		f.log.Log(ctx, level, "no denylist snapshot to start from; replaying the whole revocation stream", "err", err)
-		return 0, nil
-	}
-	entries := make([]store.Entry, 0, len(snap.entries))
-	var revokedKeys []string
-	for _, e := range snap.entries {
-		r := bus.Revocation{Kind: e.Kind, Value: e.Value, At: e.At, Until: e.Until, Issuer: e.Issuer}
-		f.bound(&r, snap.seq)
-		entries = entriesFor(entries, &r)
-		if e.Kind == bus.KindKey && e.Issuer == "" {
-			revokedKeys = append(revokedKeys, e.Value)
+		p := &snapshotParts{seq: c.Seq, created: c.StreamCreated, count: c.Count, keys: c.EventKeys}
+		if p.unusable(c.ID, trusted, created, first, last) != nil {
+			skip = true
+			return nil
 		}
+		entries = entries[:0]
+		for _, e := range c.Entries {
+			r := bus.Revocation{Kind: e.Kind, Value: e.Value, At: e.At, Until: e.Until, Issuer: e.Issuer}
+			f.bound(&r, c.Seq)
+			entries = entriesFor(entries, &r)
+			if e.Kind == bus.KindKey && e.Issuer == "" {
+				res.revokedKeys = append(res.revokedKeys, e.Value)
+			}
+		}
+		if err := l.Add(entries); err != nil {
+			return fmt.Errorf("apply snapshot %s at %d: %w", c.ID, c.Seq, err)
+		}
+		return nil
 	}
-	if err := f.db.Load(snap.seq, entries); err != nil {
-		return 0, fmt.Errorf("apply snapshot %s at %d: %w", snap.id, snap.seq, err)
+	sc, err := scanSnapshots(ctx, f.conn, f.keys.EventKey, load, apply)
+	if err != nil {
+		return loadedSnapshot{}, "", err
 	}
-	for _, kid := range revokedKeys {
-		f.keys.Remove(kid)
+	id, seq, err := sc.best(trusted, created, first, last)
+	if err != nil {
+		return loadedSnapshot{}, "", err
 	}
-	f.snapSeq.Store(snap.seq)
-	f.notifyApplied()
-	f.log.Info("denylist started from a snapshot", "snapshot", snap.id, "seq", snap.seq,
-		"entries", len(entries), "took", time.Since(started).Round(time.Millisecond))
-	return snap.seq, nil
+	if id != load || skip {
+		return loadedSnapshot{}, id, nil
+	}
+	if err := l.Finish(seq); err != nil {
+		return loadedSnapshot{}, "", fmt.Errorf("apply snapshot %s at %d: %w", id, seq, err)
+	}
+	res.id, res.seq, res.entries = id, seq, l.Len()
+	return res, "", nil
 }
 
 // snapshotWindow is how many snapshot chunks are published at once: it
