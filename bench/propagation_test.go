@@ -102,7 +102,13 @@ func BenchmarkPropagation(b *testing.B) {
 		b.ReportMetric(float64(res.HeraldAfterReturn.P99.Microseconds()), "herald-after-return-p99-µs")
 		b.ReportMetric(float64(res.RawFanOut.P50.Microseconds()), "raw-p50-µs")
 		b.ReportMetric(float64(res.RawFanOut.P99.Microseconds()), "raw-p99-µs")
-		b.ReportMetric(res.P99Ratio, "p99-ratio")
+		b.ReportMetric(float64(res.RevokeCall.P50.Microseconds()), "revoke-call-p50-µs")
+		b.ReportMetric(float64(res.RevokeCall.P99.Microseconds()), "revoke-call-p99-µs")
+		b.ReportMetric(float64(res.PublishCall.P50.Microseconds()), "publish-call-p50-µs")
+		b.ReportMetric(float64(res.PublishCall.P99.Microseconds()), "publish-call-p99-µs")
+		b.ReportMetric(res.P99RatioFromCall, "p99-ratio-from-call")
+		b.ReportMetric(res.CallP50Ratio, "revoke-call-p50-ratio")
+		b.ReportMetric(res.CallP99Ratio, "revoke-call-p99-ratio")
 	}
 }
 

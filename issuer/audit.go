@@ -2,6 +2,7 @@ package issuer
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -89,6 +90,11 @@ func (s *Service) ListRevocations(ctx context.Context, f listFilter) ([]Revocati
 // listed with action signal.<format> (signal.logout, signal.push,
 // signal.poll), its sender as source and what it caused.
 func (s *Service) ListAudit(ctx context.Context, f listFilter) ([]AuditRecord, error) {
+	// What this replica has answered is in the trail, its audit events
+	// published after the answer included.
+	if err := s.outbox.settle(ctx); err != nil {
+		return nil, fmt.Errorf("list audit: %w", err)
+	}
 	out := []AuditRecord{}
 	opts := bus.ReadOptions{Subjects: []string{bus.SubjectAdminPrefix + ">", bus.SubjectSignalPrefix + ">"}, Since: f.since}
 	err := s.conn.Read(ctx, bus.StreamAudit, opts, func(d bus.Delivery) bool {

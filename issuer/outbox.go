@@ -23,6 +23,8 @@ const (
 	drainEvery = time.Second
 	// publishTimeout bounds how long a request waits for its acknowledgements.
 	publishTimeout = 5 * time.Second
+	// maxFollowing bounds the work that follows answers in flight at once.
+	maxFollowing = 256
 )
 
 // outbox makes a state change and its events one unit: both are written in
@@ -40,6 +42,19 @@ type outbox struct {
 
 	drainMu sync.Mutex // one drain at a time
 
+	// Work that follows an answer (the publish of audit events, the
+	// sharing of cut-offs) runs on goroutines of bg, at most maxFollowing
+	// at a time; what does not fit is left to Run, which finds it in the
+	// outbox or among the pending shares.
+	bg        sync.WaitGroup
+	bgCtx     context.Context
+	bgStop    context.CancelFunc
+	slots     chan struct{}
+	followMu  sync.Mutex
+	following int
+	idle      chan struct{} // closed when following drops to zero
+	closed    bool
+
 	// afterCommit and afterPublish, when set by tests, run after the
 	// commit and after the acknowledgement; an error stands for a crash at
 	// that point.
@@ -47,7 +62,8 @@ type outbox struct {
 }
 
 func newOutbox(db *store.DB, conn *bus.Conn, log *slog.Logger) *outbox {
-	o := &outbox{db: db, conn: conn, log: log, started: time.Now()}
+	o := &outbox{db: db, conn: conn, log: log, started: time.Now(), slots: make(chan struct{}, maxFollowing)}
+	o.bgCtx, o.bgStop = context.WithCancel(context.Background())
 	o.next.Store(uint64(o.started.UnixNano())) // ordered across restarts
 	return o
 }
@@ -64,8 +80,10 @@ type change struct {
 	undo   map[string][]byte // value before the change; nil if absent
 	order  []string
 	events []*bus.Event
+	after  []*bus.Event
 	kept   bool
 	gate   func() error
+	along  func() error
 }
 
 // waitFor makes the commit, once its state is written, wait for gate
@@ -74,6 +92,13 @@ type change struct {
 // before the events go out (a claim on a shared record) thus overlaps
 // the synced write instead of preceding it.
 func (c *change) waitFor(gate func() error) { c.gate = gate }
+
+// alongside makes the commit of a kept change, once its state is written
+// (not yet synced), run fn while it publishes, and answer once both are
+// done. An error of fn is returned as the commit's, wrapping
+// errNotPublished: the change's state records what fn does, for Run to
+// do again.
+func (c *change) alongside(fn func() error) { c.along = fn }
 
 // keep marks the change as one to keep even if its events cannot be
 // published now: revocations are better late than never.
@@ -129,37 +154,73 @@ func (c *change) del(key string) error {
 // emit adds an event to publish with the change.
 func (c *change) emit(e *bus.Event) { c.events = append(c.events, e) }
 
+// emitAfter adds an event that reports the change but need not be
+// acknowledged before the caller is answered, such as its audit record. It
+// is written to the outbox, synced, with the change and published after
+// it; until acknowledged it stays in the outbox, for Run.
+func (c *change) emitAfter(e *bus.Event) { c.after = append(c.after, e) }
+
 // errNotPublished wraps a publish failure after the change was committed
 // and kept: its events stay in the outbox and will be published later.
 var errNotPublished = errors.New("issuer: change committed; its events will be published when the bus is back")
 
 // commit runs fn and commits its writes with its events in the outbox, then
 // publishes the events and waits for their acknowledgements. It returns the
-// events' stream sequences.
+// sequences of the events emitted with emit; those emitted with emitAfter
+// are published without waiting for them.
 //
 // When publishing fails, the change is undone (state restored, outbox
 // entries dropped) and commit returns errUnavailable: the request changed
 // nothing. A change marked with keep (revocations: better late than never)
 // stays instead, its events are published by Run, and commit returns an
-// error wrapping errNotPublished.
+// error wrapping errNotPublished. A kept change is published while its
+// write is being synced, so the answer waits for the slower of the two
+// rather than for both in turn; it comes once both are done.
 func (o *outbox) commit(ctx context.Context, fn func(c *change) error) ([]uint64, error) {
 	c := &change{undo: make(map[string][]byte)}
-	var keys []string
-	err := o.db.Update(func(tx *store.Tx) error {
+	var keys, afterKeys []string
+	durable, err := o.db.UpdateThenSync(func(tx *store.Tx) error {
 		c.tx = tx
 		if err := fn(c); err != nil {
 			return err
 		}
 		var err error
-		keys, _, err = o.put(tx, c.events)
+		if keys, _, err = o.put(tx, c.events); err != nil {
+			return err
+		}
+		afterKeys, _, err = o.put(tx, c.after)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if len(c.events) == 0 {
+	if len(c.events) == 0 || !c.kept {
+		if err := durable(); err != nil {
+			return nil, err
+		}
+		durable = nil
+	}
+	if len(c.events)+len(c.after) == 0 {
 		return nil, nil
 	}
+	synced := make(chan error, 1)
+	if durable != nil {
+		// Joined on every path below, before commit returns.
+		go func() { synced <- durable() }()
+	} else {
+		synced <- nil
+	}
+	seqs, err := o.publishChange(ctx, c, keys, afterKeys)
+	if serr := <-synced; serr != nil {
+		return nil, serr
+	}
+	return seqs, err
+}
+
+// publishChange publishes what c emitted once its write is committed:
+// the events under keys, awaited, and those under afterKeys, in the
+// background.
+func (o *outbox) publishChange(ctx context.Context, c *change, keys, afterKeys []string) ([]uint64, error) {
 	if o.afterCommit != nil {
 		if err := o.afterCommit(); err != nil {
 			return nil, err
@@ -167,22 +228,101 @@ func (o *outbox) commit(ctx context.Context, fn func(c *change) error) ([]uint64
 	}
 	if c.gate != nil {
 		if gerr := c.gate(); gerr != nil {
-			o.undo(c, keys)
+			o.undo(c, append(keys, afterKeys...))
 			return nil, gerr
 		}
 	}
-	seqs, perr := o.publish(ctx, keys, c.events)
-	if perr == nil {
-		return seqs, nil
+	along := make(chan error, 1)
+	if c.along != nil {
+		go func() { along <- c.along() }() // joined below
+	} else {
+		along <- nil
 	}
+	var seqs []uint64
+	var perr error
+	if len(c.events) > 0 {
+		seqs, perr = o.publish(context.WithoutCancel(ctx), keys, c.events)
+	}
+	aerr := <-along
 	if errors.Is(perr, errCrashed) {
 		return nil, perr
 	}
-	if c.kept {
+	if perr == nil || c.kept {
+		// Published, or to be published by Run: what follows too.
+		if len(c.after) > 0 {
+			o.follow(func(ctx context.Context) { _, _ = o.publish(ctx, afterKeys, c.after) })
+		}
+	}
+	switch {
+	case perr == nil && aerr == nil:
+		return seqs, nil
+	case perr == nil:
+		return nil, fmt.Errorf("%w: %w", errNotPublished, aerr)
+	case c.kept:
 		return nil, fmt.Errorf("%w: %w", errNotPublished, perr)
 	}
-	o.undo(c, keys)
+	o.undo(c, append(keys, afterKeys...))
 	return nil, errUnavailable
+}
+
+// follow runs fn, work that follows an answer, in the background, unless
+// maxFollowing such runs are in flight: then what fn would do is left to
+// Run. fn's context ends when the outbox is closed.
+func (o *outbox) follow(fn func(ctx context.Context)) {
+	select {
+	case o.slots <- struct{}{}:
+	default:
+		return
+	}
+	o.followMu.Lock()
+	defer o.followMu.Unlock()
+	if o.closed {
+		<-o.slots
+		return
+	}
+	if o.following == 0 {
+		o.idle = make(chan struct{})
+	}
+	o.following++
+	o.bg.Go(func() {
+		defer func() {
+			<-o.slots
+			o.followMu.Lock()
+			if o.following--; o.following == 0 {
+				close(o.idle)
+			}
+			o.followMu.Unlock()
+		}()
+		fn(o.bgCtx)
+	})
+}
+
+// settle waits until the work following the answers given so far is done,
+// or ctx ends: a read of the audit trail then sees what this replica has
+// answered.
+func (o *outbox) settle(ctx context.Context) error {
+	o.followMu.Lock()
+	idle, busy := o.idle, o.following > 0
+	o.followMu.Unlock()
+	if !busy {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// close stops the work following answers and waits for it to end. What
+// it did not finish is in the outbox, for the next start.
+func (o *outbox) close() {
+	o.followMu.Lock()
+	o.closed = true
+	o.followMu.Unlock()
+	o.bgStop()
+	o.bg.Wait()
 }
 
 // undo reverts the state c changed and drops its outbox entries keys.
@@ -269,7 +409,7 @@ func (o *outbox) send(ctx context.Context, st *staged) ([]uint64, error) {
 	if len(st.events) == 0 {
 		return nil, nil
 	}
-	seqs, err := o.publish(ctx, st.keys, st.events)
+	seqs, err := o.publish(context.WithoutCancel(ctx), st.keys, st.events)
 	if err == nil || errors.Is(err, errCrashed) {
 		return seqs, err
 	}
@@ -310,9 +450,10 @@ func (o *outbox) drop(st *staged) {
 var errCrashed = errors.New("issuer: simulated crash")
 
 // publish publishes events in the outbox under keys, waits for their
-// acknowledgements and removes them. On failure they stay.
+// acknowledgements, for publishTimeout at most, and removes them. On
+// failure they stay.
 func (o *outbox) publish(ctx context.Context, keys []string, events []*bus.Event) ([]uint64, error) {
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	seqs, err := o.conn.PublishAll(pctx, events...)
 	if err != nil {

@@ -92,6 +92,9 @@ func (s *Service) revoke(ctx context.Context, req RevocationRequest, actor, sour
 	if err := s.checkIssuer(req.Issuer); err != nil {
 		return nil, err
 	}
+	if s.ownEventKeyRevoked() {
+		return nil, errOwnEventKeyRevoked // every verifier would drop what it signs
+	}
 	own := s.ownTokens(req.Issuer)
 	ctx, span := tracer().Start(ctx, "herald.issuer.Revoke", trace.WithAttributes(
 		attribute.String("herald.kind", kind.String()), attribute.Int("herald.values", len(values))))
@@ -148,8 +151,15 @@ func (s *Service) revoke(ctx context.Context, req RevocationRequest, actor, sour
 		if gate != nil {
 			c.waitFor(gate)
 		}
+		if own && cutsOff(kind) && kind != bus.KindSession {
+			// A cut-off must be in HERALD_SESSIONS before the answer: a
+			// session created after it is known to be by its place in the
+			// bucket (Service.covers). It is written while the revocation
+			// is published.
+			c.alongside(func() error { return s.shareCutoffs(context.WithoutCancel(ctx), kind, values, now) })
+		}
 		if signal != nil {
-			c.emit(&bus.Event{ID: bus.SignalEventID(signal.Issuer, signal.JTI, "signal"), Type: bus.TypeSignalReceived,
+			c.emitAfter(&bus.Event{ID: bus.SignalEventID(signal.Issuer, signal.JTI, "signal"), Type: bus.TypeSignalReceived,
 				Time: now, Actor: actor, Signal: signal})
 			return nil
 		}
@@ -159,16 +169,21 @@ func (s *Service) revoke(ctx context.Context, req RevocationRequest, actor, sour
 		} else {
 			audit.Value = req.Value
 		}
-		c.emit(&bus.Event{ID: bus.NewID(), Type: bus.TypeAdminRevoke, Time: now, Actor: actor, Admin: audit})
+		c.emitAfter(&bus.Event{ID: bus.NewID(), Type: bus.TypeAdminRevoke, Time: now, Actor: actor, Admin: audit})
 		return nil
 	})
 	if err != nil {
 		return nil, err // if it was recorded, Run publishes it and shares its cut-offs
 	}
-	if own {
-		if err := s.shareCutoffs(ctx, kind, values, now); err != nil {
-			return nil, fmt.Errorf("%w: %w", errNotPublished, err) // recorded: Run retries
-		}
+	if own && kind == bus.KindSession {
+		// Every replica refuses to refresh a revoked session from its
+		// denylist, once caught up with HERALD (Service.barrier); marking
+		// the sessions ended follows the answer, and Run retries it.
+		s.outbox.follow(func(ctx context.Context) {
+			if err := s.shareCutoffs(ctx, kind, values, now); err != nil && ctx.Err() == nil {
+				s.log.Warn("revoked sessions not marked ended in HERALD_SESSIONS yet; retrying", "err", err)
+			}
+		})
 	}
 	res.ID, res.Seq, res.At = events[0].ID, seqs[len(events)-1], now
 	s.metrics.revoked(ctx, kind, len(values))
@@ -252,8 +267,11 @@ func (s *Service) shareCutoff(ctx context.Context, k bus.Kind, v string, at time
 // forgetShares deletes the pending share/ entries of done, each only if it
 // still holds what was shared: a later revocation of the same value may
 // have replaced it and not be shared yet.
+//
+// The delete is not synced: a share a crash brings back is shared again,
+// which changes nothing (putCutoff keeps the entry it finds).
 func (s *Service) forgetShares(done map[string][]byte) error {
-	err := s.state.Update(func(tx *store.Tx) error {
+	err := s.state.UpdateNoSync(func(tx *store.Tx) error {
 		for key, shared := range done {
 			cur, ok, err := tx.Get(key)
 			if err != nil {

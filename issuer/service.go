@@ -36,6 +36,7 @@ type Service struct {
 	trusted  *verifier.KeySet // HERALD_KEYS as verifiers see it
 	deny     *store.DB        // the denylist, for introspection
 	follow   *verifier.Follower
+	head     *headReader        // HERALD's last sequence, for barrier
 	intro    *verifier.Verifier // introspection: the verifiers' own checks
 	limits   *limiter
 	replay   *proofCache // DPoP proofs accepted at the token endpoint
@@ -114,6 +115,7 @@ func open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 		return nil, err
 	}
 	s.outbox = newOutbox(s.state, conn, log)
+	s.head = newHeadReader(conn, bus.StreamRevocations)
 	if err := shareOldCutoffs(s.state); err != nil {
 		return nil, err
 	}
@@ -358,6 +360,9 @@ func (s *Service) Close() error {
 			s.ln.Close()
 		}
 		s.metrics.close()
+		if s.outbox != nil {
+			s.outbox.close()
+		}
 		for _, db := range []*store.DB{s.state, s.deny} {
 			if db != nil {
 				errs = append(errs, db.Close())

@@ -166,6 +166,9 @@ func (s *Service) refresh(ctx context.Context, token string, auth clientAuth, pr
 	if err := s.awaitCaughtUp(ctx); err != nil {
 		return nil, err // it may not know yet of a revocation that ends this session
 	}
+	if err := s.barrier(ctx); err != nil {
+		return nil, err // nor of one another replica has just answered
+	}
 	p, err := s.checkProof(proof)
 	if err != nil {
 		return nil, err
@@ -378,6 +381,9 @@ func (s *Service) covers(c sharedCutoff, sess *sessionRecord) bool {
 func (s *Service) ListSessions(ctx context.Context, sub string) ([]Session, error) {
 	if err := checkIdent("sub", sub, true); err != nil {
 		return nil, err
+	}
+	if err := s.barrier(ctx); err != nil {
+		return nil, err // a session another replica revoked is not listed
 	}
 	recs, err := s.sessions.ofSubject(ctx, sub)
 	if err != nil {

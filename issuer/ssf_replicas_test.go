@@ -16,7 +16,8 @@ import (
 // replica registered manages and polls its stream through another, and
 // its acknowledgement reaches whichever replica it is sent to.
 func TestSSF_AnyReplicaServesAnyStream(t *testing.T) {
-	rs := runReplicas(t, false, 2, issuer.Config{})
+	// Unlimited: waiting for both transmitters to start polls their API.
+	rs := runReplicas(t, false, 2, issuer.Config{ClientRateLimit: -1})
 	a, b := rs.issuers[0].URL(), rs.issuers[1].URL()
 	_, tok := ssfClient(t, rs.issuers[0], "receiver", "ssf.manage ssf.read")
 	waitTransmitter(t, a, tok)

@@ -44,6 +44,38 @@ func (db *DB) UpdateNoSync(fn func(tx *Tx) error) error {
 	return db.update(pebble.NoSync, fn)
 }
 
+// UpdateThenSync is Update that returns once the change is written and
+// visible, before it is on disk, with a function that waits for the disk:
+// the caller overlaps other work with the sync and calls durable before
+// it answers. A crash of the machine before durable returns may lose the
+// change. On a DB opened without Sync, durable does nothing.
+func (db *DB) UpdateThenSync(fn func(tx *Tx) error) (durable func() error, err error) {
+	if err := db.update(pebble.NoSync, fn); err != nil {
+		return nil, err
+	}
+	if !db.write.Sync {
+		return func() error { return nil }, nil
+	}
+	return db.syncLog, nil
+}
+
+// syncLog waits until every write committed so far is on disk: the
+// write-ahead log is synced up to an empty record written after them.
+func (db *DB) syncLog() error {
+	db.life.RLock()
+	defer db.life.RUnlock()
+	if db.closed {
+		return ErrClosed
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	_ = b.LogData(nil, nil)
+	if err := db.commit(b, pebble.Sync); err != nil {
+		return fmt.Errorf("store: sync: %w", err)
+	}
+	return nil
+}
+
 func (db *DB) update(opts *pebble.WriteOptions, fn func(tx *Tx) error) error {
 	db.life.RLock()
 	defer db.life.RUnlock()

@@ -1,0 +1,125 @@
+package issuer
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/bustest"
+)
+
+// TestBarrier_RefreshAfterAnotherReplicasRevocation: replica a answers a
+// session revocation before it marks the session ended in
+// HERALD_SESSIONS. Replica b, whose follower has not applied the
+// revocation yet, must not refresh the session in between: the refresh
+// waits for b to catch up with HERALD and, as b cannot here, fails
+// unavailable; once b has caught up it is refused as revoked.
+func TestBarrier_RefreshAfterAnotherReplicasRevocation(t *testing.T) {
+	s := bustest.RunServer(t)
+	a, _ := openForTest(t, s, t.TempDir(), func(svc *Service) {
+		svc.outbox.slots = make(chan struct{}) // nothing follows the answer: left to Run
+	})
+	entered, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	var holding atomic.Bool
+	b, _ := openForTest(t, s, t.TempDir(), func(svc *Service) {
+		svc.catchUpWait = 200 * time.Millisecond
+		svc.follow.OnApply(func(revs []*bus.Revocation) {
+			if revs[0].Value == "held" && holding.CompareAndSwap(false, true) {
+				close(entered) // b's follower stops here, before the next revocation
+				<-release
+			}
+			svc.noteRevocations(revs)
+		})
+	})
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // before b stops
+	for _, svc := range []*Service{a, b} {
+		bustest.WaitFor(t, 10*time.Second, func() error {
+			if !svc.follow.CaughtUp() {
+				return errors.New("follower not caught up")
+			}
+			return nil
+		})
+	}
+	sess, err := a.CreateSession(t.Context(), SessionRequest{Subject: "alice"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Revoke(t.Context(), RevocationRequest{Kind: "session", Value: "held"}, "test", "test"); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	if _, err := a.Revoke(t.Context(), RevocationRequest{Kind: "session", Value: sess.SessionID}, "test", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := b.sessions.get(t.Context(), sess.SessionID); err != nil || cur.sess == nil || cur.sess.Ended {
+		t.Fatalf("session in HERALD_SESSIONS: %+v, %v; want it there, not yet marked ended", cur.sess, err)
+	}
+	if _, err := b.refresh(t.Context(), sess.RefreshToken, clientAuth{}, ""); !errors.Is(err, errCatchingUp) {
+		t.Fatalf("refresh on a replica behind the revocation: %v, want %v", err, errCatchingUp)
+	}
+	releaseOnce.Do(func() { close(release) })
+	var e *Error
+	if _, err := b.refresh(t.Context(), sess.RefreshToken, clientAuth{}, ""); !errors.As(err, &e) || e.Code != "invalid_grant" {
+		t.Fatalf("refresh once caught up: %v, want invalid_grant", err)
+	}
+}
+
+// TestHeadReader_ReadStartsAfterTheCall: concurrent callers share reads,
+// and none gets the answer of a read that began before it called.
+func TestHeadReader_ReadStartsAfterTheCall(t *testing.T) {
+	var head atomic.Uint64
+	var reads atomic.Int64
+	started := make(chan struct{}, 16)
+	proceed := make(chan struct{})
+	h := &headReader{read: func(context.Context) (uint64, error) {
+		reads.Add(1)
+		v := head.Load()
+		started <- struct{}{}
+		<-proceed
+		return v, nil
+	}}
+	first := make(chan uint64)
+	go func() {
+		v, _ := h.last(t.Context())
+		first <- v
+	}()
+	<-started // a read of head 0 is under way
+	head.Store(7)
+	const n = 8
+	later := make(chan uint64, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			v, _ := h.last(t.Context())
+			later <- v
+		})
+	}
+	// Every later caller waits for one read that starts after the first.
+	bustest.WaitFor(t, 5*time.Second, func() error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.next == nil {
+			return errors.New("no read queued behind the one under way")
+		}
+		return nil
+	})
+	close(proceed)
+	wg.Wait()
+	close(later)
+	if v := <-first; v != 0 {
+		t.Fatalf("first caller got %d, want 0", v)
+	}
+	for v := range later {
+		if v != 7 {
+			t.Fatalf("a caller that came after the head moved got %d, want 7", v)
+		}
+	}
+	if got := reads.Load(); got < 2 {
+		t.Fatalf("%d reads for %d callers, want at least 2", got, n+1)
+	}
+}
