@@ -197,12 +197,11 @@ func (db *DB) load() error {
 			it.Close()
 			return fmt.Errorf("load entries: %w", err)
 		}
-		v, err := decodeValue(val)
-		if err != nil {
+		if _, err := decodeValue(val); err != nil {
 			it.Close()
 			return fmt.Errorf("load entry %q: %w", it.Key()[1:], err)
 		}
-		db.idx.add(db.idx.hash(string(it.Key()[1:])), v.until, true)
+		db.idx.add(db.idx.hash(string(it.Key()[1:])))
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("load entries: %w", err)

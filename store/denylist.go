@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -82,7 +83,7 @@ func (db *DB) stage(b *pebble.Batch, entries []Entry) (staged, error) {
 		if !ok {
 			u.fp = db.idx.hash(e.Key)
 			u.fresh = true
-			if _, maybe := db.idx.until[u.fp]; maybe {
+			if db.idx.has(u.fp) {
 				var err error
 				if old, ok, err = db.read(e.Key); err != nil {
 					return staged{}, err
@@ -117,7 +118,9 @@ func (db *DB) publish(st staged) {
 	}
 	db.mu.Lock()
 	for k, u := range st.updates {
-		db.idx.add(u.fp, u.v.until, u.fresh)
+		if u.fresh {
+			db.idx.add(u.fp)
+		}
 		db.hits.drop(u.fp, k)
 	}
 	db.mu.Unlock()
@@ -344,35 +347,33 @@ func (db *DB) Contains(key string) bool {
 func (db *DB) lookup(key string) (value, bool) {
 	fp := db.idx.hash(key)
 	db.mu.RLock()
-	until, ok := db.idx.until[fp]
-	if !ok {
+	if !db.idx.has(fp) {
 		db.mu.RUnlock()
 		return value{}, false
 	}
-	now := db.now().UnixNano()
-	if until <= now { // every key with this fingerprint has expired
-		db.mu.RUnlock()
-		return value{}, false
-	}
-	v, ok := db.confirm(fp, key, until)
+	v, ok := db.confirm(fp, key)
 	db.mu.RUnlock()
-	return v, ok && v.until > now
+	return v, ok && v.until > db.now().UnixNano()
 }
 
-// confirm returns the entry of key, whose fingerprint fp the index holds
-// with latest Until until, from the hits cache or Pebble. The caller holds
-// mu shared. A key that cannot be read (a closed or damaged DB) is
-// reported held, dated until: it refuses rather than lets through.
-func (db *DB) confirm(fp uint64, key string, until int64) (value, bool) {
+// refused is the entry reported for a key that cannot be confirmed: held
+// for ever, made at the end of time, so that every check refuses.
+var refused = value{at: math.MaxInt64, until: math.MaxInt64}
+
+// confirm returns the entry of key, whose fingerprint fp the index holds,
+// from the hits cache or Pebble. The caller holds mu shared. A key that
+// cannot be read (a closed or damaged DB) is reported held (refused): a
+// check refuses rather than lets through.
+func (db *DB) confirm(fp uint64, key string) (value, bool) {
 	if v, ok := db.hits.get(fp, key); ok {
 		return v, true
 	}
 	if db.pdbGone {
-		return value{at: until, until: until}, true
+		return refused, true
 	}
 	v, ok, err := db.read(key)
 	if err != nil {
-		return value{at: until, until: until}, true
+		return refused, true
 	}
 	if ok {
 		db.hits.put(fp, key, v)

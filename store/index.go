@@ -7,55 +7,53 @@ import (
 )
 
 // index is the in-memory part of a denylist: a 64-bit fingerprint of every
-// key held, keyed by a hash with a seed of this process, each with the
-// latest Until of the keys that have it. It holds no key, so a million
-// entries cost tens of MiB rather than hundreds.
+// key held, made by a hash with a seed of this process. It holds no key
+// and no times, so a million entries take 16 MiB rather than hundreds.
 //
 // A fingerprint says only that a key may be held: a key missing from the
 // index is not held (the answer of almost every lookup, from memory), and
 // a key found is confirmed, and its entry read, from Pebble or from the
 // hits cache. Two keys with one fingerprint are told apart that way too.
 type index struct {
-	hash  func(string) uint64
-	until map[uint64]int64 // fingerprint -> the latest Until of the keys having it
+	hash func(string) uint64 // never 0
+	fps  fpSet
 	// shared counts the keys of the fingerprints more than one key has.
 	shared map[uint64]int
 	n      int // keys held, expired ones included until pruned
 }
 
 func newIndex(hash func(string) uint64) index {
-	return index{hash: hash, until: make(map[uint64]int64), shared: make(map[uint64]int)}
+	return index{hash: hash, shared: make(map[uint64]int)}
 }
 
 // fingerprintHook, when set by a test before Open, replaces the
 // fingerprint hash, to force collisions.
 var fingerprintHook func(string) uint64
 
-// newHash returns the fingerprint hash of a new DB.
+// newHash returns the fingerprint hash of a new DB: never 0, which marks
+// an empty slot of the index.
 func newHash() func(string) uint64 {
-	if fingerprintHook != nil {
-		return fingerprintHook
+	h := fingerprintHook
+	if h == nil {
+		seed := maphash.MakeSeed()
+		h = func(k string) uint64 { return maphash.String(seed, k) }
 	}
-	seed := maphash.MakeSeed()
-	return func(k string) uint64 { return maphash.String(seed, k) }
+	return func(k string) uint64 { return max(h(k), 1) }
 }
 
-// add records that a key with fingerprint fp and expiry until is held;
-// fresh says it was not held before (so fp, if present, was another key's).
-func (x *index) add(fp uint64, until int64, fresh bool) {
-	old, ok := x.until[fp]
-	if fresh {
-		x.n++
-		if ok {
-			if c := x.shared[fp]; c > 0 {
-				x.shared[fp] = c + 1
-			} else {
-				x.shared[fp] = 2
-			}
-		}
+// has reports whether a key with fingerprint fp may be held.
+func (x *index) has(fp uint64) bool { return x.fps.has(fp) }
+
+// add records that a key with fingerprint fp, not held before, is held.
+func (x *index) add(fp uint64) {
+	x.n++
+	if x.fps.insert(fp) {
+		return
 	}
-	if !ok || until > old {
-		x.until[fp] = until
+	if c := x.shared[fp]; c > 0 {
+		x.shared[fp] = c + 1
+	} else {
+		x.shared[fp] = 2
 	}
 }
 
@@ -68,7 +66,83 @@ func (x *index) remove(fp uint64) {
 	case c == 2:
 		delete(x.shared, fp)
 	default:
-		delete(x.until, fp)
+		x.fps.delete(fp)
+	}
+}
+
+// fpSet is a set of nonzero fingerprints in one flat slice, with linear
+// probing from slot fp mod its size (a power of two), at most three
+// quarters full: 8 bytes a slot, no pointers for the collector to scan.
+type fpSet struct {
+	slots []uint64 // 0: empty
+	n     int
+}
+
+func (s *fpSet) has(fp uint64) bool {
+	if len(s.slots) == 0 || fp == 0 {
+		return false
+	}
+	mask := uint64(len(s.slots) - 1)
+	for i := fp & mask; ; i = (i + 1) & mask {
+		switch s.slots[i] {
+		case fp:
+			return true
+		case 0:
+			return false
+		}
+	}
+}
+
+// insert adds fp, reporting false if it was already there.
+func (s *fpSet) insert(fp uint64) bool {
+	if (s.n+1)*4 > len(s.slots)*3 {
+		s.grow()
+	}
+	mask := uint64(len(s.slots) - 1)
+	i := fp & mask
+	for ; s.slots[i] != 0; i = (i + 1) & mask {
+		if s.slots[i] == fp {
+			return false
+		}
+	}
+	s.slots[i] = fp
+	s.n++
+	return true
+}
+
+// delete removes fp, if there, moving back the fingerprints after it that
+// probed past its slot, so that no search stops short of them.
+func (s *fpSet) delete(fp uint64) {
+	if len(s.slots) == 0 {
+		return
+	}
+	mask := uint64(len(s.slots) - 1)
+	i := fp & mask
+	for ; s.slots[i] != fp; i = (i + 1) & mask {
+		if s.slots[i] == 0 {
+			return
+		}
+	}
+	for j := (i + 1) & mask; s.slots[j] != 0; j = (j + 1) & mask {
+		// j's fingerprint moves back to i unless its home slot lies
+		// cyclically in (i, j]: its search would not pass i.
+		home := s.slots[j] & mask
+		if (i < j && (home <= i || home > j)) || (i > j && home <= i && home > j) {
+			s.slots[i] = s.slots[j]
+			i = j
+		}
+	}
+	s.slots[i] = 0
+	s.n--
+}
+
+func (s *fpSet) grow() {
+	old := s.slots
+	s.slots, s.n = make([]uint64, max(16, 2*len(old))), 0
+	for _, fp := range old {
+		if fp != 0 {
+			s.insert(fp)
+		}
 	}
 }
 

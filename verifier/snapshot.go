@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -81,8 +83,9 @@ type snapshotScan struct {
 	refused []error
 }
 
-// snapshotReadAhead is how many chunks are read and checked at once: up
-// to a MiB each, on every CPU.
+// snapshotReadAhead is how many chunks are read and checked at once, up
+// to a MiB each, spread over the CPUs: the next ones are checked while
+// the last ones are written.
 const snapshotReadAhead = 8
 
 // scanSnapshots reads StreamSnapshots and checks every chunk's signature,
@@ -93,34 +96,30 @@ const snapshotReadAhead = 8
 // stops the scan and is returned as it is; others wrap errNoSnapshot.
 func scanSnapshots(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, load string, apply func(*bus.Snapshot) error) (*snapshotScan, error) {
 	sc := &snapshotScan{byID: map[string]*snapshotParts{}}
-	var applyErr error
-	batch := make([]bus.Delivery, 0, snapshotReadAhead)
-	flush := func() {
-		for i, o := range openEvents(batch, bus.StreamSnapshots, keys, 0) {
-			if o.err == nil && o.e.Type != bus.TypeSnapshotChunk {
-				o.err = fmt.Errorf("%w: type %s on the snapshot stream", bus.ErrMalformed, o.e.Type)
-			}
-			if o.err != nil {
-				sc.refused = append(sc.refused, fmt.Errorf("chunk at %d: %s: %w", batch[i].Seq, bus.Reason(o.err), o.err))
-				continue
-			}
-			c := o.e.Snapshot
-			p := sc.byID[c.ID]
-			if p == nil {
-				p = &snapshotParts{seq: c.Seq, created: c.StreamCreated, count: c.Count, keys: c.EventKeys, have: make([]bool, c.Count)}
-				sc.byID[c.ID] = p
-			}
-			if c.Seq != p.seq || !c.StreamCreated.Equal(p.created) || c.Count != p.count || p.have[c.Index] ||
-				!slices.Equal(c.EventKeys, p.keys) {
-				p.bad = true
-				continue
-			}
-			p.have[c.Index] = true
-			if c.ID == load && !p.bad && applyErr == nil {
-				applyErr = apply(c)
+	type checked struct {
+		batch  []bus.Delivery
+		opened []openedEvent
+	}
+	// One goroutine records and applies what the reading one checked.
+	work := make(chan checked)
+	done := make(chan struct{})
+	var applyErr error // set by the recording goroutine, read after done
+	var failed atomic.Bool
+	go func() {
+		defer close(done)
+		for w := range work {
+			if applyErr == nil {
+				applyErr = sc.record(w.batch, w.opened, load, apply)
+				failed.Store(applyErr != nil)
 			}
 		}
-		batch = batch[:0]
+	}()
+	batch := make([]bus.Delivery, 0, snapshotReadAhead)
+	flush := func() {
+		if len(batch) > 0 {
+			work <- checked{batch, openChunks(batch, keys)}
+			batch = make([]bus.Delivery, 0, snapshotReadAhead)
+		}
 	}
 	// Chunks are up to a MiB each: ask for a few at a time, or the server
 	// may cut off a reader that falls behind.
@@ -129,11 +128,13 @@ func scanSnapshots(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, l
 		if batch = append(batch, d); len(batch) == cap(batch) {
 			flush()
 		}
-		return applyErr == nil
+		return !failed.Load()
 	})
-	if applyErr == nil && err == nil {
+	if err == nil {
 		flush()
 	}
+	close(work)
+	<-done
 	if applyErr != nil {
 		return nil, applyErr
 	}
@@ -141,6 +142,51 @@ func scanSnapshots(ctx context.Context, conn *bus.Conn, keys bus.EventKeyFunc, l
 		return nil, fmt.Errorf("%w: %w", errNoSnapshot, err)
 	}
 	return sc, nil
+}
+
+// openChunks checks the signatures of batch, read from StreamSnapshots,
+// and decodes its chunks, each on its own goroutine.
+func openChunks(batch []bus.Delivery, keys bus.EventKeyFunc) []openedEvent {
+	out := make([]openedEvent, len(batch))
+	var wg sync.WaitGroup
+	for i := range batch {
+		wg.Go(func() { out[i].e, out[i].err = bus.OpenEvent(batch[i], bus.StreamSnapshots, keys) })
+	}
+	wg.Wait()
+	return out
+}
+
+// record notes what the checked chunks of batch say of their snapshots
+// and passes those of snapshot load that agree with its chunks before
+// them to apply.
+func (sc *snapshotScan) record(batch []bus.Delivery, opened []openedEvent, load string, apply func(*bus.Snapshot) error) error {
+	for i, o := range opened {
+		if o.err == nil && o.e.Type != bus.TypeSnapshotChunk {
+			o.err = fmt.Errorf("%w: type %s on the snapshot stream", bus.ErrMalformed, o.e.Type)
+		}
+		if o.err != nil {
+			sc.refused = append(sc.refused, fmt.Errorf("chunk at %d: %s: %w", batch[i].Seq, bus.Reason(o.err), o.err))
+			continue
+		}
+		c := o.e.Snapshot
+		p := sc.byID[c.ID]
+		if p == nil {
+			p = &snapshotParts{seq: c.Seq, created: c.StreamCreated, count: c.Count, keys: c.EventKeys, have: make([]bool, c.Count)}
+			sc.byID[c.ID] = p
+		}
+		if c.Seq != p.seq || !c.StreamCreated.Equal(p.created) || c.Count != p.count || p.have[c.Index] ||
+			!slices.Equal(c.EventKeys, p.keys) {
+			p.bad = true
+			continue
+		}
+		p.have[c.Index] = true
+		if c.ID == load && !p.bad {
+			if err := apply(c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // unusable reports why snapshot id, as its chunks describe it, is not one
