@@ -206,7 +206,9 @@ func (s *Service) revoke(ctx context.Context, req RevocationRequest, actor, sour
 			s.log.Error("revoke all not recorded as handled", "err", err)
 		}
 	}
-	s.waitMillisecond(now)
+	if comparesIssuedAt(kind) {
+		s.waitMillisecond(now)
+	}
 	return res, nil
 }
 
@@ -493,6 +495,16 @@ func (s *Service) applyRevocation(c *change, k bus.Kind, value string, now time.
 		return c.put(cutoffKey(k, value), &cutoff{At: now})
 	}
 	return nil
+}
+
+// comparesIssuedAt reports whether a revocation of kind k covers tokens by
+// their iat (issued at or before it) rather than every token it names.
+func comparesIssuedAt(k bus.Kind) bool {
+	switch k {
+	case bus.KindSubject, bus.KindClient, bus.KindTenant, bus.KindAll:
+		return true
+	}
+	return false
 }
 
 // waitMillisecond returns once the issuer's clock has left the

@@ -91,7 +91,6 @@ func (s *Service) EndSessionByToken(ctx context.Context, sid, token, reason stri
 	res := &SessionEnd{SessionID: sid}
 	if len(seqs) > 0 {
 		res.Seq = seqs[0]
-		s.waitMillisecond(now)
 	}
 	return res, nil
 }

@@ -437,7 +437,8 @@ func (s *Service) EndSession(ctx context.Context, sid, reason, actor, source str
 	if err != nil {
 		return nil, err
 	}
-	s.waitMillisecond(now)
+	// A session revocation refuses every token of the session, whenever
+	// issued: no wait for its millisecond to pass (comparesIssuedAt).
 	return &RevocationResult{ID: rev.ID, Seq: seqs[0], At: now}, nil
 }
 
