@@ -12,6 +12,7 @@ import (
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
 	"github.com/heraldsec/herald/bus/natsserver"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 var errCrash = errors.New("simulated crash")
@@ -170,5 +171,50 @@ func TestOutbox_FailedPublishChangesNothing(t *testing.T) {
 	}
 	if n := svc.outbox.pending(); n != 0 {
 		t.Fatalf("outbox holds %d events of an undone change", n)
+	}
+}
+
+// TestOutbox_AuditFollowingTheAnswerSurvivesACrash: a revocation answers
+// before its audit event is published; the process dies before that
+// happens. The restarted issuer publishes the audit event, once.
+func TestOutbox_AuditFollowingTheAnswerSurvivesACrash(t *testing.T) {
+	s := bustest.RunServer(t)
+	conn := bustest.Connect(t, s)
+	dir := t.TempDir()
+	audits := func() int {
+		t.Helper()
+		st, err := conn.JetStream().Stream(t.Context(), bus.StreamAudit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(t.Context(), jetstream.WithSubjectFilter(bus.SubjectAdminPrefix+"revoke"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(info.State.Msgs)
+	}
+	svc, stop := openForTest(t, s, dir, func(svc *Service) {
+		svc.outbox.slots = make(chan struct{}) // what follows the answer never runs: the crash comes first
+	})
+	if _, err := svc.Revoke(t.Context(), RevocationRequest{Kind: "session", Value: "s-audit"}, "test", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if n := svc.outbox.pending(); n != 1 {
+		t.Fatalf("outbox holds %d events after the answer, want the audit event", n)
+	}
+	if n := audits(); n != 0 {
+		t.Fatalf("%d admin.revoke events before the restart, want 0", n)
+	}
+	stop()
+
+	svc, _ = openForTest(t, s, dir, nil)
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		if n := svc.outbox.pending(); n != 0 {
+			return fmt.Errorf("outbox still holds %d events", n)
+		}
+		return nil
+	})
+	if n := audits(); n != 1 {
+		t.Fatalf("%d admin.revoke events after the restart, want 1", n)
 	}
 }
