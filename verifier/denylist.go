@@ -125,6 +125,17 @@ func (v *Verifier) scopeMarker(iss string) string {
 	return scopeMarker(iss)
 }
 
+// denylistCacheSize and denylistMemTableSize size Pebble for a sidecar,
+// which runs beside every application pod: lookups of keys the denylist
+// does not hold never read Pebble, and those of keys it holds mostly hit
+// the store's cache of recent hits, so a small block cache serves; small
+// memtables keep what writes hold in memory small. Pebble's defaults are
+// 8 MiB and 4 MiB.
+const (
+	denylistCacheSize    = 2 << 20
+	denylistMemTableSize = 2 << 20
+)
+
 // OpenDenylist opens the denylist in dir and reads all of it. One that
 // cannot be read back (damaged or missing files, bad data) is moved aside
 // to dir.corrupt, replacing an older one, and an empty denylist takes its
@@ -132,7 +143,7 @@ func (v *Verifier) scopeMarker(iss string) string {
 // revocation still in force, and the sidecar is not ready until it has.
 // log, which must not be nil, hears of the move.
 func OpenDenylist(dir string, log *slog.Logger) (*store.DB, error) {
-	opts := store.Options{Logger: log, Verify: true}
+	opts := store.Options{Logger: log, Verify: true, CacheSize: denylistCacheSize, MemTableSize: denylistMemTableSize}
 	db, err := store.Open(dir, opts)
 	if !errors.Is(err, store.ErrCorrupt) {
 		return db, err
