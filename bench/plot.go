@@ -95,6 +95,12 @@ func (r *Report) WritePlots(dir string) ([]string, error) {
 			bc.add("raw "+s.Algorithm+" signing", s.Rate.PerSecond, 1)
 		}
 		bc.add("raw publish of 2 acknowledged events", is.Publish.PerSecond, 2)
+		if is.Refresh.N > 0 {
+			bc.add("refresh (HTTP, shared bucket)", is.Refresh.PerSecond, 0)
+		}
+		if is.SyncedWrite.N > 0 {
+			bc.add("single-writer synced 4 KiB write", is.SyncedWrite.PerSecond, 2)
+		}
 		files["issue.svg"] = svgDoc(chartW, bc.height(), bc.render(0, 0, chartW))
 	}
 	var names []string

@@ -375,6 +375,14 @@ func (r *Report) WriteMarkdown(w io.Writer, plots string) error {
 		}
 		fmt.Fprintf(&b, "| raw publish of 2 events, both acknowledged | %s | %s | %s | %s |\n", fmtRate(is.Publish.PerSecond),
 			fmtDur(is.Publish.Latency.P50), fmtDur(is.Publish.Latency.P99), fmtRatio(is.PublishRatio))
+		if is.SyncedWrite.N > 0 {
+			fmt.Fprintf(&b, "| single-writer synced 4 KiB write (fsync), the floor | %s | %s | %s | %s |\n", fmtRate(is.SyncedWrite.PerSecond),
+				fmtDur(is.SyncedWrite.Latency.P50), fmtDur(is.SyncedWrite.Latency.P99), fmtRatio(is.SyncRatio))
+		}
+		if is.Refresh.N > 0 {
+			fmt.Fprintf(&b, "\nRefreshes (grant_type=refresh_token over HTTP, shared HERALD_SESSIONS, %d callers each rotating its own session): %s/s, p50 %s, p99 %s; %s the synced-write floor.\n",
+				is.Refresh.Workers, fmtRate(is.Refresh.PerSecond), fmtDur(is.Refresh.Latency.P50), fmtDur(is.Refresh.Latency.P99), fmtRatio(is.RefreshSyncRatio))
+		}
 		img("issue.svg", "issue rates")
 	}
 	m := r.Meta

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -143,6 +144,12 @@ type Conn struct {
 	log    *slog.Logger
 	closed chan struct{} // closed once nc is closed
 	signer atomic.Pointer[Signer]
+
+	// committers group the writes to each stream (batch.go); commitWG
+	// tracks their goroutines, which end when the connection closes.
+	commitMu   sync.Mutex
+	committers map[string]*committer
+	commitWG   sync.WaitGroup
 }
 
 // SetSigner makes the Conn sign every event it publishes with s. Publish
@@ -306,13 +313,13 @@ func (c *Conn) Connected() bool { return c.nc.IsConnected() }
 // Close drains the connection: pending publishes and subscriptions finish,
 // then it closes. It is safe to call more than once.
 func (c *Conn) Close() {
-	if c.nc.IsClosed() {
-		return
-	}
-	if err := c.nc.Drain(); err != nil {
-		c.nc.Close()
+	if !c.nc.IsClosed() {
+		if err := c.nc.Drain(); err != nil {
+			c.nc.Close()
+		}
 	}
 	<-c.closed // Drain closes the connection when done or after its timeout
+	c.commitWG.Wait()
 }
 
 // StreamConfig sets the limits of Herald's streams and bucket.
@@ -360,6 +367,8 @@ func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
 		Duplicates:  dup,
 		DenyDelete:  true,
 		DenyPurge:   true,
+		// Concurrent revocations are written as one batch (batch.go).
+		AllowAtomicPublish: true,
 
 		MaxConsumers:   cfg.MaxConsumers,
 		ConsumerLimits: consumers,
@@ -379,6 +388,8 @@ func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
 		Duplicates: DefaultDuplicates,
 		DenyDelete: true,
 		DenyPurge:  true,
+		// Concurrent requests' events are written as one batch (batch.go).
+		AllowAtomicPublish: true,
 
 		MaxConsumers:   cfg.MaxConsumers,
 		ConsumerLimits: consumers,
@@ -412,8 +423,9 @@ func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
 // they became editable) gets the rest of sc, and a warning: the stream
 // keeps its consumer limits.
 func (c *Conn) ensureStream(ctx context.Context, sc jetstream.StreamConfig) error {
-	_, err := c.js.CreateOrUpdateStream(ctx, sc)
+	s, err := c.js.CreateOrUpdateStream(ctx, sc)
 	if err == nil {
+		c.allowAtomic(sc.Name, s.CachedInfo().Config.AllowAtomicPublish)
 		return nil
 	}
 	s, serr := c.js.Stream(ctx, sc.Name)
@@ -425,9 +437,11 @@ func (c *Conn) ensureStream(ctx context.Context, sc jetstream.StreamConfig) erro
 		return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
 	}
 	sc.MaxConsumers, sc.ConsumerLimits = prev.MaxConsumers, prev.ConsumerLimits
-	if _, err2 := c.js.CreateOrUpdateStream(ctx, sc); err2 != nil {
+	s, err2 := c.js.CreateOrUpdateStream(ctx, sc)
+	if err2 != nil {
 		return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
 	}
+	c.allowAtomic(sc.Name, s.CachedInfo().Config.AllowAtomicPublish)
 	c.log.Warn("the server did not bound the stream's consumers; upgrade nats-server", "stream", sc.Name, "err", err)
 	return nil
 }
@@ -463,21 +477,20 @@ func (c *Conn) limitStream(ctx context.Context, stream string, set func(*jetstre
 // Publish publishes e to its stream with Nats-Msg-Id set to e.ID and waits
 // for the JetStream acknowledgement. It returns the stream sequence. A
 // republish of the same event within the dedupe window is acknowledged with
-// the original sequence and not stored twice.
+// the original sequence and not stored twice. Concurrent publishes to a
+// stream are written together (batch.go).
 func (c *Conn) Publish(ctx context.Context, e *Event) (uint64, error) {
-	msg, err := c.NewMsg(ctx, e)
+	seqs, err := c.PublishAll(ctx, e)
 	if err != nil {
 		return 0, err
 	}
-	ack, err := c.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(e.Stream()))
-	if err != nil {
-		return 0, fmt.Errorf("publish %s event %s: %w", e.Type, e.ID, err)
-	}
-	return ack.Sequence, nil
+	return seqs[0], nil
 }
 
-// PublishAll publishes events concurrently and waits for every
-// acknowledgement. It returns their sequences in order, or the first error.
+// PublishAll publishes events and waits for every acknowledgement. It
+// returns their sequences in order, or the first error. The events of one
+// stream are written in order, together with those that concurrent
+// callers publish to it, and those of different streams at once.
 func (c *Conn) PublishAll(ctx context.Context, events ...*Event) ([]uint64, error) {
 	msgs := make([]*nats.Msg, len(events))
 	for i, e := range events {
@@ -485,26 +498,57 @@ func (c *Conn) PublishAll(ctx context.Context, events ...*Event) ([]uint64, erro
 		if err != nil {
 			return nil, err // before anything is published
 		}
+		msg.Header.Set(jetstream.ExpectedStreamHeader, e.Stream())
 		msgs[i] = msg
 	}
-	futures := make([]jetstream.PubAckFuture, len(events))
+	// The events of each stream, in order, as one request to its committer.
+	type group struct {
+		stream string
+		idx    []int
+		cm     *committer
+		r      *commitReq
+	}
+	var groups []*group
 	for i, e := range events {
-		f, err := c.js.PublishMsgAsync(msgs[i], jetstream.WithExpectStream(e.Stream()))
-		if err != nil {
-			return nil, fmt.Errorf("publish %s event %s: %w", e.Type, e.ID, err)
+		var g *group
+		for _, h := range groups {
+			if h.stream == e.Stream() {
+				g = h
+			}
 		}
-		futures[i] = f
+		if g == nil {
+			g = &group{stream: e.Stream()}
+			groups = append(groups, g)
+		}
+		g.idx = append(g.idx, i)
+	}
+	for _, g := range groups {
+		gm := make([]*nats.Msg, len(g.idx))
+		for j, i := range g.idx {
+			gm[j] = msgs[i]
+		}
+		g.cm = c.committer(g.stream)
+		g.r = g.cm.enqueue(gm)
 	}
 	seqs := make([]uint64, len(events))
-	for i, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			seqs[i] = ack.Sequence
-		case err := <-f.Err():
-			return nil, fmt.Errorf("publish %s event %s: %w", events[i].Type, events[i].ID, err)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("publish %s event %s: %w", events[i].Type, events[i].ID, ctx.Err())
+	var first error
+	for _, g := range groups {
+		if err := g.cm.wait(ctx, g.r); err != nil {
+			if first == nil {
+				e := events[g.idx[0]]
+				first = fmt.Errorf("publish %s event %s: %w", e.Type, e.ID, err)
+			}
+			continue
 		}
+		for j, i := range g.idx {
+			if err := g.r.errs[j]; err != nil && first == nil {
+				first = fmt.Errorf("publish %s event %s: %w", events[i].Type, events[i].ID, err)
+			}
+			seqs[i] = g.r.seqs[j]
+		}
+	}
+	if first != nil {
+		return nil, first
 	}
 	return seqs, nil
 }

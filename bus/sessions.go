@@ -41,7 +41,7 @@ func (c *Conn) EnsureSessions(ctx context.Context, cfg SessionsConfig) error {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
-	_, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              sessionsStream,
 		Description:       "Herald sessions shared by issuer replicas, by session id",
 		Subjects:          []string{"$KV." + BucketSessions + ".>"},
@@ -58,10 +58,13 @@ func (c *Conn) EnsureSessions(ctx context.Context, cfg SessionsConfig) error {
 		DenyDelete:        true,
 		DenyPurge:         true,
 		AllowDirect:       false,
+		// Concurrent writes are synced together as one batch (WriteKV).
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", BucketSessions, err)
 	}
+	c.allowAtomic(sessionsStream, s.CachedInfo().Config.AllowAtomicPublish)
 	return nil
 }
 

@@ -46,6 +46,9 @@ var validSID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 // one succeeds and the other reads again.
 type sessionStore struct {
 	kv jetstream.KeyValue
+	// write writes entries through the connection's group committer
+	// (bus.Conn.WriteKV): concurrent requests' writes are synced together.
+	write func(ctx context.Context, writes ...bus.KVWrite) ([]uint64, error)
 	// seal signs an entry's JSON for its name; unseal checks an entry and
 	// returns its JSON. Entries are signed by an issuer's event key, so
 	// that write access to the bucket is not enough to forge a session.
@@ -60,6 +63,9 @@ type sessionStore struct {
 // conn's signer seals and trusted's event keys open.
 func newSessionStore(kv jetstream.KeyValue, conn *bus.Conn, trusted *verifier.KeySet) *sessionStore {
 	return &sessionStore{kv: kv,
+		write: func(ctx context.Context, writes ...bus.KVWrite) ([]uint64, error) {
+			return conn.WriteKV(ctx, bus.BucketSessions, writes...)
+		},
 		seal: func(name string, data []byte) ([]byte, error) {
 			return conn.Signer().SignEntry(bus.BucketSessions, name, data)
 		},
@@ -98,26 +104,33 @@ func (st *sessionStore) get(ctx context.Context, sid string) (sessionEntry, erro
 	if err := json.Unmarshal(data, &sess); err != nil || sess.ID != sid {
 		return sessionEntry{}, fmt.Errorf("read session %s: malformed entry at revision %d", sid, e.Revision())
 	}
+	if sess.Placed && sess.Seq == 0 {
+		sess.Seq = e.Revision() // as created: see create
+	}
 	return sessionEntry{sess: &sess, rev: e.Revision(), data: e.Value()}, nil
 }
 
-// create stores a new session, first in its subject's index: an index
-// entry without its session is skipped by ofSubject. The index entry's
-// revision becomes the session's Seq: its place in the bucket's order,
-// before or after each cut-off entry.
+// create stores a new session and its subject's index entry, the index
+// first, in one write of the group committer: normally one batch, synced
+// once with those of concurrent requests. An index entry without its
+// session is skipped by ofSubject. The session's Seq, its place in the
+// bucket's order before or after each cut-off entry, is the revision of
+// its entry: stored as 0 with Placed set, since it is known only once
+// written, and filled in when read (get), so that the first update
+// stores it.
 func (st *sessionStore) create(ctx context.Context, sess *sessionRecord) error {
-	rev, err := st.kv.Put(ctx, subjectIndex(sess.Subject)+sess.ID, nil)
-	if err != nil {
-		return fmt.Errorf("index session %s: %w", sess.ID, err)
-	}
-	sess.Seq = rev
+	sess.Seq, sess.Placed = 0, true
 	data, err := st.encode(sess)
 	if err != nil {
 		return err
 	}
-	if _, err := st.kv.Create(ctx, kvSession+sess.ID, data); err != nil {
+	revs, err := st.write(ctx,
+		bus.KVWrite{Key: subjectIndex(sess.Subject) + sess.ID, Put: true},
+		bus.KVWrite{Key: kvSession + sess.ID, Value: data})
+	if err != nil {
 		return fmt.Errorf("create session %s: %w", sess.ID, err)
 	}
+	sess.Seq = revs[1]
 	return nil
 }
 
@@ -133,7 +146,7 @@ func (st *sessionStore) update(ctx context.Context, sess *sessionRecord, rev uin
 	if st.beforeUpdate != nil {
 		st.beforeUpdate()
 	}
-	_, err = st.kv.Update(ctx, kvSession+sess.ID, data, rev)
+	_, err = st.write(ctx, bus.KVWrite{Key: kvSession + sess.ID, Value: data, Revision: rev})
 	if err == nil || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return err
 	}
@@ -209,6 +222,9 @@ func (st *sessionStore) each(ctx context.Context, fn func(*sessionRecord) error)
 			var sess sessionRecord
 			if json.Unmarshal(data, &sess) != nil || kvSession+sess.ID != e.Key() {
 				continue
+			}
+			if sess.Placed && sess.Seq == 0 {
+				sess.Seq = e.Revision() // as created: see create
 			}
 			if err := fn(&sess); err != nil {
 				return err

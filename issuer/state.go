@@ -32,11 +32,16 @@ type sessionRecord struct {
 	Scope    string    `json:"scope,omitempty"`
 	Audience []string  `json:"aud,omitempty"`
 	Created  time.Time `json:"created"`
-	// Seq is the revision of the session's subject index entry in
-	// HERALD_SESSIONS, written just before the session: a cut-off entry
-	// with a higher revision was written after the session began. Zero for
+	// Seq is the session's place in HERALD_SESSIONS: the revision its
+	// entry was created at (or, for sessions created before that, of its
+	// subject index entry, written just before it). A cut-off entry with a
+	// higher revision was written after the session began. Zero for
 	// sessions made before it was recorded.
-	Seq      uint64    `json:"seq,omitempty"`
+	Seq uint64 `json:"seq,omitempty"`
+	// Placed marks an entry whose Seq is the revision it was created at:
+	// written as 0, since the revision is known only once written, and
+	// filled in from the entry's revision when read as created.
+	Placed   bool      `json:"placed,omitempty"`
 	Expires  time.Time `json:"expires"`       // absolute lifetime
 	LastUsed time.Time `json:"last_used"`     // for the idle timeout
 	Refresh  string    `json:"refresh"`       // hash of the current refresh token
