@@ -224,6 +224,25 @@ func (r *Report) Targets() []Target {
 			})
 		}
 	}
+	if is := r.Issue; is != nil && is.SyncedWrite.N > 0 {
+		ts = append(ts, Target{
+			Name:     fmt.Sprintf("sessions created per second, %d callers, at least 5,000/s and at least the disk's single-writer synced-write rate", is.Workers),
+			Goal:     "≥ 5,000/s and ≥ 1x the synced-write floor",
+			Measured: fmt.Sprintf("%s/s, %s the floor", fmtRate(is.Sessions.PerSecond), fmtRatio(is.SyncRatio)),
+			Met:      is.Sessions.PerSecond >= 5000 && is.SyncRatio >= 1,
+			Detail: fmt.Sprintf("synced 4 KiB writes by one writer %s/s; raw publish of 2 acknowledged events %s/s",
+				fmtRate(is.SyncedWrite.PerSecond), fmtRate(is.Publish.PerSecond)),
+		})
+		if is.Refresh.N > 0 {
+			ts = append(ts, Target{
+				Name:     fmt.Sprintf("refreshes per second through the shared session bucket, %d callers, at least 2,500/s", is.Refresh.Workers),
+				Goal:     "≥ 2,500/s",
+				Measured: fmtRate(is.Refresh.PerSecond) + "/s",
+				Met:      is.Refresh.PerSecond >= 2500,
+				Detail:   fmt.Sprintf("p50 %s, p99 %s; %s the synced-write floor", fmtDur(is.Refresh.Latency.P50), fmtDur(is.Refresh.Latency.P99), fmtRatio(is.RefreshSyncRatio)),
+			})
+		}
+	}
 	if l := r.Logout; l != nil {
 		ts = append(ts, Target{
 			Name:     fmt.Sprintf("back-channel logout to %d verifiers within 1.2x of a native session revocation", l.Verifiers),

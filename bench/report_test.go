@@ -52,7 +52,8 @@ func sampleReport() *Report {
 			Process:       &ScaleProcess{CatchUp: time.Duration(n) * 6 * time.Microsecond, RSS: uint64(n) * 100, Peak: uint64(n) * 120},
 			DenylistCheck: micro(300), VerifyCached: micro(1000)})
 	}
-	r.Issue = &IssueResult{Workers: 32, Sessions: rate(1500), Publish: rate(3000), SignRatio: 0.05, PublishRatio: 0.5,
+	r.Issue = &IssueResult{Workers: 32, Sessions: rate(6000), Publish: rate(3000), SignRatio: 0.05, PublishRatio: 2,
+		SyncedWrite: rate(3000), SyncRatio: 2, Refresh: rate(3000), RefreshSyncRatio: 1,
 		Sign: []AlgorithmRate{{"EdDSA", rate(30000)}, {"ES256", rate(20000)}}}
 	r.Finish()
 	return r
@@ -61,7 +62,7 @@ func sampleReport() *Report {
 func TestReport_Targets(t *testing.T) {
 	r := sampleReport()
 	ts := r.Targets()
-	if got, want := len(ts), 8; got != want {
+	if got, want := len(ts), 10; got != want {
 		t.Fatalf("%d targets, want %d: %+v", got, want, ts)
 	}
 	for _, tg := range ts {
@@ -73,14 +74,15 @@ func TestReport_Targets(t *testing.T) {
 	r.Scale.Points[2].Process.CatchUp = 11 * time.Second
 	r.Scale.Points[2].Process.Peak = 151 << 20
 	r.Propagation[0].CallP99Ratio = 1.6
+	r.Issue.SyncRatio = 0.9
 	var missed []string
 	for _, tg := range r.Targets() {
 		if !tg.Met {
 			missed = append(missed, tg.Name)
 		}
 	}
-	if len(missed) != 4 {
-		t.Fatalf("missed %q, want the EdDSA cached verify, the catch-up, the memory peak and the revoke call", missed)
+	if len(missed) != 5 {
+		t.Fatalf("missed %q, want the EdDSA cached verify, the catch-up, the memory peak, the revoke call and the sessions", missed)
 	}
 }
 
