@@ -12,7 +12,7 @@ import (
 
 // Snapshots: an issuer publishes the active denylist, as its own follower
 // holds it at some HERALD sequence, as signed snapshot.chunk events on
-// StreamSnapshots, so that a fresh verifier applies it in one batch and
+// StreamSnapshots, so that a fresh verifier applies it chunk by chunk and
 // replays only the events after it instead of checking the signature of
 // every revocation the stream holds.
 const (

@@ -105,7 +105,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		opts.Now = time.Now
 	}
 	db.now, db.log = opts.Now, opts.Logger.With("component", "store", "dir", dir)
-	db.write, db.idx = pebble.NoSync, newIndex(newHash())
+	db.write, db.idx = pebble.NoSync, newIndex()
 	if opts.Sync {
 		db.write = pebble.Sync
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -133,12 +134,14 @@ func (db *DB) read(key string) (value, bool, error) {
 		return value{}, false, nil
 	}
 	if err != nil {
-		return value{}, false, fmt.Errorf("read entry %q: %w", key, err)
+		// A copy of key, so that key itself does not escape: lookups of
+		// keys built on the caller's stack stay there.
+		return value{}, false, fmt.Errorf("read entry %q: %w", strings.Clone(key), err)
 	}
 	defer closer.Close()
 	v, err := decodeValue(val)
 	if err != nil {
-		return value{}, false, fmt.Errorf("read entry %q: %w", key, err)
+		return value{}, false, fmt.Errorf("read entry %q: %w", strings.Clone(key), err)
 	}
 	return v, true, nil
 }
@@ -457,7 +460,7 @@ func (db *DB) reset() error {
 		return err
 	}
 	db.mu.Lock()
-	db.idx = newIndex(db.idx.hash)
+	db.idx = db.idx.empty()
 	db.hits.clear()
 	db.mu.Unlock()
 	db.applied.Store(0)

@@ -15,30 +15,35 @@ import (
 // a key found is confirmed, and its entry read, from Pebble or from the
 // hits cache. Two keys with one fingerprint are told apart that way too.
 type index struct {
-	hash func(string) uint64 // never 0
+	seed maphash.Seed
+	mix  func(uint64) uint64 // fingerprintHook, when a test set one
 	fps  fpSet
 	// shared counts the keys of the fingerprints more than one key has.
 	shared map[uint64]int
 	n      int // keys held, expired ones included until pruned
 }
 
-func newIndex(hash func(string) uint64) index {
-	return index{hash: hash, shared: make(map[uint64]int)}
+// newIndex returns an empty index with a new seed.
+func newIndex() index {
+	return index{seed: maphash.MakeSeed(), mix: fingerprintHook, shared: make(map[uint64]int)}
 }
 
-// fingerprintHook, when set by a test before Open, replaces the
-// fingerprint hash, to force collisions.
-var fingerprintHook func(string) uint64
+// empty returns an empty index with x's hash.
+func (x *index) empty() index {
+	return index{seed: x.seed, mix: x.mix, shared: make(map[uint64]int)}
+}
 
-// newHash returns the fingerprint hash of a new DB: never 0, which marks
-// an empty slot of the index.
-func newHash() func(string) uint64 {
-	h := fingerprintHook
-	if h == nil {
-		seed := maphash.MakeSeed()
-		h = func(k string) uint64 { return maphash.String(seed, k) }
+// fingerprintHook, when set by a test before Open, maps the fingerprints
+// of the DBs opened then, to force collisions.
+var fingerprintHook func(uint64) uint64
+
+// hash returns the fingerprint of key: never 0, which marks an empty slot.
+func (x *index) hash(key string) uint64 {
+	h := maphash.String(x.seed, key)
+	if x.mix != nil {
+		h = x.mix(h)
 	}
-	return func(k string) uint64 { return max(h(k), 1) }
+	return max(h, 1)
 }
 
 // has reports whether a key with fingerprint fp may be held.
