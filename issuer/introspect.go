@@ -41,6 +41,12 @@ func (s *Service) Introspect(r *http.Request, tok string) (*Introspection, error
 		if !ok || sess.Ended || !sess.live(s.now(), s.cfg.SessionIdle) {
 			return &Introspection{Active: false, Reason: "inactive"}, nil
 		}
+		// Another replica may have answered the revocation of this session
+		// and not yet marked it ended: its revocation is in the denylist
+		// once this replica has caught up with HERALD.
+		if err := s.barrier(r.Context()); err != nil {
+			return nil, err
+		}
 		if cut, err := s.cutoffFor(r.Context(), sess); err != nil {
 			return nil, err
 		} else if !cut.IsZero() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,14 +47,17 @@ type outbox struct {
 	// sharing of cut-offs) runs on goroutines of bg, at most maxFollowing
 	// at a time; what does not fit is left to Run, which finds it in the
 	// outbox or among the pending shares.
-	bg        sync.WaitGroup
-	bgCtx     context.Context
-	bgStop    context.CancelFunc
-	slots     chan struct{}
-	followMu  sync.Mutex
-	following int
-	idle      chan struct{} // closed when following drops to zero
-	closed    bool
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgStop   context.CancelFunc
+	slots    chan struct{}
+	followMu sync.Mutex
+	// gen is the generation the next run joins; open holds every
+	// generation with runs in flight, gen included. settle seals gen, so
+	// that it waits only for the runs started before it was called.
+	gen    *followGen
+	open   []*followGen
+	closed bool
 
 	// afterCommit and afterPublish, when set by tests, run after the
 	// commit and after the acknowledgement; an error stands for a crash at
@@ -280,16 +284,22 @@ func (o *outbox) follow(fn func(ctx context.Context)) {
 		<-o.slots
 		return
 	}
-	if o.following == 0 {
-		o.idle = make(chan struct{})
+	if o.gen == nil {
+		o.gen = &followGen{done: make(chan struct{})}
+		o.open = append(o.open, o.gen)
 	}
-	o.following++
+	g := o.gen
+	g.runs++
 	o.bg.Go(func() {
 		defer func() {
 			<-o.slots
 			o.followMu.Lock()
-			if o.following--; o.following == 0 {
-				close(o.idle)
+			if g.runs--; g.runs == 0 {
+				close(g.done)
+				o.open = slices.DeleteFunc(o.open, func(x *followGen) bool { return x == g })
+				if o.gen == g {
+					o.gen = nil
+				}
 			}
 			o.followMu.Unlock()
 		}()
@@ -297,22 +307,30 @@ func (o *outbox) follow(fn func(ctx context.Context)) {
 	})
 }
 
+// followGen is a generation of runs of follow: those started between two
+// calls of settle. done is closed when the last of them has ended.
+type followGen struct {
+	runs int
+	done chan struct{}
+}
+
 // settle waits until the work following the answers given so far is done,
 // or ctx ends: a read of the audit trail then sees what this replica has
-// answered.
+// answered. Work that starts after settle was called is not waited for,
+// so that settle returns under a steady load too.
 func (o *outbox) settle(ctx context.Context) error {
 	o.followMu.Lock()
-	idle, busy := o.idle, o.following > 0
+	waits := slices.Clone(o.open)
+	o.gen = nil // later runs start a generation of their own
 	o.followMu.Unlock()
-	if !busy {
-		return nil
+	for _, g := range waits {
+		select {
+		case <-g.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return nil
 }
 
 // close stops the work following answers and waits for it to end. What

@@ -166,9 +166,6 @@ func (s *Service) refresh(ctx context.Context, token string, auth clientAuth, pr
 	if err := s.awaitCaughtUp(ctx); err != nil {
 		return nil, err // it may not know yet of a revocation that ends this session
 	}
-	if err := s.barrier(ctx); err != nil {
-		return nil, err // nor of one another replica has just answered
-	}
 	p, err := s.checkProof(proof)
 	if err != nil {
 		return nil, err
@@ -177,6 +174,11 @@ func (s *Service) refresh(ctx context.Context, token string, auth clientAuth, pr
 	sid, err := s.refreshSessionID(token)
 	if err != nil {
 		return nil, err
+	}
+	// Only a token that names a session reads HERALD's head: the caller
+	// is not authenticated yet.
+	if err := s.barrier(ctx); err != nil {
+		return nil, err // nor of one another replica has just answered
 	}
 	hash := hashToken(token)
 	now := s.now()

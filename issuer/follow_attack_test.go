@@ -1,0 +1,219 @@
+package issuer
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldsec/herald/bus"
+	"github.com/heraldsec/herald/bus/bustest"
+)
+
+// heldReplicas opens replicas a and b on one server: nothing follows a's
+// answers (left to Run), and b's follower stops before it applies the
+// revocation of session "held" until release is called.
+func heldReplicas(t *testing.T) (a, b *Service, entered <-chan struct{}, release func()) {
+	t.Helper()
+	s := bustest.RunServer(t)
+	a, _ = openForTest(t, s, t.TempDir(), func(svc *Service) {
+		svc.outbox.slots = make(chan struct{})
+	})
+	in, rel := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	var holding atomic.Bool
+	b, _ = openForTest(t, s, t.TempDir(), func(svc *Service) {
+		svc.catchUpWait = 200 * time.Millisecond
+		svc.follow.OnApply(func(revs []*bus.Revocation) {
+			if revs[0].Value == "held" && holding.CompareAndSwap(false, true) {
+				close(in)
+				<-rel
+			}
+			svc.noteRevocations(revs)
+		})
+	})
+	release = func() { once.Do(func() { close(rel) }) }
+	t.Cleanup(release) // before b stops
+	for _, svc := range []*Service{a, b} {
+		bustest.WaitFor(t, 10*time.Second, func() error {
+			if !svc.follow.CaughtUp() {
+				return errors.New("follower not caught up")
+			}
+			return nil
+		})
+	}
+	return a, b, in, release
+}
+
+// TestAttack_IntrospectRefreshAfterAnotherReplicasSessionRevocation: once
+// replica a has answered a session revocation, introspection of the
+// session's refresh token on replica b, which has not applied the
+// revocation yet and finds the session not yet marked ended in
+// HERALD_SESSIONS, must not report it active.
+func TestAttack_IntrospectRefreshAfterAnotherReplicasSessionRevocation(t *testing.T) {
+	a, b, entered, release := heldReplicas(t)
+	sess, err := a.CreateSession(t.Context(), SessionRequest{Subject: "alice"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Revoke(t.Context(), RevocationRequest{Kind: "session", Value: "held"}, "test", "test"); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	if _, err := a.Revoke(t.Context(), RevocationRequest{Kind: "session", Value: sess.SessionID}, "test", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := b.sessions.get(t.Context(), sess.SessionID); err != nil || cur.sess == nil || cur.sess.Ended {
+		t.Fatalf("session in HERALD_SESSIONS: %+v, %v; want it there, not yet marked ended", cur.sess, err)
+	}
+	req := httptest.NewRequestWithContext(t.Context(), "POST", "/introspect", nil)
+	if res, err := b.Introspect(req, sess.RefreshToken); err == nil && res.Active {
+		t.Fatalf("refresh token of a revoked session introspected active on a replica behind the revocation")
+	}
+	release()
+	res, err := b.Introspect(req, sess.RefreshToken)
+	if err != nil || res.Active {
+		t.Fatalf("introspection once caught up: %+v, %v; want inactive", res, err)
+	}
+}
+
+// TestAttack_MalformedRefreshReadsNoHead: a refresh token that names no
+// session is refused before anything is read from HERALD: an
+// unauthenticated caller cannot make the issuer read the stream's head.
+func TestAttack_MalformedRefreshReadsNoHead(t *testing.T) {
+	s := bustest.RunServer(t)
+	svc, _ := openForTest(t, s, t.TempDir(), nil)
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		if !svc.follow.CaughtUp() {
+			return errors.New("follower not caught up")
+		}
+		return nil
+	})
+	var reads atomic.Int64
+	read := svc.head.read
+	svc.head.read = func(ctx context.Context) (uint64, error) {
+		reads.Add(1)
+		return read(ctx)
+	}
+	for _, tok := range []string{"x", "hrt_", "hrt_not-a-token"} {
+		var e *Error
+		if _, err := svc.refresh(t.Context(), tok, clientAuth{}, ""); !errors.As(err, &e) || e.Code != "invalid_grant" {
+			t.Fatalf("refresh with %q: %v, want invalid_grant", tok, err)
+		}
+	}
+	if _, err := svc.refresh(t.Context(), "hrt_x", clientAuth{}, "not-a-proof"); err == nil {
+		t.Fatal("refresh with a malformed DPoP proof succeeded")
+	}
+	if n := reads.Load(); n != 0 {
+		t.Fatalf("%d reads of HERALD's head for refresh tokens naming no session, want 0", n)
+	}
+}
+
+// testOutbox is an outbox for the tests of what follows answers: follow,
+// settle and close need neither Pebble nor NATS.
+func testOutbox() *outbox {
+	return newOutbox(nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// TestAttack_SettleWaitsOnlyForEarlierWork: settle waits for the work that
+// followed the answers given before it was called, not for work started
+// after: under a steady load of revocations (following work always in
+// flight, each run overlapping the next) a read of the audit trail still
+// returns.
+func TestAttack_SettleWaitsOnlyForEarlierWork(t *testing.T) {
+	o := testOutbox()
+	defer o.close()
+	run := func() (release chan struct{}, done chan struct{}) {
+		release, done = make(chan struct{}), make(chan struct{})
+		o.follow(func(context.Context) { <-release; close(done) })
+		return release, done
+	}
+	release, done := run()
+	settled := make(chan error, 1)
+	called := make(chan struct{})
+	go func() {
+		close(called)
+		settled <- o.settle(context.Background())
+	}()
+	<-called
+	// Runs overlap, one after the other: by the last, settle has long
+	// looked at what was in flight when it was called.
+	for range 20 {
+		nextRelease, nextDone := run()
+		close(release)
+		<-done
+		release, done = nextRelease, nextDone
+	}
+	defer close(release)
+	select {
+	case err := <-settled:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("settle still waiting for work started after it was called")
+	}
+}
+
+// TestAttack_SettleSeesEarlierWork: work started before a settle is
+// waited for, even if an earlier settle already waited on part of it.
+func TestAttack_SettleSeesEarlierWork(t *testing.T) {
+	o := testOutbox()
+	defer o.close()
+	var done atomic.Int64
+	release := make(chan struct{})
+	for range 3 {
+		o.follow(func(context.Context) { <-release; done.Add(1) })
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := o.settle(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("settle with work in flight and its context ended: %v", err)
+	}
+	o.follow(func(context.Context) { <-release; done.Add(1) })
+	close(release)
+	if err := o.settle(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := done.Load(); n != 4 {
+		t.Fatalf("settle returned with %d of 4 earlier runs done", n)
+	}
+}
+
+// TestAttack_FollowRacesClose: follow called while the outbox closes
+// either runs its work before close returns or not at all, and nothing
+// runs after close.
+func TestAttack_FollowRacesClose(t *testing.T) {
+	for range 20 {
+		o := testOutbox()
+		var started, finished atomic.Int64
+		var wg sync.WaitGroup
+		for range 32 {
+			wg.Go(func() {
+				o.follow(func(ctx context.Context) {
+					started.Add(1)
+					<-ctx.Done()
+					finished.Add(1)
+				})
+				_ = o.settle(t.Context())
+			})
+		}
+		o.close()
+		s, f := started.Load(), finished.Load()
+		if s != f {
+			t.Fatalf("close returned with %d runs started, %d finished", s, f)
+		}
+		wg.Wait()
+		if n := started.Load(); n != s {
+			t.Fatalf("%d runs started after close", n-s)
+		}
+		if n := len(o.slots); n != 0 {
+			t.Fatalf("%d slots held after close", n)
+		}
+	}
+}
