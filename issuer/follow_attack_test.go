@@ -82,9 +82,10 @@ func TestAttack_IntrospectRefreshAfterAnotherReplicasSessionRevocation(t *testin
 	}
 }
 
-// TestAttack_MalformedRefreshReadsNoHead: a refresh token that names no
-// session is refused before anything is read from HERALD: an
-// unauthenticated caller cannot make the issuer read the stream's head.
+// TestAttack_MalformedRefreshReadsNoHead: a refresh token that is not a
+// session's is refused before anything is read from HERALD's stream: a
+// caller that holds no refresh token cannot make the issuer read the
+// stream's head.
 func TestAttack_MalformedRefreshReadsNoHead(t *testing.T) {
 	s := bustest.RunServer(t)
 	svc, _ := openForTest(t, s, t.TempDir(), nil)
@@ -100,7 +101,13 @@ func TestAttack_MalformedRefreshReadsNoHead(t *testing.T) {
 		reads.Add(1)
 		return read(ctx)
 	}
-	for _, tok := range []string{"x", "hrt_", "hrt_not-a-token"} {
+	forged, _ := newRefreshToken(randomID(16)) // names a session that does not exist
+	sess, err := svc.CreateSession(t.Context(), SessionRequest{Subject: "alice"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong, _ := newRefreshToken(sess.SessionID) // names a session, not its token
+	for _, tok := range []string{"x", "hrt_", "hrt_not-a-token", forged, wrong} {
 		var e *Error
 		if _, err := svc.refresh(t.Context(), tok, clientAuth{}, ""); !errors.As(err, &e) || e.Code != "invalid_grant" {
 			t.Fatalf("refresh with %q: %v, want invalid_grant", tok, err)
@@ -215,5 +222,35 @@ func TestAttack_FollowRacesClose(t *testing.T) {
 		if n := len(o.slots); n != 0 {
 			t.Fatalf("%d slots held after close", n)
 		}
+	}
+}
+
+// TestAttack_ListSessionsAfterAnotherReplicasSessionRevocation: once
+// replica a has answered a session revocation, replica b does not list
+// the session, whether or not a has marked it ended in HERALD_SESSIONS
+// and b's follower has applied the revocation: b waits to catch up, and
+// fails unavailable when it cannot.
+func TestAttack_ListSessionsAfterAnotherReplicasSessionRevocation(t *testing.T) {
+	a, b, entered, release := heldReplicas(t)
+	sess, err := a.CreateSession(t.Context(), SessionRequest{Subject: "alice"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Revoke(t.Context(), RevocationRequest{Kind: "session", Value: "held"}, "test", "test"); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	if _, err := a.Revoke(t.Context(), RevocationRequest{Kind: "session", Value: sess.SessionID}, "test", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := b.ListSessions(t.Context(), "alice"); err == nil {
+		t.Fatalf("sessions listed by a replica behind the revocation: %+v", list)
+	}
+	if list, err := a.ListSessions(t.Context(), "alice"); err != nil || len(list) != 0 {
+		t.Fatalf("sessions listed by the revoking replica: %+v, %v; want none", list, err)
+	}
+	release()
+	if list, err := b.ListSessions(t.Context(), "alice"); err != nil || len(list) != 0 {
+		t.Fatalf("sessions listed once caught up: %+v, %v; want none", list, err)
 	}
 }

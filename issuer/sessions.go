@@ -175,11 +175,6 @@ func (s *Service) refresh(ctx context.Context, token string, auth clientAuth, pr
 	if err != nil {
 		return nil, err
 	}
-	// Only a token that names a session reads HERALD's head: the caller
-	// is not authenticated yet.
-	if err := s.barrier(ctx); err != nil {
-		return nil, err // nor of one another replica has just answered
-	}
 	hash := hashToken(token)
 	now := s.now()
 	var (
@@ -212,6 +207,12 @@ func (s *Service) refresh(ctx context.Context, token string, auth clientAuth, pr
 		if !current {
 			reused = true
 			return s.endSession(sess, now, "refresh token reuse", "herald"), nil
+		}
+		// Nor of one another replica has just answered. Only a caller
+		// holding the session's refresh token gets here: no other makes
+		// the issuer read HERALD's head.
+		if err := s.barrier(ctx); err != nil {
+			return nil, err
 		}
 		if sess.JKT != "" && !recorded {
 			// The proof's key is the session's: only now is it remembered.
