@@ -305,6 +305,8 @@ func (cm *committer) publishEach(ctx context.Context, q []*commitReq) {
 			p.r.errs[p.j] = err
 		case <-ctx.Done():
 			p.r.errs[p.j] = ctx.Err()
+		case <-cm.c.closed:
+			p.r.errs[p.j] = errConnClosed
 		}
 	}
 }
