@@ -53,9 +53,6 @@ type Options struct {
 	// CacheSize is the size in bytes of Pebble's block cache. Zero keeps
 	// Pebble's default (8 MiB).
 	CacheSize int64
-	// MemTableSize is the size in bytes of each of Pebble's memtables.
-	// Zero keeps Pebble's default (4 MiB).
-	MemTableSize uint64
 }
 
 // DB is a Pebble database holding a denylist and its applied sequence.
@@ -129,7 +126,6 @@ func (db *DB) open(dir string, opts Options) error {
 		Logger:        pebbleLogger{opts.Logger.With("component", "pebble", "dir", dir)},
 		EventListener: &pebble.EventListener{DataCorruption: db.corruption},
 		Cache:         cache,
-		MemTableSize:  opts.MemTableSize,
 	})
 	if cache != nil {
 		cache.Unref() // pdb holds its own reference
