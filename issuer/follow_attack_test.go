@@ -24,6 +24,14 @@ func heldReplicas(t *testing.T) (a, b *Service, entered <-chan struct{}, release
 	a, _ = openForTest(t, s, t.TempDir(), func(svc *Service) {
 		svc.outbox.slots = make(chan struct{})
 	})
+	// b opens once a has set up its streams: the embedded server races
+	// on concurrent updates of one stream's configuration.
+	bustest.WaitFor(t, 10*time.Second, func() error {
+		if !a.follow.CaughtUp() {
+			return errors.New("follower not caught up")
+		}
+		return nil
+	})
 	in, rel := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	var holding atomic.Bool
@@ -252,5 +260,34 @@ func TestAttack_ListSessionsAfterAnotherReplicasSessionRevocation(t *testing.T) 
 	release()
 	if list, err := b.ListSessions(t.Context(), "alice"); err != nil || len(list) != 0 {
 		t.Fatalf("sessions listed once caught up: %+v, %v; want none", list, err)
+	}
+}
+
+// TestAttack_ListAuditWhenFollowingIsFull: with every slot for work that
+// follows answers taken, a revocation's audit event is left to Run; a
+// read of the audit trail right after the answer must still list it.
+func TestAttack_ListAuditWhenFollowingIsFull(t *testing.T) {
+	s := bustest.RunServer(t)
+	svc, _ := openForTest(t, s, t.TempDir(), func(svc *Service) {
+		svc.outbox.slots = make(chan struct{}) // every slot taken
+	})
+	if _, err := svc.Revoke(t.Context(), RevocationRequest{Kind: "token", Value: "j-full"}, "test", "test"); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := svc.ListAudit(t.Context(), listFilter{limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range recs {
+		if r.Value == "j-full" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("audit trail after the answer: %+v; want the revocation of j-full once", recs)
+	}
+	if n := svc.outbox.pending(); n != 0 {
+		t.Fatalf("outbox holds %d events once the trail was read, want 0", n)
 	}
 }
