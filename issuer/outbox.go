@@ -32,6 +32,8 @@ const (
 	// published meanwhile is stored once.
 	maxLeftover = 4096
 	leftoverAge = time.Minute
+	// drainChunk is how many events the drainer publishes at once.
+	drainChunk = 128
 )
 
 // outbox makes a state change and its events one unit: both are written in
@@ -201,10 +203,10 @@ func (o *outbox) commit(ctx context.Context, fn func(c *change) error) ([]uint64
 			return err
 		}
 		var err error
-		if keys, _, err = o.put(tx, c.events); err != nil {
+		if keys, err = o.put(tx, c.events); err != nil {
 			return err
 		}
-		afterKeys, _, err = o.put(tx, c.after)
+		afterKeys, err = o.put(tx, c.after)
 		return err
 	})
 	if err != nil {
@@ -431,55 +433,46 @@ func (o *outbox) undo(c *change, keys []string) {
 	}
 }
 
-// put writes events into the outbox within tx and returns their keys and
-// entries.
-func (o *outbox) put(tx *store.Tx, events []*bus.Event) ([]string, [][]byte, error) {
+// put writes events into the outbox within tx and returns their keys.
+func (o *outbox) put(tx *store.Tx, events []*bus.Event) ([]string, error) {
 	now := time.Now()
 	keys := make([]string, 0, len(events))
-	entries := make([][]byte, 0, len(events))
 	for _, e := range events {
 		data, err := bus.Encode(e)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		entry, err := json.Marshal(outboxEntry{Created: now, Event: data})
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		k := fmt.Sprintf("%s%016x", outboxPrefix, o.next.Add(1))
 		tx.Set(k, entry)
-		keys, entries = append(keys, k), append(entries, entry)
+		keys = append(keys, k)
 	}
-	return keys, entries, nil
+	return keys, nil
 }
 
 // staged are events written into the outbox before the change they
 // report is made somewhere else (the shared session bucket). Then either
-// send publishes them or, if the change was not made, drop removes them.
+// send or sendAfter publishes them or, if the change was not made, drop
+// removes them.
 type staged struct {
-	events  []*bus.Event
-	keys    []string
-	entries [][]byte
-	durable bool // written synced
+	events []*bus.Event
+	keys   []string
 }
 
-// stage writes events into the outbox. Durable staging waits for the disk:
-// for revocations, which must go out even if this process dies before the
-// change is made. Otherwise the write survives a crash of the process, not
-// of the machine, and send makes it durable if it cannot publish the events
-// before the caller answers.
-func (o *outbox) stage(events []*bus.Event, durable bool) (*staged, error) {
-	st := &staged{events: events, durable: durable}
+// stage writes events into the outbox and waits for the disk, so that
+// they go out even if this process or its machine dies before the change
+// is made. Concurrent callers share their syncs (Pebble's group commit).
+func (o *outbox) stage(events []*bus.Event) (*staged, error) {
+	st := &staged{events: events}
 	if len(events) == 0 {
 		return st, nil
 	}
-	update := o.db.UpdateNoSync
-	if durable {
-		update = o.db.Update
-	}
-	err := update(func(tx *store.Tx) error {
+	err := o.db.Update(func(tx *store.Tx) error {
 		var err error
-		st.keys, st.entries, err = o.put(tx, events)
+		st.keys, err = o.put(tx, events)
 		return err
 	})
 	if err != nil {
@@ -499,18 +492,19 @@ func (o *outbox) send(ctx context.Context, st *staged) ([]uint64, error) {
 	if err == nil || errors.Is(err, errCrashed) {
 		return seqs, err
 	}
-	if !st.durable {
-		derr := o.db.Update(func(tx *store.Tx) error {
-			for i, k := range st.keys {
-				tx.Set(k, st.entries[i])
-			}
-			return nil
-		})
-		if derr != nil {
-			o.log.Error("unpublished events not synced", "events", len(st.keys), "err", derr)
-		}
-	}
 	return nil, fmt.Errorf("%w: %w", errNotPublished, err)
+}
+
+// sendAfter publishes staged events, written durably, once the change
+// they report is made, without making the caller wait: in the background,
+// or by Run if no background slot is free or publishing fails.
+func (o *outbox) sendAfter(st *staged) {
+	if len(st.events) == 0 {
+		return
+	}
+	if !o.follow(func(ctx context.Context) { _, _ = o.publish(ctx, st.keys, st.events) }) {
+		o.leave(st.keys, st.events)
+	}
 }
 
 // drop removes staged events whose change was not made. The delete is
@@ -621,14 +615,24 @@ func (o *outbox) drain(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	for i, it := range items {
-		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-		_, err := o.conn.Publish(pctx, it.ev)
-		cancel()
-		if err != nil {
-			return i, err
+	// In order, a chunk at a time: the bus writes a chunk's events as
+	// one group (atomic batches), so a backlog drains at the bus's pace.
+	for start := 0; start < len(items); start += drainChunk {
+		chunk := items[start:min(start+drainChunk, len(items))]
+		keys, events := make([]string, len(chunk)), make([]*bus.Event, len(chunk))
+		for i, it := range chunk {
+			keys[i], events[i] = it.key, it.ev
 		}
-		o.remove([]string{it.key})
+		if _, err := o.publish(ctx, keys, events); err == nil {
+			continue
+		}
+		// One at a time, so that what was published leaves the outbox
+		// and is not published again after JetStream's dedupe window.
+		for i := range chunk {
+			if _, err := o.publish(ctx, keys[i:i+1], events[i:i+1]); err != nil {
+				return start + i, err
+			}
+		}
 	}
 	return len(items), nil
 }
