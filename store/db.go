@@ -70,6 +70,7 @@ type DB struct {
 
 	mu      sync.RWMutex // guards idx and pdbGone; hits is filled under it shared
 	idx     index
+	fp      fingerprinter // set by Open, never changed
 	hits    hitCache
 	pdbGone bool // Close has begun closing Pebble: lookups must not read it
 	loading bool // a Loader is filling the denylist; under writeMu
@@ -102,7 +103,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		opts.Now = time.Now
 	}
 	db.now, db.log = opts.Now, opts.Logger.With("component", "store", "dir", dir)
-	db.write, db.idx = pebble.NoSync, newIndex()
+	db.write, db.idx, db.fp = pebble.NoSync, newIndex(), newFingerprinter()
 	if opts.Sync {
 		db.write = pebble.Sync
 	}
@@ -197,7 +198,7 @@ func (db *DB) load() error {
 			it.Close()
 			return fmt.Errorf("load entry %q: %w", it.Key()[1:], err)
 		}
-		db.idx.add(db.idx.hash(string(it.Key()[1:])))
+		db.idx.add(db.fp.hash(string(it.Key()[1:])))
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("load entries: %w", err)

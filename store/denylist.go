@@ -82,7 +82,7 @@ func (db *DB) stage(b *pebble.Batch, entries []Entry) (staged, error) {
 		u, ok := st.updates[e.Key]
 		old := u.v
 		if !ok {
-			u.fp = db.idx.hash(e.Key)
+			u.fp = db.fp.hash(e.Key)
 			u.fresh = true
 			if db.idx.has(u.fp) {
 				var err error
@@ -348,7 +348,7 @@ func (db *DB) Contains(key string) bool {
 }
 
 func (db *DB) lookup(key string) (value, bool) {
-	fp := db.idx.hash(key)
+	fp := db.fp.hash(key)
 	db.mu.RLock()
 	if !db.idx.has(fp) {
 		db.mu.RUnlock()
@@ -430,7 +430,7 @@ func (db *DB) Prune() (int, error) {
 	}
 	db.mu.Lock()
 	for _, k := range keys {
-		fp := db.idx.hash(k)
+		fp := db.fp.hash(k)
 		db.idx.remove(fp)
 		db.hits.drop(fp, k)
 	}
@@ -460,7 +460,7 @@ func (db *DB) reset() error {
 		return err
 	}
 	db.mu.Lock()
-	db.idx = db.idx.empty()
+	db.idx = newIndex()
 	db.hits.clear()
 	db.mu.Unlock()
 	db.applied.Store(0)

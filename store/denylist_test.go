@@ -639,3 +639,33 @@ func TestDB_Load(t *testing.T) {
 		t.Fatalf("after reopen: applied %d, %d entries; want 10, 1", db.Applied(), db.Len())
 	}
 }
+
+// TestDB_LookupDuringReset: lookups go on while the denylist is reset
+// and reloaded; run with -race, they share no unguarded state with it.
+func TestDB_LookupDuringReset(t *testing.T) {
+	_, db := newMemDB(t)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				db.Contains("j:a")
+			}
+		}
+	}()
+	for i := range 20 {
+		mustApply(t, db, uint64(i+1), entry("j:a", 0, time.Hour))
+		if err := db.Reset(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	<-done
+	if db.Contains("j:a") {
+		t.Fatal("entry held after the last reset")
+	}
+}

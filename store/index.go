@@ -7,30 +7,34 @@ import (
 )
 
 // index is the in-memory part of a denylist: a 64-bit fingerprint of every
-// key held, made by a hash with a seed of this process. It holds no key
-// and no times, so a million entries take 16 MiB rather than hundreds.
+// key held, made by the DB's fingerprinter. It holds no key and no times,
+// so a million entries take 16 MiB rather than hundreds.
 //
 // A fingerprint says only that a key may be held: a key missing from the
 // index is not held (the answer of almost every lookup, from memory), and
 // a key found is confirmed, and its entry read, from Pebble or from the
 // hits cache. Two keys with one fingerprint are told apart that way too.
 type index struct {
-	seed maphash.Seed
-	mix  func(uint64) uint64 // fingerprintHook, when a test set one
-	fps  fpSet
+	fps fpSet
 	// shared counts the keys of the fingerprints more than one key has.
 	shared map[uint64]int
 	n      int // keys held, expired ones included until pruned
 }
 
-// newIndex returns an empty index with a new seed.
-func newIndex() index {
-	return index{seed: maphash.MakeSeed(), mix: fingerprintHook, shared: make(map[uint64]int)}
+// newIndex returns an empty index.
+func newIndex() index { return index{shared: make(map[uint64]int)} }
+
+// fingerprinter makes the fingerprints of a DB's keys: a hash with a seed
+// of this process. It never changes once the DB is open, so lookups use it
+// without a lock.
+type fingerprinter struct {
+	seed maphash.Seed
+	mix  func(uint64) uint64 // fingerprintHook, when a test set one
 }
 
-// empty returns an empty index with x's hash.
-func (x *index) empty() index {
-	return index{seed: x.seed, mix: x.mix, shared: make(map[uint64]int)}
+// newFingerprinter returns a fingerprinter with a new seed.
+func newFingerprinter() fingerprinter {
+	return fingerprinter{seed: maphash.MakeSeed(), mix: fingerprintHook}
 }
 
 // fingerprintHook, when set by a test before Open, maps the fingerprints
@@ -38,10 +42,10 @@ func (x *index) empty() index {
 var fingerprintHook func(uint64) uint64
 
 // hash returns the fingerprint of key: never 0, which marks an empty slot.
-func (x *index) hash(key string) uint64 {
-	h := maphash.String(x.seed, key)
-	if x.mix != nil {
-		h = x.mix(h)
+func (f fingerprinter) hash(key string) uint64 {
+	h := maphash.String(f.seed, key)
+	if f.mix != nil {
+		h = f.mix(h)
 	}
 	return max(h, 1)
 }
