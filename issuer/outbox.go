@@ -203,10 +203,10 @@ func (o *outbox) commit(ctx context.Context, fn func(c *change) error) ([]uint64
 			return err
 		}
 		var err error
-		if keys, err = o.put(tx, c.events); err != nil {
+		if keys, _, err = o.put(tx, c.events); err != nil {
 			return err
 		}
-		afterKeys, err = o.put(tx, c.after)
+		afterKeys, _, err = o.put(tx, c.after)
 		return err
 	})
 	if err != nil {
@@ -433,46 +433,55 @@ func (o *outbox) undo(c *change, keys []string) {
 	}
 }
 
-// put writes events into the outbox within tx and returns their keys.
-func (o *outbox) put(tx *store.Tx, events []*bus.Event) ([]string, error) {
+// put writes events into the outbox within tx and returns their keys and
+// entries.
+func (o *outbox) put(tx *store.Tx, events []*bus.Event) ([]string, [][]byte, error) {
 	now := time.Now()
 	keys := make([]string, 0, len(events))
+	entries := make([][]byte, 0, len(events))
 	for _, e := range events {
 		data, err := bus.Encode(e)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		entry, err := json.Marshal(outboxEntry{Created: now, Event: data})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		k := fmt.Sprintf("%s%016x", outboxPrefix, o.next.Add(1))
 		tx.Set(k, entry)
-		keys = append(keys, k)
+		keys, entries = append(keys, k), append(entries, entry)
 	}
-	return keys, nil
+	return keys, entries, nil
 }
 
 // staged are events written into the outbox before the change they
 // report is made somewhere else (the shared session bucket). Then either
-// send or sendAfter publishes them or, if the change was not made, drop
-// removes them.
+// send publishes them or, if the change was not made, drop removes them.
 type staged struct {
-	events []*bus.Event
-	keys   []string
+	events  []*bus.Event
+	keys    []string
+	entries [][]byte
+	durable bool // written synced
 }
 
-// stage writes events into the outbox and waits for the disk, so that
-// they go out even if this process or its machine dies before the change
-// is made. Concurrent callers share their syncs (Pebble's group commit).
-func (o *outbox) stage(events []*bus.Event) (*staged, error) {
-	st := &staged{events: events}
+// stage writes events into the outbox. Durable staging waits for the disk:
+// for revocations, which must go out even if this process dies before the
+// change is made. Otherwise the write survives a crash of the process, not
+// of the machine, and send makes it durable if it cannot publish the events
+// before the caller answers.
+func (o *outbox) stage(events []*bus.Event, durable bool) (*staged, error) {
+	st := &staged{events: events, durable: durable}
 	if len(events) == 0 {
 		return st, nil
 	}
-	err := o.db.Update(func(tx *store.Tx) error {
+	update := o.db.UpdateNoSync
+	if durable {
+		update = o.db.Update
+	}
+	err := update(func(tx *store.Tx) error {
 		var err error
-		st.keys, err = o.put(tx, events)
+		st.keys, st.entries, err = o.put(tx, events)
 		return err
 	})
 	if err != nil {
@@ -492,19 +501,18 @@ func (o *outbox) send(ctx context.Context, st *staged) ([]uint64, error) {
 	if err == nil || errors.Is(err, errCrashed) {
 		return seqs, err
 	}
+	if !st.durable {
+		derr := o.db.Update(func(tx *store.Tx) error {
+			for i, k := range st.keys {
+				tx.Set(k, st.entries[i])
+			}
+			return nil
+		})
+		if derr != nil {
+			o.log.Error("unpublished events not synced", "events", len(st.keys), "err", derr)
+		}
+	}
 	return nil, fmt.Errorf("%w: %w", errNotPublished, err)
-}
-
-// sendAfter publishes staged events, written durably, once the change
-// they report is made, without making the caller wait: in the background,
-// or by Run if no background slot is free or publishing fails.
-func (o *outbox) sendAfter(st *staged) {
-	if len(st.events) == 0 {
-		return
-	}
-	if !o.follow(func(ctx context.Context) { _, _ = o.publish(ctx, st.keys, st.events) }) {
-		o.leave(st.keys, st.events)
-	}
 }
 
 // drop removes staged events whose change was not made. The delete is

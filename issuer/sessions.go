@@ -61,12 +61,11 @@ func invalidGrant(desc string) *Error {
 
 // CreateSession starts a session for req.Subject and returns its first
 // access token and refresh token. Its session.created and token.issued
-// events are staged in the outbox, synced, then the session is created in
+// events are staged in the outbox, then the session is created in
 // HERALD_SESSIONS, where every issuer replica finds it; the answer comes
-// once JetStream has acknowledged that write, so the session and its
-// events are durable. The events are published after the answer, from the
-// outbox, which keeps them until JetStream acknowledges them. A session
-// that cannot be created changes nothing.
+// once JetStream has acknowledged that write, so the session is durable,
+// and normally its events too: if they are not, they stay in the outbox
+// and Run publishes them. A session that cannot be created changes nothing.
 func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor string) (*SessionResponse, error) {
 	if err := checkIdent("sub", req.Subject, true); err != nil {
 		return nil, err
@@ -135,7 +134,7 @@ func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor s
 		Session: &bus.Session{ID: sess.ID, Subject: sess.Subject, Tenant: sess.Tenant, ClientID: clientID,
 			Scope: sess.Scope, Expires: sess.Expires},
 	}, issued}
-	st, err := s.outbox.stage(events)
+	st, err := s.outbox.stage(events, false)
 	if err != nil {
 		return nil, err
 	}
@@ -143,9 +142,9 @@ func (s *Service) CreateSession(ctx context.Context, req SessionRequest, actor s
 		s.outbox.drop(st)
 		return nil, fmt.Errorf("%w: %w", errUnavailable, err)
 	}
-	// The session exists: its events, on disk in the outbox, are
-	// published after the answer, or by Run if the bus fails first.
-	s.outbox.sendAfter(st)
+	// Published now, or by Run if the bus fails right after the session
+	// was created: the session exists either way.
+	_, _ = s.outbox.send(ctx, st)
 	s.metrics.issue(ctx, "session")
 	return &SessionResponse{SessionID: sess.ID, AccessToken: access, RefreshToken: refresh, TokenType: tokenType(sess.JKT),
 		ExpiresIn: int64(ttl / time.Second)}, nil

@@ -350,16 +350,14 @@ type sessionWrite struct {
 // another writer changed the session first, it reads it again and runs fn
 // again; fn must start from the record it is given every time.
 //
-// The events are staged in the outbox, synced, before the entry is
-// written, so a crash in between publishes events of a change that may not
-// have happened rather than losing those of one that did. Once the entry
-// is written the change is made. The events of a kept write (revocations)
-// are then published before changeSession returns: if publishing fails
-// they stay in the outbox for Run and changeSession returns an error
-// wrapping errNotPublished. Those of any other write (a refresh's
-// token.issued) are published after it returns, and it returns no
-// sequences. When the entry cannot be written the events are dropped and
-// the error wraps errUnavailable, unless the write is kept: then it wraps
+// The events are staged in the outbox before the entry is written (synced
+// if the write is kept), so a crash in between publishes events of a
+// change that may not have happened rather than losing those of one that
+// did. Once the entry is written the
+// change is made: if publishing then fails the events stay in the outbox
+// for Run and changeSession returns an error wrapping errNotPublished.
+// When the entry cannot be written the events are dropped and the error
+// wraps errUnavailable, unless the write is kept: then it wraps
 // errNotPublished.
 func (s *Service) changeSession(ctx context.Context, sid string, fn func(sess *sessionRecord) (*sessionWrite, error)) ([]uint64, error) {
 	for range maxSessionWrites {
@@ -371,7 +369,7 @@ func (s *Service) changeSession(ctx context.Context, sid string, fn func(sess *s
 		if err != nil || w == nil {
 			return nil, err
 		}
-		st, err := s.outbox.stage(w.events)
+		st, err := s.outbox.stage(w.events, w.keep)
 		if err != nil {
 			return nil, err
 		}
@@ -385,12 +383,6 @@ func (s *Service) changeSession(ctx context.Context, sid string, fn func(sess *s
 		case err != nil:
 			s.outbox.drop(st)
 			return nil, fmt.Errorf("%w: %w", errUnavailable, err)
-		}
-		if !w.keep {
-			// Issuance (a refresh's token.issued): its events are on
-			// disk and follow the answer.
-			s.outbox.sendAfter(st)
-			return nil, nil
 		}
 		return s.outbox.send(ctx, st)
 	}
