@@ -1,7 +1,6 @@
 package issuer
 
 import (
-	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -21,7 +20,7 @@ import (
 func TestBarrier_RefreshAfterAnotherReplicasRevocation(t *testing.T) {
 	s := bustest.RunServer(t)
 	a, _ := openForTest(t, s, t.TempDir(), func(svc *Service) {
-		svc.outbox.slots = make(chan struct{}) // nothing follows the answer: left to Run
+		svc.outbox.skipFollow = true // nothing follows the answer: left to Run
 	})
 	entered, release := make(chan struct{}), make(chan struct{})
 	var releaseOnce sync.Once
@@ -66,60 +65,5 @@ func TestBarrier_RefreshAfterAnotherReplicasRevocation(t *testing.T) {
 	var e *Error
 	if _, err := b.refresh(t.Context(), sess.RefreshToken, clientAuth{}, ""); !errors.As(err, &e) || e.Code != "invalid_grant" {
 		t.Fatalf("refresh once caught up: %v, want invalid_grant", err)
-	}
-}
-
-// TestHeadReader_ReadStartsAfterTheCall: concurrent callers share reads,
-// and none gets the answer of a read that began before it called.
-func TestHeadReader_ReadStartsAfterTheCall(t *testing.T) {
-	var head atomic.Uint64
-	var reads atomic.Int64
-	started := make(chan struct{}, 16)
-	proceed := make(chan struct{})
-	h := &headReader{read: func(context.Context) (uint64, error) {
-		reads.Add(1)
-		v := head.Load()
-		started <- struct{}{}
-		<-proceed
-		return v, nil
-	}}
-	first := make(chan uint64)
-	go func() {
-		v, _ := h.last(t.Context())
-		first <- v
-	}()
-	<-started // a read of head 0 is under way
-	head.Store(7)
-	const n = 8
-	later := make(chan uint64, n)
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() {
-			v, _ := h.last(t.Context())
-			later <- v
-		})
-	}
-	// Every later caller waits for one read that starts after the first.
-	bustest.WaitFor(t, 5*time.Second, func() error {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if h.next == nil {
-			return errors.New("no read queued behind the one under way")
-		}
-		return nil
-	})
-	close(proceed)
-	wg.Wait()
-	close(later)
-	if v := <-first; v != 0 {
-		t.Fatalf("first caller got %d, want 0", v)
-	}
-	for v := range later {
-		if v != 7 {
-			t.Fatalf("a caller that came after the head moved got %d, want 7", v)
-		}
-	}
-	if got := reads.Load(); got < 2 {
-		t.Fatalf("%d reads for %d callers, want at least 2", got, n+1)
 	}
 }

@@ -26,12 +26,6 @@ const (
 	publishTimeout = 5 * time.Second
 	// maxFollowing bounds the work that follows answers in flight at once.
 	maxFollowing = 256
-	// maxLeftover bounds the audit publishes that found no slot and wait
-	// for settle (or Run), and leftoverAge how long settle still publishes
-	// one: well within JetStream's dedupe window, so that one Run has
-	// published meanwhile is stored once.
-	maxLeftover = 4096
-	leftoverAge = time.Minute
 	// drainChunk is how many events the drainer publishes at once.
 	drainChunk = 128
 )
@@ -53,9 +47,7 @@ type outbox struct {
 
 	// Work that follows an answer (the publish of audit events, the
 	// sharing of cut-offs) runs on goroutines of bg, at most maxFollowing
-	// at a time; what does not fit is left to Run, which finds it in the
-	// outbox or among the pending shares, and, for audit events, to
-	// settle (leftover) as well.
+	// at a time; beyond that, the caller does it before it answers.
 	bg       sync.WaitGroup
 	bgCtx    context.Context
 	bgStop   context.CancelFunc
@@ -67,16 +59,13 @@ type outbox struct {
 	gen    *followGen
 	open   []*followGen
 	closed bool
-	// leftover are the events emitted after answers that found no slot:
-	// in the outbox, for Run, and published by settle meanwhile (one at a
-	// time: settleMu), so that a read of the audit trail sees them.
-	leftover []leftover
-	settleMu sync.Mutex
 
 	// afterCommit and afterPublish, when set by tests, run after the
 	// commit and after the acknowledgement; an error stands for a crash at
-	// that point.
+	// that point. skipFollow, set by tests, drops the work that follows
+	// answers, as a crash right after the answer would: it is left to Run.
 	afterCommit, afterPublish func() error
+	skipFollow                bool
 }
 
 func newOutbox(db *store.DB, conn *bus.Conn, log *slog.Logger) *outbox {
@@ -268,9 +257,7 @@ func (o *outbox) publishChange(ctx context.Context, c *change, keys, afterKeys [
 	if perr == nil || c.kept {
 		// Published, or to be published by Run: what follows too.
 		if len(c.after) > 0 {
-			if !o.follow(func(ctx context.Context) { _, _ = o.publish(ctx, afterKeys, c.after) }) {
-				o.leave(afterKeys, c.after)
-			}
+			o.follow(func(ctx context.Context) { _, _ = o.publish(ctx, afterKeys, c.after) })
 		}
 	}
 	switch {
@@ -285,21 +272,26 @@ func (o *outbox) publishChange(ctx context.Context, c *change, keys, afterKeys [
 	return nil, errUnavailable
 }
 
-// follow runs fn, work that follows an answer, in the background, unless
-// maxFollowing such runs are in flight: then what fn would do is left to
-// Run. fn's context ends when the outbox is closed. It reports whether fn
-// runs.
-func (o *outbox) follow(fn func(ctx context.Context)) bool {
+// follow runs fn, work that follows an answer, in the background; when
+// maxFollowing such runs are in flight, it runs fn itself, so that the
+// caller answers later rather than the work pile up. fn's context ends
+// when the outbox is closed; what fn leaves undone is in the outbox, or
+// among the pending shares, for Run.
+func (o *outbox) follow(fn func(ctx context.Context)) {
+	if o.skipFollow {
+		return
+	}
 	select {
 	case o.slots <- struct{}{}:
 	default:
-		return false
+		fn(o.bgCtx)
+		return
 	}
 	o.followMu.Lock()
 	defer o.followMu.Unlock()
 	if o.closed {
 		<-o.slots
-		return false
+		return
 	}
 	if o.gen == nil {
 		o.gen = &followGen{done: make(chan struct{})}
@@ -322,27 +314,6 @@ func (o *outbox) follow(fn func(ctx context.Context)) bool {
 		}()
 		fn(o.bgCtx)
 	})
-	return true
-}
-
-// leftover is events of a committed change, in the outbox under keys,
-// whose publish found no slot to follow the answer.
-type leftover struct {
-	keys   []string
-	events []*bus.Event
-	at     time.Time
-}
-
-// leave records events under keys, which Run will publish, for settle to
-// publish sooner; the oldest is forgotten (left to Run alone) beyond
-// maxLeftover.
-func (o *outbox) leave(keys []string, events []*bus.Event) {
-	o.followMu.Lock()
-	defer o.followMu.Unlock()
-	if len(o.leftover) >= maxLeftover {
-		o.leftover = slices.Delete(o.leftover, 0, 1)
-	}
-	o.leftover = append(o.leftover, leftover{keys: keys, events: events, at: time.Now()})
 }
 
 // followGen is a generation of runs of follow: those started between two
@@ -367,38 +338,6 @@ func (o *outbox) settle(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	}
-	return o.publishLeftover(ctx)
-}
-
-// publishLeftover publishes the events that found no slot to follow their
-// answers, those recorded before it was called included: a call that
-// comes while another publishes waits for it.
-func (o *outbox) publishLeftover(ctx context.Context) error {
-	o.settleMu.Lock()
-	defer o.settleMu.Unlock()
-	o.followMu.Lock()
-	left := o.leftover
-	o.leftover = nil
-	o.followMu.Unlock()
-	var keys []string
-	var events []*bus.Event
-	for _, l := range left {
-		if time.Since(l.at) < leftoverAge { // older ones Run has published
-			keys, events = append(keys, l.keys...), append(events, l.events...)
-		}
-	}
-	if len(events) == 0 {
-		return nil
-	}
-	if _, err := o.publish(ctx, keys, events); err != nil {
-		o.followMu.Lock()
-		o.leftover = append(left, o.leftover...)
-		if n := len(o.leftover) - maxLeftover; n > 0 {
-			o.leftover = slices.Delete(o.leftover, 0, n)
-		}
-		o.followMu.Unlock()
-		return fmt.Errorf("publish events following earlier answers: %w", err)
 	}
 	return nil
 }

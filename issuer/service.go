@@ -36,8 +36,8 @@ type Service struct {
 	trusted  *verifier.KeySet // HERALD_KEYS as verifiers see it
 	deny     *store.DB        // the denylist, for introspection
 	follow   *verifier.Follower
-	head     *headReader        // HERALD's last sequence, for barrier
-	intro    *verifier.Verifier // introspection: the verifiers' own checks
+	head     *sharedReads[string, uint64] // streams' last sequences, for barrier
+	intro    *verifier.Verifier           // introspection: the verifiers' own checks
 	limits   *limiter
 	replay   *proofCache // DPoP proofs accepted at the token endpoint
 	creds    *credentials
@@ -115,7 +115,7 @@ func open(ctx context.Context, cfg Config, conn *bus.Conn) (_ *Service, err erro
 		return nil, err
 	}
 	s.outbox = newOutbox(s.state, conn, log)
-	s.head = newHeadReader(conn, bus.StreamRevocations)
+	s.head = newHeadReader(conn)
 	if err := shareOldCutoffs(s.state); err != nil {
 		return nil, err
 	}

@@ -51,7 +51,7 @@ type sessionStore struct {
 	write func(ctx context.Context, writes ...bus.KVWrite) ([]uint64, error)
 	// cutoffs reads cut-off entries, sharing the reads of concurrent
 	// requests.
-	cutoffs *sharedGets
+	cutoffs *sharedReads[string, jetstream.KeyValueEntry]
 	// seal signs an entry's JSON for its name; unseal checks an entry and
 	// returns its JSON. Entries are signed by an issuer's event key, so
 	// that write access to the bucket is not enough to forge a session.
@@ -66,7 +66,7 @@ type sessionStore struct {
 // conn's signer seals and trusted's event keys open.
 func newSessionStore(kv jetstream.KeyValue, conn *bus.Conn, trusted *verifier.KeySet) *sessionStore {
 	return &sessionStore{kv: kv,
-		cutoffs: &sharedGets{get: kv.Get},
+		cutoffs: &sharedReads[string, jetstream.KeyValueEntry]{read: kv.Get},
 		write: func(ctx context.Context, writes ...bus.KVWrite) ([]uint64, error) {
 			return conn.WriteKV(ctx, bus.BucketSessions, writes...)
 		},
@@ -309,7 +309,7 @@ func (st *sessionStore) putCutoff(ctx context.Context, k bus.Kind, v string, at,
 // An entry no trusted issuer signed is an error: refreshes fail closed.
 func (st *sessionStore) cutoff(ctx context.Context, k bus.Kind, v string) (sharedCutoff, bool, error) {
 	name := cutoffName(k, v)
-	e, err := st.cutoffs.Get(ctx, name)
+	e, err := st.cutoffs.get(ctx, name)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return sharedCutoff{}, false, nil

@@ -13,10 +13,10 @@ import (
 	"github.com/heraldsec/herald/bus/bustest"
 )
 
-// TestSharedGets_ReadStartsAfterTheCall: concurrent callers of one key
+// TestSharedReads_ReadStartsAfterTheCall: concurrent callers of one key
 // share one read, none gets the answer of a read that began before it
 // called, and no key is held once its reads are done.
-func TestSharedGets_ReadStartsAfterTheCall(t *testing.T) {
+func TestSharedReads_ReadStartsAfterTheCall(t *testing.T) {
 	s := bustest.RunServer(t)
 	conn := bustest.Connect(t, s)
 	ctx := t.Context()
@@ -30,7 +30,7 @@ func TestSharedGets_ReadStartsAfterTheCall(t *testing.T) {
 	var reads atomic.Int64
 	started := make(chan struct{}, 8)
 	proceed := make(chan struct{})
-	g := &sharedGets{get: func(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	g := &sharedReads[string, jetstream.KeyValueEntry]{read: func(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
 		reads.Add(1)
 		e, err := kv.Get(ctx, key)
 		started <- struct{}{}
@@ -38,7 +38,7 @@ func TestSharedGets_ReadStartsAfterTheCall(t *testing.T) {
 		return e, err
 	}}
 	value := func() (string, error) {
-		e, err := g.Get(ctx, "k")
+		e, err := g.get(ctx, "k")
 		if err != nil {
 			return "", err
 		}
