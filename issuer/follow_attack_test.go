@@ -11,52 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
 )
-
-// heldReplicas opens replicas a and b on one server: nothing follows a's
-// answers (left to Run), and b's follower stops before it applies the
-// revocation of session "held" until release is called.
-func heldReplicas(t *testing.T) (a, b *Service, entered <-chan struct{}, release func()) {
-	t.Helper()
-	s := bustest.RunServer(t)
-	a, _ = openForTest(t, s, t.TempDir(), func(svc *Service) {
-		svc.outbox.skipFollow = true
-	})
-	// b opens once a has set up its streams: the embedded server races
-	// on concurrent updates of one stream's configuration.
-	bustest.WaitFor(t, 10*time.Second, func() error {
-		if !a.follow.CaughtUp() {
-			return errors.New("follower not caught up")
-		}
-		return nil
-	})
-	in, rel := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	var holding atomic.Bool
-	b, _ = openForTest(t, s, t.TempDir(), func(svc *Service) {
-		svc.catchUpWait = 200 * time.Millisecond
-		svc.follow.OnApply(func(revs []*bus.Revocation) {
-			if revs[0].Value == "held" && holding.CompareAndSwap(false, true) {
-				close(in)
-				<-rel
-			}
-			svc.noteRevocations(revs)
-		})
-	})
-	release = func() { once.Do(func() { close(rel) }) }
-	t.Cleanup(release) // before b stops
-	for _, svc := range []*Service{a, b} {
-		bustest.WaitFor(t, 10*time.Second, func() error {
-			if !svc.follow.CaughtUp() {
-				return errors.New("follower not caught up")
-			}
-			return nil
-		})
-	}
-	return a, b, in, release
-}
 
 // TestAttack_IntrospectRefreshAfterAnotherReplicasSessionRevocation: once
 // replica a has answered a session revocation, introspection of the
@@ -64,21 +20,7 @@ func heldReplicas(t *testing.T) (a, b *Service, entered <-chan struct{}, release
 // revocation yet and finds the session not yet marked ended in
 // HERALD_SESSIONS, must not report it active.
 func TestAttack_IntrospectRefreshAfterAnotherReplicasSessionRevocation(t *testing.T) {
-	a, b, entered, release := heldReplicas(t)
-	sess, err := a.CreateSession(t.Context(), SessionRequest{Subject: "alice"}, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Revoke(t.Context(), RevocationRequest{Kind: "session", Value: "held"}, "test", "test"); err != nil {
-		t.Fatal(err)
-	}
-	<-entered
-	if _, err := a.Revoke(t.Context(), RevocationRequest{Kind: "session", Value: sess.SessionID}, "test", "test"); err != nil {
-		t.Fatal(err)
-	}
-	if cur, err := b.sessions.get(t.Context(), sess.SessionID); err != nil || cur.sess == nil || cur.sess.Ended {
-		t.Fatalf("session in HERALD_SESSIONS: %+v, %v; want it there, not yet marked ended", cur.sess, err)
-	}
+	_, b, sess, release := revokedBehind(t)
 	req := httptest.NewRequestWithContext(t.Context(), "POST", "/introspect", nil)
 	if res, err := b.Introspect(req, sess.RefreshToken); err == nil && res.Active {
 		t.Fatalf("refresh token of a revoked session introspected active on a replica behind the revocation")
@@ -239,18 +181,7 @@ func TestAttack_FollowRacesClose(t *testing.T) {
 // and b's follower has applied the revocation: b waits to catch up, and
 // fails unavailable when it cannot.
 func TestAttack_ListSessionsAfterAnotherReplicasSessionRevocation(t *testing.T) {
-	a, b, entered, release := heldReplicas(t)
-	sess, err := a.CreateSession(t.Context(), SessionRequest{Subject: "alice"}, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Revoke(t.Context(), RevocationRequest{Kind: "session", Value: "held"}, "test", "test"); err != nil {
-		t.Fatal(err)
-	}
-	<-entered
-	if _, err := a.Revoke(t.Context(), RevocationRequest{Kind: "session", Value: sess.SessionID}, "test", "test"); err != nil {
-		t.Fatal(err)
-	}
+	a, b, _, release := revokedBehind(t)
 	if list, err := b.ListSessions(t.Context(), "alice"); err == nil {
 		t.Fatalf("sessions listed by a replica behind the revocation: %+v", list)
 	}
