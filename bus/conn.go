@@ -423,7 +423,7 @@ func (c *Conn) EnsureStreams(ctx context.Context, cfg StreamConfig) error {
 // they became editable) gets the rest of sc, and a warning: the stream
 // keeps its consumer limits.
 func (c *Conn) ensureStream(ctx context.Context, sc jetstream.StreamConfig) error {
-	s, err := c.js.CreateOrUpdateStream(ctx, sc)
+	s, err := c.createOrUpdateStream(ctx, sc)
 	if err == nil {
 		c.allowAtomic(sc.Name, s.CachedInfo().Config.AllowAtomicPublish)
 		return nil
@@ -444,6 +444,39 @@ func (c *Conn) ensureStream(ctx context.Context, sc jetstream.StreamConfig) erro
 	c.allowAtomic(sc.Name, s.CachedInfo().Config.AllowAtomicPublish)
 	c.log.Warn("the server did not bound the stream's consumers; upgrade nats-server", "stream", sc.Name, "err", err)
 	return nil
+}
+
+// createOrUpdateStream creates stream sc or updates it to sc, but leaves
+// alone a stream that already has every setting sc gives: the processes
+// that start together (issuer replicas, verifiers) would otherwise update
+// one stream at once, which nats-server does not serialize.
+func (c *Conn) createOrUpdateStream(ctx context.Context, sc jetstream.StreamConfig) (jetstream.Stream, error) {
+	if s, err := c.js.Stream(ctx, sc.Name); err == nil && hasSettings(s.CachedInfo().Config, sc) {
+		return s, nil
+	}
+	return c.js.CreateOrUpdateStream(ctx, sc)
+}
+
+// hasSettings reports whether have holds every setting want gives: each
+// member of want's JSON that is not a zero value (which the server
+// replaces with its defaults) is in have's, with the same value.
+func hasSettings(have, want jetstream.StreamConfig) bool {
+	var h, w map[string]json.RawMessage
+	hb, herr := json.Marshal(have)
+	wb, werr := json.Marshal(want)
+	if herr != nil || werr != nil || json.Unmarshal(hb, &h) != nil || json.Unmarshal(wb, &w) != nil {
+		return false
+	}
+	for k, v := range w {
+		switch string(v) {
+		case "0", "false", `""`, "null", "[]", "{}":
+			continue
+		}
+		if !bytes.Equal(h[k], v) {
+			return false
+		}
+	}
+	return true
 }
 
 // limitConsumers sets the consumer limits of Herald's streams on sc.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldsec/herald/bus"
@@ -578,5 +579,62 @@ func TestConnect_Errors(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "secret") {
 		t.Fatalf("Connect error %q leaks the password", err)
+	}
+}
+
+// TestEnsureStreams_UnchangedStreamNotUpdated: a second EnsureStreams with
+// the same settings leaves Herald's streams alone (no update request
+// reaches the server), and a changed setting is applied. (The buckets'
+// streams are still updated: nats.go's CreateOrUpdateKeyValue always
+// does.)
+func TestEnsureStreams_UnchangedStreamNotUpdated(t *testing.T) {
+	s := bustest.RunServer(t)
+	conn := bustest.Connect(t, s)
+	cfg := bus.StreamConfig{RevocationMaxAge: time.Hour}
+	if err := conn.EnsureStreams(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	// Delivered into the channel by the connection's reader, before the
+	// answer to a Flush: after one, every request sent before is there.
+	updates := make(chan *nats.Msg, 64)
+	sub, err := conn.NATS().ChanSubscribe("$JS.API.STREAM.UPDATE.>", updates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := conn.NATS().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.EnsureStreams(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.NATS().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for len(updates) > 0 {
+		if u := <-updates; !strings.HasPrefix(u.Subject, "$JS.API.STREAM.UPDATE.KV_") {
+			t.Errorf("%s with every setting unchanged", u.Subject)
+		}
+	}
+	cfg.RevocationMaxAge = 2 * time.Hour
+	if err := conn.EnsureStreams(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.NATS().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := conn.JetStream().Stream(t.Context(), bus.StreamRevocations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxAge; got != 2*time.Hour {
+		t.Fatalf("HERALD max age %s after the change, want 2h", got)
+	}
+	counts := map[string]int{}
+	for len(updates) > 0 {
+		counts[strings.TrimPrefix((<-updates).Subject, "$JS.API.STREAM.UPDATE.")]++
+	}
+	if counts[bus.StreamRevocations] != 1 || counts[bus.StreamAudit] != 0 {
+		t.Errorf("update requests once the max age changed: %v, want one for %s, none for %s", counts, bus.StreamRevocations, bus.StreamAudit)
 	}
 }

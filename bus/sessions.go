@@ -41,7 +41,7 @@ func (c *Conn) EnsureSessions(ctx context.Context, cfg SessionsConfig) error {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
-	s, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := c.createOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              sessionsStream,
 		Description:       "Herald sessions shared by issuer replicas, by session id",
 		Subjects:          []string{"$KV." + BucketSessions + ".>"},

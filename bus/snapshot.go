@@ -158,7 +158,7 @@ func (c *Conn) EnsureSnapshots(ctx context.Context, cfg SnapshotConfig) error {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
-	_, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := c.createOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              StreamSnapshots,
 		Description:       "Herald denylist snapshots: a fresh verifier applies the latest, then HERALD after it",
 		Subjects:          []string{SubjectSnapshotPrefix + ">"},
