@@ -40,12 +40,7 @@ func heldReplicas(t *testing.T) (a, b *Service, entered <-chan struct{}, release
 	})
 	// b opens once a has set up its streams: the embedded server races
 	// on concurrent updates of one stream's configuration.
-	bustest.WaitFor(t, 10*time.Second, func() error {
-		if !a.follow.CaughtUp() {
-			return errors.New("follower not caught up")
-		}
-		return nil
-	})
+	waitCaughtUp(t, a)
 	in, rel := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	var holding atomic.Bool
@@ -61,14 +56,7 @@ func heldReplicas(t *testing.T) (a, b *Service, entered <-chan struct{}, release
 	})
 	release = func() { once.Do(func() { close(rel) }) }
 	t.Cleanup(release) // before b stops
-	for _, svc := range []*Service{a, b} {
-		bustest.WaitFor(t, 10*time.Second, func() error {
-			if !svc.follow.CaughtUp() {
-				return errors.New("follower not caught up")
-			}
-			return nil
-		})
-	}
+	waitCaughtUp(t, a, b)
 	return a, b, in, release
 }
 
@@ -94,4 +82,18 @@ func revokedBehind(t *testing.T) (a, b *Service, sess *SessionResponse, release 
 		t.Fatalf("session in HERALD_SESSIONS: %+v, %v; want it there, not yet marked ended", cur.sess, err)
 	}
 	return a, b, sess, release
+}
+
+// waitCaughtUp waits until the revocation follower of each of svcs has
+// caught up with HERALD.
+func waitCaughtUp(t testing.TB, svcs ...*Service) {
+	t.Helper()
+	for _, svc := range svcs {
+		bustest.WaitFor(t, 10*time.Second, func() error {
+			if !svc.follow.CaughtUp() {
+				return errors.New("revocation follower not caught up")
+			}
+			return nil
+		})
+	}
 }

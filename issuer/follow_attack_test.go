@@ -39,12 +39,7 @@ func TestAttack_IntrospectRefreshAfterAnotherReplicasSessionRevocation(t *testin
 func TestAttack_MalformedRefreshReadsNoHead(t *testing.T) {
 	s := bustest.RunServer(t)
 	svc, _ := openForTest(t, s, t.TempDir(), nil)
-	bustest.WaitFor(t, 10*time.Second, func() error {
-		if !svc.follow.CaughtUp() {
-			return errors.New("follower not caught up")
-		}
-		return nil
-	})
+	waitCaughtUp(t, svc)
 	var reads atomic.Int64
 	read := svc.head.read
 	svc.head.read = func(ctx context.Context, stream string) (uint64, error) {

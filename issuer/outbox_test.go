@@ -145,12 +145,7 @@ func TestOutbox_CrashAfterPublish(t *testing.T) {
 func TestOutbox_FailedPublishChangesNothing(t *testing.T) {
 	s := bustest.RunServer(t)
 	svc, _ := openForTest(t, s, t.TempDir(), nil)
-	bustest.WaitFor(t, 10*time.Second, func() error { // it mints only once caught up
-		if !svc.follow.CaughtUp() {
-			return errors.New("revocation follower not caught up")
-		}
-		return nil
-	})
+	waitCaughtUp(t, svc)           // it mints only once caught up
 	svc.outbox.conn.NATS().Close() // the bus is gone
 	_, err := svc.CreateSession(t.Context(), SessionRequest{Subject: "nobody"}, "test")
 	// Either refusal is a 503 that changed nothing: the bus refused the

@@ -19,12 +19,7 @@ import (
 func TestShares_PendingCutoffsRecordedLater(t *testing.T) {
 	s := bustest.RunServer(t)
 	svc, _ := openForTest(t, s, t.TempDir(), nil)
-	bustest.WaitFor(t, 10*time.Second, func() error {
-		if !svc.follow.CaughtUp() {
-			return errors.New("not caught up")
-		}
-		return nil
-	})
+	waitCaughtUp(t, svc)
 	sess, err := svc.CreateSession(t.Context(), SessionRequest{Subject: "zed"}, "test")
 	if err != nil {
 		t.Fatal(err)
@@ -64,12 +59,7 @@ func TestShares_LateCutoffSparesLaterSessions(t *testing.T) {
 	svc, _ := openForTest(t, s, t.TempDir(), func(svc *Service) {
 		svc.cfg.Now = func() time.Time { return time.Unix(0, clock.Load()) }
 	})
-	bustest.WaitFor(t, 10*time.Second, func() error {
-		if !svc.follow.CaughtUp() {
-			return errors.New("not caught up")
-		}
-		return nil
-	})
+	waitCaughtUp(t, svc)
 	before, err := svc.CreateSession(t.Context(), SessionRequest{Subject: "zed"}, "test")
 	if err != nil {
 		t.Fatal(err)
