@@ -128,25 +128,23 @@ type metadata struct {
 type pick func(u string, m metadata) (string, error)
 
 // pickJWKS picks the jwks_uri.
-func pickJWKS(u string, m metadata) (string, error) {
-	if m.JWKSURI == "" {
-		return "", fmt.Errorf("read %s: no jwks_uri", u)
-	}
-	if err := CheckURL(m.JWKSURI); err != nil {
-		return "", fmt.Errorf("read %s: jwks_uri: %w", u, err)
-	}
-	return m.JWKSURI, nil
-}
+func pickJWKS(u string, m metadata) (string, error) { return pickURL(u, "jwks_uri", m.JWKSURI) }
 
 // pickTokenEndpoint picks the token_endpoint.
 func pickTokenEndpoint(u string, m metadata) (string, error) {
-	if m.TokenEndpoint == "" {
-		return "", fmt.Errorf("read %s: no token_endpoint", u)
+	return pickURL(u, "token_endpoint", m.TokenEndpoint)
+}
+
+// pickURL returns v, member name of the metadata read from u, once it is
+// present and a URL Herald fetches.
+func pickURL(u, name, v string) (string, error) {
+	if v == "" {
+		return "", fmt.Errorf("read %s: no %s", u, name)
 	}
-	if err := CheckURL(m.TokenEndpoint); err != nil {
-		return "", fmt.Errorf("read %s: token_endpoint: %w", u, err)
+	if err := CheckURL(v); err != nil {
+		return "", fmt.Errorf("read %s: %s: %w", u, name, err)
 	}
-	return m.TokenEndpoint, nil
+	return v, nil
 }
 
 // discover reads the provider's OpenID Connect discovery document, or,
