@@ -397,7 +397,12 @@ func (c *ReplayCache) len() int {
 // returns ErrMissing when there is none and ErrMalformed when the header
 // is not a single well-formed credential.
 func AccessToken(r *http.Request) (token, scheme string, err error) {
-	vals := r.Header.Values("Authorization")
+	return headerToken(r.Header)
+}
+
+// headerToken is AccessToken of the headers h.
+func headerToken(h http.Header) (token, scheme string, err error) {
+	vals := h.Values("Authorization")
 	switch len(vals) {
 	case 0:
 		return "", "", ErrMissing
@@ -433,6 +438,35 @@ var (
 	forwardedURI    = []string{"X-Forwarded-Uri", "X-Original-URI"}
 )
 
+// Target is a request as a verdict needs it: the headers that carry its
+// access token and DPoP proof, and the method and absolute URL a proof
+// must name (RFC 9449 section 4.3, htm and htu). RequestTarget makes one
+// of an *http.Request; a front end told about a request in other terms
+// (Envoy's gRPC CheckRequest, package verifier/extauthz) fills one in.
+type Target struct {
+	// Method is the request's method, e.g. GET.
+	Method string
+	// URL is the request's absolute URL, scheme://host/path?query. Empty
+	// when it is not known: a token bound to a DPoP key is then refused
+	// with ErrDPoPProof.
+	URL string
+	// Header holds the request's headers: Authorization and DPoP are read.
+	Header http.Header
+}
+
+// TrustsPeer reports whether addr is one of Config.TrustedProxies: a peer
+// whose description of another request (forward auth) a DPoP check
+// believes.
+func (v *Verifier) TrustsPeer(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	for _, p := range v.cfg.TrustedProxies {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
 // trustedPeer reports whether r comes straight from a peer in
 // Config.TrustedProxies.
 func (v *Verifier) trustedPeer(r *http.Request) bool {
@@ -440,24 +474,19 @@ func (v *Verifier) trustedPeer(r *http.Request) bool {
 	if err != nil {
 		return false
 	}
-	ip := ap.Addr().Unmap()
-	for _, p := range v.cfg.TrustedProxies {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
+	return v.TrustsPeer(ap.Addr())
 }
 
-// requestTarget returns the method and URL a DPoP proof must name. It is
-// r's own method, URI and Host, and its scheme (https over TLS), with two
+// RequestTarget returns the Target of r: its headers, and the method and
+// URL a DPoP proof must name. They are r's own method, URI and Host, and
+// its scheme (https over TLS), with two
 // exceptions for a peer in Config.TrustedProxies: X-Forwarded-Proto names
 // the scheme (a TLS-terminating proxy in front), and, when forwardAuth
 // (the request asks /v1/verify about another request), the forward-auth
 // headers name the original request's method, URI and host. Anyone else's
 // such headers are ignored: in proxy mode and in Middleware the request
 // checked is the request served.
-func (v *Verifier) requestTarget(r *http.Request, forwardAuth bool) (method, target string) {
+func (v *Verifier) RequestTarget(r *http.Request, forwardAuth bool) Target {
 	method, uri, host := r.Method, r.URL.RequestURI(), r.Host
 	scheme := "http"
 	if r.TLS != nil {
@@ -481,7 +510,7 @@ func (v *Verifier) requestTarget(r *http.Request, forwardAuth bool) (method, tar
 			host = first([]string{"X-Forwarded-Host"}, host)
 		}
 	}
-	return method, scheme + "://" + host + uri
+	return Target{Method: method, URL: scheme + "://" + host + uri, Header: r.Header}
 }
 
 // VerifyRequest checks the access token of r and, when the token is bound
@@ -489,10 +518,17 @@ func (v *Verifier) requestTarget(r *http.Request, forwardAuth bool) (method, tar
 // scheme and a fresh proof by its key for this request, so a copied token
 // is useless without the key. Unbound tokens work with either scheme.
 // forwardAuth says r asks about another request (/v1/verify): see
-// requestTarget. It returns the claims and the kid of the key that
+// RequestTarget. It returns the claims and the kid of the key that
 // verified the token, as Check does, and records no metrics (see Observe).
 func (v *Verifier) VerifyRequest(r *http.Request, forwardAuth bool) (*Claims, string, error) {
-	tok, scheme, err := AccessToken(r)
+	return v.VerifyTarget(v.RequestTarget(r, forwardAuth))
+}
+
+// VerifyTarget is VerifyRequest of the request t describes: its access
+// token, and the DPoP proof of a bound token against t.Method and t.URL.
+// It returns as VerifyRequest does.
+func (v *Verifier) VerifyTarget(t Target) (*Claims, string, error) {
+	tok, scheme, err := headerToken(t.Header)
 	if err != nil {
 		return nil, "", err
 	}
@@ -500,13 +536,15 @@ func (v *Verifier) VerifyRequest(r *http.Request, forwardAuth bool) (*Claims, st
 	if err != nil || c.Confirmation == nil || c.Confirmation.JKT == "" {
 		return c, kid, err
 	}
-	proofs := r.Header.Values(HeaderDPoP)
+	proofs := t.Header.Values(HeaderDPoP)
 	if scheme != "DPoP" || len(proofs) != 1 {
 		return nil, "", ErrDPoPRequired
 	}
-	method, target := v.requestTarget(r, forwardAuth)
+	if t.URL == "" {
+		return nil, "", fmt.Errorf("%w: the request's URL is not known", ErrDPoPProof)
+	}
 	now := v.cfg.Now()
-	p, err := VerifyDPoP(proofs[0], method, target, tok, now)
+	p, err := VerifyDPoP(proofs[0], t.Method, t.URL, tok, now)
 	if err != nil {
 		return nil, "", err
 	}

@@ -2,12 +2,8 @@ package verifier
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net/http"
 	"strings"
-
-	"github.com/heraldsec/herald/internal/httpserve"
 )
 
 // HeaderStale is set, to "true", on verdicts given while the verifier is
@@ -80,29 +76,6 @@ func (v *Verifier) ServeAdmitted(w http.ResponseWriter, r *http.Request, c *Clai
 		defer live.remove(lr)
 	}
 	next.ServeHTTP(w, r.WithContext(ctx))
-}
-
-// WriteRefusal answers a request the verifier did not admit, err being
-// the refusal (an error of Verify, Check or VerifyRequest): 503 with
-// Retry-After when no verdict was given (ErrNotReady), else 401 with an
-// RFC 6750 challenge naming the reason.
-func WriteRefusal(w http.ResponseWriter, err error) {
-	w.Header().Set("Cache-Control", "no-store")
-	if errors.Is(err, ErrNotReady) {
-		w.Header().Set("Retry-After", "1")
-		httpserve.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{
-			"error": "temporarily_unavailable", "error_description": ErrNotReady.Error(),
-		})
-		return
-	}
-	reason := Reason(err)
-	if errors.Is(err, ErrMissing) {
-		// RFC 6750 section 3.1: no error code when no credential was sent.
-		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
-	} else {
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="herald", error="invalid_token", error_description=%q`, reason))
-	}
-	httpserve.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": reason})
 }
 
 // isHeraldHeader reports whether a header name would reach an application

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"maps"
 	"net/http"
 
 	"github.com/heraldsec/herald/internal/httpserve"
@@ -56,21 +57,18 @@ func newAdminHandler(sc *Sidecar) *Handler {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
+// verify answers forward auth about the request r describes, with the
+// verdict Envoy's gRPC ext_authz (package verifier/extauthz) also gets.
 func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	done := h.sc.verifier.Observe(r.Context())
-	c, _, err := h.sc.verifier.VerifyRequest(r, true)
-	done(err)
-	if err != nil {
-		h.sc.log.Debug("token refused", "reason", verifier.Reason(err), "remote", r.RemoteAddr)
-		verifier.WriteRefusal(w, err)
+	d := h.sc.verifier.Decide(r.Context(), h.sc.verifier.RequestTarget(r, true))
+	if d.Err != nil {
+		h.sc.log.Debug("token refused", "reason", verifier.Reason(d.Err), "remote", r.RemoteAddr)
+		verifier.WriteRefusal(w, d.Err)
 		return
 	}
-	if h.sc.verifier.Stale() {
-		w.Header().Set(verifier.HeaderStale, "true")
-	}
-	verifier.SetIdentity(w.Header(), c)
-	httpserve.WriteJSON(w, http.StatusOK, c)
+	maps.Copy(w.Header(), d.Identity())
+	httpserve.WriteJSON(w, http.StatusOK, d.Claims)
 }
 
 func (h *Handler) status(w http.ResponseWriter, _ *http.Request) {
