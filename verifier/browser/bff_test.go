@@ -109,11 +109,18 @@ func TestCookieKey_File(t *testing.T) {
 	if _, err := loadCookieKey(write("url", base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{0xfb}, 32)), 0o600), false); err != nil {
 		t.Fatalf("base64url key: %v", err)
 	}
+	// A Kubernetes secret mounted with defaultMode 0400 in a pod with an
+	// fsGroup is 0440: its group may read it.
+	if k, err := loadCookieKey(write("group", good+"\n", 0o440), false); err != nil || len(k) != 32 {
+		t.Fatalf("0440 key file: %v", err)
+	}
 	for name, p := range map[string]string{
-		"readable by others": write("open", good, 0o644),
-		"short":              write("short", base64.StdEncoding.EncodeToString(make([]byte, 16)), 0o600),
-		"not base64":         write("text", "correct horse battery staple", 0o600),
-		"missing":            filepath.Join(dir, "missing"),
+		"readable by others":                write("open", good, 0o644),
+		"readable by others, not the group": write("other", good, 0o604),
+		"writable by the group":             write("groupw", good, 0o660),
+		"short":                             write("short", base64.StdEncoding.EncodeToString(make([]byte, 16)), 0o600),
+		"not base64":                        write("text", "correct horse battery staple", 0o600),
+		"missing":                           filepath.Join(dir, "missing"),
 	} {
 		if _, err := loadCookieKey(p, false); err == nil {
 			t.Errorf("%s: loaded", name)

@@ -198,18 +198,24 @@ func clearedCookie() *http.Cookie {
 		SameSite: http.SameSiteLaxMode, MaxAge: -1}
 }
 
+// cookieKeyForbidden are the permissions a cookie key file must not grant:
+// none to others, and no more than reading to its group, since Kubernetes
+// makes a mounted secret readable by the pod's fsGroup (a defaultMode of
+// 0400 becomes 0440), as for the issuer's event key.
+const cookieKeyForbidden = secretfile.GroupReadable
+
 // loadCookieKey reads the sealing secret from path: base64 (standard or
-// URL alphabet) of at least 32 bytes, in a file no one but its owner may
-// read. With create, a missing file is created with a new random key, mode
-// 0600.
+// URL alphabet) of at least 32 bytes, in a file that no one but its owner
+// (and its group, read-only) may read. With create, a missing file is
+// created with a new random key, mode 0600.
 func loadCookieKey(path string, create bool) ([]byte, error) {
-	b, err := secretfile.Read("cookie key", path)
+	b, _, err := secretfile.ReadFile("cookie key", path, cookieKeyForbidden)
 	var me *secretfile.ModeError
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && create:
 		return createCookieKey(path)
 	case errors.As(err, &me):
-		return nil, fmt.Errorf("cookie key %s: mode %v lets others read it; want 0600 or 0400 (chmod 600, or defaultMode: 0400 for a Kubernetes secret)",
+		return nil, fmt.Errorf("cookie key %s: mode %v lets others read it; want 0600, 0400 or 0440 (chmod 600, or defaultMode: 0400 for a Kubernetes secret)",
 			path, me.Mode)
 	case err != nil:
 		return nil, fmt.Errorf("cookie key: %w", err)
