@@ -1,0 +1,885 @@
+package helm
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/common/util"
+	"helm.sh/helm/v4/pkg/chart/loader"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+	"helm.sh/helm/v4/pkg/engine"
+	"helm.sh/helm/v4/pkg/strvals"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
+)
+
+const (
+	chartDir  = "herald"
+	release   = "herald"
+	namespace = "herald"
+	eventKid  = "evt-0123456789abcdef"
+	adminTok  = "admin-token-of-the-test"
+	issuerURL = "https://auth.example.com"
+)
+
+// baseValues are what an operator must set: the issuer URL, the event key
+// and its kid, the admin token and the NATS users' passwords.
+var baseValues = []string{
+	"issuerURL=" + issuerURL,
+	"eventKey.kid=" + eventKid,
+	"eventKey.pem=-----BEGIN PRIVATE KEY-----",
+	"admin.token=" + adminTok,
+	"natsAuth.issuerPassword=issuer-pw",
+	"natsAuth.verifierPassword=verifier-pw",
+}
+
+// strictDecoder decodes manifests into the Kubernetes API types, refusing
+// unknown and duplicate fields.
+var strictDecoder = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+
+// object is one rendered and decoded Kubernetes object.
+type object struct {
+	template string
+	obj      runtime.Object
+}
+
+// rendered is everything the chart rendered for one set of values.
+type rendered []object
+
+// loadChart loads the chart in dir as `helm install` does.
+func loadChart(t *testing.T, dir string) *chart.Chart {
+	t.Helper()
+	c, err := loader.Load(dir)
+	if err != nil {
+		t.Fatalf("load chart %s: %v", dir, err)
+	}
+	ch, ok := c.(*chart.Chart)
+	if !ok {
+		t.Fatalf("chart %s is a %T, want a v2 chart", dir, c)
+	}
+	return ch
+}
+
+// renderChart renders the herald chart with baseValues and then sets (each
+// as --set takes it), as `helm install herald deploy/helm/herald -n herald`
+// would.
+func renderChart(t *testing.T, sets ...string) (map[string]string, error) {
+	t.Helper()
+	return renderChartAt(t, loadChart(t, chartDir), release, slices.Concat(baseValues, sets))
+}
+
+// renderChartAt renders ch as release name with sets, in strict mode: a
+// template that reads a value the values do not have fails.
+func renderChartAt(t *testing.T, ch *chart.Chart, name string, sets []string) (map[string]string, error) {
+	t.Helper()
+	vals := map[string]any{}
+	for _, s := range sets {
+		if err := strvals.ParseInto(s, vals); err != nil {
+			t.Fatalf("--set %s: %v", s, err)
+		}
+	}
+	if err := chartutil.ProcessDependencies(ch, vals); err != nil {
+		return nil, fmt.Errorf("process dependencies: %w", err)
+	}
+	top, err := util.ToRenderValues(ch, vals, common.ReleaseOptions{Name: name, Namespace: namespace, IsInstall: true}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("render values: %w", err)
+	}
+	return engine.Engine{Strict: true}.Render(ch, top)
+}
+
+// render renders the herald chart and decodes every object strictly.
+func render(t *testing.T, sets ...string) rendered {
+	t.Helper()
+	files, err := renderChart(t, sets...)
+	if err != nil {
+		t.Fatalf("render: %v", err)
+	}
+	return decode(t, files)
+}
+
+// decode decodes every object of the rendered files strictly.
+func decode(t *testing.T, files map[string]string) rendered {
+	t.Helper()
+	var out rendered
+	for name, text := range files {
+		if strings.HasSuffix(name, "NOTES.txt") {
+			continue
+		}
+		r := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(text)))
+		for {
+			doc, err := r.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if isEmpty(doc) {
+				continue
+			}
+			obj, gvk, err := strictDecoder.Decode(doc, nil, nil)
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", name, err, doc)
+			}
+			if gvk.Kind == "" {
+				t.Fatalf("%s: no kind", name)
+			}
+			out = append(out, object{template: name, obj: obj})
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("the chart rendered no objects")
+	}
+	return out
+}
+
+// isEmpty reports whether a YAML document holds only comments and blanks.
+func isEmpty(doc []byte) bool {
+	for line := range strings.SplitSeq(string(doc), "\n") {
+		if l := strings.TrimSpace(line); l != "" && l != "---" && !strings.HasPrefix(l, "#") {
+			return false
+		}
+	}
+	return true
+}
+
+// all returns the rendered objects of type T.
+func all[T runtime.Object](r rendered) []T {
+	var out []T
+	for _, o := range r {
+		if v, ok := o.obj.(T); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// one returns the rendered object of type T named name.
+func one[T interface {
+	runtime.Object
+	GetName() string
+}](t *testing.T, r rendered, name string) T {
+	t.Helper()
+	for _, v := range all[T](r) {
+		if v.GetName() == name {
+			return v
+		}
+	}
+	var zero T
+	t.Fatalf("no %T named %q among %d objects", zero, name, len(r))
+	return zero
+}
+
+func container(t *testing.T, p *corev1.PodSpec, name string) *corev1.Container {
+	t.Helper()
+	for i := range p.Containers {
+		if p.Containers[i].Name == name {
+			return &p.Containers[i]
+		}
+	}
+	t.Fatalf("no container %q", name)
+	return nil
+}
+
+func volume(t *testing.T, p *corev1.PodSpec, name string) *corev1.Volume {
+	t.Helper()
+	for i := range p.Volumes {
+		if p.Volumes[i].Name == name {
+			return &p.Volumes[i]
+		}
+	}
+	t.Fatalf("no volume %q", name)
+	return nil
+}
+
+func env(t *testing.T, c *corev1.Container, name string) (corev1.EnvVar, int) {
+	t.Helper()
+	for i, e := range c.Env {
+		if e.Name == name {
+			return e, i
+		}
+	}
+	t.Fatalf("container %s: no env %s", c.Name, name)
+	return corev1.EnvVar{}, -1
+}
+
+// flagValue returns the value of --name=value among args.
+func flagValue(args []string, name string) (string, bool) {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			return v, true
+		}
+		if a == "--"+name {
+			return "", true
+		}
+	}
+	return "", false
+}
+
+// cliFlags returns the flags of `herald COMMAND` as docs/reference/cli.md
+// lists them (that page is checked against the binary's own -h output by
+// the root module's tests).
+func cliFlags(t *testing.T, command string) map[string]bool {
+	t.Helper()
+	data, err := os.ReadFile("../../docs/reference/cli.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n## herald "+command+"\n")
+	if !ok {
+		t.Fatalf("cli.md: no section for herald %s", command)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	flags := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `--([a-z0-9-]+)` \\|").FindAllStringSubmatch(section, -1) {
+		flags[m[1]] = true
+	}
+	if len(flags) < 10 {
+		t.Fatalf("cli.md: only %d flags for herald %s", len(flags), command)
+	}
+	return flags
+}
+
+// checkFlags fails for an argument that is no flag of `herald command`.
+func checkFlags(t *testing.T, command string, args []string) {
+	t.Helper()
+	if len(args) == 0 || args[0] != command {
+		t.Fatalf("args %v: want the %s subcommand first", args, command)
+	}
+	known := cliFlags(t, command)
+	for _, a := range args[1:] {
+		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if !strings.HasPrefix(a, "--") || !known[name] {
+			t.Errorf("herald %s has no flag %q (docs/reference/cli.md)", command, a)
+		}
+	}
+}
+
+// checkProbes checks a container's probes: /healthz for startup and
+// liveness, /readyz for readiness, all on the named port.
+func checkProbes(t *testing.T, c *corev1.Container, port string) {
+	t.Helper()
+	if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == port }) {
+		t.Errorf("container %s: no port %q for its probes", c.Name, port)
+	}
+	for what, p := range map[string]struct {
+		probe *corev1.Probe
+		path  string
+	}{"startup": {c.StartupProbe, "/healthz"}, "liveness": {c.LivenessProbe, "/healthz"}, "readiness": {c.ReadinessProbe, "/readyz"}} {
+		if p.probe == nil || p.probe.HTTPGet == nil {
+			t.Errorf("container %s: no HTTP %s probe", c.Name, what)
+			continue
+		}
+		if g := p.probe.HTTPGet; g.Path != p.path || g.Port.StrVal != port {
+			t.Errorf("container %s: %s probe on %s port %q, want %s port %q", c.Name, what, g.Path, g.Port.String(), p.path, port)
+		}
+	}
+}
+
+// checkSecretRef checks that env var name comes from key of Secret secret.
+func checkSecretRef(t *testing.T, c *corev1.Container, name, secret, key string) {
+	t.Helper()
+	e, _ := env(t, c, name)
+	if e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+		t.Fatalf("container %s: %s must come from a Secret", c.Name, name)
+	}
+	if r := e.ValueFrom.SecretKeyRef; r.Name != secret || r.Key != key {
+		t.Errorf("container %s: %s from Secret %s key %s, want %s key %s", c.Name, name, r.Name, r.Key, secret, key)
+	}
+}
+
+// checkNATSURL checks that HERALD_NATS is the URL of user at host with the
+// password of NATS_PASSWORD, which is defined before it so that the kubelet
+// expands it.
+func checkNATSURL(t *testing.T, c *corev1.Container, user, host string) {
+	t.Helper()
+	url, i := env(t, c, "HERALD_NATS")
+	if want := "nats://" + user + ":$(NATS_PASSWORD)@" + host; url.Value != want {
+		t.Errorf("container %s: HERALD_NATS %q, want %q", c.Name, url.Value, want)
+	}
+	if _, j := env(t, c, "NATS_PASSWORD"); j > i {
+		t.Errorf("container %s: NATS_PASSWORD is defined after HERALD_NATS and would not be expanded", c.Name)
+	}
+}
+
+func TestChart_StrictDecodingRefusesUnknownFields(t *testing.T) {
+	bad := []byte("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {selectr: {a: b}}\n")
+	if _, _, err := strictDecoder.Decode(bad, nil, nil); err == nil || !strings.Contains(err.Error(), "selectr") {
+		t.Fatalf("strict decoding of an unknown field: %v", err)
+	}
+}
+
+func TestChart_Issuer(t *testing.T) {
+	r := render(t)
+	set := one[*appsv1.StatefulSet](t, r, "herald-issuer")
+	if set.Spec.Replicas == nil || *set.Spec.Replicas != 2 {
+		t.Errorf("issuer replicas = %v, want the default 2", set.Spec.Replicas)
+	}
+	if svc := one[*corev1.Service](t, r, set.Spec.ServiceName); svc.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Errorf("serviceName %s is not headless", set.Spec.ServiceName)
+	}
+	pod := &set.Spec.Template.Spec
+	c := container(t, pod, "issuer")
+	checkFlags(t, "issuer", c.Args)
+	for _, want := range []string{"--http=0.0.0.0:8420", "--data=/var/lib/herald", "--replicas=3",
+		"--issuer-url=" + issuerURL, "--audience=herald", "--key-rotation=24h"} {
+		if !slices.Contains(c.Args, want) {
+			t.Errorf("issuer args %v: want %s", c.Args, want)
+		}
+	}
+	checkProbes(t, c, "http")
+	for _, svc := range []string{"herald-issuer", "herald-issuer-pods"} {
+		if p := one[*corev1.Service](t, r, svc).Spec.Ports[0]; p.TargetPort.StrVal != "http" {
+			t.Errorf("service %s: target port %q", svc, p.TargetPort.String())
+		}
+	}
+
+	// Pebble state on a persistent volume per replica, at --data.
+	if len(set.Spec.VolumeClaimTemplates) != 1 || set.Spec.VolumeClaimTemplates[0].Name != "data" {
+		t.Fatalf("want one volumeClaimTemplate named data, got %d", len(set.Spec.VolumeClaimTemplates))
+	}
+	if size := set.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests.Storage(); size.String() != "1Gi" {
+		t.Errorf("data volume %s, want 1Gi", size)
+	}
+	if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "data" && m.MountPath == "/var/lib/herald" }) {
+		t.Errorf("issuer mounts %v: want data at /var/lib/herald", c.VolumeMounts)
+	}
+
+	// The event key: a file from the chart's Secret, owner-read-only, at
+	// the path --event-key-file names.
+	keyFile, ok := flagValue(c.Args, "event-key-file")
+	if !ok {
+		t.Fatal("issuer: no --event-key-file")
+	}
+	v := volume(t, pod, "event-key")
+	if v.Secret == nil || v.Secret.SecretName != "herald-event-key" {
+		t.Fatalf("event-key volume %+v: want the Secret herald-event-key", v.VolumeSource)
+	}
+	if m := v.Secret.DefaultMode; m == nil || *m != 0o400 {
+		t.Errorf("event key defaultMode %v, want 0400", m)
+	}
+	mounted := false
+	for _, m := range c.VolumeMounts {
+		for _, it := range v.Secret.Items {
+			if m.Name == "event-key" && m.ReadOnly && m.MountPath+"/"+it.Path == keyFile {
+				mounted = true
+			}
+		}
+	}
+	if !mounted {
+		t.Errorf("--event-key-file %s is not the read-only mount of the event-key Secret", keyFile)
+	}
+	if fsg := pod.SecurityContext.FSGroup; fsg == nil || *fsg != *pod.SecurityContext.RunAsUser {
+		t.Error("the pod's fsGroup must be the issuer's group: it writes the volume and reads the key (0440)")
+	}
+	secret := one[*corev1.Secret](t, r, "herald-event-key")
+	if string(secret.Data["event-key.pem"]) != "-----BEGIN PRIVATE KEY-----" {
+		t.Errorf("event key Secret holds %q", secret.Data["event-key.pem"])
+	}
+
+	// The admin credential and the NATS password from Secrets, never in
+	// the manifest or the flags.
+	checkSecretRef(t, c, "HERALD_ADMIN_TOKEN", "herald-admin", "admin-token")
+	if got := one[*corev1.Secret](t, r, "herald-admin").Data["admin-token"]; string(got) != adminTok {
+		t.Errorf("admin Secret holds %q", got)
+	}
+	checkSecretRef(t, c, "NATS_PASSWORD", "herald-nats", "issuer")
+	checkNATSURL(t, c, "issuer", "herald-nats:4222")
+	nats := one[*corev1.Secret](t, r, "herald-nats")
+	if string(nats.Data["issuer"]) != "issuer-pw" || string(nats.Data["verifier"]) != "verifier-pw" {
+		t.Errorf("NATS Secret holds %v", nats.Data)
+	}
+	for _, a := range c.Args {
+		if strings.Contains(a, adminTok) || strings.Contains(a, "-pw") {
+			t.Errorf("a secret in the issuer's flags: %s", a)
+		}
+	}
+
+	checkPodSecurity(t, pod)
+	pdb := one[*policyv1.PodDisruptionBudget](t, r, "herald-issuer")
+	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntVal != 1 {
+		t.Errorf("PodDisruptionBudget minAvailable %v", pdb.Spec.MinAvailable)
+	}
+	if len(all[*networkingv1.NetworkPolicy](r)) != 0 {
+		t.Error("a NetworkPolicy without networkPolicy.enabled")
+	}
+	if len(all[*appsv1.Deployment](r)) != 0 {
+		t.Error("the example application without example.enabled")
+	}
+}
+
+// checkPodSecurity checks the restricted Pod Security Standard on a pod.
+func checkPodSecurity(t *testing.T, pod *corev1.PodSpec) {
+	t.Helper()
+	psc := pod.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Error("pod: want runAsNonRoot and the RuntimeDefault seccomp profile")
+	}
+	if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+		t.Error("pod: no Herald pod needs the Kubernetes API token")
+	}
+	for _, c := range pod.Containers {
+		sc := c.SecurityContext
+		if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+			sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+			sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+			t.Errorf("container %s: want a read-only root, no privilege escalation, no capabilities", c.Name)
+		}
+		if c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+			t.Errorf("container %s: want a memory request and limit", c.Name)
+		}
+	}
+}
+
+func TestChart_IssuerReplicasAndNetworkPolicy(t *testing.T) {
+	r := render(t, "issuer.replicas=5", "networkPolicy.enabled=true",
+		"issuer.extraArgs={--max-access-ttl=10m}", "nats.enabled=false", "natsHost=nats.example.svc:4222")
+	set := one[*appsv1.StatefulSet](t, r, "herald-issuer")
+	if set.Spec.Replicas == nil || *set.Spec.Replicas != 5 {
+		t.Errorf("issuer replicas = %v, want 5", set.Spec.Replicas)
+	}
+	c := container(t, &set.Spec.Template.Spec, "issuer")
+	checkFlags(t, "issuer", c.Args)
+	if !slices.Contains(c.Args, "--max-access-ttl=10m") {
+		t.Errorf("issuer args %v: extraArgs missing", c.Args)
+	}
+	checkNATSURL(t, c, "issuer", "nats.example.svc:4222")
+	np := one[*networkingv1.NetworkPolicy](t, r, "herald-issuer")
+	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].Ports) != 1 || np.Spec.Ingress[0].Ports[0].Port.StrVal != "http" {
+		t.Errorf("NetworkPolicy ingress %+v: want the API port only", np.Spec.Ingress)
+	}
+	if np.Spec.PodSelector.MatchLabels["app.kubernetes.io/name"] != set.Spec.Template.Labels["app.kubernetes.io/name"] {
+		t.Error("the NetworkPolicy does not select the issuer pods")
+	}
+}
+
+func TestChart_ExistingSecrets(t *testing.T) {
+	r := render(t, "eventKey.pem=", "eventKey.existingSecret=ops-event-key",
+		"admin.token=", "admin.existingSecret=ops-admin", "natsAuth.create=false", "natsAuth.secretName=ops-nats")
+	if s := all[*corev1.Secret](r); len(s) != 0 {
+		t.Errorf("the chart created %d Secrets though existing ones are named", len(s))
+	}
+	pod := &one[*appsv1.StatefulSet](t, r, "herald-issuer").Spec.Template.Spec
+	c := container(t, pod, "issuer")
+	checkSecretRef(t, c, "HERALD_ADMIN_TOKEN", "ops-admin", "admin-token")
+	checkSecretRef(t, c, "NATS_PASSWORD", "ops-nats", "issuer")
+	v := volume(t, pod, "event-key")
+	if v.Secret == nil || v.Secret.SecretName != "ops-event-key" || v.Secret.DefaultMode == nil || *v.Secret.DefaultMode != 0o400 {
+		t.Errorf("event-key volume %+v: want Secret ops-event-key, mode 0400", v.VolumeSource)
+	}
+}
+
+func TestChart_RefusesBadValues(t *testing.T) {
+	for name, tt := range map[string]struct {
+		sets []string
+		want string // in the error
+	}{
+		"unknown verifier mode": {[]string{"example.enabled=true", "verifier.mode=oauth"}, `verifier.mode "oauth"`},
+		"no issuer URL":         {[]string{"issuerURL="}, "issuerURL is required"},
+		"no event kid":          {[]string{"eventKey.kid="}, "eventKey.kid is required"},
+		"no event key":          {[]string{"eventKey.pem="}, "eventKey.pem or eventKey.existingSecret is required"},
+		"no admin token":        {[]string{"admin.token="}, "admin.token or admin.existingSecret is required"},
+		"no NATS password":      {[]string{"natsAuth.verifierPassword="}, "natsAuth.verifierPassword is required"},
+		"no NATS at all":        {[]string{"nats.enabled=false"}, "natsHost is required"},
+		"proxy without app":     {[]string{"example.enabled=true", "verifier.upstream="}, "verifier.upstream is required"},
+		"client without secret": {[]string{"example.enabled=true", "verifier.mode=cookie", "verifier.cookie.clientID=web"}, "clientSecretSecret is required"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := renderChart(t, tt.sets...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("render with %v: %v, want an error saying %q", tt.sets, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestChart_IssuerDisabledRendersNothing(t *testing.T) {
+	files, err := renderChart(t, "issuer.enabled=false", "nats.enabled=false", "natsHost=nats:4222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range files {
+		if !strings.HasSuffix(name, "NOTES.txt") && !isEmpty([]byte(text)) {
+			t.Errorf("%s rendered with issuer.enabled=false:\n%s", name, text)
+		}
+	}
+}
+
+// TestChart_VerifierModes renders the example application with the
+// verifier sidecar in each mode.
+func TestChart_VerifierModes(t *testing.T) {
+	tests := []struct {
+		mode   string
+		sets   []string
+		probes string // the port the probes use
+		target string // the port the application's Service sends to
+		want   []string
+		absent []string
+	}{
+		{
+			mode: "forward-auth", probes: "herald", target: "app",
+			want:   []string{"--http=0.0.0.0:8421"},
+			absent: []string{"upstream", "admin-http", "cookie-sessions"},
+		},
+		{
+			mode: "proxy", probes: "herald-admin", target: "herald",
+			want:   []string{"--http=0.0.0.0:8421", "--admin-http=0.0.0.0:8422", "--upstream=http://127.0.0.1:8080"},
+			absent: []string{"cookie-sessions", "cookie-key-file"},
+		},
+		{
+			mode: "cookie", probes: "herald-admin", target: "herald",
+			sets: []string{"verifier.cookie.keySecret=app-cookie-key", "verifier.cookie.loginPath=/login",
+				"verifier.cookie.public={/login,/static/}", "verifier.cookie.clientID=web",
+				"verifier.cookie.clientSecretSecret=app-cookie-client"},
+			want: []string{"--admin-http=0.0.0.0:8422", "--upstream=http://127.0.0.1:8080", "--cookie-sessions",
+				"--issuer-url=" + issuerURL, "--cookie-key-file=/etc/herald-cookie/cookie.key",
+				"--cookie-login-path=/login", "--cookie-public=/login,/static/", "--cookie-client-id=web",
+				"--cookie-client-secret-file=/etc/herald-cookie-client/client-secret"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			r := render(t, slices.Concat([]string{"example.enabled=true", "verifier.mode=" + tt.mode}, tt.sets)...)
+			app := one[*appsv1.Deployment](t, r, "example-app")
+			pod := &app.Spec.Template.Spec
+			if len(pod.Containers) != 2 {
+				t.Errorf("want the application and the verifier in one pod, got %d containers", len(pod.Containers))
+			}
+			container(t, pod, "app")
+			c := container(t, pod, "herald-verifier")
+			checkFlags(t, "verifier", c.Args)
+			for _, w := range append(tt.want, "--data=/var/lib/herald", "--issuer="+issuerURL, "--audience=herald", "--on-stale=deny") {
+				if !slices.Contains(c.Args, w) {
+					t.Errorf("verifier args %v: want %s", c.Args, w)
+				}
+			}
+			for _, a := range tt.absent {
+				if v, ok := flagValue(c.Args, a); ok {
+					t.Errorf("verifier args: --%s=%s in %s mode", a, v, tt.mode)
+				}
+			}
+			checkProbes(t, c, tt.probes)
+			checkPodSecurity(t, pod)
+			if svc := one[*corev1.Service](t, r, "example-app"); svc.Spec.Ports[0].TargetPort.StrVal != tt.target {
+				t.Errorf("application Service targets %q, want %q", svc.Spec.Ports[0].TargetPort.String(), tt.target)
+			}
+
+			if e, _ := env(t, c, "HERALD_EVENT_KEYS"); e.Value != eventKid {
+				t.Errorf("HERALD_EVENT_KEYS %q, want the event key's kid %q", e.Value, eventKid)
+			}
+			if e, _ := env(t, c, "HERALD_ID"); e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.name" {
+				t.Error("HERALD_ID: want the pod's name")
+			}
+			checkSecretRef(t, c, "NATS_PASSWORD", "herald-nats", "verifier")
+			checkNATSURL(t, c, "verifier", "herald-nats:4222")
+			if data := volume(t, pod, "herald-data"); data.EmptyDir == nil {
+				t.Error("the denylist's volume: want an emptyDir")
+			}
+
+			if tt.mode != "cookie" {
+				return
+			}
+			// The cookie key and the client secret: Secrets mounted
+			// owner-read-only where the flags name them.
+			for vol, flag := range map[string]string{"herald-cookie-key": "cookie-key-file", "herald-cookie-client": "cookie-client-secret-file"} {
+				v := volume(t, pod, vol)
+				if v.Secret == nil || v.Secret.DefaultMode == nil || *v.Secret.DefaultMode != 0o400 {
+					t.Errorf("volume %s %+v: want a Secret with defaultMode 0400", vol, v.VolumeSource)
+					continue
+				}
+				file, _ := flagValue(c.Args, flag)
+				if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+					return m.Name == vol && m.ReadOnly && m.MountPath+"/"+v.Secret.Items[0].Path == file
+				}) {
+					t.Errorf("--%s=%s is not the read-only mount of volume %s", flag, file, vol)
+				}
+			}
+			if s := volume(t, pod, "herald-cookie-key").Secret.SecretName; s != "app-cookie-key" {
+				t.Errorf("cookie key from Secret %s", s)
+			}
+			// The verifier accepts a key its group may read, as a secret
+			// is in a pod with an fsGroup.
+			if pod.SecurityContext.FSGroup == nil {
+				t.Error("cookie mode: want the pod's fsGroup, or the verifier (non-root) cannot read the key")
+			}
+		})
+	}
+}
+
+// TestChart_CookieWithoutSharedKey: without a key Secret each pod creates
+// its own key in its data directory; no cookie volume is mounted.
+func TestChart_CookieWithoutSharedKey(t *testing.T) {
+	r := render(t, "example.enabled=true", "verifier.mode=cookie")
+	pod := &one[*appsv1.Deployment](t, r, "example-app").Spec.Template.Spec
+	c := container(t, pod, "herald-verifier")
+	if _, ok := flagValue(c.Args, "cookie-key-file"); ok {
+		t.Error("--cookie-key-file without verifier.cookie.keySecret")
+	}
+	if !slices.Contains(c.Args, "--cookie-sessions") {
+		t.Error("cookie mode without --cookie-sessions")
+	}
+	if len(pod.Volumes) != 1 {
+		t.Errorf("volumes %v: want the data directory alone", pod.Volumes)
+	}
+}
+
+// TestChart_NATSDependency checks the pinned NATS chart and the values the
+// herald chart passes to it. The NATS chart itself is not vendored, so
+// these are read from Chart.yaml and values.yaml rather than rendered.
+func TestChart_NATSDependency(t *testing.T) {
+	ch := loadChart(t, chartDir)
+	var dep *chart.Dependency
+	for _, d := range ch.Metadata.Dependencies {
+		if d.Name == "nats" {
+			dep = d
+		}
+	}
+	if dep == nil {
+		t.Fatal("Chart.yaml: no dependency on the nats chart")
+	}
+	if dep.Repository != "https://nats-io.github.io/k8s/helm/charts/" {
+		t.Errorf("nats repository %q, want the official chart repository", dep.Repository)
+	}
+	if !regexp.MustCompile(`^\d+\.\d+\.\d+$`).MatchString(dep.Version) {
+		t.Errorf("nats version %q: want one pinned version, not a range", dep.Version)
+	}
+	if dep.Condition != "nats.enabled" {
+		t.Errorf("nats condition %q, want nats.enabled", dep.Condition)
+	}
+
+	data, err := os.ReadFile(chartDir + "/values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Issuer struct {
+			NATSReplicas int `json:"natsReplicas"`
+		} `json:"issuer"`
+		NATSAuth struct {
+			SecretName string `json:"secretName"`
+		} `json:"natsAuth"`
+		NATS natsValues `json:"nats"`
+	}
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		t.Fatal(err)
+	}
+	// Strictly, the part handed to the NATS chart: a key that chart does
+	// not have fails here instead of being ignored by Helm.
+	var raw map[string]any
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		t.Fatal(err)
+	}
+	natsPart, _ := yaml.Marshal(raw["nats"])
+	var strict natsValues
+	if err := yaml.UnmarshalStrict(natsPart, &strict); err != nil {
+		t.Fatalf("values.yaml nats: %v", err)
+	}
+	n := v.NATS
+	if !n.Enabled {
+		t.Error("nats.enabled: the chart brings its NATS cluster by default")
+	}
+	if c := n.Config.Cluster; !c.Enabled || c.Replicas != 3 {
+		t.Errorf("NATS cluster %+v: want enabled with 3 nodes", c)
+	}
+	if v.Issuer.NATSReplicas != n.Config.Cluster.Replicas {
+		t.Errorf("issuer.natsReplicas %d on a cluster of %d: want R%d", v.Issuer.NATSReplicas, n.Config.Cluster.Replicas, n.Config.Cluster.Replicas)
+	}
+	js := n.Config.JetStream
+	if !js.Enabled || !js.FileStore.Enabled || !js.FileStore.PVC.Enabled {
+		t.Error("NATS: want JetStream with file storage on a persistent volume")
+	}
+	if js.Merge["sync_interval"] != "always" {
+		t.Errorf("jetstream merge %v: want sync_interval always (every write synced before its acknowledgement)", js.Merge)
+	}
+	for _, user := range []string{"ISSUER", "VERIFIER"} {
+		e, ok := n.Container.Env["HERALD_NATS_"+user+"_PASSWORD"]
+		if !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+			t.Errorf("NATS: HERALD_NATS_%s_PASSWORD must come from a Secret", user)
+			continue
+		}
+		if r := e.ValueFrom.SecretKeyRef; r.Name != v.NATSAuth.SecretName || r.Key != strings.ToLower(user) {
+			t.Errorf("NATS reads the %s password from %s/%s, Herald from %s/%s", strings.ToLower(user), r.Name, r.Key, v.NATSAuth.SecretName, strings.ToLower(user))
+		}
+	}
+	// The verifier user's permissions: those of deploy/k8s/nats-values.yaml
+	// (which the root module's tests check against deploy/nats/accounts.conf).
+	other, err := os.ReadFile("../k8s/nats-values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k8s natsValues
+	if err := yaml.Unmarshal(other, &k8s); err != nil {
+		t.Fatal(err)
+	}
+	gotPub, gotSub := verifierDenials(t, n.Config.Merge)
+	wantPub, wantSub := verifierDenials(t, k8s.Config.Merge)
+	if !slices.Equal(gotPub, wantPub) || !slices.Equal(gotSub, wantSub) {
+		t.Errorf("verifier denials differ from deploy/k8s/nats-values.yaml:\n chart: %v %v\n k8s:   %v %v", gotPub, gotSub, wantPub, wantSub)
+	}
+	if len(gotPub) < 10 || !slices.Contains(gotPub, "herald.revoke.>") || !slices.Contains(gotSub, "herald.>") {
+		t.Errorf("verifier denials %v %v: want revocations and the stream's subjects denied", gotPub, gotSub)
+	}
+}
+
+// natsValues is the part of the NATS chart's values (nats-io/k8s, chart
+// "nats") that the herald chart sets, field for field.
+type natsValues struct {
+	Enabled          bool   `json:"enabled"`
+	FullnameOverride string `json:"fullnameOverride"`
+	Config           struct {
+		Cluster struct {
+			Enabled  bool `json:"enabled"`
+			Replicas int  `json:"replicas"`
+		} `json:"cluster"`
+		JetStream struct {
+			Enabled   bool `json:"enabled"`
+			FileStore struct {
+				Enabled bool   `json:"enabled"`
+				Dir     string `json:"dir"`
+				PVC     struct {
+					Enabled bool   `json:"enabled"`
+					Size    string `json:"size"`
+				} `json:"pvc"`
+			} `json:"fileStore"`
+			Merge map[string]any `json:"merge"`
+		} `json:"jetstream"`
+		LeafNodes map[string]any `json:"leafnodes,omitempty"`
+		Monitor   struct {
+			Enabled bool `json:"enabled"`
+		} `json:"monitor"`
+		Merge map[string]any `json:"merge"`
+	} `json:"config"`
+	Container struct {
+		Env map[string]struct {
+			ValueFrom *corev1.EnvVarSource `json:"valueFrom"`
+		} `json:"env"`
+		Merge corev1.Container `json:"merge"`
+	} `json:"container"`
+	Reloader struct {
+		Enabled bool             `json:"enabled"`
+		Merge   corev1.Container `json:"merge"`
+	} `json:"reloader"`
+	PodTemplate struct {
+		TopologySpreadConstraints map[string]struct {
+			MaxSkew           int    `json:"maxSkew"`
+			WhenUnsatisfiable string `json:"whenUnsatisfiable"`
+		} `json:"topologySpreadConstraints"`
+		Merge struct {
+			Spec corev1.PodSpec `json:"spec"`
+		} `json:"merge"`
+	} `json:"podTemplate"`
+	PodDisruptionBudget struct {
+		Enabled bool `json:"enabled"`
+	} `json:"podDisruptionBudget"`
+	NatsBox struct {
+		Enabled bool `json:"enabled"`
+	} `json:"natsBox"`
+	PromExporter struct {
+		Enabled bool `json:"enabled"`
+	} `json:"promExporter"`
+}
+
+// verifierDenials returns the verifier user's publish and subscribe deny
+// lists of the HERALD account in a NATS merge config.
+func verifierDenials(t *testing.T, merge map[string]any) (publish, subscribe []string) {
+	t.Helper()
+	type denials struct {
+		Deny []string `json:"deny"`
+	}
+	var m struct {
+		Accounts map[string]struct {
+			Users []struct {
+				User        string `json:"user"`
+				Permissions struct {
+					Publish   denials `json:"publish"`
+					Subscribe denials `json:"subscribe"`
+				} `json:"permissions"`
+			} `json:"users"`
+		} `json:"accounts"`
+	}
+	data, err := yaml.Marshal(merge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range m.Accounts["HERALD"].Users {
+		if u.User == "verifier" {
+			return u.Permissions.Publish.Deny, u.Permissions.Subscribe.Deny
+		}
+	}
+	t.Fatal("no verifier user in the HERALD account")
+	return nil, nil
+}
+
+// TestChart_SecretsAreBase64 guards the chart's b64enc: a Secret's data
+// must decode to the value given, byte for byte.
+func TestChart_SecretsAreBase64(t *testing.T) {
+	files, err := renderChart(t, "admin.token=a+b/c==")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "admin-token: " + base64.StdEncoding.EncodeToString([]byte("a+b/c=="))
+	if !bytes.Contains([]byte(files["herald/templates/secrets.yaml"]), []byte(want)) {
+		t.Errorf("secrets.yaml lacks %q", want)
+	}
+}
+
+// TestChart_ApplicationChartIncludesSidecar renders an application's own
+// chart (testdata/app) that depends on the herald chart for its templates
+// alone, as docs/kubernetes.md shows.
+func TestChart_ApplicationChartIncludesSidecar(t *testing.T) {
+	for _, mode := range []string{"forward-auth", "proxy", "cookie"} {
+		t.Run(mode, func(t *testing.T) {
+			app := loadChart(t, "testdata/app")
+			app.AddDependency(loadChart(t, chartDir))
+			files, err := renderChartAt(t, app, "shop", []string{"heraldVerifier.mode=" + mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := decode(t, files)
+			if len(r) != 1 {
+				t.Errorf("rendered %d objects, want the application's Deployment alone (the herald chart's are off)", len(r))
+			}
+			pod := &one[*appsv1.Deployment](t, r, "shop").Spec.Template.Spec
+			container(t, pod, "shop")
+			c := container(t, pod, "herald-verifier")
+			checkFlags(t, "verifier", c.Args)
+			for _, w := range []string{"--issuer=https://auth.example.com", "--audience=shop"} {
+				if !slices.Contains(c.Args, w) {
+					t.Errorf("verifier args %v: want %s", c.Args, w)
+				}
+			}
+			_, proxied := flagValue(c.Args, "upstream")
+			if proxied != (mode != "forward-auth") {
+				t.Errorf("%s mode: --upstream present: %v", mode, proxied)
+			}
+			checkNATSURL(t, c, "verifier", "herald-nats.herald.svc:4222")
+			if e, _ := env(t, c, "HERALD_EVENT_KEYS"); e.Value != "evt-shop" {
+				t.Errorf("HERALD_EVENT_KEYS %q", e.Value)
+			}
+			volume(t, pod, "herald-data")
+			checkPodSecurity(t, pod)
+		})
+	}
+}
