@@ -78,10 +78,11 @@ func (v *Verifier) ServeAdmitted(w http.ResponseWriter, r *http.Request, c *Clai
 	next.ServeHTTP(w, r.WithContext(ctx))
 }
 
-// isHeraldHeader reports whether a header name would reach an application
+// IsHeraldHeader reports whether a header name would reach an application
 // as one of Herald's: X-Herald-*, in any case, with '_' for '-' (CGI,
 // PHP, WSGI and some proxies read X_Herald_Subject as X-Herald-Subject).
-func isHeraldHeader(name string) bool {
+// Only the verifier may set such headers.
+func IsHeraldHeader(name string) bool {
 	if len(name) < len(headerPrefix) {
 		return false
 	}
@@ -94,7 +95,7 @@ func isHeraldHeader(name string) bool {
 // verifier may set them. A proxy calls it on every request it forwards.
 func StripHeaders(h http.Header) {
 	for k := range h {
-		if isHeraldHeader(k) {
+		if IsHeraldHeader(k) {
 			delete(h, k)
 		}
 	}

@@ -102,8 +102,8 @@ func TestIsHeraldHeader(t *testing.T) {
 		"X-HERALD-ANYTHING": true, "x_herald-tenant": true,
 		"X-Herald": false, "X-Heralds-Subject": false, "Authorization": false, "": false,
 	} {
-		if got := isHeraldHeader(name); got != want {
-			t.Errorf("isHeraldHeader(%q) = %v, want %v", name, got, want)
+		if got := IsHeraldHeader(name); got != want {
+			t.Errorf("IsHeraldHeader(%q) = %v, want %v", name, got, want)
 		}
 	}
 }

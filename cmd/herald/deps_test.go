@@ -14,19 +14,23 @@ import (
 // browser layer not the sidecar, and the issuer only the library. Trust
 // in external issuers (federation) and the signals they send (signals)
 // are the issuer's, built on bus alone: verifiers never import them. So is
-// the SSF transmitter (ssf), which the issuer hands its checks.
+// the SSF transmitter (ssf), which the issuer hands its checks. Envoy's
+// gRPC ext_authz server (verifier/extauthz) is built on the library and
+// wired in by cmd: neither the library, the sidecar nor the issuer
+// imports it.
 func TestDependencyDirection(t *testing.T) {
 	const mod = "github.com/heraldsec/herald/"
 	forbidden := map[string][]string{
-		"store":            {"bus", "verifier", "issuer", "bench", "cmd"},
-		"bus":              {"store", "verifier", "issuer", "bench", "cmd"},
-		"verifier":         {"verifier/sidecar", "verifier/browser", "issuer", "federation", "signals", "bench", "cmd"},
-		"verifier/browser": {"verifier/sidecar", "issuer", "federation", "signals", "bench", "cmd"},
-		"verifier/sidecar": {"issuer", "federation", "signals", "bench", "cmd"},
-		"issuer":           {"verifier/sidecar", "verifier/browser", "bench", "cmd"},
-		"federation":       {"store", "verifier", "issuer", "signals", "bench", "cmd"},
-		"signals":          {"store", "verifier", "issuer", "federation", "bench", "cmd"},
-		"ssf":              {"store", "verifier", "issuer", "federation", "signals", "bench", "cmd"},
+		"store":             {"bus", "verifier", "issuer", "bench", "cmd"},
+		"bus":               {"store", "verifier", "issuer", "bench", "cmd"},
+		"verifier":          {"verifier/sidecar", "verifier/browser", "verifier/extauthz", "issuer", "federation", "signals", "bench", "cmd"},
+		"verifier/browser":  {"verifier/sidecar", "verifier/extauthz", "issuer", "federation", "signals", "bench", "cmd"},
+		"verifier/sidecar":  {"verifier/extauthz", "issuer", "federation", "signals", "bench", "cmd"},
+		"verifier/extauthz": {"verifier/sidecar", "verifier/browser", "issuer", "federation", "signals", "bench", "cmd"},
+		"issuer":            {"verifier/sidecar", "verifier/browser", "verifier/extauthz", "bench", "cmd"},
+		"federation":        {"store", "verifier", "issuer", "signals", "bench", "cmd"},
+		"signals":           {"store", "verifier", "issuer", "federation", "bench", "cmd"},
+		"ssf":               {"store", "verifier", "issuer", "federation", "signals", "bench", "cmd"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", mod+pkg).Output()
@@ -46,7 +50,8 @@ func TestDependencyDirection(t *testing.T) {
 // TestLibraryDependencies guards what an application embedding Herald's
 // libraries compiles: the verifier (with its sub-packages), bus, store,
 // issuer and internal packages run no NATS server (the embedded one lives
-// in bus/natsserver, for cmd, bench and tests), and no package of the
+// in bus/natsserver, for cmd, bench and tests), only the ext_authz server
+// (verifier/extauthz) compiles gRPC and Envoy's API, and no package of the
 // module but a test pulls in Kubernetes or a browser driver.
 func TestLibraryDependencies(t *testing.T) {
 	const mod = "github.com/heraldsec/herald/"
@@ -54,6 +59,13 @@ func TestLibraryDependencies(t *testing.T) {
 		for _, dep := range goListDeps(t, mod+pkg) {
 			if strings.HasPrefix(dep, "github.com/nats-io/nats-server/") {
 				t.Errorf("%s imports %s; only cmd, bench and tests may run a NATS server", pkg, dep)
+			}
+		}
+	}
+	for _, pkg := range []string{"verifier", "verifier/sidecar", "verifier/browser", "verifier/verifiertest", "bus/...", "store/...", "issuer/...", "internal/...", "federation/...", "signals/...", "ssf/..."} {
+		for _, dep := range goListDeps(t, mod+pkg) {
+			if strings.HasPrefix(dep, "google.golang.org/grpc") || strings.HasPrefix(dep, "github.com/envoyproxy/") {
+				t.Errorf("%s imports %s; only verifier/extauthz may use gRPC and Envoy's API", pkg, dep)
 			}
 		}
 	}

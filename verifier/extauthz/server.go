@@ -1,0 +1,141 @@
+package extauthz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/heraldsec/herald/verifier"
+)
+
+// Defaults for Config.
+const (
+	// DefaultMaxRequestSize bounds a CheckRequest: Envoy's own bound on a
+	// request's headers is 60 KiB, and the verifier needs no body.
+	DefaultMaxRequestSize = 128 << 10
+	// DefaultMaxConcurrentStreams bounds the Checks in flight on one
+	// connection (Envoy multiplexes its checks over few connections).
+	DefaultMaxConcurrentStreams = 1024
+)
+
+// Timeouts of the gRPC server.
+const (
+	// handshakeTimeout bounds a connection's HTTP/2 handshake.
+	handshakeTimeout = 10 * time.Second
+	// idleTimeout closes a connection without calls for this long.
+	idleTimeout = 5 * time.Minute
+	// shutdownTimeout is how long Serve waits for calls in flight before
+	// it ends them.
+	shutdownTimeout = 10 * time.Second
+)
+
+// Config configures a Server.
+type Config struct {
+	// Verifier gives the verdicts. Required.
+	Verifier *verifier.Verifier
+	// Logger receives the server's logs. Nil uses slog.Default().
+	Logger *slog.Logger
+	// MaxRequestSize bounds a CheckRequest, in bytes; a larger one is
+	// refused with RESOURCE_EXHAUSTED before it is decoded. Default
+	// DefaultMaxRequestSize.
+	MaxRequestSize int
+	// MaxConcurrentStreams bounds the calls in flight on one connection.
+	// Default DefaultMaxConcurrentStreams.
+	MaxConcurrentStreams uint32
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxRequestSize == 0 {
+		c.MaxRequestSize = DefaultMaxRequestSize
+	}
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+}
+
+// Validate reports every problem with c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Verifier == nil {
+		errs = append(errs, errors.New("verifier is required"))
+	}
+	if c.MaxRequestSize < 1<<10 {
+		errs = append(errs, fmt.Errorf("max request size %d is below 1 KiB", c.MaxRequestSize))
+	}
+	return errors.Join(errs...)
+}
+
+// Server answers Envoy's Authorization/Check calls with a verifier's
+// verdicts. Make one with New.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	cfg Config
+	v   *verifier.Verifier
+	log *slog.Logger
+}
+
+var _ authv3.AuthorizationServer = (*Server)(nil)
+
+// New returns a Server with cfg, or an error naming every problem with
+// cfg.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("ext_authz server config: %w", err)
+	}
+	return &Server{cfg: cfg, v: cfg.Verifier, log: cfg.Logger.With("component", "ext_authz")}, nil
+}
+
+// serverOptions builds the gRPC server's options from the config.
+func (s *Server) serverOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(s.cfg.MaxRequestSize),
+		grpc.MaxConcurrentStreams(s.cfg.MaxConcurrentStreams),
+		grpc.ConnectionTimeout(handshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout}),
+	}
+}
+
+// Serve answers Check calls on ln until ctx ends, then stops gracefully:
+// it waits up to ten seconds for calls in flight, then ends them. It
+// closes ln, and returns the gRPC server's error, or nil after a clean
+// stop.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	gs := grpc.NewServer(s.serverOptions()...)
+	authv3.RegisterAuthorizationServer(gs, s)
+	errc := make(chan error, 1)
+	go func() { errc <- gs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve grpc on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	stopped := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(stopped)
+	}()
+	t := time.NewTimer(shutdownTimeout)
+	defer t.Stop()
+	select {
+	case <-stopped:
+	case <-t.C:
+		s.log.Warn("gRPC calls still in flight at shutdown: ended", "after", shutdownTimeout)
+		gs.Stop() // makes GracefulStop return
+		<-stopped
+	}
+	if err := <-errc; err != nil {
+		return fmt.Errorf("serve grpc on %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
