@@ -8,15 +8,20 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/common/util"
 	"helm.sh/helm/v4/pkg/chart/loader"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 	"helm.sh/helm/v4/pkg/engine"
 	"helm.sh/helm/v4/pkg/strvals"
@@ -259,7 +264,9 @@ func cliFlags(t *testing.T, command string) map[string]bool {
 	return flags
 }
 
-// checkFlags fails for an argument that is no flag of `herald command`.
+// checkFlags fails for an argument that is no flag of `herald command`
+// in docs/reference/cli.md, and then hands the arguments to the real
+// herald binary, which must parse every one of them, values included.
 func checkFlags(t *testing.T, command string, args []string) {
 	t.Helper()
 	if len(args) == 0 || args[0] != command {
@@ -271,6 +278,52 @@ func checkFlags(t *testing.T, command string, args []string) {
 		if !strings.HasPrefix(a, "--") || !known[name] {
 			t.Errorf("herald %s has no flag %q (docs/reference/cli.md)", command, a)
 		}
+	}
+	checkBinaryParses(t, args)
+}
+
+// heraldDir holds the herald binary built for these tests.
+var heraldDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "herald-chart-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	heraldDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// heraldBinary builds cmd/herald of the repository once.
+var heraldBinary = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(heraldDir, "herald")
+	out, err := exec.Command("go", "build", "-C", "../..", "-o", bin, "./cmd/herald").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build herald: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// checkBinaryParses runs `herald ARGS... -h`: the binary parses every
+// flag before -h and prints its usage, or reports the first flag it does
+// not know or whose value it cannot parse. No HERALD_* variable is set.
+func checkBinaryParses(t *testing.T, args []string) {
+	t.Helper()
+	bin, err := heraldBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append(slices.Clone(args), "-h")...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	_ = cmd.Run() // -h exits non-zero
+	if out := stderr.String(); strings.Contains(out, "herald: ") || !strings.Contains(out, "usage: herald "+args[0]) {
+		first, _, _ := strings.Cut(out, "\n")
+		t.Errorf("herald %s refuses the chart's flags %v: %s", args[0], args[1:], first)
 	}
 }
 
@@ -881,5 +934,32 @@ func TestChart_ApplicationChartIncludesSidecar(t *testing.T) {
 			volume(t, pod, "herald-data")
 			checkPodSecurity(t, pod)
 		})
+	}
+}
+
+// TestChart_Lint runs Helm's own linter (`helm lint`): the chart file,
+// values, templates rendered for the default Kubernetes version, and no
+// deprecated or removed API. The one finding expected is the NATS chart
+// missing from charts/, which `helm dependency build` fetches.
+func TestChart_Lint(t *testing.T) {
+	vals := map[string]any{}
+	for _, s := range slices.Concat(baseValues, []string{"example.enabled=true", "networkPolicy.enabled=true"}) {
+		if err := strvals.ParseInto(s, vals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing := false
+	for _, m := range lint.RunAll(chartDir, vals, namespace).Messages {
+		switch {
+		case strings.Contains(m.Err.Error(), "chart directory is missing these dependencies: nats"):
+			missing = true
+		case m.Severity >= support.WarningSev:
+			t.Errorf("helm lint: %s", m)
+		default:
+			t.Logf("helm lint: %s", m)
+		}
+	}
+	if !missing {
+		t.Error("helm lint did not see the NATS chart missing from charts/: is it vendored? It must not be")
 	}
 }

@@ -8,7 +8,9 @@
 //
 // The tests load the chart with Helm's own library, render it for each
 // verifier mode and for Secrets created by the chart or named by the
-// operator, and decode every object strictly into the Kubernetes API types.
+// operator, and decode every object strictly into the Kubernetes API types;
+// the flags the chart gives the issuer and the verifier are handed to the
+// real herald binary (built from the repository), which must parse them.
 // The NATS chart the herald chart depends on is not vendored: the tests
 // render the herald chart's own templates and check the values it passes
 // to the NATS chart from values.yaml.
