@@ -1,0 +1,69 @@
+package sidecar
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// caddyExample is the deploy example the caddy tests run.
+const caddyExample = "../../deploy/caddy/Caddyfile"
+
+// startCaddy runs caddy with deploy/caddy/Caddyfile, pointed at the
+// verifier and app addresses, as a child process with its admin endpoint
+// off and its data and configuration under a temporary directory, and
+// returns its base URL.
+func startCaddy(t *testing.T, verifierAddr, appAddr string) string {
+	t.Helper()
+	bin := findProgram(t, "caddy", "caddy", "/usr/bin/caddy", "/usr/local/bin/caddy")
+	example, err := os.ReadFile(caddyExample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	listen := freeAddr(t)
+	conf := strings.NewReplacer(
+		"forward_auth 127.0.0.1:8421 {", "forward_auth "+verifierAddr+" {",
+		"reverse_proxy 127.0.0.1:8080\n", "reverse_proxy "+appAddr+"\n",
+		"http://:8000 {", "http://"+listen+" {",
+	).Replace(string(example))
+	for _, want := range []string{verifierAddr, appAddr, listen} {
+		if !strings.Contains(conf, want) {
+			t.Fatalf("the example no longer has the address %s replaces", want)
+		}
+	}
+	// Global options first: no admin endpoint. Caddy keeps its data and
+	// last configuration in the XDG directories set below.
+	conf = "{\n\tadmin off\n}\n\n" + conf
+	file := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+	url := "http://" + listen
+	runProxy(t, cmd, url, func() string { return "" })
+	return url
+}
+
+// TestCaddy_ForwardAuth puts a real caddy with the deploy example's
+// forward_auth in front of a test application: a valid token reaches it
+// with the verifier's identity headers and none of the client's X-Herald-*
+// headers, others are refused with the verifier's challenge, and so is a
+// token once revoked.
+func TestCaddy_ForwardAuth(t *testing.T) { testForwardAuth(t, startCaddy) }
+
+// TestCaddy_NoVerdict: while the verifier gives no verdict caddy passes
+// its 503 with Retry-After on, and the app is not called.
+func TestCaddy_NoVerdict(t *testing.T) { testNoVerdict(t, startCaddy) }
+
+// TestCaddy_DPoPTarget: behind the deploy example's caddy, a DPoP proof is
+// checked against the method and URL the client sent to caddy, whatever
+// X-Forwarded-* or X-Original-* headers the client sent.
+func TestCaddy_DPoPTarget(t *testing.T) { testDPoPTarget(t, startCaddy) }
+
+// TestCaddy_StaleMarked: behind caddy, requests admitted while the
+// verifier is stale (--on-stale=allow) reach the app marked as such.
+func TestCaddy_StaleMarked(t *testing.T) { testStaleMarked(t, startCaddy) }
