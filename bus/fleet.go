@@ -74,7 +74,29 @@ type Heartbeat struct {
 	// absent when it could not. An issuer subtracts its own offset to get
 	// the skew between them.
 	ClockOffsetMS *int64 `json:"clock_offset_ms,omitempty"`
+	// EventKeys are the kids of the event keys the verifier trusts now,
+	// sorted, at most MaxHeartbeatEventKeys: whether it trusts the key
+	// that signs revocations shows in the fleet (herald doctor). Absent
+	// from older verifiers.
+	EventKeys []string `json:"event_keys,omitempty"`
+	// EventKeyTrust is how the verifier chose the event keys it trusts:
+	// EventKeysPinned, EventKeysRooted or EventKeysFirstUse. Absent from
+	// older verifiers.
+	EventKeyTrust string `json:"event_key_trust,omitempty"`
 }
+
+// MaxHeartbeatEventKeys bounds Heartbeat.EventKeys.
+const MaxHeartbeatEventKeys = 16
+
+// How a verifier chose the event keys it trusts (Heartbeat.EventKeyTrust).
+const (
+	// EventKeysPinned: by kid, with --event-keys (and maybe root keys too).
+	EventKeysPinned = "pinned"
+	// EventKeysRooted: certified by pinned root keys (--root-keys) alone.
+	EventKeysRooted = "root"
+	// EventKeysFirstUse: the keys found first (trust on first use).
+	EventKeysFirstUse = "first-use"
+)
 
 // SkewWarning is the clock difference between an issuer, a verifier and
 // the NATS server beyond which they log warnings: revocations cut off

@@ -17,7 +17,8 @@ import (
 // the SSF transmitter (ssf), which the issuer hands its checks. Envoy's
 // gRPC ext_authz server (verifier/extauthz) is built on the library and
 // wired in by cmd: neither the library, the sidecar nor the issuer
-// imports it.
+// imports it. The doctor (internal/doctor) reads the bus from outside, as
+// an operator would: it imports none of the components it checks.
 func TestDependencyDirection(t *testing.T) {
 	const mod = "github.com/heraldsec/herald/"
 	forbidden := map[string][]string{
@@ -31,6 +32,7 @@ func TestDependencyDirection(t *testing.T) {
 		"federation":        {"store", "verifier", "issuer", "signals", "bench", "cmd"},
 		"signals":           {"store", "verifier", "issuer", "federation", "bench", "cmd"},
 		"ssf":               {"store", "verifier", "issuer", "federation", "signals", "bench", "cmd"},
+		"internal/doctor":   {"store", "verifier", "issuer", "signals", "bench", "cmd"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", mod+pkg).Output()

@@ -23,10 +23,11 @@ func main() {
 		stop() // a second Ctrl-C kills the process
 	}()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
+		var ee *exitError
+		if !errors.Is(err, flag.ErrHelp) && !errors.As(err, &ee) {
 			fmt.Fprintln(os.Stderr, "herald:", err)
 		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -46,6 +47,7 @@ Clients (talk to a running issuer or verifier):
   credential named admin credentials: create NAME --scopes revoke | list | rotate NAME | delete NAME
   events     print or --follow the event stream (revocations, issuance, sessions, keys, admin actions)
   status     show a verifier's status
+  doctor     check the deployment: NATS, streams, keys, fleet, clocks, trusted issuers; each finding with its fix
   ssf        the SSF streams receivers created: streams [--json] | streams pause|enable|disable|delete ID
   bench      measure Herald against its baselines: propagation | verify | baseline | scale | issue | all
   nats-permissions  print a bus role's NATS permissions as nsc flags: issuer | verifier [--id ID] | dashboard
@@ -84,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runEvents(ctx, rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
+	case "doctor":
+		return runDoctor(ctx, rest, stdout, stderr)
 	case "ssf":
 		return runSSF(ctx, rest, stdout, stderr)
 	case "bench":

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,8 +57,29 @@ func (s *Sidecar) Heartbeat() *bus.Heartbeat {
 		AppliedSeq: st.Applied, StreamHead: st.Head, Lag: st.Lag,
 		Ready: st.Ready, Stale: st.Stale, Denylist: st.Denylist,
 		Started: s.started.UTC(), Time: s.clock()().UTC(),
-		EveryMS: s.cfg.HeartbeatEvery.Milliseconds(),
+		EveryMS:   s.cfg.HeartbeatEvery.Milliseconds(),
+		EventKeys: heartbeatKids(st.EventKeys), EventKeyTrust: s.eventKeyTrust(),
 	}
+}
+
+// heartbeatKids returns kids sorted, at most bus.MaxHeartbeatEventKeys.
+func heartbeatKids(kids []string) []string {
+	out := slices.Sorted(slices.Values(kids))
+	if len(out) > bus.MaxHeartbeatEventKeys {
+		out = out[:bus.MaxHeartbeatEventKeys]
+	}
+	return out
+}
+
+// eventKeyTrust says how the sidecar chooses the event keys it trusts.
+func (s *Sidecar) eventKeyTrust() string {
+	switch {
+	case len(s.cfg.EventKeys) > 0:
+		return bus.EventKeysPinned
+	case len(s.cfg.RootKeys) > 0:
+		return bus.EventKeysRooted
+	}
+	return bus.EventKeysFirstUse
 }
 
 // clock returns the sidecar's clock: its verifier's.
