@@ -41,7 +41,7 @@ const (
 	release   = "herald"
 	namespace = "herald"
 	eventKid  = "evt-0123456789abcdef"
-	adminTok  = "admin-token-of-the-test"
+	adminTok  = "admin-token-of-the-chart-tests-0123456789"
 	issuerURL = "https://auth.example.com"
 )
 
@@ -551,6 +551,7 @@ func TestChart_RefusesBadValues(t *testing.T) {
 		"no event kid":          {[]string{"eventKey.kid="}, "eventKey.kid is required"},
 		"no event key":          {[]string{"eventKey.pem="}, "eventKey.pem or eventKey.existingSecret is required"},
 		"no admin token":        {[]string{"admin.token="}, "admin.token or admin.existingSecret is required"},
+		"short admin token":     {[]string{"admin.token=0123456789abcdef0123456789abcde"}, "admin.token is 31 bytes"},
 		"no NATS password":      {[]string{"natsAuth.verifierPassword="}, "natsAuth.verifierPassword is required"},
 		"no NATS at all":        {[]string{"nats.enabled=false"}, "natsHost is required"},
 		"proxy without app":     {[]string{"example.enabled=true", "verifier.upstream="}, "verifier.upstream is required"},
@@ -888,11 +889,12 @@ func verifierDenials(t *testing.T, merge map[string]any) (publish, subscribe []s
 // TestChart_SecretsAreBase64 guards the chart's b64enc: a Secret's data
 // must decode to the value given, byte for byte.
 func TestChart_SecretsAreBase64(t *testing.T) {
-	files, err := renderChart(t, "admin.token=a+b/c==")
+	const token = "a+b/c==0123456789abcdef0123456789abcdef"
+	files, err := renderChart(t, "admin.token="+token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "admin-token: " + base64.StdEncoding.EncodeToString([]byte("a+b/c=="))
+	want := "admin-token: " + base64.StdEncoding.EncodeToString([]byte(token))
 	if !bytes.Contains([]byte(files["herald/templates/secrets.yaml"]), []byte(want)) {
 		t.Errorf("secrets.yaml lacks %q", want)
 	}

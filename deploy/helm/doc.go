@@ -10,7 +10,10 @@
 // verifier mode and for Secrets created by the chart or named by the
 // operator, and decode every object strictly into the Kubernetes API types;
 // the flags the chart gives the issuer and the verifier are handed to the
-// real herald binary (built from the repository), which must parse them.
+// real herald binary (built from the repository), which must parse them;
+// and the rendered issuer and verifier containers are run as processes, as
+// the kubelet would start them, against a NATS server with the chart's
+// NATS settings, to verify a token and refuse it once revoked.
 // The NATS chart the herald chart depends on is not vendored: the tests
 // render the herald chart's own templates and check the values it passes
 // to the NATS chart from values.yaml.
