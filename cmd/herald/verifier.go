@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,9 +16,11 @@ import (
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/natsserver"
+	"github.com/heraldsec/herald/internal/tasks"
 	"github.com/heraldsec/herald/issuer"
 	"github.com/heraldsec/herald/verifier"
 	"github.com/heraldsec/herald/verifier/browser"
+	"github.com/heraldsec/herald/verifier/extauthz"
 	"github.com/heraldsec/herald/verifier/sidecar"
 )
 
@@ -24,7 +28,7 @@ import (
 type verifierFlags struct {
 	http, adminHTTP, data, natsURL, issuerURL, audience string
 	logLevel                                            string
-	upstream, onStale, id, trustedProxies               string
+	upstream, onStale, id, trustedProxies, grpc         string
 	maxStaleness, heartbeat                             time.Duration
 	cacheSize                                           int
 	nats                                                natsFlags
@@ -83,6 +87,7 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := newFlagSet("verifier", "verifier [flags]", stderr)
 	var f verifierFlags
 	fs.StringVar(&f.http, "http", sidecar.DefaultHTTPAddr, "verifier HTTP listen address (port 0 picks one)")
+	fs.StringVar(&f.grpc, "grpc", "", "listen address of Envoy's gRPC ext_authz service (envoy.service.auth.v3.Authorization/Check), for Envoy and Istio (port 0 picks one); empty: off")
 	fs.StringVar(&f.adminHTTP, "admin-http", "", "proxy mode: listen address of the verifier's own endpoints (/v1/status, /v1/verify, /healthz, /readyz, /metrics), kept off the application's --http listener (default "+sidecar.DefaultAdminAddr+", or loopback port 0 when --http has port 0)")
 	fs.StringVar(&f.data, "data", filepath.Join(defaultDataDir, "verifier"), "data directory (denylist, verifier id)")
 	fs.StringVar(&f.natsURL, "nats", "nats://"+natsserver.DefaultListen, "NATS URL (comma-separated for a cluster)")
@@ -145,6 +150,11 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if f.maxStaleness <= 0 {
 		return fmt.Errorf("verifier: --max-staleness %s: want a positive duration", f.maxStaleness)
 	}
+	if f.grpc != "" {
+		if _, _, err := net.SplitHostPort(f.grpc); err != nil {
+			return fmt.Errorf("verifier: --grpc %q: want host:port: %w", f.grpc, err)
+		}
+	}
 	defer log.Info("herald stopped") // after every deferred close below
 	b, err := connectBus(ctx, f.natsURL, "", "", "herald-verifier", bus.RoleVerifier, f.nats, log)
 	if err != nil {
@@ -162,7 +172,29 @@ func runVerifier(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer sc.Close()
-	return sc.Run(ctx)
+	if f.grpc == "" {
+		return sc.Run(ctx)
+	}
+	return runWithExtAuthz(ctx, sc, f.grpc, log)
+}
+
+// runWithExtAuthz runs sc and, on addr, Envoy's gRPC ext_authz service
+// with sc's verdicts, until ctx ends or either fails. It logs the
+// service's address once it listens.
+func runWithExtAuthz(ctx context.Context, sc *sidecar.Sidecar, addr string, log *slog.Logger) error {
+	srv, err := extauthz.New(extauthz.Config{Verifier: sc.Verifier(), Logger: log})
+	if err != nil {
+		return fmt.Errorf("verifier: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("verifier: --grpc: listen: %w", err)
+	}
+	log.Info("ext_authz grpc listening", "grpc", ln.Addr().String())
+	g := tasks.New(ctx)
+	g.Go("verifier", sc.Run)
+	g.Go("ext_authz grpc", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
+	return g.Wait()
 }
 
 // parsePrefixes parses a comma-separated list of CIDR prefixes or single
