@@ -1,6 +1,7 @@
 package helm
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -407,6 +408,19 @@ func TestChart_RunsAsRendered(t *testing.T) {
 		"eventKey.kid="+kid, "natsHost="+host, "issuer.natsReplicas=1")
 	fwd := newKubelet(t, rf, map[string]map[string][]byte{"herald-nats": {"verifier": []byte("verifier-secret-4567")}}).
 		run(&one[*appsv1.Deployment](t, rf, "example-app").Spec.Template.Spec, "herald-verifier", "example-app-7f9c-fwd", nil)
+
+	// Cookie mode with the shared sealing key from a Secret: mounted 0400
+	// in a pod with an fsGroup, so 0440, which the verifier must accept.
+	rc := render(t, "example.enabled=true", "verifier.mode=cookie", "verifier.upstream="+app.URL,
+		"verifier.cookie.keySecret=app-cookie-key", "verifier.cookie.loginPath=/login",
+		"eventKey.kid="+kid, "natsHost="+host, "issuer.natsReplicas=1")
+	cookie := newKubelet(t, rc, map[string]map[string][]byte{
+		"herald-nats":    {"verifier": []byte("verifier-secret-4567")},
+		"app-cookie-key": {"cookie.key": []byte(base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")) + "\n")},
+	}).run(&one[*appsv1.Deployment](t, rc, "example-app").Spec.Template.Spec, "herald-verifier", "example-app-7f9c-cookie", nil)
+	if !strings.Contains(cookie.logs.String(), "cookie_sessions=true") {
+		t.Errorf("cookie mode: the verifier is not serving cookie sessions:\n%s", cookie.logs.String())
+	}
 
 	token := herald(t, admin, "token", "--issuer-url", issuerAPI, "alice")
 	if code, h := get(t, proxy.ports["herald"]+"/orders", token); code != http.StatusOK || h.Get("X-Seen-Subject") != "alice" {
