@@ -49,7 +49,8 @@ type env struct {
 
 // options change what deploy starts.
 type options struct {
-	trust []federation.Issuer
+	trust     []federation.Issuer
+	issuerNow func() time.Time // the issuer's clock
 }
 
 // deploy runs a NATS server with its monitoring endpoint (nats-server's
@@ -63,7 +64,7 @@ func deploy(t *testing.T, o options) *env {
 	e.conn = bustest.Connect(t, e.srv)
 	cfg := issuer.Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: adminToken, ClientSecretCost: 4,
 		Logger: quiet, IssuerURL: "https://issuer.test", EventKeyFile: bustest.EventKeyFile(t), SSFKeyFile: bustest.SSFKeyFile(t),
-		Trust: o.trust}
+		Trust: o.trust, Now: o.issuerNow}
 	svc, err := issuer.Open(t.Context(), cfg, bustest.Connect(t, e.srv))
 	if err != nil {
 		t.Fatalf("open issuer: %v", err)
@@ -329,21 +330,27 @@ func TestDoctor_Streams(t *testing.T) {
 }
 
 // TestDoctor_Replicas: in a three-node JetStream cluster, Herald's
-// streams with one replica are an error, with three they are ok.
+// streams with one replica are an error, with three they are ok, and a
+// replica whose server died is a warning naming it.
 func TestDoctor_Replicas(t *testing.T) {
 	c := bustest.RunCluster(t, 3)
+	c.WaitReady(t)
 	conn := c.Connect(t)
 	ctx := t.Context()
+	// The cluster's size comes from a server's monitoring endpoint.
+	mon := httptest.NewServer(http.HandlerFunc(c.Server(0).NATS().HandleVarz))
+	t.Cleanup(mon.Close)
+	cfg := doctor.Config{Bus: bus.Config{URL: c.URL()}, MonitorURLs: []string{mon.URL}}
 	if err := conn.EnsureStreams(ctx, bus.StreamConfig{RevocationMaxAge: time.Hour, Replicas: 1}); err != nil {
 		t.Fatal(err)
 	}
-	findings := runDoctor(t, doctor.Config{Bus: bus.Config{URL: c.URL()}})
+	findings := runDoctor(t, cfg)
 	want(t, findings, "stream HERALD", doctor.Error, "1 replica(s) in a JetStream cluster", "--replicas 3")
 	if err := conn.EnsureStreams(ctx, bus.StreamConfig{RevocationMaxAge: time.Hour, Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}
 	bustest.WaitFor(t, 20*time.Second, func() error {
-		findings = runDoctor(t, doctor.Config{Bus: bus.Config{URL: c.URL()}})
+		findings = runDoctor(t, cfg)
 		for _, f := range findings {
 			if f.Check == "stream HERALD" && f.Status != doctor.OK {
 				return fmt.Errorf("%+v", f)
@@ -352,6 +359,29 @@ func TestDoctor_Replicas(t *testing.T) {
 		return nil
 	})
 	want(t, findings, "stream HERALD", doctor.OK, "R3", "")
+
+	// A server holding a replica (not the leader, nor the monitored one)
+	// dies.
+	info := bustest.StreamInfo(t, conn, bus.StreamRevocations)
+	victim := -1
+	for i := 1; i < c.Len(); i++ {
+		if name := c.Server(i).Name(); name != info.Cluster.Leader {
+			victim = i
+			break
+		}
+	}
+	name := c.Server(victim).Name()
+	c.Shutdown(victim)
+	bustest.WaitFor(t, 30*time.Second, func() error {
+		findings = runDoctor(t, cfg)
+		for _, f := range findings {
+			if f.Check == "stream HERALD" && f.Status == doctor.Warning && strings.Contains(f.Detail, "server "+name) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no warning of the replica on %s:\n%s", name, dump(findings))
+	})
+	want(t, findings, "stream HERALD", doctor.Warning, "the replica on server "+name, name)
 }
 
 // TestDoctor_Keys removes and revokes keys: a signing key the issuer
@@ -508,6 +538,28 @@ func TestDoctor_ClockSkew(t *testing.T) {
 	findings = runDoctor(t, cfg)
 	want(t, findings, doctor.CheckClock, doctor.Error, "off the NATS server's clock", "NTP")
 	want(t, findings, doctor.CheckClock, doctor.Warning, "not with the issuer's", "--issuer-url")
+}
+
+// TestDoctor_IssuerClock: an issuer whose clock is 45 s ahead is an error
+// against the NATS server's, and so is a verifier with a true clock
+// against the issuer's.
+func TestDoctor_IssuerClock(t *testing.T) {
+	e := deploy(t, options{issuerNow: func() time.Time { return time.Now().Add(45 * time.Second) }})
+	sc, _, _ := e.verifier(t, verifierOptions{})
+	e.waitReported(t, sc, true)
+	var findings []doctor.Finding
+	bustest.WaitFor(t, 15*time.Second, func() error {
+		findings = runDoctor(t, e.config())
+		for _, f := range findings {
+			if f.Check == doctor.CheckClock && strings.Contains(f.Detail, "the issuer's clock is +4") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no skewed issuer in:\n%s", dump(findings))
+	})
+	want(t, findings, doctor.CheckClock, doctor.Error, "the issuer's clock is +4", "issuer's host")
+	want(t, findings, doctor.CheckClock, doctor.Error, fmt.Sprintf("verifier %s (", sc.Heartbeat().ID), "verifier's host")
+	want(t, findings, doctor.CheckClock, doctor.Error, "s off the issuer's clock", "")
 }
 
 // TestDoctor_TrustedIssuerFailing: an identity provider whose key set
