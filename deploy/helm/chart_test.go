@@ -596,6 +596,12 @@ func TestChart_VerifierModes(t *testing.T) {
 		{
 			mode: "forward-auth", probes: "herald", target: "app",
 			want:   []string{"--http=0.0.0.0:8421"},
+			absent: []string{"upstream", "admin-http", "cookie-sessions", "grpc"},
+		},
+		{
+			// Envoy or Istio in the pod asks over gRPC ext_authz.
+			mode: "forward-auth", probes: "herald", target: "app", sets: []string{"verifier.grpcPort=9001"},
+			want:   []string{"--http=0.0.0.0:8421", "--grpc=0.0.0.0:9001"},
 			absent: []string{"upstream", "admin-http", "cookie-sessions"},
 		},
 		{
@@ -615,7 +621,11 @@ func TestChart_VerifierModes(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.mode, func(t *testing.T) {
+		name := tt.mode
+		if slices.Contains(tt.sets, "verifier.grpcPort=9001") {
+			name += " with gRPC"
+		}
+		t.Run(name, func(t *testing.T) {
 			r := render(t, slices.Concat([]string{"example.enabled=true", "verifier.mode=" + tt.mode}, tt.sets)...)
 			app := one[*appsv1.Deployment](t, r, "example-app")
 			pod := &app.Spec.Template.Spec
@@ -649,6 +659,11 @@ func TestChart_VerifierModes(t *testing.T) {
 			}
 			checkSecretRef(t, c, "NATS_PASSWORD", "herald-nats", "verifier")
 			checkNATSURL(t, c, "verifier", "herald-nats:4222")
+			if g, ok := flagValue(c.Args, "grpc"); ok && !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool {
+				return p.Name == "herald-grpc" && strings.HasSuffix(g, fmt.Sprintf(":%d", p.ContainerPort))
+			}) {
+				t.Errorf("--grpc=%s is not the container's port herald-grpc", g)
+			}
 			if data := volume(t, pod, "herald-data"); data.EmptyDir == nil {
 				t.Error("the denylist's volume: want an emptyDir")
 			}

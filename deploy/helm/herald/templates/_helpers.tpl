@@ -114,6 +114,9 @@ nothing of its own, includes them in its pod spec:
     - --admin-http=0.0.0.0:{{ $v.adminPort }}
     - --upstream={{ required "verifier.upstream is required in proxy and cookie modes" $v.upstream }}
     {{- end }}
+    {{- if $v.grpcPort }}
+    - --grpc=0.0.0.0:{{ $v.grpcPort }}
+    {{- end }}
     - --data=/var/lib/herald
     - --issuer={{ .issuer }}
     - --audience={{ .audience }}
@@ -168,6 +171,10 @@ nothing of its own, includes them in its pod spec:
     {{- if $proxied }}
     - name: herald-admin
       containerPort: {{ $v.adminPort }}
+    {{- end }}
+    {{- if $v.grpcPort }}
+    - name: herald-grpc
+      containerPort: {{ $v.grpcPort }}
     {{- end }}
   startupProbe:
     httpGet:
