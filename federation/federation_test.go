@@ -269,9 +269,20 @@ func TestFederation_ProviderDownKeepsKeys(t *testing.T) {
 	p := newIDP(t, "", edKey(t, "k1", nil))
 	is := tokenIssuer(p)
 	c := newClock()
-	f := newFed(t, b, c, nil, is)
+	reader := sdkmetric.NewManualReader()
+	f := newFed(t, b, c, func(cfg *Config) {
+		cfg.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	}, is)
+	reg, err := f.metrics.observe(f) // as Run does
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Unregister() })
 	refresh(t, f, is.URL)
 	good := status(f, is.URL).LastRefresh
+	if got := failingFor(t, reader, is.URL); got != 0 {
+		t.Fatalf("refresh failing for %gs while it succeeds", got)
+	}
 
 	p.set(func(p *idp) { p.down = true })
 	c.Advance(time.Hour)
@@ -292,6 +303,9 @@ func TestFederation_ProviderDownKeepsKeys(t *testing.T) {
 	if f.Healthy() {
 		t.Error("healthy while the provider is down")
 	}
+	if got, want := failingFor(t, reader, is.URL), c.Now().Sub(down).Seconds(); got != want {
+		t.Errorf("refresh failing for %gs, want %gs", got, want)
+	}
 	if _, _, ok := f.Key(is.URL, "k1"); !ok {
 		t.Error("the last good key is gone")
 	}
@@ -304,6 +318,32 @@ func TestFederation_ProviderDownKeepsKeys(t *testing.T) {
 	if s := status(f, is.URL); s.LastError != "" || !s.ErrorSince.IsZero() || !f.Healthy() {
 		t.Errorf("status after recovery = %+v", s)
 	}
+	if got := failingFor(t, reader, is.URL); got != 0 {
+		t.Errorf("refresh failing for %gs after recovery", got)
+	}
+}
+
+// failingFor reads the herald.federation.refresh.failing gauge of issuer
+// iss from reader.
+func failingFor(t *testing.T, reader *sdkmetric.ManualReader, iss string) float64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if g, ok := m.Data.(metricdata.Gauge[float64]); ok && m.Name == "herald.federation.refresh.failing" {
+				for _, dp := range g.DataPoints {
+					if v, _ := dp.Attributes.Value("issuer"); v.AsString() == iss {
+						return dp.Value
+					}
+				}
+			}
+		}
+	}
+	t.Fatalf("no herald.federation.refresh.failing for %s", iss)
+	return 0
 }
 
 func TestFederation_DroppedKeyRemovedAfterGrace(t *testing.T) {

@@ -19,6 +19,7 @@ type metrics struct {
 	refreshErrors metric.Int64Counter // by issuer
 	keyRequests   metric.Int64Counter // by outcome
 	keys          metric.Int64ObservableGauge
+	failing       metric.Float64ObservableGauge
 }
 
 func newMetrics(mp metric.MeterProvider) (*metrics, error) {
@@ -40,18 +41,29 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 		metric.WithDescription("Keys of a trusted external issuer from its last good key sets, by issuer.")); err != nil {
 		return nil, fmt.Errorf("federation metrics: %w", err)
 	}
+	if m.failing, err = meter.Float64ObservableGauge("herald.federation.refresh.failing", metric.WithUnit("s"),
+		metric.WithDescription("How long refreshes of a trusted external issuer's keys have been failing, by issuer; 0 while they succeed.")); err != nil {
+		return nil, fmt.Errorf("federation metrics: %w", err)
+	}
 	return m, nil
 }
 
-// observe reports the keys gauge from f's status until the returned
-// registration is unregistered.
+// observe reports the keys and failing gauges from f's status until the
+// returned registration is unregistered.
 func (m *metrics) observe(f *Federation) (metric.Registration, error) {
 	reg, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		now := f.now()
 		for _, s := range f.Status() {
-			o.ObserveInt64(m.keys, int64(s.Keys), metric.WithAttributes(attribute.String("issuer", s.Issuer)))
+			attr := metric.WithAttributes(attribute.String("issuer", s.Issuer))
+			o.ObserveInt64(m.keys, int64(s.Keys), attr)
+			var failing float64
+			if s.LastError != "" && !s.ErrorSince.IsZero() {
+				failing = max(now.Sub(s.ErrorSince).Seconds(), 0)
+			}
+			o.ObserveFloat64(m.failing, failing, attr)
 		}
 		return nil
-	}, m.keys)
+	}, m.keys, m.failing)
 	if err != nil {
 		return nil, fmt.Errorf("federation metrics: %w", err)
 	}

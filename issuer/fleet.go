@@ -22,7 +22,7 @@ func skewOf(hb *bus.Heartbeat, issuerOffset time.Duration) (time.Duration, bool)
 
 // watchSkew measures, every skewEvery until ctx ends, the issuer's clock
 // against the NATS server's and the live verifiers' against the issuer's,
-// keeps them for the metrics, and warns while any is beyond
+// keeps them and the number of live verifiers for the metrics, and warns while any is beyond
 // bus.SkewWarning. Failures are retried at the next check.
 func (s *Service) watchSkew(ctx context.Context) error {
 	t := time.NewTicker(skewEvery)
@@ -57,10 +57,13 @@ func (s *Service) measureSkew(ctx context.Context) {
 	}
 	var worst time.Duration
 	var worstID string
-	skewed := 0
+	skewed, live := 0, 0
 	now := time.Now() // heartbeats are dated by the verifiers' clocks: aged on the wall clock
 	for i := range list {
 		hb := &list[i]
+		if hb.Live(now) {
+			live++
+		}
 		skew, ok := skewOf(hb, off)
 		if !ok || !hb.Live(now) {
 			continue
@@ -73,6 +76,8 @@ func (s *Service) measureSkew(ctx context.Context) {
 		}
 	}
 	s.maxSkew.Store(int64(worst.Abs()))
+	s.fleetLive.Store(int64(live))
+	s.fleetKnown.Store(true)
 	if skewed > 0 {
 		s.log.Warn("CLOCK SKEW: verifiers' clocks differ from this issuer's; revocations are dated by the issuer's clock, check NTP",
 			"verifiers", skewed, "worst", worstID, "skew", worst.Round(time.Millisecond), "threshold", bus.SkewWarning)

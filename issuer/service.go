@@ -75,6 +75,10 @@ type Service struct {
 	clockOffset atomic.Int64
 	clockKnown  atomic.Bool
 	maxSkew     atomic.Int64
+	// fleetLive is how many verifiers had a live heartbeat at watchSkew's
+	// last listing of the fleet; fleetKnown says one succeeded.
+	fleetLive  atomic.Int64
+	fleetKnown atomic.Bool
 }
 
 // Open prepares an issuer: it creates or updates the streams and buckets,

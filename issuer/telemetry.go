@@ -71,14 +71,22 @@ func newIssuerMetrics(mp metric.MeterProvider, s *Service) (*issuerMetrics, erro
 	if err != nil {
 		return nil, fmt.Errorf("issuer metrics: %w", err)
 	}
+	fleet, err := meter.Int64ObservableGauge("herald.fleet.verifiers", metric.WithUnit("{verifier}"),
+		metric.WithDescription("Verifiers with a live heartbeat in HERALD_VERIFIERS, as this issuer last listed them (every 10 s)."))
+	if err != nil {
+		return nil, fmt.Errorf("issuer metrics: %w", err)
+	}
 	m.reg, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(pending, int64(s.outbox.pending()))
 		if s.clockKnown.Load() {
 			o.ObserveFloat64(offset, time.Duration(s.clockOffset.Load()).Seconds())
 			o.ObserveFloat64(skew, time.Duration(s.maxSkew.Load()).Seconds())
 		}
+		if s.fleetKnown.Load() {
+			o.ObserveInt64(fleet, s.fleetLive.Load())
+		}
 		return nil
-	}, pending, offset, skew)
+	}, pending, offset, skew, fleet)
 	if err != nil {
 		return nil, fmt.Errorf("issuer metrics: %w", err)
 	}

@@ -62,6 +62,10 @@ type Follower struct {
 	// snapFallbacks counts starts from an empty denylist that found no
 	// usable snapshot and replayed the whole stream.
 	snapFallbacks atomic.Uint64
+	// snapUnusable counts the snapFallbacks that found a snapshot but
+	// could not use it (incomplete, forged, tampered, or older than the
+	// stream's retention), rather than none at all.
+	snapUnusable atomic.Uint64
 
 	// onApply, if set before Run, is called with the revocations of every
 	// batch once it is committed, on the applying goroutine.
@@ -636,8 +640,12 @@ type FollowerStatus struct {
 	SnapshotSeq uint64 `json:"snapshot_seq,omitempty"`
 	// SnapshotFallbacks counts starts that found no usable snapshot.
 	SnapshotFallbacks uint64 `json:"snapshot_fallbacks,omitempty"`
-	LastGap           string `json:"last_gap,omitempty"`
-	LastError         string `json:"last_error,omitempty"`
+	// SnapshotUnusable counts the SnapshotFallbacks that found a snapshot
+	// they could not use (incomplete, forged, tampered, or older than the
+	// stream's retention), rather than none at all.
+	SnapshotUnusable uint64 `json:"snapshot_unusable,omitempty"`
+	LastGap          string `json:"last_gap,omitempty"`
+	LastError        string `json:"last_error,omitempty"`
 }
 
 // Status returns a snapshot of the Follower's progress.
@@ -647,6 +655,7 @@ func (f *Follower) Status() FollowerStatus {
 		Applied: applied, Head: head, CaughtUp: f.caughtUp.Load(),
 		Gaps: f.gaps.Load(), Malformed: f.bad.Load(), Refused: f.refused.Load(), EventsApplied: f.events.Load(),
 		Stalls: f.stalls.Load(), SnapshotSeq: f.snapSeq.Load(), SnapshotFallbacks: f.snapFallbacks.Load(),
+		SnapshotUnusable: f.snapUnusable.Load(),
 	}
 	s.Lag = f.pending(applied)
 	f.mu.Lock()

@@ -317,6 +317,8 @@ func (f *Follower) restore(ctx context.Context, first, last uint64) (uint64, err
 	level := slog.LevelWarn
 	if errors.Is(why, errSnapshotsEmpty) || errors.Is(why, jetstream.ErrStreamNotFound) { // none yet, or an older issuer
 		level = slog.LevelInfo
+	} else {
+		f.snapUnusable.Add(1)
 	}
 	f.log.Log(ctx, level, "no denylist snapshot to start from; replaying the whole revocation stream", "err", why)
 	return 0, nil

@@ -238,7 +238,11 @@ func TestSnapshot_Unusable(t *testing.T) {
 
 			sc := caughtUp(t, conn, last)
 			st := sc.Status()
-			if st.SnapshotSeq != 0 || st.SnapshotFallbacks != 1 || st.EventsApplied != last {
+			unusable := uint64(1)
+			if tc.name == "none" {
+				unusable = 0 // no snapshot is not an unusable one
+			}
+			if st.SnapshotSeq != 0 || st.SnapshotFallbacks != 1 || st.SnapshotUnusable != unusable || st.EventsApplied != last {
 				t.Fatalf("status %+v: want a full replay of %d events after one fallback", st, last)
 			}
 			_, want := denylistOf(t, source)
@@ -272,7 +276,7 @@ func TestSnapshot_Stale(t *testing.T) {
 
 	sc := caughtUp(t, conn, last)
 	st := sc.Status()
-	if st.SnapshotSeq != 0 || st.SnapshotFallbacks != 1 {
+	if st.SnapshotSeq != 0 || st.SnapshotFallbacks != 1 || st.SnapshotUnusable != 1 {
 		t.Fatalf("status %+v: want the stale snapshot refused", st)
 	}
 	if !sc.db.Contains(denyKey(bus.KindToken, "kept")) {

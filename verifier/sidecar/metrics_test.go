@@ -66,6 +66,9 @@ func TestHandler_Metrics(t *testing.T) {
 		`herald_ready{[^}]*} 1`,
 		`herald_stale{[^}]*} 0`,
 		`herald_propagation_lag_seconds_count{[^}]*verifier="` + sc.ID() + `"[^}]*} 1`,
+		// A fresh denylist on a bus without snapshots: one fallback, none unusable.
+		`herald_snapshot_fallbacks_total{cause="none"[^}]*} 1`,
+		`herald_snapshot_fallbacks_total{cause="unusable"[^}]*} 0`,
 	} {
 		if !regexp.MustCompile(`(?m)^` + want + `$`).MatchString(text) {
 			t.Errorf("/metrics lacks %s", want)

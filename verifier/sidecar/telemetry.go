@@ -28,6 +28,8 @@ func newSidecarMetrics(mp metric.MeterProvider, s *Sidecar) (*sidecarMetrics, er
 	}
 	meter := mp.Meter(scope)
 	m := &sidecarMetrics{attr: metric.WithAttributeSet(attribute.NewSet(attribute.String("verifier", s.id)))}
+	noSnapshot := metric.WithAttributeSet(attribute.NewSet(attribute.String("verifier", s.id), attribute.String("cause", "none")))
+	unusableSnapshot := metric.WithAttributeSet(attribute.NewSet(attribute.String("verifier", s.id), attribute.String("cause", "unusable")))
 	var err error
 	m.lag, err = meter.Float64Histogram("herald.propagation.lag",
 		metric.WithUnit("s"),
@@ -60,6 +62,7 @@ func newSidecarMetrics(mp metric.MeterProvider, s *Sidecar) (*sidecarMetrics, er
 	refused := counter("herald.stream.refused", "Events dropped for their signature: unsigned, forged, by an untrusted key, or signed for another stream.")
 	malformed := counter("herald.stream.malformed", "Malformed events dropped from the revocation stream.")
 	ended := counter("herald.live.revoked", "Requests in flight ended by a revocation.")
+	fallbacks := counter("herald.snapshot.fallbacks", "Starts from an empty denylist that replayed the whole revocation stream, by cause: none (no snapshot published yet) or unusable (incomplete, forged, tampered, or older than the stream's retention).")
 	if err != nil {
 		return nil, fmt.Errorf("sidecar metrics: %w", err)
 	}
@@ -80,8 +83,10 @@ func newSidecarMetrics(mp metric.MeterProvider, s *Sidecar) (*sidecarMetrics, er
 		o.ObserveInt64(refused, int64(st.Refused), m.attr)
 		o.ObserveInt64(malformed, int64(st.Malformed), m.attr)
 		o.ObserveInt64(ended, int64(s.live.Ended()), m.attr)
+		o.ObserveInt64(fallbacks, int64(st.SnapshotFallbacks-st.SnapshotUnusable), noSnapshot)
+		o.ObserveInt64(fallbacks, int64(st.SnapshotUnusable), unusableSnapshot)
 		return nil
-	}, denylist, applied, lag, ready, stale, staleness, cacheEntries, live, hits, misses, gaps, refused, malformed, ended)
+	}, denylist, applied, lag, ready, stale, staleness, cacheEntries, live, hits, misses, gaps, refused, malformed, ended, fallbacks)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar metrics: %w", err)
 	}
