@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -363,11 +364,16 @@ func checkProbe(t *testing.T, c corev1.Container, what string, p *corev1.Probe, 
 }
 
 // natsValues is the part of the NATS Helm chart's values (nats-io/k8s,
-// chart "nats" 1.x) that nats-values.yaml sets, field for field; decoding
+// chart "nats" 1.x) that nats-values.yaml and the Herald chart's
+// values.yaml (under nats) set, field for field; decoding
 // is strict, so a key the chart does not have fails here instead of being
 // ignored by Helm. Keep it in step with the chart's values.yaml.
 type natsValues struct {
-	Config struct {
+	// Enabled and FullnameOverride are the Herald chart's switches of its
+	// NATS dependency (deploy/helm/herald); nats-values.yaml has neither.
+	Enabled          bool   `json:"enabled"`
+	FullnameOverride string `json:"fullnameOverride"`
+	Config           struct {
 		Cluster struct {
 			Enabled  bool `json:"enabled"`
 			Replicas int  `json:"replicas"`
@@ -481,6 +487,74 @@ func TestK8s_NATSHelmValues(t *testing.T) {
 				t.Errorf("verifier subscribe denials differ:\n helm:  %v\n nats/: %v", subDeny, got)
 			}
 		}
+	}
+}
+
+// TestHelmChart_NATSValues checks what the Herald chart
+// (deploy/helm/herald) hands to its NATS dependency: a cluster of three
+// with JetStream synced on every write, the issuer at R3 on it, the
+// passwords from the chart's Secret, and the verifier user's permissions
+// of deploy/nats. The chart's own module renders the chart; these values
+// are checked here, with the plain manifests' values.
+func TestHelmChart_NATSValues(t *testing.T) {
+	data, err := os.ReadFile("helm/herald/values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Issuer struct {
+			NATSReplicas int `json:"natsReplicas"`
+		} `json:"issuer"`
+		NATSAuth struct {
+			SecretName string `json:"secretName"`
+		} `json:"natsAuth"`
+		NATS json.RawMessage `json:"nats"`
+	}
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		t.Fatal(err)
+	}
+	// Strictly: a key the NATS chart does not have fails here instead of
+	// being ignored by Helm.
+	var n natsValues
+	if err := yaml.UnmarshalStrict(v.NATS, &n); err != nil {
+		t.Fatalf("values.yaml nats: %v", err)
+	}
+	if !n.Enabled {
+		t.Error("nats.enabled: the chart brings its NATS cluster by default")
+	}
+	c := n.Config
+	if !c.Cluster.Enabled || c.Cluster.Replicas != 3 {
+		t.Errorf("NATS cluster %+v: want enabled with 3 nodes", c.Cluster)
+	}
+	if v.Issuer.NATSReplicas != c.Cluster.Replicas {
+		t.Errorf("issuer.natsReplicas %d on a cluster of %d: want R%d", v.Issuer.NATSReplicas, c.Cluster.Replicas, c.Cluster.Replicas)
+	}
+	if !c.JetStream.Enabled || !c.JetStream.FileStore.Enabled || !c.JetStream.FileStore.PVC.Enabled {
+		t.Error("NATS: want JetStream with file storage on a persistent volume")
+	}
+	if c.JetStream.Merge["sync_interval"] != "always" {
+		t.Errorf("jetstream merge %v: want sync_interval always (every write synced before its acknowledgement)", c.JetStream.Merge)
+	}
+	for _, user := range []string{"issuer", "verifier"} {
+		e, ok := n.Container.Env["HERALD_NATS_"+strings.ToUpper(user)+"_PASSWORD"]
+		if !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+			t.Errorf("NATS: the %s password must come from a Secret", user)
+			continue
+		}
+		if r := e.ValueFrom.SecretKeyRef; r.Name != v.NATSAuth.SecretName || r.Key != user {
+			t.Errorf("NATS reads the %s password from %s/%s, Herald from %s/%s", user, r.Name, r.Key, v.NATSAuth.SecretName, user)
+		}
+	}
+	pubDeny, subDeny := denyList(t, c.Merge)
+	hub := natsConfig(t, "nats/nats-1.conf")
+	for _, u := range hub.Users {
+		if u.Username == "verifier" && (!slices.Equal(u.Permissions.Publish.Deny, pubDeny) || !slices.Equal(u.Permissions.Subscribe.Deny, subDeny)) {
+			t.Errorf("verifier denials differ from deploy/nats:\n chart: %v %v\n nats/: %v %v", pubDeny, subDeny,
+				u.Permissions.Publish.Deny, u.Permissions.Subscribe.Deny)
+		}
+	}
+	if !slices.Contains(pubDeny, "herald.revoke.>") || !slices.Contains(subDeny, "herald.>") {
+		t.Errorf("verifier denials %v %v: want revocations and the stream's subjects denied", pubDeny, subDeny)
 	}
 }
 

@@ -33,7 +33,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
-	"sigs.k8s.io/yaml"
 )
 
 const (
@@ -715,9 +714,11 @@ func TestChart_CookieWithoutSharedKey(t *testing.T) {
 	}
 }
 
-// TestChart_NATSDependency checks the pinned NATS chart and the values the
-// herald chart passes to it. The NATS chart itself is not vendored, so
-// these are read from Chart.yaml and values.yaml rather than rendered.
+// TestChart_NATSDependency checks the pinned NATS chart. The NATS chart
+// itself is not vendored, so it is read from Chart.yaml rather than
+// rendered; the values handed to it are checked by the root module's
+// deploy tests (TestHelmChart_NATSValues), beside the plain manifests'
+// NATS values.
 func TestChart_NATSDependency(t *testing.T) {
 	ch := loadChart(t, chartDir)
 	var dep *chart.Dependency
@@ -738,171 +739,6 @@ func TestChart_NATSDependency(t *testing.T) {
 	if dep.Condition != "nats.enabled" {
 		t.Errorf("nats condition %q, want nats.enabled", dep.Condition)
 	}
-
-	data, err := os.ReadFile(chartDir + "/values.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v struct {
-		Issuer struct {
-			NATSReplicas int `json:"natsReplicas"`
-		} `json:"issuer"`
-		NATSAuth struct {
-			SecretName string `json:"secretName"`
-		} `json:"natsAuth"`
-		NATS natsValues `json:"nats"`
-	}
-	if err := yaml.Unmarshal(data, &v); err != nil {
-		t.Fatal(err)
-	}
-	// Strictly, the part handed to the NATS chart: a key that chart does
-	// not have fails here instead of being ignored by Helm.
-	var raw map[string]any
-	if err := yaml.Unmarshal(data, &raw); err != nil {
-		t.Fatal(err)
-	}
-	natsPart, _ := yaml.Marshal(raw["nats"])
-	var strict natsValues
-	if err := yaml.UnmarshalStrict(natsPart, &strict); err != nil {
-		t.Fatalf("values.yaml nats: %v", err)
-	}
-	n := v.NATS
-	if !n.Enabled {
-		t.Error("nats.enabled: the chart brings its NATS cluster by default")
-	}
-	if c := n.Config.Cluster; !c.Enabled || c.Replicas != 3 {
-		t.Errorf("NATS cluster %+v: want enabled with 3 nodes", c)
-	}
-	if v.Issuer.NATSReplicas != n.Config.Cluster.Replicas {
-		t.Errorf("issuer.natsReplicas %d on a cluster of %d: want R%d", v.Issuer.NATSReplicas, n.Config.Cluster.Replicas, n.Config.Cluster.Replicas)
-	}
-	js := n.Config.JetStream
-	if !js.Enabled || !js.FileStore.Enabled || !js.FileStore.PVC.Enabled {
-		t.Error("NATS: want JetStream with file storage on a persistent volume")
-	}
-	if js.Merge["sync_interval"] != "always" {
-		t.Errorf("jetstream merge %v: want sync_interval always (every write synced before its acknowledgement)", js.Merge)
-	}
-	for _, user := range []string{"ISSUER", "VERIFIER"} {
-		e, ok := n.Container.Env["HERALD_NATS_"+user+"_PASSWORD"]
-		if !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
-			t.Errorf("NATS: HERALD_NATS_%s_PASSWORD must come from a Secret", user)
-			continue
-		}
-		if r := e.ValueFrom.SecretKeyRef; r.Name != v.NATSAuth.SecretName || r.Key != strings.ToLower(user) {
-			t.Errorf("NATS reads the %s password from %s/%s, Herald from %s/%s", strings.ToLower(user), r.Name, r.Key, v.NATSAuth.SecretName, strings.ToLower(user))
-		}
-	}
-	// The verifier user's permissions: those of deploy/k8s/nats-values.yaml
-	// (which the root module's tests check against deploy/nats/accounts.conf).
-	other, err := os.ReadFile("../k8s/nats-values.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var k8s natsValues
-	if err := yaml.Unmarshal(other, &k8s); err != nil {
-		t.Fatal(err)
-	}
-	gotPub, gotSub := verifierDenials(t, n.Config.Merge)
-	wantPub, wantSub := verifierDenials(t, k8s.Config.Merge)
-	if !slices.Equal(gotPub, wantPub) || !slices.Equal(gotSub, wantSub) {
-		t.Errorf("verifier denials differ from deploy/k8s/nats-values.yaml:\n chart: %v %v\n k8s:   %v %v", gotPub, gotSub, wantPub, wantSub)
-	}
-	if len(gotPub) < 10 || !slices.Contains(gotPub, "herald.revoke.>") || !slices.Contains(gotSub, "herald.>") {
-		t.Errorf("verifier denials %v %v: want revocations and the stream's subjects denied", gotPub, gotSub)
-	}
-}
-
-// natsValues is the part of the NATS chart's values (nats-io/k8s, chart
-// "nats") that the herald chart sets, field for field.
-type natsValues struct {
-	Enabled          bool   `json:"enabled"`
-	FullnameOverride string `json:"fullnameOverride"`
-	Config           struct {
-		Cluster struct {
-			Enabled  bool `json:"enabled"`
-			Replicas int  `json:"replicas"`
-		} `json:"cluster"`
-		JetStream struct {
-			Enabled   bool `json:"enabled"`
-			FileStore struct {
-				Enabled bool   `json:"enabled"`
-				Dir     string `json:"dir"`
-				PVC     struct {
-					Enabled bool   `json:"enabled"`
-					Size    string `json:"size"`
-				} `json:"pvc"`
-			} `json:"fileStore"`
-			Merge map[string]any `json:"merge"`
-		} `json:"jetstream"`
-		LeafNodes map[string]any `json:"leafnodes,omitempty"`
-		Monitor   struct {
-			Enabled bool `json:"enabled"`
-		} `json:"monitor"`
-		Merge map[string]any `json:"merge"`
-	} `json:"config"`
-	Container struct {
-		Env map[string]struct {
-			ValueFrom *corev1.EnvVarSource `json:"valueFrom"`
-		} `json:"env"`
-		Merge corev1.Container `json:"merge"`
-	} `json:"container"`
-	Reloader struct {
-		Enabled bool             `json:"enabled"`
-		Merge   corev1.Container `json:"merge"`
-	} `json:"reloader"`
-	PodTemplate struct {
-		TopologySpreadConstraints map[string]struct {
-			MaxSkew           int    `json:"maxSkew"`
-			WhenUnsatisfiable string `json:"whenUnsatisfiable"`
-		} `json:"topologySpreadConstraints"`
-		Merge struct {
-			Spec corev1.PodSpec `json:"spec"`
-		} `json:"merge"`
-	} `json:"podTemplate"`
-	PodDisruptionBudget struct {
-		Enabled bool `json:"enabled"`
-	} `json:"podDisruptionBudget"`
-	NatsBox struct {
-		Enabled bool `json:"enabled"`
-	} `json:"natsBox"`
-	PromExporter struct {
-		Enabled bool `json:"enabled"`
-	} `json:"promExporter"`
-}
-
-// verifierDenials returns the verifier user's publish and subscribe deny
-// lists of the HERALD account in a NATS merge config.
-func verifierDenials(t *testing.T, merge map[string]any) (publish, subscribe []string) {
-	t.Helper()
-	type denials struct {
-		Deny []string `json:"deny"`
-	}
-	var m struct {
-		Accounts map[string]struct {
-			Users []struct {
-				User        string `json:"user"`
-				Permissions struct {
-					Publish   denials `json:"publish"`
-					Subscribe denials `json:"subscribe"`
-				} `json:"permissions"`
-			} `json:"users"`
-		} `json:"accounts"`
-	}
-	data, err := yaml.Marshal(merge)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range m.Accounts["HERALD"].Users {
-		if u.User == "verifier" {
-			return u.Permissions.Publish.Deny, u.Permissions.Subscribe.Deny
-		}
-	}
-	t.Fatal("no verifier user in the HERALD account")
-	return nil, nil
 }
 
 // TestChart_SecretsAreBase64 guards the chart's b64enc: a Secret's data

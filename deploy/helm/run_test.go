@@ -42,7 +42,14 @@ func natsFromValues(t *testing.T, issuerPassword, verifierPassword string) *serv
 		t.Fatal(err)
 	}
 	var v struct {
-		NATS natsValues `json:"nats"`
+		NATS struct {
+			Config struct {
+				JetStream struct {
+					Merge map[string]any `json:"merge"`
+				} `json:"jetstream"`
+				Merge map[string]any `json:"merge"`
+			} `json:"config"`
+		} `json:"nats"`
 	}
 	if err := yaml.Unmarshal(data, &v); err != nil {
 		t.Fatal(err)
