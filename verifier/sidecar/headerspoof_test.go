@@ -1,0 +1,71 @@
+package sidecar
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldsec/herald/verifier"
+)
+
+// spoofedVariants are identity headers a client sends under names an
+// application may read as Herald's: CGI, PHP, WSGI and some frameworks
+// turn X_Herald_Tenant and X-Herald_Tenant into the same variable as
+// X-Herald-Tenant (HTTP_X_HERALD_TENANT). The keys are written as sent.
+var spoofedVariants = map[string]string{
+	"X_Herald_Tenant":  "evil",
+	"x_herald_subject": "mallory",
+	"X-Herald_Scope":   "admin",
+	"X_Herald-Client":  "evil",
+	"X_HERALD_STALE":   "0",
+}
+
+// testUnderscoreVariants: behind the proxy, no header the client sent
+// under a variant of an X-Herald-* name (underscores for dashes, in any
+// case) reaches the application, also for a claim the token lacks, where
+// the verifier's answer has no header that would take its place.
+func testUnderscoreVariants(t *testing.T, start startProxy) {
+	f := newFixture(t)
+	appAddr, _ := echoApp(t)
+	base := start(t, f.sc.Addr().String(), appAddr)
+	c := baseClaims(time.Now().Add(-time.Second))
+	for _, claim := range []string{"tenant", "client_id", "scope"} {
+		delete(c, claim)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/orders", nil)
+	req.Header.Set("Authorization", "Bearer "+f.EdToken(t, c))
+	for name, v := range spoofedVariants {
+		req.Header[name] = []string{v} // sent as written, not canonicalised
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var seen http.Header
+	if err := json.NewDecoder(resp.Body).Decode(&seen); resp.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("allowed request: %d, %v", resp.StatusCode, err)
+	}
+	want := map[string]string{verifier.HeaderIssuer: testIssuer, verifier.HeaderSubject: "alice", verifier.HeaderSession: c["sid"].(string)}
+	for name, vs := range seen {
+		if !verifier.IsHeraldHeader(name) {
+			continue
+		}
+		got := strings.Join(vs, ",")
+		if name == http.CanonicalHeaderKey(name) && (got == want[name] || got == "") {
+			continue // the verifier's, or empty for a claim the token lacks
+		}
+		t.Errorf("app saw %s = %q, which the client sent", name, vs)
+	}
+}
+
+// TestNginx_UnderscoreVariants: nginx drops header names with
+// underscores (underscores_in_headers off, the default the example
+// keeps), so none reaches the application.
+func TestNginx_UnderscoreVariants(t *testing.T) { testUnderscoreVariants(t, startNginx) }
+
+// TestCaddy_UnderscoreVariants: the Caddyfile removes every X-Herald-*
+// name, with dashes or underscores, before forward_auth.
+func TestCaddy_UnderscoreVariants(t *testing.T) { testUnderscoreVariants(t, startCaddy) }
