@@ -152,11 +152,11 @@ func headerOption(name, value string) *corev3.HeaderValueOption {
 func admitted(d verifier.Verdict, in http.Header) (*authv3.CheckResponse, error) {
 	ok := &authv3.OkHttpResponse{}
 	id := d.Identity()
-	set := map[string]bool{}
+	named := map[string]bool{} // names set or removed, lower-case
 	for _, name := range slices.Sorted(maps.Keys(id)) {
 		if v := id.Get(name); v != "" {
 			ok.Headers = append(ok.Headers, headerOption(name, v))
-			set[strings.ToLower(name)] = true
+			named[strings.ToLower(name)] = true
 		}
 	}
 	candidates := append(slices.Sorted(maps.Keys(id)), verifier.HeaderStale)
@@ -167,7 +167,8 @@ func admitted(d verifier.Verdict, in http.Header) (*authv3.CheckResponse, error)
 	}
 	for _, name := range candidates {
 		name = strings.ToLower(name)
-		if !set[name] && !slices.Contains(ok.HeadersToRemove, name) {
+		if !named[name] {
+			named[name] = true // listed once: a request may hold thousands
 			ok.HeadersToRemove = append(ok.HeadersToRemove, name)
 		}
 	}

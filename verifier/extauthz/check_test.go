@@ -2,6 +2,7 @@ package extauthz_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -271,5 +272,35 @@ func TestCheck_MalformedTarget(t *testing.T) {
 				t.Fatalf("%s %q, want UNAUTHENTICATED invalid_dpop_proof", d.code, d.headers.Get("www-authenticate"))
 			}
 		})
+	}
+}
+
+// TestCheck_ManyHeraldHeaders: a request full of X-Herald-* headers,
+// repeated in Envoy's raw header list, has each removed, once.
+func TestCheck_ManyHeraldHeaders(t *testing.T) {
+	f := newFixture(t, sidecar.Config{})
+	tok, _ := f.token(t, nil)
+	req := request{method: "GET", scheme: "https", host: "app.example", path: "/"}.checkRequest()
+	hr := req.Attributes.Request.Http
+	hr.Headers = nil
+	hr.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: "authorization", RawValue: []byte("Bearer " + tok)}}}
+	const n = 2000
+	for i := range n {
+		for range 2 {
+			hr.HeaderMap.Headers = append(hr.HeaderMap.Headers, &corev3.HeaderValue{Key: fmt.Sprintf("x-herald-extra-%d", i), RawValue: []byte("x")})
+		}
+	}
+	u := okAnswer(t, check(t, f.client, req))
+	seen := map[string]int{}
+	for _, name := range u.remove {
+		seen[name]++
+	}
+	for i := range n {
+		if name := fmt.Sprintf("x-herald-extra-%d", i); seen[name] != 1 {
+			t.Fatalf("%s removed %d times, want once", name, seen[name])
+		}
+	}
+	if len(u.remove) != n+1 { // and x-herald-stale
+		t.Errorf("%d headers removed, want %d", len(u.remove), n+1)
 	}
 }
