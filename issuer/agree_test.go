@@ -31,7 +31,7 @@ func TestIntrospection_AgreesWithSidecar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runUntilStopped(t, svc.Run, func() { svc.Close() })
+	bustest.RunUntilStopped(t, svc.Run, func() { svc.Close() })
 	// Another issuer on the same bus, minting for another audience.
 	other, err := issuer.Open(t.Context(), issuer.Config{
 		EventKeyFile: bustest.EventKeyFile(t),
@@ -41,7 +41,7 @@ func TestIntrospection_AgreesWithSidecar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runUntilStopped(t, other.Run, func() { other.Close() })
+	bustest.RunUntilStopped(t, other.Run, func() { other.Close() })
 	sc, _ := runSidecar(t, s, svc.IssuerURL(), t.TempDir())
 	waitReady(t, sc)
 

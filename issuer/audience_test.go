@@ -27,7 +27,7 @@ func TestAudience_EachServiceAcceptsOnlyItsOwn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		runUntilStopped(t, sc.Run, func() { sc.Close() })
+		bustest.RunUntilStopped(t, sc.Run, func() { sc.Close() })
 		return sc
 	}
 	orders, billing := sidecar("orders"), sidecar("billing")
@@ -68,7 +68,7 @@ func TestOAuth_RevokeAndIntrospectAnyAudience(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runUntilStopped(t, sc.Run, func() { sc.Close() })
+	bustest.RunUntilStopped(t, sc.Run, func() { sc.Close() })
 	waitReady(t, sc)
 	sess := createSession(t, svc, issuer.SessionRequest{Subject: "u", Audience: []string{"svc-a"}})
 	bustest.WaitFor(t, 5*time.Second, func() error { return wantVerdict(t, sc, sess.AccessToken, 200, "") })

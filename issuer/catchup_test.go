@@ -34,7 +34,7 @@ func TestReplicas_CatchingUpReplicaDoesNotMint(t *testing.T) {
 		t.Fatal(err)
 	}
 	release := issuer.HoldFollower(b)
-	runUntilStopped(t, b.Run, func() { b.Close() })
+	bustest.RunUntilStopped(t, b.Run, func() { b.Close() })
 
 	code, raw := call(t, "POST", b.URL()+"/v1/clients", adminToken, issuer.ClientRequest{Name: "backend"})
 	var cl issuer.Client

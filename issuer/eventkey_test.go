@@ -34,7 +34,7 @@ func TestIssuer_EventKey(t *testing.T) {
 		if err != nil {
 			t.Fatalf("open issuer: %v", err)
 		}
-		return svc, runUntilStopped(t, svc.Run, func() { svc.Close() })
+		return svc, bustest.RunUntilStopped(t, svc.Run, func() { svc.Close() })
 	}
 	svc, stop := open()
 	kid := svc.EventKeyID()
@@ -81,7 +81,7 @@ func TestIssuer_EventKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runUntilStopped(t, sc.Run, func() { sc.Close() })
+	bustest.RunUntilStopped(t, sc.Run, func() { sc.Close() })
 	waitReady(t, sc)
 	if got := sc.Status().EventKeys; len(got) != 1 || got[0] != kid {
 		t.Fatalf("verifier trusts event keys %v, want only %s", got, kid)

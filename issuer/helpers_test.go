@@ -2,7 +2,6 @@ package issuer_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,7 +60,7 @@ func runIssuerOn(t *testing.T, conn *bus.Conn, cfg issuer.Config) (*issuer.Servi
 	if err != nil {
 		t.Fatalf("open issuer: %v", err)
 	}
-	return svc, runUntilStopped(t, svc.Run, func() { svc.Close() })
+	return svc, bustest.RunUntilStopped(t, svc.Run, func() { svc.Close() })
 }
 
 // runSidecar opens and runs a verifier sidecar storing in dir.
@@ -76,7 +74,7 @@ func runSidecar(t *testing.T, s *natsserver.Server, iss, dir string) (*sidecar.S
 	if err != nil {
 		t.Fatalf("open sidecar: %v", err)
 	}
-	return sc, runUntilStopped(t, sc.Run, func() { sc.Close() })
+	return sc, bustest.RunUntilStopped(t, sc.Run, func() { sc.Close() })
 }
 
 // runFleet runs n sidecars trusting svc and waits until all are ready.
@@ -89,26 +87,6 @@ func runFleet(t *testing.T, s *natsserver.Server, svc *issuer.Service, n int) []
 	}
 	waitReady(t, scs...)
 	return scs
-}
-
-// runUntilStopped runs fn in a goroutine; the returned stop cancels it,
-// waits for it and then calls closeFn. stop also runs at cleanup.
-func runUntilStopped(t *testing.T, fn func(context.Context) error, closeFn func()) func() {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- fn(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("run: %v", err)
-			}
-			closeFn()
-		})
-	}
-	t.Cleanup(stop)
-	return stop
 }
 
 func waitReady(t *testing.T, scs ...*sidecar.Sidecar) {

@@ -273,7 +273,7 @@ func TestRevoke_WaitForTheFleet(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		runUntilStopped(t, sc.Run, func() { sc.Close() })
+		bustest.RunUntilStopped(t, sc.Run, func() { sc.Close() })
 		scs, conns = append(scs, sc), append(conns, conn)
 	}
 	waitReady(t, scs...)

@@ -180,7 +180,7 @@ func TestSessions_IdleAndAbsoluteTimeouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runUntilStopped(t, svc.Run, func() { svc.Close() })
+	bustest.RunUntilStopped(t, svc.Run, func() { svc.Close() })
 
 	idle := createSession(t, svc, issuer.SessionRequest{Subject: "gina"})
 	clock.Add(int64(9 * time.Minute))
@@ -286,7 +286,7 @@ func TestKeyRotation_UnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runUntilStopped(t, svc.Run, func() { svc.Close() })
+	bustest.RunUntilStopped(t, svc.Run, func() { svc.Close() })
 	scs := runFleet(t, s, svc, 3)
 
 	kids := map[string]bool{}
@@ -328,7 +328,7 @@ func TestKeys_RetiredKeyLeavesWhenItsTokensExpire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runUntilStopped(t, svc.Run, func() { svc.Close() })
+	bustest.RunUntilStopped(t, svc.Run, func() { svc.Close() })
 	first := headerKid(t, createSession(t, svc, issuer.SessionRequest{Subject: "h"}).AccessToken)
 	code, body := call(t, "POST", svc.URL()+"/v1/keys/rotate", adminToken, nil)
 	var rot issuer.KeyRotation
@@ -423,7 +423,7 @@ func TestOAuth_RateLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runUntilStopped(t, svc.Run, func() { svc.Close() })
+	bustest.RunUntilStopped(t, svc.Run, func() { svc.Close() })
 	var limited http.Header
 	for i := range 10 {
 		code, body, hdr := form(t, svc.URL()+"/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"hrt_x"}}, "", "")

@@ -49,7 +49,7 @@ func rootSidecar(t *testing.T, s *natsserver.Server, iss, rootKid string) *sidec
 	if err != nil {
 		t.Fatalf("open sidecar: %v", err)
 	}
-	runUntilStopped(t, sc.Run, func() { sc.Close() })
+	bustest.RunUntilStopped(t, sc.Run, func() { sc.Close() })
 	return sc
 }
 

@@ -34,7 +34,7 @@ func TestSkew_FastIssuerClockRevokesMoreNotLess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runUntilStopped(t, sc.Run, func() { sc.Close() })
+	bustest.RunUntilStopped(t, sc.Run, func() { sc.Close() })
 	waitReady(t, sc)
 
 	sess := createSession(t, svc, issuer.SessionRequest{Subject: "mallory"})
@@ -91,7 +91,7 @@ func TestSkew_MeasuredAndShown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runUntilStopped(t, sc.Run, func() { sc.Close() })
+	bustest.RunUntilStopped(t, sc.Run, func() { sc.Close() })
 
 	bustest.WaitFor(t, 10*time.Second, func() error {
 		code, body := call(t, "GET", svc.URL()+"/v1/verifiers", adminToken, nil)
@@ -136,7 +136,7 @@ func TestSkew_MeasuredAndShown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runUntilStopped(t, slow.Run, func() { slow.Close() })
+	bustest.RunUntilStopped(t, slow.Run, func() { slow.Close() })
 	bustest.WaitFor(t, 10*time.Second, func() error {
 		if _, ok := vlogs.find(func(r map[string]any) bool {
 			return strings.HasPrefix(r["msg"].(string), "CLOCK SKEW: this verifier's clock")

@@ -93,7 +93,7 @@ func TestSnapshot_RefusalsAreNotForgotten(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		runUntilStopped(t, sc.Run, func() { sc.Close() })
+		bustest.RunUntilStopped(t, sc.Run, func() { sc.Close() })
 		waitReady(t, sc)
 		bustest.WaitFor(t, 10*time.Second, func() error {
 			if st := sc.Status(); st.Applied < res.Seq {

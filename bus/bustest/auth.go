@@ -2,9 +2,12 @@ package bustest
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nkeys"
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/natsserver"
@@ -50,4 +53,24 @@ func ConnectAs(tb testing.TB, s *natsserver.Server, files natsserver.AuthFiles, 
 	tb.Cleanup(c.Close)
 	c.SetSigner(Signer(tb)) // publishing is up to the role's permissions
 	return c
+}
+
+// StrangerSeedFile writes the seed of a new nkey user that no server
+// knows to a file (0600) and returns its path: a credential a secured
+// server refuses.
+func StrangerSeedFile(tb testing.TB) string {
+	tb.Helper()
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	seed, err := user.Seed()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(tb.TempDir(), "stranger.nk")
+	if err := os.WriteFile(path, seed, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }

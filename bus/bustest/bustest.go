@@ -216,3 +216,23 @@ func SSFKeyFile(tb testing.TB) string {
 	}
 	return path
 }
+
+// RunUntilStopped runs fn in a goroutine; the returned stop cancels it,
+// waits for it and then calls closeFn. stop also runs at cleanup.
+func RunUntilStopped(tb testing.TB, fn func(context.Context) error, closeFn func()) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				tb.Errorf("run: %v", err)
+			}
+			closeFn()
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
+}

@@ -5,14 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nkeys"
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
@@ -76,15 +73,7 @@ func TestDoctor_Dev(t *testing.T) {
 	}
 
 	t.Run("refused credential", func(t *testing.T) {
-		stranger, err := nkeys.CreateUser()
-		if err != nil {
-			t.Fatal(err)
-		}
-		seed, _ := stranger.Seed()
-		seedFile := filepath.Join(t.TempDir(), "stranger.nk")
-		if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		seedFile := bustest.StrangerSeedFile(t)
 		var out, errOut bytes.Buffer
 		err = run(t.Context(), []string{"doctor", "--nats", m[1], "--nats-nkey", seedFile, "--nats-ca", files.CAFile(), "--issuer-url", ""}, &out, &errOut)
 		var ee *exitError

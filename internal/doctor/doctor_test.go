@@ -11,17 +11,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 
 	"github.com/heraldsec/herald/bus"
 	"github.com/heraldsec/herald/bus/bustest"
@@ -69,7 +65,7 @@ func deploy(t *testing.T, o options) *env {
 	if err != nil {
 		t.Fatalf("open issuer: %v", err)
 	}
-	runUntilStopped(t, svc.Run, func() { svc.Close() })
+	bustest.RunUntilStopped(t, svc.Run, func() { svc.Close() })
 	e.svc = svc
 	return e
 }
@@ -95,7 +91,7 @@ func (e *env) verifier(t *testing.T, o verifierOptions) (sc *sidecar.Sidecar, co
 	if err != nil {
 		t.Fatalf("open sidecar: %v", err)
 	}
-	return sc, conn, runUntilStopped(t, sc.Run, func() { sc.Close() })
+	return sc, conn, bustest.RunUntilStopped(t, sc.Run, func() { sc.Close() })
 }
 
 // waitReported waits until the fleet bucket holds a heartbeat of sc that
@@ -174,26 +170,6 @@ func dump(findings []doctor.Finding) string {
 	return b.String()
 }
 
-// runUntilStopped runs fn in a goroutine; the returned stop cancels it,
-// waits for it and then calls closeFn. stop also runs at cleanup.
-func runUntilStopped(t *testing.T, fn func(context.Context) error, closeFn func()) func() {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- fn(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("run: %v", err)
-			}
-			closeFn()
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
 // TestDoctor_Healthy: a deployment as Herald sets it up, with a verifier
 // and a trusted identity provider, is all ok, and its findings survive a
 // round trip through JSON.
@@ -235,15 +211,7 @@ func TestDoctor_Healthy(t *testing.T) {
 // else is checked.
 func TestDoctor_NATS(t *testing.T) {
 	srv, files := bustest.RunSecureServer(t)
-	stranger, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := stranger.Seed()
-	seedFile := filepath.Join(t.TempDir(), "stranger.nk")
-	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	seedFile := bustest.StrangerSeedFile(t)
 	t.Run("refused", func(t *testing.T) {
 		findings := runDoctor(t, doctor.Config{Bus: bus.Config{URL: srv.ClientURL(), NkeyFile: seedFile, CAFile: files.CAFile()}})
 		want(t, findings, doctor.CheckNATS, doctor.Error, "uthorization", "refused the credentials")
