@@ -25,6 +25,14 @@ const (
 	DefaultMaxConcurrentStreams = 1024
 )
 
+// MaxHeaderListSize bounds a call's HTTP/2 headers (its gRPC metadata),
+// decoded, in bytes; a call over it is refused before its handler runs.
+// Envoy sends a few headers of metadata (the request's own headers travel
+// in the CheckRequest); gRPC's default of 16 MiB would let a client that
+// sends each header after the first as a one-byte HPACK index make the
+// server keep about 16 MiB for every call it leaves open.
+const MaxHeaderListSize = 64 << 10
+
 // Timeouts of the gRPC server.
 const (
 	// handshakeTimeout bounds a connection's HTTP/2 handshake.
@@ -101,6 +109,7 @@ func (s *Server) serverOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestSize),
 		grpc.MaxConcurrentStreams(s.cfg.MaxConcurrentStreams),
+		grpc.MaxHeaderListSize(MaxHeaderListSize),
 		grpc.ConnectionTimeout(handshakeTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout}),
 	}

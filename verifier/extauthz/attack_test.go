@@ -1,0 +1,136 @@
+package extauthz_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/heraldsec/herald/verifier/extauthz"
+	"github.com/heraldsec/herald/verifier/sidecar"
+)
+
+// bombFields is how many copies of one tiny header a hostile client puts
+// in a call's metadata: HPACK sends each copy after the first as a
+// one-byte index, but the server decodes every one into the call's
+// metadata, kept until the call ends (a call whose request never comes
+// stays open). With gRPC's default bound of 16 MiB a header list this
+// size (about 150 KiB decoded) is accepted.
+const bombFields = 4000
+
+// TestServe_HeaderListBound: a call whose metadata decodes to more than
+// extauthz.MaxHeaderListSize is refused, by a client that ignores the
+// server's SETTINGS as by gRPC's own client, and the server goes on
+// answering. Envoy's calls carry a few headers of metadata: the request's
+// headers travel in the CheckRequest, bounded by MaxRequestSize.
+func TestServe_HeaderListBound(t *testing.T) {
+	f := newFixture(t, sidecar.Config{})
+	tok, _ := f.token(t, nil)
+	good := request{method: "GET", scheme: "https", host: "app.example", path: "/", headers: bearer(tok)}
+
+	t.Run("gRPC client", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		md := metadata.MD{"x-pad": make([]string, bombFields)}
+		for i := range md["x-pad"] {
+			md["x-pad"][i] = "a"
+		}
+		if _, err := f.client.Check(metadata.NewOutgoingContext(ctx, md), good.checkRequest()); err == nil {
+			t.Fatalf("Check with %d metadata headers answered, want refused", bombFields)
+		}
+		okAnswer(t, f.check(t, good))
+	})
+
+	t.Run("raw HTTP/2 client", func(t *testing.T) {
+		conn, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// A deadline only for a server that never answers: the test then
+		// fails instead of hanging.
+		if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+			t.Fatal(err)
+		}
+		fr := http2.NewFramer(conn, conn)
+		if err := fr.WriteSettings(); err != nil {
+			t.Fatal(err)
+		}
+		var block bytes.Buffer
+		enc := hpack.NewEncoder(&block)
+		for _, hf := range []hpack.HeaderField{
+			{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"},
+			{Name: ":path", Value: "/envoy.service.auth.v3.Authorization/Check"}, {Name: ":authority", Value: f.addr},
+			{Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"},
+		} {
+			_ = enc.WriteField(hf) // writes to a bytes.Buffer
+		}
+		for range bombFields {
+			_ = enc.WriteField(hpack.HeaderField{Name: "x-pad", Value: "a"})
+		}
+		if block.Len() > 16<<10 {
+			t.Fatalf("header block of %d bytes does not fit one frame", block.Len())
+		}
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		// An empty CheckRequest, as one gRPC message, ends the call.
+		if err := fr.WriteData(1, true, []byte{0, 0, 0, 0, 0}); err != nil {
+			t.Fatal(err)
+		}
+		fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+		for {
+			frame, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("read: %v; want the call refused", err)
+			}
+			switch frame := frame.(type) {
+			case *http2.RSTStreamFrame:
+				if frame.StreamID == 1 {
+					return // refused
+				}
+			case *http2.GoAwayFrame:
+				return // refused with the whole connection
+			case *http2.MetaHeadersFrame:
+				if frame.StreamID == 1 && frame.StreamEnded() {
+					if s := frame.PseudoValue("status"); s != "" && s != "200" {
+						return // refused before gRPC
+					}
+					if gs := headerValue(frame, "grpc-status"); gs == "0" {
+						t.Fatalf("a call with %d metadata headers (%d bytes sent) was answered OK, want refused", bombFields, block.Len())
+					}
+					return // refused with a gRPC status
+				}
+			case *http2.SettingsFrame:
+				if !frame.IsAck() {
+					if err := fr.WriteSettingsAck(); err != nil && !errors.Is(err, net.ErrClosed) {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+	})
+	okAnswer(t, f.check(t, good))
+	if extauthz.MaxHeaderListSize >= bombFields*(len("x-pad")+len("a")+32) {
+		t.Errorf("MaxHeaderListSize = %d admits the test's header list", extauthz.MaxHeaderListSize)
+	}
+}
+
+// headerValue returns the value of the regular header name in frame.
+func headerValue(frame *http2.MetaHeadersFrame, name string) string {
+	for _, hf := range frame.RegularFields() {
+		if hf.Name == name {
+			return hf.Value
+		}
+	}
+	return ""
+}
