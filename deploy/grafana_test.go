@@ -3,7 +3,7 @@ package deploy
 import (
 	"encoding/json"
 	"os"
-	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -20,8 +20,10 @@ var exported = map[string]bool{
 	"herald_live_revoked_total": true,
 }
 
-// TestGrafanaDashboard checks that the dashboard is valid JSON and that
-// every query uses metrics Herald exports.
+// TestGrafanaDashboard checks that the dashboard is valid JSON, that every
+// query uses metrics Herald exports or names the recording rules of
+// prometheus/ record, and that it reads every quantity a recording rule
+// records by that name.
 func TestGrafanaDashboard(t *testing.T) {
 	b, err := os.ReadFile("grafana/herald-dashboard.json")
 	if err != nil {
@@ -42,13 +44,21 @@ func TestGrafanaDashboard(t *testing.T) {
 	if d.Title == "" || len(d.Panels) < 8 {
 		t.Fatalf("dashboard %q has %d panels", d.Title, len(d.Panels))
 	}
-	metric := regexp.MustCompile(`herald_[a-z_]+`)
+	rec := recorded(readRules(t))
+	used := make(map[string]bool)
 	for _, p := range d.Panels {
 		if len(p.Targets) == 0 {
 			t.Errorf("panel %q has no query", p.Title)
 		}
 		for _, tg := range p.Targets {
-			for _, m := range metric.FindAllString(tg.Expr, -1) {
+			for _, m := range exprNames(tg.Expr) {
+				if strings.Contains(m, ":") {
+					if _, ok := rec[m]; !ok {
+						t.Errorf("panel %q queries %s, which no recording rule in prometheus/ records", p.Title, m)
+					}
+					used[m] = true
+					continue
+				}
 				for _, suffix := range []string{"_bucket", "_count", "_sum"} {
 					if base, ok := strings.CutSuffix(m, suffix); ok && exported[base] {
 						m = base
@@ -58,6 +68,31 @@ func TestGrafanaDashboard(t *testing.T) {
 					t.Errorf("panel %q queries %s, which Herald does not export", p.Title, m)
 				}
 			}
+			// What a recording rule records, the dashboard reads by its
+			// name: the same quantity under one name, on the dashboard
+			// and in the alerts.
+			q := normalizeExpr(tg.Expr)
+			for name, expr := range rec {
+				if strings.Contains(q, normalizeExpr(expr)) {
+					t.Errorf("panel %q computes %s itself; query the recorded name", p.Title, name)
+				}
+			}
 		}
 	}
+	alerts := ""
+	for _, r := range readRules(t) {
+		alerts += " " + r.Expr
+	}
+	for name := range rec {
+		if !used[name] && !slices.Contains(exprNames(alerts), name) {
+			t.Errorf("recording rule %s is read by neither the dashboard nor an alert", name)
+		}
+	}
+}
+
+// normalizeExpr is a PromQL expression without spaces and with the
+// dashboard's rate window for the rules' 5 minutes, for comparison.
+func normalizeExpr(expr string) string {
+	expr = strings.ReplaceAll(expr, "[5m]", "[$__rate_interval]")
+	return strings.Join(strings.Fields(expr), "")
 }

@@ -269,10 +269,10 @@ func runningMetrics(t *testing.T) (issuerPage, verifierPage string) {
 }
 
 // TestPrometheus_RulesUseRealMetrics runs a real issuer and verifier and
-// checks that every metric the rule files read is on their /metrics, with
-// the labels the rules select and aggregate by, and that every recorded
-// name a rule reads is recorded: renaming a metric fails here, not silently
-// in production.
+// checks that every metric the rule files and the Grafana dashboard read
+// is on their /metrics, with the labels the rules select and aggregate by,
+// and that every recorded name a rule reads is recorded: renaming a metric
+// fails here, not silently in production.
 func TestPrometheus_RulesUseRealMetrics(t *testing.T) {
 	rules := readRules(t)
 	issuerPage, verifierPage := runningMetrics(t)
@@ -305,6 +305,31 @@ func TestPrometheus_RulesUseRealMetrics(t *testing.T) {
 				}
 				if !found {
 					t.Errorf("%s aggregates by %s, which no metric it reads has", name, l)
+				}
+			}
+		}
+	}
+	// The dashboard's own queries, too.
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	b, err := os.ReadFile("grafana/herald-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, n := range exprNames(tg.Expr) {
+				if !strings.Contains(n, ":") && !exp.has(n) {
+					t.Errorf("dashboard panel %q reads %s, which neither /metrics has", p.Title, n)
 				}
 			}
 		}
