@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 )
@@ -110,6 +111,39 @@ func SetIdentity(h http.Header, c *Claims) {
 	h.Set(HeaderClient, c.ClientID)
 	h.Set(HeaderScope, c.Scope)
 	h.Set(HeaderTenant, c.Tenant)
+}
+
+// headerSafe returns ErrMalformed naming the first claim of c that
+// SetIdentity puts in a header but that no header carries unchanged: one
+// with a control character (a line break, NUL, DEL; a tab inside is
+// kept), which a proxy may pass on as a header of its own or drop, or
+// with a space or tab at either end, which header parsers trim (" alice"
+// would reach the application as alice). Such a token is refused
+// whichever front end asks, so that no application reads another
+// identity than the token's.
+func headerSafe(c *Claims) error {
+	for _, f := range [...]struct{ name, value string }{
+		{"iss", c.Issuer}, {"sub", c.Subject}, {"sid", c.SessionID},
+		{"client_id", c.ClientID}, {"scope", c.Scope}, {"tenant", c.Tenant},
+	} {
+		if !headerValue(f.value) {
+			return fmt.Errorf("%w: %s cannot be a header value", ErrMalformed, f.name)
+		}
+	}
+	return nil
+}
+
+// headerValue reports whether a header carries v unchanged.
+func headerValue(v string) bool {
+	if v != strings.Trim(v, " \t") {
+		return false
+	}
+	for i := range len(v) {
+		if b := v[i]; b < ' ' && b != '\t' || b == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // Identity headers set on a verified request. Proxies copy them upstream.

@@ -288,6 +288,9 @@ func (v *Verifier) verify(token string) (*Claims, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	if err := headerSafe(c); err != nil {
+		return nil, "", err
+	}
 	if v.cache != nil {
 		v.cache.put(&sum, &cacheEntry{claims: *c, key: key, trust: trust, exp: c.ExpiresAt.UnixNano()})
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,4 +135,42 @@ func headerValue(frame *http2.MetaHeadersFrame, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestCheck_ClaimNotAHeaderValue: a signed token whose identity claim
+// cannot travel as a header value unchanged (a line break, which Envoy
+// passes on to the application unchecked unless validate_mutations is
+// set, a NUL, or spaces around it, which a header parser trims: " alice"
+// would reach the application as alice) is refused as malformed, over
+// gRPC as over /v1/verify, and the application never sees it.
+func TestCheck_ClaimNotAHeaderValue(t *testing.T) {
+	f := newFixture(t, sidecar.Config{})
+	for _, tc := range []struct{ claim, value string }{
+		{"sub", "mallory\r\nx-herald-tenant: acme"},
+		{"sub", " alice"},
+		{"sub", "alice\t"},
+		{"tenant", "acme\x00"},
+		{"scope", "read\nadmin"},
+		{"client_id", "web\x7f"},
+		{"sid", "s\x1b[2J"},
+	} {
+		tok, _ := f.token(t, func(c map[string]any) { c[tc.claim] = tc.value })
+		r := request{method: "GET", scheme: "https", host: "app.example", path: "/", headers: bearer(tok)}
+		resp := f.check(t, r)
+		if ok := resp.GetOkResponse(); ok != nil {
+			t.Errorf("%s %q: admitted over gRPC with headers %v", tc.claim, tc.value, ok.GetHeaders())
+			continue
+		}
+		if d := deniedAnswer(t, resp); d.status != http.StatusUnauthorized || !strings.Contains(d.headers.Get("www-authenticate"), "malformed") {
+			t.Errorf("%s %q: gRPC answer %d %q, want 401 malformed", tc.claim, tc.value, d.status, d.headers.Get("www-authenticate"))
+		}
+		if h, body := f.verifyHTTP(t, r); h.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s %q: /v1/verify %d %.80s, want 401", tc.claim, tc.value, h.StatusCode, body)
+		}
+	}
+	// Spaces and tabs inside, and UTF-8, are values a header carries.
+	tok, _ := f.token(t, func(c map[string]any) { c["sub"] = "José\tda Silva" })
+	if u := okAnswer(t, f.check(t, request{method: "GET", scheme: "https", host: "app.example", path: "/", headers: bearer(tok)})); u.set["x-herald-subject"] != "José\tda Silva" {
+		t.Errorf("x-herald-subject = %q, want the claim", u.set["x-herald-subject"])
+	}
 }
