@@ -103,9 +103,10 @@ func target(hr *authv3.AttributeContext_HttpRequest, trusted bool) verifier.Targ
 }
 
 // validHost reports whether host is a host[:port] that cannot change
-// which part of a URL the path lands in.
+// which part of a URL the path lands in, nor be read as another host
+// (percent-escapes, which URL parsing decodes).
 func validHost(host string) bool {
-	return host != "" && !strings.ContainsAny(host, "/?#@\\ \t\r\n")
+	return host != "" && !strings.ContainsAny(host, "/?#@%\\ \t\r\n")
 }
 
 // requestHeaders returns the headers of hr (Envoy sends either the
