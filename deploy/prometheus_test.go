@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -195,11 +196,18 @@ func fetch(t *testing.T, method, url, token, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// heraldPair is a real issuer and verifier: their addresses, and their
+// /metrics pages once they have issued, verified and revoked a token.
+type heraldPair struct {
+	issuerAddr, verifierAddr string
+	issuerPage, verifierPage string
+}
+
 // runningMetrics starts a real issuer (trusting an identity provider whose
 // keys never load) and verifier from the herald binary on an embedded
 // NATS, issues, verifies and revokes a token, waits until the issuer
-// counts the verifier in the fleet, and returns both /metrics pages.
-func runningMetrics(t *testing.T) (issuerPage, verifierPage string) {
+// counts the verifier in the fleet, and returns both with their /metrics.
+func runningMetrics(t *testing.T) heraldPair {
 	t.Helper()
 	heraldBinary(t) // skips under -short
 	ns := bustest.RunServer(t)
@@ -257,6 +265,7 @@ func runningMetrics(t *testing.T) (issuerPage, verifierPage string) {
 	// refresh fails at once.
 	fleet := regexp.MustCompile(`(?m)^herald_fleet_verifiers\{[^}]*\} 1$`)
 	failing := regexp.MustCompile(`(?m)^herald_federation_refresh_failing_seconds\{[^}]*\} [0-9.e+-]+$`)
+	var issuerPage string
 	bustest.WaitFor(t, 30*time.Second, func() error {
 		_, issuerPage = fetch(t, http.MethodGet, issuerURL+"/metrics", "", "")
 		if !fleet.MatchString(issuerPage) || !failing.MatchString(issuerPage) {
@@ -264,8 +273,8 @@ func runningMetrics(t *testing.T) (issuerPage, verifierPage string) {
 		}
 		return nil
 	})
-	_, verifierPage = fetch(t, http.MethodGet, verifierURL+"/metrics", "", "")
-	return issuerPage, verifierPage
+	_, verifierPage := fetch(t, http.MethodGet, verifierURL+"/metrics", "", "")
+	return heraldPair{issuerAddr: issuerAddr, verifierAddr: verifierAddr, issuerPage: issuerPage, verifierPage: verifierPage}
 }
 
 // TestPrometheus_RulesUseRealMetrics runs a real issuer and verifier and
@@ -275,7 +284,8 @@ func runningMetrics(t *testing.T) (issuerPage, verifierPage string) {
 // fails here, not silently in production.
 func TestPrometheus_RulesUseRealMetrics(t *testing.T) {
 	rules := readRules(t)
-	issuerPage, verifierPage := runningMetrics(t)
+	h := runningMetrics(t)
+	issuerPage, verifierPage := h.issuerPage, h.verifierPage
 	exp := parseExposition(t, issuerPage, verifierPage)
 	rec := recorded(rules)
 	for _, r := range rules {
@@ -349,25 +359,11 @@ func filterHerald(page string) string {
 	return strings.Join(out, "\n")
 }
 
-// findPromtool returns promtool's path. Without it the test is skipped, or
-// fails under CI (CI=true), where .ci/run installs Debian's prometheus.
-func findPromtool(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("promtool"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("promtool is not installed; .ci/run installs it (apt-get install -y prometheus)")
-	}
-	t.Skip("promtool is not installed (apt-get install -y prometheus)")
-	return ""
-}
-
 // TestPrometheus_Promtool checks the rule files with promtool and runs
 // their unit tests (prometheus/tests), which fire and clear every alert
 // against series shaped like Herald's /metrics.
 func TestPrometheus_Promtool(t *testing.T) {
-	promtool := findPromtool(t)
+	promtool := findPrometheusTool(t, "promtool")
 	if out, err := exec.Command(promtool, append([]string{"check", "rules"}, ruleFiles...)...).CombinedOutput(); err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
@@ -429,4 +425,184 @@ func TestPrometheus_AlertsDocumented(t *testing.T) {
 			}
 		}
 	}
+}
+
+// findPrometheusTool returns the path of promtool or prometheus. Without it
+// the test is skipped, or fails under CI (CI=true), where .ci/run installs
+// Debian's prometheus package, which has both.
+func findPrometheusTool(t *testing.T, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not installed; .ci/run installs it (apt-get install -y prometheus)", name)
+	}
+	t.Skipf("%s is not installed (apt-get install -y prometheus)", name)
+	return ""
+}
+
+// TestPrometheus_RealServer runs a real Prometheus with both rule files,
+// scraping a real issuer and verifier every second: every rule evaluates
+// without error, the recording rules record what the dashboard shows, and
+// an alert on the state the test set up (a trusted issuer whose keys never
+// load) goes pending while the others stay inactive.
+func TestPrometheus_RealServer(t *testing.T) {
+	bin := findPrometheusTool(t, "prometheus")
+	h := runningMetrics(t)
+	dir := t.TempDir()
+	var rules []string
+	for _, f := range ruleFiles {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules = append(rules, fmt.Sprintf("%q", abs))
+	}
+	conf := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [%s]
+scrape_configs:
+  - job_name: herald-issuer
+    static_configs: [{targets: [%q]}]
+  - job_name: herald-verifier
+    static_configs: [{targets: [%q]}]
+`, strings.Join(rules, ", "), h.issuerAddr, h.verifierAddr)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+listen, "--log.level=warn")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("prometheus:\n%s", out.String())
+		}
+	})
+	api := "http://" + listen + "/api/v1/"
+
+	type ruleState struct {
+		Name           string `json:"name"`
+		Type           string `json:"type"`
+		Health         string `json:"health"`
+		LastError      string `json:"lastError"`
+		State          string `json:"state"`
+		LastEvaluation string `json:"lastEvaluation"`
+	}
+	var states []ruleState
+	bustest.WaitFor(t, 60*time.Second, func() error {
+		select {
+		case <-exited:
+			t.Fatalf("prometheus exited:\n%s", out.String())
+		default:
+		}
+		resp, err := http.Get(api + "rules")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Data struct {
+				Groups []struct {
+					Rules []ruleState `json:"rules"`
+				} `json:"groups"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			return err
+		}
+		states = states[:0]
+		for _, g := range body.Data.Groups {
+			states = append(states, g.Rules...)
+		}
+		if len(states) != len(readRules(t)) {
+			return fmt.Errorf("prometheus loaded %d rules, want %d", len(states), len(readRules(t)))
+		}
+		for _, r := range states {
+			if r.Health != "ok" || strings.HasPrefix(r.LastEvaluation, "0001-") {
+				return fmt.Errorf("rule %s: health %q %s, last evaluated %s", r.Name, r.Health, r.LastError, r.LastEvaluation)
+			}
+		}
+		// The gauges' values, and the rates once two scrapes are in (0:
+		// the token was revoked before the first; the hit ratio NaN).
+		for _, q := range []string{"herald:verifiers_ready:sum == 1", "herald:verifiers_stale:sum == 0",
+			"herald:denylist_entries:max >= 1", "max(herald_fleet_verifiers) == 1",
+			`kind:herald_revocations:rate5m{kind="session"}`, `outcome:herald_verifications:rate5m{outcome="revoked"}`,
+			"herald:verify_cache_hit_ratio:rate5m"} {
+			if err := promHas(api, q); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	firing := map[string]string{}
+	bustest.WaitFor(t, 30*time.Second, func() error {
+		resp, err := http.Get(api + "rules?type=alert")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Data struct {
+				Groups []struct {
+					Rules []ruleState `json:"rules"`
+				} `json:"groups"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			return err
+		}
+		for _, g := range body.Data.Groups {
+			for _, r := range g.Rules {
+				firing[r.Name] = r.State
+			}
+		}
+		if firing["HeraldTrustedIssuerNoKeys"] != "pending" {
+			return fmt.Errorf("HeraldTrustedIssuerNoKeys %q, want pending", firing["HeraldTrustedIssuerNoKeys"])
+		}
+		return nil
+	})
+	for name, state := range firing {
+		if name != "HeraldTrustedIssuerNoKeys" && state != "inactive" {
+			t.Errorf("%s is %s against a healthy issuer and verifier", name, state)
+		}
+	}
+}
+
+// promHas reports an error unless the instant query q returns a sample.
+func promHas(api, q string) error {
+	resp, err := http.Get(api + "query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return err
+	}
+	if body.Status != "success" || len(body.Data.Result) == 0 {
+		return fmt.Errorf("%s: %s %s, %d samples", q, body.Status, body.Error, len(body.Data.Result))
+	}
+	return nil
 }
