@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,3 +68,7 @@ func TestCaddy_DPoPTarget(t *testing.T) { testDPoPTarget(t, startCaddy) }
 // TestCaddy_StaleMarked: behind caddy, requests admitted while the
 // verifier is stale (--on-stale=allow) reach the app marked as such.
 func TestCaddy_StaleMarked(t *testing.T) { testStaleMarked(t, startCaddy) }
+
+// TestCaddy_VerifierDown: without a verifier caddy answers 502, never the
+// app.
+func TestCaddy_VerifierDown(t *testing.T) { testVerifierDown(t, startCaddy, http.StatusBadGateway) }

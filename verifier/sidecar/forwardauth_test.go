@@ -299,3 +299,19 @@ func testStaleMarked(t *testing.T, start startProxy) {
 	waitReady(t, sc)
 	stale(t, "")
 }
+
+// testVerifierDown: with the verifier unreachable the proxy fails closed:
+// the request gets wantStatus (a 503 with Retry-After) and never reaches
+// the app.
+func testVerifierDown(t *testing.T, start startProxy, wantStatus int) {
+	appAddr, calls := echoApp(t)
+	base := start(t, freeAddr(t), appAddr) // nothing listens there
+	k := newTestKeys(t)
+	resp, body := get(t, base+"/orders", k.EdToken(t, baseClaims(time.Now())))
+	if resp.StatusCode != wantStatus || calls.Load() != 0 {
+		t.Fatalf("status %d, body %.80s, app calls %d; want %d and none", resp.StatusCode, body, calls.Load(), wantStatus)
+	}
+	if wantStatus == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+}

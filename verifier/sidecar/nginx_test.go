@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,3 +86,9 @@ func TestNginx_DPoPTarget(t *testing.T) { testDPoPTarget(t, startNginx) }
 // TestNginx_StaleMarked: behind nginx, requests admitted while the
 // verifier is stale (--on-stale=allow) reach the app marked as such.
 func TestNginx_StaleMarked(t *testing.T) { testStaleMarked(t, startNginx) }
+
+// TestNginx_VerifierDown: without a verifier nginx answers 503 with
+// Retry-After (the example's @herald_unavailable), never the app.
+func TestNginx_VerifierDown(t *testing.T) {
+	testVerifierDown(t, startNginx, http.StatusServiceUnavailable)
+}
