@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -188,20 +189,62 @@ func VerifyDPoP(proof, method, rawURL, accessToken string, now time.Time) (*DPoP
 }
 
 // sameHTU compares URLs as RFC 9449 section 4.3 asks: without query and
-// fragment, scheme and host case-insensitively.
+// fragment, scheme and host case-insensitively, paths as RFC 3986 section
+// 6.2.2 normalises them (htuPath).
 func sameHTU(a, b string) bool {
 	ua, err1 := url.Parse(a)
 	ub, err2 := url.Parse(b)
 	if err1 != nil || err2 != nil || ua.Host == "" {
 		return false
 	}
-	path := func(u *url.URL) string {
-		if u.Path == "" {
-			return "/"
-		}
-		return u.Path
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host) && htuPath(ua) == htuPath(ub)
+}
+
+// htuPath returns u's path as written, "/" when empty, in the form RFC
+// 3986 section 6.2.2 compares: an unreserved character percent-encoded
+// or not is the same (%7E is ~), hex digits in upper case, and any other
+// byte that is not a reserved character percent-encoded. An encoded
+// reserved character stays encoded: /a%2Fb is one segment, which an
+// application may read as another resource than /a/b.
+func htuPath(u *url.URL) string {
+	p := u.RawPath // as written, when that is not the default encoding of u.Path
+	if p == "" {
+		p = u.EscapedPath()
 	}
-	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host) && path(ua) == path(ub)
+	if p == "" {
+		return "/"
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c == '%' && i+2 < len(p) {
+			if d, err := strconv.ParseUint(p[i+1:i+3], 16, 8); err == nil {
+				i += 2
+				if unreserved(byte(d)) {
+					b.WriteByte(byte(d))
+				} else {
+					b.WriteByte('%')
+					b.WriteByte(hex[d>>4])
+					b.WriteByte(hex[d&15])
+				}
+				continue
+			}
+		}
+		if unreserved(c) || strings.IndexByte(":/?#[]@!$&'()*+,;=", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+// unreserved reports whether c is an unreserved character of RFC 3986.
+func unreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
 }
 
 // ReplayCache remembers DPoP proof ids until they could no longer be

@@ -69,3 +69,29 @@ func TestNginx_UnderscoreVariants(t *testing.T) { testUnderscoreVariants(t, star
 // TestCaddy_UnderscoreVariants: the Caddyfile removes every X-Herald-*
 // name, with dashes or underscores, before forward_auth.
 func TestCaddy_UnderscoreVariants(t *testing.T) { testUnderscoreVariants(t, startCaddy) }
+
+// testDPoPEncodedSlash: behind the proxy, a DPoP proof for /files/a/b
+// does not admit a request for /files/a%2Fb, which the proxy passes on as
+// written and an application may read as another resource (one segment
+// a/b); a proof for /files/a%2Fb does.
+func testDPoPEncodedSlash(t *testing.T, start startProxy) {
+	f := newFixture(t)
+	appAddr, calls := echoApp(t)
+	base := start(t, f.sc.Addr().String(), appAddr)
+	k := newDPoPKey(t)
+	tok := f.boundToken(t, k)
+	before := calls.Load()
+	code, wa := dpopDo(t, "GET", base+"/files/a%2Fb", tok, k.Proof(t, "GET", base+"/files/a/b", tok, nil), nil)
+	if code != http.StatusUnauthorized || !strings.Contains(wa, "invalid_dpop_proof") || calls.Load() != before {
+		t.Fatalf("proof for /files/a/b, GET /files/a%%2Fb: %d %q, want 401 invalid_dpop_proof", code, wa)
+	}
+	if code, wa := dpopDo(t, "GET", base+"/files/a%2Fb", tok, k.Proof(t, "GET", base+"/files/a%2Fb", tok, nil), nil); code != http.StatusOK || calls.Load() != before+1 {
+		t.Fatalf("proof for /files/a%%2Fb, GET /files/a%%2Fb: %d %q, want 200", code, wa)
+	}
+}
+
+// TestNginx_DPoPEncodedSlash: see testDPoPEncodedSlash.
+func TestNginx_DPoPEncodedSlash(t *testing.T) { testDPoPEncodedSlash(t, startNginx) }
+
+// TestCaddy_DPoPEncodedSlash: see testDPoPEncodedSlash.
+func TestCaddy_DPoPEncodedSlash(t *testing.T) { testDPoPEncodedSlash(t, startCaddy) }
