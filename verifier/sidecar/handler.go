@@ -3,6 +3,7 @@ package sidecar
 import (
 	"maps"
 	"net/http"
+	"strings"
 
 	"github.com/heraldsec/herald/internal/httpserve"
 	"github.com/heraldsec/herald/verifier"
@@ -16,6 +17,8 @@ import (
 type Handler struct {
 	sc  *Sidecar
 	mux *http.ServeMux
+	// api: the sidecar's own endpoints, with /v1/verify/ served as is.
+	api bool
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -38,7 +41,7 @@ func newHandler(sc *Sidecar) *Handler {
 
 // newAdminHandler returns the handler of the sidecar's own endpoints.
 func newAdminHandler(sc *Sidecar) *Handler {
-	h := &Handler{sc: sc, mux: http.NewServeMux()}
+	h := &Handler{sc: sc, mux: http.NewServeMux(), api: true}
 	// Any method: nginx auth_request, Traefik forwardAuth and Envoy
 	// ext_authz forward the original request's method. Envoy's ext_authz
 	// HTTP service appends the original path to its path_prefix, hence
@@ -54,8 +57,17 @@ func newAdminHandler(sc *Sidecar) *Handler {
 	return h
 }
 
-// ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. The /v1/verify/ subtree is answered
+// whatever its path: ServeMux would redirect a path with // or dot
+// segments (Envoy's path_prefix followed by such an original path) to a
+// cleaned one, which Envoy does not follow but hands the client as a refusal.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.api && strings.HasPrefix(r.URL.Path, "/v1/verify/") {
+		h.verify(w, r)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
 
 // verify answers forward auth about the request r describes, with the
 // verdict Envoy's gRPC ext_authz (package verifier/extauthz) also gets.

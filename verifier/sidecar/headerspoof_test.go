@@ -95,3 +95,29 @@ func TestNginx_DPoPEncodedSlash(t *testing.T) { testDPoPEncodedSlash(t, startNgi
 
 // TestCaddy_DPoPEncodedSlash: see testDPoPEncodedSlash.
 func TestCaddy_DPoPEncodedSlash(t *testing.T) { testDPoPEncodedSlash(t, startCaddy) }
+
+// TestVerify_PathPrefixKeepsThePath: Envoy's HTTP ext_authz asks
+// /v1/verify followed by the original request's path as written, and
+// follows no redirect: a path with // or dot segments gets the verdict,
+// not a redirect to a cleaned path that Envoy would hand the client as a
+// refusal.
+func TestVerify_PathPrefixKeepsThePath(t *testing.T) {
+	f := newFixture(t)
+	tok := f.EdToken(t, baseClaims(time.Now().Add(-time.Second)))
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, path := range []string{"/orders", "//orders", "/a//b", "/a/../b", "/./x", "/a/.", "/v1/verify/../../metrics"} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, f.sc.URL()+"/v1/verify"+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get(verifier.HeaderSubject) != "alice" {
+			t.Errorf("/v1/verify%s: %d (Location %q), subject %q; want 200 for alice", path, resp.StatusCode, resp.Header.Get("Location"), resp.Header.Get(verifier.HeaderSubject))
+		}
+	}
+}
