@@ -154,26 +154,36 @@ func parseExposition(t *testing.T, pages ...string) *exposition {
 // startHerald runs the herald binary with args until the test ends.
 func startHerald(t *testing.T, args ...string) {
 	t.Helper()
-	cmd := exec.Command(heraldBinary(t), args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	startProcess(t, "herald "+args[0], heraldBinary(t), args...)
+}
+
+// startProcess runs bin with args until the test ends, when it is sent
+// SIGTERM (and killed after 20 s); its output, logged as name's if the
+// test failed, is out. exited is closed once it has exited: out is
+// complete then.
+func startProcess(t *testing.T, name, bin string, args ...string) (exited <-chan struct{}, out *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	out = &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-exited:
+		case <-done:
 		case <-time.After(20 * time.Second):
 			_ = cmd.Process.Kill()
-			<-exited
+			<-done
 		}
 		if t.Failed() {
-			t.Logf("herald %s:\n%s", args[0], out.String())
+			t.Logf("%s:\n%s", name, out.String())
 		}
 	})
+	return done, out
 }
 
 // fetch sends method url with an optional bearer token and JSON body, and
@@ -473,27 +483,8 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+listen, "--log.level=warn")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("prometheus:\n%s", out.String())
-		}
-	})
+	exited, out := startProcess(t, "prometheus", bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+listen, "--log.level=warn")
 	api := "http://" + listen + "/api/v1/"
 
 	type ruleState struct {

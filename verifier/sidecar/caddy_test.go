@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -19,22 +18,12 @@ const caddyExample = "../../deploy/caddy/Caddyfile"
 func startCaddy(t *testing.T, verifierAddr, appAddr string) string {
 	t.Helper()
 	bin := findProgram(t, "caddy", "caddy", "/usr/bin/caddy", "/usr/local/bin/caddy")
-	example, err := os.ReadFile(caddyExample)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	listen := freeAddr(t)
-	conf := strings.NewReplacer(
+	conf := proxyExample(t, caddyExample,
 		"forward_auth 127.0.0.1:8421 {", "forward_auth "+verifierAddr+" {",
 		"reverse_proxy 127.0.0.1:8080\n", "reverse_proxy "+appAddr+"\n",
-		"http://:8000 {", "http://"+listen+" {",
-	).Replace(string(example))
-	for _, want := range []string{verifierAddr, appAddr, listen} {
-		if !strings.Contains(conf, want) {
-			t.Fatalf("the example no longer has the address %s replaces", want)
-		}
-	}
+		"http://:8000 {", "http://"+listen+" {")
 	// Global options first: no admin endpoint. Caddy keeps its data and
 	// last configuration in the XDG directories set below.
 	conf = "{\n\tadmin off\n}\n\n" + conf

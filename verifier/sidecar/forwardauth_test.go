@@ -49,6 +49,24 @@ func findProgram(t *testing.T, name, pkg string, paths ...string) string {
 	return ""
 }
 
+// proxyExample reads the deploy example at path with each address it
+// names replaced, given as old, new pairs, and fails the test when the
+// example no longer has one of them.
+func proxyExample(t *testing.T, path string, oldnew ...string) string {
+	t.Helper()
+	example, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.NewReplacer(oldnew...).Replace(string(example))
+	for i := 0; i+1 < len(oldnew); i += 2 {
+		if !strings.Contains(conf, oldnew[i+1]) {
+			t.Fatalf("%s no longer has %q, which the test replaces", path, oldnew[i])
+		}
+	}
+	return conf
+}
+
 // runProxy starts cmd, stops it (SIGTERM, then SIGKILL after 10 s) at
 // cleanup, and waits until url answers. logs returns what the proxy wrote
 // elsewhere than its output, for the failure message if it exits first.

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -19,22 +18,12 @@ const nginxExample = "../../deploy/nginx/herald.conf"
 func startNginx(t *testing.T, verifierAddr, appAddr string) string {
 	t.Helper()
 	bin := findProgram(t, "nginx", "nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx")
-	example, err := os.ReadFile(nginxExample)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	listen := freeAddr(t)
-	conf := strings.NewReplacer(
+	conf := proxyExample(t, nginxExample,
 		"server 127.0.0.1:8421;", "server "+verifierAddr+";",
 		"server 127.0.0.1:8080;", "server "+appAddr+";",
-		"listen 8000;", "listen "+listen+";",
-	).Replace(string(example))
-	for _, want := range []string{verifierAddr, appAddr, listen} {
-		if !strings.Contains(conf, want) {
-			t.Fatalf("the example no longer has the address %s replaces", want)
-		}
-	}
+		"listen 8000;", "listen "+listen+";")
 	if err := os.WriteFile(filepath.Join(dir, "herald.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
