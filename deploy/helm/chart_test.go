@@ -600,7 +600,7 @@ func TestChart_VerifierModes(t *testing.T) {
 		{
 			// Envoy or Istio in the pod asks over gRPC ext_authz.
 			mode: "forward-auth", probes: "herald", target: "app", sets: []string{"verifier.grpcPort=9001"},
-			want:   []string{"--http=0.0.0.0:8421", "--grpc=0.0.0.0:9001"},
+			want:   []string{"--http=0.0.0.0:8421", "--grpc=127.0.0.1:9001"},
 			absent: []string{"upstream", "admin-http", "cookie-sessions"},
 		},
 		{

@@ -115,7 +115,10 @@ nothing of its own, includes them in its pod spec:
     - --upstream={{ required "verifier.upstream is required in proxy and cookie modes" $v.upstream }}
     {{- end }}
     {{- if $v.grpcPort }}
-    - --grpc=0.0.0.0:{{ $v.grpcPort }}
+    # Only the pod's Envoy calls it: on loopback, no other pod can hold
+    # calls open against it, nor pass for a trusted proxy through the
+    # mesh's inbound path (Istio connects from 127.0.0.6).
+    - --grpc=127.0.0.1:{{ $v.grpcPort }}
     {{- end }}
     - --data=/var/lib/herald
     - --issuer={{ .issuer }}
