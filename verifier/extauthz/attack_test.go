@@ -174,3 +174,93 @@ func TestCheck_ClaimNotAHeaderValue(t *testing.T) {
 		t.Errorf("x-herald-subject = %q, want the claim", u.set["x-herald-subject"])
 	}
 }
+
+// TestServe_StalledCallEnded: a call whose request never arrives in full
+// (its headers and part of its message, then nothing) is ended by the
+// server after Config.CallTimeout: without a bound it held its buffers,
+// up to MaxRequestSize, for as long as its connection lived, and a few
+// connections of such calls (up to MaxConcurrentStreams each) exhausted
+// the verifier's memory.
+func TestServe_StalledCallEnded(t *testing.T) {
+	f := newFixture(t, sidecar.Config{})
+	srv, err := extauthz.New(extauthz.Config{Verifier: f.sc.Verifier(), Logger: testLogger(t), CallTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Only for a server that never ends the call: the test then fails
+	// instead of hanging.
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, hf := range []hpack.HeaderField{
+		{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"},
+		{Name: ":path", Value: "/envoy.service.auth.v3.Authorization/Check"}, {Name: ":authority", Value: ln.Addr().String()},
+		{Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"},
+	} {
+		_ = enc.WriteField(hf) // writes to a bytes.Buffer
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	// A message of 64 KiB announced, 1 KiB of it sent.
+	if err := fr.WriteData(1, false, append([]byte{0, 0, 1, 0, 0}, make([]byte, 1<<10)...)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		frame, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("read: %v; want the stalled call ended", err)
+		}
+		switch frame := frame.(type) {
+		case *http2.RSTStreamFrame:
+			if frame.StreamID == 1 {
+				t.Logf("stalled call reset after %s", time.Since(start).Round(time.Millisecond))
+				return
+			}
+		case *http2.MetaHeadersFrame:
+			if frame.StreamID == 1 && frame.StreamEnded() {
+				if gs := headerValue(frame, "grpc-status"); gs == "0" {
+					t.Fatal("a call without its request was answered OK")
+				}
+				t.Logf("stalled call ended with grpc-status %s after %s", headerValue(frame, "grpc-status"), time.Since(start).Round(time.Millisecond))
+				return
+			}
+		case *http2.SettingsFrame:
+			if !frame.IsAck() {
+				if err := fr.WriteSettingsAck(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}

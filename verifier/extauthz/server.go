@@ -11,6 +11,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/tap"
 
 	"github.com/heraldsec/herald/verifier"
 )
@@ -32,6 +33,12 @@ const (
 // sends each header after the first as a one-byte HPACK index make the
 // server keep about 16 MiB for every call it leaves open.
 const MaxHeaderListSize = 64 << 10
+
+// DefaultCallTimeout is the default Config.CallTimeout. A verdict takes
+// microseconds; a call still open after this long is one whose request
+// never came in full, which would otherwise hold its buffers (up to
+// MaxRequestSize) for as long as its connection lives.
+const DefaultCallTimeout = 10 * time.Second
 
 // Timeouts of the gRPC server.
 const (
@@ -57,6 +64,10 @@ type Config struct {
 	// MaxConcurrentStreams bounds the calls in flight on one connection.
 	// Default DefaultMaxConcurrentStreams.
 	MaxConcurrentStreams uint32
+	// CallTimeout bounds a call from its headers to its answer, however
+	// long a deadline the caller sets or none; a call over it is ended
+	// with DEADLINE_EXCEEDED. Default DefaultCallTimeout.
+	CallTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -69,6 +80,9 @@ func (c *Config) setDefaults() {
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = DefaultCallTimeout
+	}
 }
 
 // Validate reports every problem with c at once.
@@ -79,6 +93,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRequestSize < 1<<10 {
 		errs = append(errs, fmt.Errorf("max request size %d is below 1 KiB", c.MaxRequestSize))
+	}
+	if c.CallTimeout < 0 {
+		errs = append(errs, fmt.Errorf("call timeout %s is negative", c.CallTimeout))
 	}
 	return errors.Join(errs...)
 }
@@ -112,7 +129,17 @@ func (s *Server) serverOptions() []grpc.ServerOption {
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
 		grpc.ConnectionTimeout(handshakeTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout}),
+		grpc.InTapHandle(s.bound),
 	}
+}
+
+// bound runs as each call's headers arrive, before its request is read:
+// the call's context, which its reads of the request wait on too, ends
+// after CallTimeout. The stream's own end cancels it sooner.
+func (s *Server) bound(ctx context.Context, _ *tap.Info) (context.Context, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	context.AfterFunc(ctx, cancel) // releases the timer once either ends
+	return ctx, nil
 }
 
 // Serve answers Check calls on ln until ctx ends, then stops gracefully:
