@@ -121,3 +121,37 @@ func TestVerify_PathPrefixKeepsThePath(t *testing.T) {
 		}
 	}
 }
+
+// testConnectionNominated: a client that names identity headers in its
+// Connection header (hop-by-hop, which a proxy removes before forwarding)
+// does not make the proxy drop the verifier's: the application still sees
+// the token's tenant, and a request admitted while stale is still marked.
+func testConnectionNominated(t *testing.T, start startProxy) {
+	f := newFixture(t)
+	appAddr, _ := echoApp(t)
+	base := start(t, f.sc.Addr().String(), appAddr)
+	c := baseClaims(time.Now().Add(-time.Second))
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/orders", nil)
+	req.Header.Set("Authorization", "Bearer "+f.EdToken(t, c))
+	req.Header.Set("Connection", "X-Herald-Tenant, X-Herald-Subject, x-herald-scope")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var seen http.Header
+	if err := json.NewDecoder(resp.Body).Decode(&seen); resp.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("allowed request: %d, %v", resp.StatusCode, err)
+	}
+	for h, want := range map[string]string{verifier.HeaderTenant: "acme", verifier.HeaderSubject: "alice", verifier.HeaderScope: "read write"} {
+		if got := seen.Get(h); got != want {
+			t.Errorf("app saw %s = %q, want %q: the client's Connection header removed the verifier's", h, got, want)
+		}
+	}
+}
+
+// TestNginx_ConnectionNominated: see testConnectionNominated.
+func TestNginx_ConnectionNominated(t *testing.T) { testConnectionNominated(t, startNginx) }
+
+// TestCaddy_ConnectionNominated: see testConnectionNominated.
+func TestCaddy_ConnectionNominated(t *testing.T) { testConnectionNominated(t, startCaddy) }
