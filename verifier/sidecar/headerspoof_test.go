@@ -155,3 +155,26 @@ func TestNginx_ConnectionNominated(t *testing.T) { testConnectionNominated(t, st
 
 // TestCaddy_ConnectionNominated: see testConnectionNominated.
 func TestCaddy_ConnectionNominated(t *testing.T) { testConnectionNominated(t, startCaddy) }
+
+// TestProxy_ConnectionNominated: in proxy mode, identity headers the
+// client names in Connection still reach the application with the
+// token's values (the proxy removes hop-by-hop headers before it sets
+// them).
+func TestProxy_ConnectionNominated(t *testing.T) {
+	f, _ := newProxyFixture(t)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, f.sc.URL()+"/echo", nil)
+	req.Header.Set("Authorization", "Bearer "+f.EdToken(t, baseClaims(time.Now().Add(-time.Second))))
+	req.Header.Set("Connection", "X-Herald-Tenant, X-Herald-Subject")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var seen struct{ Headers http.Header }
+	if err := json.NewDecoder(resp.Body).Decode(&seen); resp.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("allowed request: %d, %v", resp.StatusCode, err)
+	}
+	if seen.Headers.Get(verifier.HeaderTenant) != "acme" || seen.Headers.Get(verifier.HeaderSubject) != "alice" {
+		t.Errorf("upstream saw tenant %q, subject %q; want acme, alice", seen.Headers.Get(verifier.HeaderTenant), seen.Headers.Get(verifier.HeaderSubject))
+	}
+}
