@@ -178,3 +178,38 @@ func TestProxy_ConnectionNominated(t *testing.T) {
 		t.Errorf("upstream saw tenant %q, subject %q; want acme, alice", seen.Headers.Get(verifier.HeaderTenant), seen.Headers.Get(verifier.HeaderSubject))
 	}
 }
+
+// testNonASCIIClaims: identity claims in UTF-8 reach the application as
+// the token has them, and the client's headers of those names do not
+// survive in their place.
+func testNonASCIIClaims(t *testing.T, start startProxy) {
+	f := newFixture(t)
+	appAddr, _ := echoApp(t)
+	base := start(t, f.sc.Addr().String(), appAddr)
+	c := baseClaims(time.Now().Add(-time.Second))
+	c["sub"], c["tenant"] = "José Ñandú", "bücher-straße"
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/orders", nil)
+	req.Header.Set("Authorization", "Bearer "+f.EdToken(t, c))
+	req.Header.Set(verifier.HeaderSubject, "mallory")
+	req.Header.Set(verifier.HeaderTenant, "evil")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var seen http.Header
+	if err := json.NewDecoder(resp.Body).Decode(&seen); resp.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("allowed request: %d, %v", resp.StatusCode, err)
+	}
+	for h, want := range map[string]string{verifier.HeaderSubject: "José Ñandú", verifier.HeaderTenant: "bücher-straße"} {
+		if got := seen.Values(h); len(got) != 1 || got[0] != want {
+			t.Errorf("app saw %s = %q, want [%q]", h, got, want)
+		}
+	}
+}
+
+// TestNginx_NonASCIIClaims: see testNonASCIIClaims.
+func TestNginx_NonASCIIClaims(t *testing.T) { testNonASCIIClaims(t, startNginx) }
+
+// TestCaddy_NonASCIIClaims: see testNonASCIIClaims.
+func TestCaddy_NonASCIIClaims(t *testing.T) { testNonASCIIClaims(t, startCaddy) }
