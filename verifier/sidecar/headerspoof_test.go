@@ -133,7 +133,7 @@ func testConnectionNominated(t *testing.T, start startProxy) {
 	c := baseClaims(time.Now().Add(-time.Second))
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/orders", nil)
 	req.Header.Set("Authorization", "Bearer "+f.EdToken(t, c))
-	req.Header.Set("Connection", "X-Herald-Tenant, X-Herald-Subject, x-herald-scope")
+	req.Header["Connection"] = []string{"keep-alive", "X-Herald-Tenant, X-Herald-Subject", "x-herald-scope"}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
