@@ -81,8 +81,10 @@ func (s *Service) mint(now time.Time, g grant, actor string) (string, *verifier.
 		ID:        randomID(16),
 		ClientID:  g.clientID,
 		SessionID: g.sessionID,
-		Scope:     g.scope,
-		Tenant:    g.tenant,
+		// Scopes separated by single spaces, none around them: a
+		// verifier refuses a scope a header would not carry unchanged.
+		Scope:  strings.Join(strings.Fields(g.scope), " "),
+		Tenant: g.tenant,
 	}
 	if g.jkt != "" {
 		claims.Confirmation = &verifier.Confirmation{JKT: g.jkt}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -26,10 +27,15 @@ func checkName(what, v string) error {
 	return nil
 }
 
-// checkIdent checks an identifier: bounded, UTF-8, no control characters.
+// checkIdent checks an identifier: bounded, UTF-8, no control characters,
+// and no space at either end, which header parsers trim: verifiers refuse
+// a token whose identity a header would not carry unchanged.
 func checkIdent(name, v string, required bool) error {
 	if required && v == "" {
 		return badRequest(name + " is required")
+	}
+	if v != strings.TrimSpace(v) {
+		return badRequest(name + " has spaces at either end")
 	}
 	return checkText(name, v, bus.MaxValueLen)
 }
