@@ -111,6 +111,9 @@ func Open(dir string, opts Options) (*DB, error) {
 		if db.release != nil {
 			db.release()
 		}
+		if opts.FS == vfs.Default && lockedByOther(dir, err) {
+			return nil, fmt.Errorf("open store %s: %w (its LOCK file is held): run one herald per data directory", dir, ErrInUse)
+		}
 		return nil, fmt.Errorf("open store %s: %w", dir, corruptUnlessEnvironment(err))
 	}
 	return db, nil

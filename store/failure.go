@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // ErrBroken is wrapped by the errors of every write to a DB that can no
@@ -24,6 +25,27 @@ var ErrBroken = errors.New("store: broken")
 // corruption is found after Open. State that can be rebuilt, such as a
 // denylist replayed from the stream, is then best moved aside and rebuilt.
 var ErrCorrupt = errors.New("store: corrupt")
+
+// ErrInUse is wrapped by Open's error when another process has the
+// database open: Pebble's LOCK file in it is held. Two processes given the
+// same data directory are the usual cause.
+var ErrInUse = errors.New("store: in use by another process")
+
+// lockedByOther reports whether Pebble's Open failed because another
+// process holds dir's LOCK file: its error is the bare errno of the
+// refused lock, so the lock is tried again to tell it from any other
+// EAGAIN or EACCES.
+func lockedByOther(dir string, err error) bool {
+	if !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EACCES) {
+		return false
+	}
+	l, lerr := pebble.LockDirectory(dir, vfs.Default)
+	if lerr == nil {
+		l.Close()
+		return false
+	}
+	return errors.Is(lerr, syscall.EAGAIN) || errors.Is(lerr, syscall.EACCES)
+}
 
 // failure is what broke a DB, if anything.
 type failure struct {
