@@ -108,7 +108,14 @@ func startSidecar(t *testing.T, conn *bus.Conn, cfg sidecar.Config) *sidecar.Sid
 // test ends and returns the address.
 func serveGRPC(t *testing.T, v *verifier.Verifier) string {
 	t.Helper()
-	srv, err := extauthz.New(extauthz.Config{Verifier: v, Logger: testLogger(t)})
+	return serveGRPCWith(t, extauthz.Config{Verifier: v})
+}
+
+// serveGRPCWith serves over gRPC with cfg, as serveGRPC does.
+func serveGRPCWith(t *testing.T, cfg extauthz.Config) string {
+	t.Helper()
+	cfg.Logger = testLogger(t)
+	srv, err := extauthz.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/tap"
@@ -22,9 +23,19 @@ const (
 	// request's headers is 60 KiB, and the verifier needs no body.
 	DefaultMaxRequestSize = 128 << 10
 	// DefaultMaxConcurrentStreams bounds the Checks in flight on one
-	// connection (Envoy multiplexes its checks over few connections).
-	DefaultMaxConcurrentStreams = 1024
+	// connection. Envoy multiplexes its checks over few connections and
+	// opens another when one has as many calls as the server allows.
+	DefaultMaxConcurrentStreams = 100
+	// DefaultMaxConnections bounds the connections served at once; a
+	// further one waits in the listener's queue until one closes. Envoy
+	// keeps about one connection per worker thread.
+	DefaultMaxConnections = 64
 )
+
+// streamWindow is gRPC's initial flow-control window of a call, which
+// bounds what a client can send of a request the server has not yet
+// read: 64 KiB, its minimum and default.
+const streamWindow = 64 << 10
 
 // MaxHeaderListSize bounds a call's HTTP/2 headers (its gRPC metadata),
 // decoded, in bytes; a call over it is refused before its handler runs.
@@ -64,6 +75,13 @@ type Config struct {
 	// MaxConcurrentStreams bounds the calls in flight on one connection.
 	// Default DefaultMaxConcurrentStreams.
 	MaxConcurrentStreams uint32
+	// MaxConnections bounds the connections served at once. Default
+	// DefaultMaxConnections. With MaxConcurrentStreams it bounds what
+	// callers can make the server hold: MaxConnections x
+	// MaxConcurrentStreams calls, each with at most 64 KiB of request
+	// unread and MaxHeaderListSize of metadata (about 800 MiB at the
+	// defaults, for at most CallTimeout).
+	MaxConnections int
 	// CallTimeout bounds a call from its headers to its answer, however
 	// long a deadline the caller sets or none; a call over it is ended
 	// with DEADLINE_EXCEEDED. Default DefaultCallTimeout.
@@ -79,6 +97,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
 	}
 	if c.CallTimeout == 0 {
 		c.CallTimeout = DefaultCallTimeout
@@ -96,6 +117,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CallTimeout < 0 {
 		errs = append(errs, fmt.Errorf("call timeout %s is negative", c.CallTimeout))
+	}
+	if c.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("max connections %d is negative", c.MaxConnections))
 	}
 	return errors.Join(errs...)
 }
@@ -126,6 +150,7 @@ func (s *Server) serverOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestSize),
 		grpc.MaxConcurrentStreams(s.cfg.MaxConcurrentStreams),
+		grpc.InitialWindowSize(streamWindow),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
 		grpc.ConnectionTimeout(handshakeTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout}),
@@ -142,15 +167,16 @@ func (s *Server) bound(ctx context.Context, _ *tap.Info) (context.Context, error
 	return ctx, nil
 }
 
-// Serve answers Check calls on ln until ctx ends, then stops gracefully:
-// it waits up to ten seconds for calls in flight, then ends them. It
-// closes ln, and returns the gRPC server's error, or nil after a clean
-// stop.
+// Serve answers Check calls on ln, at most MaxConnections connections at
+// once, until ctx ends, then stops gracefully: it waits up to ten seconds
+// for calls in flight, then ends them. It closes ln, and returns the gRPC
+// server's error, or nil after a clean stop.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	gs := grpc.NewServer(s.serverOptions()...)
 	authv3.RegisterAuthorizationServer(gs, s)
 	errc := make(chan error, 1)
-	go func() { errc <- gs.Serve(ln) }()
+	bounded := netutil.LimitListener(ln, s.cfg.MaxConnections)
+	go func() { errc <- gs.Serve(bounded) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve grpc on %s: %w", ln.Addr(), err)

@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/heraldsec/herald/verifier/extauthz"
@@ -35,6 +38,32 @@ func TestServe_RequestSizeBound(t *testing.T) {
 		t.Fatalf("Check of a request over %d bytes = %v, want RESOURCE_EXHAUSTED", extauthz.DefaultMaxRequestSize, err)
 	}
 	okAnswer(t, f.check(t, request{method: "GET", scheme: "https", host: "app.example", path: "/", headers: bearer(tok)}))
+}
+
+// TestServe_ConnectionBound: the server serves at most MaxConnections
+// connections at once; another waits, unanswered, until one of them
+// closes, and is then served.
+func TestServe_ConnectionBound(t *testing.T) {
+	f := newFixture(t, sidecar.Config{})
+	addr := serveGRPCWith(t, extauthz.Config{Verifier: f.sc.Verifier(), MaxConnections: 1})
+	tok, _ := f.token(t, nil)
+	req := request{method: "GET", scheme: "https", host: "app.example", path: "/", headers: bearer(tok)}.checkRequest()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	okAnswer(t, check(t, authv3.NewAuthorizationClient(cc), req))
+
+	second := dial(t, addr)
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	_, err = second.Check(ctx, req)
+	cancel()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("Check on a connection over the bound = %v, want no answer (DEADLINE_EXCEEDED)", err)
+	}
+	cc.Close()
+	okAnswer(t, check(t, second, req))
 }
 
 // TestServe_StopsWithContext: Serve returns nil once its context ends,
