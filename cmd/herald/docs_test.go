@@ -133,6 +133,49 @@ func TestDocs_LinksResolve(t *testing.T) {
 	}
 }
 
+// TestDocs_NamedFilesExist: every repository path the README, SECURITY.md,
+// BENCHMARKS.md, deploy/README.md and docs/ name in code spans
+// (`deploy/caddy/Caddyfile`, `verifier/sidecar/nginx_test.go`,
+// `deploy/prometheus/tests/*.yml`) exists, so a moved example or test
+// cannot leave a page sending operators to nothing.
+func TestDocs_NamedFilesExist(t *testing.T) {
+	root := filepath.Join("..", "..")
+	var docs []string
+	for _, pattern := range []string{"*.md", "docs/*.md", "docs/reference/*.md", "deploy/*.md"} {
+		m, err := filepath.Glob(filepath.Join(root, pattern))
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, m...)
+	}
+	named := regexp.MustCompile("`((?:bench|bus|cmd|deploy|docs|internal|issuer|ssf|store|verifier)/[A-Za-z0-9_./*-]*[A-Za-z0-9_*/])`")
+	checked := 0
+	for _, doc := range docs {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(root, doc)
+		for _, m := range named.FindAllSubmatch(b, -1) {
+			name := string(m[1])
+			if strings.Contains(name, "...") {
+				continue // a package pattern such as internal/...
+			}
+			checked++
+			found, err := filepath.Glob(filepath.Join(root, filepath.FromSlash(name)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(found) == 0 {
+				t.Errorf("%s names %s, which does not exist", rel, name)
+			}
+		}
+	}
+	if checked < 50 {
+		t.Errorf("only %d file names checked: the pattern no longer matches them", checked)
+	}
+}
+
 // slug is the anchor GitHub gives a Markdown heading: lower case, spaces
 // as dashes, punctuation dropped.
 func slug(heading string) string {
