@@ -18,24 +18,24 @@ const caddyExample = "../../deploy/caddy/Caddyfile"
 func startCaddy(t *testing.T, verifierAddr, appAddr string) string {
 	t.Helper()
 	bin := findProgram(t, "caddy", "caddy", "/usr/bin/caddy", "/usr/local/bin/caddy")
-	dir := t.TempDir()
-	listen := freeAddr(t)
-	conf := proxyExample(t, caddyExample,
-		"forward_auth 127.0.0.1:8421 {", "forward_auth "+verifierAddr+" {",
-		"reverse_proxy 127.0.0.1:8080\n", "reverse_proxy "+appAddr+"\n",
-		"http://:8000 {", "http://"+listen+" {")
-	// Global options first: no admin endpoint. Caddy keeps its data and
-	// last configuration in the XDG directories set below.
-	conf = "{\n\tadmin off\n}\n\n" + conf
-	file := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
-	url := "http://" + listen
-	runProxy(t, cmd, url, func() string { return "" })
-	return url
+	listen := onFreePort(t, func(listen string) bool {
+		dir := t.TempDir()
+		conf := proxyExample(t, caddyExample,
+			"forward_auth 127.0.0.1:8421 {", "forward_auth "+verifierAddr+" {",
+			"reverse_proxy 127.0.0.1:8080\n", "reverse_proxy "+appAddr+"\n",
+			"http://:8000 {", "http://"+listen+" {\n\tbind 127.0.0.1")
+		// Global options first: no admin endpoint. Caddy keeps its data
+		// and last configuration in the XDG directories set below.
+		conf = "{\n\tadmin off\n}\n\n" + conf
+		file := filepath.Join(dir, "Caddyfile")
+		if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
+		cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+		return runProxy(t, cmd, "http://"+listen, func() string { return "" })
+	})
+	return "http://" + listen
 }
 
 // TestCaddy_ForwardAuth puts a real caddy with the deploy example's

@@ -70,7 +70,10 @@ func proxyExample(t *testing.T, path string, oldnew ...string) string {
 // runProxy starts cmd, stops it (SIGTERM, then SIGKILL after 10 s) at
 // cleanup, and waits until url answers. logs returns what the proxy wrote
 // elsewhere than its output, for the failure message if it exits first.
-func runProxy(t *testing.T, cmd *exec.Cmd, url string, logs func() string) {
+// It reports whether the proxy exited because another process took its
+// port between freeAddr and the proxy's start: the caller then starts it
+// again on another.
+func runProxy(t *testing.T, cmd *exec.Cmd, url string, logs func() string) (portTaken bool) {
 	t.Helper()
 	name := cmd.Path
 	var out strings.Builder
@@ -93,16 +96,39 @@ func runProxy(t *testing.T, cmd *exec.Cmd, url string, logs func() string) {
 	bustest.WaitFor(t, 10*time.Second, func() error {
 		select {
 		case <-exited:
-			t.Fatalf("%s exited: %v\n%s\n%s", name, waitErr, out.String(), logs())
+			said := out.String() + logs()
+			if strings.Contains(strings.ToLower(said), "address already in use") {
+				portTaken = true
+				return nil
+			}
+			t.Fatalf("%s exited: %v\n%s", name, waitErr, said)
 		default:
 		}
-		resp, err := http.Get(url + "/")
+		// A bounded wait: a process that took the port may accept and
+		// never answer.
+		resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(url + "/")
 		if err != nil {
 			return err
 		}
 		resp.Body.Close()
 		return nil
 	})
+	return portTaken
+}
+
+// onFreePort calls start with a free loopback address until start
+// reports that the port was not taken meanwhile, at most three times.
+func onFreePort(t *testing.T, start func(listen string) (portTaken bool)) string {
+	t.Helper()
+	for range 3 {
+		listen := freeAddr(t)
+		if !start(listen) {
+			return listen
+		}
+		t.Logf("port %s was taken before the proxy started; another", listen)
+	}
+	t.Fatal("three free ports were taken before the proxy started")
+	return ""
 }
 
 // echoApp is the application behind the proxy: it answers every request

@@ -18,20 +18,20 @@ const nginxExample = "../../deploy/nginx/herald.conf"
 func startNginx(t *testing.T, verifierAddr, appAddr string) string {
 	t.Helper()
 	bin := findProgram(t, "nginx", "nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx")
-	dir := t.TempDir()
-	listen := freeAddr(t)
-	conf := proxyExample(t, nginxExample,
-		"server 127.0.0.1:8421;", "server "+verifierAddr+";",
-		"server 127.0.0.1:8080;", "server "+appAddr+";",
-		"listen 8000;", "listen "+listen+";")
-	if err := os.WriteFile(filepath.Join(dir, "herald.conf"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var user string
-	if os.Geteuid() == 0 {
-		user = "user root root;\n" // workers must reach the 0700 temporary directory
-	}
-	main := fmt.Sprintf(`%sworker_processes 1;
+	listen := onFreePort(t, func(listen string) bool {
+		dir := t.TempDir()
+		conf := proxyExample(t, nginxExample,
+			"server 127.0.0.1:8421;", "server "+verifierAddr+";",
+			"server 127.0.0.1:8080;", "server "+appAddr+";",
+			"listen 8000;", "listen "+listen+";")
+		if err := os.WriteFile(filepath.Join(dir, "herald.conf"), []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var user string
+		if os.Geteuid() == 0 {
+			user = "user root root;\n" // workers must reach the 0700 temporary directory
+		}
+		main := fmt.Sprintf(`%sworker_processes 1;
 error_log %[2]s/error.log warn;
 pid %[2]s/nginx.pid;
 events { worker_connections 64; }
@@ -45,16 +45,16 @@ http {
     include %[2]s/herald.conf;
 }
 `, user, dir)
-	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(main), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
-	url := "http://" + listen
-	runProxy(t, cmd, url, func() string {
-		logs, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-		return string(logs)
+		if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(main), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
+		return runProxy(t, cmd, "http://"+listen, func() string {
+			logs, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			return string(logs)
+		})
 	})
-	return url
+	return "http://" + listen
 }
 
 // TestNginx_AuthRequest puts a real nginx with the deploy example's
