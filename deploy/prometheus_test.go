@@ -487,14 +487,6 @@ scrape_configs:
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+listen, "--log.level=warn")
 	api := "http://" + listen + "/api/v1/"
 
-	type ruleState struct {
-		Name           string `json:"name"`
-		Type           string `json:"type"`
-		Health         string `json:"health"`
-		LastError      string `json:"lastError"`
-		State          string `json:"state"`
-		LastEvaluation string `json:"lastEvaluation"`
-	}
 	var states []ruleState
 	bustest.WaitFor(t, 60*time.Second, func() error {
 		select {
@@ -502,24 +494,9 @@ scrape_configs:
 			t.Fatalf("prometheus exited:\n%s", out.String())
 		default:
 		}
-		resp, err := http.Get(api + "rules")
-		if err != nil {
+		var err error
+		if states, err = promRules(api + "rules"); err != nil {
 			return err
-		}
-		defer resp.Body.Close()
-		var body struct {
-			Data struct {
-				Groups []struct {
-					Rules []ruleState `json:"rules"`
-				} `json:"groups"`
-			} `json:"data"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			return err
-		}
-		states = states[:0]
-		for _, g := range body.Data.Groups {
-			states = append(states, g.Rules...)
 		}
 		if len(states) != len(readRules(t)) {
 			return fmt.Errorf("prometheus loaded %d rules, want %d", len(states), len(readRules(t)))
@@ -543,25 +520,12 @@ scrape_configs:
 	})
 	firing := map[string]string{}
 	bustest.WaitFor(t, 30*time.Second, func() error {
-		resp, err := http.Get(api + "rules?type=alert")
+		alerts, err := promRules(api + "rules?type=alert")
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
-		var body struct {
-			Data struct {
-				Groups []struct {
-					Rules []ruleState `json:"rules"`
-				} `json:"groups"`
-			} `json:"data"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			return err
-		}
-		for _, g := range body.Data.Groups {
-			for _, r := range g.Rules {
-				firing[r.Name] = r.State
-			}
+		for _, r := range alerts {
+			firing[r.Name] = r.State
 		}
 		if firing["HeraldTrustedIssuerNoKeys"] != "pending" {
 			return fmt.Errorf("HeraldTrustedIssuerNoKeys %q, want pending", firing["HeraldTrustedIssuerNoKeys"])
@@ -573,6 +537,40 @@ scrape_configs:
 			t.Errorf("%s is %s against a healthy issuer and verifier", name, state)
 		}
 	}
+}
+
+// ruleState is a rule as Prometheus's /api/v1/rules shows it.
+type ruleState struct {
+	Name           string `json:"name"`
+	Type           string `json:"type"`
+	Health         string `json:"health"`
+	LastError      string `json:"lastError"`
+	State          string `json:"state"`
+	LastEvaluation string `json:"lastEvaluation"`
+}
+
+// promRules returns the rules of every group at the rules endpoint u.
+func promRules(u string) ([]ruleState, error) {
+	resp, err := http.Get(u)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data struct {
+			Groups []struct {
+				Rules []ruleState `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, err
+	}
+	var rules []ruleState
+	for _, g := range body.Data.Groups {
+		rules = append(rules, g.Rules...)
+	}
+	return rules, nil
 }
 
 // promHas reports an error unless the instant query q returns a sample.

@@ -75,11 +75,10 @@ func TestDocs_NameRealTests(t *testing.T) {
 	}
 }
 
-// TestDocs_LinksResolve: every relative link of the README, SECURITY.md,
-// BENCHMARKS.md, deploy/README.md and docs/ names a file of the
-// repository, and every #anchor one of the target's headings.
-func TestDocs_LinksResolve(t *testing.T) {
-	root := filepath.Join("..", "..")
+// markdownPages returns the README, SECURITY.md, BENCHMARKS.md,
+// deploy/README.md and the pages of docs/, under the repository at root.
+func markdownPages(t *testing.T, root string) []string {
+	t.Helper()
 	var docs []string
 	for _, pattern := range []string{"*.md", "docs/*.md", "docs/reference/*.md", "deploy/*.md"} {
 		m, err := filepath.Glob(filepath.Join(root, pattern))
@@ -88,6 +87,15 @@ func TestDocs_LinksResolve(t *testing.T) {
 		}
 		docs = append(docs, m...)
 	}
+	return docs
+}
+
+// TestDocs_LinksResolve: every relative link of the README, SECURITY.md,
+// BENCHMARKS.md, deploy/README.md and docs/ names a file of the
+// repository, and every #anchor one of the target's headings.
+func TestDocs_LinksResolve(t *testing.T) {
+	root := filepath.Join("..", "..")
+	docs := markdownPages(t, root)
 	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
 	heading := regexp.MustCompile(`(?m)^#+ (.+)$`)
 	anchors := func(path string) map[string]bool {
@@ -140,14 +148,7 @@ func TestDocs_LinksResolve(t *testing.T) {
 // cannot leave a page sending operators to nothing.
 func TestDocs_NamedFilesExist(t *testing.T) {
 	root := filepath.Join("..", "..")
-	var docs []string
-	for _, pattern := range []string{"*.md", "docs/*.md", "docs/reference/*.md", "deploy/*.md"} {
-		m, err := filepath.Glob(filepath.Join(root, pattern))
-		if err != nil {
-			t.Fatal(err)
-		}
-		docs = append(docs, m...)
-	}
+	docs := markdownPages(t, root)
 	named := regexp.MustCompile("`((?:bench|bus|cmd|deploy|docs|internal|issuer|ssf|store|verifier)/[A-Za-z0-9_./*-]*[A-Za-z0-9_*/])`")
 	checked := 0
 	for _, doc := range docs {

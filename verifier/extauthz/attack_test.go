@@ -50,46 +50,15 @@ func TestServe_HeaderListBound(t *testing.T) {
 	})
 
 	t.Run("raw HTTP/2 client", func(t *testing.T) {
-		conn, err := net.Dial("tcp", f.addr)
-		if err != nil {
-			t.Fatal(err)
+		pad := make([]hpack.HeaderField, bombFields)
+		for i := range pad {
+			pad[i] = hpack.HeaderField{Name: "x-pad", Value: "a"}
 		}
-		defer conn.Close()
-		// A deadline only for a server that never answers: the test then
-		// fails instead of hanging.
-		if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
-			t.Fatal(err)
-		}
-		fr := http2.NewFramer(conn, conn)
-		if err := fr.WriteSettings(); err != nil {
-			t.Fatal(err)
-		}
-		var block bytes.Buffer
-		enc := hpack.NewEncoder(&block)
-		for _, hf := range []hpack.HeaderField{
-			{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"},
-			{Name: ":path", Value: "/envoy.service.auth.v3.Authorization/Check"}, {Name: ":authority", Value: f.addr},
-			{Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"},
-		} {
-			_ = enc.WriteField(hf) // writes to a bytes.Buffer
-		}
-		for range bombFields {
-			_ = enc.WriteField(hpack.HeaderField{Name: "x-pad", Value: "a"})
-		}
-		if block.Len() > 16<<10 {
-			t.Fatalf("header block of %d bytes does not fit one frame", block.Len())
-		}
-		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndHeaders: true}); err != nil {
-			t.Fatal(err)
-		}
+		fr, blockLen := rawCall(t, f.addr, pad...)
 		// An empty CheckRequest, as one gRPC message, ends the call.
 		if err := fr.WriteData(1, true, []byte{0, 0, 0, 0, 0}); err != nil {
 			t.Fatal(err)
 		}
-		fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 		for {
 			frame, err := fr.ReadFrame()
 			if err != nil {
@@ -108,7 +77,7 @@ func TestServe_HeaderListBound(t *testing.T) {
 						return // refused before gRPC
 					}
 					if gs := headerValue(frame, "grpc-status"); gs == "0" {
-						t.Fatalf("a call with %d metadata headers (%d bytes sent) was answered OK, want refused", bombFields, block.Len())
+						t.Fatalf("a call with %d metadata headers (%d bytes sent) was answered OK, want refused", bombFields, blockLen)
 					}
 					return // refused with a gRPC status
 				}
@@ -201,36 +170,7 @@ func TestServe_StalledCallEnded(t *testing.T) {
 		}
 	}()
 
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	// Only for a server that never ends the call: the test then fails
-	// instead of hanging.
-	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
-		t.Fatal(err)
-	}
-	fr := http2.NewFramer(conn, conn)
-	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	if err := fr.WriteSettings(); err != nil {
-		t.Fatal(err)
-	}
-	var block bytes.Buffer
-	enc := hpack.NewEncoder(&block)
-	for _, hf := range []hpack.HeaderField{
-		{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"},
-		{Name: ":path", Value: "/envoy.service.auth.v3.Authorization/Check"}, {Name: ":authority", Value: ln.Addr().String()},
-		{Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"},
-	} {
-		_ = enc.WriteField(hf) // writes to a bytes.Buffer
-	}
-	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndHeaders: true}); err != nil {
-		t.Fatal(err)
-	}
+	fr, _ := rawCall(t, ln.Addr().String())
 	// A message of 64 KiB announced, 1 KiB of it sent.
 	if err := fr.WriteData(1, false, append([]byte{0, 0, 1, 0, 0}, make([]byte, 1<<10)...)); err != nil {
 		t.Fatal(err)
@@ -263,4 +203,47 @@ func TestServe_StalledCallEnded(t *testing.T) {
 			}
 		}
 	}
+}
+
+// rawCall connects to addr as an HTTP/2 client that obeys none of the
+// server's limits and starts a Check call on stream 1: gRPC's request
+// headers, then extra, in one header block. It returns the framer, which
+// reads header blocks decoded, and the block's size. The connection
+// closes when the test ends; a deadline makes a server that never answers
+// fail the test instead of hanging it.
+func rawCall(t *testing.T, addr string, extra ...hpack.HeaderField) (fr *http2.Framer, blockLen int) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	fr = http2.NewFramer(conn, conn)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	fields := append([]hpack.HeaderField{
+		{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"},
+		{Name: ":path", Value: "/envoy.service.auth.v3.Authorization/Check"}, {Name: ":authority", Value: addr},
+		{Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"},
+	}, extra...)
+	for _, hf := range fields {
+		_ = enc.WriteField(hf) // writes to a bytes.Buffer
+	}
+	if block.Len() > 16<<10 {
+		t.Fatalf("header block of %d bytes does not fit one frame", block.Len())
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	return fr, block.Len()
 }

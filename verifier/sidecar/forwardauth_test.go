@@ -131,6 +131,22 @@ func onFreePort(t *testing.T, start func(listen string) (portTaken bool)) string
 	return ""
 }
 
+// admitted sends req, which must be admitted (200), and returns the
+// answer's JSON: what the echo application saw.
+func admitted[T any](t *testing.T, req *http.Request) T {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var seen T
+	if err := json.NewDecoder(resp.Body).Decode(&seen); resp.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("allowed request: %d, %v", resp.StatusCode, err)
+	}
+	return seen
+}
+
 // echoApp is the application behind the proxy: it answers every request
 // with the headers it received, as JSON, and counts the requests.
 func echoApp(t *testing.T) (addr string, calls *atomic.Int64) {
@@ -322,15 +338,7 @@ func testStaleMarked(t *testing.T, start startProxy) {
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/orders", nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set(verifier.HeaderStale, "forged")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var seen http.Header
-		if err := json.NewDecoder(resp.Body).Decode(&seen); resp.StatusCode != http.StatusOK || err != nil {
-			t.Fatalf("allowed request: %d, %v", resp.StatusCode, err)
-		}
+		seen := admitted[http.Header](t, req)
 		if got := seen.Get(verifier.HeaderStale); got != want {
 			t.Fatalf("app saw %s = %q, want %q", verifier.HeaderStale, seen.Values(verifier.HeaderStale), want)
 		}

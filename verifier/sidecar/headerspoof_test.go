@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -39,15 +38,7 @@ func testUnderscoreVariants(t *testing.T, start startProxy) {
 	for name, v := range spoofedVariants {
 		req.Header[name] = []string{v} // sent as written, not canonicalised
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var seen http.Header
-	if err := json.NewDecoder(resp.Body).Decode(&seen); resp.StatusCode != http.StatusOK || err != nil {
-		t.Fatalf("allowed request: %d, %v", resp.StatusCode, err)
-	}
+	seen := admitted[http.Header](t, req)
 	want := map[string]string{verifier.HeaderIssuer: testIssuer, verifier.HeaderSubject: "alice", verifier.HeaderSession: c["sid"].(string)}
 	for name, vs := range seen {
 		if !verifier.IsHeraldHeader(name) {
@@ -134,15 +125,7 @@ func testConnectionNominated(t *testing.T, start startProxy) {
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/orders", nil)
 	req.Header.Set("Authorization", "Bearer "+f.EdToken(t, c))
 	req.Header["Connection"] = []string{"keep-alive", "X-Herald-Tenant, X-Herald-Subject", "x-herald-scope"}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var seen http.Header
-	if err := json.NewDecoder(resp.Body).Decode(&seen); resp.StatusCode != http.StatusOK || err != nil {
-		t.Fatalf("allowed request: %d, %v", resp.StatusCode, err)
-	}
+	seen := admitted[http.Header](t, req)
 	for h, want := range map[string]string{verifier.HeaderTenant: "acme", verifier.HeaderSubject: "alice", verifier.HeaderScope: "read write"} {
 		if got := seen.Get(h); got != want {
 			t.Errorf("app saw %s = %q, want %q: the client's Connection header removed the verifier's", h, got, want)
@@ -165,15 +148,7 @@ func TestProxy_ConnectionNominated(t *testing.T) {
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, f.sc.URL()+"/echo", nil)
 	req.Header.Set("Authorization", "Bearer "+f.EdToken(t, baseClaims(time.Now().Add(-time.Second))))
 	req.Header.Set("Connection", "X-Herald-Tenant, X-Herald-Subject")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var seen struct{ Headers http.Header }
-	if err := json.NewDecoder(resp.Body).Decode(&seen); resp.StatusCode != http.StatusOK || err != nil {
-		t.Fatalf("allowed request: %d, %v", resp.StatusCode, err)
-	}
+	seen := admitted[struct{ Headers http.Header }](t, req)
 	if seen.Headers.Get(verifier.HeaderTenant) != "acme" || seen.Headers.Get(verifier.HeaderSubject) != "alice" {
 		t.Errorf("upstream saw tenant %q, subject %q; want acme, alice", seen.Headers.Get(verifier.HeaderTenant), seen.Headers.Get(verifier.HeaderSubject))
 	}
@@ -192,15 +167,7 @@ func testNonASCIIClaims(t *testing.T, start startProxy) {
 	req.Header.Set("Authorization", "Bearer "+f.EdToken(t, c))
 	req.Header.Set(verifier.HeaderSubject, "mallory")
 	req.Header.Set(verifier.HeaderTenant, "evil")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var seen http.Header
-	if err := json.NewDecoder(resp.Body).Decode(&seen); resp.StatusCode != http.StatusOK || err != nil {
-		t.Fatalf("allowed request: %d, %v", resp.StatusCode, err)
-	}
+	seen := admitted[http.Header](t, req)
 	for h, want := range map[string]string{verifier.HeaderSubject: "José Ñandú", verifier.HeaderTenant: "bücher-straße"} {
 		if got := seen.Values(h); len(got) != 1 || got[0] != want {
 			t.Errorf("app saw %s = %q, want [%q]", h, got, want)
