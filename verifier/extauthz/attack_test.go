@@ -152,25 +152,8 @@ func TestCheck_ClaimNotAHeaderValue(t *testing.T) {
 // the verifier's memory.
 func TestServe_StalledCallEnded(t *testing.T) {
 	f := newFixture(t, sidecar.Config{})
-	srv, err := extauthz.New(extauthz.Config{Verifier: f.sc.Verifier(), Logger: testLogger(t), CallTimeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-
-	fr, _ := rawCall(t, ln.Addr().String())
+	addr := serveGRPCWith(t, extauthz.Config{Verifier: f.sc.Verifier(), CallTimeout: 300 * time.Millisecond})
+	fr, _ := rawCall(t, addr)
 	// A message of 64 KiB announced, 1 KiB of it sent.
 	if err := fr.WriteData(1, false, append([]byte{0, 0, 1, 0, 0}, make([]byte, 1<<10)...)); err != nil {
 		t.Fatal(err)
