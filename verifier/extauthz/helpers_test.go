@@ -84,19 +84,7 @@ func startSidecar(t *testing.T, conn *bus.Conn, cfg sidecar.Config) *sidecar.Sid
 	if err != nil {
 		t.Fatalf("open sidecar: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("sidecar run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("sidecar run did not return after cancel")
-		}
+	bustest.RunUntilStopped(t, sc.Run, func() {
 		if err := sc.Close(); err != nil {
 			t.Errorf("close sidecar: %v", err)
 		}
@@ -123,20 +111,7 @@ func serveGRPCWith(t *testing.T, cfg extauthz.Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve grpc: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("grpc server did not stop")
-		}
-	})
+	bustest.RunUntilStopped(t, func(ctx context.Context) error { return srv.Serve(ctx, ln) }, func() {})
 	return ln.Addr().String()
 }
 

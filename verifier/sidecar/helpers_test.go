@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -93,28 +92,11 @@ func startSidecarWith(t *testing.T, conn *bus.Conn, cfg Config) (*Sidecar, func(
 	if err != nil {
 		t.Fatalf("open sidecar: %v", err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- sc.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("sidecar run: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Errorf("sidecar run did not return after cancel")
-				return
-			}
-			if err := sc.Close(); err != nil {
-				t.Errorf("close sidecar: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
+	stop := bustest.RunUntilStopped(t, sc.Run, func() {
+		if err := sc.Close(); err != nil {
+			t.Errorf("close sidecar: %v", err)
+		}
+	})
 	return sc, stop
 }
 
