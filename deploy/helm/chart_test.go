@@ -197,26 +197,27 @@ func one[T interface {
 	return zero
 }
 
+// container returns the container of p named name.
 func container(t *testing.T, p *corev1.PodSpec, name string) *corev1.Container {
 	t.Helper()
-	for i := range p.Containers {
-		if p.Containers[i].Name == name {
-			return &p.Containers[i]
-		}
-	}
-	t.Fatalf("no container %q", name)
-	return nil
+	return named(t, "container", p.Containers, func(c corev1.Container) string { return c.Name }, name)
 }
 
+// volume returns the volume of p named name.
 func volume(t *testing.T, p *corev1.PodSpec, name string) *corev1.Volume {
 	t.Helper()
-	for i := range p.Volumes {
-		if p.Volumes[i].Name == name {
-			return &p.Volumes[i]
-		}
+	return named(t, "volume", p.Volumes, func(v corev1.Volume) string { return v.Name }, name)
+}
+
+// named returns the item of items that nameOf names name, failing the
+// test, which names it a what, when there is none.
+func named[T any](t *testing.T, what string, items []T, nameOf func(T) string, name string) *T {
+	t.Helper()
+	i := slices.IndexFunc(items, func(v T) bool { return nameOf(v) == name })
+	if i < 0 {
+		t.Fatalf("no %s %q", what, name)
 	}
-	t.Fatalf("no volume %q", name)
-	return nil
+	return &items[i]
 }
 
 func env(t *testing.T, c *corev1.Container, name string) (corev1.EnvVar, int) {
