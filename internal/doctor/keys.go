@@ -3,8 +3,6 @@ package doctor
 import (
 	"context"
 	"crypto"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -245,27 +243,7 @@ func lastSigner(ctx context.Context, conn *bus.Conn, timeout time.Duration) stri
 	if err != nil {
 		return ""
 	}
-	return jwsKid(m.Header.Get(bus.HeaderSignature))
-}
-
-// jwsKid returns the kid of a JWS's protected header; empty if it has
-// none.
-func jwsKid(jws string) string {
-	protected, _, ok := strings.Cut(jws, ".")
-	if !ok || len(protected) > 1024 {
-		return ""
-	}
-	b, err := base64.RawURLEncoding.DecodeString(protected)
-	if err != nil {
-		return ""
-	}
-	var h struct {
-		Kid string `json:"kid"`
-	}
-	if json.Unmarshal(b, &h) != nil {
-		return ""
-	}
-	return h.Kid
+	return bus.SignatureKid(bus.Delivery{Header: m.Header})
 }
 
 // tokenKeys checks the token signing keys: at least one valid and not
